@@ -1,0 +1,538 @@
+#include "lfp/engine/engine.hpp"
+
+#include <algorithm>
+#include <cassert>
+
+#include "layer_index.hpp"
+#include "lfp/engine/error.hpp"
+#include "lfp/engine/tuple_classifier.hpp"
+
+namespace lfp {
+
+// A filter as the engine keeps it: the object plus its place in its layer's evaluation order.
+struct FilterEngine::FilterRecord {
+  Filter filter;
+  const Sublayer* sublayer = nullptr;
+  bool enforced = false;     // in the classifier (not DISABLED)
+  uint32_t slot = 0;         // rule id in the layer's classifier
+  uint32_t priority = 0;     // order-preserving label: higher is evaluated first
+};
+
+namespace {
+
+// Evaluation order inside a layer: sublayer weight (high first, ties by key), then filter weight
+// (high first), then filter id (older first).
+struct OrderKey {
+  uint16_t sublayer_weight;
+  Guid sublayer_key;
+  uint64_t weight;
+  uint64_t id;
+};
+struct EvaluatedBefore {
+  bool operator()(const OrderKey& a, const OrderKey& b) const {
+    if (a.sublayer_weight != b.sublayer_weight) return a.sublayer_weight > b.sublayer_weight;
+    if (a.sublayer_key != b.sublayer_key) return a.sublayer_key < b.sublayer_key;
+    if (a.weight != b.weight) return a.weight > b.weight;
+    return a.id < b.id;
+  }
+};
+
+constexpr uint32_t kLabelMax = UINT32_MAX - 1;  // priorities stay below the "no bound" value
+constexpr uint32_t kLabelStep = 1u << 12;       // gap left when appending at either end
+
+}  // namespace
+
+struct FilterEngine::LayerState {
+  explicit LayerState(const LayerInfo& l) : info(l), index(make_layer_index(l)) {}
+  const LayerInfo& info;
+  std::unique_ptr<LayerIndex> index;
+  std::map<OrderKey, FilterRecord*, EvaluatedBefore> order;  // enforced filters, evaluation order
+  std::vector<FilterRecord*> slots;                         // classifier rule id -> filter
+  std::vector<uint32_t> free_slots;
+
+  static OrderKey key_of(const FilterRecord& r) {
+    return {r.sublayer->weight, r.sublayer->key, r.filter.effective_weight, r.filter.id};
+  }
+
+  void add(FilterRecord* r) {
+    if (free_slots.empty()) {
+      r->slot = static_cast<uint32_t>(slots.size());
+      slots.push_back(r);
+    } else {
+      r->slot = free_slots.back();
+      free_slots.pop_back();
+      slots[r->slot] = r;
+    }
+    auto [it, inserted] = order.emplace(key_of(*r), r);
+    assert(inserted);
+    // A label between the neighbours' (higher = earlier); relabel everything when there is no gap.
+    const bool has_prev = it != order.begin();
+    const bool has_next = std::next(it) != order.end();
+    const uint64_t prev = has_prev ? std::prev(it)->second->priority : uint64_t{kLabelMax} + 1;
+    const uint64_t next = has_next ? std::next(it)->second->priority : 0;
+    uint64_t label;
+    if (!has_prev && !has_next) label = kLabelMax / 2;
+    else if (!has_prev) label = next + kLabelStep;
+    else if (!has_next) label = prev > kLabelStep ? prev - kLabelStep : prev / 2;
+    else label = next + (prev - next) / 2;
+    if (label <= next || label >= prev || label == 0 || label > kLabelMax) {
+      relabel();
+    } else {
+      r->priority = static_cast<uint32_t>(label);
+      index->insert(r->slot, r->priority, r->filter);
+    }
+    r->enforced = true;
+  }
+
+  void remove(FilterRecord* r) {
+    index->erase(r->slot);
+    order.erase(key_of(*r));
+    slots[r->slot] = nullptr;
+    free_slots.push_back(r->slot);
+    r->enforced = false;
+  }
+
+  // Spreads labels evenly over the whole range and re-inserts every rule.
+  void relabel() {
+    const uint64_t gap = kLabelMax / (order.size() + 1);
+    uint64_t label = kLabelMax;
+    for (auto& [k, r] : order) {
+      label -= gap;
+      if (r->enforced) index->erase(r->slot);
+      r->priority = static_cast<uint32_t>(label);
+      index->insert(r->slot, r->priority, r->filter);
+    }
+  }
+
+  // The lowest label used by a sublayer's filters (a bound that skips the whole sublayer).
+  uint32_t sublayer_floor(const Sublayer& s) const {
+    auto it = order.upper_bound(OrderKey{s.weight, s.key, 0, UINT64_MAX});
+    assert(it != order.begin());
+    return std::prev(it)->second->priority;
+  }
+};
+
+FilterEngine::FilterEngine() {
+  for (const auto& l : all_layers()) layers_.push_back(std::make_unique<LayerState>(l));
+  Sublayer universal{builtin::SUBLAYER_UNIVERSAL, {"Universal", "Filters not assigned to another sublayer"},
+                     PERSISTENT, std::nullopt, 0x8000};
+  Sublayer inspection{builtin::SUBLAYER_INSPECTION, {"Inspection", "Lowest weight, for inspection"},
+                      PERSISTENT, std::nullopt, 0};
+  sublayers_.emplace(universal.key, universal);
+  sublayers_.emplace(inspection.key, inspection);
+}
+
+FilterEngine::~FilterEngine() = default;
+
+namespace {
+bool is_builtin_sublayer(const Guid& k) {
+  return k == builtin::SUBLAYER_UNIVERSAL || k == builtin::SUBLAYER_INSPECTION;
+}
+void need_name(const DisplayData& d, std::string_view what) {
+  if (d.name.empty()) throw Error(ErrorCode::NULL_DISPLAY_NAME, std::string(what) + " needs a name");
+}
+void check_flags(uint32_t flags, uint32_t allowed, std::string_view what) {
+  if (flags & ~allowed) {
+    std::string bad;
+    for (auto n : flag_names(flags & ~allowed)) bad += (bad.empty() ? "" : ", ") + std::string(n);
+    throw Error(ErrorCode::INVALID_FLAGS, std::string(what) + " does not take flag(s) " + bad);
+  }
+}
+template <class Map>
+Guid take_key(Map& m, Guid key, std::string_view what) {
+  if (key.is_nil()) key = Guid::generate();
+  if (m.count(key)) throw Error(ErrorCode::ALREADY_EXISTS, std::string(what) + " " + key.str() + " already exists");
+  return key;
+}
+}  // namespace
+
+void FilterEngine::check_provider(const std::optional<Guid>& p) const {
+  if (p && !providers_.count(*p)) throw Error(ErrorCode::PROVIDER_NOT_FOUND, "provider " + p->str() + " not found");
+}
+
+// A persistent object may reference only persistent (or built-in) ones.
+void FilterEngine::check_lifetime(uint32_t flags, const std::optional<Guid>& provider, std::string_view what) const {
+  if (!(flags & PERSISTENT) || !provider) return;
+  if (!(providers_.at(*provider).flags & PERSISTENT))
+    throw Error(ErrorCode::LIFETIME_MISMATCH,
+                "persistent " + std::string(what) + " references non-persistent provider " + provider->str());
+}
+
+Guid FilterEngine::add_provider(Provider p) {
+  need_name(p.display, "a provider");
+  check_flags(p.flags, PERSISTENT, "a provider");
+  p.key = take_key(providers_, p.key, "provider");
+  Guid k = p.key;
+  providers_.emplace(k, std::move(p));
+  return k;
+}
+
+Guid FilterEngine::add_sublayer(Sublayer s) {
+  need_name(s.display, "a sublayer");
+  check_flags(s.flags, PERSISTENT, "a sublayer");
+  check_provider(s.provider);
+  check_lifetime(s.flags, s.provider, "sublayer");
+  s.key = take_key(sublayers_, s.key, "sublayer");
+  Guid k = s.key;
+  sublayers_.emplace(k, std::move(s));
+  return k;
+}
+
+Guid FilterEngine::add_callout(Callout c) {
+  need_name(c.display, "a callout");
+  check_flags(c.flags, PERSISTENT | USES_PROVIDER_CONTEXT, "a callout");
+  check_provider(c.provider);
+  check_lifetime(c.flags, c.provider, "callout");
+  if (static_cast<size_t>(c.applicable_layer) >= kLayerCount)
+    throw Error(ErrorCode::LAYER_NOT_FOUND, "unknown applicable layer");
+  c.key = take_key(callouts_, c.key, "callout");
+  c.callout_id = next_callout_id_++;
+  Guid k = c.key;
+  callouts_.emplace(k, std::move(c));
+  return k;
+}
+
+Guid FilterEngine::add_provider_context(ProviderContext c) {
+  need_name(c.display, "a provider context");
+  check_flags(c.flags, PERSISTENT, "a provider context");
+  check_provider(c.provider);
+  check_lifetime(c.flags, c.provider, "provider context");
+  c.key = take_key(contexts_, c.key, "provider context");
+  c.id = next_context_id_++;
+  Guid k = c.key;
+  contexts_.emplace(k, std::move(c));
+  return k;
+}
+
+uint64_t FilterEngine::add_filter(Filter f) {
+  need_name(f.display, "a filter");
+  if (static_cast<size_t>(f.layer) >= kLayerCount) throw Error(ErrorCode::LAYER_NOT_FOUND, "unknown layer");
+  const LayerInfo& layer = layer_info(f.layer);
+  check_flags(f.flags,
+              PERSISTENT | BOOTTIME | HAS_PROVIDER_CONTEXT | CLEAR_ACTION_RIGHT | PERMIT_IF_CALLOUT_UNREGISTERED |
+                  DISABLED | INDEXED,
+              "a filter");
+  if ((f.flags & PERSISTENT) && (f.flags & BOOTTIME))
+    throw Error(ErrorCode::INVALID_FLAGS, "a filter cannot be both PERSISTENT and BOOTTIME");
+  check_provider(f.provider);
+  check_lifetime(f.flags, f.provider, "filter");
+  const Guid sub_key = f.sublayer.value_or(builtin::SUBLAYER_UNIVERSAL);
+  auto sit = sublayers_.find(sub_key);
+  if (sit == sublayers_.end()) throw Error(ErrorCode::SUBLAYER_NOT_FOUND, "sublayer " + sub_key.str() + " not found");
+  if ((f.flags & PERSISTENT) && !(sit->second.flags & PERSISTENT))
+    throw Error(ErrorCode::LIFETIME_MISMATCH, "persistent filter in non-persistent sublayer " + sub_key.str());
+  if (is_callout(f.action.type)) {
+    auto cit = callouts_.find(f.action.callout_key);
+    if (cit == callouts_.end())
+      throw Error(ErrorCode::CALLOUT_NOT_FOUND, "callout " + f.action.callout_key.str() + " not found");
+    if (cit->second.applicable_layer != f.layer)
+      throw Error(ErrorCode::INCOMPATIBLE_LAYER, "callout " + f.action.callout_key.str() + " applies to layer " +
+                                                     std::string(layer_info(cit->second.applicable_layer).name));
+    if ((f.flags & PERSISTENT) && !(cit->second.flags & PERSISTENT))
+      throw Error(ErrorCode::LIFETIME_MISMATCH, "persistent filter uses non-persistent callout");
+    if ((f.flags & PERMIT_IF_CALLOUT_UNREGISTERED) && f.action.type == ActionType::CALLOUT_INSPECTION)
+      throw Error(ErrorCode::INVALID_FLAGS,
+                  "PERMIT_IF_CALLOUT_UNREGISTERED needs CALLOUT_TERMINATING or CALLOUT_UNKNOWN");
+  } else if (f.flags & PERMIT_IF_CALLOUT_UNREGISTERED) {
+    throw Error(ErrorCode::INVALID_FLAGS, "PERMIT_IF_CALLOUT_UNREGISTERED applies to callout actions only");
+  }
+  if (f.flags & HAS_PROVIDER_CONTEXT) {
+    if (!f.provider_context || !contexts_.count(*f.provider_context))
+      throw Error(ErrorCode::PROVIDER_CONTEXT_NOT_FOUND, "HAS_PROVIDER_CONTEXT needs an existing provider context");
+  } else if (f.provider_context) {
+    throw Error(ErrorCode::INVALID_PARAMETER, "a provider context needs the HAS_PROVIDER_CONTEXT flag");
+  }
+  for (const auto& c : f.conditions) validate_condition(c, layer);
+  // Group conditions by field (stable): a field's conditions are OR'ed wherever they stand.
+  std::stable_sort(f.conditions.begin(), f.conditions.end(),
+                   [](const Condition& a, const Condition& b) { return a.field < b.field; });
+  f.effective_weight = effective_weight(f.weight, f.conditions, layer.family);
+  f.key = take_key(filters_by_key_, f.key, "filter");
+  f.sublayer = sub_key;
+  f.id = next_filter_id_;
+
+  auto rec = std::make_unique<FilterRecord>();
+  rec->filter = std::move(f);
+  rec->sublayer = &sit->second;
+  if (is_callout(rec->filter.action.type)) {
+    auto d = drivers_.find(rec->filter.action.callout_key);
+    if (d != drivers_.end() && !d->second->notify(CalloutDriver::NotifyType::ADD_FILTER, rec->filter))
+      throw Error(ErrorCode::INVALID_PARAMETER, "the callout refused the filter (CALLOUT_NOTIFICATION_FAILED)");
+  }
+  ++next_filter_id_;
+  FilterRecord* r = rec.get();
+  if (!(r->filter.flags & DISABLED)) layers_[static_cast<size_t>(r->filter.layer)]->add(r);
+  filters_by_id_.emplace(r->filter.id, r);
+  filters_by_key_.emplace(r->filter.key, std::move(rec));
+  return r->filter.id;
+}
+
+void FilterEngine::notify(const Filter& f, CalloutDriver::NotifyType t) const {
+  if (!is_callout(f.action.type)) return;
+  auto d = drivers_.find(f.action.callout_key);
+  if (d != drivers_.end()) d->second->notify(t, f);
+}
+
+void FilterEngine::delete_filter(const Guid& key) {
+  auto it = filters_by_key_.find(key);
+  if (it == filters_by_key_.end()) throw Error(ErrorCode::FILTER_NOT_FOUND, "filter " + key.str() + " not found");
+  FilterRecord* r = it->second.get();
+  if (r->enforced) layers_[static_cast<size_t>(r->filter.layer)]->remove(r);
+  notify(r->filter, CalloutDriver::NotifyType::DELETE_FILTER);
+  filters_by_id_.erase(r->filter.id);
+  filters_by_key_.erase(it);
+}
+
+void FilterEngine::delete_filter_by_id(uint64_t id) {
+  auto it = filters_by_id_.find(id);
+  if (it == filters_by_id_.end())
+    throw Error(ErrorCode::FILTER_NOT_FOUND, "filter id " + std::to_string(id) + " not found");
+  delete_filter(it->second->filter.key);
+}
+
+void FilterEngine::delete_provider(const Guid& key) {
+  if (!providers_.count(key)) throw Error(ErrorCode::PROVIDER_NOT_FOUND, "provider " + key.str() + " not found");
+  auto uses = [&](const std::optional<Guid>& p) { return p && *p == key; };
+  bool used = std::any_of(sublayers_.begin(), sublayers_.end(), [&](auto& kv) { return uses(kv.second.provider); }) ||
+              std::any_of(callouts_.begin(), callouts_.end(), [&](auto& kv) { return uses(kv.second.provider); }) ||
+              std::any_of(contexts_.begin(), contexts_.end(), [&](auto& kv) { return uses(kv.second.provider); }) ||
+              std::any_of(filters_by_key_.begin(), filters_by_key_.end(),
+                          [&](auto& kv) { return uses(kv.second->filter.provider); });
+  if (used) throw Error(ErrorCode::IN_USE, "provider " + key.str() + " is referenced by other objects");
+  providers_.erase(key);
+}
+
+void FilterEngine::delete_sublayer(const Guid& key) {
+  if (is_builtin_sublayer(key)) throw Error(ErrorCode::BUILTIN_OBJECT, "built-in sublayer " + key.str());
+  if (!sublayers_.count(key)) throw Error(ErrorCode::SUBLAYER_NOT_FOUND, "sublayer " + key.str() + " not found");
+  for (auto& [k, r] : filters_by_key_)
+    if (r->sublayer->key == key) throw Error(ErrorCode::IN_USE, "sublayer " + key.str() + " holds filters");
+  sublayers_.erase(key);
+}
+
+void FilterEngine::delete_callout(const Guid& key) {
+  if (!callouts_.count(key)) throw Error(ErrorCode::CALLOUT_NOT_FOUND, "callout " + key.str() + " not found");
+  for (auto& [k, r] : filters_by_key_)
+    if (is_callout(r->filter.action.type) && r->filter.action.callout_key == key)
+      throw Error(ErrorCode::IN_USE, "callout " + key.str() + " is used by filter " + k.str());
+  callouts_.erase(key);
+}
+
+void FilterEngine::delete_provider_context(const Guid& key) {
+  if (!contexts_.count(key))
+    throw Error(ErrorCode::PROVIDER_CONTEXT_NOT_FOUND, "provider context " + key.str() + " not found");
+  for (auto& [k, r] : filters_by_key_)
+    if (r->filter.provider_context && *r->filter.provider_context == key)
+      throw Error(ErrorCode::IN_USE, "provider context " + key.str() + " is used by filter " + k.str());
+  contexts_.erase(key);
+}
+
+namespace {
+template <class Map>
+auto find_ptr(const Map& m, const Guid& k) -> decltype(&m.begin()->second) {
+  auto it = m.find(k);
+  return it == m.end() ? nullptr : &it->second;
+}
+template <class Map, class T = typename Map::mapped_type>
+std::vector<const T*> all_of(const Map& m) {
+  std::vector<const T*> v;
+  for (auto& [k, x] : m) v.push_back(&x);
+  std::sort(v.begin(), v.end(), [](const T* a, const T* b) { return a->key < b->key; });
+  return v;
+}
+}  // namespace
+
+const Provider* FilterEngine::provider(const Guid& k) const { return find_ptr(providers_, k); }
+const Sublayer* FilterEngine::sublayer(const Guid& k) const { return find_ptr(sublayers_, k); }
+const Callout* FilterEngine::callout(const Guid& k) const { return find_ptr(callouts_, k); }
+const ProviderContext* FilterEngine::provider_context(const Guid& k) const { return find_ptr(contexts_, k); }
+const Filter* FilterEngine::filter(const Guid& k) const {
+  auto it = filters_by_key_.find(k);
+  return it == filters_by_key_.end() ? nullptr : &it->second->filter;
+}
+const Filter* FilterEngine::filter_by_id(uint64_t id) const {
+  auto it = filters_by_id_.find(id);
+  return it == filters_by_id_.end() ? nullptr : &it->second->filter;
+}
+
+std::vector<const Provider*> FilterEngine::providers() const { return all_of(providers_); }
+std::vector<const Callout*> FilterEngine::callouts() const { return all_of(callouts_); }
+std::vector<const ProviderContext*> FilterEngine::provider_contexts() const { return all_of(contexts_); }
+std::vector<const Sublayer*> FilterEngine::sublayers() const {
+  auto v = all_of(sublayers_);
+  std::stable_sort(v.begin(), v.end(), [](const Sublayer* a, const Sublayer* b) { return a->weight > b->weight; });
+  return v;
+}
+
+std::vector<const Filter*> FilterEngine::filters(const FilterTemplate& t) const {
+  std::vector<const FilterRecord*> recs;
+  for (auto& [k, r] : filters_by_key_) {
+    const Filter& f = r->filter;
+    if (t.layer && f.layer != *t.layer) continue;
+    if (t.provider && f.provider != t.provider) continue;
+    if (t.sublayer && r->sublayer->key != *t.sublayer) continue;
+    if (t.action && f.action.type != *t.action) continue;
+    if ((f.flags & t.flags_all_set) != t.flags_all_set) continue;
+    if (!t.include_disabled && (f.flags & DISABLED)) continue;
+    recs.push_back(r.get());
+  }
+  std::sort(recs.begin(), recs.end(), [](const FilterRecord* a, const FilterRecord* b) {
+    if (a->filter.layer != b->filter.layer) return a->filter.layer < b->filter.layer;
+    return EvaluatedBefore{}(LayerState::key_of(*a), LayerState::key_of(*b));
+  });
+  std::vector<const Filter*> out;
+  out.reserve(recs.size());
+  for (auto* r : recs) out.push_back(&r->filter);
+  return out;
+}
+
+void FilterEngine::register_callout(const Guid& key, std::shared_ptr<CalloutDriver> driver) {
+  if (!driver) throw Error(ErrorCode::INVALID_PARAMETER, "null callout driver");
+  if (drivers_.count(key)) throw Error(ErrorCode::ALREADY_EXISTS, "callout " + key.str() + " is already registered");
+  drivers_.emplace(key, std::move(driver));
+}
+
+void FilterEngine::unregister_callout(const Guid& key) {
+  if (!drivers_.erase(key)) throw Error(ErrorCode::CALLOUT_NOT_FOUND, "callout " + key.str() + " is not registered");
+}
+
+size_t FilterEngine::classifier_memory_bytes() const {
+  size_t n = 0;
+  for (auto& l : layers_) n += l->index->memory_bytes();
+  return n;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Arbitration (WFP "Filter Arbitration"). `next(bound)` yields the highest-priority matching
+// filter whose priority is below bound, or null: either the compiled classifier or a linear scan.
+template <class NextMatch>
+ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values, bool explain,
+                                       NextMatch&& next) const {
+  const LayerState& ls = *layers_[static_cast<size_t>(layer)];
+  ClassifyResult res;
+  bool decided = false;
+  std::vector<SublayerTrace> traces;
+
+  const FilterRecord* r = next(UINT32_MAX);
+  while (r) {
+    const Sublayer* sub = r->sublayer;
+    SublayerTrace st;
+    st.sublayer = sub;
+    // Within the sublayer: matching filters in weight order until one returns PERMIT or BLOCK.
+    std::optional<bool> sub_permit;
+    bool sub_hard = false, from_callout = false;
+    const FilterRecord* decider = nullptr;
+    for (; r && r->sublayer == sub; r = next(r->priority)) {
+      const Filter& f = r->filter;
+      std::string outcome;
+      if (!is_callout(f.action.type)) {
+        sub_permit = f.action.type == ActionType::PERMIT;
+        sub_hard = !*sub_permit || (f.flags & CLEAR_ACTION_RIGHT);  // filter block: hard; permit: soft
+        outcome = *sub_permit ? "PERMIT" : "BLOCK";
+      } else if (auto d = drivers_.find(f.action.callout_key); d == drivers_.end()) {
+        // An unregistered callout acts as a filter BLOCK, or PERMIT with PERMIT_IF_CALLOUT_UNREGISTERED.
+        sub_permit = (f.flags & PERMIT_IF_CALLOUT_UNREGISTERED) != 0;
+        sub_hard = !*sub_permit || (f.flags & CLEAR_ACTION_RIGHT);
+        outcome = std::string("callout not registered: ") + (*sub_permit ? "PERMIT" : "BLOCK");
+      } else {
+        CalloutClassifyIn in{layer, values, f, !(decided && res.hard)};
+        CalloutClassifyOut out;
+        d->second->classify(in, out);
+        const bool terminal = (out.verdict == CalloutVerdict::PERMIT || out.verdict == CalloutVerdict::BLOCK) &&
+                              f.action.type != ActionType::CALLOUT_INSPECTION;
+        if (terminal) {
+          sub_permit = out.verdict == CalloutVerdict::PERMIT;
+          sub_hard = out.clear_action_write || (f.flags & CLEAR_ACTION_RIGHT);  // callout decisions: soft
+          from_callout = true;
+        }
+        outcome = out.verdict == CalloutVerdict::PERMIT ? "callout: PERMIT"
+                  : out.verdict == CalloutVerdict::BLOCK ? "callout: BLOCK"
+                  : out.verdict == CalloutVerdict::NONE  ? "callout: NONE"
+                                                         : "callout: CONTINUE";
+        if (!terminal && out.verdict != CalloutVerdict::CONTINUE && out.verdict != CalloutVerdict::NONE)
+          outcome += " (ignored: inspection callout)";
+      }
+      if (explain) st.steps.push_back({&f, outcome});
+      if (sub_permit) {
+        decider = r;
+        break;
+      }
+    }
+    // Combine with the layer's running decision.
+    if (sub_permit) {
+      st.permit = sub_permit;
+      st.hard = sub_hard;
+      const char* what = *sub_permit ? "PERMIT" : "BLOCK";
+      if (!decided || !res.hard) {
+        if (explain)
+          st.effect = !decided ? std::string("decides: ") + what
+                               : std::string("overrides the soft ") + (res.permit ? "PERMIT" : "BLOCK");
+        decided = true;
+        res.permit = *sub_permit;
+        res.hard = sub_hard;
+        res.filter = &decider->filter;
+        res.sublayer = sub;
+      } else if (res.permit && !*sub_permit && from_callout) {
+        // A callout BLOCK against a hard PERMIT: a veto. Traffic is blocked and the veto reported.
+        if (explain) st.effect = "veto: a callout BLOCK overrides the hard PERMIT";
+        res.veto = true;
+        res.vetoed_filter = res.filter;
+        res.permit = false;
+        res.filter = &decider->filter;
+        res.sublayer = sub;
+      } else if (explain) {
+        st.effect = std::string("ignored: the ") + (res.permit ? "PERMIT" : "BLOCK") + " above is hard";
+      }
+      r = next(ls.sublayer_floor(*sub));  // the rest of this sublayer is skipped
+    } else if (explain) {
+      st.effect = "no decision";
+    }
+    if (explain) traces.push_back(std::move(st));
+  }
+
+  if (explain) {
+    // Every sublayer, highest weight first; those without a matching filter say so.
+    for (const Sublayer* s : sublayers()) {
+      auto it = std::find_if(traces.begin(), traces.end(), [&](const SublayerTrace& t) { return t.sublayer == s; });
+      if (it != traces.end()) {
+        res.trace.push_back(std::move(*it));
+      } else {
+        SublayerTrace t;
+        t.sublayer = s;
+        t.effect = "no match";
+        res.trace.push_back(std::move(t));
+      }
+    }
+  }
+  return res;
+}
+
+ClassifyResult FilterEngine::classify(LayerId layer, const FieldValues& values, bool explain) const {
+  const LayerState& ls = *layers_[static_cast<size_t>(layer)];
+  KeyBuf key;
+  if (!ls.index->make_key(values, key)) return classify_linear(layer, values, explain);
+  struct Ctx {
+    const LayerState& ls;
+    const FieldValues& values;
+  } ctx{ls, values};
+  auto residual = [](const void* c, uint32_t slot) {
+    auto* x = static_cast<const Ctx*>(c);
+    return conditions_match(x->ls.slots[slot]->filter.conditions, x->values);
+  };
+  return arbitrate(layer, values, explain, [&](uint32_t bound) -> const FilterRecord* {
+    uint32_t slot = ls.index->match(key, bound, residual, &ctx);
+    return slot == cls::kNoRule ? nullptr : ls.slots[slot];
+  });
+}
+
+ClassifyResult FilterEngine::classify_linear(LayerId layer, const FieldValues& values, bool explain) const {
+  const LayerState& ls = *layers_[static_cast<size_t>(layer)];
+  return arbitrate(layer, values, explain, [&](uint32_t bound) -> const FilterRecord* {
+    // Labels decrease along the evaluation order: skip to the first filter below bound.
+    for (auto& [k, r] : ls.order)
+      if (r->priority < bound && conditions_match(r->filter.conditions, values)) return r;
+    return nullptr;
+  });
+}
+
+}  // namespace lfp

@@ -1,0 +1,72 @@
+#include "lfp/engine/guid.hpp"
+
+#include <cstring>
+#include <random>
+
+namespace lfp {
+
+namespace {
+int hexval(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+}  // namespace
+
+std::optional<Guid> Guid::parse(std::string_view t) {
+  if (t.size() == 38 && t.front() == '{' && t.back() == '}') t = t.substr(1, 36);
+  if (t.size() != 36) return std::nullopt;
+  Guid g;
+  size_t b = 0;
+  for (size_t i = 0; i < 36;) {
+    if (i == 8 || i == 13 || i == 18 || i == 23) {
+      if (t[i] != '-') return std::nullopt;
+      ++i;
+      continue;
+    }
+    int hi = hexval(t[i]), lo = hexval(t[i + 1]);
+    if (hi < 0 || lo < 0) return std::nullopt;
+    g.bytes[b++] = static_cast<uint8_t>(hi << 4 | lo);
+    i += 2;
+  }
+  return g;
+}
+
+Guid Guid::generate() {
+  thread_local std::mt19937_64 rng{std::random_device{}()};
+  Guid g;
+  uint64_t a = rng(), b = rng();
+  std::memcpy(g.bytes.data(), &a, 8);
+  std::memcpy(g.bytes.data() + 8, &b, 8);
+  g.bytes[6] = (g.bytes[6] & 0x0f) | 0x40;  // version 4
+  g.bytes[8] = (g.bytes[8] & 0x3f) | 0x80;  // RFC 4122 variant
+  return g;
+}
+
+std::string Guid::str() const {
+  static const char* hex = "0123456789abcdef";
+  std::string s;
+  s.reserve(36);
+  for (size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) s.push_back('-');
+    s.push_back(hex[bytes[i] >> 4]);
+    s.push_back(hex[bytes[i] & 15]);
+  }
+  return s;
+}
+
+bool Guid::is_nil() const {
+  for (auto b : bytes)
+    if (b) return false;
+  return true;
+}
+
+size_t GuidHash::operator()(const Guid& g) const noexcept {
+  uint64_t a, b;
+  std::memcpy(&a, g.bytes.data(), 8);
+  std::memcpy(&b, g.bytes.data() + 8, 8);
+  return static_cast<size_t>(a * 0x9E3779B97F4A7C15ull ^ b);
+}
+
+}  // namespace lfp

@@ -6,6 +6,9 @@
 #include <iostream>
 #include <sstream>
 
+#include <csignal>
+
+#include "lfp/client/client.hpp"
 #include "lfp/engine/error.hpp"
 #include "lfp/policy/policy.hpp"
 
@@ -19,6 +22,8 @@ constexpr int kOk = 0;
 constexpr int kUsage = 1;        // bad arguments
 constexpr int kBadInput = 2;     // unreadable or invalid policy / request
 constexpr int kExpectFailed = 3; // a request's "expect" was not met
+constexpr int kDaemon = 4;       // lfpd refused the request (the message names WFP's error code)
+constexpr int kNotRunning = 5;   // lfpd is not running
 
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
@@ -99,30 +104,102 @@ std::string layers_markdown() {
   return o.str();
 }
 
+
+// ---------------------------------------------------------------------------------------------
+// Verbs that talk to lfpd (through the client library only).
+
+std::string default_socket() {
+  const char* env = std::getenv("LFP_SOCKET");
+  return env && *env ? env : client::kDefaultSocket;
+}
+
+// A field name -> value object from --set FIELD=VALUE pairs, as JSON strings (the daemon types them).
+json values_from_sets(const std::vector<std::string>& sets) {
+  json v = json::object();
+  for (const auto& s : sets) {
+    auto eq = s.find('=');
+    if (eq == std::string::npos) throw std::invalid_argument("--set takes FIELD=VALUE, got '" + s + "'");
+    v[s.substr(0, eq)] = s.substr(eq + 1);
+  }
+  return v;
+}
+
+// The whole policy a daemon holds, as a policy file (round-trips with `lfp apply`).
+json export_from(client::Client& c, bool include_builtin) {
+  c.begin(true);  // one consistent read
+  json state = c.call("state");
+  json filters = c.enumerate("filter");
+  c.commit();
+  json out = {{"version", policy::kFormatVersion}};
+  auto strip = [](json o) {
+    o.erase("owner");
+    return o;
+  };
+  for (const char* kind : {"providers", "sublayers", "callouts", "provider_contexts"}) {
+    json arr = json::array();
+    for (auto& o : state[kind]) {
+      if (!include_builtin && std::string(kind) == "sublayers" &&
+          (o["key"] == builtin::SUBLAYER_UNIVERSAL.str() || o["key"] == builtin::SUBLAYER_INSPECTION.str()))
+        continue;
+      arr.push_back(strip(o));
+    }
+    out[kind] = arr;
+  }
+  json farr = json::array();
+  for (auto& f : filters) farr.push_back(strip(f));
+  out["filters"] = farr;
+  return out;
+}
+
+void print_objects(const std::string& kind, const std::vector<json>& objs) {
+  for (const auto& o : objs) {
+    std::cout << kind << ' ' << o.value("key", "") << "  \"" << o.value("name", "") << '"';
+    if (o.contains("id")) std::cout << "  id " << o["id"];
+    if (o.contains("layer")) std::cout << "  " << o["layer"].get<std::string>();
+    if (o.contains("weight") && !o["weight"].is_null()) std::cout << "  weight " << o["weight"].dump();
+    if (o.contains("action")) std::cout << "  " << (o["action"].is_object() ? o["action"].value("type", "") : o["action"].dump());
+    if (o.contains("flags") && !o["flags"].empty()) std::cout << "  flags " << o["flags"].dump();
+    if (o.contains("owner")) std::cout << "  owner uid " << o["owner"].value("uid", 0) << (o["owner"].value("dynamic", false) ? " (dynamic)" : "");
+    std::cout << '\n';
+    if (kind == "filter")
+      for (const auto& c : o.value("conditions", json::array()))
+        std::cout << "    " << c.value("field", "") << ' ' << c.value("match", "EQUAL") << ' ' << c["value"].dump() << '\n';
+  }
+}
+
+volatile std::sig_atomic_t g_interrupted = 0;
+void on_signal(int) { g_interrupted = 1; }
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"lfp - the Linux Filtering Platform command line"};
   app.require_subcommand(1);
   app.set_version_flag("--version", "lfp 0.1.0");
+  std::string socket = default_socket();
+  bool as_json = false;
+  app.add_option("--socket", socket, "lfpd's socket (also $LFP_SOCKET)")->capture_default_str();
+  app.add_flag("--json", as_json, "JSON output");
 
   // lfp classify
-  auto* classify = app.add_subcommand("classify", "Decide one request (or a file of them) against a policy");
+  auto* classify = app.add_subcommand("classify", "Decide one request (or a file of them) against a policy or lfpd");
   std::string policy_path, layer_name, requests_path;
   std::vector<std::string> sets;
-  bool explain = false, as_json = false;
-  classify->add_option("--policy", policy_path, "Policy file (JSON)")->required()->check(CLI::ExistingFile);
+  bool explain = false, use_daemon = false;
+  auto* pol_opt = classify->add_option("--policy", policy_path, "Policy file (JSON)")->check(CLI::ExistingFile);
+  auto* dae_opt = classify->add_flag("--daemon", use_daemon, "Ask the running lfpd instead of a policy file");
+  pol_opt->excludes(dae_opt);
   auto* layer_opt = classify->add_option("--layer", layer_name, "Layer, e.g. ALE_AUTH_CONNECT_V4");
   auto* set_opt = classify->add_option("--set", sets, "FIELD=VALUE, repeatable");
   auto* req_opt = classify->add_option("--requests", requests_path, "JSONL file: one request per line")
                       ->check(CLI::ExistingFile);
   classify->add_flag("--explain", explain, "List every sublayer's evaluation");
   classify->add_flag("--json", as_json, "JSON output");
-  req_opt->excludes(layer_opt)->excludes(set_opt);
+  req_opt->excludes(layer_opt)->excludes(set_opt)->excludes(dae_opt);
 
   // lfp validate
   auto* validate = app.add_subcommand("validate", "Check a policy file (parse and apply to an empty engine)");
-  validate->add_option("policy", policy_path, "Policy file (JSON)")->required()->check(CLI::ExistingFile);
+  std::string validate_path;
+  validate->add_option("policy", validate_path, "Policy file (JSON)")->required()->check(CLI::ExistingFile);
   validate->add_flag("--json", as_json, "JSON output");
 
   // lfp layers
@@ -130,6 +207,57 @@ int main(int argc, char** argv) {
   bool markdown = false;
   layers->add_flag("--json", as_json, "JSON output");
   layers->add_flag("--markdown", markdown, "Markdown (docs/layers.md)");
+
+  // lfp show
+  auto* show = app.add_subcommand("show", "Show lfpd's objects: state, filters, providers, sublayers, callouts, provider_contexts");
+  std::string show_what, tmpl_layer, tmpl_provider, tmpl_sublayer;
+  show->add_option("what", show_what, "state | filters | providers | sublayers | callouts | provider_contexts")
+      ->required()
+      ->check(CLI::IsMember({"state", "filters", "providers", "sublayers", "callouts", "provider_contexts"}));
+  show->add_option("--layer", tmpl_layer, "Only filters (or callouts) at this layer");
+  show->add_option("--provider", tmpl_provider, "Only objects of this provider");
+  show->add_option("--sublayer", tmpl_sublayer, "Only filters in this sublayer");
+  show->add_flag("--json", as_json, "JSON output");
+
+  // lfp add KIND OBJECT
+  auto* add = app.add_subcommand("add", "Add one object (JSON in the policy format) to lfpd");
+  std::string add_kind, add_object;
+  bool add_dynamic = false;
+  add->add_option("kind", add_kind, "filter | provider | sublayer | callout | provider_context")
+      ->required()->check(CLI::IsMember({"filter", "provider", "sublayer", "callout", "provider_context"}));
+  add->add_option("object", add_object, "The object as JSON, or @FILE")->required();
+  add->add_flag("--json", as_json, "JSON output");
+
+  // lfp delete KIND KEY | lfp delete filter --id N
+  auto* del = app.add_subcommand("delete", "Delete one object from lfpd");
+  std::string del_kind, del_key;
+  uint64_t del_id = 0;
+  bool force = false;
+  del->add_option("kind", del_kind, "filter | provider | sublayer | callout | provider_context")
+      ->required()->check(CLI::IsMember({"filter", "provider", "sublayer", "callout", "provider_context"}));
+  auto* key_opt = del->add_option("key", del_key, "The object's key (GUID)");
+  auto* id_opt = del->add_option("--id", del_id, "A filter's run-time id");
+  key_opt->excludes(id_opt);
+  del->add_flag("--force", force, "Admin: delete another provider's object");
+  del->add_flag("--json", as_json, "JSON output");
+
+  // lfp apply POLICY [--dynamic]
+  auto* apply = app.add_subcommand("apply", "Add a policy file's objects to lfpd in one transaction");
+  std::string apply_path;
+  apply->add_option("policy", apply_path, "Policy file (JSON)")->required()->check(CLI::ExistingFile);
+  apply->add_flag("--dynamic", add_dynamic, "Dynamic session: hold the policy until interrupted, then it is removed");
+  apply->add_flag("--json", as_json, "JSON output");
+
+  // lfp export
+  auto* exp = app.add_subcommand("export", "Write lfpd's policy as a policy file (round-trips with apply)");
+  std::string export_path;
+  exp->add_option("-o,--output", export_path, "File to write (default: standard output)");
+
+  // lfp monitor
+  auto* monitor = app.add_subcommand("monitor", "Stream lfpd's object changes (adds and deletes) as they commit");
+  std::vector<std::string> monitor_kinds;
+  monitor->add_option("--kind", monitor_kinds, "Only these kinds (repeatable)");
+  monitor->add_flag("--json", as_json, "JSON output (one object a line)");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -146,50 +274,195 @@ int main(int argc, char** argv) {
       return kOk;
     }
 
-    FilterEngine engine;
-    load_policy(engine, policy_path);
-
     if (*validate) {
-      if (as_json)
-        std::cout << json{{"valid", true}, {"filters", engine.filter_count()}}.dump() << '\n';
-      else
-        std::cout << policy_path << ": valid, " << engine.filter_count() << " filters\n";
+      FilterEngine engine;
+      load_policy(engine, validate_path);
+      if (as_json) std::cout << json{{"valid", true}, {"filters", engine.filter_count()}}.dump() << '\n';
+      else std::cout << validate_path << ": valid, " << engine.filter_count() << " filters\n";
       return kOk;
     }
 
-    if (!requests_path.empty()) return classify_requests(engine, requests_path, explain);
-    if (layer_name.empty()) {
-      std::cerr << "lfp classify: give --layer LAYER with --set FIELD=VALUE..., or --requests FILE\n";
-      return kUsage;
-    }
-    policy::Request req;
-    auto layer = layer_from_string(layer_name);
-    if (!layer) {
-      std::cerr << "lfp classify: unknown layer '" << layer_name << "' (see `lfp layers`)\n";
-      return kUsage;
-    }
-    req.layer = *layer;
-    for (const auto& s : sets) {
-      auto eqpos = s.find('=');
-      if (eqpos == std::string::npos) {
-        std::cerr << "lfp classify: --set takes FIELD=VALUE, got '" << s << "'\n";
+    if (*classify && !use_daemon) {
+      if (policy_path.empty()) {
+        std::cerr << "lfp classify: give --policy FILE, or --daemon to ask lfpd\n";
         return kUsage;
       }
-      auto field = field_from_string(s.substr(0, eqpos));
-      if (!field) {
-        std::cerr << "lfp classify: unknown field '" << s.substr(0, eqpos) << "' (see `lfp layers`)\n";
+      FilterEngine engine;
+      load_policy(engine, policy_path);
+      if (!requests_path.empty()) return classify_requests(engine, requests_path, explain);
+      if (layer_name.empty()) {
+        std::cerr << "lfp classify: give --layer LAYER with --set FIELD=VALUE..., or --requests FILE\n";
         return kUsage;
       }
-      req.set_text(*field, s.substr(eqpos + 1));
+      policy::Request req;
+      auto layer = layer_from_string(layer_name);
+      if (!layer) {
+        std::cerr << "lfp classify: unknown layer '" << layer_name << "' (see `lfp layers`)\n";
+        return kUsage;
+      }
+      req.layer = *layer;
+      for (const auto& s : sets) {
+        auto eqpos = s.find('=');
+        if (eqpos == std::string::npos) {
+          std::cerr << "lfp classify: --set takes FIELD=VALUE, got '" << s << "'\n";
+          return kUsage;
+        }
+        auto field = field_from_string(s.substr(0, eqpos));
+        if (!field) {
+          std::cerr << "lfp classify: unknown field '" << s.substr(0, eqpos) << "' (see `lfp layers`)\n";
+          return kUsage;
+        }
+        req.set_text(*field, s.substr(eqpos + 1));
+      }
+      auto result = engine.classify(req.layer, req.values, explain);
+      if (as_json) std::cout << policy::result_to_json(engine, result).dump(2) << '\n';
+      else std::cout << policy::result_to_text(engine, result) << '\n';
+      return kOk;
     }
-    auto result = engine.classify(req.layer, req.values, explain);
-    if (as_json) std::cout << policy::result_to_json(engine, result).dump(2) << '\n';
-    else std::cout << policy::result_to_text(engine, result) << '\n';
-    return kOk;
+
+    // --- Daemon verbs.
+    client::SessionOptions opts;
+    opts.name = std::string("lfp ") + app.get_subcommands().front()->get_name();
+    opts.dynamic = add_dynamic;
+    client::Client c(socket, opts);
+
+    if (*classify) {
+      if (layer_name.empty()) {
+        std::cerr << "lfp classify --daemon: give --layer LAYER with --set FIELD=VALUE...\n";
+        return kUsage;
+      }
+      json r = c.classify(layer_name, values_from_sets(sets), explain);
+      if (as_json) std::cout << r.dump(2) << '\n';
+      else {
+        std::cout << r.value("action", "?");
+        if (r.value("hard", false)) std::cout << " (hard)";
+        if (r.value("veto", false)) std::cout << " (veto)";
+        if (r["filter"].is_object())
+          std::cout << " by filter " << r["filter"].value("id", 0) << " \"" << r["filter"].value("name", "") << "\" "
+                    << r["filter"].value("key", "");
+        else
+          std::cout << " (no filter matched)";
+        std::cout << '\n';
+        if (r.contains("explain")) std::cout << r["explain"].dump(2) << '\n';
+      }
+      return kOk;
+    }
+    if (*show) {
+      json tmpl = json::object();
+      if (!tmpl_layer.empty()) tmpl["layer"] = tmpl_layer;
+      if (!tmpl_provider.empty()) tmpl["provider"] = tmpl_provider;
+      if (!tmpl_sublayer.empty()) tmpl["sublayer"] = tmpl_sublayer;
+      if (show_what == "state") {
+        c.begin(true);
+        json state = c.call("state");
+        state["filters"] = c.enumerate("filter", tmpl);
+        c.commit();
+        if (as_json) {
+          std::cout << state.dump(2) << '\n';
+        } else {
+          for (const char* k : {"providers", "sublayers", "callouts", "provider_contexts", "filters"}) {
+            std::string kind(k);
+            kind.pop_back();
+            std::cout << "== " << k << " (" << state[k].size() << ")\n";
+            print_objects(kind, state[k].get<std::vector<json>>());
+          }
+          std::cout << "== sessions (" << state["sessions"].size() << ")\n";
+          for (auto& s : state["sessions"])
+            std::cout << "session " << s.value("key", "") << "  \"" << s.value("name", "") << "\"  uid " << s["uid"]
+                      << "  pid " << s["pid"] << "  " << s.value("role", "") << (s.value("dynamic", false) ? "  dynamic" : "")
+                      << '\n';
+        }
+        return kOk;
+      }
+      std::string kind = show_what;
+      kind.pop_back();  // filters -> filter
+      auto objs = c.enumerate(kind, tmpl);
+      if (as_json) std::cout << json(objs).dump(2) << '\n';
+      else print_objects(kind, objs);
+      return kOk;
+    }
+    if (*add) {
+      std::string text = add_object.rfind('@', 0) == 0 ? read_file(add_object.substr(1)) : add_object;
+      json obj;
+      try {
+        obj = json::parse(text);
+      } catch (const json::exception& e) {
+        std::cerr << "lfp add: the object is not valid JSON: " << e.what() << '\n';
+        return kBadInput;
+      }
+      json r = c.add(add_kind, obj);
+      if (as_json) std::cout << r.dump() << '\n';
+      else std::cout << "added " << add_kind << ' ' << r.value("key", "") << (r.contains("id") ? " id " + r["id"].dump() : "") << '\n';
+      return kOk;
+    }
+    if (*del) {
+      if (del_key.empty() && *id_opt) c.remove_filter(del_id);
+      else if (!del_key.empty()) c.remove(del_kind, del_key, force);
+      else {
+        std::cerr << "lfp delete: give the object's KEY (or --id for a filter)\n";
+        return kUsage;
+      }
+      if (as_json) std::cout << json{{"deleted", true}}.dump() << '\n';
+      else std::cout << "deleted\n";
+      return kOk;
+    }
+    if (*apply) {
+      json pol;
+      try {
+        pol = json::parse(read_file(apply_path));
+      } catch (const json::exception& e) {
+        std::cerr << "lfp apply: " << apply_path << ": not valid JSON: " << e.what() << '\n';
+        return kBadInput;
+      }
+      json r = c.apply(pol);
+      if (as_json) std::cout << r.dump() << '\n';
+      else std::cout << "applied " << apply_path << ": " << r["added"].size() << " objects" << '\n';
+      std::cout.flush();
+      if (add_dynamic) {
+        // Hold the dynamic session: the policy lives until this command is interrupted.
+        std::signal(SIGINT, on_signal);
+        std::signal(SIGTERM, on_signal);
+        if (!as_json) std::cerr << "holding the dynamic policy; interrupt (Ctrl-C) to remove it\n";
+        while (!g_interrupted) ::pause();
+      }
+      return kOk;
+    }
+    if (*exp) {
+      json out = export_from(c, false);
+      if (export_path.empty()) std::cout << out.dump(2) << '\n';
+      else {
+        std::ofstream f(export_path);
+        f << out.dump(2) << '\n';
+        if (!f) throw std::runtime_error(export_path + ": cannot write");
+      }
+      return kOk;
+    }
+    if (*monitor) {
+      c.subscribe(monitor_kinds);
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      while (!g_interrupted) {
+        auto e = c.next_event(500);
+        if (!e) continue;
+        if (as_json) std::cout << e->dump() << std::endl;
+        else
+          std::cout << (*e)["change"].get<std::string>() << ' ' << (*e)["kind"].get<std::string>() << ' '
+                    << (*e)["object"].value("key", "") << " \"" << (*e)["object"].value("name", "") << "\"" << std::endl;
+      }
+      return kOk;
+    }
+    return kUsage;
+  } catch (const client::ClientError& e) {
+    if (as_json) std::cout << json{{"error", e.code()}, {"message", e.message()}}.dump() << '\n';
+    else std::cerr << "lfp: " << e.what() << '\n';
+    return e.code() == "NOT_RUNNING" ? kNotRunning : kDaemon;
   } catch (const policy::PolicyError& e) {
     if (as_json) std::cout << json{{"error", e.what()}, {"path", e.path()}, {"reason", e.reason()}}.dump() << '\n';
     else std::cerr << "lfp: " << e.what() << '\n';
     return kBadInput;
+  } catch (const std::invalid_argument& e) {
+    std::cerr << "lfp: " << e.what() << '\n';
+    return kUsage;
   } catch (const std::exception& e) {
     if (as_json) std::cout << json{{"error", e.what()}}.dump() << '\n';
     else std::cerr << "lfp: " << e.what() << '\n';

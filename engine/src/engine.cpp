@@ -49,6 +49,10 @@ struct FilterEngine::LayerState {
   std::map<OrderKey, FilterRecord*, EvaluatedBefore> order;  // enforced filters, evaluation order
   std::vector<FilterRecord*> slots;                         // classifier rule id -> filter
   std::vector<uint32_t> free_slots;
+  // Per sublayer with filters here, the lowest label among them (a bound that skips the sublayer),
+  // kept current on every change so classification never searches the order map.
+  std::vector<std::pair<const Sublayer*, uint32_t>> floors;
+  uint32_t min_label = 0;  // lowest label in the layer: a bound at or below it matches nothing
 
   static OrderKey key_of(const FilterRecord& r) {
     return {r.sublayer->weight, r.sublayer->key, r.filter.effective_weight, r.filter.id};
@@ -82,6 +86,7 @@ struct FilterEngine::LayerState {
       index->insert(r->slot, r->priority, r->filter);
     }
     r->enforced = true;
+    update_floor(*r->sublayer);
   }
 
   void remove(FilterRecord* r) {
@@ -90,6 +95,21 @@ struct FilterEngine::LayerState {
     slots[r->slot] = nullptr;
     free_slots.push_back(r->slot);
     r->enforced = false;
+    update_floor(*r->sublayer);
+  }
+
+  void update_floor(const Sublayer& s) {
+    auto it = std::find_if(floors.begin(), floors.end(), [&](auto& p) { return p.first == &s; });
+    auto last = order.upper_bound(OrderKey{s.weight, s.key, 0, UINT64_MAX});
+    const bool has = last != order.begin() && std::prev(last)->second->sublayer == &s;
+    if (!has) {
+      if (it != floors.end()) floors.erase(it);
+    } else if (it != floors.end()) {
+      it->second = std::prev(last)->second->priority;
+    } else {
+      floors.emplace_back(&s, std::prev(last)->second->priority);
+    }
+    min_label = order.empty() ? 0 : order.rbegin()->second->priority;
   }
 
   // Spreads labels evenly over the whole range and re-inserts every rule.
@@ -102,13 +122,16 @@ struct FilterEngine::LayerState {
       r->priority = static_cast<uint32_t>(label);
       index->insert(r->slot, r->priority, r->filter);
     }
+    auto subs = floors;
+    for (auto& [sub, floor] : subs) update_floor(*sub);
   }
 
   // The lowest label used by a sublayer's filters (a bound that skips the whole sublayer).
-  uint32_t sublayer_floor(const Sublayer& s) const {
-    auto it = order.upper_bound(OrderKey{s.weight, s.key, 0, UINT64_MAX});
-    assert(it != order.begin());
-    return std::prev(it)->second->priority;
+  uint32_t sublayer_floor(const Sublayer* s) const {
+    for (auto& [sub, floor] : floors)
+      if (sub == s) return floor;
+    assert(false);
+    return 0;
   }
 };
 
@@ -249,7 +272,9 @@ uint64_t FilterEngine::add_filter(Filter f) {
   f.effective_weight = effective_weight(f.weight, f.conditions, layer.family);
   f.key = take_key(filters_by_key_, f.key, "filter");
   f.sublayer = sub_key;
-  f.id = next_filter_id_;
+  if (f.id != 0 && filters_by_id_.count(f.id))
+    throw Error(ErrorCode::ALREADY_EXISTS, "filter id " + std::to_string(f.id) + " is in use");
+  if (f.id == 0) f.id = next_filter_id_;
 
   auto rec = std::make_unique<FilterRecord>();
   rec->filter = std::move(f);
@@ -259,7 +284,7 @@ uint64_t FilterEngine::add_filter(Filter f) {
     if (d != drivers_.end() && !d->second->notify(CalloutDriver::NotifyType::ADD_FILTER, rec->filter))
       throw Error(ErrorCode::INVALID_PARAMETER, "the callout refused the filter (CALLOUT_NOTIFICATION_FAILED)");
   }
-  ++next_filter_id_;
+  next_filter_id_ = std::max(next_filter_id_, rec->filter.id + 1);
   FilterRecord* r = rec.get();
   if (!(r->filter.flags & DISABLED)) layers_[static_cast<size_t>(r->filter.layer)]->add(r);
   filters_by_id_.emplace(r->filter.id, r);
@@ -424,7 +449,7 @@ ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values,
     const FilterRecord* decider = nullptr;
     for (; r && r->sublayer == sub; r = next(r->priority)) {
       const Filter& f = r->filter;
-      std::string outcome;
+      std::string_view outcome;
       if (!is_callout(f.action.type)) {
         sub_permit = f.action.type == ActionType::PERMIT;
         sub_hard = !*sub_permit || (f.flags & CLEAR_ACTION_RIGHT);  // filter block: hard; permit: soft
@@ -433,7 +458,7 @@ ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values,
         // An unregistered callout acts as a filter BLOCK, or PERMIT with PERMIT_IF_CALLOUT_UNREGISTERED.
         sub_permit = (f.flags & PERMIT_IF_CALLOUT_UNREGISTERED) != 0;
         sub_hard = !*sub_permit || (f.flags & CLEAR_ACTION_RIGHT);
-        outcome = std::string("callout not registered: ") + (*sub_permit ? "PERMIT" : "BLOCK");
+        outcome = *sub_permit ? "callout not registered: PERMIT" : "callout not registered: BLOCK";
       } else {
         CalloutClassifyIn in{layer, values, f, !(decided && res.hard)};
         CalloutClassifyOut out;
@@ -445,14 +470,13 @@ ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values,
           sub_hard = out.clear_action_write || (f.flags & CLEAR_ACTION_RIGHT);  // callout decisions: soft
           from_callout = true;
         }
-        outcome = out.verdict == CalloutVerdict::PERMIT ? "callout: PERMIT"
-                  : out.verdict == CalloutVerdict::BLOCK ? "callout: BLOCK"
+        const bool ignored = !terminal && out.verdict != CalloutVerdict::CONTINUE && out.verdict != CalloutVerdict::NONE;
+        outcome = out.verdict == CalloutVerdict::PERMIT ? (ignored ? "callout: PERMIT (ignored: inspection)" : "callout: PERMIT")
+                  : out.verdict == CalloutVerdict::BLOCK ? (ignored ? "callout: BLOCK (ignored: inspection)" : "callout: BLOCK")
                   : out.verdict == CalloutVerdict::NONE  ? "callout: NONE"
                                                          : "callout: CONTINUE";
-        if (!terminal && out.verdict != CalloutVerdict::CONTINUE && out.verdict != CalloutVerdict::NONE)
-          outcome += " (ignored: inspection callout)";
       }
-      if (explain) st.steps.push_back({&f, outcome});
+      if (explain) st.steps.push_back({&f, std::string(outcome)});
       if (sub_permit) {
         decider = r;
         break;
@@ -483,7 +507,7 @@ ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values,
       } else if (explain) {
         st.effect = std::string("ignored: the ") + (res.permit ? "PERMIT" : "BLOCK") + " above is hard";
       }
-      r = next(ls.sublayer_floor(*sub));  // the rest of this sublayer is skipped
+      r = next(ls.sublayer_floor(sub));  // the rest of this sublayer is skipped
     } else if (explain) {
       st.effect = "no decision";
     }
@@ -520,6 +544,7 @@ ClassifyResult FilterEngine::classify(LayerId layer, const FieldValues& values, 
     return conditions_match(x->ls.slots[slot]->filter.conditions, x->values);
   };
   return arbitrate(layer, values, explain, [&](uint32_t bound) -> const FilterRecord* {
+    if (bound <= ls.min_label) return nullptr;  // nothing is evaluated after the lowest filter
     uint32_t slot = ls.index->match(key, bound, residual, &ctx);
     return slot == cls::kNoRule ? nullptr : ls.slots[slot];
   });

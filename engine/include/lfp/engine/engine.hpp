@@ -62,7 +62,8 @@ class FilterEngine {
   Guid add_sublayer(Sublayer s);
   Guid add_callout(Callout c);
   Guid add_provider_context(ProviderContext c);
-  // Returns the run-time filter id.
+  // Returns the run-time filter id: a fresh one, or f.id when it is set and free (used to restore a
+  // deleted filter exactly, e.g. when a transaction is aborted).
   uint64_t add_filter(Filter f);
 
   void delete_provider(const Guid& key);

@@ -36,6 +36,7 @@ enum class ErrorCode {
   INCOMPATIBLE_TXN,
   TXN_ABORTED,
   SESSION_ABORTED,
+  DYNAMIC_SESSION_IN_PROGRESS,
 };
 
 std::string_view to_string(ErrorCode c);

@@ -1,0 +1,79 @@
+#pragma once
+// A session with lfpd over its Unix socket (docs/protocol.md). One object = one session; not
+// thread-safe. Errors from the daemon arrive as ClientError with WFP's code names.
+#include <cstdint>
+#include <deque>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+namespace lfp::client {
+
+inline constexpr const char* kDefaultSocket = "/run/lfp/lfpd.sock";
+
+class ClientError : public std::runtime_error {
+ public:
+  ClientError(std::string code, const std::string& message)
+      : std::runtime_error(code + ": " + message), code_(std::move(code)), message_(message) {}
+  // WFP's error name (ACCESS_DENIED, FILTER_NOT_FOUND, TIMEOUT...), or NOT_RUNNING / PROTOCOL.
+  const std::string& code() const { return code_; }
+  const std::string& message() const { return message_; }
+
+ private:
+  std::string code_, message_;
+};
+
+struct SessionOptions {
+  std::string name;
+  bool dynamic = false;          // objects added in this session go when it ends
+  uint32_t txn_wait_ms = 0;      // 0: the daemon's default
+  std::optional<std::string> provider;  // the provider this session acts for
+};
+
+class Client {
+ public:
+  Client(const std::string& socket_path = kDefaultSocket, const SessionOptions& opts = {});
+  ~Client();
+  Client(const Client&) = delete;
+  Client& operator=(const Client&) = delete;
+
+  // One request; returns "result" or throws ClientError. Change events arriving meanwhile are kept.
+  nlohmann::json call(const std::string& op, nlohmann::json args = nlohmann::json::object());
+
+  void begin(bool read_only = false) { call("txn_begin", {{"read_only", read_only}}); }
+  void commit() { call("txn_commit"); }
+  void abort() { call("txn_abort"); }
+
+  nlohmann::json add(const std::string& kind, const nlohmann::json& object) {
+    return call("add", {{"kind", kind}, {"object", object}});
+  }
+  void remove(const std::string& kind, const std::string& key, bool force = false) {
+    call("delete", {{"kind", kind}, {"key", key}, {"force", force}});
+  }
+  void remove_filter(uint64_t id) { call("delete", {{"kind", "filter"}, {"filter_id", id}}); }
+  nlohmann::json get(const std::string& kind, const std::string& key) { return call("get", {{"kind", kind}, {"key", key}}); }
+  // Every object of a kind matching the template, page by page.
+  std::vector<nlohmann::json> enumerate(const std::string& kind, const nlohmann::json& tmpl = nlohmann::json::object());
+  nlohmann::json apply(const nlohmann::json& policy) { return call("apply", {{"policy", policy}}); }
+  nlohmann::json classify(const std::string& layer, const nlohmann::json& values, bool explain = false) {
+    return call("classify", {{"layer", layer}, {"values", values}, {"explain", explain}});
+  }
+  void subscribe(const std::vector<std::string>& kinds = {});
+  // The next change event, waiting up to timeout_ms (-1: forever). nullopt on timeout.
+  std::optional<nlohmann::json> next_event(int timeout_ms);
+
+  const nlohmann::json& session() const { return session_; }
+  int fd() const { return fd_; }
+
+ private:
+  nlohmann::json read_message();
+  int fd_ = -1;
+  uint64_t next_id_ = 1;
+  nlohmann::json session_;
+  std::deque<nlohmann::json> events_;
+};
+
+}  // namespace lfp::client

@@ -1,0 +1,106 @@
+#include "lfp/client/client.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
+#include "lfp/protocol/wire.hpp"
+
+namespace lfp::client {
+
+using nlohmann::json;
+
+Client::Client(const std::string& path, const SessionOptions& opts) {
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (path.size() >= sizeof(addr.sun_path)) throw ClientError("INVALID_PARAMETER", "socket path too long: " + path);
+  std::strcpy(addr.sun_path, path.c_str());
+  fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  if (fd_ < 0) throw ClientError("PROTOCOL", std::string("socket: ") + std::strerror(errno));
+  if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
+    int e = errno;
+    ::close(fd_);
+    fd_ = -1;
+    throw ClientError("NOT_RUNNING", "lfpd is not running at " + path + " (" + std::strerror(e) +
+                                         "); start it with `lfpd --socket " + path +
+                                         "` or `systemctl start lfpd`");
+  }
+  json hello = {{"version", wire::kVersion}, {"name", opts.name}, {"dynamic", opts.dynamic}};
+  if (opts.txn_wait_ms) hello["txn_wait_timeout_ms"] = opts.txn_wait_ms;
+  if (opts.provider) hello["provider"] = *opts.provider;
+  session_ = call("hello", hello)["session"];
+}
+
+Client::~Client() {
+  if (fd_ >= 0) ::close(fd_);
+}
+
+json Client::read_message() {
+  std::string payload, err;
+  if (!wire::read_frame(fd_, payload, err)) throw ClientError("PROTOCOL", "lfpd: " + err);
+  try {
+    return json::parse(payload);
+  } catch (const json::exception& e) {
+    throw ClientError("PROTOCOL", std::string("lfpd sent malformed JSON: ") + e.what());
+  }
+}
+
+json Client::call(const std::string& op, json args) {
+  const uint64_t id = next_id_++;
+  args["id"] = id;
+  args["op"] = op;
+  std::string err;
+  if (!wire::write_frame(fd_, args.dump(), err)) throw ClientError("PROTOCOL", "lfpd: " + err);
+  for (;;) {
+    json msg = read_message();
+    if (msg.contains("event")) {
+      events_.push_back(std::move(msg));
+      continue;
+    }
+    if (msg.value("id", json()) != json(id)) {
+      if (msg.value("ok", true) == false && msg.value("id", json()).is_null())
+        throw ClientError(msg["error"].value("code", "PROTOCOL"), msg["error"].value("message", ""));
+      continue;  // a reply to an earlier, abandoned request
+    }
+    if (msg.value("ok", false)) return msg.value("result", json::object());
+    const json& e = msg.value("error", json::object());
+    throw ClientError(e.value("code", "PROTOCOL"), e.value("message", "request failed"));
+  }
+}
+
+std::vector<json> Client::enumerate(const std::string& kind, const json& tmpl) {
+  std::vector<json> out;
+  json offset = 0;
+  while (!offset.is_null()) {
+    json page = call("enum", {{"kind", kind}, {"template", tmpl}, {"offset", offset}, {"limit", 10000}});
+    for (auto& o : page["objects"]) out.push_back(std::move(o));
+    offset = page["next_offset"];
+  }
+  return out;
+}
+
+void Client::subscribe(const std::vector<std::string>& kinds) {
+  json args = json::object();
+  if (!kinds.empty()) args["kinds"] = kinds;
+  call("subscribe", args);
+}
+
+std::optional<json> Client::next_event(int timeout_ms) {
+  while (events_.empty()) {
+    pollfd p{fd_, POLLIN, 0};
+    int n = ::poll(&p, 1, timeout_ms);
+    if (n < 0 && errno == EINTR) continue;
+    if (n <= 0) return std::nullopt;
+    json msg = read_message();
+    if (msg.contains("event")) events_.push_back(std::move(msg));
+  }
+  json e = std::move(events_.front());
+  events_.pop_front();
+  return e;
+}
+
+}  // namespace lfp::client

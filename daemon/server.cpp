@@ -1,0 +1,983 @@
+#include "server.hpp"
+
+#include <fcntl.h>
+#include <grp.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/signalfd.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <filesystem>
+#include <fstream>
+#include <sstream>
+
+#include <spdlog/spdlog.h>
+
+#include "lfp/engine/error.hpp"
+#include "lfp/policy/policy.hpp"
+
+namespace lfp::daemon {
+
+using nlohmann::json;
+
+namespace {
+
+constexpr std::string_view kKindNames[] = {"provider", "sublayer", "callout", "provider_context", "filter"};
+constexpr std::string_view kKindPlural[] = {"providers", "sublayers", "callouts", "provider_contexts", "filters"};
+constexpr size_t kMaxQueued = 4096;             // requests a client may have waiting
+constexpr size_t kMaxOutput = 256u << 20;       // bytes a slow client may leave unread
+constexpr size_t kDefaultPage = 1000, kMaxPage = 10000;
+
+std::string_view plural(ObjKind k) { return kKindPlural[static_cast<size_t>(k)]; }
+
+// A request-level failure: code (WFP error name or protocol code) and message.
+struct Fail {
+  std::string code, message;
+};
+[[noreturn]] void fail(std::string code, std::string message) { throw Fail{std::move(code), std::move(message)}; }
+
+Guid guid_arg(const json& req, const char* name) {
+  if (!req.contains(name) || !req[name].is_string()) fail("INVALID_PARAMETER", std::string("'") + name + "' must be a GUID string");
+  auto g = Guid::parse(req[name].get<std::string>());
+  if (!g) fail("INVALID_PARAMETER", std::string("'") + name + "' is not a GUID");
+  return *g;
+}
+
+ObjKind kind_arg(const json& req) {
+  if (!req.contains("kind") || !req["kind"].is_string()) fail("INVALID_PARAMETER", "'kind' must be a string");
+  auto k = kind_from_string(req["kind"].get<std::string>());
+  if (!k) fail("INVALID_PARAMETER", "unknown kind '" + req["kind"].get<std::string>() + "'");
+  return *k;
+}
+
+std::string_view role_name(Role r) {
+  switch (r) {
+    case Role::ADMIN: return "admin";
+    case Role::WRITER: return "writer";
+    case Role::READER: return "reader";
+    default: return "none";
+  }
+}
+
+// The peer's supplementary groups, from /proc (read once, when it connects).
+std::vector<gid_t> peer_groups(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
+  std::string line;
+  std::vector<gid_t> out;
+  while (std::getline(in, line))
+    if (line.rfind("Groups:", 0) == 0) {
+      std::istringstream ss(line.substr(7));
+      gid_t g;
+      while (ss >> g) out.push_back(g);
+    }
+  return out;
+}
+
+std::optional<gid_t> group_id(const std::string& name) {
+  if (name.empty()) return std::nullopt;
+  struct group* g = getgrnam(name.c_str());
+  return g ? std::optional<gid_t>(g->gr_gid) : std::nullopt;
+}
+
+}  // namespace
+
+std::string_view kind_name(ObjKind k) { return kKindNames[static_cast<size_t>(k)]; }
+std::optional<ObjKind> kind_from_string(std::string_view s) {
+  for (size_t i = 0; i < std::size(kKindNames); ++i)
+    if (kKindNames[i] == s || kKindPlural[i] == s) return static_cast<ObjKind>(i);
+  return std::nullopt;
+}
+
+struct Server::Session {
+  uint64_t id = 0;
+  int fd = -1;
+  ucred cred{};
+  Role role = Role::NONE;
+  Guid key;
+  std::string name;
+  bool hello = false;
+  bool dynamic = false;
+  uint32_t txn_wait_ms = 0;
+  std::optional<Guid> provider;
+  wire::FrameReader reader;
+  std::string out;
+  size_t out_off = 0;
+  std::deque<json> queue;                         // requests in arrival order
+  std::optional<Clock::time_point> deadline;      // the head request waits for the lock until then
+  enum class Txn { NONE, READ, WRITE } txn = Txn::NONE;
+  bool subscribed = false;
+  std::set<ObjKind> sub_kinds;
+  bool closing = false;
+};
+
+struct Server::Undo {
+  bool added;        // true: undo deletes the object; false: undo restores `body`
+  ObjKind kind;
+  Guid key;
+  json body;
+  Owner owner;
+  uint64_t filter_id = 0;
+};
+
+struct Server::WriteTxn {
+  uint64_t session;
+  bool explicit_txn;
+  std::vector<Undo> undo;      // one entry per change, in order
+  std::vector<json> changes;   // change notifications, sent at commit
+  std::set<std::pair<ObjKind, Guid>> touched;
+};
+
+Server::Server(Config cfg) : cfg_(std::move(cfg)) {}
+
+Server::~Server() {
+  for (auto& [id, s] : sessions_) ::close(s->fd);
+  if (listen_fd_ >= 0) {
+    ::close(listen_fd_);
+    ::unlink(cfg_.socket_path.c_str());
+  }
+  if (signal_fd_ >= 0) ::close(signal_fd_);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Start-up: the store first (persistent policy is enforced before anyone can connect), then the socket.
+
+void Server::load_store() {
+  store_ = std::make_unique<store::Store>(cfg_.state_dir);
+  size_t n = 0, bad = 0;
+  for (const auto& rec : store_->load()) {
+    try {
+      json obj = json::parse(rec.body);
+      obj.erase("id");
+      obj.erase("effective_weight");
+      obj.erase("owner");
+      policy::Policy p = policy::policy_from_json(json{{std::string(plural(static_cast<ObjKind>(rec.kind))), json::array({obj})}});
+      policy::apply_policy(engine_, p);
+      owners_[static_cast<ObjKind>(rec.kind)][*Guid::parse(rec.key)] = Owner{rec.owner_uid, 0, false};
+      ++n;
+    } catch (const std::exception& e) {
+      ++bad;
+      spdlog::error("store: cannot load {} {}: {}", kind_name(static_cast<ObjKind>(rec.kind)), rec.key, e.what());
+    }
+  }
+  spdlog::info("store {}: loaded {} persistent objects{}", store_->path(), n,
+               bad ? fmt::format(", {} could not be loaded", bad) : "");
+}
+
+void Server::start() {
+  load_store();
+
+  sigset_t mask;
+  sigemptyset(&mask);
+  sigaddset(&mask, SIGINT);
+  sigaddset(&mask, SIGTERM);
+  sigprocmask(SIG_BLOCK, &mask, nullptr);
+  signal(SIGPIPE, SIG_IGN);
+  signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
+
+  std::error_code ec;
+  std::filesystem::create_directories(std::filesystem::path(cfg_.socket_path).parent_path(), ec);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  if (cfg_.socket_path.size() >= sizeof(addr.sun_path)) throw std::runtime_error("socket path too long: " + cfg_.socket_path);
+  std::strcpy(addr.sun_path, cfg_.socket_path.c_str());
+  listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  // A stale socket from a crashed daemon: remove it, but never steal a live daemon's socket.
+  if (::connect(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0)
+    throw std::runtime_error("another lfpd is serving " + cfg_.socket_path);
+  ::close(listen_fd_);
+  ::unlink(cfg_.socket_path.c_str());
+  listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
+    throw std::runtime_error("bind " + cfg_.socket_path + ": " + std::strerror(errno));
+  ::chmod(cfg_.socket_path.c_str(), 0666);  // everyone may connect; access is decided per peer uid
+  if (::listen(listen_fd_, 128) != 0) throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
+  spdlog::info("listening on {}", cfg_.socket_path);
+}
+
+// ---------------------------------------------------------------------------------------------
+// The loop.
+
+void Server::run() {
+  std::vector<pollfd> fds;
+  std::vector<uint64_t> ids;
+  while (!stopping_) {
+    fds.clear();
+    ids.clear();
+    fds.push_back({listen_fd_, POLLIN, 0});
+    fds.push_back({signal_fd_, POLLIN, 0});
+    for (auto& [id, s] : sessions_) {
+      short ev = POLLIN;
+      if (s->out.size() > s->out_off) ev |= POLLOUT;
+      fds.push_back({s->fd, ev, 0});
+      ids.push_back(id);
+    }
+    int n = ::poll(fds.data(), fds.size(), poll_timeout_ms());
+    if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+    if (fds[1].revents & POLLIN) {
+      signalfd_siginfo si;
+      while (::read(signal_fd_, &si, sizeof si) == sizeof si) {
+        spdlog::info("signal {}: stopping", si.ssi_signo);
+        stopping_ = true;
+      }
+    }
+    if (fds[0].revents & POLLIN) accept_client();
+    for (size_t i = 2; i < fds.size(); ++i) {
+      auto it = sessions_.find(ids[i - 2]);
+      if (it == sessions_.end()) continue;
+      Session& s = *it->second;
+      if (fds[i].revents & POLLOUT) on_writable(s);
+      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) on_readable(s);
+    }
+    expire_waits();
+    retry_waiting();
+    for (auto it = sessions_.begin(); it != sessions_.end();) {
+      auto next = std::next(it);
+      if (it->second->closing) close_session(it->first, "closed");
+      it = next;
+    }
+  }
+}
+
+int Server::poll_timeout_ms() const {
+  int t = -1;
+  auto now = Clock::now();
+  for (auto& [id, s] : sessions_)
+    if (s->deadline) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*s->deadline - now).count();
+      int v = static_cast<int>(std::clamp<long long>(ms + 1, 0, 60000));
+      t = t < 0 ? v : std::min(t, v);
+    }
+  return t;
+}
+
+void Server::accept_client() {
+  for (;;) {
+    int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0) return;
+    auto s = std::make_unique<Session>();
+    s->id = next_session_++;
+    s->fd = fd;
+    socklen_t len = sizeof s->cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &s->cred, &len) != 0) {
+      ::close(fd);
+      continue;
+    }
+    // Who may do what (docs/lfpd.md "Access control").
+    auto groups = peer_groups(s->cred.pid);
+    groups.push_back(s->cred.gid);
+    auto in = [&](const std::string& name) {
+      auto g = group_id(name);
+      return g && std::find(groups.begin(), groups.end(), *g) != groups.end();
+    };
+    if (s->cred.uid == 0 || in(cfg_.admin_group)) s->role = Role::ADMIN;
+    else if (in(cfg_.writer_group)) s->role = Role::WRITER;
+    else s->role = cfg_.readers_all ? Role::READER : Role::NONE;
+    s->txn_wait_ms = cfg_.default_txn_wait_ms;
+    spdlog::debug("session {}: connected (uid {}, pid {}, {})", s->id, s->cred.uid, s->cred.pid, role_name(s->role));
+    sessions_.emplace(s->id, std::move(s));
+  }
+}
+
+void Server::on_readable(Session& s) {
+  char buf[65536];
+  for (;;) {
+    ssize_t r = ::read(s.fd, buf, sizeof buf);
+    if (r > 0) {
+      s.reader.feed(buf, static_cast<size_t>(r));
+      continue;
+    }
+    if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
+    s.closing = true;  // EOF or error: the client is gone (or died)
+    break;
+  }
+  while (auto frame = s.reader.next()) {
+    json req;
+    try {
+      req = json::parse(*frame);
+    } catch (const json::exception& e) {
+      reply_error(s, nullptr, "INVALID_PARAMETER", std::string("malformed JSON: ") + e.what());
+      continue;
+    }
+    if (!req.is_object()) {
+      reply_error(s, nullptr, "INVALID_PARAMETER", "a request is a JSON object");
+      continue;
+    }
+    if (s.queue.size() >= kMaxQueued) {
+      reply_error(s, req.value("id", json()), "INVALID_PARAMETER", "too many requests waiting");
+      s.closing = true;
+      break;
+    }
+    s.queue.push_back(std::move(req));
+  }
+  if (!s.reader.error().empty()) {
+    reply_error(s, nullptr, "INVALID_PARAMETER", "bad frame: " + s.reader.error());
+    spdlog::warn("session {}: {}; closing", s.id, s.reader.error());
+    s.closing = true;
+  }
+  process(s);
+}
+
+void Server::on_writable(Session& s) {
+  while (s.out_off < s.out.size()) {
+    ssize_t w = ::write(s.fd, s.out.data() + s.out_off, s.out.size() - s.out_off);
+    if (w > 0) {
+      s.out_off += static_cast<size_t>(w);
+      continue;
+    }
+    if (w < 0 && (errno == EAGAIN || errno == EINTR)) return;
+    s.closing = true;
+    return;
+  }
+  s.out.clear();
+  s.out_off = 0;
+}
+
+void Server::reply(Session& s, const json& msg) {
+  std::string payload = msg.dump(-1, ' ', false, json::error_handler_t::replace);
+  if (payload.size() > wire::kMaxFrame) {
+    payload = json{{"id", msg.value("id", json())}, {"ok", false},
+                   {"error", {{"code", "INVALID_PARAMETER"}, {"message", "reply too large; use paging (offset/limit)"}}}}
+                  .dump();
+  }
+  s.out += wire::encode(payload);
+  if (s.out.size() - s.out_off > kMaxOutput) {
+    spdlog::warn("session {}: not reading its replies; closing", s.id);
+    s.closing = true;
+    return;
+  }
+  on_writable(s);
+}
+
+void Server::reply_error(Session& s, const json& id, std::string_view code, const std::string& msg) {
+  reply(s, json{{"id", id}, {"ok", false}, {"error", {{"code", code}, {"message", msg}}}});
+}
+
+void Server::process(Session& s) {
+  while (!s.queue.empty() && !s.closing) {
+    const json& req = s.queue.front();
+    bool done;
+    try {
+      done = handle(s, req);
+    } catch (const Fail& f) {
+      reply_error(s, req.value("id", json()), f.code, f.message);
+      done = true;
+    } catch (const Error& e) {
+      reply_error(s, req.value("id", json()), to_string(e.code()), e.detail());
+      done = true;
+    } catch (const policy::PolicyError& e) {
+      reply_error(s, req.value("id", json()), "INVALID_PARAMETER", e.what());
+      done = true;
+    } catch (const std::exception& e) {
+      reply_error(s, req.value("id", json()), "INVALID_PARAMETER", e.what());
+      done = true;
+    }
+    if (!done) {
+      if (!s.deadline) s.deadline = Clock::now() + std::chrono::milliseconds(s.txn_wait_ms);
+      return;
+    }
+    s.deadline.reset();
+    s.queue.pop_front();
+  }
+}
+
+void Server::expire_waits() {
+  auto now = Clock::now();
+  for (auto& [id, s] : sessions_)
+    if (s->deadline && *s->deadline <= now && !s->queue.empty()) {
+      reply_error(*s, s->queue.front().value("id", json()), "TIMEOUT",
+                  "waited " + std::to_string(s->txn_wait_ms) + " ms for the transaction lock");
+      s->queue.pop_front();
+      s->deadline.reset();
+      process(*s);
+    }
+}
+
+void Server::retry_waiting() {
+  // Ended dynamic sessions first: their objects go as soon as the lock is free.
+  while (!pending_cleanups_.empty() && !writer_ && readers_.empty()) {
+    uint64_t id = pending_cleanups_.front();
+    pending_cleanups_.pop_front();
+    cleanup_dynamic(id);
+  }
+  bool progress = true;
+  while (progress) {
+    progress = false;
+    for (auto& [id, s] : sessions_) {
+      if (!s->deadline || s->closing) continue;
+      size_t before = s->queue.size();
+      process(*s);
+      if (s->queue.size() != before) progress = true;
+    }
+  }
+}
+
+void Server::close_session(uint64_t id, const std::string& why) {
+  auto it = sessions_.find(id);
+  if (it == sessions_.end()) return;
+  Session& s = *it->second;
+  if (s.txn == Session::Txn::WRITE) {
+    spdlog::info("session {}: ended inside a transaction; aborting it", id);
+    abort_write(s);
+  }
+  readers_.erase(id);
+  const bool had_dynamic = s.dynamic;
+  ::close(s.fd);
+  spdlog::debug("session {}: {}", id, why);
+  sessions_.erase(it);
+  if (had_dynamic) pending_cleanups_.push_back(id);
+  retry_waiting();
+}
+
+// ---------------------------------------------------------------------------------------------
+// Transactions.
+
+bool Server::can_read(const Session& s) const { return !writer_ || *writer_ == s.id; }
+
+bool Server::can_write(const Session& s) const {
+  if (writer_ && *writer_ != s.id) return false;
+  return readers_.empty() || (readers_.size() == 1 && readers_.count(s.id));
+}
+
+void Server::begin_write(Session& s, bool explicit_txn) {
+  writer_ = s.id;
+  txn_ = std::make_unique<WriteTxn>(WriteTxn{s.id, explicit_txn, {}, {}, {}});
+  if (explicit_txn) s.txn = Session::Txn::WRITE;
+}
+
+void Server::undo_to(WriteTxn& t, size_t mark) {
+  while (t.undo.size() > mark) {
+    Undo u = std::move(t.undo.back());
+    t.undo.pop_back();
+    t.changes.pop_back();
+    if (u.added) {
+      switch (u.kind) {
+        case ObjKind::FILTER: engine_.delete_filter(u.key); break;
+        case ObjKind::CALLOUT: engine_.delete_callout(u.key); break;
+        case ObjKind::PROVIDER_CONTEXT: engine_.delete_provider_context(u.key); break;
+        case ObjKind::SUBLAYER: engine_.delete_sublayer(u.key); break;
+        case ObjKind::PROVIDER: engine_.delete_provider(u.key); break;
+      }
+      owners_[u.kind].erase(u.key);
+    } else {
+      json obj = u.body;
+      obj.erase("owner");
+      obj.erase("id");
+      obj.erase("effective_weight");
+      policy::Policy p = policy::policy_from_json(json{{std::string(plural(u.kind)), json::array({obj})}});
+      switch (u.kind) {
+        case ObjKind::PROVIDER: engine_.add_provider(p.providers[0]); break;
+        case ObjKind::SUBLAYER: engine_.add_sublayer(p.sublayers[0]); break;
+        case ObjKind::CALLOUT: engine_.add_callout(p.callouts[0]); break;
+        case ObjKind::PROVIDER_CONTEXT: engine_.add_provider_context(p.provider_contexts[0]); break;
+        case ObjKind::FILTER:
+          p.filters[0].id = u.filter_id;  // the same run-time id as before
+          engine_.add_filter(p.filters[0]);
+          break;
+      }
+      owners_[u.kind][u.key] = u.owner;
+    }
+  }
+}
+
+void Server::persist(WriteTxn& t) {
+  std::vector<store::Record> upserts;
+  std::vector<std::pair<store::Kind, std::string>> deletes;
+  for (const auto& [kind, key] : t.touched) {
+    json obj = object_json(kind, key);
+    bool persistent = false;
+    if (!obj.is_null())
+      for (const auto& f : obj.value("flags", json::array()))
+        if (f == "PERSISTENT" || f == "BOOTTIME") persistent = true;
+    if (persistent) {
+      obj.erase("owner");
+      upserts.push_back({static_cast<store::Kind>(kind), key.str(), owners_[kind][key].uid, obj.dump()});
+    } else {
+      deletes.emplace_back(static_cast<store::Kind>(kind), key.str());
+    }
+  }
+  store_->commit(upserts, deletes);
+}
+
+void Server::commit_write(Session& s) {
+  WriteTxn& t = *txn_;
+  try {
+    persist(t);
+  } catch (const std::exception& e) {
+    spdlog::error("commit of session {} failed: {}; rolling back", s.id, e.what());
+    abort_write(s);
+    throw Error(ErrorCode::TXN_ABORTED, std::string("the store could not commit: ") + e.what());
+  }
+  auto changes = std::move(t.changes);
+  txn_.reset();
+  writer_.reset();
+  s.txn = Session::Txn::NONE;
+  notify_changes(changes);
+}
+
+void Server::abort_write(Session& s) {
+  if (txn_) undo_to(*txn_, 0);
+  txn_.reset();
+  writer_.reset();
+  s.txn = Session::Txn::NONE;
+}
+
+void Server::cleanup_dynamic(uint64_t session_id) {
+  // Filters first, then what they may reference.
+  static constexpr ObjKind order[] = {ObjKind::FILTER, ObjKind::CALLOUT, ObjKind::PROVIDER_CONTEXT, ObjKind::SUBLAYER,
+                                      ObjKind::PROVIDER};
+  std::vector<json> changes;
+  size_t n = 0;
+  for (ObjKind k : order) {
+    std::vector<Guid> keys;
+    for (auto& [key, o] : owners_[k])
+      if (o.dynamic && o.session == session_id) keys.push_back(key);
+    for (const Guid& key : keys) {
+      json obj = object_json(k, key);
+      try {
+        switch (k) {
+          case ObjKind::FILTER: engine_.delete_filter(key); break;
+          case ObjKind::CALLOUT: engine_.delete_callout(key); break;
+          case ObjKind::PROVIDER_CONTEXT: engine_.delete_provider_context(key); break;
+          case ObjKind::SUBLAYER: engine_.delete_sublayer(key); break;
+          case ObjKind::PROVIDER: engine_.delete_provider(key); break;
+        }
+        owners_[k].erase(key);
+        changes.push_back({{"event", "change"}, {"change", "DELETE"}, {"kind", kind_name(k)}, {"object", obj}});
+        ++n;
+      } catch (const Error& e) {
+        spdlog::error("session {}: cannot delete dynamic {} {}: {}", session_id, kind_name(k), key.str(), e.what());
+      }
+    }
+  }
+  if (n) spdlog::info("session {}: deleted its {} dynamic objects", session_id, n);
+  notify_changes(changes);
+}
+
+void Server::notify_changes(const std::vector<json>& changes) {
+  for (const json& c : changes) {
+    ObjKind k = *kind_from_string(c["kind"].get<std::string>());
+    for (auto& [id, s] : sessions_)
+      if (s->subscribed && s->sub_kinds.count(k)) reply(*s, c);
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Objects.
+
+json Server::object_json(ObjKind kind, const Guid& key) const {
+  json j;
+  switch (kind) {
+    case ObjKind::PROVIDER: if (auto* o = engine_.provider(key)) j = policy::to_json(*o); break;
+    case ObjKind::SUBLAYER: if (auto* o = engine_.sublayer(key)) j = policy::to_json(*o); break;
+    case ObjKind::CALLOUT: if (auto* o = engine_.callout(key)) j = policy::to_json(*o); break;
+    case ObjKind::PROVIDER_CONTEXT: if (auto* o = engine_.provider_context(key)) j = policy::to_json(*o); break;
+    case ObjKind::FILTER: if (auto* o = engine_.filter(key)) j = policy::to_json(*o); break;
+  }
+  if (j.is_null()) return j;
+  auto ok = owners_.find(kind);
+  if (ok != owners_.end()) {
+    auto it = ok->second.find(key);
+    if (it != ok->second.end()) {
+      json owner = {{"uid", it->second.uid}, {"dynamic", it->second.dynamic}};
+      auto sit = sessions_.find(it->second.session);
+      owner["session"] = sit != sessions_.end() ? json(sit->second->key.str()) : json();
+      j["owner"] = owner;
+    }
+  }
+  return j;
+}
+
+namespace {
+// The keys an object references, with their kinds (for lifetime checks).
+std::vector<std::pair<ObjKind, Guid>> references(const policy::Policy& p) {
+  std::vector<std::pair<ObjKind, Guid>> out;
+  auto prov = [&](const std::optional<Guid>& g) { if (g) out.emplace_back(ObjKind::PROVIDER, *g); };
+  for (auto& x : p.sublayers) prov(x.provider);
+  for (auto& x : p.callouts) prov(x.provider);
+  for (auto& x : p.provider_contexts) prov(x.provider);
+  for (auto& f : p.filters) {
+    prov(f.provider);
+    if (f.sublayer) out.emplace_back(ObjKind::SUBLAYER, *f.sublayer);
+    if (is_callout(f.action.type)) out.emplace_back(ObjKind::CALLOUT, f.action.callout_key);
+    if (f.provider_context) out.emplace_back(ObjKind::PROVIDER_CONTEXT, *f.provider_context);
+  }
+  return out;
+}
+uint32_t flags_of(const policy::Policy& p) {
+  if (!p.providers.empty()) return p.providers[0].flags;
+  if (!p.sublayers.empty()) return p.sublayers[0].flags;
+  if (!p.callouts.empty()) return p.callouts[0].flags;
+  if (!p.provider_contexts.empty()) return p.provider_contexts[0].flags;
+  return p.filters.empty() ? 0 : p.filters[0].flags;
+}
+}  // namespace
+
+json Server::op_add(Session& s, ObjKind kind, const json& obj) {
+  if (!obj.is_object()) fail("INVALID_PARAMETER", "'object' must be a JSON object");
+  json clean = obj;
+  clean.erase("id");  // output-only members
+  clean.erase("effective_weight");
+  clean.erase("owner");
+  policy::Policy p;
+  try {
+    p = policy::policy_from_json(json{{std::string(plural(kind)), json::array({clean})}});
+  } catch (const policy::PolicyError& e) {
+    // Report the path inside the object, not inside the wrapper policy.
+    std::string path = e.path();
+    std::string prefix = "/" + std::string(plural(kind)) + "/0";
+    if (path.rfind(prefix, 0) == 0) path = "/object" + path.substr(prefix.size());
+    fail("INVALID_PARAMETER", path + ": " + e.reason());
+  }
+  const uint32_t flags = flags_of(p);
+  if (s.dynamic && (flags & (PERSISTENT | BOOTTIME)))
+    throw Error(ErrorCode::DYNAMIC_SESSION_IN_PROGRESS, "a dynamic session cannot add persistent or boot-time objects");
+  // WFP's lifetimes: a dynamic object may be referenced only by its own session's objects.
+  for (const auto& [rk, rkey] : references(p)) {
+    auto it = owners_[rk].find(rkey);
+    if (it != owners_[rk].end() && it->second.dynamic && !(s.dynamic && it->second.session == s.id))
+      throw Error(ErrorCode::LIFETIME_MISMATCH, std::string(kind_name(rk)) + " " + rkey.str() +
+                                                    " is dynamic in another session; only that session may reference it");
+  }
+  // Give the object its key now (nil means "generate"), so the daemon knows what was added.
+  Guid key;
+  auto take = [&](Guid& k) {
+    if (k.is_nil()) k = Guid::generate();
+    key = k;
+  };
+  switch (kind) {
+    case ObjKind::PROVIDER: take(p.providers.at(0).key); break;
+    case ObjKind::SUBLAYER: take(p.sublayers.at(0).key); break;
+    case ObjKind::CALLOUT: take(p.callouts.at(0).key); break;
+    case ObjKind::PROVIDER_CONTEXT: take(p.provider_contexts.at(0).key); break;
+    case ObjKind::FILTER: take(p.filters.at(0).key); break;
+  }
+  // Straight into the engine: its errors keep WFP's codes (SUBLAYER_NOT_FOUND, ...).
+  switch (kind) {
+    case ObjKind::PROVIDER: engine_.add_provider(p.providers[0]); break;
+    case ObjKind::SUBLAYER: engine_.add_sublayer(p.sublayers[0]); break;
+    case ObjKind::CALLOUT: engine_.add_callout(p.callouts[0]); break;
+    case ObjKind::PROVIDER_CONTEXT: engine_.add_provider_context(p.provider_contexts[0]); break;
+    case ObjKind::FILTER: engine_.add_filter(p.filters[0]); break;
+  }
+  uint64_t id = 0;
+  if (kind == ObjKind::FILTER) id = engine_.filter(key)->id;
+  Owner owner{s.cred.uid, s.id, s.dynamic};
+  owners_[kind][key] = owner;
+  json full = object_json(kind, key);
+  txn_->undo.push_back(Undo{true, kind, key, json(), owner, id});
+  txn_->changes.push_back({{"event", "change"}, {"change", "ADD"}, {"kind", kind_name(kind)}, {"object", full}});
+  txn_->touched.emplace(kind, key);
+  json r = {{"key", key.str()}};
+  if (kind == ObjKind::FILTER) r["id"] = id;
+  return r;
+}
+
+void Server::check_may_delete(const Session& s, ObjKind kind, const Guid& key, bool force) const {
+  json obj = object_json(kind, key);
+  if (obj.is_null()) return;  // the engine reports NOT_FOUND
+  if (s.role != Role::ADMIN) {
+    auto ok = owners_.find(kind);
+    bool own = ok != owners_.end() && ok->second.count(key) && ok->second.at(key).uid == s.cred.uid;
+    if (s.role != Role::WRITER || !own)
+      throw Error(ErrorCode::ACCESS_DENIED, "only its owner or an admin may delete " + std::string(kind_name(kind)) + " " + key.str());
+  }
+  if (obj.contains("provider") && obj["provider"].is_string() && s.provider) {
+    auto p = Guid::parse(obj["provider"].get<std::string>());
+    if (p && *p != *s.provider && !(s.role == Role::ADMIN && force))
+      throw Error(ErrorCode::ACCESS_DENIED, std::string(kind_name(kind)) + " " + key.str() + " belongs to provider " +
+                                                p->str() + ", not to this session's provider (an admin may pass force)");
+  }
+}
+
+void Server::op_delete(Session& s, ObjKind kind, const Guid& key, bool force) {
+  check_may_delete(s, kind, key, force);
+  json before = object_json(kind, key);
+  Owner owner = owners_[kind].count(key) ? owners_[kind][key] : Owner{};
+  uint64_t id = 0;
+  switch (kind) {
+    case ObjKind::FILTER:
+      if (auto* f = engine_.filter(key)) id = f->id;
+      engine_.delete_filter(key);
+      break;
+    case ObjKind::CALLOUT: engine_.delete_callout(key); break;
+    case ObjKind::PROVIDER_CONTEXT: engine_.delete_provider_context(key); break;
+    case ObjKind::SUBLAYER: engine_.delete_sublayer(key); break;
+    case ObjKind::PROVIDER: engine_.delete_provider(key); break;
+  }
+  owners_[kind].erase(key);
+  txn_->undo.push_back(Undo{false, kind, key, before, owner, id});
+  txn_->changes.push_back({{"event", "change"}, {"change", "DELETE"}, {"kind", kind_name(kind)}, {"object", before}});
+  txn_->touched.emplace(kind, key);
+}
+
+json Server::op_apply(Session& s, const json& policy_json) {
+  policy::Policy p = policy::policy_from_json(policy_json);  // checks the whole file first; names the path
+  // Then each object through op_add, so ownership, lifetimes and notifications are those of add.
+  json keys = json::array();
+  auto add_all = [&](ObjKind kind, size_t count) {
+    for (size_t j = 0; j < count; ++j) {
+      const std::string where = "/" + std::string(plural(kind)) + "/" + std::to_string(j);
+      try {
+        keys.push_back(op_add(s, kind, policy_json.at(std::string(plural(kind))).at(j)));
+      } catch (const Fail& f) {
+        fail(f.code, f.message.rfind("/object", 0) == 0 ? where + f.message.substr(7) : where + ": " + f.message);
+      } catch (const Error& e) {
+        throw Error(e.code(), where + ": " + e.detail());
+      }
+    }
+  };
+  add_all(ObjKind::PROVIDER, p.providers.size());
+  add_all(ObjKind::SUBLAYER, p.sublayers.size());
+  add_all(ObjKind::CALLOUT, p.callouts.size());
+  add_all(ObjKind::PROVIDER_CONTEXT, p.provider_contexts.size());
+  add_all(ObjKind::FILTER, p.filters.size());
+  return json{{"added", keys}};
+}
+
+// ---------------------------------------------------------------------------------------------
+// Reads.
+
+json Server::op_enum(const Session& s, const json& req) const {
+  const ObjKind kind = kind_arg(req);
+  const json tmpl = req.value("template", json::object());
+  if (!tmpl.is_object()) fail("INVALID_PARAMETER", "'template' must be an object");
+  size_t offset = req.value("offset", size_t{0});
+  size_t limit = std::min(req.value("limit", kDefaultPage), kMaxPage);
+  std::vector<Guid> keys;
+  if (kind == ObjKind::FILTER) {
+    FilterTemplate t;
+    std::optional<LayerId> layer;
+    if (tmpl.contains("layer")) {
+      layer = layer_from_string(tmpl["layer"].get<std::string>());
+      if (!layer) fail("INVALID_PARAMETER", "/template/layer: unknown layer");
+      t.layer = layer;
+    }
+    if (tmpl.contains("provider")) t.provider = guid_arg(tmpl, "provider");
+    if (tmpl.contains("sublayer")) t.sublayer = guid_arg(tmpl, "sublayer");
+    if (tmpl.contains("action")) {
+      t.action = action_type_from_string(tmpl["action"].get<std::string>());
+      if (!t.action) fail("INVALID_PARAMETER", "/template/action: unknown action type");
+    }
+    for (const auto& f : tmpl.value("flags", json::array())) {
+      auto fl = flag_from_string(f.get<std::string>());
+      if (!fl) fail("INVALID_PARAMETER", "/template/flags: unknown flag " + f.dump());
+      t.flags_all_set |= *fl;
+    }
+    // "Filters that would match these values" (FWPM_FILTER_ENUM_TEMPLATE0's conditions).
+    std::unique_ptr<policy::Request> values;
+    if (tmpl.contains("values")) {
+      if (!layer) fail("INVALID_PARAMETER", "/template/values needs /template/layer");
+      values = std::make_unique<policy::Request>();
+      policy::parse_request(json{{"layer", tmpl["layer"]}, {"values", tmpl["values"]}}, *values);
+    }
+    for (const Filter* f : engine_.filters(t))
+      if (!values || conditions_match(f->conditions, values->values)) keys.push_back(f->key);
+  } else {
+    std::optional<Guid> provider;
+    if (tmpl.contains("provider")) provider = guid_arg(tmpl, "provider");
+    auto want = [&](const std::optional<Guid>& p) { return !provider || p == provider; };
+    switch (kind) {
+      case ObjKind::PROVIDER:
+        for (auto* o : engine_.providers()) if (!provider || o->key == *provider) keys.push_back(o->key);
+        break;
+      case ObjKind::SUBLAYER: for (auto* o : engine_.sublayers()) if (want(o->provider)) keys.push_back(o->key); break;
+      case ObjKind::CALLOUT:
+        for (auto* o : engine_.callouts()) {
+          if (!want(o->provider)) continue;
+          if (tmpl.contains("layer") && layer_info(o->applicable_layer).name != tmpl["layer"].get<std::string>()) continue;
+          keys.push_back(o->key);
+        }
+        break;
+      case ObjKind::PROVIDER_CONTEXT:
+        for (auto* o : engine_.provider_contexts()) if (want(o->provider)) keys.push_back(o->key);
+        break;
+      default: break;
+    }
+  }
+  json objs = json::array();
+  for (size_t i = offset; i < keys.size() && i < offset + limit; ++i) objs.push_back(object_json(kind, keys[i]));
+  json r = {{"objects", objs}, {"total", keys.size()}};
+  r["next_offset"] = offset + limit < keys.size() ? json(offset + limit) : json();
+  return r;
+}
+
+json Server::op_state() const {
+  json j;
+  for (ObjKind k : {ObjKind::PROVIDER, ObjKind::SUBLAYER, ObjKind::CALLOUT, ObjKind::PROVIDER_CONTEXT}) {
+    json arr = json::array();
+    switch (k) {
+      case ObjKind::PROVIDER: for (auto* o : engine_.providers()) arr.push_back(object_json(k, o->key)); break;
+      case ObjKind::SUBLAYER: for (auto* o : engine_.sublayers()) arr.push_back(object_json(k, o->key)); break;
+      case ObjKind::CALLOUT: for (auto* o : engine_.callouts()) arr.push_back(object_json(k, o->key)); break;
+      default: for (auto* o : engine_.provider_contexts()) arr.push_back(object_json(k, o->key)); break;
+    }
+    j[std::string(plural(k))] = arr;
+  }
+  j["filter_count"] = engine_.filter_count();
+  json sessions = json::array();
+  for (auto& [id, s] : sessions_)
+    if (s->hello)
+      sessions.push_back({{"key", s->key.str()}, {"name", s->name}, {"uid", s->cred.uid}, {"pid", s->cred.pid},
+                          {"dynamic", s->dynamic}, {"role", role_name(s->role)}});
+  j["sessions"] = sessions;
+  return j;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Requests (docs/protocol.md).
+
+bool Server::handle(Session& s, const json& req) {
+  const json id = req.value("id", json());
+  if (!req.contains("op") || !req["op"].is_string()) fail("INVALID_PARAMETER", "'op' must be a string");
+  const std::string op = req["op"].get<std::string>();
+  auto ok = [&](json result = json::object()) { reply(s, json{{"id", id}, {"ok", true}, {"result", std::move(result)}}); };
+  auto need = [&](Role r, const char* what) {
+    if (s.role < r)
+      throw Error(ErrorCode::ACCESS_DENIED, std::string(what) + " needs the " + std::string(role_name(r)) +
+                                                " role; uid " + std::to_string(s.cred.uid) + " is " +
+                                                std::string(role_name(s.role)));
+  };
+
+  if (op == "hello") {
+    if (s.hello) fail("INVALID_PARAMETER", "the session is already open");
+    if (req.value("version", wire::kVersion) != wire::kVersion)
+      fail("INVALID_PARAMETER", "protocol version " + req["version"].dump() + " is not supported (this lfpd speaks 1)");
+    s.name = req.value("name", std::string());
+    s.dynamic = req.value("dynamic", false);
+    s.txn_wait_ms = req.value("txn_wait_timeout_ms", cfg_.default_txn_wait_ms);
+    if (s.txn_wait_ms == 0) s.txn_wait_ms = cfg_.default_txn_wait_ms;
+    if (req.contains("provider")) s.provider = guid_arg(req, "provider");
+    s.key = Guid::generate();
+    s.hello = true;
+    spdlog::info("session {} '{}': opened by uid {} pid {} ({}{})", s.id, s.name, s.cred.uid, s.cred.pid,
+                 role_name(s.role), s.dynamic ? ", dynamic" : "");
+    ok({{"version", wire::kVersion},
+        {"session", {{"key", s.key.str()}, {"uid", s.cred.uid}, {"role", role_name(s.role)}, {"dynamic", s.dynamic}}}});
+    return true;
+  }
+  if (!s.hello) fail("INVALID_PARAMETER", "open the session with 'hello' first");
+  if (op == "ping") {
+    ok();
+    return true;
+  }
+  need(Role::READER, op.c_str());
+
+  using Txn = Session::Txn;
+  if (op == "txn_begin") {
+    if (s.txn != Txn::NONE) throw Error(ErrorCode::TXN_IN_PROGRESS, "the session already has a transaction");
+    if (req.value("read_only", false)) {
+      if (!can_read(s)) return false;
+      readers_.insert(s.id);
+      s.txn = Txn::READ;
+    } else {
+      need(Role::WRITER, "a read/write transaction");
+      if (!can_write(s)) return false;
+      begin_write(s, true);
+    }
+    ok();
+    return true;
+  }
+  if (op == "txn_commit" || op == "txn_abort") {
+    if (s.txn == Txn::NONE) throw Error(ErrorCode::NO_TXN_IN_PROGRESS, "the session has no transaction");
+    if (s.txn == Txn::READ) {
+      readers_.erase(s.id);
+      s.txn = Txn::NONE;
+    } else if (op == "txn_commit") {
+      commit_write(s);
+    } else {
+      abort_write(s);
+    }
+    ok();
+    return true;
+  }
+
+  if (op == "add" || op == "delete" || op == "apply") {
+    need(Role::WRITER, op.c_str());
+    if (s.txn == Txn::READ) throw Error(ErrorCode::INCOMPATIBLE_TXN, "the session's transaction is read-only");
+    const bool implicit = s.txn == Txn::NONE;
+    if (implicit) {
+      if (!can_write(s)) return false;
+      begin_write(s, false);
+    }
+    const size_t mark = txn_->undo.size();
+    json result;
+    try {
+      if (op == "add") {
+        result = op_add(s, kind_arg(req), req.value("object", json()));
+      } else if (op == "apply") {
+        if (!req.contains("policy")) fail("INVALID_PARAMETER", "'policy' is missing");
+        result = op_apply(s, req["policy"]);
+      } else {
+        const ObjKind kind = kind_arg(req);
+        Guid key;
+        if (kind == ObjKind::FILTER && req.contains("filter_id")) {
+          if (!req["filter_id"].is_number_unsigned()) fail("INVALID_PARAMETER", "'filter_id' must be an unsigned number");
+          const Filter* f = engine_.filter_by_id(req["filter_id"].get<uint64_t>());
+          if (!f) throw Error(ErrorCode::FILTER_NOT_FOUND, "filter id " + req["filter_id"].dump() + " not found");
+          key = f->key;
+        } else {
+          key = guid_arg(req, "key");
+        }
+        op_delete(s, kind, key, req.value("force", false));
+        result = {{"key", key.str()}};
+      }
+    } catch (...) {
+      // A failed call changes nothing, and does not spoil an explicit transaction (as in WFP).
+      undo_to(*txn_, mark);
+      if (implicit) abort_write(s);
+      throw;
+    }
+    if (implicit) commit_write(s);
+    ok(std::move(result));
+    return true;
+  }
+
+  // Reads: wait while another session's write transaction is open (nobody sees half of one).
+  if (s.txn == Txn::NONE && !can_read(s)) return false;
+  if (op == "get") {
+    const ObjKind kind = kind_arg(req);
+    Guid key;
+    if (kind == ObjKind::FILTER && req.contains("filter_id")) {
+      const Filter* f = req["filter_id"].is_number_unsigned() ? engine_.filter_by_id(req["filter_id"].get<uint64_t>()) : nullptr;
+      if (!f) throw Error(ErrorCode::FILTER_NOT_FOUND, "filter id " + req["filter_id"].dump() + " not found");
+      key = f->key;
+    } else {
+      key = guid_arg(req, "key");
+    }
+    json obj = object_json(kind, key);
+    if (obj.is_null()) throw Error(ErrorCode::NOT_FOUND, std::string(kind_name(kind)) + " " + key.str() + " not found");
+    ok(obj);
+  } else if (op == "enum") {
+    ok(op_enum(s, req));
+  } else if (op == "state") {
+    ok(op_state());
+  } else if (op == "classify") {
+    policy::Request r;
+    policy::parse_request(json{{"layer", req.value("layer", json())}, {"values", req.value("values", json::object())}}, r);
+    ok(policy::result_to_json(engine_, engine_.classify(r.layer, r.values, req.value("explain", false))));
+  } else if (op == "subscribe") {
+    s.sub_kinds.clear();
+    json kinds = req.value("kinds", json::array({"provider", "sublayer", "callout", "provider_context", "filter"}));
+    for (const auto& k : kinds) {
+      auto kk = k.is_string() ? kind_from_string(k.get<std::string>()) : std::nullopt;
+      if (!kk) fail("INVALID_PARAMETER", "unknown kind " + k.dump());
+      s.sub_kinds.insert(*kk);
+    }
+    s.subscribed = true;
+    ok();
+  } else if (op == "unsubscribe") {
+    s.subscribed = false;
+    ok();
+  } else {
+    fail("INVALID_PARAMETER", "unknown op '" + op + "'");
+  }
+  return true;
+}
+
+}  // namespace lfp::daemon

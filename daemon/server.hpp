@@ -1,0 +1,115 @@
+#pragma once
+// lfpd's core: sessions, transactions, access control, persistence and change notification around
+// one FilterEngine, served over a Unix socket with a single-threaded poll loop (docs/lfpd.md).
+#include <sys/types.h>
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <map>
+#include <memory>
+#include <optional>
+#include <set>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "lfp/engine/engine.hpp"
+#include "lfp/protocol/wire.hpp"
+#include "lfp/store/store.hpp"
+
+namespace lfp::daemon {
+
+struct Config {
+  std::string state_dir = "/var/lib/lfp";
+  std::string socket_path = "/run/lfp/lfpd.sock";
+  std::string admin_group = "lfpadmin";   // members may change any policy
+  std::string writer_group = "lfpwriter"; // members may add objects and delete their own
+  bool readers_all = true;                // other users may read (else: only writers and admins)
+  uint32_t default_txn_wait_ms = 15000;   // WFP's default transaction wait
+};
+
+enum class Role { NONE, READER, WRITER, ADMIN };
+
+// What lfpd records about each object besides the object itself.
+struct Owner {
+  uint32_t uid = 0;
+  uint64_t session = 0;  // 0: loaded from the store
+  bool dynamic = false;
+};
+
+enum class ObjKind { PROVIDER, SUBLAYER, CALLOUT, PROVIDER_CONTEXT, FILTER };
+
+class Server {
+ public:
+  explicit Server(Config cfg);
+  ~Server();
+  // Binds the socket and loads the store. Throws std::runtime_error.
+  void start();
+  // Serves until stop() (from a signal handler via the loop's signalfd) .
+  void run();
+  const FilterEngine& engine() const { return engine_; }
+
+ private:
+  struct Session;
+  struct Undo;
+  struct WriteTxn;
+  using Clock = std::chrono::steady_clock;
+
+  void accept_client();
+  void on_readable(Session& s);
+  void on_writable(Session& s);
+  void close_session(uint64_t id, const std::string& why);
+  void process(Session& s);  // runs queued requests until one must wait
+  // Returns false when the request must wait for the transaction lock.
+  bool handle(Session& s, const nlohmann::json& req);
+  void reply(Session& s, const nlohmann::json& msg);
+  void reply_error(Session& s, const nlohmann::json& id, std::string_view code, const std::string& msg);
+  void expire_waits();
+  void retry_waiting();
+  int poll_timeout_ms() const;
+
+  // Transactions.
+  bool can_read(const Session& s) const;
+  bool can_write(const Session& s) const;
+  void begin_write(Session& s, bool explicit_txn);
+  void commit_write(Session& s);  // throws lfp::Error on a store failure (then everything is undone)
+  void abort_write(Session& s);
+  void undo_to(WriteTxn& t, size_t mark);
+  void cleanup_dynamic(uint64_t session_id);
+
+  // Object operations inside a write transaction.
+  nlohmann::json op_add(Session& s, ObjKind kind, const nlohmann::json& obj);
+  void op_delete(Session& s, ObjKind kind, const Guid& key, bool force);
+  nlohmann::json op_apply(Session& s, const nlohmann::json& policy);
+  void check_may_delete(const Session& s, ObjKind kind, const Guid& key, bool force) const;
+
+  nlohmann::json object_json(ObjKind kind, const Guid& key) const;  // with "owner"
+  nlohmann::json op_enum(const Session& s, const nlohmann::json& req) const;
+  nlohmann::json op_state() const;
+  void notify_changes(const std::vector<nlohmann::json>& changes);
+  void persist(WriteTxn& t);
+  void load_store();
+
+  Config cfg_;
+  FilterEngine engine_;
+  std::unique_ptr<store::Store> store_;
+  int listen_fd_ = -1;
+  int signal_fd_ = -1;
+  bool stopping_ = false;
+  uint64_t next_session_ = 1;
+  std::map<uint64_t, std::unique_ptr<Session>> sessions_;
+  std::map<ObjKind, std::unordered_map<Guid, Owner>> owners_;
+  // The transaction lock: one writer, or any number of explicit readers.
+  std::optional<uint64_t> writer_;
+  std::set<uint64_t> readers_;
+  std::unique_ptr<WriteTxn> txn_;
+  std::deque<uint64_t> pending_cleanups_;  // ended dynamic sessions whose objects wait for the lock
+};
+
+std::string_view kind_name(ObjKind k);
+std::optional<ObjKind> kind_from_string(std::string_view s);
+
+}  // namespace lfp::daemon

@@ -1,0 +1,1148 @@
+// LFP compiled packet classifier: a TupleMerge-style tuple space with relaxed tuples.
+//
+// Pure code: no I/O, no files, no kernel, no sockets. docs/classifier.md describes the design; in
+// short:
+//
+//  * Records. Rules live in a store indexed by the caller's rule id (chunks of 64 records). A record
+//    is the rule in compact form: dimensions wider than 16 bits as a prefix (value with a marker bit
+//    after the prefix, or a flag for a full-length prefix), narrower ones as [lo, hi] in their own
+//    width, the priority, and a few tail bits: the residual flag and the rule's table. A
+//    <32,32,16,16,8> record is 24 bytes. A wide dimension whose interval is no prefix keeps its
+//    [lo, hi] in a side table ("ext").
+//  * Tables. A table hashes, per dimension, the first `len` bits (its tuple). A rule may go to any
+//    table whose tuple is no longer than the common prefix of its [lo, hi] in every dimension (so
+//    any interval works: the hash finds candidates, the record check decides). At most
+//    `kCollideLimit` rules of a table share a hashed key.
+//  * Buckets. A table is an array of 64-byte buckets of 15 four-byte slots and an overflow counter
+//    (F14-style). A slot holds (rule_id + 1) << tag_bits | tag, the tag being hash bits, so a lookup
+//    compares the 15 slots with the tag at once and reads only the records of tag hits.
+//  * Order. Tables are kept sorted by their highest priority; a lookup stops at the first table
+//    whose highest priority is below the best match so far. The hashes of 8 tables are computed at
+//    once (AVX-512 when the CPU has it, chosen at run time) and their buckets prefetched.
+#pragma once
+
+#include <algorithm>
+#include <array>
+#include <bit>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <new>
+#include <stdexcept>
+#include <type_traits>
+#include <utility>
+#include <vector>
+
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <immintrin.h>
+#define LFP_CLS_X86 1
+#define LFP_CLS_AVX512 __attribute__((target("avx512f,bmi,bmi2,popcnt")))
+#endif
+
+#if defined(__GNUC__) || defined(__clang__)
+#define LFP_CLS_INLINE __attribute__((always_inline)) inline
+#define LFP_CLS_INLINE_LAMBDA __attribute__((always_inline))
+#else
+#define LFP_CLS_INLINE inline
+#define LFP_CLS_INLINE_LAMBDA
+#endif
+
+namespace lfp::cls {
+
+inline constexpr uint32_t kNoRule = UINT32_MAX;
+
+// One rule: per dimension an inclusive interval [lo[d], hi[d]] of unsigned values of that dimension's
+// width; a priority (higher wins, unique within a classifier, never UINT32_MAX); `residual`: the
+// rule only matches when the caller's residual predicate accepts it.
+template <int D>
+struct RuleSpec {
+  std::array<uint64_t, D> lo{}, hi{};
+  uint32_t priority = 0;
+  bool residual = false;
+};
+
+namespace detail {
+
+constexpr uint64_t width_mask(unsigned w) { return w >= 64 ? ~uint64_t{0} : ((uint64_t{1} << w) - 1); }
+
+// The first `len` bits of a `w`-bit value (len 0..w).
+constexpr uint64_t prefix_mask(unsigned w, unsigned len) {
+  return len == 0 ? 0 : (width_mask(w) & ~(width_mask(w) >> len));
+}
+
+// Number of leading bits that lo and hi (w-bit values) share.
+constexpr unsigned common_prefix(unsigned w, uint64_t lo, uint64_t hi) {
+  return w - static_cast<unsigned>(std::bit_width((lo ^ hi) & width_mask(w)));
+}
+
+// The hash of a masked key: multiply-add of its 32-bit halves with odd 32-bit constants, folded to
+// 32 bits. The same arithmetic runs 8 tables at a time in AVX-512 lanes (vpmuludq).
+inline constexpr uint32_t kMulK[32] = {
+    0x9e3779b1u, 0x85ebca77u, 0xc2b2ae3du, 0x27d4eb2fu, 0x165667b1u, 0xd3a2646du, 0xfd7046c5u, 0xb55a4f09u,
+    0x7feb352du, 0x846ca68bu, 0x2c1b3c6du, 0x297a2d39u, 0xcc9e2d51u, 0x1b873593u, 0xe6546b65u, 0x85ebca6bu,
+    0x3243f6a9u, 0x8a2e0371u, 0x299f31d1u, 0xa4093823u, 0x082efa99u, 0xec4e6c89u, 0x452821e7u, 0x38d01377u,
+    0xbe5466cfu, 0x34e90c6du, 0xc0ac29b7u, 0xc97c50ddu, 0x3f84d5b5u, 0xb5470917u, 0x9216d5d9u, 0x8979fb1bu};
+
+template <int NW>
+LFP_CLS_INLINE uint32_t hash_words(const uint64_t* w) {
+  uint64_t s = 0;
+  for (int i = 0; i < NW; ++i)
+    s += (w[i] & 0xffffffffu) * kMulK[(2 * i) & 31] + (w[i] >> 32) * kMulK[(2 * i + 1) & 31];
+  return static_cast<uint32_t>(s >> 32) ^ static_cast<uint32_t>(s);
+}
+
+// Bucket index of a hash among nb buckets.
+LFP_CLS_INLINE uint32_t home(uint32_t h, uint64_t nb) { return static_cast<uint32_t>((uint64_t{h} * nb) >> 32); }
+
+// 15 slots + 1 overflow counter per 64-byte bucket.
+inline constexpr int kSlots = 15;
+inline constexpr int kBucketWords = 16;
+alignas(64) inline constexpr uint32_t kEmptyBucket[kBucketWords] = {};
+
+// Bit i (i < 15) set when slot i is non-empty and (slot & tbm) == tag; bit 15 set when the
+// bucket's overflow counter is non-zero (the chain goes on in the next bucket).
+LFP_CLS_INLINE uint32_t bucket_match_generic(const uint32_t* b, uint32_t tag, uint32_t tbm) {
+#if defined(LFP_CLS_X86)
+  const __m128i t = _mm_set1_epi32(static_cast<int>(tag));
+  const __m128i k = _mm_set1_epi32(static_cast<int>(tbm));
+  const __m128i z = _mm_setzero_si128();
+  uint32_t out = 0;
+  for (int q = 0; q < 4; ++q) {
+    __m128i v = _mm_load_si128(reinterpret_cast<const __m128i*>(b) + q);
+    __m128i e = _mm_andnot_si128(_mm_cmpeq_epi32(v, z), _mm_cmpeq_epi32(_mm_and_si128(v, k), t));
+    out |= static_cast<uint32_t>(_mm_movemask_ps(_mm_castsi128_ps(e))) << (4 * q);
+  }
+  return (out & 0x7fffu) | (b[kSlots] != 0 ? 0x8000u : 0u);
+#else
+  uint32_t out = 0;
+  for (int i = 0; i < kSlots; ++i) out |= static_cast<uint32_t>(b[i] != 0 && (b[i] & tbm) == tag) << i;
+  return out | (b[kSlots] != 0 ? 0x8000u : 0u);
+#endif
+}
+
+#if defined(LFP_CLS_X86)
+LFP_CLS_AVX512 inline uint32_t bucket_match_avx512(const uint32_t* b, uint32_t tag, uint32_t tbm) {
+  __m512i v = _mm512_load_si512(reinterpret_cast<const void*>(b));
+  __mmask16 nz = _mm512_test_epi32_mask(v, v);
+  __mmask16 m = _mm512_mask_cmpeq_epi32_mask(nz, _mm512_and_si512(v, _mm512_set1_epi32(static_cast<int>(tbm))),
+                                             _mm512_set1_epi32(static_cast<int>(tag)));
+  return (static_cast<uint32_t>(m) & 0x7fffu) | (static_cast<uint32_t>(nz) & 0x8000u);
+}
+
+// Bucket addresses and tags of tables [g, g + 8) for a packed key (see hash_words and home).
+template <int NW>
+LFP_CLS_AVX512 inline void hash8_avx512(const uint64_t* kw, const uint64_t* pmask, size_t cap, size_t g,
+                                        const uint64_t* pnb, const uint64_t* pbk, uint32_t tbm, uint64_t* addr,
+                                        uint32_t* tags) {
+  __m512i s = _mm512_setzero_si512();
+  for (int i = 0; i < NW; ++i) {
+    __m512i m = _mm512_and_si512(_mm512_loadu_si512(pmask + size_t(i) * cap + g),
+                                 _mm512_set1_epi64(static_cast<long long>(kw[i])));
+    s = _mm512_add_epi64(s, _mm512_mul_epu32(m, _mm512_set1_epi64(kMulK[(2 * i) & 31])));
+    s = _mm512_add_epi64(s, _mm512_mul_epu32(_mm512_srli_epi64(m, 32), _mm512_set1_epi64(kMulK[(2 * i + 1) & 31])));
+  }
+  __m512i h = _mm512_and_si512(_mm512_xor_si512(_mm512_srli_epi64(s, 32), s), _mm512_set1_epi64(0xffffffffll));
+  __m512i idx = _mm512_srli_epi64(_mm512_mul_epu32(h, _mm512_loadu_si512(pnb + g)), 32);
+  __m512i a = _mm512_add_epi64(_mm512_loadu_si512(pbk + g), _mm512_slli_epi64(idx, 6));
+  _mm512_storeu_si512(addr, a);
+  _mm256_storeu_si256(reinterpret_cast<__m256i*>(tags),
+                      _mm512_cvtepi64_epi32(_mm512_and_si512(h, _mm512_set1_epi64(tbm))));
+}
+
+inline bool cpu_has_avx512() {
+  static const bool v = __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("bmi2") &&
+                        __builtin_cpu_supports("popcnt");
+  return v;
+}
+#else
+inline bool cpu_has_avx512() { return false; }
+#endif
+
+// Bit i (i < 15) set when slot i is empty.
+LFP_CLS_INLINE uint32_t bucket_empty(const uint32_t* b) {
+  uint32_t out = 0;
+  for (int i = 0; i < kSlots; ++i) out |= static_cast<uint32_t>(b[i] == 0) << i;
+  return out;
+}
+
+LFP_CLS_INLINE void prefetch(const void* p) {
+#if defined(__GNUC__) || defined(__clang__)
+  __builtin_prefetch(p, 0, 3);
+#endif
+}
+
+template <unsigned... Ws>
+struct Shape {
+  static constexpr int D = sizeof...(Ws);
+  static constexpr std::array<unsigned, D> W{Ws...};
+  static constexpr bool is_prefix(int d) { return W[d] > 16; }  // stored as a prefix
+  static constexpr unsigned vbytes(int d) { return W[d] <= 8 ? 1 : W[d] <= 16 ? 2 : W[d] <= 32 ? 4 : 8; }
+
+  // Key packing: each dimension at a bit offset of a 64-bit word, never straddling words.
+  struct Pack {
+    std::array<int, D> word{};
+    std::array<int, D> off{};
+    int nw = 0;
+  };
+  static constexpr Pack pack = [] {
+    Pack p{};
+    int w = 0, o = 0;
+    for (int d = 0; d < D; ++d) {
+      if (o + static_cast<int>(W[d]) > 64) {
+        ++w;
+        o = 0;
+      }
+      p.word[d] = w;
+      p.off[d] = o;
+      o += static_cast<int>(W[d]);
+    }
+    p.nw = w + 1;
+    return p;
+  }();
+  static constexpr int NW = pack.nw;
+
+  // Record layout: 8-byte prefix values, priority, 4-byte prefix values, 2-byte lo/hi, 1-byte lo/hi,
+  // then the tail bits: 2 per prefix dimension (0 = value with marker bit, 1 = full-length prefix,
+  // 2 = ext), the residual flag, the table index.
+  struct Layout {
+    std::array<uint16_t, D> val{};  // prefix value, or lo of a range dimension
+    std::array<uint16_t, D> hi{};   // range dimensions only
+    std::array<uint8_t, D> pidx{};  // index among the prefix dimensions
+    int np = 0;                     // prefix dimensions
+    uint16_t prio = 0;
+    uint16_t tail = 0;
+    uint16_t tail_bytes = 0;
+    uint16_t size = 0;
+    uint16_t align = 4;
+    int tidx_bits = 0;
+  };
+  static constexpr Layout layout = [] {
+    Layout l{};
+    uint16_t o = 0;
+    for (int d = 0; d < D; ++d)
+      if (is_prefix(d)) l.pidx[d] = static_cast<uint8_t>(l.np++);
+    for (int d = 0; d < D; ++d)
+      if (is_prefix(d) && vbytes(d) == 8) {
+        l.val[d] = o;
+        o += 8;
+        l.align = 8;
+      }
+    l.prio = o;
+    o += 4;
+    for (int d = 0; d < D; ++d)
+      if (is_prefix(d) && vbytes(d) == 4) {
+        l.val[d] = o;
+        o += 4;
+      }
+    for (int b : {2, 1})
+      for (int d = 0; d < D; ++d)
+        if (!is_prefix(d) && static_cast<int>(vbytes(d)) == b) {
+          l.val[d] = o;
+          o += static_cast<uint16_t>(b);
+          l.hi[d] = o;
+          o += static_cast<uint16_t>(b);
+        }
+    l.tail = o;
+    int need_bits = 2 * l.np + 1 + 10;  // at least 1023 tables
+    int size = o + (need_bits + 7) / 8;
+    size = (size + l.align - 1) / l.align * l.align;
+    l.size = static_cast<uint16_t>(size);
+    l.tail_bytes = static_cast<uint16_t>(std::min(8, size - o));
+    l.tidx_bits = std::min(15, 8 * l.tail_bytes - 2 * l.np - 1);
+    return l;
+  }();
+  static constexpr size_t kRecSize = layout.size;
+  static constexpr int kResidShift = 2 * layout.np;
+  static constexpr int kTidxShift = 2 * layout.np + 1;
+  static constexpr uint32_t kTidxMask = (1u << layout.tidx_bits) - 1;
+
+  template <int d>
+  using VT = std::conditional_t<vbytes(d) == 1, uint8_t,
+                                std::conditional_t<vbytes(d) == 2, uint16_t,
+                                                   std::conditional_t<vbytes(d) == 4, uint32_t, uint64_t>>>;
+
+  template <int d>
+  static uint64_t get(const uint8_t* r, uint16_t off) {
+    VT<d> v;
+    std::memcpy(&v, r + off, sizeof v);
+    return v;
+  }
+  template <int d>
+  static void put(uint8_t* r, uint16_t off, uint64_t x) {
+    VT<d> v = static_cast<VT<d>>(x);
+    std::memcpy(r + off, &v, sizeof v);
+  }
+  static uint32_t prio(const uint8_t* r) {
+    uint32_t p;
+    std::memcpy(&p, r + layout.prio, 4);
+    return p;
+  }
+  static uint64_t tail(const uint8_t* r) {
+    uint64_t t = 0;
+    std::memcpy(&t, r + layout.tail, layout.tail_bytes);
+    return t;
+  }
+  static void set_tail(uint8_t* r, uint64_t t) { std::memcpy(r + layout.tail, &t, layout.tail_bytes); }
+  static uint32_t tidx(uint64_t t) { return static_cast<uint32_t>(t >> kTidxShift) & kTidxMask; }
+  static bool residual(uint64_t t) { return (t >> kResidShift) & 1; }
+  static unsigned kind(uint64_t t, int d) { return static_cast<unsigned>(t >> (2 * layout.pidx[d])) & 3; }
+};
+
+}  // namespace detail
+
+template <unsigned... Widths>
+class TupleClassifier {
+  static_assert(sizeof...(Widths) >= 1 && sizeof...(Widths) <= 16, "1..16 dimensions");
+  static_assert(((Widths >= 1 && Widths <= 64) && ...), "each width is 1..64");
+  using S = detail::Shape<Widths...>;
+
+ public:
+  static constexpr int D = sizeof...(Widths);
+  using Key = std::array<uint64_t, D>;
+  using Rule = RuleSpec<D>;
+
+  // Rules of one table that may share a hashed key (TupleMerge's collision limit), by default.
+  static constexpr uint32_t kCollideLimit = 12;
+  // Rule ids are indexes into the store: keep them dense (0..N-1 style). Ids up to this work.
+  static constexpr uint32_t kMaxRuleId = (1u << 30) - 1;
+
+  TupleClassifier() : avx512_(detail::cpu_has_avx512()) {}
+  TupleClassifier(const TupleClassifier&) = delete;
+  TupleClassifier& operator=(const TupleClassifier&) = delete;
+  TupleClassifier(TupleClassifier&& o) noexcept : TupleClassifier() { swap(o); }
+  TupleClassifier& operator=(TupleClassifier&& o) noexcept {
+    if (this != &o) {
+      clear();
+      swap(o);
+    }
+    return *this;
+  }
+  ~TupleClassifier() { clear(); }
+
+  // Adds a rule under the caller's id (<= kMaxRuleId). An id already present is replaced.
+  void insert(uint32_t rule_id, const Rule& r);
+  // Removes a rule; false if the id is absent.
+  bool erase(uint32_t rule_id);
+  size_t size() const { return n_; }
+  void clear();
+
+  // Highest-priority rule with priority < bound that matches key (and, when residual, ok(id)).
+  template <class ResidualFn>
+  uint32_t match(const Key& key, uint32_t bound, ResidualFn&& ok) const {
+    if (bound == UINT32_MAX) return dispatch<false, false>(key, bound, ok, nullptr);
+    return dispatch<true, false>(key, bound, ok, nullptr);
+  }
+  uint32_t match(const Key& key) const {
+    auto no = [](uint32_t) { return false; };
+    return dispatch<false, false>(key, UINT32_MAX, no, nullptr);
+  }
+  // out[i] = match(keys[i]) for i < n.
+  void match_batch(const Key* keys, size_t n, uint32_t* out) const;
+
+  size_t memory_bytes() const;
+  // The priority of a present rule; kNoRule if absent.
+  uint32_t priority(uint32_t rule_id) const {
+    if (!present(rule_id)) return kNoRule;
+    return S::prio(rec(rule_id));
+  }
+  bool contains(uint32_t rule_id) const { return present(rule_id); }
+
+  // --- introspection for benchmarks and tests ---
+  size_t table_count() const { return nt_; }
+  // Use (true) or avoid (false) the AVX-512 lookup path; it is only used when the CPU has it.
+  void set_simd(bool on) { avx512_ = on && detail::cpu_has_avx512(); }
+  bool simd() const { return avx512_; }
+  // Collision limit for rules inserted from now on (tuning; kCollideLimit by default).
+  void set_collide_limit(uint32_t n) { collide_limit_ = std::max<uint32_t>(1, n); }
+  struct ProbeStats {
+    uint64_t tables = 0;      // tables probed
+    uint64_t buckets = 0;     // buckets read
+    uint64_t candidates = 0;  // records read (tag hits)
+  };
+  // match(key), counting the work done.
+  uint32_t match_counting(const Key& key, ProbeStats& st) const {
+    auto no = [](uint32_t) { return false; };
+    return dispatch<false, true>(key, UINT32_MAX, no, &st);
+  }
+  struct MemoryStats {
+    size_t store = 0, buckets = 0, tables = 0, slots = 0, used = 0;
+  };
+  MemoryStats memory_stats() const;
+  struct TableInfo {
+    std::array<uint8_t, D> lens;  // the tuple: bits hashed per dimension
+    uint32_t rules;
+    uint32_t max_priority;
+    uint32_t buckets;
+  };
+  // The tables in lookup order.
+  std::vector<TableInfo> tables() const {
+    std::vector<TableInfo> v;
+    for (size_t p = 0; p < nt_; ++p)
+      v.push_back({tables_[ptidx_[p]].lens, tables_[ptidx_[p]].count, pmax_[p], static_cast<uint32_t>(pnb_[p])});
+    return v;
+  }
+
+ private:
+  static constexpr int NW = S::NW;
+  static constexpr int kChunkShift = 6;
+  static constexpr uint32_t kChunk = 1u << kChunkShift;
+  static constexpr uint32_t kAbsent = S::kTidxMask;  // table index of an absent record
+  static constexpr uint32_t kMaxTables = S::kTidxMask;
+  static constexpr int kTop = 4;
+  static constexpr int kLW = (D + 7) / 8;  // 64-bit words of packed tuple lengths
+
+  struct Table {
+    std::array<uint8_t, D> lens{};
+    uint8_t ntop = 0;
+    bool live = false;
+    uint32_t count = 0;
+    uint32_t pos = 0;                  // position in the priority order
+    std::array<uint32_t, kTop> top{};  // the ntop highest priorities of the table, descending
+  };
+
+  // --- store ---
+  bool present(uint32_t id) const {
+    size_t c = id >> kChunkShift;
+    return c < chunks_.size() && chunks_[c] != nullptr && S::tidx(S::tail(rec(id))) != kAbsent;
+  }
+  const uint8_t* rec(uint32_t id) const { return chunks_[id >> kChunkShift] + (id & (kChunk - 1)) * S::kRecSize; }
+  uint8_t* rec(uint32_t id) { return chunks_[id >> kChunkShift] + (id & (kChunk - 1)) * S::kRecSize; }
+  void ensure_id(uint32_t id);
+  void set_tag_bits(unsigned tb);
+
+  // --- keys ---
+  static void pack_key(const Key& k, uint64_t* w) {
+    for (int i = 0; i < NW; ++i) w[i] = 0;
+    [&]<int... d>(std::integer_sequence<int, d...>) {
+      ((w[S::pack.word[d]] |= (k[d] & detail::width_mask(S::W[d])) << S::pack.off[d]), ...);
+    }(std::make_integer_sequence<int, D>{});
+  }
+  // The rule's lo values packed like a key (only the bits its table hashes are meaningful).
+  void pack_rec(const uint8_t* r, uint64_t* w) const {
+    for (int i = 0; i < NW; ++i) w[i] = 0;
+    const uint64_t t = S::tail(r);
+    [&]<int... d>(std::integer_sequence<int, d...>) {
+      ((w[S::pack.word[d]] |= rec_lo<d>(r, t) << S::pack.off[d]), ...);
+    }(std::make_integer_sequence<int, D>{});
+  }
+  template <int d>
+  uint64_t rec_lo(const uint8_t* r, uint64_t t) const {
+    uint64_t v = S::template get<d>(r, S::layout.val[d]);
+    if constexpr (S::is_prefix(d)) {
+      switch (S::kind(t, d)) {
+        case 0: return v & (v - 1);  // drop the marker bit
+        case 1: return v;
+        default: return ext_[v][0];
+      }
+    }
+    return v;
+  }
+
+  template <int d>
+  LFP_CLS_INLINE bool dim_ok(const uint8_t* r, uint64_t t, uint64_t k) const {
+    if constexpr (S::is_prefix(d)) {
+      uint64_t v = S::template get<d>(r, S::layout.val[d]);
+      unsigned kd = S::kind(t, d);
+      if (kd == 2) [[unlikely]]
+        return k >= ext_[v][0] && k <= ext_[v][1];
+      uint64_t x = k ^ v;
+      bool full = x == 0;
+      bool pfx = ((x >> std::countr_zero(v | (uint64_t{1} << 63))) >> 1) == 0;
+      return kd ? full : pfx;
+    } else {
+      uint64_t lo = S::template get<d>(r, S::layout.val[d]);
+      uint64_t hi = S::template get<d>(r, S::layout.hi[d]);
+      return k - lo <= hi - lo;
+    }
+  }
+  LFP_CLS_INLINE bool verify(const uint8_t* r, uint64_t t, const Key& k) const {
+    return [&]<int... d>(std::integer_sequence<int, d...>) {
+      return (dim_ok<d>(r, t, k[d]) & ...);  // no branches: candidates fail at random
+    }(std::make_integer_sequence<int, D>{});
+  }
+
+  // --- tables ---
+  static void make_masks(const std::array<uint8_t, D>& lens, uint64_t* mask, uint64_t* lw) {
+    for (int i = 0; i < NW; ++i) mask[i] = 0;
+    for (int i = 0; i < kLW; ++i) lw[i] = 0;
+    for (int d = 0; d < D; ++d) {
+      mask[S::pack.word[d]] |= detail::prefix_mask(S::W[d], lens[d]) << S::pack.off[d];
+      lw[d / 8] |= uint64_t{lens[d]} << (8 * (d % 8));
+    }
+  }
+  // Every tuple length of the table <= the rule's (SWAR: lengths are <= 64 < 128).
+  bool compatible(size_t pos, const uint64_t* rlw) const {
+    constexpr uint64_t H = 0x8080808080808080ull;
+    bool ok = true;
+    for (int i = 0; i < kLW; ++i) ok &= (((rlw[i] | H) - plw_[size_t(i) * cap_ + pos]) & H) == H;
+    return ok;
+  }
+  uint32_t rule_hash(size_t pos, const uint8_t* r) const {
+    uint64_t w[NW];
+    pack_rec(r, w);
+    for (int i = 0; i < NW; ++i) w[i] &= pmask_[size_t(i) * cap_ + pos];
+    return detail::hash_words<NW>(w);
+  }
+  uint32_t* bk(size_t pos) const { return reinterpret_cast<uint32_t*>(pbk_[pos]); }
+  uint32_t slot_of(uint32_t id, uint32_t h) const { return ((id + 1) << tb_) | (h & tbm_); }
+  uint32_t slot_id(uint32_t s) const { return (s >> tb_) - 1; }
+
+  uint32_t count_key(size_t pos, const uint64_t* mw, uint32_t h) const;
+  static void place(uint32_t* bk, uint32_t nb, uint32_t b, uint32_t slot);
+  static bool unplace(uint32_t* bk, uint32_t nb, uint32_t b, uint32_t slot);
+  void rehash(size_t pos, uint32_t nb);
+  uint32_t choose_table(const uint8_t* r, const std::array<uint8_t, D>& nat);
+  uint32_t find_or_make(const std::array<uint8_t, D>& lens);
+  void drop_table(uint32_t tidx);
+  void reserve_positions(size_t cap);
+  void swap_positions(size_t a, size_t b);
+  void reposition(size_t pos);
+  void top_insert(Table& t, uint32_t p);
+  void top_refill(uint32_t tidx);
+  static std::array<uint8_t, D> relax(const std::array<uint8_t, D>& nat, const std::array<uint8_t, D>& exact);
+
+  static uint32_t* alloc_buckets(uint32_t nb) {
+    auto* p = static_cast<uint32_t*>(::operator new(size_t{nb} * 64, std::align_val_t{64}));
+    std::memset(p, 0, size_t{nb} * 64);
+    return p;
+  }
+  static void free_buckets(uint32_t* p) {
+    if (p) ::operator delete(p, std::align_val_t{64});
+  }
+
+  // --- lookup ---
+  template <bool kAvx, bool kBound, bool kStats, class F>
+  LFP_CLS_INLINE uint32_t kernel(const Key& key, uint32_t bound, F& ok, ProbeStats* st) const;
+#if defined(LFP_CLS_X86)
+  template <bool kBound, bool kStats, class F>
+  LFP_CLS_AVX512 uint32_t match_avx512(const Key& key, uint32_t bound, F& ok, ProbeStats* st) const {
+    return kernel<true, kBound, kStats>(key, bound, ok, st);
+  }
+#endif
+  template <bool kBound, bool kStats, class F>
+  uint32_t match_generic(const Key& key, uint32_t bound, F& ok, ProbeStats* st) const {
+    return kernel<false, kBound, kStats>(key, bound, ok, st);
+  }
+  template <bool kBound, bool kStats, class F>
+  uint32_t dispatch(const Key& key, uint32_t bound, F& ok, ProbeStats* st) const {
+#if defined(LFP_CLS_X86)
+    if (avx512_) return match_avx512<kBound, kStats>(key, bound, ok, st);
+#endif
+    return match_generic<kBound, kStats>(key, bound, ok, st);
+  }
+
+  void swap(TupleClassifier& o) noexcept {
+    std::swap(chunks_, o.chunks_);
+    std::swap(pmax_, o.pmax_);
+    std::swap(pmask_, o.pmask_);
+    std::swap(pnb_, o.pnb_);
+    std::swap(pbk_, o.pbk_);
+    std::swap(plw_, o.plw_);
+    std::swap(ptidx_, o.ptidx_);
+    std::swap(nt_, o.nt_);
+    std::swap(cap_, o.cap_);
+    std::swap(tables_, o.tables_);
+    std::swap(free_tables_, o.free_tables_);
+    std::swap(ext_, o.ext_);
+    std::swap(ext_free_, o.ext_free_);
+    std::swap(n_, o.n_);
+    std::swap(n_resid_, o.n_resid_);
+    std::swap(tb_, o.tb_);
+    std::swap(tbm_, o.tbm_);
+    std::swap(avx512_, o.avx512_);
+    std::swap(collide_limit_, o.collide_limit_);
+  }
+
+  std::vector<uint8_t*> chunks_;  // kChunk records each
+  // Tables by position (descending highest priority), structure of arrays; cap_ is a multiple of 8
+  // and positions nt_..cap_-1 are padding that hashes to an empty bucket.
+  std::vector<uint32_t> pmax_;   // highest priority
+  std::vector<uint64_t> pmask_;  // NW * cap_: word i of position p at [i * cap_ + p]
+  std::vector<uint64_t> pnb_;    // number of buckets
+  std::vector<uint64_t> pbk_;    // bucket array address
+  std::vector<uint64_t> plw_;    // kLW * cap_: tuple lengths, a byte each
+  std::vector<uint16_t> ptidx_;  // table index
+  size_t nt_ = 0, cap_ = 0;
+  std::vector<Table> tables_;
+  std::vector<uint32_t> free_tables_;
+  std::vector<std::array<uint64_t, 2>> ext_;
+  std::vector<uint32_t> ext_free_;
+  size_t n_ = 0;
+  size_t n_resid_ = 0;
+  unsigned tb_ = 24;          // tag bits in a slot
+  uint32_t tbm_ = 0xffffffu;  // (1 << tb_) - 1
+  bool avx512_ = false;
+  uint32_t collide_limit_ = kCollideLimit;
+};
+
+// ------------------------------------------------------------------------------------------------
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::clear() {
+  for (uint8_t* c : chunks_) ::operator delete(c, std::align_val_t{8});
+  for (size_t p = 0; p < nt_; ++p) free_buckets(bk(p));
+  std::vector<uint8_t*>().swap(chunks_);
+  std::vector<uint32_t>().swap(pmax_);
+  std::vector<uint64_t>().swap(pmask_);
+  std::vector<uint64_t>().swap(pnb_);
+  std::vector<uint64_t>().swap(pbk_);
+  std::vector<uint64_t>().swap(plw_);
+  std::vector<uint16_t>().swap(ptidx_);
+  nt_ = cap_ = 0;
+  std::vector<Table>().swap(tables_);
+  std::vector<uint32_t>().swap(free_tables_);
+  std::vector<std::array<uint64_t, 2>>().swap(ext_);
+  std::vector<uint32_t>().swap(ext_free_);
+  n_ = 0;
+  n_resid_ = 0;
+  tb_ = 24;
+  tbm_ = 0xffffffu;
+}
+
+template <unsigned... Ws>
+auto TupleClassifier<Ws...>::memory_stats() const -> MemoryStats {
+  MemoryStats m;
+  m.store = chunks_.capacity() * sizeof(uint8_t*);
+  for (const uint8_t* c : chunks_)
+    if (c) m.store += kChunk * S::kRecSize;
+  for (size_t p = 0; p < nt_; ++p) {
+    m.buckets += pnb_[p] * 64;
+    m.slots += pnb_[p] * detail::kSlots;
+    m.used += tables_[ptidx_[p]].count;
+  }
+  m.tables = pmax_.capacity() * 4 + (pmask_.capacity() + pnb_.capacity() + pbk_.capacity() + plw_.capacity()) * 8 +
+             ptidx_.capacity() * 2 + tables_.capacity() * sizeof(Table) + free_tables_.capacity() * 4 +
+             ext_.capacity() * sizeof(ext_[0]) + ext_free_.capacity() * 4;
+  return m;
+}
+
+template <unsigned... Ws>
+size_t TupleClassifier<Ws...>::memory_bytes() const {
+  MemoryStats m = memory_stats();
+  return m.store + m.buckets + m.tables;
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::ensure_id(uint32_t id) {
+  size_t c = id >> kChunkShift;
+  if (c >= chunks_.size()) {
+    size_t want = c + 1;
+    if (want > chunks_.capacity()) chunks_.reserve(std::max(want, chunks_.capacity() + chunks_.capacity() / 4 + 4));
+    chunks_.resize(want, nullptr);
+    // Slots hold id + 1 above the tag: keep enough bits for every id the store can hold.
+    uint64_t ids = uint64_t{chunks_.size()} << kChunkShift;
+    unsigned idbits = static_cast<unsigned>(std::bit_width(ids));
+    unsigned tb = idbits >= 31 ? 1 : 32 - idbits;
+    if (tb < tb_) set_tag_bits(tb);
+  }
+  if (!chunks_[c]) {
+    auto* p = static_cast<uint8_t*>(::operator new(kChunk * S::kRecSize, std::align_val_t{8}));
+    std::memset(p, 0, kChunk * S::kRecSize);
+    for (uint32_t i = 0; i < kChunk; ++i) S::set_tail(p + i * S::kRecSize, uint64_t{kAbsent} << S::kTidxShift);
+    chunks_[c] = p;
+  }
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::set_tag_bits(unsigned tb) {
+  uint32_t nm = (1u << tb) - 1;
+  for (size_t p = 0; p < nt_; ++p) {
+    uint32_t* b = bk(p);
+    for (size_t i = 0; i < pnb_[p] * detail::kBucketWords; ++i) {
+      if ((i % detail::kBucketWords) == detail::kSlots || b[i] == 0) continue;
+      uint32_t id1 = b[i] >> tb_;
+      b[i] = (id1 << tb) | (b[i] & nm);  // a tag is the low bits of the hash: keep fewer of them
+    }
+  }
+  tb_ = tb;
+  tbm_ = nm;
+}
+
+template <unsigned... Ws>
+auto TupleClassifier<Ws...>::relax(const std::array<uint8_t, D>& nat, const std::array<uint8_t, D>& exact)
+    -> std::array<uint8_t, D> {
+  std::array<uint8_t, D> t{};
+  for (int d = 0; d < D; ++d) {
+    unsigned w = S::W[d];
+    unsigned l = nat[d];
+    if (S::is_prefix(d)) {
+      // Shorten long prefixes so that rules of nearby lengths share a table (TupleMerge's steps,
+      // scaled to the width).
+      if (l == w) l -= std::min(l, w / 8);
+      else if (l > 3 * w / 4) l -= 3;
+      else if (l > w / 2) l -= 2;
+      else if (l > w / 4) l -= 1;
+      t[d] = static_cast<uint8_t>(l);
+    } else {
+      t[d] = exact[d] ? static_cast<uint8_t>(w) : 0;
+    }
+  }
+  // Two address dimensions of very different lengths: hash on the longer one only.
+  if constexpr (D >= 2) {
+    if (S::is_prefix(0) && S::is_prefix(1) && S::W[0] == S::W[1]) {
+      int delta = int(nat[0]) - int(nat[1]);
+      int thr = int(S::W[0]) / 8;
+      if (delta > thr) t[1] = 0;
+      else if (-delta > thr) t[0] = 0;
+    }
+  }
+  for (int d = 0; d < D; ++d) t[d] = std::min(t[d], nat[d]);
+  return t;
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::place(uint32_t* bk, uint32_t nb, uint32_t b, uint32_t slot) {
+  for (;;) {
+    uint32_t* p = bk + size_t{b} * detail::kBucketWords;
+    uint32_t e = detail::bucket_empty(p);
+    if (e) {
+      p[std::countr_zero(e)] = slot;
+      return;
+    }
+    ++p[detail::kSlots];  // overflow counter
+    b = b + 1 == nb ? 0 : b + 1;
+  }
+}
+
+template <unsigned... Ws>
+bool TupleClassifier<Ws...>::unplace(uint32_t* bk, uint32_t nb, uint32_t b, uint32_t slot) {
+  uint32_t start = b;
+  for (;;) {
+    uint32_t* p = bk + size_t{b} * detail::kBucketWords;
+    for (int i = 0; i < detail::kSlots; ++i)
+      if (p[i] == slot) {
+        p[i] = 0;
+        // Undo the overflow counts of the buckets passed from home.
+        for (uint32_t c = start; c != b; c = c + 1 == nb ? 0 : c + 1)
+          --bk[size_t{c} * detail::kBucketWords + detail::kSlots];
+        return true;
+      }
+    if (p[detail::kSlots] == 0) return false;
+    b = b + 1 == nb ? 0 : b + 1;
+    if (b == start) return false;
+  }
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::rehash(size_t pos, uint32_t nb) {
+  uint32_t* nbk = alloc_buckets(nb);
+  uint32_t* old = bk(pos);
+  for (size_t i = 0; i < pnb_[pos] * detail::kBucketWords; ++i) {
+    if ((i % detail::kBucketWords) == detail::kSlots || old[i] == 0) continue;
+    uint32_t h = rule_hash(pos, rec(slot_id(old[i])));
+    place(nbk, nb, detail::home(h, nb), old[i]);
+  }
+  free_buckets(old);
+  pbk_[pos] = reinterpret_cast<uint64_t>(nbk);
+  pnb_[pos] = nb;
+}
+
+template <unsigned... Ws>
+uint32_t TupleClassifier<Ws...>::count_key(size_t pos, const uint64_t* mw, uint32_t h) const {
+  uint32_t n = 0;
+  const uint32_t nb = static_cast<uint32_t>(pnb_[pos]);
+  uint32_t b = detail::home(h, nb);
+  uint32_t tag = h & tbm_;
+  for (uint32_t steps = 0; steps < nb; ++steps) {
+    const uint32_t* p = bk(pos) + size_t{b} * detail::kBucketWords;
+    for (uint32_t m = detail::bucket_match_generic(p, tag, tbm_) & 0x7fffu; m; m &= m - 1) {
+      uint64_t w[NW];
+      pack_rec(rec(slot_id(p[std::countr_zero(m)])), w);
+      bool same = true;
+      for (int i = 0; i < NW; ++i) same &= (w[i] & pmask_[size_t(i) * cap_ + pos]) == mw[i];
+      n += same;
+    }
+    if (p[detail::kSlots] == 0) break;
+    b = b + 1 == nb ? 0 : b + 1;
+  }
+  return n;
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::reserve_positions(size_t cap) {
+  // cap is a multiple of 8 and >= nt_; padding positions hash to the empty bucket.
+  auto grow = [&](auto& v, size_t words, auto pad) {
+    std::remove_reference_t<decltype(v)> n(words * cap, pad);
+    for (size_t i = 0; i < words; ++i)
+      for (size_t p = 0; p < nt_; ++p) n[i * cap + p] = v[i * cap_ + p];
+    v.swap(n);
+  };
+  grow(pmax_, 1, uint32_t{0});
+  grow(pmask_, NW, uint64_t{0});
+  grow(pnb_, 1, uint64_t{1});
+  grow(pbk_, 1, reinterpret_cast<uint64_t>(detail::kEmptyBucket));
+  grow(plw_, kLW, uint64_t{0});
+  grow(ptidx_, 1, uint16_t{0});
+  cap_ = cap;
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::swap_positions(size_t a, size_t b) {
+  std::swap(pmax_[a], pmax_[b]);
+  for (int i = 0; i < NW; ++i) std::swap(pmask_[size_t(i) * cap_ + a], pmask_[size_t(i) * cap_ + b]);
+  std::swap(pnb_[a], pnb_[b]);
+  std::swap(pbk_[a], pbk_[b]);
+  for (int i = 0; i < kLW; ++i) std::swap(plw_[size_t(i) * cap_ + a], plw_[size_t(i) * cap_ + b]);
+  std::swap(ptidx_[a], ptidx_[b]);
+  tables_[ptidx_[a]].pos = static_cast<uint32_t>(a);
+  tables_[ptidx_[b]].pos = static_cast<uint32_t>(b);
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::reposition(size_t pos) {
+  // Restore descending highest-priority order around pos.
+  while (pos > 0 && pmax_[pos - 1] < pmax_[pos]) {
+    swap_positions(pos - 1, pos);
+    --pos;
+  }
+  while (pos + 1 < nt_ && pmax_[pos + 1] > pmax_[pos]) {
+    swap_positions(pos + 1, pos);
+    ++pos;
+  }
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::top_insert(Table& t, uint32_t p) {
+  // t.top holds the ntop highest priorities of the table's rules; t.count already includes p.
+  uint32_t before = t.count - 1;
+  if (t.ntop > 0 && p < t.top[t.ntop - 1] && (t.ntop < before || t.ntop == kTop)) return;
+  uint32_t i = t.ntop < kTop ? t.ntop++ : kTop - 1;
+  while (i > 0 && t.top[i - 1] < p) {
+    t.top[i] = t.top[i - 1];
+    --i;
+  }
+  t.top[i] = p;
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::top_refill(uint32_t tidx) {
+  Table& t = tables_[tidx];
+  const uint32_t* b = bk(t.pos);
+  t.ntop = 0;
+  for (size_t i = 0; i < pnb_[t.pos] * detail::kBucketWords; ++i) {
+    if ((i % detail::kBucketWords) == detail::kSlots || b[i] == 0) continue;
+    uint32_t pr = S::prio(rec(slot_id(b[i])));
+    if (t.ntop == kTop && pr <= t.top[kTop - 1]) continue;
+    uint32_t j = t.ntop < kTop ? t.ntop++ : kTop - 1;
+    while (j > 0 && t.top[j - 1] < pr) {
+      t.top[j] = t.top[j - 1];
+      --j;
+    }
+    t.top[j] = pr;
+  }
+}
+
+template <unsigned... Ws>
+uint32_t TupleClassifier<Ws...>::find_or_make(const std::array<uint8_t, D>& lens) {
+  for (size_t p = 0; p < nt_; ++p)
+    if (tables_[ptidx_[p]].lens == lens) return ptidx_[p];
+  if (nt_ + 1 >= kMaxTables) {
+    // Out of table indexes (never in practice): the all-wildcard tuple takes any rule.
+    std::array<uint8_t, D> zero{};
+    if (lens != zero) return find_or_make(zero);
+  }
+  uint32_t tidx;
+  if (!free_tables_.empty()) {
+    tidx = free_tables_.back();
+    free_tables_.pop_back();
+  } else {
+    tidx = static_cast<uint32_t>(tables_.size());
+    if (tables_.size() == tables_.capacity()) tables_.reserve(tables_.size() + 8);
+    tables_.emplace_back();
+  }
+  if (nt_ == cap_) reserve_positions(cap_ + 8);
+  Table& t = tables_[tidx];
+  t = Table{};
+  t.lens = lens;
+  t.live = true;
+  size_t pos = nt_++;
+  t.pos = static_cast<uint32_t>(pos);
+  uint64_t mask[NW], lw[kLW];
+  make_masks(lens, mask, lw);
+  for (int i = 0; i < NW; ++i) pmask_[size_t(i) * cap_ + pos] = mask[i];
+  for (int i = 0; i < kLW; ++i) plw_[size_t(i) * cap_ + pos] = lw[i];
+  pmax_[pos] = 0;
+  pnb_[pos] = 1;
+  pbk_[pos] = reinterpret_cast<uint64_t>(alloc_buckets(1));
+  ptidx_[pos] = static_cast<uint16_t>(tidx);
+  return tidx;
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::drop_table(uint32_t tidx) {
+  Table& t = tables_[tidx];
+  size_t pos = t.pos;
+  free_buckets(bk(pos));
+  pbk_[pos] = reinterpret_cast<uint64_t>(detail::kEmptyBucket);
+  pnb_[pos] = 1;
+  for (; pos + 1 < nt_; ++pos) swap_positions(pos, pos + 1);
+  // pos == nt_ - 1 now holds the dropped table: make it padding.
+  pmax_[pos] = 0;
+  for (int i = 0; i < NW; ++i) pmask_[size_t(i) * cap_ + pos] = 0;
+  for (int i = 0; i < kLW; ++i) plw_[size_t(i) * cap_ + pos] = 0;
+  ptidx_[pos] = 0;
+  --nt_;
+  t.live = false;
+  free_tables_.push_back(tidx);
+  if (nt_ == 0) {
+    // Give the memory back when the classifier empties.
+    std::vector<Table>().swap(tables_);
+    std::vector<uint32_t>().swap(free_tables_);
+    nt_ = 0;
+    std::vector<uint32_t>().swap(pmax_);
+    std::vector<uint64_t>().swap(pmask_);
+    std::vector<uint64_t>().swap(pnb_);
+    std::vector<uint64_t>().swap(pbk_);
+    std::vector<uint64_t>().swap(plw_);
+    std::vector<uint16_t>().swap(ptidx_);
+    cap_ = 0;
+  }
+}
+
+template <unsigned... Ws>
+uint32_t TupleClassifier<Ws...>::choose_table(const uint8_t* r, const std::array<uint8_t, D>& nat) {
+  uint64_t rlw[kLW] = {};
+  for (int d = 0; d < D; ++d) rlw[d / 8] |= uint64_t{nat[d]} << (8 * (d % 8));
+  uint64_t w[NW];
+  pack_rec(r, w);
+  // First compatible table (in priority order) with room for this key.
+  for (size_t pos = 0; pos < nt_; ++pos) {
+    if (!compatible(pos, rlw)) continue;
+    uint64_t mw[NW];
+    for (int i = 0; i < NW; ++i) mw[i] = w[i] & pmask_[size_t(i) * cap_ + pos];
+    uint32_t h = detail::hash_words<NW>(mw);
+    if (count_key(pos, mw, h) < collide_limit_) return ptidx_[pos];
+  }
+  std::array<uint8_t, D> exact{};
+  for (int d = 0; d < D; ++d) exact[d] = nat[d] == S::W[d];
+  std::array<uint8_t, D> t = relax(nat, exact);
+  // The relaxed tuple's table, if it exists, was compatible and full for this key: go to the
+  // rule's own tuple (where only identical keys collide).
+  for (size_t pos = 0; pos < nt_; ++pos)
+    if (tables_[ptidx_[pos]].lens == t) {
+      t = nat;
+      break;
+    }
+  return find_or_make(t);
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::insert(uint32_t id, const Rule& r) {
+  if (r.priority == UINT32_MAX) throw std::invalid_argument("TupleClassifier: priority UINT32_MAX is reserved");
+  if (id > kMaxRuleId) throw std::invalid_argument("TupleClassifier: rule id too large (ids index a dense store)");
+  for (int d = 0; d < D; ++d)
+    if (r.lo[d] > r.hi[d] || r.hi[d] > detail::width_mask(S::W[d]))
+      throw std::invalid_argument("TupleClassifier: bad interval");
+  if (present(id)) erase(id);
+  ensure_id(id);
+  uint8_t* rp = rec(id);
+  std::memset(rp, 0, S::kRecSize);
+  std::memcpy(rp + S::layout.prio, &r.priority, 4);
+  std::array<uint8_t, D> nat{};
+  uint64_t tail = 0;
+  [&]<int... d>(std::integer_sequence<int, d...>) {
+    (
+        [&] {
+          constexpr unsigned w = S::W[d];
+          uint64_t lo = r.lo[d], hi = r.hi[d];
+          unsigned cp = detail::common_prefix(w, lo, hi);
+          nat[d] = static_cast<uint8_t>(cp);
+          if constexpr (S::is_prefix(d)) {
+            uint64_t pm = detail::prefix_mask(w, cp);
+            bool is_pfx = (lo & ~pm) == 0 && ((hi | pm) & detail::width_mask(w)) == detail::width_mask(w);
+            unsigned kind;
+            if (is_pfx && cp == w) {
+              kind = 1;
+              S::template put<d>(rp, S::layout.val[d], lo);
+            } else if (is_pfx) {
+              kind = 0;
+              S::template put<d>(rp, S::layout.val[d], lo | (uint64_t{1} << (w - 1 - cp)));
+            } else {
+              kind = 2;
+              uint32_t x;
+              if (!ext_free_.empty()) {
+                x = ext_free_.back();
+                ext_free_.pop_back();
+                ext_[x] = {lo, hi};
+              } else {
+                x = static_cast<uint32_t>(ext_.size());
+                ext_.push_back({lo, hi});
+              }
+              S::template put<d>(rp, S::layout.val[d], x);
+            }
+            tail |= uint64_t{kind} << (2 * S::layout.pidx[d]);
+          } else {
+            S::template put<d>(rp, S::layout.val[d], lo);
+            S::template put<d>(rp, S::layout.hi[d], hi);
+          }
+        }(),
+        ...);
+  }(std::make_integer_sequence<int, D>{});
+  if (r.residual) tail |= uint64_t{1} << S::kResidShift;
+  // Table index absent while choosing (the record is not in any table yet).
+  S::set_tail(rp, tail | (uint64_t{kAbsent} << S::kTidxShift));
+
+  uint32_t tidx = choose_table(rp, nat);
+  S::set_tail(rp, tail | (uint64_t{tidx} << S::kTidxShift));
+  Table& t = tables_[tidx];
+  size_t pos = t.pos;
+  if ((t.count + 1) * 8 > pnb_[pos] * uint32_t{detail::kSlots} * 7) {  // load factor 7/8
+    uint32_t nb = static_cast<uint32_t>(pnb_[pos]);
+    rehash(pos, std::max(nb + 1, nb + nb / 4));
+  }
+  uint32_t h = rule_hash(pos, rp);
+  place(bk(pos), static_cast<uint32_t>(pnb_[pos]), detail::home(h, pnb_[pos]), slot_of(id, h));
+  ++t.count;
+  top_insert(t, r.priority);
+  n_resid_ += r.residual;
+  ++n_;
+  if (r.priority > pmax_[pos] || t.count == 1) {
+    pmax_[pos] = r.priority;
+    reposition(pos);
+  }
+}
+
+template <unsigned... Ws>
+bool TupleClassifier<Ws...>::erase(uint32_t id) {
+  if (!present(id)) return false;
+  uint8_t* rp = rec(id);
+  const uint64_t tail = S::tail(rp);
+  const uint32_t tidx = S::tidx(tail);
+  const uint32_t p = S::prio(rp);
+  Table& t = tables_[tidx];
+  size_t pos = t.pos;
+  uint32_t h = rule_hash(pos, rp);
+  unplace(bk(pos), static_cast<uint32_t>(pnb_[pos]), detail::home(h, pnb_[pos]), slot_of(id, h));
+  [&]<int... d>(std::integer_sequence<int, d...>) {
+    (
+        [&] {
+          if constexpr (S::is_prefix(d)) {
+            if (S::kind(tail, d) == 2)
+              ext_free_.push_back(static_cast<uint32_t>(S::template get<d>(rp, S::layout.val[d])));
+          }
+        }(),
+        ...);
+  }(std::make_integer_sequence<int, D>{});
+  S::set_tail(rp, uint64_t{kAbsent} << S::kTidxShift);
+  n_resid_ -= S::residual(tail);
+  --n_;
+  if (!ext_.empty() && ext_free_.size() == ext_.size()) {
+    std::vector<std::array<uint64_t, 2>>().swap(ext_);
+    std::vector<uint32_t>().swap(ext_free_);
+  }
+  if (--t.count == 0) {
+    drop_table(tidx);
+    return true;
+  }
+  for (uint32_t i = 0; i < t.ntop; ++i)
+    if (t.top[i] == p) {
+      for (uint32_t j = i; j + 1 < t.ntop; ++j) t.top[j] = t.top[j + 1];
+      --t.ntop;
+      break;
+    }
+  if (t.ntop == 0) top_refill(tidx);
+  const uint32_t nb = static_cast<uint32_t>(pnb_[pos]);
+  if (nb > 1 && t.count * 8 < nb * uint32_t{detail::kSlots} * 3) {  // shrink below 3/8 load
+    rehash(pos, std::max<uint32_t>(1, (t.count * 8 + 6 * detail::kSlots - 1) / (6 * detail::kSlots)));
+  }
+  if (t.top[0] != pmax_[pos]) {
+    pmax_[pos] = t.top[0];
+    reposition(pos);
+  }
+  return true;
+}
+
+template <unsigned... Ws>
+template <bool kAvx, bool kBound, bool kStats, class F>
+LFP_CLS_INLINE uint32_t TupleClassifier<Ws...>::kernel(const Key& key, uint32_t bound, F& ok, ProbeStats* st) const {
+  uint64_t kw[NW];
+  pack_key(key, kw);
+  Key k;
+  for (int d = 0; d < D; ++d) k[d] = key[d] & detail::width_mask(S::W[d]);
+  uint64_t best1 = 0;  // best priority + 1; 0 = none
+  uint32_t best = kNoRule;
+  const bool resid = n_resid_ != 0;
+  const uint32_t tb = tb_, tbm = tbm_;
+  const size_t nt = nt_;
+  const uint32_t* pmax = pmax_.data();
+
+  auto bucket_match = [&](const uint32_t* p, uint32_t tag) LFP_CLS_INLINE_LAMBDA -> uint32_t {
+    if constexpr (kStats) ++st->buckets;
+    if constexpr (kAvx) {
+#if defined(LFP_CLS_X86)
+      return detail::bucket_match_avx512(p, tag, tbm);
+#endif
+    }
+    return detail::bucket_match_generic(p, tag, tbm);
+  };
+  // The rest of a probe of the table at position t, once bucket p gave a non-zero match mask m.
+  auto chain = [&](size_t t, const uint32_t* p, uint32_t tag, uint32_t m) LFP_CLS_INLINE_LAMBDA {
+    for (;;) {
+      for (uint32_t h = m & 0x7fffu; h; h &= h - 1) {
+        uint32_t id = (p[std::countr_zero(h)] >> tb) - 1;
+        if constexpr (kStats) ++st->candidates;
+        const uint8_t* r = rec(id);
+        const uint32_t pr = S::prio(r);
+        const uint64_t tl = S::tail(r);
+        bool good = verify(r, tl, k) & (pr >= best1);
+        if constexpr (kBound) good &= pr < bound;
+        if (resid) [[unlikely]] {
+          if (good && S::residual(tl) && !ok(id)) good = false;
+        }
+        best1 = good ? uint64_t{pr} + 1 : best1;
+        best = good ? id : best;
+      }
+      if (!(m & 0x8000u)) break;
+      p += detail::kBucketWords;
+      if (p == bk(t) + pnb_[t] * detail::kBucketWords) p = bk(t);
+      m = bucket_match(p, tag);
+    }
+  };
+
+  if constexpr (kAvx) {
+#if defined(LFP_CLS_X86)
+    alignas(64) uint64_t addr[8];
+    alignas(32) uint32_t tags[8];
+    for (size_t g = 0; g < nt; g += 8) {
+      if (pmax[g] < best1) break;
+      detail::hash8_avx512<NW>(kw, pmask_.data(), cap_, g, pnb_.data(), pbk_.data(), tbm, addr, tags);
+      const size_t e = std::min(nt, g + 8);
+      for (size_t t = g; t < e; ++t) detail::prefetch(reinterpret_cast<const void*>(addr[t - g]));
+      for (size_t t = g; t < e; ++t) {
+        if constexpr (kStats) ++st->tables;
+        const uint32_t* p = reinterpret_cast<const uint32_t*>(addr[t - g]);
+        uint32_t m = bucket_match(p, tags[t - g]);
+        if (m == 0) continue;  // the common case: nothing here, no overflow
+        // Tables are in descending highest-priority order: the first one below the best ends it.
+        if (pmax[t] < best1) goto done;
+        chain(t, p, tags[t - g], m);
+      }
+    }
+  done:;
+#endif
+  } else {
+    for (size_t t = 0; t < nt; ++t) {
+      if (pmax[t] < best1) break;
+      if constexpr (kStats) ++st->tables;
+      uint64_t mw[NW];
+      for (int i = 0; i < NW; ++i) mw[i] = kw[i] & pmask_[size_t(i) * cap_ + t];
+      uint32_t h = detail::hash_words<NW>(mw);
+      const uint32_t* p = bk(t) + size_t{detail::home(h, pnb_[t])} * detail::kBucketWords;
+      uint32_t m = bucket_match(p, h & tbm);
+      if (m) chain(t, p, h & tbm, m);
+    }
+  }
+  return best;
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::match_batch(const Key* keys, size_t n, uint32_t* out) const {
+  for (size_t i = 0; i < n; ++i) out[i] = match(keys[i]);
+}
+
+using V4Classifier = TupleClassifier<32, 32, 16, 16, 8>;
+// Compiled once in engine/src/tuple_classifier.cpp.
+extern template class TupleClassifier<32, 32, 16, 16, 8>;
+
+}  // namespace lfp::cls

@@ -1,0 +1,51 @@
+#pragma once
+// The persistent half of the policy: objects with the PERSISTENT flag (and BOOTTIME filters), kept
+// as JSON rows in SQLite (WAL mode, synchronous FULL). A commit is one SQLite transaction, so a crash
+// at any point leaves either the old or the new policy, never a mix.
+#include <cstdint>
+#include <memory>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+struct sqlite3;
+
+namespace lfp::store {
+
+// Load order: an object is loaded after everything it may reference.
+enum class Kind : int { PROVIDER = 0, SUBLAYER = 1, CALLOUT = 2, PROVIDER_CONTEXT = 3, FILTER = 4 };
+
+struct Record {
+  Kind kind;
+  std::string key;   // GUID text
+  uint32_t owner_uid = 0;
+  std::string body;  // the object as policy JSON
+};
+
+class StoreError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+class Store {
+ public:
+  // Opens (creating if needed) DIR/policy.db. Throws StoreError.
+  explicit Store(const std::string& dir);
+  ~Store();
+  Store(const Store&) = delete;
+  Store& operator=(const Store&) = delete;
+
+  // Every stored object, by kind (providers first) then in the order they were stored.
+  std::vector<Record> load() const;
+  // Writes upserts and deletes atomically. Throws StoreError (and then nothing was written).
+  void commit(const std::vector<Record>& upserts, const std::vector<std::pair<Kind, std::string>>& deletes);
+  const std::string& path() const { return path_; }
+
+ private:
+  void exec(const char* sql);
+  sqlite3* db_ = nullptr;
+  std::string path_;
+  int64_t next_seq_ = 0;  // load order: the highest seq written so far
+};
+
+}  // namespace lfp::store

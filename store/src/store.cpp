@@ -1,0 +1,113 @@
+#include "lfp/store/store.hpp"
+
+#include <sqlite3.h>
+
+#include <filesystem>
+
+namespace lfp::store {
+
+namespace {
+// RAII prepared statement.
+class Stmt {
+ public:
+  Stmt(sqlite3* db, const char* sql) : db_(db) {
+    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
+      throw StoreError(std::string("sqlite prepare: ") + sqlite3_errmsg(db));
+  }
+  ~Stmt() { sqlite3_finalize(s_); }
+  sqlite3_stmt* get() { return s_; }
+  void bind(int i, const std::string& v) { sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT); }
+  void bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
+  void run() {
+    int rc = sqlite3_step(s_);
+    if (rc != SQLITE_DONE) throw StoreError(std::string("sqlite step: ") + sqlite3_errmsg(db_));
+    sqlite3_reset(s_);
+    sqlite3_clear_bindings(s_);
+  }
+
+ private:
+  sqlite3* db_;
+  sqlite3_stmt* s_ = nullptr;
+};
+}  // namespace
+
+Store::Store(const std::string& dir) {
+  std::error_code ec;
+  std::filesystem::create_directories(dir, ec);
+  if (ec) throw StoreError("cannot create state dir " + dir + ": " + ec.message());
+  path_ = dir + "/policy.db";
+  if (sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
+                      nullptr) != SQLITE_OK) {
+    std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
+    sqlite3_close(db_);
+    db_ = nullptr;
+    throw StoreError("cannot open " + path_ + ": " + msg);
+  }
+  sqlite3_busy_timeout(db_, 5000);
+  exec("PRAGMA journal_mode=WAL");
+  exec("PRAGMA synchronous=FULL");
+  exec("CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)");
+  exec("INSERT OR IGNORE INTO meta VALUES('schema', '1')");
+  exec("CREATE TABLE IF NOT EXISTS objects(kind INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,"
+       " owner_uid INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY(kind, key))");
+  Stmt s(db_, "SELECT COALESCE(MAX(seq), 0) FROM objects");
+  if (sqlite3_step(s.get()) == SQLITE_ROW) next_seq_ = sqlite3_column_int64(s.get(), 0);
+}
+
+Store::~Store() { sqlite3_close(db_); }
+
+void Store::exec(const char* sql) {
+  char* err = nullptr;
+  if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
+    std::string msg = err ? err : "unknown error";
+    sqlite3_free(err);
+    throw StoreError(std::string("sqlite: ") + msg + " (" + sql + ")");
+  }
+}
+
+std::vector<Record> Store::load() const {
+  Stmt s(db_, "SELECT kind, key, owner_uid, body FROM objects ORDER BY kind, seq");
+  std::vector<Record> out;
+  int rc;
+  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+    Record r;
+    r.kind = static_cast<Kind>(sqlite3_column_int(s.get(), 0));
+    r.key = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 1));
+    r.owner_uid = static_cast<uint32_t>(sqlite3_column_int64(s.get(), 2));
+    r.body = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 3));
+    out.push_back(std::move(r));
+  }
+  if (rc != SQLITE_DONE) throw StoreError(std::string("sqlite load: ") + sqlite3_errmsg(db_));
+  return out;
+}
+
+void Store::commit(const std::vector<Record>& upserts, const std::vector<std::pair<Kind, std::string>>& deletes) {
+  if (upserts.empty() && deletes.empty()) return;
+  exec("BEGIN IMMEDIATE");
+  try {
+    Stmt del(db_, "DELETE FROM objects WHERE kind = ?1 AND key = ?2");
+    for (const auto& [kind, key] : deletes) {
+      del.bind(1, static_cast<int64_t>(kind));
+      del.bind(2, key);
+      del.run();
+    }
+    Stmt up(db_,
+            "INSERT INTO objects(kind, key, seq, owner_uid, body) VALUES(?1, ?2, ?5, ?3, ?4)"
+            " ON CONFLICT(kind, key) DO UPDATE SET owner_uid = excluded.owner_uid, body = excluded.body");
+    for (const auto& r : upserts) {
+      up.bind(1, static_cast<int64_t>(r.kind));
+      up.bind(2, r.key);
+      up.bind(3, static_cast<int64_t>(r.owner_uid));
+      up.bind(4, r.body);
+      up.bind(5, next_seq_ + 1 + static_cast<int64_t>(&r - upserts.data()));
+      up.run();
+    }
+    exec("COMMIT");
+    next_seq_ += static_cast<int64_t>(upserts.size());
+  } catch (...) {
+    sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
+    throw;
+  }
+}
+
+}  // namespace lfp::store

@@ -1,0 +1,363 @@
+// lfpd end to end: the real daemon on a temporary state dir, driven through the real client.
+#include <gtest/gtest.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+
+#include <atomic>
+#include <cstring>
+#include <random>
+#include <set>
+
+#include "daemon_support.hpp"
+#include "lfp/protocol/wire.hpp"
+
+namespace lfp {
+namespace {
+
+using nlohmann::json;
+using test::Daemon;
+
+json filter_json(const std::string& name, int port, bool persistent = false, const std::string& sublayer = "") {
+  json f = {{"name", name},
+            {"layer", "ALE_AUTH_CONNECT_V4"},
+            {"action", "BLOCK"},
+            {"conditions", json::array({{{"field", "IP_REMOTE_PORT"}, {"value", port}}})}};
+  if (persistent) f["flags"] = json::array({"PERSISTENT"});
+  if (!sublayer.empty()) f["sublayer"] = sublayer;
+  return f;
+}
+
+std::set<std::string> filter_names(client::Client& c) {
+  std::set<std::string> names;
+  for (auto& f : c.enumerate("filter")) names.insert(f["name"].get<std::string>());
+  return names;
+}
+
+// Polls until pred() holds or 5 s pass.
+template <class P>
+bool eventually(P pred) {
+  for (int i = 0; i < 500; ++i) {
+    if (pred()) return true;
+    std::this_thread::sleep_for(std::chrono::milliseconds(10));
+  }
+  return false;
+}
+
+TEST(Lfpd, DynamicObjectsVanishWhenTheClientIsKilled) {
+  Daemon d;
+  int ready[2];
+  ASSERT_EQ(pipe(ready), 0);
+  pid_t child = fork();
+  if (child == 0) {
+    client::Client c(d.socket(), {.name = "dynamic holder", .dynamic = true});
+    json sub = c.add("sublayer", {{"name", "dyn sublayer"}, {"weight", 5}});
+    c.add("filter", filter_json("dyn filter", 23, false, sub["key"]));
+    (void)!write(ready[1], "x", 1);
+    pause();
+    _exit(0);
+  }
+  char x;
+  ASSERT_EQ(read(ready[0], &x, 1), 1);
+  auto c = d.connect();
+  EXPECT_EQ(filter_names(*c).count("dyn filter"), 1u);
+  kill(child, SIGKILL);
+  waitpid(child, nullptr, 0);
+  EXPECT_TRUE(eventually([&] { return filter_names(*c).empty() && c->enumerate("sublayer").size() == 2; }));
+  close(ready[0]);
+  close(ready[1]);
+}
+
+TEST(Lfpd, AbortedTransactionLeavesNothing) {
+  Daemon d;
+  auto c = d.connect();
+  c->add("filter", filter_json("kept", 22, true));
+  c->begin(true);
+  json before_state = c->call("state");
+  auto before_filters = c->enumerate("filter");
+  c->commit();
+
+  c->begin();
+  json p = c->add("provider", {{"name", "temp provider"}});
+  c->add("sublayer", {{"name", "temp sublayer"}, {"provider", p["key"]}, {"weight", 9}});
+  c->add("filter", filter_json("temp", 80));
+  c->remove("filter", before_filters[0]["key"]);
+  c->abort();
+
+  c->begin(true);
+  EXPECT_EQ(c->call("state").dump(), before_state.dump());
+  EXPECT_EQ(json(c->enumerate("filter")).dump(), json(before_filters).dump());  // the same run-time id too
+  c->commit();
+  // And nothing reached the store: after a restart only the kept filter is there.
+  d.restart();
+  auto c2 = d.connect();
+  EXPECT_EQ(filter_names(*c2), std::set<std::string>{"kept"});
+}
+
+TEST(Lfpd, FailedCallDoesNotSpoilTheTransaction) {
+  Daemon d;
+  auto c = d.connect();
+  c->begin();
+  c->add("filter", filter_json("one", 1));
+  EXPECT_THROW(c->add("filter", {{"name", "bad"}, {"layer", "NO_SUCH_LAYER"}, {"action", "BLOCK"}}), client::ClientError);
+  // An apply that fails half way adds nothing of its own...
+  json pol = {{"filters", json::array({filter_json("two", 2), filter_json("three", 3)})}};
+  pol["filters"][1]["sublayer"] = "7a3d6c2e-0000-4000-8000-000000000001";  // no such sublayer
+  try {
+    c->apply(pol);
+    ADD_FAILURE() << "apply should fail";
+  } catch (const client::ClientError& e) {
+    EXPECT_EQ(e.code(), "SUBLAYER_NOT_FOUND");
+    EXPECT_NE(e.message().find("/filters/1"), std::string::npos) << e.message();
+  }
+  c->commit();
+  EXPECT_EQ(filter_names(*c), std::set<std::string>{"one"});
+}
+
+TEST(Lfpd, ConcurrentWritersSerialize) {
+  Daemon d;
+  auto a = d.connect({.name = "A"});
+  a->begin();
+  a->add("filter", filter_json("from A", 1));
+  std::atomic<bool> b_began{false};
+  std::atomic<bool> a_committed{false};
+  bool b_saw_a_committed = false;
+  std::thread tb([&] {
+    auto b = d.connect({.name = "B", .txn_wait_ms = 5000});
+    b->begin();  // waits for A
+    b_began = true;
+    b_saw_a_committed = a_committed;
+    b->add("filter", filter_json("from B", 2));
+    b->commit();
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  EXPECT_FALSE(b_began);
+  a_committed = true;
+  a->commit();
+  tb.join();
+  EXPECT_TRUE(b_saw_a_committed);
+  EXPECT_EQ(filter_names(*a), (std::set<std::string>{"from A", "from B"}));
+
+  // A writer that cannot get the lock in its wait time gets TIMEOUT.
+  a->begin();
+  auto c = d.connect({.name = "C", .txn_wait_ms = 200});
+  try {
+    c->begin();
+    ADD_FAILURE() << "begin should time out";
+  } catch (const client::ClientError& e) {
+    EXPECT_EQ(e.code(), "TIMEOUT");
+  }
+  a->abort();
+}
+
+TEST(Lfpd, ReadersNeverSeeHalfATransaction) {
+  Daemon d;
+  auto w = d.connect();
+  w->begin();
+  w->add("filter", filter_json("uncommitted", 1));
+  auto r = d.connect({.name = "reader", .txn_wait_ms = 5000});
+  std::vector<json> seen;
+  std::thread tr([&] { seen = r->enumerate("filter"); });  // waits for the writer
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  w->add("filter", filter_json("uncommitted 2", 2));
+  w->commit();
+  tr.join();
+  EXPECT_EQ(seen.size(), 2u);  // all of it, never half
+}
+
+TEST(Lfpd, SessionEndingMidTransactionAbortsIt) {
+  Daemon d;
+  {
+    auto w = d.connect();
+    w->begin();
+    w->add("filter", filter_json("never committed", 1));
+  }  // connection closed
+  auto c = d.connect({.txn_wait_ms = 2000});
+  EXPECT_TRUE(filter_names(*c).empty());
+  c->begin();  // the lock is free again
+  c->commit();
+}
+
+TEST(Lfpd, PersistentObjectsSurviveRestart) {
+  Daemon d;
+  auto c = d.connect();
+  json p = c->add("provider", {{"name", "p"}, {"flags", {"PERSISTENT"}}});
+  json s = c->add("sublayer", {{"name", "s"}, {"weight", 100}, {"provider", p["key"]}, {"flags", {"PERSISTENT"}}});
+  c->add("filter", filter_json("persistent", 23, true, s["key"]));
+  c->add("filter", filter_json("static", 24));
+  c.reset();
+  d.restart();
+  c = d.connect();
+  EXPECT_EQ(filter_names(*c), std::set<std::string>{"persistent"});
+  EXPECT_EQ(c->enumerate("provider").size(), 1u);
+  json r = c->classify("ALE_AUTH_CONNECT_V4", {{"IP_REMOTE_PORT", 23}});
+  EXPECT_EQ(r["action"], "BLOCK");
+  // Deleting a persistent object is persistent too.
+  c->remove("filter", c->enumerate("filter")[0]["key"]);
+  c.reset();
+  d.restart();
+  c = d.connect();
+  EXPECT_TRUE(filter_names(*c).empty());
+}
+
+TEST(Lfpd, NonAdminIsRefusedWritesAndCanRead) {
+  Daemon d;
+  d.connect()->add("filter", filter_json("root's", 23));
+  pid_t child = fork();
+  if (child == 0) {
+    if (setgid(65534) != 0 || setuid(65534) != 0) _exit(10);
+    try {
+      client::Client c(d.socket());
+      if (c.session()["role"] != "reader") _exit(11);
+      if (c.enumerate("filter").size() != 1) _exit(12);  // can read
+      try {
+        c.add("filter", filter_json("nobody's", 1));
+        _exit(13);
+      } catch (const client::ClientError& e) {
+        if (e.code() != "ACCESS_DENIED") _exit(14);
+      }
+      try {
+        c.begin();
+        _exit(15);
+      } catch (const client::ClientError& e) {
+        if (e.code() != "ACCESS_DENIED") _exit(16);
+      }
+      _exit(0);
+    } catch (...) {
+      _exit(20);
+    }
+  }
+  int status = -1;
+  waitpid(child, &status, 0);
+  ASSERT_TRUE(WIFEXITED(status));
+  EXPECT_EQ(WEXITSTATUS(status), 0);
+}
+
+TEST(Lfpd, ProviderObjectsAreProtectedFromOtherProviders) {
+  Daemon d;
+  auto admin = d.connect();
+  json p1 = admin->add("provider", {{"name", "vpn"}});
+  json p2 = admin->add("provider", {{"name", "firewall"}});
+  json f = p1;
+  auto vpn = d.connect({.name = "vpn", .provider = p1["key"].get<std::string>()});
+  json filt = filter_json("vpn filter", 500);
+  filt["provider"] = p1["key"];
+  json added = vpn->add("filter", filt);
+  auto fw = d.connect({.name = "firewall", .provider = p2["key"].get<std::string>()});
+  try {
+    fw->remove("filter", added["key"]);
+    ADD_FAILURE() << "another provider's session deleted the filter";
+  } catch (const client::ClientError& e) {
+    EXPECT_EQ(e.code(), "ACCESS_DENIED");
+  }
+  fw->remove("filter", added["key"], /*force=*/true);  // an admin says otherwise
+  EXPECT_TRUE(filter_names(*admin).empty());
+}
+
+TEST(Lfpd, ChangeSubscription) {
+  Daemon d;
+  auto m = d.connect();
+  m->subscribe({"filter"});
+  auto c = d.connect();
+  json a = c->add("filter", filter_json("watched", 7));
+  c->add("provider", {{"name", "not watched"}});
+  c->remove("filter", a["key"]);
+  auto e1 = m->next_event(2000);
+  auto e2 = m->next_event(2000);
+  ASSERT_TRUE(e1 && e2);
+  EXPECT_EQ((*e1)["change"], "ADD");
+  EXPECT_EQ((*e1)["object"]["name"], "watched");
+  EXPECT_EQ((*e2)["change"], "DELETE");
+  EXPECT_FALSE(m->next_event(100));  // the provider was not subscribed to
+}
+
+int raw_connect(const std::string& path) {
+  int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+  sockaddr_un a{};
+  a.sun_family = AF_UNIX;
+  std::strcpy(a.sun_path, path.c_str());
+  if (connect(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return -1;
+  return fd;
+}
+
+TEST(Lfpd, MalformedAndOversizedMessages) {
+  Daemon d;
+  auto other = d.connect();
+  int fd = raw_connect(d.socket());
+  ASSERT_GE(fd, 0);
+  std::string err, reply;
+  // Garbage JSON: an error, and the connection stays usable.
+  ASSERT_TRUE(wire::write_frame(fd, "{not json", err));
+  ASSERT_TRUE(wire::read_frame(fd, reply, err));
+  EXPECT_EQ(json::parse(reply)["ok"], false);
+  ASSERT_TRUE(wire::write_frame(fd, R"({"id":1,"op":"hello"})", err));
+  ASSERT_TRUE(wire::read_frame(fd, reply, err));
+  EXPECT_EQ(json::parse(reply)["ok"], true);
+  for (const char* bad : {R"([1,2,3])", R"({"id":2})", R"({"id":3,"op":"add","kind":"filter","object":7})",
+                          R"({"id":4,"op":"delete","kind":"filter","key":"not-a-guid"})", R"({"id":5,"op":"nope"})",
+                          R"({"id":6,"op":"enum","kind":"filter","template":{"layer":"NOPE"}})"}) {
+    ASSERT_TRUE(wire::write_frame(fd, bad, err));
+    ASSERT_TRUE(wire::read_frame(fd, reply, err)) << err;
+    EXPECT_EQ(json::parse(reply)["ok"], false) << bad;
+  }
+  // An oversized frame header: an error, then the daemon drops this connection only.
+  const unsigned char huge[] = {0x7f, 0xff, 0xff, 0xff};
+  ASSERT_EQ(write(fd, huge, 4), 4);
+  ASSERT_TRUE(wire::read_frame(fd, reply, err));
+  EXPECT_EQ(json::parse(reply)["ok"], false);
+  EXPECT_FALSE(wire::read_frame(fd, reply, err));  // closed
+  close(fd);
+  EXPECT_NO_THROW(other->call("ping"));
+  EXPECT_NO_THROW(other->add("filter", filter_json("still fine", 1)));
+}
+
+TEST(Lfpd, NotRunningSaysHowToStart) {
+  try {
+    client::Client c("/tmp/lfp-no-such-socket");
+    ADD_FAILURE();
+  } catch (const client::ClientError& e) {
+    EXPECT_EQ(e.code(), "NOT_RUNNING");
+    EXPECT_NE(e.message().find("lfpd --socket"), std::string::npos);
+  }
+}
+
+// Fault injection: lfpd is killed (SIGKILL) at a random moment around the commit of a transaction
+// that replaces generation g-1 of a persistent policy with generation g. After a restart the policy
+// must be exactly one generation, complete.
+TEST(LfpdFaults, KillDuringCommitLeavesOldOrNewPolicy) {
+  Daemon d;
+  std::mt19937 rng(12345);
+  constexpr int kFilters = 150;
+  int generation = 0, saw_old = 0, saw_new = 0;
+  for (int trial = 1; trial <= 100; ++trial) {
+    auto c = d.connect();
+    c->begin();
+    for (auto& f : c->enumerate("filter")) c->remove("filter", f["key"]);
+    json pol = {{"filters", json::array()}};
+    for (int i = 0; i < kFilters; ++i)
+      pol["filters"].push_back(filter_json("gen " + std::to_string(trial) + " #" + std::to_string(i), i, true));
+    c->apply(pol);
+    // Send the commit and kill the daemon 0-15 ms later, before or during or after it.
+    std::string err;
+    ASSERT_TRUE(wire::write_frame(c->fd(), R"({"id":999999,"op":"txn_commit"})", err));
+    std::this_thread::sleep_for(std::chrono::microseconds(rng() % 15000));
+    d.stop(SIGKILL);
+    c.reset();
+    d.start();
+    auto check = d.connect();
+    auto names = filter_names(*check);
+    std::set<int> gens;
+    for (auto& n : names) gens.insert(std::stoi(n.substr(4)));
+    ASSERT_LE(gens.size(), 1u) << "a mix of generations after trial " << trial;
+    int g = gens.empty() ? 0 : *gens.begin();
+    ASSERT_TRUE(g == generation || g == trial) << "trial " << trial << " found generation " << g;
+    if (g != 0) ASSERT_EQ(names.size(), static_cast<size_t>(kFilters)) << "an incomplete generation";
+    (g == trial ? saw_new : saw_old)++;
+    generation = g;
+  }
+  // Both outcomes happened, or the kill timing proves nothing.
+  EXPECT_GT(saw_old, 0);
+  EXPECT_GT(saw_new, 0);
+}
+
+}  // namespace
+}  // namespace lfp

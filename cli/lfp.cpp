@@ -331,7 +331,7 @@ int main(int argc, char** argv) {
         std::cerr << "lfp classify --daemon: give --layer LAYER with --set FIELD=VALUE...\n";
         return kUsage;
       }
-      json r = c.classify(layer_name, values_from_sets(sets), explain);
+      json r = c.call("classify", {{"layer", layer_name}, {"text_values", values_from_sets(sets)}, {"explain", explain}});
       if (as_json) std::cout << r.dump(2) << '\n';
       else {
         std::cout << r.value("action", "?");

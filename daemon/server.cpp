@@ -204,43 +204,45 @@ void Server::start() {
 // The loop.
 
 void Server::run() {
+  while (!stopping_) serve_once(-1);
+}
+
+void Server::serve_once(int max_wait_ms) {
   std::vector<pollfd> fds;
   std::vector<uint64_t> ids;
-  while (!stopping_) {
-    fds.clear();
-    ids.clear();
-    fds.push_back({listen_fd_, POLLIN, 0});
-    fds.push_back({signal_fd_, POLLIN, 0});
-    for (auto& [id, s] : sessions_) {
-      short ev = POLLIN;
-      if (s->out.size() > s->out_off) ev |= POLLOUT;
-      fds.push_back({s->fd, ev, 0});
-      ids.push_back(id);
+  fds.push_back({listen_fd_, POLLIN, 0});
+  fds.push_back({signal_fd_, POLLIN, 0});
+  for (auto& [id, s] : sessions_) {
+    short ev = POLLIN;
+    if (s->out.size() > s->out_off) ev |= POLLOUT;
+    fds.push_back({s->fd, ev, 0});
+    ids.push_back(id);
+  }
+  int timeout = poll_timeout_ms();
+  if (max_wait_ms >= 0) timeout = timeout < 0 ? max_wait_ms : std::min(timeout, max_wait_ms);
+  int n = ::poll(fds.data(), fds.size(), timeout);
+  if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
+  if (fds[1].revents & POLLIN) {
+    signalfd_siginfo si;
+    while (::read(signal_fd_, &si, sizeof si) == sizeof si) {
+      spdlog::info("signal {}: stopping", si.ssi_signo);
+      stopping_ = true;
     }
-    int n = ::poll(fds.data(), fds.size(), poll_timeout_ms());
-    if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
-    if (fds[1].revents & POLLIN) {
-      signalfd_siginfo si;
-      while (::read(signal_fd_, &si, sizeof si) == sizeof si) {
-        spdlog::info("signal {}: stopping", si.ssi_signo);
-        stopping_ = true;
-      }
-    }
-    if (fds[0].revents & POLLIN) accept_client();
-    for (size_t i = 2; i < fds.size(); ++i) {
-      auto it = sessions_.find(ids[i - 2]);
-      if (it == sessions_.end()) continue;
-      Session& s = *it->second;
-      if (fds[i].revents & POLLOUT) on_writable(s);
-      if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) on_readable(s);
-    }
-    expire_waits();
-    retry_waiting();
-    for (auto it = sessions_.begin(); it != sessions_.end();) {
-      auto next = std::next(it);
-      if (it->second->closing) close_session(it->first, "closed");
-      it = next;
-    }
+  }
+  if (fds[0].revents & POLLIN) accept_client();
+  for (size_t i = 2; i < fds.size(); ++i) {
+    auto it = sessions_.find(ids[i - 2]);
+    if (it == sessions_.end()) continue;
+    Session& s = *it->second;
+    if (fds[i].revents & POLLOUT) on_writable(s);
+    if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) on_readable(s);
+  }
+  expire_waits();
+  retry_waiting();
+  for (auto it = sessions_.begin(); it != sessions_.end();) {
+    auto next = std::next(it);
+    if (it->second->closing) close_session(it->first, "closed");
+    it = next;
   }
 }
 
@@ -260,28 +262,36 @@ void Server::accept_client() {
   for (;;) {
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
     if (fd < 0) return;
-    auto s = std::make_unique<Session>();
-    s->id = next_session_++;
-    s->fd = fd;
-    socklen_t len = sizeof s->cred;
-    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &s->cred, &len) != 0) {
+    ucred cred{};
+    socklen_t len = sizeof cred;
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
       ::close(fd);
       continue;
     }
-    // Who may do what (docs/lfpd.md "Access control").
-    auto groups = peer_groups(s->cred.pid);
-    groups.push_back(s->cred.gid);
-    auto in = [&](const std::string& name) {
-      auto g = group_id(name);
-      return g && std::find(groups.begin(), groups.end(), *g) != groups.end();
-    };
-    if (s->cred.uid == 0 || in(cfg_.admin_group)) s->role = Role::ADMIN;
-    else if (in(cfg_.writer_group)) s->role = Role::WRITER;
-    else s->role = cfg_.readers_all ? Role::READER : Role::NONE;
-    s->txn_wait_ms = cfg_.default_txn_wait_ms;
-    spdlog::debug("session {}: connected (uid {}, pid {}, {})", s->id, s->cred.uid, s->cred.pid, role_name(s->role));
-    sessions_.emplace(s->id, std::move(s));
+    adopt(fd, cred);
   }
+}
+
+uint64_t Server::adopt(int fd, const ucred& cred) {
+  auto s = std::make_unique<Session>();
+  s->id = next_session_++;
+  s->fd = fd;
+  s->cred = cred;
+  // Who may do what (docs/lfpd.md "Access control").
+  auto groups = peer_groups(cred.pid);
+  groups.push_back(cred.gid);
+  auto in = [&](const std::string& name) {
+    auto g = group_id(name);
+    return g && std::find(groups.begin(), groups.end(), *g) != groups.end();
+  };
+  if (cred.uid == 0 || in(cfg_.admin_group)) s->role = Role::ADMIN;
+  else if (in(cfg_.writer_group)) s->role = Role::WRITER;
+  else s->role = cfg_.readers_all ? Role::READER : Role::NONE;
+  s->txn_wait_ms = cfg_.default_txn_wait_ms;
+  spdlog::debug("session {}: connected (uid {}, pid {}, {})", s->id, cred.uid, cred.pid, role_name(s->role));
+  const uint64_t id = s->id;
+  sessions_.emplace(id, std::move(s));
+  return id;
 }
 
 void Server::on_readable(Session& s) {
@@ -489,12 +499,8 @@ void Server::persist(WriteTxn& t) {
   std::vector<store::Record> upserts;
   std::vector<std::pair<store::Kind, std::string>> deletes;
   for (const auto& [kind, key] : t.touched) {
-    json obj = object_json(kind, key);
-    bool persistent = false;
-    if (!obj.is_null())
-      for (const auto& f : obj.value("flags", json::array()))
-        if (f == "PERSISTENT" || f == "BOOTTIME") persistent = true;
-    if (persistent) {
+    if (is_persistent(kind, key)) {
+      json obj = object_json(kind, key);
       obj.erase("owner");
       upserts.push_back({static_cast<store::Kind>(kind), key.str(), owners_[kind][key].uid, obj.dump()});
     } else {
@@ -502,6 +508,23 @@ void Server::persist(WriteTxn& t) {
     }
   }
   store_->commit(upserts, deletes);
+}
+
+bool Server::is_persistent(ObjKind kind, const Guid& key) const {
+  switch (kind) {
+    case ObjKind::PROVIDER: { auto* o = engine_.provider(key); return o && (o->flags & PERSISTENT); }
+    case ObjKind::SUBLAYER: { auto* o = engine_.sublayer(key); return o && (o->flags & PERSISTENT); }
+    case ObjKind::CALLOUT: { auto* o = engine_.callout(key); return o && (o->flags & PERSISTENT); }
+    case ObjKind::PROVIDER_CONTEXT: { auto* o = engine_.provider_context(key); return o && (o->flags & PERSISTENT); }
+    case ObjKind::FILTER: { auto* o = engine_.filter(key); return o && (o->flags & (PERSISTENT | BOOTTIME)); }
+  }
+  return false;
+}
+
+bool Server::has_subscribers(ObjKind kind) const {
+  for (auto& [id, s] : sessions_)
+    if (s->subscribed && s->sub_kinds.count(kind)) return true;
+  return false;
 }
 
 void Server::commit_write(Session& s) {
@@ -561,6 +584,7 @@ void Server::cleanup_dynamic(uint64_t session_id) {
 
 void Server::notify_changes(const std::vector<json>& changes) {
   for (const json& c : changes) {
+    if (c["object"].is_null()) continue;  // nobody was subscribed when it happened
     ObjKind k = *kind_from_string(c["kind"].get<std::string>());
     for (auto& [id, s] : sessions_)
       if (s->subscribed && s->sub_kinds.count(k)) reply(*s, c);
@@ -634,6 +658,11 @@ json Server::op_add(Session& s, ObjKind kind, const json& obj) {
     if (path.rfind(prefix, 0) == 0) path = "/object" + path.substr(prefix.size());
     fail("INVALID_PARAMETER", path + ": " + e.reason());
   }
+  return add_parsed(s, kind, p);
+}
+
+// Adds the one object `p` holds (of `kind`) inside the current write transaction.
+json Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p) {
   const uint32_t flags = flags_of(p);
   if (s.dynamic && (flags & (PERSISTENT | BOOTTIME)))
     throw Error(ErrorCode::DYNAMIC_SESSION_IN_PROGRESS, "a dynamic session cannot add persistent or boot-time objects");
@@ -669,7 +698,8 @@ json Server::op_add(Session& s, ObjKind kind, const json& obj) {
   if (kind == ObjKind::FILTER) id = engine_.filter(key)->id;
   Owner owner{s.cred.uid, s.id, s.dynamic};
   owners_[kind][key] = owner;
-  json full = object_json(kind, key);
+  // The notification's object only when someone listens (building it costs more than the add).
+  json full = has_subscribers(kind) ? object_json(kind, key) : json();
   txn_->undo.push_back(Undo{true, kind, key, json(), owner, id});
   txn_->changes.push_back({{"event", "change"}, {"change", "ADD"}, {"kind", kind_name(kind)}, {"object", full}});
   txn_->touched.emplace(kind, key);
@@ -718,25 +748,26 @@ void Server::op_delete(Session& s, ObjKind kind, const Guid& key, bool force) {
 
 json Server::op_apply(Session& s, const json& policy_json) {
   policy::Policy p = policy::policy_from_json(policy_json);  // checks the whole file first; names the path
-  // Then each object through op_add, so ownership, lifetimes and notifications are those of add.
+  // Then each object through add_parsed, so ownership, lifetimes and notifications are those of add.
   json keys = json::array();
-  auto add_all = [&](ObjKind kind, size_t count) {
-    for (size_t j = 0; j < count; ++j) {
-      const std::string where = "/" + std::string(plural(kind)) + "/" + std::to_string(j);
+  auto add_all = [&](ObjKind kind, auto& objects, auto member) {
+    for (size_t j = 0; j < objects.size(); ++j) {
+      policy::Policy one;
+      (one.*member).push_back(std::move(objects[j]));
       try {
-        keys.push_back(op_add(s, kind, policy_json.at(std::string(plural(kind))).at(j)));
+        keys.push_back(add_parsed(s, kind, one));
       } catch (const Fail& f) {
-        fail(f.code, f.message.rfind("/object", 0) == 0 ? where + f.message.substr(7) : where + ": " + f.message);
+        fail(f.code, "/" + std::string(plural(kind)) + "/" + std::to_string(j) + ": " + f.message);
       } catch (const Error& e) {
-        throw Error(e.code(), where + ": " + e.detail());
+        throw Error(e.code(), "/" + std::string(plural(kind)) + "/" + std::to_string(j) + ": " + e.detail());
       }
     }
   };
-  add_all(ObjKind::PROVIDER, p.providers.size());
-  add_all(ObjKind::SUBLAYER, p.sublayers.size());
-  add_all(ObjKind::CALLOUT, p.callouts.size());
-  add_all(ObjKind::PROVIDER_CONTEXT, p.provider_contexts.size());
-  add_all(ObjKind::FILTER, p.filters.size());
+  add_all(ObjKind::PROVIDER, p.providers, &policy::Policy::providers);
+  add_all(ObjKind::SUBLAYER, p.sublayers, &policy::Policy::sublayers);
+  add_all(ObjKind::CALLOUT, p.callouts, &policy::Policy::callouts);
+  add_all(ObjKind::PROVIDER_CONTEXT, p.provider_contexts, &policy::Policy::provider_contexts);
+  add_all(ObjKind::FILTER, p.filters, &policy::Policy::filters);
   return json{{"added", keys}};
 }
 
@@ -960,6 +991,15 @@ bool Server::handle(Session& s, const json& req) {
   } else if (op == "classify") {
     policy::Request r;
     policy::parse_request(json{{"layer", req.value("layer", json())}, {"values", req.value("values", json::object())}}, r);
+    // Values as typed on a command line ("IP_PROTOCOL": "TCP"), typed by the field at the layer.
+    const json text_values = req.value("text_values", json::object());
+    if (!text_values.is_object()) fail("INVALID_PARAMETER", "/text_values must be an object");
+    for (const auto& [name, text] : text_values.items()) {
+      auto f = field_from_string(name);
+      if (!f) fail("INVALID_PARAMETER", "/text_values/" + name + ": unknown field");
+      if (!text.is_string()) fail("INVALID_PARAMETER", "/text_values/" + name + ": must be a string");
+      r.set_text(*f, text.get<std::string>());
+    }
     ok(policy::result_to_json(engine_, engine_.classify(r.layer, r.values, req.value("explain", false))));
   } else if (op == "subscribe") {
     s.sub_kinds.clear();

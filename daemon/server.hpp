@@ -1,6 +1,7 @@
 #pragma once
 // lfpd's core: sessions, transactions, access control, persistence and change notification around
 // one FilterEngine, served over a Unix socket with a single-threaded poll loop (docs/lfpd.md).
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #include <chrono>
@@ -17,6 +18,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lfp/engine/engine.hpp"
+#include "lfp/policy/policy.hpp"
 #include "lfp/protocol/wire.hpp"
 #include "lfp/store/store.hpp"
 
@@ -48,8 +50,13 @@ class Server {
   ~Server();
   // Binds the socket and loads the store. Throws std::runtime_error.
   void start();
-  // Serves until stop() (from a signal handler via the loop's signalfd) .
+  // Serves until SIGTERM or SIGINT (read through a signalfd).
   void run();
+  // One turn of the loop: waits at most max_wait_ms (-1: until something happens).
+  void serve_once(int max_wait_ms);
+  // Serves a connected socket as a session of the peer `cred` (tests and fuzzing use socketpairs).
+  uint64_t adopt(int fd, const ucred& cred);
+  size_t session_count() const { return sessions_.size(); }
   const FilterEngine& engine() const { return engine_; }
 
  private:
@@ -82,6 +89,9 @@ class Server {
 
   // Object operations inside a write transaction.
   nlohmann::json op_add(Session& s, ObjKind kind, const nlohmann::json& obj);
+  nlohmann::json add_parsed(Session& s, ObjKind kind, policy::Policy& one);
+  bool is_persistent(ObjKind kind, const Guid& key) const;
+  bool has_subscribers(ObjKind kind) const;
   void op_delete(Session& s, ObjKind kind, const Guid& key, bool force);
   nlohmann::json op_apply(Session& s, const nlohmann::json& policy);
   void check_may_delete(const Session& s, ObjKind kind, const Guid& key, bool force) const;

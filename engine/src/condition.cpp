@@ -144,6 +144,8 @@ void validate_condition(const Condition& c, const LayerInfo& layer) {
       break;
     case DataType::RANGE_TYPE:
       if (cv.value.type != ft || cv.high.type != ft) type_error(std::string("a RANGE_TYPE of ") + std::string(to_string(ft)));
+      if (is_uint(ft) && uint_width(ft) < 64 && ((cv.value.u | cv.high.u) >> uint_width(ft)) != 0)
+        throw Error(ErrorCode::TYPE_MISMATCH, "range end does not fit " + std::string(to_string(ft)));
       if (compare(cv.value.view(), cv.high.view()) > 0)
         throw Error(ErrorCode::INVALID_RANGE, "range low end is above its high end");
       break;

@@ -262,6 +262,8 @@ uint64_t FilterEngine::add_filter(Filter f) {
   if (f.flags & HAS_PROVIDER_CONTEXT) {
     if (!f.provider_context || !contexts_.count(*f.provider_context))
       throw Error(ErrorCode::PROVIDER_CONTEXT_NOT_FOUND, "HAS_PROVIDER_CONTEXT needs an existing provider context");
+    if ((f.flags & PERSISTENT) && !(contexts_.at(*f.provider_context).flags & PERSISTENT))
+      throw Error(ErrorCode::LIFETIME_MISMATCH, "persistent filter uses a non-persistent provider context");
   } else if (f.provider_context) {
     throw Error(ErrorCode::INVALID_PARAMETER, "a provider context needs the HAS_PROVIDER_CONTEXT flag");
   }

@@ -119,7 +119,10 @@ class LayerIndexImpl final : public LayerIndex {
   }();
 
  public:
-  explicit LayerIndexImpl(const LayerInfo& l) : layer_(l) {}
+  explicit LayerIndexImpl(const LayerInfo& l) : layer_(l) {
+    for (size_t pos = 0; pos < kMaxKeyFields; ++pos)
+      if (l.key_fields[pos] != FieldId::NONE) key_types_[pos] = field_type(l.key_fields[pos], l.family);
+  }
 
   void insert(uint32_t slot, uint32_t priority, const Filter& f) override {
     cls::RuleSpec<D> r;
@@ -171,7 +174,9 @@ class LayerIndexImpl final : public LayerIndex {
         continue;
       }
       const Value& v = values.get(fid);
-      if (v.type != field_type(fid, layer_.family)) return false;
+      if (v.type != key_types_[pos]) return false;
+      const unsigned w = uint_width(v.type);
+      if (w && w < 64 && (v.u >> w) != 0) return false;  // malformed: let the scan decide
       if (T::split[pos]) {
         key[d] = be64(v.bytes.data(), 8);
         key[d + 1] = be64(v.bytes.data() + 8, 8);
@@ -200,6 +205,7 @@ class LayerIndexImpl final : public LayerIndex {
   }
 
   const LayerInfo& layer_;
+  std::array<DataType, kMaxKeyFields> key_types_{};  // each key field's type at this layer
   Cls cls_;
 };
 

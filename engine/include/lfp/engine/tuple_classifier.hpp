@@ -3,7 +3,7 @@
 // Pure code: no I/O, no files, no kernel, no sockets. docs/classifier.md describes the design; in
 // short:
 //
-//  * Records. Rules live in a store indexed by the caller's rule id (chunks of 64 records). A record
+//  * Records. Rules live in a store indexed by the caller's rule id (chunks of 32 records). A record
 //    is the rule in compact form: dimensions wider than 16 bits as a prefix (value with a marker bit
 //    after the prefix, or a flag for a full-length prefix), narrower ones as [lo, hi] in their own
 //    width, the priority, and a few tail bits: the residual flag and the rule's table. A
@@ -18,7 +18,7 @@
 //    compares the 15 slots with the tag at once and reads only the records of tag hits.
 //  * Order. Tables are kept sorted by their highest priority; a lookup stops at the first table
 //    whose highest priority is below the best match so far. The hashes of 8 tables are computed at
-//    once (AVX-512 when the CPU has it, chosen at run time) and their buckets prefetched.
+//    once (AVX-512 when the CPU has it, chosen at run time; SSE2/scalar otherwise).
 #pragma once
 
 #include <algorithm>
@@ -33,6 +33,12 @@
 #include <type_traits>
 #include <utility>
 #include <vector>
+
+#if defined(__GNUC__) && !defined(__clang__)
+// GCC 12 reports the _mm512_undefined_* inside its own AVX-512 intrinsics as maybe uninitialized.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
+#endif
 
 #if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
 #include <immintrin.h>
@@ -68,7 +74,7 @@ constexpr uint64_t width_mask(unsigned w) { return w >= 64 ? ~uint64_t{0} : ((ui
 
 // The first `len` bits of a `w`-bit value (len 0..w).
 constexpr uint64_t prefix_mask(unsigned w, unsigned len) {
-  return len == 0 ? 0 : (width_mask(w) & ~(width_mask(w) >> len));
+  return len == 0 ? 0 : len >= w ? width_mask(w) : (width_mask(w) & ~(width_mask(w) >> len));
 }
 
 // Number of leading bits that lo and hi (w-bit values) share.
@@ -303,7 +309,7 @@ class TupleClassifier {
   using Rule = RuleSpec<D>;
 
   // Rules of one table that may share a hashed key (TupleMerge's collision limit), by default.
-  static constexpr uint32_t kCollideLimit = 12;
+  static constexpr uint32_t kCollideLimit = 8;
   // Rule ids are indexes into the store: keep them dense (0..N-1 style). Ids up to this work.
   static constexpr uint32_t kMaxRuleId = (1u << 30) - 1;
 
@@ -341,6 +347,8 @@ class TupleClassifier {
   void match_batch(const Key* keys, size_t n, uint32_t* out) const;
 
   size_t memory_bytes() const;
+  // Records and buckets only (no walk over the tables' metadata).
+  size_t memory_bytes_fast() const { return chunks_.size() * (kChunk * S::kRecSize) + bucket_bytes_; }
   // The priority of a present rule; kNoRule if absent.
   uint32_t priority(uint32_t rule_id) const {
     if (!present(rule_id)) return kNoRule;
@@ -353,6 +361,9 @@ class TupleClassifier {
   // Use (true) or avoid (false) the AVX-512 lookup path; it is only used when the CPU has it.
   void set_simd(bool on) { avx512_ = on && detail::cpu_has_avx512(); }
   bool simd() const { return avx512_; }
+  // match_batch: 0 = interleave packets only when the classifier outgrows the L2 cache (default),
+  // 1 = always interleave, 2 = never.
+  void set_batch_mode(int m) { batch_mode_ = m; }
   // Collision limit for rules inserted from now on (tuning; kCollideLimit by default).
   void set_collide_limit(uint32_t n) { collide_limit_ = std::max<uint32_t>(1, n); }
   struct ProbeStats {
@@ -374,18 +385,23 @@ class TupleClassifier {
     uint32_t rules;
     uint32_t max_priority;
     uint32_t buckets;
+    uint32_t overflowing;  // buckets whose chain goes on
   };
   // The tables in lookup order.
   std::vector<TableInfo> tables() const {
     std::vector<TableInfo> v;
     for (size_t p = 0; p < nt_; ++p)
-      v.push_back({tables_[ptidx_[p]].lens, tables_[ptidx_[p]].count, pmax_[p], static_cast<uint32_t>(pnb_[p])});
+    {
+      uint32_t ov = 0;
+      for (size_t b = 0; b < pnb_[p]; ++b) ov += bk(p)[b * detail::kBucketWords + detail::kSlots] != 0;
+      v.push_back({tables_[ptidx_[p]].lens, tables_[ptidx_[p]].count, pmax_[p], static_cast<uint32_t>(pnb_[p]), ov});
+    }
     return v;
   }
 
  private:
   static constexpr int NW = S::NW;
-  static constexpr int kChunkShift = 6;
+  static constexpr int kChunkShift = 5;
   static constexpr uint32_t kChunk = 1u << kChunkShift;
   static constexpr uint32_t kAbsent = S::kTidxMask;  // table index of an absent record
   static constexpr uint32_t kMaxTables = S::kTidxMask;
@@ -458,7 +474,7 @@ class TupleClassifier {
   }
   LFP_CLS_INLINE bool verify(const uint8_t* r, uint64_t t, const Key& k) const {
     return [&]<int... d>(std::integer_sequence<int, d...>) {
-      return (dim_ok<d>(r, t, k[d]) & ...);  // no branches: candidates fail at random
+      return (dim_ok<d>(r, t, k[d]) && ...);
     }(std::make_integer_sequence<int, D>{});
   }
 
@@ -500,8 +516,17 @@ class TupleClassifier {
   void reposition(size_t pos);
   void top_insert(Table& t, uint32_t p);
   void top_refill(uint32_t tidx);
-  static std::array<uint8_t, D> relax(const std::array<uint8_t, D>& nat, const std::array<uint8_t, D>& exact);
+  static unsigned level(int d, int i);
+  static std::array<uint8_t, D> initial_tuple(const std::array<uint8_t, D>& nat);
+  static bool refine(std::array<uint8_t, D>& t, const std::array<uint8_t, D>& nat);
 
+  // Load factor limit: a lone bucket may fill up (nothing to overflow into); more buckets keep
+  // room so that overflow chains stay short.
+  static bool fits(uint32_t n, uint32_t nb) {
+    if (nb == 1) return n <= uint32_t{detail::kSlots};
+    if (nb <= 4) return n * 8 <= nb * uint32_t{detail::kSlots} * 7;
+    return n * 4 <= nb * uint32_t{detail::kSlots} * 3;
+  }
   static uint32_t* alloc_buckets(uint32_t nb) {
     auto* p = static_cast<uint32_t*>(::operator new(size_t{nb} * 64, std::align_val_t{64}));
     std::memset(p, 0, size_t{nb} * 64);
@@ -512,8 +537,42 @@ class TupleClassifier {
   }
 
   // --- lookup ---
+  struct Probe {  // one packet's lookup state
+    uint64_t kw[NW];
+    Key k;
+    uint64_t best1;  // best priority + 1; 0 = none
+    uint32_t best;
+    bool resid;
+  };
+  LFP_CLS_INLINE void start(Probe& q, const Key& key) const {
+    pack_key(key, q.kw);
+    for (int d = 0; d < D; ++d) q.k[d] = key[d] & detail::width_mask(S::W[d]);
+    q.best1 = 0;
+    q.best = kNoRule;
+    q.resid = n_resid_ != 0;
+  }
+  template <bool kAvx, bool kStats>
+  LFP_CLS_INLINE uint32_t bucket_match(const uint32_t* p, uint32_t tag, ProbeStats* st) const {
+    if constexpr (kStats) ++st->buckets;
+    if constexpr (kAvx) {
+#if defined(LFP_CLS_X86)
+      return detail::bucket_match_avx512(p, tag, tbm_);
+#endif
+    }
+    return detail::bucket_match_generic(p, tag, tbm_);
+  }
+  template <bool kAvx, bool kBound, bool kStats, class F>
+  LFP_CLS_INLINE void chain(Probe& q, size_t t, const uint32_t* p, uint32_t tag, uint32_t m, uint32_t bound, F& ok,
+                            ProbeStats* st) const;
   template <bool kAvx, bool kBound, bool kStats, class F>
   LFP_CLS_INLINE uint32_t kernel(const Key& key, uint32_t bound, F& ok, ProbeStats* st) const;
+  template <bool kAvx>
+  LFP_CLS_INLINE void batch_kernel(const Key* keys, size_t n, uint32_t* out) const;
+#if defined(LFP_CLS_X86)
+  LFP_CLS_AVX512 void batch_avx512(const Key* keys, size_t n, uint32_t* out) const {
+    batch_kernel<true>(keys, n, out);
+  }
+#endif
 #if defined(LFP_CLS_X86)
   template <bool kBound, bool kStats, class F>
   LFP_CLS_AVX512 uint32_t match_avx512(const Key& key, uint32_t bound, F& ok, ProbeStats* st) const {
@@ -548,10 +607,12 @@ class TupleClassifier {
     std::swap(ext_free_, o.ext_free_);
     std::swap(n_, o.n_);
     std::swap(n_resid_, o.n_resid_);
+    std::swap(bucket_bytes_, o.bucket_bytes_);
     std::swap(tb_, o.tb_);
     std::swap(tbm_, o.tbm_);
     std::swap(avx512_, o.avx512_);
     std::swap(collide_limit_, o.collide_limit_);
+    std::swap(batch_mode_, o.batch_mode_);
   }
 
   std::vector<uint8_t*> chunks_;  // kChunk records each
@@ -570,10 +631,12 @@ class TupleClassifier {
   std::vector<uint32_t> ext_free_;
   size_t n_ = 0;
   size_t n_resid_ = 0;
+  size_t bucket_bytes_ = 0;
   unsigned tb_ = 24;          // tag bits in a slot
   uint32_t tbm_ = 0xffffffu;  // (1 << tb_) - 1
   bool avx512_ = false;
   uint32_t collide_limit_ = kCollideLimit;
+  int batch_mode_ = 0;
 };
 
 // ------------------------------------------------------------------------------------------------
@@ -596,6 +659,7 @@ void TupleClassifier<Ws...>::clear() {
   std::vector<uint32_t>().swap(ext_free_);
   n_ = 0;
   n_resid_ = 0;
+  bucket_bytes_ = 0;
   tb_ = 24;
   tbm_ = 0xffffffu;
 }
@@ -660,22 +724,25 @@ void TupleClassifier<Ws...>::set_tag_bits(unsigned tb) {
 }
 
 template <unsigned... Ws>
-auto TupleClassifier<Ws...>::relax(const std::array<uint8_t, D>& nat, const std::array<uint8_t, D>& exact)
-    -> std::array<uint8_t, D> {
+unsigned TupleClassifier<Ws...>::level(int d, int i) {
+  // Tuple lengths a prefix dimension may take: 0, w/4, w/2, 3w/4, 7w/8, w.
+  constexpr int kNum[6] = {0, 2, 4, 6, 7, 8};
+  return S::W[d] * unsigned(kNum[i]) / 8;
+}
+
+template <unsigned... Ws>
+auto TupleClassifier<Ws...>::initial_tuple(const std::array<uint8_t, D>& nat) -> std::array<uint8_t, D> {
   std::array<uint8_t, D> t{};
   for (int d = 0; d < D; ++d) {
-    unsigned w = S::W[d];
-    unsigned l = nat[d];
     if (S::is_prefix(d)) {
-      // Shorten long prefixes so that rules of nearby lengths share a table (TupleMerge's steps,
-      // scaled to the width).
-      if (l == w) l -= std::min(l, w / 8);
-      else if (l > 3 * w / 4) l -= 3;
-      else if (l > w / 2) l -= 2;
-      else if (l > w / 4) l -= 1;
+      // Coarse levels first (0, w/4, w/2): rules of many lengths share a table, and the collision
+      // limit sends the rest to finer tables (see choose_table and refine).
+      unsigned l = 0;
+      for (int i = 0; i <= 2; ++i)
+        if (level(d, i) <= nat[d]) l = level(d, i);
       t[d] = static_cast<uint8_t>(l);
     } else {
-      t[d] = exact[d] ? static_cast<uint8_t>(w) : 0;
+      t[d] = nat[d] == S::W[d] ? static_cast<uint8_t>(S::W[d]) : 0;  // exact values only
     }
   }
   // Two address dimensions of very different lengths: hash on the longer one only.
@@ -687,8 +754,32 @@ auto TupleClassifier<Ws...>::relax(const std::array<uint8_t, D>& nat, const std:
       else if (-delta > thr) t[0] = 0;
     }
   }
-  for (int d = 0; d < D; ++d) t[d] = std::min(t[d], nat[d]);
   return t;
+}
+
+template <unsigned... Ws>
+bool TupleClassifier<Ws...>::refine(std::array<uint8_t, D>& t, const std::array<uint8_t, D>& nat) {
+  // One step finer in the dimension with the most unused bits (prefix dimensions first).
+  int best = -1;
+  unsigned gap = 0;
+  for (int d = 0; d < D; ++d) {
+    unsigned g = nat[d] - t[d];
+    if (!S::is_prefix(d) && g) g = g * 2;  // narrow dimensions: hashed bits are worth more
+    if (g > gap) {
+      gap = g;
+      best = d;
+    }
+  }
+  if (best < 0) return false;
+  if (S::is_prefix(best)) {
+    unsigned l = nat[best];
+    for (int i = 5; i >= 0; --i)
+      if (level(best, i) > t[best] && level(best, i) < l) l = level(best, i);
+    t[best] = static_cast<uint8_t>(l);
+  } else {
+    t[best] = nat[best];
+  }
+  return true;
 }
 
 template <unsigned... Ws>
@@ -734,6 +825,7 @@ void TupleClassifier<Ws...>::rehash(size_t pos, uint32_t nb) {
     place(nbk, nb, detail::home(h, nb), old[i]);
   }
   free_buckets(old);
+  bucket_bytes_ = bucket_bytes_ - pnb_[pos] * 64 + size_t{nb} * 64;
   pbk_[pos] = reinterpret_cast<uint64_t>(nbk);
   pnb_[pos] = nb;
 }
@@ -865,6 +957,7 @@ uint32_t TupleClassifier<Ws...>::find_or_make(const std::array<uint8_t, D>& lens
   pmax_[pos] = 0;
   pnb_[pos] = 1;
   pbk_[pos] = reinterpret_cast<uint64_t>(alloc_buckets(1));
+  bucket_bytes_ += 64;
   ptidx_[pos] = static_cast<uint16_t>(tidx);
   return tidx;
 }
@@ -874,6 +967,7 @@ void TupleClassifier<Ws...>::drop_table(uint32_t tidx) {
   Table& t = tables_[tidx];
   size_t pos = t.pos;
   free_buckets(bk(pos));
+  bucket_bytes_ -= pnb_[pos] * 64;
   pbk_[pos] = reinterpret_cast<uint64_t>(detail::kEmptyBucket);
   pnb_[pos] = 1;
   for (; pos + 1 < nt_; ++pos) swap_positions(pos, pos + 1);
@@ -914,16 +1008,14 @@ uint32_t TupleClassifier<Ws...>::choose_table(const uint8_t* r, const std::array
     uint32_t h = detail::hash_words<NW>(mw);
     if (count_key(pos, mw, h) < collide_limit_) return ptidx_[pos];
   }
-  std::array<uint8_t, D> exact{};
-  for (int d = 0; d < D; ++d) exact[d] = nat[d] == S::W[d];
-  std::array<uint8_t, D> t = relax(nat, exact);
-  // The relaxed tuple's table, if it exists, was compatible and full for this key: go to the
-  // rule's own tuple (where only identical keys collide).
-  for (size_t pos = 0; pos < nt_; ++pos)
-    if (tables_[ptidx_[pos]].lens == t) {
-      t = nat;
-      break;
-    }
+  // No table has room: a new table, as coarse as possible. An existing table with a tuple no
+  // longer than the rule's is compatible, so it was full for this key: go one step finer.
+  std::array<uint8_t, D> t = initial_tuple(nat);
+  for (;;) {
+    bool exists = false;
+    for (size_t pos = 0; pos < nt_ && !exists; ++pos) exists = tables_[ptidx_[pos]].lens == t;
+    if (!exists || !refine(t, nat)) break;
+  }
   return find_or_make(t);
 }
 
@@ -987,9 +1079,9 @@ void TupleClassifier<Ws...>::insert(uint32_t id, const Rule& r) {
   S::set_tail(rp, tail | (uint64_t{tidx} << S::kTidxShift));
   Table& t = tables_[tidx];
   size_t pos = t.pos;
-  if ((t.count + 1) * 8 > pnb_[pos] * uint32_t{detail::kSlots} * 7) {  // load factor 7/8
+  if (!fits(t.count + 1, static_cast<uint32_t>(pnb_[pos]))) {
     uint32_t nb = static_cast<uint32_t>(pnb_[pos]);
-    rehash(pos, std::max(nb + 1, nb + nb / 4));
+    rehash(pos, std::max(nb + 1, nb + nb / 8));  // small steps keep the load factor high
   }
   uint32_t h = rule_hash(pos, rp);
   place(bk(pos), static_cast<uint32_t>(pnb_[pos]), detail::home(h, pnb_[pos]), slot_of(id, h));
@@ -1055,90 +1147,147 @@ bool TupleClassifier<Ws...>::erase(uint32_t id) {
 
 template <unsigned... Ws>
 template <bool kAvx, bool kBound, bool kStats, class F>
+LFP_CLS_INLINE void TupleClassifier<Ws...>::chain(Probe& q, size_t t, const uint32_t* p, uint32_t tag, uint32_t m,
+                                                  uint32_t bound, F& ok, ProbeStats* st) const {
+  // The probe of the table at position t, once its bucket p gave the non-zero match mask m.
+  const uint32_t tb = tb_;
+  uint64_t steps = 0;
+  for (;;) {
+    for (uint32_t h = m & 0x7fffu; h; h &= h - 1) {
+      const uint32_t id = (p[std::countr_zero(h)] >> tb) - 1;
+      if constexpr (kStats) ++st->candidates;
+      const uint8_t* r = rec(id);
+      const uint32_t pr = S::prio(r);
+      if (pr < q.best1) continue;
+      if constexpr (kBound) {
+        if (pr >= bound) continue;
+      }
+      const uint64_t tl = S::tail(r);
+      if (!verify(r, tl, q.k)) continue;
+      if (q.resid && S::residual(tl) && !ok(id)) continue;
+      q.best1 = uint64_t{pr} + 1;
+      q.best = id;
+    }
+    // Every entry sits within nb buckets of its home: stop there even if all counters are set.
+    if (!(m & 0x8000u) || ++steps == pnb_[t]) return;
+    p += detail::kBucketWords;
+    if (p == bk(t) + pnb_[t] * detail::kBucketWords) p = bk(t);
+    m = bucket_match<kAvx, kStats>(p, tag, st);
+  }
+}
+
+template <unsigned... Ws>
+template <bool kAvx, bool kBound, bool kStats, class F>
 LFP_CLS_INLINE uint32_t TupleClassifier<Ws...>::kernel(const Key& key, uint32_t bound, F& ok, ProbeStats* st) const {
-  uint64_t kw[NW];
-  pack_key(key, kw);
-  Key k;
-  for (int d = 0; d < D; ++d) k[d] = key[d] & detail::width_mask(S::W[d]);
-  uint64_t best1 = 0;  // best priority + 1; 0 = none
-  uint32_t best = kNoRule;
-  const bool resid = n_resid_ != 0;
-  const uint32_t tb = tb_, tbm = tbm_;
+  Probe q;
+  start(q, key);
   const size_t nt = nt_;
   const uint32_t* pmax = pmax_.data();
-
-  auto bucket_match = [&](const uint32_t* p, uint32_t tag) LFP_CLS_INLINE_LAMBDA -> uint32_t {
-    if constexpr (kStats) ++st->buckets;
-    if constexpr (kAvx) {
-#if defined(LFP_CLS_X86)
-      return detail::bucket_match_avx512(p, tag, tbm);
-#endif
-    }
-    return detail::bucket_match_generic(p, tag, tbm);
-  };
-  // The rest of a probe of the table at position t, once bucket p gave a non-zero match mask m.
-  auto chain = [&](size_t t, const uint32_t* p, uint32_t tag, uint32_t m) LFP_CLS_INLINE_LAMBDA {
-    for (;;) {
-      for (uint32_t h = m & 0x7fffu; h; h &= h - 1) {
-        uint32_t id = (p[std::countr_zero(h)] >> tb) - 1;
-        if constexpr (kStats) ++st->candidates;
-        const uint8_t* r = rec(id);
-        const uint32_t pr = S::prio(r);
-        const uint64_t tl = S::tail(r);
-        bool good = verify(r, tl, k) & (pr >= best1);
-        if constexpr (kBound) good &= pr < bound;
-        if (resid) [[unlikely]] {
-          if (good && S::residual(tl) && !ok(id)) good = false;
-        }
-        best1 = good ? uint64_t{pr} + 1 : best1;
-        best = good ? id : best;
-      }
-      if (!(m & 0x8000u)) break;
-      p += detail::kBucketWords;
-      if (p == bk(t) + pnb_[t] * detail::kBucketWords) p = bk(t);
-      m = bucket_match(p, tag);
-    }
-  };
-
   if constexpr (kAvx) {
 #if defined(LFP_CLS_X86)
+    // 8 tables at a time: their hashes in AVX-512 lanes, then one bucket compare each.
     alignas(64) uint64_t addr[8];
     alignas(32) uint32_t tags[8];
     for (size_t g = 0; g < nt; g += 8) {
-      if (pmax[g] < best1) break;
-      detail::hash8_avx512<NW>(kw, pmask_.data(), cap_, g, pnb_.data(), pbk_.data(), tbm, addr, tags);
+      if (pmax[g] < q.best1) break;
+      detail::hash8_avx512<NW>(q.kw, pmask_.data(), cap_, g, pnb_.data(), pbk_.data(), tbm_, addr, tags);
       const size_t e = std::min(nt, g + 8);
-      for (size_t t = g; t < e; ++t) detail::prefetch(reinterpret_cast<const void*>(addr[t - g]));
       for (size_t t = g; t < e; ++t) {
+        // Tables are in descending highest-priority order: the first one below the best ends it.
+        if (pmax[t] < q.best1) return q.best;
         if constexpr (kStats) ++st->tables;
         const uint32_t* p = reinterpret_cast<const uint32_t*>(addr[t - g]);
-        uint32_t m = bucket_match(p, tags[t - g]);
-        if (m == 0) continue;  // the common case: nothing here, no overflow
-        // Tables are in descending highest-priority order: the first one below the best ends it.
-        if (pmax[t] < best1) goto done;
-        chain(t, p, tags[t - g], m);
+        const uint32_t m = bucket_match<true, kStats>(p, tags[t - g], st);
+        if (m) chain<true, kBound, kStats>(q, t, p, tags[t - g], m, bound, ok, st);
       }
     }
-  done:;
 #endif
   } else {
     for (size_t t = 0; t < nt; ++t) {
-      if (pmax[t] < best1) break;
+      if (pmax[t] < q.best1) break;
       if constexpr (kStats) ++st->tables;
       uint64_t mw[NW];
-      for (int i = 0; i < NW; ++i) mw[i] = kw[i] & pmask_[size_t(i) * cap_ + t];
-      uint32_t h = detail::hash_words<NW>(mw);
+      for (int i = 0; i < NW; ++i) mw[i] = q.kw[i] & pmask_[size_t(i) * cap_ + t];
+      const uint32_t h = detail::hash_words<NW>(mw);
       const uint32_t* p = bk(t) + size_t{detail::home(h, pnb_[t])} * detail::kBucketWords;
-      uint32_t m = bucket_match(p, h & tbm);
-      if (m) chain(t, p, h & tbm, m);
+      const uint32_t m = bucket_match<false, kStats>(p, h & tbm_, st);
+      if (m) chain<false, kBound, kStats>(q, t, p, h & tbm_, m, bound, ok, st);
     }
   }
-  return best;
+  return q.best;
+}
+
+template <unsigned... Ws>
+template <bool kAvx>
+LFP_CLS_INLINE void TupleClassifier<Ws...>::batch_kernel(const Key* keys, size_t n, uint32_t* out) const {
+  // Packets in groups of kLanes, tables in groups of 8: the buckets of all the group's packets are
+  // hashed and prefetched before any is compared, so that their cache misses overlap.
+  constexpr size_t kLanes = 16;
+  auto no = [](uint32_t) { return false; };
+  const size_t nt = nt_;
+  const uint32_t* pmax = pmax_.data();
+  for (size_t base = 0; base < n; base += kLanes) {
+    const size_t np = std::min(kLanes, n - base);
+    Probe q[kLanes];
+    alignas(64) uint64_t addr[kLanes][8];
+    alignas(32) uint32_t tags[kLanes][8];
+    uint32_t alive = 0;
+    for (size_t i = 0; i < np; ++i) {
+      start(q[i], keys[base + i]);
+      alive |= 1u << i;
+    }
+    for (size_t g = 0; g < nt && alive; g += 8) {
+      const size_t e = std::min(nt, g + 8);
+      for (uint32_t a = alive; a; a &= a - 1) {
+        const size_t i = static_cast<size_t>(std::countr_zero(a));
+        if (pmax[g] < q[i].best1) {
+          alive &= ~(1u << i);
+          continue;
+        }
+        if constexpr (kAvx) {
+#if defined(LFP_CLS_X86)
+          detail::hash8_avx512<NW>(q[i].kw, pmask_.data(), cap_, g, pnb_.data(), pbk_.data(), tbm_, addr[i], tags[i]);
+#endif
+        } else {
+          for (size_t t = g; t < e; ++t) {
+            uint64_t mw[NW];
+            for (int w = 0; w < NW; ++w) mw[w] = q[i].kw[w] & pmask_[size_t(w) * cap_ + t];
+            const uint32_t h = detail::hash_words<NW>(mw);
+            addr[i][t - g] = pbk_[t] + uint64_t{detail::home(h, pnb_[t])} * 64;
+            tags[i][t - g] = h & tbm_;
+          }
+        }
+        for (size_t t = g; t < e; ++t) detail::prefetch(reinterpret_cast<const void*>(addr[i][t - g]));
+      }
+      for (uint32_t a = alive; a; a &= a - 1) {
+        const size_t i = static_cast<size_t>(std::countr_zero(a));
+        for (size_t t = g; t < e; ++t) {
+          if (pmax[t] < q[i].best1) {
+            alive &= ~(1u << i);
+            break;
+          }
+          const uint32_t* p = reinterpret_cast<const uint32_t*>(addr[i][t - g]);
+          const uint32_t m = bucket_match<kAvx, false>(p, tags[i][t - g], nullptr);
+          if (m) chain<kAvx, false, false>(q[i], t, p, tags[i][t - g], m, UINT32_MAX, no, nullptr);
+        }
+      }
+    }
+    for (size_t i = 0; i < np; ++i) out[base + i] = q[i].best;
+  }
 }
 
 template <unsigned... Ws>
 void TupleClassifier<Ws...>::match_batch(const Key* keys, size_t n, uint32_t* out) const {
-  for (size_t i = 0; i < n; ++i) out[i] = match(keys[i]);
+  // Interleaving packets only pays when lookups miss the caches; a classifier that fits in the
+  // core's L2 is faster one packet at a time.
+  if (batch_mode_ == 2 || (batch_mode_ == 0 && memory_bytes_fast() < (size_t{1} << 20))) {
+    for (size_t i = 0; i < n; ++i) out[i] = match(keys[i]);
+    return;
+  }
+#if defined(LFP_CLS_X86)
+  if (avx512_) return batch_avx512(keys, n, out);
+#endif
+  batch_kernel<false>(keys, n, out);
 }
 
 using V4Classifier = TupleClassifier<32, 32, 16, 16, 8>;
@@ -1146,3 +1295,7 @@ using V4Classifier = TupleClassifier<32, 32, 16, 16, 8>;
 extern template class TupleClassifier<32, 32, 16, 16, 8>;
 
 }  // namespace lfp::cls
+
+#if defined(__GNUC__) && !defined(__clang__)
+#pragma GCC diagnostic pop
+#endif

@@ -3,6 +3,8 @@
 // WFP's identifiers (docs/policy-format.md). Parsing checks everything it can without an engine
 // (fields per layer, value kinds, match types, GUIDs) and names the JSON path of the first error.
 #include <cstdint>
+#include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -64,12 +66,16 @@ class Request {
  public:
   LayerId layer = LayerId::ALE_AUTH_CONNECT_V4;
   FieldValues values;
+  // A requests file's optional "expect" member: "PERMIT" or "BLOCK" (checked by parse_request).
+  std::optional<std::string> expect;
   // Sets FIELD from text as given on the command line (`--set IP_REMOTE_ADDRESS=192.0.2.7`):
   // addresses, ports and numbers, named constants (TCP, INBOUND, IS_LOOPBACK), MACs, app paths,
   // users ("uid=1000,gids=1000+27" or "1000"). Throws PolicyError naming the field.
   void set_text(FieldId field, std::string_view text);
   // Sets FIELD from a JSON value (the form of `values` in a requests file).
   void set_json(FieldId field, const nlohmann::json& v, const std::string& path);
+  // Forgets every value (and `expect`); the layer stays.
+  void clear();
 
   Request() = default;
   Request(const Request&) = delete;  // values point into this object's storage
@@ -80,7 +86,8 @@ class Request {
   std::vector<std::unique_ptr<Token>> tokens_;
 };
 
-// {"layer": "...", "values": {"FIELD": value, ...}} -> request. Throws PolicyError.
+// {"layer": "...", "values": {"FIELD": value, ...}, "expect": "PERMIT"|"BLOCK", "comment": "..."}
+// -> request ("values", "expect" and "comment" optional). Throws PolicyError.
 void parse_request(const nlohmann::json& j, Request& out);
 
 // A classification result as JSON: {"action": "PERMIT"|"BLOCK", "filter": {"id","key","name"}|null,

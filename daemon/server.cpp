@@ -460,19 +460,34 @@ void Server::begin_write(Session& s, bool explicit_txn) {
   if (explicit_txn) s.txn = Session::Txn::WRITE;
 }
 
+// The engine's add and delete for each kind, in one place.
+void Server::engine_add(ObjKind kind, policy::Policy& one) {
+  switch (kind) {
+    case ObjKind::PROVIDER: engine_.add_provider(one.providers.at(0)); break;
+    case ObjKind::SUBLAYER: engine_.add_sublayer(one.sublayers.at(0)); break;
+    case ObjKind::CALLOUT: engine_.add_callout(one.callouts.at(0)); break;
+    case ObjKind::PROVIDER_CONTEXT: engine_.add_provider_context(one.provider_contexts.at(0)); break;
+    case ObjKind::FILTER: engine_.add_filter(one.filters.at(0)); break;
+  }
+}
+
+void Server::engine_delete(ObjKind kind, const Guid& key) {
+  switch (kind) {
+    case ObjKind::FILTER: engine_.delete_filter(key); break;
+    case ObjKind::CALLOUT: engine_.delete_callout(key); break;
+    case ObjKind::PROVIDER_CONTEXT: engine_.delete_provider_context(key); break;
+    case ObjKind::SUBLAYER: engine_.delete_sublayer(key); break;
+    case ObjKind::PROVIDER: engine_.delete_provider(key); break;
+  }
+}
+
 void Server::undo_to(WriteTxn& t, size_t mark) {
   while (t.undo.size() > mark) {
     Undo u = std::move(t.undo.back());
     t.undo.pop_back();
     t.changes.pop_back();
     if (u.added) {
-      switch (u.kind) {
-        case ObjKind::FILTER: engine_.delete_filter(u.key); break;
-        case ObjKind::CALLOUT: engine_.delete_callout(u.key); break;
-        case ObjKind::PROVIDER_CONTEXT: engine_.delete_provider_context(u.key); break;
-        case ObjKind::SUBLAYER: engine_.delete_sublayer(u.key); break;
-        case ObjKind::PROVIDER: engine_.delete_provider(u.key); break;
-      }
+      engine_delete(u.kind, u.key);
       owners_[u.kind].erase(u.key);
     } else {
       json obj = u.body;
@@ -480,16 +495,8 @@ void Server::undo_to(WriteTxn& t, size_t mark) {
       obj.erase("id");
       obj.erase("effective_weight");
       policy::Policy p = policy::policy_from_json(json{{std::string(plural(u.kind)), json::array({obj})}});
-      switch (u.kind) {
-        case ObjKind::PROVIDER: engine_.add_provider(p.providers[0]); break;
-        case ObjKind::SUBLAYER: engine_.add_sublayer(p.sublayers[0]); break;
-        case ObjKind::CALLOUT: engine_.add_callout(p.callouts[0]); break;
-        case ObjKind::PROVIDER_CONTEXT: engine_.add_provider_context(p.provider_contexts[0]); break;
-        case ObjKind::FILTER:
-          p.filters[0].id = u.filter_id;  // the same run-time id as before
-          engine_.add_filter(p.filters[0]);
-          break;
-      }
+      if (u.kind == ObjKind::FILTER) p.filters.at(0).id = u.filter_id;  // the same run-time id as before
+      engine_add(u.kind, p);
       owners_[u.kind][u.key] = u.owner;
     }
   }
@@ -563,13 +570,7 @@ void Server::cleanup_dynamic(uint64_t session_id) {
     for (const Guid& key : keys) {
       json obj = object_json(k, key);
       try {
-        switch (k) {
-          case ObjKind::FILTER: engine_.delete_filter(key); break;
-          case ObjKind::CALLOUT: engine_.delete_callout(key); break;
-          case ObjKind::PROVIDER_CONTEXT: engine_.delete_provider_context(key); break;
-          case ObjKind::SUBLAYER: engine_.delete_sublayer(key); break;
-          case ObjKind::PROVIDER: engine_.delete_provider(key); break;
-        }
+        engine_delete(k, key);
         owners_[k].erase(key);
         changes.push_back({{"event", "change"}, {"change", "DELETE"}, {"kind", kind_name(k)}, {"object", obj}});
         ++n;
@@ -687,13 +688,7 @@ json Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p) {
     case ObjKind::FILTER: take(p.filters.at(0).key); break;
   }
   // Straight into the engine: its errors keep WFP's codes (SUBLAYER_NOT_FOUND, ...).
-  switch (kind) {
-    case ObjKind::PROVIDER: engine_.add_provider(p.providers[0]); break;
-    case ObjKind::SUBLAYER: engine_.add_sublayer(p.sublayers[0]); break;
-    case ObjKind::CALLOUT: engine_.add_callout(p.callouts[0]); break;
-    case ObjKind::PROVIDER_CONTEXT: engine_.add_provider_context(p.provider_contexts[0]); break;
-    case ObjKind::FILTER: engine_.add_filter(p.filters[0]); break;
-  }
+  engine_add(kind, p);
   uint64_t id = 0;
   if (kind == ObjKind::FILTER) id = engine_.filter(key)->id;
   Owner owner{s.cred.uid, s.id, s.dynamic};
@@ -729,17 +724,9 @@ void Server::op_delete(Session& s, ObjKind kind, const Guid& key, bool force) {
   check_may_delete(s, kind, key, force);
   json before = object_json(kind, key);
   Owner owner = owners_[kind].count(key) ? owners_[kind][key] : Owner{};
-  uint64_t id = 0;
-  switch (kind) {
-    case ObjKind::FILTER:
-      if (auto* f = engine_.filter(key)) id = f->id;
-      engine_.delete_filter(key);
-      break;
-    case ObjKind::CALLOUT: engine_.delete_callout(key); break;
-    case ObjKind::PROVIDER_CONTEXT: engine_.delete_provider_context(key); break;
-    case ObjKind::SUBLAYER: engine_.delete_sublayer(key); break;
-    case ObjKind::PROVIDER: engine_.delete_provider(key); break;
-  }
+  const Filter* f = kind == ObjKind::FILTER ? engine_.filter(key) : nullptr;
+  const uint64_t id = f ? f->id : 0;
+  engine_delete(kind, key);
   owners_[kind].erase(key);
   txn_->undo.push_back(Undo{false, kind, key, before, owner, id});
   txn_->changes.push_back({{"event", "change"}, {"change", "DELETE"}, {"kind", kind_name(kind)}, {"object", before}});

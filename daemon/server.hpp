@@ -85,6 +85,8 @@ class Server {
   void commit_write(Session& s);  // throws lfp::Error on a store failure (then everything is undone)
   void abort_write(Session& s);
   void undo_to(WriteTxn& t, size_t mark);
+  void engine_add(ObjKind kind, policy::Policy& one);
+  void engine_delete(ObjKind kind, const Guid& key);
   void cleanup_dynamic(uint64_t session_id);
 
   // Object operations inside a write transaction.

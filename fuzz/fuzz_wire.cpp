@@ -6,6 +6,7 @@
 
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <string>
 
 #include <spdlog/spdlog.h>
@@ -15,11 +16,18 @@
 
 namespace {
 
+std::string g_dir;  // the server's temporary state dir, removed at exit
+
 lfp::daemon::Server* server() {
   static lfp::daemon::Server* s = [] {
     spdlog::set_level(spdlog::level::off);
     char tmpl[] = "/tmp/lfp-fuzz-wire-XXXXXX";
     std::string dir = mkdtemp(tmpl);
+    g_dir = dir;
+    std::atexit([] {
+      std::error_code ec;
+      std::filesystem::remove_all(g_dir, ec);
+    });
     lfp::daemon::Config cfg;
     cfg.state_dir = dir + "/state";
     cfg.socket_path = dir + "/lfpd.sock";

@@ -1,18 +1,10 @@
 #include "lfp/engine/guid.hpp"
+#include "lfp/engine/value.hpp"
 
 #include <cstring>
 #include <random>
 
 namespace lfp {
-
-namespace {
-int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-}  // namespace
 
 std::optional<Guid> Guid::parse(std::string_view t) {
   if (t.size() == 38 && t.front() == '{' && t.back() == '}') t = t.substr(1, 36);
@@ -25,7 +17,7 @@ std::optional<Guid> Guid::parse(std::string_view t) {
       ++i;
       continue;
     }
-    int hi = hexval(t[i]), lo = hexval(t[i + 1]);
+    int hi = hex_digit(t[i]), lo = hex_digit(t[i + 1]);
     if (hi < 0 || lo < 0) return std::nullopt;
     g.bytes[b++] = static_cast<uint8_t>(hi << 4 | lo);
     i += 2;

@@ -157,15 +157,6 @@ json text_to_json(const std::string& s) {
   return out;
 }
 
-namespace {
-int hexval(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-}  // namespace
-
 std::string bytes_from_json(const json& j, const std::string& path) {
   if (j.is_string()) return j.get<std::string>();
   if (j.is_object()) {
@@ -177,7 +168,7 @@ std::string bytes_from_json(const json& j, const std::string& path) {
     std::string out;
     out.reserve(s.size() / 2);
     for (size_t i = 0; i < s.size(); i += 2) {
-      int a = hexval(s[i]), b = hexval(s[i + 1]);
+      int a = hex_digit(s[i]), b = hex_digit(s[i + 1]);
       if (a < 0 || b < 0) fail(m.path("hex"), "not a hex digit at offset " + std::to_string(a < 0 ? i : i + 1));
       out += static_cast<char>(a << 4 | b);
     }
@@ -267,7 +258,7 @@ uint64_t uint_from_json(const json& j, const std::string& path, uint64_t max, st
     size_t i = hex ? 2 : 0;
     if (i == s.size()) fail(path, range() + ", got " + quote(s));
     for (; i < s.size(); ++i) {
-      int d = hex ? hexval(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
+      int d = hex ? hex_digit(s[i]) : (s[i] >= '0' && s[i] <= '9' ? s[i] - '0' : -1);
       if (d < 0) fail(path, range() + ", got " + quote(s));
       unsigned base = hex ? 16 : 10;
       if (v > (UINT64_MAX - static_cast<unsigned>(d)) / base) fail(path, range() + ", got " + quote(s));

@@ -109,6 +109,14 @@ inline uint32_t v4_mask_of(unsigned len) { return len == 0 ? 0 : ~uint32_t{0} <<
 // Prefix length of a contiguous mask, or -1 if not contiguous.
 int v4_prefix_len(uint32_t mask);
 
+// A hex digit's value, or -1.
+inline int hex_digit(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 // Text forms used by the policy format and the CLI.
 std::string format_ip4(uint32_t host_order);
 std::optional<uint32_t> parse_ip4(std::string_view s);

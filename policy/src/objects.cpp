@@ -157,15 +157,21 @@ void put_provider(json& j, const std::optional<Guid>& p) {
   if (p) j["provider"] = p->str();
 }
 
+// The members every object kind has: key, name, description, flags.
+template <class T>
+void get_common(Members& m, T& o, uint32_t allowed_flags, const char* what) {
+  o.key = get_guid(m, "key").value_or(Guid{});
+  o.display.name = get_string(m, "name", true);
+  o.display.description = get_string(m, "description");
+  o.flags = get_flags(m, allowed_flags, what);
+}
+
 }  // namespace
 
 Provider provider_from_json(const json& j, const std::string& path) {
   Members m(j, path, "a provider", {"key", "name", "description", "flags", "service_name", "data"});
   Provider p;
-  p.key = get_guid(m, "key").value_or(Guid{});
-  p.display.name = get_string(m, "name", true);
-  p.display.description = get_string(m, "description");
-  p.flags = get_flags(m, PERSISTENT, "a provider");
+  get_common(m, p, PERSISTENT, "a provider");
   p.service_name = get_string(m, "service_name");
   p.data = get_bytes(m, "data");
   return p;
@@ -174,10 +180,7 @@ Provider provider_from_json(const json& j, const std::string& path) {
 Sublayer sublayer_from_json(const json& j, const std::string& path) {
   Members m(j, path, "a sublayer", {"key", "name", "description", "flags", "provider", "weight", "data"});
   Sublayer s;
-  s.key = get_guid(m, "key").value_or(Guid{});
-  s.display.name = get_string(m, "name", true);
-  s.display.description = get_string(m, "description");
-  s.flags = get_flags(m, PERSISTENT, "a sublayer");
+  get_common(m, s, PERSISTENT, "a sublayer");
   s.provider = get_guid(m, "provider");
   if (const json* w = m.get("weight"))
     s.weight = static_cast<uint16_t>(uint_from_json(*w, m.path("weight"), UINT16_MAX, "a sublayer weight"));
@@ -189,10 +192,7 @@ Callout callout_from_json(const json& j, const std::string& path) {
   Members m(j, path, "a callout",
             {"key", "name", "description", "flags", "provider", "layer", "data", "callout_id"});
   Callout c;
-  c.key = get_guid(m, "key").value_or(Guid{});
-  c.display.name = get_string(m, "name", true);
-  c.display.description = get_string(m, "description");
-  c.flags = get_flags(m, PERSISTENT | USES_PROVIDER_CONTEXT, "a callout");
+  get_common(m, c, PERSISTENT | USES_PROVIDER_CONTEXT, "a callout");
   c.provider = get_guid(m, "provider");
   c.applicable_layer = required_layer(m, "the callout's applicable layer");
   c.data = get_bytes(m, "data");
@@ -203,10 +203,7 @@ Callout callout_from_json(const json& j, const std::string& path) {
 ProviderContext provider_context_from_json(const json& j, const std::string& path) {
   Members m(j, path, "a provider context", {"key", "name", "description", "flags", "provider", "data", "id"});
   ProviderContext c;
-  c.key = get_guid(m, "key").value_or(Guid{});
-  c.display.name = get_string(m, "name", true);
-  c.display.description = get_string(m, "description");
-  c.flags = get_flags(m, PERSISTENT, "a provider context");
+  get_common(m, c, PERSISTENT, "a provider context");
   c.provider = get_guid(m, "provider");
   c.data = get_bytes(m, "data");
   ignore_runtime(m, "id");

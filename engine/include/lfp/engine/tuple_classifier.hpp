@@ -516,6 +516,7 @@ class TupleClassifier {
   void reposition(size_t pos);
   void top_insert(Table& t, uint32_t p);
   void top_refill(uint32_t tidx);
+  static void top_put(Table& t, uint32_t p);
   static unsigned level(int d, int i);
   static std::array<uint8_t, D> initial_tuple(const std::array<uint8_t, D>& nat);
   static bool refine(std::array<uint8_t, D>& t, const std::array<uint8_t, D>& nat);
@@ -899,6 +900,12 @@ void TupleClassifier<Ws...>::top_insert(Table& t, uint32_t p) {
   // t.top holds the ntop highest priorities of the table's rules; t.count already includes p.
   uint32_t before = t.count - 1;
   if (t.ntop > 0 && p < t.top[t.ntop - 1] && (t.ntop < before || t.ntop == kTop)) return;
+  top_put(t, p);
+}
+
+// Puts p into t.top (highest first, at most kTop entries), dropping the lowest when full.
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::top_put(Table& t, uint32_t p) {
   uint32_t i = t.ntop < kTop ? t.ntop++ : kTop - 1;
   while (i > 0 && t.top[i - 1] < p) {
     t.top[i] = t.top[i - 1];
@@ -916,12 +923,7 @@ void TupleClassifier<Ws...>::top_refill(uint32_t tidx) {
     if ((i % detail::kBucketWords) == detail::kSlots || b[i] == 0) continue;
     uint32_t pr = S::prio(rec(slot_id(b[i])));
     if (t.ntop == kTop && pr <= t.top[kTop - 1]) continue;
-    uint32_t j = t.ntop < kTop ? t.ntop++ : kTop - 1;
-    while (j > 0 && t.top[j - 1] < pr) {
-      t.top[j] = t.top[j - 1];
-      --j;
-    }
-    t.top[j] = pr;
+    top_put(t, pr);
   }
 }
 

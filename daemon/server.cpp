@@ -171,6 +171,7 @@ void Server::load_store() {
 
 void Server::start() {
   load_store();
+  policy_changed();  // the data path enforces persistent policy before anyone connects
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -212,6 +213,8 @@ void Server::serve_once(int max_wait_ms) {
   std::vector<uint64_t> ids;
   fds.push_back({listen_fd_, POLLIN, 0});
   fds.push_back({signal_fd_, POLLIN, 0});
+  for (auto& [fd, cb] : watched_) fds.push_back({fd, POLLIN, 0});
+  const size_t first_session = fds.size();
   for (auto& [id, s] : sessions_) {
     short ev = POLLIN;
     if (s->out.size() > s->out_off) ev |= POLLOUT;
@@ -230,8 +233,10 @@ void Server::serve_once(int max_wait_ms) {
     }
   }
   if (fds[0].revents & POLLIN) accept_client();
-  for (size_t i = 2; i < fds.size(); ++i) {
-    auto it = sessions_.find(ids[i - 2]);
+  for (size_t i = 2; i < first_session; ++i)
+    if (fds[i].revents & (POLLIN | POLLERR)) watched_[i - 2].second();
+  for (size_t i = first_session; i < fds.size(); ++i) {
+    auto it = sessions_.find(ids[i - first_session]);
     if (it == sessions_.end()) continue;
     Session& s = *it->second;
     if (fds[i].revents & POLLOUT) on_writable(s);
@@ -547,7 +552,18 @@ void Server::commit_write(Session& s) {
   txn_.reset();
   writer_.reset();
   s.txn = Session::Txn::NONE;
+  policy_changed();
   notify_changes(changes);
+}
+
+void Server::policy_changed() {
+  for (auto& cb : policy_observers_) {
+    try {
+      cb(engine_);
+    } catch (const std::exception& e) {
+      spdlog::error("policy observer: {}", e.what());
+    }
+  }
 }
 
 void Server::abort_write(Session& s) {
@@ -579,7 +595,10 @@ void Server::cleanup_dynamic(uint64_t session_id) {
       }
     }
   }
-  if (n) spdlog::info("session {}: deleted its {} dynamic objects", session_id, n);
+  if (n) {
+    spdlog::info("session {}: deleted its {} dynamic objects", session_id, n);
+    policy_changed();
+  }
   notify_changes(changes);
 }
 

@@ -7,6 +7,7 @@
 #include <chrono>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <map>
 #include <memory>
 #include <optional>
@@ -58,6 +59,13 @@ class Server {
   uint64_t adopt(int fd, const ucred& cred);
   size_t session_count() const { return sessions_.size(); }
   const FilterEngine& engine() const { return engine_; }
+  FilterEngine& engine() { return engine_; }
+
+  // Extension points for the data path, which stands beside the server:
+  // called after the store is loaded and after every change to the enforced policy is committed;
+  void on_policy_change(std::function<void(const FilterEngine&)> cb) { policy_observers_.push_back(std::move(cb)); }
+  // `fd` is polled with the sessions; `on_readable` runs in the loop when it is readable.
+  void watch_fd(int fd, std::function<void()> on_readable) { watched_.push_back({fd, std::move(on_readable)}); }
 
  private:
   struct Session;
@@ -118,7 +126,10 @@ class Server {
   std::optional<uint64_t> writer_;
   std::set<uint64_t> readers_;
   std::unique_ptr<WriteTxn> txn_;
-  std::deque<uint64_t> pending_cleanups_;  // ended dynamic sessions whose objects wait for the lock
+  std::deque<uint64_t> pending_cleanups_;
+  std::vector<std::function<void(const FilterEngine&)>> policy_observers_;
+  std::vector<std::pair<int, std::function<void()>>> watched_;
+  void policy_changed();  // ended dynamic sessions whose objects wait for the lock
 };
 
 std::string_view kind_name(ObjKind k);

@@ -1,0 +1,185 @@
+/* The in-kernel form of LFP's ALE policy, shared by the BPF programs (lfp_ale.bpf.c) and the
+ * user-space compiler (datapath/src/compile.cpp). Plain C, fixed-width types only.
+ *
+ * A layer's enforced filters are flattened, in the engine's evaluation order (sublayer weight,
+ * filter weight, id), into a run of conditions. A filter's conditions are grouped by field: a group
+ * is OR'ed, groups are AND'ed. The last condition of a filter carries its action. The kernel walks
+ * the run once and applies WFP's arbitration (see lfp_eval in lfp_ale.bpf.c).
+ *
+ * The policy lives in two banks of one array map; user space fills the idle bank and then flips
+ * `lfp_config.gen_bank` with one atomic store. A reader re-checks gen_bank after each read, so it
+ * never mixes two policies (a seqlock).
+ */
+#ifndef LFP_KERNEL_H
+#define LFP_KERNEL_H
+
+#ifdef __cplusplus
+#include <cstdint>
+typedef uint8_t lfp_u8;
+typedef uint16_t lfp_u16;
+typedef uint32_t lfp_u32;
+typedef uint64_t lfp_u64;
+#else
+typedef __u8 lfp_u8;
+typedef __u16 lfp_u16;
+typedef __u32 lfp_u32;
+typedef __u64 lfp_u64;
+#endif
+
+/* The kernel layers: one per (ALE layer, family) that a cgroup or LSM hook feeds. */
+enum lfp_kl {
+  LFP_KL_CONNECT_V4,      /* ALE_AUTH_CONNECT_V4: connect4, sendmsg4 (first datagram to a remote) */
+  LFP_KL_CONNECT_V6,
+  LFP_KL_RECV_ACCEPT_V4,  /* ALE_AUTH_RECV_ACCEPT_V4: cgroup_skb ingress, TCP SYN or first datagram */
+  LFP_KL_RECV_ACCEPT_V6,
+  LFP_KL_LISTEN_V4,       /* ALE_AUTH_LISTEN_V4: sock_ops TCP_LISTEN_CB */
+  LFP_KL_LISTEN_V6,
+  LFP_KL_RESOURCE_V4,     /* ALE_RESOURCE_ASSIGNMENT_V4: post_bind4 */
+  LFP_KL_RESOURCE_V6,
+  LFP_KL_COUNT
+};
+
+/* The values a hook supplies. Each is 128 bits, [0] the high half: an IPv6 address in network byte
+ * order read as a big-endian number, everything else in [1]. */
+enum lfp_slot {
+  LFP_S_LOCAL_ADDR,   /* IP_LOCAL_ADDRESS */
+  LFP_S_REMOTE_ADDR,  /* IP_REMOTE_ADDRESS */
+  LFP_S_LOCAL_PORT,   /* IP_LOCAL_PORT */
+  LFP_S_REMOTE_PORT,  /* IP_REMOTE_PORT */
+  LFP_S_PROTOCOL,     /* IP_PROTOCOL */
+  LFP_S_APP,          /* ALE_APP_ID: the executable file, [0] device (kernel dev_t), [1] inode */
+  LFP_S_FLAGS,        /* FLAGS */
+  LFP_S_IFACE,        /* IP_LOCAL_INTERFACE, INTERFACE_INDEX: the ifindex */
+  LFP_S_USER,         /* ALE_USER_ID: uid and gid */
+  LFP_NSLOTS,
+  LFP_S_NONE = 31     /* a field no hook supplies: always empty */
+};
+
+enum lfp_op {
+  LFP_OP_FALSE,        /* when the value is present */
+  LFP_OP_TRUE,
+  LFP_OP_IN_RANGE,     /* lo <= v <= hi */
+  LFP_OP_NOT_IN_RANGE,
+  LFP_OP_FLAGS_ALL,    /* (v & lo) == lo, 64-bit */
+  LFP_OP_FLAGS_ANY,
+  LFP_OP_FLAGS_NONE,
+  LFP_OP_USER_IN,      /* uid or gid in the user set lo[1] (map lfp_user_sets) */
+  LFP_OP_USER_NOT_IN,
+};
+
+/* lfp_cond.flags */
+#define LFP_C_GROUP_END 0x1      /* last condition on its field */
+#define LFP_C_RULE_END 0x2       /* last condition of its filter: action, hard, filter_id are valid */
+#define LFP_C_IF_EMPTY 0x4       /* the result when the hook has no value for the field */
+#define LFP_C_NO_DEFER_AFTER 0x8 /* no filter needing user space follows in this layer */
+
+/* lfp_cond.action */
+enum lfp_action {
+  LFP_A_BLOCK,
+  LFP_A_PERMIT,
+  LFP_A_USERSPACE, /* the engine must decide: a callout, or a condition the kernel cannot evaluate */
+};
+
+struct lfp_cond {
+  lfp_u64 lo[2];
+  lfp_u64 hi[2];
+  lfp_u64 filter_id;
+  lfp_u32 rule_end;  /* bank index of the next filter's first condition */
+  lfp_u16 sublayer;  /* ordinal of the filter's sublayer in evaluation order */
+  lfp_u8 slot;
+  lfp_u8 op;
+  lfp_u8 flags;
+  lfp_u8 action;
+  lfp_u8 hard;
+  lfp_u8 pad[9];
+};
+
+/* Entries [0, LFP_KL_COUNT) of a bank: where each layer's conditions are. */
+struct lfp_layer_hdr {
+  lfp_u32 first;
+  lfp_u32 count;
+  lfp_u8 pad[56];
+};
+
+union lfp_entry {
+  struct lfp_cond c;
+  struct lfp_layer_hdr h;
+};
+
+#define LFP_BANK_ENTRIES 65536u
+#define LFP_MAX_CONDS (LFP_BANK_ENTRIES - LFP_KL_COUNT)
+
+struct lfp_config {
+  lfp_u64 gen_bank;   /* generation << 1 | active bank; 0: no policy yet (everything permitted) */
+  lfp_u32 fail_closed; /* a decision that needs user space blocks when user space is not there */
+  lfp_u32 log_allows;  /* also report permits as events */
+  lfp_u32 userspace;   /* 1 while lfpd serves the user-space path */
+  lfp_u32 pad;
+};
+
+struct lfp_user_key {
+  lfp_u32 set;
+  lfp_u32 kind; /* 0 uid, 1 gid */
+  lfp_u32 id;
+};
+
+struct lfp_values {
+  lfp_u64 v[LFP_NSLOTS][2];
+  lfp_u32 present; /* bit per slot */
+  lfp_u32 uid;
+  lfp_u32 gid;
+  lfp_u32 pad;
+};
+
+struct lfp_verdict {
+  lfp_u64 filter_id; /* 0: no filter decided */
+  lfp_u32 sublayer;
+  lfp_u8 decided;
+  lfp_u8 permit;
+  lfp_u8 hard;
+  lfp_u8 defer;      /* a filter needing user space was reached: the engine must decide */
+};
+
+/* What a socket's creator was, kept in socket storage for hooks that run outside its context. */
+struct lfp_sock_attr {
+  lfp_u64 app_dev;
+  lfp_u64 app_ino;
+  lfp_u32 pid;
+  lfp_u32 uid;
+  lfp_u32 gid;
+  lfp_u32 listen_refused; /* ALE_AUTH_LISTEN refused this listener: its SYNs are dropped */
+};
+
+/* One decision reported to user space (ring buffer lfp_events). */
+struct lfp_event {
+  lfp_u64 boot_ns;
+  lfp_u64 filter_id;
+  lfp_u64 app_dev;
+  lfp_u64 app_ino;
+  lfp_u32 pid;
+  lfp_u32 uid;
+  lfp_u32 gid;
+  lfp_u32 sublayer;
+  lfp_u32 ifindex;
+  lfp_u16 local_port;
+  lfp_u16 remote_port;
+  lfp_u8 kl;
+  lfp_u8 family;   /* 4 or 6 */
+  lfp_u8 protocol;
+  lfp_u8 permit;
+  lfp_u8 hard;
+  lfp_u8 defer;
+  lfp_u8 pad[2];
+  lfp_u8 local_addr[16];  /* v4: the first 4 bytes, network order */
+  lfp_u8 remote_addr[16];
+};
+
+/* The equivalence test's entry point (a BPF_PROG_TYPE_SYSCALL program run by BPF_PROG_TEST_RUN). */
+struct lfp_test_ctx {
+  lfp_u32 kl;
+  lfp_u32 pad;
+  struct lfp_values values;
+  struct lfp_verdict out;
+};
+
+#endif

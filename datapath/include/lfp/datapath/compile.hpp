@@ -1,0 +1,55 @@
+#pragma once
+// Compiles the engine's enforced ALE filters into the kernel's form (datapath/bpf/lfp_kernel.h).
+// Pure: no kernel, no files. The BPF programs evaluate the result with the engine's arbitration;
+// what the kernel cannot decide (callouts, string matches on ALE_APP_ID) becomes LFP_A_USERSPACE.
+#include <compare>
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "lfp/engine/engine.hpp"
+
+extern "C" {
+#include "lfp_kernel.h"
+}
+
+namespace lfp::datapath {
+
+// The kernel layer a hook feeds, and the engine layer it stands for.
+LayerId engine_layer(lfp_kl kl);
+std::optional<lfp_kl> kernel_layer(LayerId layer);
+
+// The fields a kernel layer's hook supplies (the others are EMPTY, as the engine sees them).
+bool kernel_supplies(lfp_kl kl, FieldId f);
+
+// ALE_APP_ID in the kernel: the identity of the executable file, (device, inode), which the hooks
+// read from the current task (mm->exe_file). A path in a condition stands for the file it names when
+// the policy is compiled.
+struct AppKey {
+  uint64_t dev = ~0ull;  // the kernel's dev_t; all ones: no such file (matches no process)
+  uint64_t ino = ~0ull;
+  friend auto operator<=>(const AppKey&, const AppKey&) = default;
+};
+using AppResolver = std::function<AppKey(const std::string& path)>;
+
+struct KernelPolicy {
+  std::vector<lfp_entry> bank;  // LFP_KL_COUNT layer headers, then the conditions
+  std::vector<lfp_user_key> user_sets;
+  std::map<AppKey, std::string> apps;  // the executables the policy names
+  size_t filters = 0;            // filters compiled
+  size_t userspace_filters = 0;  // of which the kernel hands to user space
+};
+
+// Throws std::length_error when the conditions do not fit a bank (LFP_MAX_CONDS).
+// User sets get ids from `user_set_base` on, so two policies' sets can coexist during a swap.
+KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base);
+
+// The engine's view of kernel values: the same FieldValues a hook's lfp_values stand for.
+// `app_paths` names the executables; `token` receives the user. Both must outlive `out`.
+void to_field_values(lfp_kl kl, const lfp_values& v, const std::map<AppKey, std::string>& app_paths,
+                     Token& token, FieldValues& out);
+
+}  // namespace lfp::datapath

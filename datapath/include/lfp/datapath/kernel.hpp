@@ -1,0 +1,73 @@
+#pragma once
+// The kernel side of the ALE layers: loads the BPF programs (datapath/bpf/lfp_ale.bpf.c), attaches
+// them to one cgroup v2, pins what must outlive lfpd, and installs compiled policy with an atomic
+// bank swap. Needs root (CAP_BPF, CAP_NET_ADMIN).
+#include <cstdint>
+#include <functional>
+#include <map>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "lfp/datapath/compile.hpp"
+
+struct lfp_ale;     // the libbpf skeleton
+struct ring_buffer;
+struct bpf_link;
+
+namespace lfp::datapath {
+
+struct KernelOptions {
+  std::string cgroup;   // cgroup v2 directory to attach to; empty: load only (no hooks run)
+  std::string pin_dir;  // a directory on a bpffs: maps and links are pinned there and reused on restart
+  bool fail_closed = false;  // a decision needing user space blocks while user space cannot take it
+  bool log_allows = false;   // report permits as events too
+};
+
+// The executable's (dev, inode) as the kernel reports it for `path` (stat, following links).
+AppKey resolve_app(const std::string& path);
+
+class KernelPath {
+ public:
+  // Loads and attaches; reuses pinned maps and replaces pinned links (a restart keeps enforcing:
+  // the old links stay attached until the new ones are). Throws std::runtime_error.
+  explicit KernelPath(KernelOptions opts);
+  ~KernelPath();  // pinned objects stay; unpinned ones go with the process
+  KernelPath(const KernelPath&) = delete;
+  KernelPath& operator=(const KernelPath&) = delete;
+
+  // Compiles the engine's ALE filters and swaps them in. Throws std::length_error when too large.
+  const KernelPolicy& install(const FilterEngine& engine);
+  const KernelPolicy& installed() const { return policy_; }
+
+  // The kernel's own evaluator (lfp_eval, run through BPF_PROG_TEST_RUN) on chosen values.
+  lfp_verdict evaluate(lfp_kl kl, const lfp_values& v) const;
+
+  // Decisions the hooks reported. events_fd() is readable when some wait; drain delivers them.
+  int events_fd() const;
+  void drain_events(const std::function<void(const lfp_event&)>& cb);
+  uint64_t events_lost() const { return counter(0); }
+  uint64_t deferred() const { return counter(1); }
+
+  // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).
+  static void remove_pins(const std::string& pin_dir);
+
+ private:
+  uint64_t counter(uint32_t i) const;
+  void attach_and_pin();
+  void release();  // frees what the constructor acquired (also when it fails half way)
+
+  KernelOptions opts_;
+  lfp_ale* skel_ = nullptr;
+  ring_buffer* rb_ = nullptr;
+  std::function<void(const lfp_event&)> sink_;
+  KernelPolicy policy_;
+  uint64_t gen_ = 0;
+  uint32_t set_base_ = 1;
+  void* banks_ = nullptr;  // mmap of lfp_banks
+  void* cfg_ = nullptr;    // mmap of lfp_cfg
+  int cgroup_fd_ = -1;
+  std::vector<bpf_link*> links_;
+};
+
+}  // namespace lfp::datapath

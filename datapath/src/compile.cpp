@@ -1,0 +1,319 @@
+#include "lfp/datapath/compile.hpp"
+
+#include <stdexcept>
+
+#include "lfp/engine/condition.hpp"
+
+namespace lfp::datapath {
+
+namespace {
+
+using F = FieldId;
+
+struct U128 {
+  uint64_t h = 0, l = 0;
+};
+constexpr U128 kMax128{~0ull, ~0ull};
+
+U128 of_ip6(const Ip6& a) {
+  U128 r;
+  for (int i = 0; i < 8; ++i) r.h = r.h << 8 | a[i];
+  for (int i = 8; i < 16; ++i) r.l = r.l << 8 | a[i];
+  return r;
+}
+U128 plus1(U128 x) { return x.l == ~0ull ? U128{x.h + 1, 0} : U128{x.h, x.l + 1}; }
+U128 minus1(U128 x) { return x.l == 0 ? U128{x.h - 1, ~0ull} : U128{x.h, x.l - 1}; }
+bool operator==(U128 a, U128 b) { return a.h == b.h && a.l == b.l; }
+
+int slot_of(F f) {
+  switch (f) {
+    case F::IP_LOCAL_ADDRESS: return LFP_S_LOCAL_ADDR;
+    case F::IP_REMOTE_ADDRESS: return LFP_S_REMOTE_ADDR;
+    case F::IP_LOCAL_PORT: return LFP_S_LOCAL_PORT;
+    case F::IP_REMOTE_PORT: return LFP_S_REMOTE_PORT;
+    case F::IP_PROTOCOL: return LFP_S_PROTOCOL;
+    case F::ALE_APP_ID: return LFP_S_APP;
+    case F::FLAGS: return LFP_S_FLAGS;
+    case F::IP_LOCAL_INTERFACE:
+    case F::INTERFACE_INDEX: return LFP_S_IFACE;
+    case F::ALE_USER_ID: return LFP_S_USER;
+    default: return LFP_S_NONE;
+  }
+}
+
+// The slots each kernel layer's hook fills (bit per lfp_slot).
+uint32_t supplied_slots(lfp_kl kl) {
+  constexpr uint32_t common = 1u << LFP_S_LOCAL_ADDR | 1u << LFP_S_LOCAL_PORT | 1u << LFP_S_APP |
+                              1u << LFP_S_FLAGS | 1u << LFP_S_USER;
+  switch (kl) {
+    case LFP_KL_CONNECT_V4:
+    case LFP_KL_CONNECT_V6:
+      return common | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL;
+    case LFP_KL_RECV_ACCEPT_V4:
+    case LFP_KL_RECV_ACCEPT_V6:
+      return common | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL | 1u << LFP_S_IFACE;
+    case LFP_KL_LISTEN_V4:
+    case LFP_KL_LISTEN_V6: return common;
+    case LFP_KL_RESOURCE_V4:
+    case LFP_KL_RESOURCE_V6: return common | 1u << LFP_S_PROTOCOL;
+    default: return 0;
+  }
+}
+
+uint64_t uint_max(DataType t) {
+  unsigned w = uint_width(t);
+  return w >= 64 ? ~0ull : (1ull << w) - 1;
+}
+
+// What compiling one policy needs to keep at hand.
+struct Ctx {
+  const AppResolver& resolve;
+  KernelPolicy& out;
+  uint32_t next_set;
+};
+
+// A plain value as the kernel holds it.
+U128 kernel_value(const OwnedValue& v, Ctx& cx) {
+  switch (v.type) {
+    case DataType::BYTE_ARRAY16_TYPE: return of_ip6(v.bytes);
+    case DataType::BYTE_BLOB_TYPE: {
+      const AppKey k = cx.resolve(v.str);
+      cx.out.apps.emplace(k, v.str);
+      return {k.dev, k.ino};
+    }
+    default: return {0, v.u};
+  }
+}
+
+struct Compiled {
+  lfp_cond c{};
+  bool kernel_can = true;
+};
+
+void set_range(lfp_cond& c, lfp_op op, U128 lo, U128 hi) {
+  c.op = op;
+  c.lo[0] = lo.h, c.lo[1] = lo.l, c.hi[0] = hi.h, c.hi[1] = hi.l;
+}
+
+// One condition on a field the hook supplies.
+Compiled compile_condition(const Condition& cond, Ctx& cx) {
+  Compiled r;
+  lfp_cond& c = r.c;
+  c.slot = static_cast<uint8_t>(slot_of(cond.field));
+  const ConditionValue& cv = cond.value;
+  const MatchType m = cond.match;
+  const bool eq = m == MatchType::EQUAL, ne = m == MatchType::NOT_EQUAL;
+  const lfp_op in = eq ? LFP_OP_IN_RANGE : LFP_OP_NOT_IN_RANGE;
+  auto unsupported = [&] {
+    c.op = LFP_OP_TRUE;  // the kernel checks a superset; user space decides
+    r.kernel_can = false;
+  };
+  switch (cv.type) {
+    case DataType::EMPTY: c.op = eq ? LFP_OP_FALSE : LFP_OP_TRUE; return r;  // a present value is never EMPTY
+    case DataType::V4_ADDR_MASK: {
+      uint64_t a = cv.value.u & cv.v4_mask, b = a | (~cv.v4_mask & 0xffffffffu);
+      set_range(c, in, {0, a}, {0, b});
+      return r;
+    }
+    case DataType::V6_ADDR_MASK: {
+      U128 a = of_ip6(cv.value.bytes), mask{};
+      unsigned p = cv.v6_prefix;
+      mask.h = p == 0 ? 0 : p >= 64 ? ~0ull : ~0ull << (64 - p);
+      mask.l = p <= 64 ? 0 : p >= 128 ? ~0ull : ~0ull << (128 - p);
+      U128 lo{a.h & mask.h, a.l & mask.l}, hi{lo.h | ~mask.h, lo.l | ~mask.l};
+      set_range(c, in, lo, hi);
+      return r;
+    }
+    case DataType::SECURITY_DESCRIPTOR_TYPE:
+      c.op = eq ? LFP_OP_USER_IN : LFP_OP_USER_NOT_IN;
+      c.lo[1] = cx.next_set;
+      for (uint32_t u : cv.users.uids) cx.out.user_sets.push_back({cx.next_set, 0, u});
+      for (uint32_t g : cv.users.gids) cx.out.user_sets.push_back({cx.next_set, 1, g});
+      ++cx.next_set;
+      return r;
+    case DataType::RANGE_TYPE:
+      if (cv.value.type == DataType::BYTE_BLOB_TYPE) break;
+      set_range(c, LFP_OP_IN_RANGE, kernel_value(cv.value, cx), kernel_value(cv.high, cx));
+      return r;
+    case DataType::BYTE_BLOB_TYPE:
+      if (!eq && !ne) break;  // orderings, case-insensitive and suffix matches need the path itself
+      set_range(c, in, kernel_value(cv.value, cx), kernel_value(cv.value, cx));
+      return r;
+    default: {
+      if (cv.type == DataType::UNICODE_STRING_TYPE || cv.type == DataType::BYTE_ARRAY6_TYPE) break;
+      const U128 x = kernel_value(cv.value, cx);
+      const U128 max = cv.type == DataType::BYTE_ARRAY16_TYPE ? kMax128 : U128{0, uint_max(cv.type)};
+      switch (m) {
+        case MatchType::EQUAL:
+        case MatchType::NOT_EQUAL: set_range(c, in, x, x); return r;
+        case MatchType::GREATER:
+          if (x == max) c.op = LFP_OP_FALSE; else set_range(c, LFP_OP_IN_RANGE, plus1(x), max);
+          return r;
+        case MatchType::LESS:
+          if (x == U128{}) c.op = LFP_OP_FALSE; else set_range(c, LFP_OP_IN_RANGE, {}, minus1(x));
+          return r;
+        case MatchType::GREATER_OR_EQUAL: set_range(c, LFP_OP_IN_RANGE, x, max); return r;
+        case MatchType::LESS_OR_EQUAL: set_range(c, LFP_OP_IN_RANGE, {}, x); return r;
+        case MatchType::FLAGS_ALL_SET: c.op = LFP_OP_FLAGS_ALL; c.lo[1] = x.l; return r;
+        case MatchType::FLAGS_ANY_SET: c.op = LFP_OP_FLAGS_ANY; c.lo[1] = x.l; return r;
+        case MatchType::FLAGS_NONE_SET: c.op = LFP_OP_FLAGS_NONE; c.lo[1] = x.l; return r;
+        default: break;
+      }
+    }
+  }
+  unsupported();
+  return r;
+}
+
+}  // namespace
+
+LayerId engine_layer(lfp_kl kl) {
+  static constexpr LayerId kMap[LFP_KL_COUNT] = {
+      LayerId::ALE_AUTH_CONNECT_V4,     LayerId::ALE_AUTH_CONNECT_V6,      LayerId::ALE_AUTH_RECV_ACCEPT_V4,
+      LayerId::ALE_AUTH_RECV_ACCEPT_V6, LayerId::ALE_AUTH_LISTEN_V4,       LayerId::ALE_AUTH_LISTEN_V6,
+      LayerId::ALE_RESOURCE_ASSIGNMENT_V4, LayerId::ALE_RESOURCE_ASSIGNMENT_V6};
+  return kMap[kl];
+}
+
+std::optional<lfp_kl> kernel_layer(LayerId layer) {
+  for (int k = 0; k < LFP_KL_COUNT; ++k)
+    if (engine_layer(static_cast<lfp_kl>(k)) == layer) return static_cast<lfp_kl>(k);
+  return std::nullopt;
+}
+
+bool kernel_supplies(lfp_kl kl, FieldId f) {
+  const int s = slot_of(f);
+  return s != LFP_S_NONE && (supplied_slots(kl) >> s & 1) && layer_has_field(layer_info(engine_layer(kl)), f);
+}
+
+KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base) {
+  KernelPolicy out;
+  out.bank.resize(LFP_KL_COUNT);
+  Ctx cx{apps, out, user_set_base};
+  for (int k = 0; k < LFP_KL_COUNT; ++k) {
+    const auto kl = static_cast<lfp_kl>(k);
+    FilterTemplate t;
+    t.layer = engine_layer(kl);
+    t.include_disabled = false;
+    const auto filters = engine.filters(t);  // evaluation order
+    const uint32_t first = static_cast<uint32_t>(out.bank.size());
+    size_t last_userspace = SIZE_MAX;  // index in `ends` of the last filter needing user space
+    std::vector<size_t> ends;          // bank index of each filter's last condition
+    uint16_t sub_ordinal = 0;
+    const Guid* prev_sub = nullptr;
+    Guid universal = builtin::SUBLAYER_UNIVERSAL;
+    for (const Filter* f : filters) {
+      const Guid& sub = f->sublayer ? *f->sublayer : universal;
+      if (prev_sub && *prev_sub != sub) ++sub_ordinal;
+      prev_sub = &sub;
+
+      const size_t start = out.bank.size();
+      bool kernel_can = true;
+      for (size_t i = 0; i < f->conditions.size(); ++i) {
+        const Condition& cond = f->conditions[i];
+        Compiled cc;
+        if (kernel_supplies(kl, cond.field)) {
+          cc = compile_condition(cond, cx);
+        } else {
+          cc.c.slot = LFP_S_NONE;  // the engine sees EMPTY: the answer is known now
+          cc.c.op = LFP_OP_FALSE;
+        }
+        if (condition_matches(cond, Value{})) cc.c.flags |= LFP_C_IF_EMPTY;
+        kernel_can = kernel_can && cc.kernel_can;
+        // Conditions are grouped by field (Filter::normalize): a group ends where the field changes.
+        if (i + 1 == f->conditions.size() || f->conditions[i + 1].field != cond.field) cc.c.flags |= LFP_C_GROUP_END;
+        lfp_entry e{};
+        e.c = cc.c;
+        out.bank.push_back(e);
+      }
+      if (out.bank.size() == start) {  // no conditions: always matches
+        lfp_entry e{};
+        e.c.slot = LFP_S_NONE;
+        e.c.op = LFP_OP_TRUE;
+        e.c.flags = LFP_C_IF_EMPTY | LFP_C_GROUP_END;
+        out.bank.push_back(e);
+      }
+      // The action, as FilterEngine::arbitrate takes it.
+      uint8_t action, hard;
+      const bool clear = f->flags & CLEAR_ACTION_RIGHT;
+      if (!is_callout(f->action.type)) {
+        action = f->action.type == ActionType::PERMIT ? LFP_A_PERMIT : LFP_A_BLOCK;
+      } else if (engine.callout_registered(f->action.callout_key)) {
+        action = LFP_A_USERSPACE;
+      } else {
+        action = (f->flags & PERMIT_IF_CALLOUT_UNREGISTERED) ? LFP_A_PERMIT : LFP_A_BLOCK;
+      }
+      if (!kernel_can) action = LFP_A_USERSPACE;
+      hard = action == LFP_A_BLOCK || clear;
+      if (action == LFP_A_USERSPACE) {
+        last_userspace = ends.size();
+        ++out.userspace_filters;
+      }
+      const auto rule_end = static_cast<uint32_t>(out.bank.size());
+      for (size_t i = start; i < out.bank.size(); ++i) {
+        lfp_cond& c = out.bank[i].c;
+        c.rule_end = rule_end;
+        c.sublayer = sub_ordinal;
+        c.filter_id = f->id;
+        c.action = action;
+        c.hard = hard;
+      }
+      out.bank.back().c.flags |= LFP_C_RULE_END;
+      ends.push_back(out.bank.size() - 1);
+      ++out.filters;
+      if (out.bank.size() > LFP_BANK_ENTRIES)
+        throw std::length_error("the ALE policy needs more than " + std::to_string(LFP_MAX_CONDS) +
+                                " kernel conditions");
+    }
+    for (size_t i = (last_userspace == SIZE_MAX ? 0 : last_userspace); i < ends.size(); ++i)
+      out.bank[ends[i]].c.flags |= LFP_C_NO_DEFER_AFTER;
+    out.bank[k].h.first = first;
+    out.bank[k].h.count = static_cast<uint32_t>(out.bank.size()) - first;
+  }
+  return out;
+}
+
+void to_field_values(lfp_kl kl, const lfp_values& v, const std::map<AppKey, std::string>& app_paths, Token& token,
+                     FieldValues& out) {
+  out.clear();
+  const LayerInfo& li = layer_info(engine_layer(kl));
+  const bool v6 = li.family == IpFamily::V6;
+  for (FieldId f : li.fields) {
+    const int s = slot_of(f);
+    if (!kernel_supplies(kl, f) || !(v.present >> s & 1)) continue;
+    const uint64_t h = v.v[s][0], l = v.v[s][1];
+    switch (s) {
+      case LFP_S_LOCAL_ADDR:
+      case LFP_S_REMOTE_ADDR:
+        if (v6) {
+          Ip6 a;
+          for (int i = 0; i < 8; ++i) a[i] = static_cast<uint8_t>(h >> (56 - 8 * i));
+          for (int i = 0; i < 8; ++i) a[8 + i] = static_cast<uint8_t>(l >> (56 - 8 * i));
+          out.set(f, Value::ip6(a));
+        } else {
+          out.set(f, Value::uint32(static_cast<uint32_t>(l)));
+        }
+        break;
+      case LFP_S_LOCAL_PORT:
+      case LFP_S_REMOTE_PORT: out.set(f, Value::uint16(static_cast<uint16_t>(l))); break;
+      case LFP_S_PROTOCOL: out.set(f, Value::uint8(static_cast<uint8_t>(l))); break;
+      case LFP_S_FLAGS: out.set(f, Value::uint32(static_cast<uint32_t>(l))); break;
+      case LFP_S_IFACE:
+        out.set(f, f == FieldId::IP_LOCAL_INTERFACE ? Value::uint64(l) : Value::uint32(static_cast<uint32_t>(l)));
+        break;
+      case LFP_S_APP: {
+        static const std::string unknown = "(an executable no condition names)";
+        auto it = app_paths.find(AppKey{h, l});
+        out.set(f, Value::blob(it == app_paths.end() ? unknown : it->second));
+        break;
+      }
+      case LFP_S_USER:
+        token.uid = v.uid;
+        token.gids = {v.gid};
+        out.set(f, Value::user(token));
+        break;
+    }
+  }
+}
+
+}  // namespace lfp::datapath

@@ -1,0 +1,265 @@
+// The ALE policy compiled for the kernel must give the engine's answer. The kernel's own evaluator
+// (lfp_eval in lfp_ale.bpf.c, run by BPF_PROG_TEST_RUN) is checked against FilterEngine::classify on
+// random policies and random values, on every kernel layer.
+#include <unistd.h>
+
+#include <map>
+#include <random>
+
+#include <gtest/gtest.h>
+
+#include "lfp/datapath/compile.hpp"
+#include "lfp/datapath/kernel.hpp"
+
+namespace lfp::datapath {
+namespace {
+
+Condition cond(FieldId f, MatchType m, ConditionValue v) { return Condition{f, m, std::move(v)}; }
+ConditionValue u(DataType t, uint64_t x) { return ConditionValue::uint(t, x); }
+ConditionValue blob(const std::string& s) { return ConditionValue::plain(OwnedValue{DataType::BYTE_BLOB_TYPE, 0, {}, s}); }
+
+AppKey fake_app(const std::string& path) { return AppKey{7, std::hash<std::string>{}(path) & 0xffff}; }
+
+TEST(DatapathCompile, LayoutFollowsEvaluationOrder) {
+  FilterEngine e;
+  Filter f;
+  f.display.name = "block curl on web ports";
+  f.layer = LayerId::ALE_AUTH_CONNECT_V4;
+  f.action.type = ActionType::BLOCK;
+  f.conditions = {cond(FieldId::IP_REMOTE_PORT, MatchType::EQUAL, u(DataType::UINT16, 80)),
+                  cond(FieldId::IP_REMOTE_PORT, MatchType::EQUAL, u(DataType::UINT16, 443)),
+                  cond(FieldId::ALE_APP_ID, MatchType::EQUAL, blob("/usr/bin/curl"))};
+  const uint64_t block_id = e.add_filter(f);
+  Filter p;
+  p.display.name = "permit *curl";
+  p.layer = LayerId::ALE_AUTH_CONNECT_V4;
+  p.action.type = ActionType::PERMIT;
+  p.weight = Weight::explicit_weight(1);  // below the block's automatic weight
+  p.conditions = {cond(FieldId::ALE_APP_ID, MatchType::PREFIX, blob("curl"))};  // the kernel cannot
+  const uint64_t permit_id = e.add_filter(p);
+
+  KernelPolicy k = compile(e, fake_app, 1);
+  const lfp_layer_hdr& h = k.bank[LFP_KL_CONNECT_V4].h;
+  ASSERT_EQ(h.first, unsigned{LFP_KL_COUNT});
+  ASSERT_EQ(h.count, 4u);  // 3 conditions, then 1
+  const lfp_cond* c = &k.bank[h.first].c;
+  EXPECT_EQ(c[0].slot, LFP_S_REMOTE_PORT);
+  EXPECT_EQ(c[0].flags & LFP_C_GROUP_END, 0);  // 80 OR 443
+  EXPECT_TRUE(c[1].flags & LFP_C_GROUP_END);
+  EXPECT_TRUE(c[2].flags & LFP_C_RULE_END);
+  EXPECT_EQ(c[2].filter_id, block_id);
+  EXPECT_EQ(c[2].action, LFP_A_BLOCK);
+  EXPECT_EQ(c[2].lo[1], fake_app("/usr/bin/curl").ino);
+  EXPECT_EQ(c[0].rule_end, h.first + 3);
+  EXPECT_EQ(c[3].filter_id, permit_id);
+  EXPECT_EQ(c[3].action, LFP_A_USERSPACE);
+  EXPECT_EQ(c[3].op, LFP_OP_TRUE);
+  EXPECT_FALSE(c[2].flags & LFP_C_NO_DEFER_AFTER);  // the user-space filter follows
+  EXPECT_TRUE(c[3].flags & LFP_C_NO_DEFER_AFTER);
+  EXPECT_EQ(k.userspace_filters, 1u);
+  EXPECT_EQ(k.bank[LFP_KL_RECV_ACCEPT_V4].h.count, 0u);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Random policies through the real BPF evaluator.
+
+struct Gen {
+  std::mt19937_64 rng;
+  explicit Gen(uint64_t seed) : rng(seed) {}
+  uint64_t r(uint64_t n) { return rng() % n; }
+
+  // Real files, so the kernel path's stat() gives distinct identities; and one that does not exist.
+  const std::vector<std::string> apps = {"/usr/bin/env", "/usr/bin/true", "/usr/bin/false", "/nonexistent/lfp-app"};
+
+  uint64_t v4() { return 0x0a000000u | r(4) << 8 | r(4); }
+  Ip6 v6() {
+    Ip6 a = *parse_ip6("fd00::");
+    a[7] = static_cast<uint8_t>(r(3));
+    a[15] = static_cast<uint8_t>(r(4));
+    return a;
+  }
+  uint64_t port() { return r(5) * 100; }
+
+  ConditionValue addr(bool six, bool mask) {
+    if (six) {
+      if (mask) return ConditionValue::v6_prefix_of(v6(), static_cast<unsigned>(r(129)));
+      OwnedValue o{DataType::BYTE_ARRAY16_TYPE};
+      o.bytes = v6();
+      return ConditionValue::plain(o);
+    }
+    return mask ? ConditionValue::v4_prefix(static_cast<uint32_t>(v4()), static_cast<unsigned>(20 + r(13)))
+                : u(DataType::UINT32, v4());
+  }
+
+  Condition number(FieldId f, DataType t, uint64_t x, uint64_t y) {
+    static const MatchType kinds[] = {MatchType::EQUAL,          MatchType::NOT_EQUAL,    MatchType::GREATER,
+                                      MatchType::LESS,           MatchType::GREATER_OR_EQUAL, MatchType::LESS_OR_EQUAL,
+                                      MatchType::RANGE,          MatchType::FLAGS_ALL_SET, MatchType::FLAGS_ANY_SET,
+                                      MatchType::FLAGS_NONE_SET};
+    MatchType m = kinds[r(std::size(kinds))];
+    if (m == MatchType::RANGE) return cond(f, m, ConditionValue::range({t, std::min(x, y)}, {t, std::max(x, y)}));
+    return cond(f, m, u(t, x));
+  }
+
+  Condition condition(LayerId layer) {
+    const bool six = layer_info(layer).family == IpFamily::V6;
+    for (;;) {
+      Condition c;
+      switch (r(10)) {
+        case 0:
+        case 1: {
+          FieldId f = r(2) ? FieldId::IP_REMOTE_ADDRESS : FieldId::IP_LOCAL_ADDRESS;
+          if (r(4) == 0 && !six) {
+            c = number(f, DataType::UINT32, v4(), v4());
+          } else if (r(3) == 0) {
+            OwnedValue lo{six ? DataType::BYTE_ARRAY16_TYPE : DataType::UINT32}, hi = lo;
+            if (six) lo.bytes = v6(), hi.bytes = v6(); else lo.u = v4(), hi.u = v4();
+            if (six ? lo.bytes > hi.bytes : lo.u > hi.u) std::swap(lo, hi);
+            c = cond(f, MatchType::RANGE, ConditionValue::range(lo, hi));
+          } else {
+            c = cond(f, r(3) ? MatchType::EQUAL : MatchType::NOT_EQUAL, addr(six, r(2)));
+          }
+          break;
+        }
+        case 2: c = number(r(2) ? FieldId::IP_REMOTE_PORT : FieldId::IP_LOCAL_PORT, DataType::UINT16, port(), port()); break;
+        case 3: c = number(FieldId::IP_PROTOCOL, DataType::UINT8, r(2) ? 6 : 17, 17); break;
+        case 4: c = number(FieldId::FLAGS, DataType::UINT32, 1u << r(4), 0); break;
+        case 5: {
+          MatchType m = r(6) == 0 ? MatchType::PREFIX : r(3) ? MatchType::EQUAL : MatchType::NOT_EQUAL;
+          c = cond(FieldId::ALE_APP_ID, m, blob(m == MatchType::PREFIX ? "true" : apps[r(apps.size())]));
+          break;
+        }
+        case 6: {
+          UserSet s;
+          if (r(2)) s.uids.push_back(static_cast<uint32_t>(r(3)));
+          if (r(2) || s.uids.empty()) s.gids.push_back(static_cast<uint32_t>(100 + r(3)));
+          c = cond(FieldId::ALE_USER_ID, r(4) ? MatchType::EQUAL : MatchType::NOT_EQUAL, ConditionValue::user_set(s));
+          break;
+        }
+        case 7: c = number(FieldId::IP_LOCAL_INTERFACE, DataType::UINT64, 1 + r(3), 2); break;
+        case 8:  // fields no hook supplies: the engine sees them EMPTY
+          c = r(2) ? cond(FieldId::IP_LOCAL_ADDRESS_TYPE, MatchType::EQUAL, u(DataType::UINT8, 1))
+                   : cond(FieldId::IP_LOCAL_ADDRESS_TYPE, r(2) ? MatchType::EQUAL : MatchType::NOT_EQUAL, ConditionValue{});
+          break;
+        default: c = cond(FieldId::IP_PROTOCOL, r(2) ? MatchType::EQUAL : MatchType::NOT_EQUAL, ConditionValue{}); break;
+      }
+      if (layer_has_field(layer_info(layer), c.field)) return c;
+    }
+  }
+
+  lfp_values values(lfp_kl kl) {
+    const bool six = layer_info(engine_layer(kl)).family == IpFamily::V6;
+    lfp_values v{};
+    auto put = [&](int slot, uint64_t h, uint64_t l) {
+      if (r(8) == 0) return;  // sometimes the hook has no value (an unbound local address, say)
+      v.v[slot][0] = h, v.v[slot][1] = l;
+      v.present |= 1u << slot;
+    };
+    for (int s : {LFP_S_LOCAL_ADDR, LFP_S_REMOTE_ADDR}) {
+      if (six) {
+        Ip6 a = v6();
+        uint64_t h = 0, l = 0;
+        for (int i = 0; i < 8; ++i) h = h << 8 | a[i], l = l << 8 | a[8 + i];
+        put(s, h, l);
+      } else {
+        put(s, 0, v4());
+      }
+    }
+    put(LFP_S_LOCAL_PORT, 0, port());
+    put(LFP_S_REMOTE_PORT, 0, port());
+    put(LFP_S_PROTOCOL, 0, r(2) ? 6 : 17);
+    put(LFP_S_FLAGS, 0, r(16));
+    put(LFP_S_IFACE, 0, 1 + r(3));
+    AppKey a = r(5) == 0 ? AppKey{0, 0} : resolve_app(apps[r(apps.size())]);
+    put(LFP_S_APP, a.dev, a.ino);
+    put(LFP_S_USER, 0, 0);
+    v.uid = static_cast<uint32_t>(r(3));
+    v.gid = static_cast<uint32_t>(100 + r(3));
+    return v;
+  }
+};
+
+class Continue : public CalloutDriver {
+  void classify(const CalloutClassifyIn&, CalloutClassifyOut& out) override { out.verdict = CalloutVerdict::CONTINUE; }
+};
+
+TEST(DatapathKernel, EvaluatorGivesTheEnginesAnswerOnRandomPolicies) {
+  if (::geteuid() != 0) GTEST_SKIP() << "loading BPF programs needs root";
+  KernelPath k(KernelOptions{});  // loaded, attached nowhere
+  size_t checked = 0, blocks = 0, permits = 0, defers = 0, engine_defers = 0;
+  for (uint64_t seed = 1; seed <= 40; ++seed) {
+    Gen g(seed);
+    FilterEngine e;
+    std::vector<std::optional<Guid>> subs = {std::nullopt};
+    for (int i = 0; i < 3; ++i) {
+      Sublayer s;
+      s.display.name = "s" + std::to_string(i);
+      s.weight = static_cast<uint16_t>(g.r(3) * 0x4000);
+      subs.push_back(e.add_sublayer(s));
+    }
+    std::map<LayerId, std::vector<Guid>> callouts;  // per layer: [0] registered, [1] not
+    for (int kl = 0; kl < LFP_KL_COUNT; ++kl) {
+      for (int i = 0; i < 2; ++i) {
+        Callout c;
+        c.display.name = "c";
+        c.applicable_layer = engine_layer(static_cast<lfp_kl>(kl));
+        callouts[c.applicable_layer].push_back(e.add_callout(c));
+      }
+      e.register_callout(callouts[engine_layer(static_cast<lfp_kl>(kl))][0], std::make_shared<Continue>());
+    }
+    const bool with_userspace = seed % 2 == 0;
+    for (int i = 0; i < 60; ++i) {
+      Filter f;
+      f.display.name = "random";
+      f.layer = engine_layer(static_cast<lfp_kl>(g.r(LFP_KL_COUNT)));
+      f.sublayer = subs[g.r(subs.size())];
+      f.weight = g.r(2) ? Weight::empty() : Weight::explicit_weight(g.r(4));
+      uint64_t a = g.r(10);
+      f.action.type = a < 4 ? ActionType::BLOCK : a < 9 ? ActionType::PERMIT : ActionType::CALLOUT_UNKNOWN;
+      if (is_callout(f.action.type)) {
+        f.action.callout_key = callouts[f.layer][with_userspace ? g.r(2) : 1];
+        if (g.r(2)) f.flags |= PERMIT_IF_CALLOUT_UNREGISTERED;
+      }
+      if (g.r(4) == 0) f.flags |= CLEAR_ACTION_RIGHT;
+      for (int n = static_cast<int>(g.r(4)); n > 0; --n) {
+        Condition c = g.condition(f.layer);
+        if (!with_userspace && c.match == MatchType::PREFIX) continue;
+        f.conditions.push_back(c);
+      }
+      e.add_filter(f);
+    }
+    const KernelPolicy& pol = k.install(e);
+    for (int kl = 0; kl < LFP_KL_COUNT; ++kl) {
+      for (int q = 0; q < 150; ++q) {
+        const lfp_values v = g.values(static_cast<lfp_kl>(kl));
+        const lfp_verdict d = k.evaluate(static_cast<lfp_kl>(kl), v);
+        Token token;
+        FieldValues fv;
+        to_field_values(static_cast<lfp_kl>(kl), v, pol.apps, token, fv);
+        const ClassifyResult want = e.classify(engine_layer(static_cast<lfp_kl>(kl)), fv);
+        if (d.defer) {
+          ++defers;
+          ASSERT_TRUE(with_userspace) << "seed " << seed << ": deferred with nothing that needs user space";
+          continue;
+        }
+        ++checked;
+        const uint64_t want_id = want.filter ? want.filter->id : 0;
+        ASSERT_EQ(d.filter_id, want_id) << "seed " << seed << " layer " << layer_info(engine_layer(static_cast<lfp_kl>(kl))).name
+                                        << " query " << q;
+        ASSERT_EQ(!d.decided || d.permit, want.permit) << "seed " << seed << " query " << q;
+        if (want.filter) ASSERT_EQ(bool(d.hard), want.hard) << "seed " << seed << " query " << q;
+        (want.permit ? permits : blocks)++;
+      }
+    }
+    engine_defers += pol.userspace_filters;
+  }
+  // The comparison is only worth something if both answers and deferrals occur often.
+  EXPECT_GT(blocks, checked / 10);
+  EXPECT_GT(permits, checked / 10);
+  EXPECT_GT(defers, 100u);
+  EXPECT_GT(engine_defers, 0u);
+  std::printf("checked %zu (blocks %zu, permits %zu), deferred %zu\n", checked, blocks, permits, defers);
+}
+
+}  // namespace
+}  // namespace lfp::datapath

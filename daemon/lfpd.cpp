@@ -5,11 +5,41 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "lfp/datapath/events.hpp"
+#include "lfp/datapath/kernel.hpp"
 #include "server.hpp"
+
+namespace {
+
+// The ALE layers in the kernel, kept in step with the engine's committed policy.
+struct DataPath {
+  lfp::datapath::KernelPath kernel;
+  const lfp::FilterEngine* engine = nullptr;
+
+  explicit DataPath(lfp::datapath::KernelOptions o) : kernel(std::move(o)) {}
+
+  void install(const lfp::FilterEngine& e) {
+    engine = &e;
+    const auto& p = kernel.install(e);
+    spdlog::info("kernel: {} ALE filters installed ({} need user space, {} conditions)", p.filters,
+                 p.userspace_filters, p.bank.size() - LFP_KL_COUNT);
+  }
+  void drain() {
+    kernel.drain_events([&](const lfp_event& ev) {
+      nlohmann::json j = lfp::datapath::describe(ev, *engine, kernel.installed());
+      spdlog::info("net event: {}", lfp::datapath::summary(j));
+    });
+  }
+};
+
+}  // namespace
 
 int main(int argc, char** argv) {
   lfp::daemon::Config cfg;
-  std::string level = "info", read_access = "all";
+  std::string level = "info", read_access = "all", fail = "open";
+  lfp::datapath::KernelOptions kopts;
+  kopts.pin_dir = "/sys/fs/bpf/lfp";
+  bool detach = false;
   CLI::App app{"lfpd - the LFP base filtering engine"};
   app.set_version_flag("--version", "lfpd 0.1.0");
   app.add_option("--state-dir", cfg.state_dir, "Where persistent policy is kept")->capture_default_str();
@@ -22,7 +52,18 @@ int main(int argc, char** argv) {
   app.add_option("--txn-wait-ms", cfg.default_txn_wait_ms, "Default transaction wait timeout")->capture_default_str();
   app.add_option("--log-level", level, "trace | debug | info | warn | error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))->capture_default_str();
+  app.add_option("--cgroup", kopts.cgroup,
+                 "cgroup v2 whose sockets the ALE layers govern (e.g. /sys/fs/cgroup for the whole machine); "
+                 "none: no kernel data path");
+  app.add_option("--bpf-pin", kopts.pin_dir, "bpffs directory where hooks and maps outlive lfpd")
+      ->capture_default_str();
+  app.add_option("--fail", fail, "new flows needing user space while it cannot decide: open | closed")
+      ->check(CLI::IsMember({"open", "closed"}))->capture_default_str();
+  app.add_flag("--log-allows", kopts.log_allows, "report permitted flows as net events too");
+  app.add_flag("--detach", detach, "detach the hooks pinned under --bpf-pin, remove the pins, and exit");
   CLI11_PARSE(app, argc, argv);
+  kopts.fail_closed = fail == "closed";
+  if (kopts.cgroup == "none") kopts.cgroup.clear();
   cfg.readers_all = read_access == "all";
 
   auto logger = spdlog::stderr_color_mt("lfpd");
@@ -31,7 +72,19 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 
   try {
+    if (detach) {
+      lfp::datapath::KernelPath::remove_pins(kopts.pin_dir);
+      spdlog::info("detached and removed the pins under {}", kopts.pin_dir);
+      return 0;
+    }
     lfp::daemon::Server server(cfg);
+    std::unique_ptr<DataPath> dp;
+    if (!kopts.cgroup.empty()) {
+      dp = std::make_unique<DataPath>(kopts);
+      spdlog::info("kernel: ALE hooks attached to {} (pins under {}, fail {})", kopts.cgroup, kopts.pin_dir, fail);
+      server.on_policy_change([&](const lfp::FilterEngine& e) { dp->install(e); });
+      server.watch_fd(dp->kernel.events_fd(), [&] { dp->drain(); });
+    }
     server.start();
     sd_notify(0, "READY=1");
     server.run();

@@ -1,0 +1,105 @@
+#include "lfp/datapath/events.hpp"
+
+#include <time.h>
+#include <unistd.h>
+
+#include <cstring>
+
+namespace lfp::datapath {
+
+namespace {
+
+// CLOCK_BOOTTIME nanoseconds (what the hooks stamp) as an ISO 8601 UTC time.
+std::string wall_time(uint64_t boot_ns) {
+  timespec rt, bt;
+  ::clock_gettime(CLOCK_REALTIME, &rt);
+  ::clock_gettime(CLOCK_BOOTTIME, &bt);
+  const int64_t offset = (int64_t{rt.tv_sec} - bt.tv_sec) * 1000000000 + (rt.tv_nsec - bt.tv_nsec);
+  const int64_t ns = static_cast<int64_t>(boot_ns) + offset;
+  const time_t s = ns / 1000000000;
+  tm t;
+  ::gmtime_r(&s, &t);
+  char buf[48];
+  size_t n = std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &t);
+  std::snprintf(buf + n, sizeof buf - n, ".%06lldZ", static_cast<long long>(ns % 1000000000 / 1000));
+  return buf;
+}
+
+std::string address(const uint8_t* a, bool v6) {
+  if (!v6) return format_ip4(uint32_t{a[0]} << 24 | uint32_t{a[1]} << 16 | uint32_t{a[2]} << 8 | a[3]);
+  Ip6 x;
+  std::memcpy(x.data(), a, 16);
+  return format_ip6(x);
+}
+
+std::string protocol_name(uint8_t p) {
+  switch (p) {
+    case 6: return "tcp";
+    case 17: return "udp";
+    default: return std::to_string(p);
+  }
+}
+
+std::string app_path(const lfp_event& ev, const KernelPolicy& policy) {
+  auto it = policy.apps.find(AppKey{ev.app_dev, ev.app_ino});
+  if (it != policy.apps.end()) return it->second;
+  char buf[4096];
+  const std::string link = "/proc/" + std::to_string(ev.pid) + "/exe";
+  ssize_t n = ::readlink(link.c_str(), buf, sizeof buf - 1);
+  return n > 0 ? std::string(buf, static_cast<size_t>(n)) : std::string();
+}
+
+}  // namespace
+
+nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const KernelPolicy& policy) {
+  using nlohmann::json;
+  const bool v6 = ev.family == 6;
+  json j = {
+      {"time", wall_time(ev.boot_ns)},
+      {"layer", layer_info(engine_layer(static_cast<lfp_kl>(ev.kl < LFP_KL_COUNT ? ev.kl : 0))).name},
+      {"action", ev.permit ? "PERMIT" : "BLOCK"},
+      {"ip_version", v6 ? "V6" : "V4"},
+      {"protocol", protocol_name(ev.protocol)},
+      {"local_address", address(ev.local_addr, v6)},
+      {"local_port", ev.local_port},
+      {"app_id", app_path(ev, policy)},
+      {"pid", ev.pid},
+      {"uid", ev.uid},
+      {"gid", ev.gid},
+  };
+  if (ev.kl != LFP_KL_LISTEN_V4 && ev.kl != LFP_KL_LISTEN_V6 && ev.kl != LFP_KL_RESOURCE_V4 &&
+      ev.kl != LFP_KL_RESOURCE_V6) {
+    j["remote_address"] = address(ev.remote_addr, v6);
+    j["remote_port"] = ev.remote_port;
+  }
+  if (ev.ifindex) j["interface_index"] = ev.ifindex;
+  if (ev.defer) {
+    j["reason"] = "needs user space, which could not decide (--fail)";
+  } else if (ev.filter_id) {
+    j["hard"] = bool(ev.hard);
+    j["filter_id"] = ev.filter_id;
+    if (const Filter* f = engine.filter_by_id(ev.filter_id)) {
+      j["filter"] = f->key.str();
+      j["filter_name"] = f->display.name;
+      j["sublayer"] = (f->sublayer ? *f->sublayer : builtin::SUBLAYER_UNIVERSAL).str();
+      if (f->provider) j["provider"] = f->provider->str();
+    }
+  }
+  return j;
+}
+
+std::string summary(const nlohmann::json& e) {
+  std::string s = e.value("action", "") + " " + e.value("layer", "") + " " + e.value("protocol", "") + " " +
+                  e.value("local_address", "") + ":" + std::to_string(e.value("local_port", 0));
+  if (e.contains("remote_address"))
+    s += " <-> " + e["remote_address"].get<std::string>() + ":" + std::to_string(e.value("remote_port", 0));
+  s += " app " + e.value("app_id", "?") + " pid " + std::to_string(e.value("pid", 0)) + " uid " +
+       std::to_string(e.value("uid", 0));
+  if (e.contains("filter_name"))
+    s += " by filter \"" + e["filter_name"].get<std::string>() + "\" " + e.value("filter", "") +
+         (e.value("hard", false) ? " (hard)" : "");
+  if (e.contains("reason")) s += ": " + e["reason"].get<std::string>();
+  return s;
+}
+
+}  // namespace lfp::datapath

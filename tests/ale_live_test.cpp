@@ -1,0 +1,163 @@
+// The ALE layers on real sockets: lfpd attaches its hooks to the sandbox's child cgroup, and real
+// programs (socat, a copy of it under another path, a process running as nobody) connect, send,
+// bind, listen and accept inside the sandbox's namespaces. Nothing outside the sandbox is touched.
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon_support.hpp"
+#include "sandbox.hpp"
+
+namespace lfp::test {
+namespace {
+
+using nlohmann::json;
+
+json filter(const std::string& name, const std::string& layer, const std::string& action, json conditions,
+            json extra = json::object()) {
+  json f = {{"name", name}, {"layer", layer}, {"action", action}, {"conditions", std::move(conditions)}};
+  f.update(extra);
+  return f;
+}
+json when(const std::string& field, json value, const std::string& match = "EQUAL") {
+  return {{"field", field}, {"match", match}, {"value", std::move(value)}};
+}
+
+class AleLive : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!sandbox_available(&why)) GTEST_SKIP() << why;
+    sb_ = std::make_unique<Sandbox>();
+    pins_ = sb_->mount_bpffs();
+    start_daemon();
+    // A TCP server on B that answers "hi", v4 and v6; and a UDP sink.
+    sb_->spawn("exec socat TCP6-LISTEN:8080,fork,reuseaddr SYSTEM:'echo hi'", {.side = Side::B});
+    sb_->spawn("exec socat TCP6-LISTEN:8081,fork,reuseaddr SYSTEM:'echo hi'", {.side = Side::B});
+    ASSERT_TRUE(sb_->wait_for_port(Side::B, 8080));
+    ASSERT_TRUE(sb_->wait_for_port(Side::B, 8081));
+    socat2_ = sb_->tmpdir() + "/socat2";  // the same program under another path
+    ASSERT_EQ(std::system(("cp /usr/bin/socat " + socat2_).c_str()), 0);
+  }
+  void TearDown() override {
+    lfpd_.reset();  // before the sandbox goes
+    sb_.reset();
+  }
+  void start_daemon(std::vector<std::string> extra = {}) {
+    std::vector<std::string> args = {"--cgroup", sb_->cgroup(), "--bpf-pin", pins_};
+    args.insert(args.end(), extra.begin(), extra.end());
+    lfpd_ = std::make_unique<Daemon>(args);
+  }
+  void apply(json filters, json extra = json::object()) {
+    json p = {{"filters", std::move(filters)}};
+    p.update(extra);
+    lfpd_->connect()->apply(p);
+  }
+  // Connects from A (in the cgroup) to B's port; true when the server's answer came back.
+  RunResult connect(uint16_t port, bool v6 = false, const std::string& prog = "socat", std::optional<uid_t> uid = {}) {
+    const std::string to = v6 ? "TCP6:[" + sb_->ip6(Side::B) + "]" : "TCP4:" + sb_->ip4(Side::B);
+    return sb_->run(prog + " -T3 - " + to + ":" + std::to_string(port) + " </dev/null",
+                    {.side = Side::A, .in_cgroup = true, .uid = uid, .timeout = std::chrono::seconds(8)});
+  }
+  static bool answered(const RunResult& r) { return r.ok() && r.out.find("hi") != std::string::npos; }
+  static bool refused(const RunResult& r) { return !r.ok() && r.err.find("Operation not permitted") != std::string::npos; }
+
+  std::unique_ptr<Sandbox> sb_;
+  std::unique_ptr<Daemon> lfpd_;
+  std::string pins_, socat2_;
+};
+
+TEST_F(AleLive, ConnectBlockedByAppPathV4AndV6) {
+  apply({filter("no socat2 v4", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("ALE_APP_ID", socat2_)}),
+         filter("no socat2 v6", "ALE_AUTH_CONNECT_V6", "BLOCK", {when("ALE_APP_ID", socat2_)})});
+  EXPECT_TRUE(answered(connect(8080)));
+  EXPECT_TRUE(refused(connect(8080, false, socat2_)));
+  EXPECT_TRUE(answered(connect(8080, true)));
+  EXPECT_TRUE(refused(connect(8080, true, socat2_)));
+}
+
+TEST_F(AleLive, ConnectBlockedByUserAndRemotePort) {
+  apply({filter("nobody not to 8080", "ALE_AUTH_CONNECT_V4", "BLOCK",
+                {when("ALE_USER_ID", {{"uids", {65534}}}), when("IP_REMOTE_PORT", 8080)}),
+         filter("nobody not to 8080 v6", "ALE_AUTH_CONNECT_V6", "BLOCK",
+                {when("ALE_USER_ID", {{"uids", {65534}}}), when("IP_REMOTE_PORT", 8080)})});
+  EXPECT_TRUE(answered(connect(8080)));
+  EXPECT_TRUE(refused(connect(8080, false, "socat", 65534)));
+  EXPECT_TRUE(answered(connect(8081, false, "socat", 65534)));  // another port
+  EXPECT_TRUE(refused(connect(8080, true, "socat", 65534)));
+  EXPECT_TRUE(answered(connect(8081, true, "socat", 65534)));
+}
+
+TEST_F(AleLive, ConnectBlockedByRemoteAddressOutsideTheCgroupUntouched) {
+  apply({filter("not B", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("IP_REMOTE_ADDRESS", sb_->ip4(Side::B) + "/32")})});
+  EXPECT_TRUE(refused(connect(8080)));
+  EXPECT_TRUE(answered(connect(8080, true)));  // the v6 layer has no filter
+  // A process outside the cgroup is not governed.
+  auto r = sb_->run("socat -T3 - TCP4:" + sb_->ip4(Side::B) + ":8080 </dev/null", {.side = Side::A});
+  EXPECT_TRUE(answered(r)) << r.err;
+}
+
+TEST_F(AleLive, UdpFirstDatagramToARemote) {
+  apply({filter("no udp 5353", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("IP_PROTOCOL", "UDP"), when("IP_REMOTE_PORT", 5353)})});
+  auto send = [&](uint16_t port) {
+    return sb_->run("echo x | socat -T1 - UDP4-SENDTO:" + sb_->ip4(Side::B) + ":" + std::to_string(port),
+                    {.side = Side::A, .in_cgroup = true});
+  };
+  EXPECT_TRUE(refused(send(5353))) << send(5353).err;
+  EXPECT_TRUE(send(5354).ok());
+}
+
+TEST_F(AleLive, InboundAcceptAndListenAndBind) {
+  // Servers on A, in the cgroup; clients on B.
+  apply({filter("no inbound 9090", "ALE_AUTH_RECV_ACCEPT_V4", "BLOCK", {when("IP_LOCAL_PORT", 9090)}),
+         filter("no listen 9091", "ALE_AUTH_LISTEN_V4", "BLOCK", {when("IP_LOCAL_PORT", 9091)}),
+         filter("no bind 9092", "ALE_RESOURCE_ASSIGNMENT_V4", "BLOCK", {when("IP_LOCAL_PORT", 9092)})});
+  for (int port : {9090, 9091, 9093})
+    sb_->spawn("exec socat TCP4-LISTEN:" + std::to_string(port) + ",fork,reuseaddr SYSTEM:'echo hi'",
+               {.side = Side::A, .in_cgroup = true});
+  auto bind = sb_->run("socat -T1 TCP4-LISTEN:9092 - </dev/null", {.side = Side::A, .in_cgroup = true});
+  EXPECT_TRUE(refused(bind)) << bind.err;
+  for (int port : {9090, 9091, 9093}) ASSERT_TRUE(sb_->wait_for_port(Side::A, static_cast<uint16_t>(port)));
+  auto from_b = [&](int port) {
+    return sb_->run("socat -T2 - TCP4:" + sb_->ip4(Side::A) + ":" + std::to_string(port) + ",connect-timeout=2 </dev/null",
+                    {.side = Side::B});
+  };
+  EXPECT_FALSE(answered(from_b(9090)));  // SYN dropped at ALE_AUTH_RECV_ACCEPT
+  EXPECT_FALSE(answered(from_b(9091)));  // the listener was refused at ALE_AUTH_LISTEN
+  EXPECT_TRUE(answered(from_b(9093)));
+}
+
+TEST_F(AleLive, HardPermitInAHigherSublayerBeatsABlockBelow) {
+  const std::string hi = "1d1b2a67-0c5f-4e42-9a55-0b7f3c2d9a01", lo = "1d1b2a67-0c5f-4e42-9a55-0b7f3c2d9a02";
+  const std::string pa = "2d1b2a67-0c5f-4e42-9a55-0b7f3c2d9a01", pb = "2d1b2a67-0c5f-4e42-9a55-0b7f3c2d9a02";
+  json extra = {{"providers", {{{"key", pa}, {"name", "vpn"}}, {{"key", pb}, {"name", "parental"}}}},
+                {"sublayers", {{{"key", hi}, {"name", "vpn"}, {"provider", pa}, {"weight", 0xc000}},
+                               {{"key", lo}, {"name", "parental"}, {"provider", pb}, {"weight", 0x1000}}}}};
+  apply({filter("hard permit 8080", "ALE_AUTH_CONNECT_V4", "PERMIT", {when("IP_REMOTE_PORT", 8080)},
+                {{"sublayer", hi}, {"provider", pa}, {"flags", {"CLEAR_ACTION_RIGHT"}}}),
+         filter("soft permit 8081", "ALE_AUTH_CONNECT_V4", "PERMIT", {when("IP_REMOTE_PORT", 8081)},
+                {{"sublayer", hi}, {"provider", pa}}),
+         filter("block all", "ALE_AUTH_CONNECT_V4", "BLOCK", json::array(), {{"sublayer", lo}, {"provider", pb}})},
+        extra);
+  EXPECT_TRUE(answered(connect(8080)));  // hard permit: the lower sublayer's block cannot override
+  EXPECT_TRUE(refused(connect(8081)));   // soft permit: overridden
+}
+
+TEST_F(AleLive, PersistentFiltersStayEnforcedAfterSigkillAndRestart) {
+  apply({filter("no socat2", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("ALE_APP_ID", socat2_)}, {{"flags", {"PERSISTENT"}}})});
+  ASSERT_TRUE(refused(connect(8080, false, socat2_)));
+  lfpd_->stop(SIGKILL);
+  EXPECT_TRUE(refused(connect(8080, false, socat2_)));  // the pinned hooks and maps stay
+  EXPECT_TRUE(answered(connect(8080)));
+  lfpd_->start();  // takes over the pins; the store restores the filter
+  EXPECT_TRUE(refused(connect(8080, false, socat2_)));
+  // Deleting it through the restarted daemon lifts the block.
+  auto c = lfpd_->connect();
+  auto filters = c->enumerate("filter");
+  ASSERT_EQ(filters.size(), 1u);
+  c->remove("filter", filters[0]["key"].get<std::string>());
+  EXPECT_TRUE(answered(connect(8080, false, socat2_)));
+}
+
+}  // namespace
+}  // namespace lfp::test

@@ -1,6 +1,9 @@
 // The ALE layers on real sockets: lfpd attaches its hooks to the sandbox's child cgroup, and real
 // programs (socat, a copy of it under another path, a process running as nobody) connect, send,
 // bind, listen and accept inside the sandbox's namespaces. Nothing outside the sandbox is touched.
+#include <algorithm>
+#include <thread>
+
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -141,6 +144,26 @@ TEST_F(AleLive, HardPermitInAHigherSublayerBeatsABlockBelow) {
         extra);
   EXPECT_TRUE(answered(connect(8080)));  // hard permit: the lower sublayer's block cannot override
   EXPECT_TRUE(refused(connect(8081)));   // soft permit: overridden
+}
+
+TEST_F(AleLive, AnOpenFlowIsCutWhenANewPolicyBlocksIt) {
+  sb_->spawn("exec socat TCP4-LISTEN:8082,fork,reuseaddr EXEC:cat", {.side = Side::B});
+  ASSERT_TRUE(sb_->wait_for_port(Side::B, 8082));
+  // A client that sends a line every 100 ms and prints the echoes.
+  Process client = sb_->spawn("(while :; do echo ping; sleep 0.1; done) | exec socat -T30 - TCP4:" + sb_->ip4(Side::B) + ":8082",
+                              {.side = Side::A, .in_cgroup = true});
+  auto echoes = [&] {
+    std::string o = client.out();
+    return std::count(o.begin(), o.end(), '\n');
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_GT(echoes(), 2);
+  apply({filter("no 8082", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("IP_REMOTE_PORT", 8082)})});
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  const auto after_cut = echoes();
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  EXPECT_EQ(echoes(), after_cut);  // nothing passes any more
+  EXPECT_TRUE(refused(connect(8082)));  // and a new connection is refused
 }
 
 TEST_F(AleLive, PersistentFiltersStayEnforcedAfterSigkillAndRestart) {

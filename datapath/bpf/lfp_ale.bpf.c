@@ -59,7 +59,7 @@ struct {
 
 struct {
   __uint(type, BPF_MAP_TYPE_SK_STORAGE);
-  __uint(map_flags, BPF_F_NO_PREALLOC);
+  __uint(map_flags, BPF_F_NO_PREALLOC | BPF_F_CLONE); /* accepted sockets inherit their listener's */
   __type(key, int);
   __type(value, struct lfp_sock_attr);
 } lfp_sk_attr SEC(".maps");
@@ -498,6 +498,17 @@ int lfp_post_bind6(struct bpf_sock *sk) { return resource_assignment(sk, AF_INET
 
 SEC("sockops")
 int lfp_sockops(struct bpf_sock_ops *ops) {
+  if (ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || ops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+    /* The flow is authorized under the policy of now; reauthorize() checks it again when that changes. */
+    struct bpf_sock *sk = ops->sk;
+    struct lfp_config *cfg = config();
+    if (!sk || !cfg) return 1;
+    struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
+    if (!ap) return 1;
+    ap->flow = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? LFP_FLOW_OUTBOUND : LFP_FLOW_INBOUND;
+    ap->auth_gen = read_gen(cfg);
+    return 1;
+  }
   if (ops->op != BPF_SOCK_OPS_TCP_LISTEN_CB) return 1;
   struct bpf_sock *sk = ops->sk;
   if (!sk) return 1;
@@ -533,88 +544,148 @@ int lfp_sockops(struct bpf_sock_ops *ops) {
   return 1;
 }
 
-/* ---- ALE_AUTH_RECV_ACCEPT: an inbound TCP SYN to a listener, or a datagram from a new remote ----- */
+/* ---- Packets: ALE_AUTH_RECV_ACCEPT and re-authorization ------------------------------------------- */
 
+/* A packet's addresses and ports, seen from the socket: local and remote. */
+struct pkt {
+  __u32 local[4], remote[4];
+  __u16 lport, rport;
+  __u8 proto;
+  __u8 syn_only;
+  int family;
+};
+
+static __always_inline int parse(struct __sk_buff *skb, int inbound, struct pkt *p) {
+  __u32 off;
+  __u32 *src = inbound ? p->remote : p->local, *dst = inbound ? p->local : p->remote;
+  if (skb->protocol == bpf_htons(0x0800)) {
+    struct iphdr ip;
+    if (bpf_skb_load_bytes(skb, 0, &ip, sizeof ip)) return 0;
+    p->proto = ip.protocol;
+    off = ip.ihl * 4;
+    src[0] = ip.saddr;
+    dst[0] = ip.daddr;
+    p->family = AF_INET;
+  } else if (skb->protocol == bpf_htons(0x86DD)) {
+    struct ipv6hdr ip6;
+    if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof ip6)) return 0;
+    p->proto = ip6.nexthdr; /* extension headers: not parsed (such packets are classified as their header) */
+    off = sizeof ip6;
+    __builtin_memcpy(src, &ip6.saddr, 16);
+    __builtin_memcpy(dst, &ip6.daddr, 16);
+    p->family = AF_INET6;
+  } else {
+    return 0;
+  }
+  __u16 sport, dport;
+  if (p->proto == IPPROTO_TCP) {
+    struct tcphdr th;
+    if (bpf_skb_load_bytes(skb, off, &th, sizeof th)) return 0;
+    sport = th.source, dport = th.dest;
+    p->syn_only = th.syn && !th.ack;
+  } else if (p->proto == IPPROTO_UDP) {
+    struct udphdr uh;
+    if (bpf_skb_load_bytes(skb, off, &uh, sizeof uh)) return 0;
+    sport = uh.source, dport = uh.dest;
+  } else {
+    return 0;
+  }
+  p->lport = bpf_ntohs(inbound ? dport : sport);
+  p->rport = bpf_ntohs(inbound ? sport : dport);
+  return 1;
+}
+
+static __always_inline void packet_values(struct lfp_values *v, const struct pkt *p, __u32 ifindex, __u32 flags) {
+  int loop;
+  set_u(v, LFP_S_PROTOCOL, p->proto);
+  set_u(v, LFP_S_LOCAL_PORT, p->lport);
+  set_u(v, LFP_S_REMOTE_PORT, p->rport);
+  if (ifindex) set_u(v, LFP_S_IFACE, ifindex);
+  if (p->family == AF_INET) {
+    set_u(v, LFP_S_LOCAL_ADDR, bpf_ntohl(p->local[0]));
+    set_u(v, LFP_S_REMOTE_ADDR, bpf_ntohl(p->remote[0]));
+    loop = ip4_loopback(bpf_ntohl(p->remote[0]));
+  } else {
+    set_ip6(v, LFP_S_LOCAL_ADDR, p->local);
+    set_ip6(v, LFP_S_REMOTE_ADDR, p->remote);
+    loop = ip6_loopback(p->remote);
+  }
+  set_u(v, LFP_S_FLAGS, (loop ? 0x1 /* IS_LOOPBACK */ : 0) | flags);
+}
+
+/* Re-authorization (WFP's ALE reauthorization): an established TCP flow authorized under an older
+ * policy is classified again, with IS_REAUTHORIZE, at the layer that let it in. A flow the new policy
+ * blocks is cut: its packets are dropped from then on. One storage lookup per packet otherwise. */
+static __always_inline int reauthorize(struct bpf_sock *sk, const struct pkt *p, __u32 ifindex) {
+  struct lfp_sock_attr *a = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
+  if (!a || !a->flow) return 1;
+  if (a->cut) return 0;
+  struct lfp_config *cfg = config();
+  if (!cfg) return 1;
+  __u64 g = read_gen(cfg);
+  if (a->auth_gen == g) return 1;
+  struct lfp_values v = {};
+  int out = a->flow == LFP_FLOW_OUTBOUND;
+  __u32 kl = p->family == AF_INET ? (out ? LFP_KL_CONNECT_V4 : LFP_KL_RECV_ACCEPT_V4)
+                                  : (out ? LFP_KL_CONNECT_V6 : LFP_KL_RECV_ACCEPT_V6);
+  set_attr(&v, a);
+  packet_values(&v, p, out ? 0 : ifindex, 0x4 /* IS_REAUTHORIZE */);
+  struct lfp_verdict d;
+  lfp_eval(kl, &v, &d);
+  a->auth_gen = g;
+  if (d.defer || !d.decided || d.permit) return 1; /* a flow is never cut for want of user space */
+  a->cut = 1;
+  report(kl, &d, a, p->family, p->proto, p->local, p->lport, p->remote, p->rport, out ? 0 : ifindex, 1);
+  return 0;
+}
+
+SEC("cgroup_skb/egress")
+int lfp_egress(struct __sk_buff *skb) {
+  struct bpf_sock *sk = skb->sk;
+  if (!sk) return 1;
+  sk = bpf_sk_fullsock(sk);
+  if (!sk || sk->protocol != IPPROTO_TCP) return 1;
+  struct pkt p = {};
+  if (!parse(skb, 0, &p)) return 1;
+  return reauthorize(sk, &p, 0);
+}
+
+/* ALE_AUTH_RECV_ACCEPT: an inbound TCP SYN to a listener, or a datagram from a new remote; and the
+ * re-authorization of established flows. */
 SEC("cgroup_skb/ingress")
 int lfp_ingress(struct __sk_buff *skb) {
   struct bpf_sock *sk = skb->sk;
   if (!sk) return 1;
   sk = bpf_sk_fullsock(sk);
   if (!sk) return 1;
-  int family = sk->family;
-  __u8 proto;
-  __u32 local[4] = {}, remote[4] = {};
-  __u32 off;
-  struct lfp_values v = {};
-
-  if (skb->protocol == bpf_htons(0x0800)) {
-    struct iphdr ip;
-    if (bpf_skb_load_bytes(skb, 0, &ip, sizeof ip)) return 1;
-    proto = ip.protocol;
-    off = ip.ihl * 4;
-    local[0] = ip.daddr;
-    remote[0] = ip.saddr;
-    family = AF_INET;
-  } else if (skb->protocol == bpf_htons(0x86DD)) {
-    struct ipv6hdr ip6;
-    if (bpf_skb_load_bytes(skb, 0, &ip6, sizeof ip6)) return 1;
-    proto = ip6.nexthdr; /* extension headers: not parsed (such packets are classified as their header) */
-    off = sizeof ip6;
-    __builtin_memcpy(local, &ip6.daddr, 16);
-    __builtin_memcpy(remote, &ip6.saddr, 16);
-    family = AF_INET6;
-  } else {
-    return 1;
-  }
-
-  __u16 lport, rport;
-  if (proto == IPPROTO_TCP) {
-    struct tcphdr th;
-    if (bpf_skb_load_bytes(skb, off, &th, sizeof th)) return 1;
-    if (!th.syn || th.ack || sk->state != BPF_TCP_LISTEN) return 1; /* only a new connection */
+  struct pkt p = {};
+  if (!parse(skb, 1, &p)) return 1;
+  if (p.proto == IPPROTO_TCP) {
+    if (sk->state != BPF_TCP_LISTEN) return reauthorize(sk, &p, skb->ifindex);
+    if (!p.syn_only) return 1; /* only a new connection */
     struct lfp_sock_attr *ls = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
     if (ls && ls->listen_refused) return 0;
-    lport = bpf_ntohs(th.dest);
-    rport = bpf_ntohs(th.source);
-  } else if (proto == IPPROTO_UDP) {
-    struct udphdr uh;
-    if (bpf_skb_load_bytes(skb, off, &uh, sizeof uh)) return 1;
-    lport = bpf_ntohs(uh.dest);
-    rport = bpf_ntohs(uh.source);
-  } else {
-    return 1;
   }
 
   struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
   struct lfp_sock_attr a = {};
-  if (ap) a = *ap;
-  __u32 kl = family == AF_INET ? LFP_KL_RECV_ACCEPT_V4 : LFP_KL_RECV_ACCEPT_V6;
-  if (ap) set_attr(&v, &a);
-  set_u(&v, LFP_S_PROTOCOL, proto);
-  set_u(&v, LFP_S_LOCAL_PORT, lport);
-  set_u(&v, LFP_S_REMOTE_PORT, rport);
-  set_u(&v, LFP_S_IFACE, skb->ifindex);
-  int loop;
-  if (family == AF_INET) {
-    set_u(&v, LFP_S_LOCAL_ADDR, bpf_ntohl(local[0]));
-    set_u(&v, LFP_S_REMOTE_ADDR, bpf_ntohl(remote[0]));
-    loop = ip4_loopback(bpf_ntohl(remote[0]));
-  } else {
-    set_ip6(&v, LFP_S_LOCAL_ADDR, local);
-    set_ip6(&v, LFP_S_REMOTE_ADDR, remote);
-    loop = ip6_loopback(remote);
+  struct lfp_values v = {};
+  if (ap) {
+    a = *ap;
+    set_attr(&v, &a);
   }
-  set_u(&v, LFP_S_FLAGS, loop ? 0x1 : 0);
+  __u32 kl = p.family == AF_INET ? LFP_KL_RECV_ACCEPT_V4 : LFP_KL_RECV_ACCEPT_V6;
+  packet_values(&v, &p, skb->ifindex, 0);
 
   struct dgram_key dk = {};
   struct lfp_config *cfg = config();
-  int dgram = proto == IPPROTO_UDP && cfg;
+  int dgram = p.proto == IPPROTO_UDP && cfg;
   if (dgram) {
     dk.cookie = bpf_get_socket_cookie(skb);
     dk.gen = cfg->gen_bank;
     dk.remote[0] = v.v[LFP_S_REMOTE_ADDR][0];
     dk.remote[1] = v.v[LFP_S_REMOTE_ADDR][1];
-    dk.port = rport;
+    dk.port = p.rport;
     dk.dir = 1;
     __u8 *seen = bpf_map_lookup_elem(&lfp_dgram, &dk);
     if (seen) return *seen ? 1 : 0;
@@ -622,7 +693,7 @@ int lfp_ingress(struct __sk_buff *skb) {
   struct lfp_verdict d;
   lfp_eval(kl, &v, &d);
   int ok = allowed(&d);
-  report(kl, &d, &a, family, proto, local, lport, remote, rport, skb->ifindex, !ok);
+  report(kl, &d, &a, p.family, p.proto, p.local, p.lport, p.remote, p.rport, skb->ifindex, !ok);
   if (dgram && !d.defer) {
     __u8 val = ok;
     bpf_map_update_elem(&lfp_dgram, &dk, &val, BPF_ANY);

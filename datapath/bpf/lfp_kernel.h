@@ -148,7 +148,14 @@ struct lfp_sock_attr {
   lfp_u32 uid;
   lfp_u32 gid;
   lfp_u32 listen_refused; /* ALE_AUTH_LISTEN refused this listener: its SYNs are dropped */
+  /* Re-authorization of established TCP flows (lfp_ale.bpf.c, reauthorize). */
+  lfp_u64 auth_gen;        /* the policy generation the flow was last authorized under */
+  lfp_u8 flow;             /* LFP_FLOW_* */
+  lfp_u8 cut;              /* a new policy blocks it: every packet is dropped */
+  lfp_u8 pad[6];
 };
+#define LFP_FLOW_OUTBOUND 1 /* connect(): re-authorized at ALE_AUTH_CONNECT */
+#define LFP_FLOW_INBOUND 2  /* accepted: re-authorized at ALE_AUTH_RECV_ACCEPT */
 
 /* One decision reported to user space (ring buffer lfp_events). */
 struct lfp_event {

@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
-# The main job on its embedded default: start lfpd on a temporary state dir and socket, apply the demo
-# policy in one transaction, show the engine's state, ask it for decisions (one explained), then run
-# the same policy offline and classify a ClassBench set with the compiled classifier.
+# The main job on its embedded default, in its own sandbox: two network namespaces joined by a veth
+# pair, a child cgroup and a private bpffs, all removed on exit. lfpd attaches its ALE hooks to that
+# cgroup only; a per-app policy lets curl reach a web server and refuses a copy of curl under another
+# path; the net event log shows what was blocked and why. Then the engine's own state and decisions,
+# the same policy offline, and a ClassBench set through the compiled classifier.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/setup.sh >/dev/null
@@ -9,16 +11,66 @@ LFP=build/cli/lfp
 LFPD=build/daemon/lfpd
 
 work=$(mktemp -d /tmp/lfp-demo.XXXXXX)
+chmod 755 "$work"
 export LFP_SOCKET="$work/lfpd.sock"
-daemon_pid=""
+tag="lfpdemo$$"
+NS_HOST="$tag-host" NS_WEB="$tag-web"
+CG="/sys/fs/cgroup/unified/$tag"
+daemon_pid="" web_pid=""
 cleanup() {
+  [ -n "$web_pid" ] && kill "$web_pid" 2>/dev/null
   [ -n "$daemon_pid" ] && kill "$daemon_pid" 2>/dev/null && wait "$daemon_pid" 2>/dev/null
+  if [ -d "$CG" ]; then echo 1 > "$CG/cgroup.kill" 2>/dev/null || true; sleep 0.2; rmdir "$CG" 2>/dev/null || true; fi
+  [ -d "$work/bpf" ] && { $LFPD --detach --bpf-pin "$work/bpf" --log-level warn || true; umount "$work/bpf" 2>/dev/null || true; }
+  ip netns del "$NS_HOST" 2>/dev/null || true
+  ip netns del "$NS_WEB" 2>/dev/null || true
   rm -rf "$work"
 }
 trap cleanup EXIT
 
-echo "== lfpd --state-dir $work/state --socket $LFP_SOCKET"
-$LFPD --state-dir "$work/state" --socket "$LFP_SOCKET" --log-level warn &
+# Runs a command inside the sandbox: in the cgroup (joined first), then in the host namespace.
+in_sandbox() { sh -c 'ns=$1; shift; echo $$ > "$0/cgroup.procs" && exec nsenter --net="/run/netns/$ns" "$@"' "$CG" "$NS_HOST" "$@"; }
+
+echo "== sandbox: namespaces $NS_HOST <-> $NS_WEB (10.199.0.1 <-> 10.199.0.2), cgroup $CG"
+ip netns add "$NS_HOST"
+ip netns add "$NS_WEB"
+ip link add veth-host netns "$NS_HOST" type veth peer name veth-web netns "$NS_WEB"
+ip -n "$NS_HOST" addr add 10.199.0.1/24 dev veth-host
+ip -n "$NS_WEB" addr add 10.199.0.2/24 dev veth-web
+for ns in "$NS_HOST" "$NS_WEB"; do ip -n "$ns" link set lo up; done
+ip -n "$NS_HOST" link set veth-host up
+ip -n "$NS_WEB" link set veth-web up
+mkdir "$CG" "$work/bpf"
+mount -t bpf bpf "$work/bpf"
+printf 'HTTP/1.0 200 OK\r\nContent-Length: 6\r\n\r\nhello\n' > "$work/response"
+nsenter --net="/run/netns/$NS_WEB" socat TCP-LISTEN:80,fork,reuseaddr SYSTEM:"cat $work/response" &
+web_pid=$!
+cp /usr/bin/curl "$work/not-curl"
+
+echo "== lfpd --cgroup $CG --bpf-pin $work/bpf --state-dir $work/state --socket $LFP_SOCKET"
+$LFPD --state-dir "$work/state" --socket "$LFP_SOCKET" --cgroup "$CG" --bpf-pin "$work/bpf" \
+  --log-level info 2>"$work/lfpd.log" &
+daemon_pid=$!
+for _ in $(seq 100); do $LFP show providers >/dev/null 2>&1 && break; sleep 0.05; done
+
+echo "== lfp apply examples/ale-demo-policy.json (per-app: only /usr/bin/curl may reach port 80)"
+$LFP apply examples/ale-demo-policy.json
+
+echo "== /usr/bin/curl http://10.199.0.2/ (allowed)"
+in_sandbox curl -sS -m 3 http://10.199.0.2/
+echo "== $work/not-curl http://10.199.0.2/ (the same program under another path: blocked)"
+in_sandbox "$work/not-curl" -sS -m 3 http://10.199.0.2/ && { echo "demo: not-curl was not blocked" >&2; exit 1; } || true
+sleep 0.2
+
+echo "== what was blocked, and why (lfpd's net events)"
+grep "net event" "$work/lfpd.log" | sed 's/^.*net event: /  /'
+echo "== lfp classify --daemon: the engine's explanation of that decision"
+$LFP classify --daemon --layer ALE_AUTH_CONNECT_V4 --set IP_REMOTE_ADDRESS=10.199.0.2 --set IP_REMOTE_PORT=80 \
+  --set IP_PROTOCOL=TCP --set ALE_APP_ID="$work/not-curl" --set ALE_USER_ID=0 --explain
+kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
+
+echo "== lfpd --state-dir $work/state2 --socket $LFP_SOCKET (no data path: the engine alone)"
+$LFPD --state-dir "$work/state2" --socket "$LFP_SOCKET" --log-level warn &
 daemon_pid=$!
 for _ in $(seq 100); do $LFP show providers >/dev/null 2>&1 && break; sleep 0.05; done
 

@@ -60,13 +60,16 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
       {"action", ev.permit ? "PERMIT" : "BLOCK"},
       {"ip_version", v6 ? "V6" : "V4"},
       {"protocol", protocol_name(ev.protocol)},
-      {"local_address", address(ev.local_addr, v6)},
-      {"local_port", ev.local_port},
       {"app_id", app_path(ev, policy)},
       {"pid", ev.pid},
       {"uid", ev.uid},
       {"gid", ev.gid},
   };
+  static const uint8_t zero[16] = {};
+  if (ev.local_port || std::memcmp(ev.local_addr, zero, 16) != 0) {  // a connect() before bind has neither
+    j["local_address"] = address(ev.local_addr, v6);
+    j["local_port"] = ev.local_port;
+  }
   if (ev.kl != LFP_KL_LISTEN_V4 && ev.kl != LFP_KL_LISTEN_V6 && ev.kl != LFP_KL_RESOURCE_V4 &&
       ev.kl != LFP_KL_RESOURCE_V6) {
     j["remote_address"] = address(ev.remote_addr, v6);
@@ -89,10 +92,11 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
 }
 
 std::string summary(const nlohmann::json& e) {
-  std::string s = e.value("action", "") + " " + e.value("layer", "") + " " + e.value("protocol", "") + " " +
-                  e.value("local_address", "") + ":" + std::to_string(e.value("local_port", 0));
+  std::string s = e.value("action", "") + " " + e.value("layer", "") + " " + e.value("protocol", "");
+  if (e.contains("local_address"))
+    s += " local " + e["local_address"].get<std::string>() + ":" + std::to_string(e.value("local_port", 0));
   if (e.contains("remote_address"))
-    s += " <-> " + e["remote_address"].get<std::string>() + ":" + std::to_string(e.value("remote_port", 0));
+    s += " remote " + e["remote_address"].get<std::string>() + ":" + std::to_string(e.value("remote_port", 0));
   s += " app " + e.value("app_id", "?") + " pid " + std::to_string(e.value("pid", 0)) + " uid " +
        std::to_string(e.value("uid", 0));
   if (e.contains("filter_name"))

@@ -17,6 +17,13 @@
 
 namespace lfp::test {
 
+// The lfpd binary the Daemon starts: the one built with the tests, unless a caller (lfpd-bench's
+// --lfpd, to compare two builds in one run) sets another.
+inline std::string& lfpd_path() {
+  static std::string path = LFPD_PATH;
+  return path;
+}
+
 class Daemon {
  public:
   explicit Daemon(std::vector<std::string> extra_args = {}) : extra_(std::move(extra_args)) {
@@ -36,13 +43,14 @@ class Daemon {
   void start() {
     pid_ = fork();
     if (pid_ == 0) {
-      std::vector<std::string> args = {LFPD_PATH, "--state-dir", dir_ + "/state", "--socket", socket_,
+      const std::string exe = lfpd_path();
+      std::vector<std::string> args = {exe, "--state-dir", dir_ + "/state", "--socket", socket_,
                                        "--log-level", "warn"};
       args.insert(args.end(), extra_.begin(), extra_.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
       argv.push_back(nullptr);
-      execv(LFPD_PATH, argv.data());
+      execv(exe.c_str(), argv.data());
       _exit(127);
     }
     // Ready when a session can be opened.

@@ -33,6 +33,22 @@ std::string kind_of(const json& j) {
   return "an unknown value";
 }
 
+std::string kind_of(const JsonValue& j) {
+  using T = JsonValue::Type;
+  switch (j.type()) {
+    case T::NUL: return "null";
+    case T::OBJECT: return "an object";
+    case T::ARRAY: return "an array";
+    case T::STRING: return "a string";
+    case T::BOOLEAN: return "a boolean";
+    case T::INTEGER:
+    case T::UNSIGNED: return "an integer";
+    case T::FLOAT: return "a non-integer number";
+    case T::OPAQUE: return "binary data or a value nested too deeply";
+  }
+  return "an unknown value";
+}
+
 std::string quote(std::string_view s, size_t max) {
   // The result is valid UTF-8 whatever the input (messages end up in JSON): valid multi-byte
   // sequences are kept whole, other bytes above 0x7e and control bytes become \xNN.
@@ -67,39 +83,41 @@ std::string quote(std::string_view s, size_t max) {
   return out;
 }
 
-Members::Members(const json& j, std::string path, std::string_view what,
+Members::Members(const JsonValue& j, const std::string& path, std::string_view what,
                  std::initializer_list<std::string_view> allowed)
-    : j_(j), path_(std::move(path)) {
+    : j_(j), path_(path) {
   if (!j.is_object()) fail(path_, "expected " + std::string(what) + " (a JSON object), got " + kind_of(j));
-  for (auto it = j.begin(); it != j.end(); ++it) {
+  for (auto it = j.members_begin(); it != j.members_end(); ++it) {
     bool ok = false;
     for (auto a : allowed)
-      if (a == it.key()) ok = true;
+      if (a == it->key) {
+        ok = true;
+        break;
+      }
     if (!ok) {
       std::string list;
       for (auto a : allowed) list += (list.empty() ? "" : ", ") + std::string(a);
-      fail(at(path_, it.key()), "unknown member " + quote(it.key()) + " in " + std::string(what) +
-                                    " (members: " + list + ")");
+      fail(at(path_, it->key), "unknown member " + quote(it->key) + " in " + std::string(what) +
+                                   " (members: " + list + ")");
     }
   }
 }
 
-const json* Members::get(std::string_view name) const {
-  auto it = j_.find(name);
-  if (it == j_.end() || it->is_null()) return nullptr;
-  return &*it;
+const JsonValue* Members::get(std::string_view name) const {
+  const JsonValue* v = j_.find(name);
+  return v && !v->is_null() ? v : nullptr;
 }
 
 std::string get_string(const Members& m, std::string_view name, bool required) {
-  const json* v = m.get(name);
+  const JsonValue* v = m.get(name);
   if (!v) {
     if (required) fail(m.path(name), "required member missing (expected a string)");
     return {};
   }
   if (!v->is_string()) fail(m.path(name), "expected a string, got " + kind_of(*v));
-  const auto& s = v->get_ref<const std::string&>();
+  const std::string_view s = v->str();
   if (required && s.empty()) fail(m.path(name), "must not be empty");
-  return s;
+  return std::string(s);
 }
 
 bool valid_utf8(std::string_view s) {
@@ -157,13 +175,13 @@ json text_to_json(const std::string& s) {
   return out;
 }
 
-std::string bytes_from_json(const json& j, const std::string& path) {
-  if (j.is_string()) return j.get<std::string>();
+std::string bytes_from_json(const JsonValue& j, const std::string& path) {
+  if (j.is_string()) return std::string(j.str());
   if (j.is_object()) {
     Members m(j, path, "a byte string ({\"hex\": \"...\"})", {"hex"});
-    const json* h = m.get("hex");
+    const JsonValue* h = m.get("hex");
     if (!h || !h->is_string()) fail(m.path("hex"), "expected a string of hex digits");
-    const auto& s = h->get_ref<const std::string&>();
+    const std::string_view s = h->str();
     if (s.size() % 2) fail(m.path("hex"), "odd number of hex digits");
     std::string out;
     out.reserve(s.size() / 2);
@@ -178,8 +196,10 @@ std::string bytes_from_json(const json& j, const std::string& path) {
 }
 
 std::string get_bytes(const Members& m, std::string_view name) {
-  const json* v = m.get(name);
-  return v ? bytes_from_json(*v, m.path(name)) : std::string();
+  const JsonValue* v = m.get(name);
+  if (!v) return {};
+  if (v->is_string()) return std::string(v->str());  // without building the path
+  return bytes_from_json(*v, m.path(name));
 }
 
 json bytes_to_json(const std::string& s) {
@@ -194,37 +214,39 @@ json bytes_to_json(const std::string& s) {
   return json{{"hex", h}};
 }
 
-Guid guid_from_json(const json& j, const std::string& path) {
+Guid guid_from_json(const JsonValue& j, const std::string& path) {
   if (!j.is_string()) fail(path, "expected a GUID string, got " + kind_of(j));
-  const auto& s = j.get_ref<const std::string&>();
+  const std::string_view s = j.str();
   auto g = Guid::parse(s);
   if (!g) fail(path, "not a GUID: " + quote(s) + " (expected 8-4-4-4-12 hex digits, braces optional)");
   return *g;
 }
 
 std::optional<Guid> get_guid(const Members& m, std::string_view name, bool required) {
-  const json* v = m.get(name);
+  const JsonValue* v = m.get(name);
   if (!v) {
     if (required) fail(m.path(name), "required member missing (expected a GUID)");
     return std::nullopt;
   }
+  if (v->is_string())
+    if (auto g = Guid::parse(v->str())) return *g;  // without building the path
   return guid_from_json(*v, m.path(name));
 }
 
 uint32_t get_flags(const Members& m, uint32_t allowed, std::string_view what) {
-  const json* v = m.get("flags");
+  const JsonValue* v = m.get("flags");
   if (!v) return 0;
-  const std::string path = m.path("flags");
-  if (!v->is_array()) fail(path, "expected an array of flag names, got " + kind_of(*v));
+  auto path = [&] { return m.path("flags"); };
+  if (!v->is_array()) fail(path(), "expected an array of flag names, got " + kind_of(*v));
   uint32_t flags = 0;
   for (size_t i = 0; i < v->size(); ++i) {
-    const json& e = (*v)[i];
-    if (!e.is_string()) fail(at(path, i), "expected a flag name, got " + kind_of(e));
-    const auto& s = e.get_ref<const std::string&>();
+    const JsonValue& e = (*v)[i];
+    if (!e.is_string()) fail(at(path(), i), "expected a flag name, got " + kind_of(e));
+    const std::string_view s = e.str();
     auto f = flag_from_string(s);
-    if (!f) fail(at(path, i), "unknown flag " + quote(s));
+    if (!f) fail(at(path(), i), "unknown flag " + quote(s));
     if (!(allowed & *f))
-      fail(at(path, i), "INVALID_FLAGS: " + std::string(what) + " does not take flag " + s);
+      fail(at(path(), i), "INVALID_FLAGS: " + std::string(what) + " does not take flag " + std::string(s));
     flags |= *f;
   }
   return flags;
@@ -236,24 +258,24 @@ json flags_to_json(uint32_t flags) {
   return a;
 }
 
-LayerId layer_from_json(const json& j, const std::string& path) {
+LayerId layer_from_json(const JsonValue& j, const std::string& path) {
   if (!j.is_string()) fail(path, "expected a layer name, got " + kind_of(j));
-  const auto& s = j.get_ref<const std::string&>();
+  const std::string_view s = j.str();
   auto l = layer_from_string(s);
   if (!l) fail(path, "LAYER_NOT_FOUND: unknown layer " + quote(s) + " (see `lfp layers`)");
   return *l;
 }
 
-uint64_t uint_from_json(const json& j, const std::string& path, uint64_t max, std::string_view what) {
+uint64_t uint_from_json(const JsonValue& j, const std::string& path, uint64_t max, std::string_view what) {
   uint64_t v = 0;
   auto range = [&] { return std::string(what) + " must be an integer in 0.." + std::to_string(max); };
   if (j.is_number_unsigned()) {
-    v = j.get<uint64_t>();
+    v = j.unsigned_value();
   } else if (j.is_number_integer()) {  // a signed JSON integer (built in C++ from an int)
-    if (j.get<int64_t>() < 0) fail(path, range() + ", got " + std::to_string(j.get<int64_t>()));
-    v = static_cast<uint64_t>(j.get<int64_t>());
+    if (j.integer() < 0) fail(path, range() + ", got " + std::to_string(j.integer()));
+    v = static_cast<uint64_t>(j.integer());
   } else if (j.is_string()) {
-    const auto& s = j.get_ref<const std::string&>();
+    const std::string_view s = j.str();
     bool hex = s.size() > 2 && s[0] == '0' && (s[1] == 'x' || s[1] == 'X');
     size_t i = hex ? 2 : 0;
     if (i == s.size()) fail(path, range() + ", got " + quote(s));

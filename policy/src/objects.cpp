@@ -1,6 +1,7 @@
 // Policy files: JSON <-> providers, sublayers, callouts, provider contexts and filters.
 #include <map>
 #include <set>
+#include <unordered_map>
 
 #include "internal.hpp"
 
@@ -22,19 +23,27 @@ constexpr uint32_t kFilterFlags = PERSISTENT | BOOTTIME | HAS_PROVIDER_CONTEXT |
 json key_json(const Guid& g) { return g.is_nil() ? json(nullptr) : json(g.str()); }
 
 LayerId required_layer(const Members& m, std::string_view what) {
-  const json* l = m.get("layer");
+  const JsonValue* l = m.get("layer");
   if (!l) fail(m.path("layer"), "required member missing (" + std::string(what) + ", e.g. ALE_AUTH_CONNECT_V4)");
+  if (l->is_string())
+    if (auto layer = layer_from_string(l->str())) return *layer;  // without building the path
   return layer_from_json(*l, m.path("layer"));
 }
 
 // Output-only members (assigned by the engine): checked for form, otherwise ignored on input.
 void ignore_runtime(const Members& m, std::string_view name) {
-  if (const json* v = m.get(name)) uint_from_json(*v, m.path(name), UINT64_MAX, name);
+  uint64_t u;
+  if (const JsonValue* v = m.get(name); v && !v->get_uint(u)) uint_from_json(*v, m.path(name), UINT64_MAX, name);
 }
 
 Weight weight_from_json(const Members& m) {
-  const json* w = m.get("weight");
+  const JsonValue* w = m.get("weight");
   if (!w) return Weight::empty();
+  uint64_t u;
+  if (w->get_uint(u)) return u <= WEIGHT_RANGE_MAX ? Weight::range_index(static_cast<uint8_t>(u)) : Weight::explicit_weight(u);
+  if (w->is_object() && w->size() == 1 && w->members_begin()->key == "explicit" &&
+      w->members_begin()->value.get_uint(u))
+    return Weight::explicit_weight(u);  // the common forms, without building the path
   const std::string path = m.path("weight");
   if (w->is_number() || w->is_string()) {
     uint64_t v = uint_from_json(*w, path, UINT64_MAX, "a weight");
@@ -44,8 +53,8 @@ Weight weight_from_json(const Members& m) {
     fail(path, "expected a weight: 0..15 (a range index), a larger integer (explicit), {\"range\": N} or "
                "{\"explicit\": N}; got " + kind_of(*w));
   Members wm(*w, path, "a weight ({\"range\": 0..15} or {\"explicit\": N})", {"range", "explicit"});
-  const json* r = wm.get("range");
-  const json* e = wm.get("explicit");
+  const JsonValue* r = wm.get("range");
+  const JsonValue* e = wm.get("explicit");
   if ((r != nullptr) == (e != nullptr)) fail(path, "a weight object takes exactly one of \"range\" and \"explicit\"");
   if (e) return Weight::explicit_weight(uint_from_json(*e, wm.path("explicit"), UINT64_MAX, "an explicit weight"));
   uint64_t v = uint_from_json(*r, wm.path("range"), UINT64_MAX, "a weight range index");
@@ -64,24 +73,29 @@ json weight_to_json(const Weight& w) {
 }
 
 Action action_from_json(const Members& m) {
-  const json* a = m.get("action");
-  const std::string path = m.path("action");
-  if (!a) fail(path, "required member missing (\"BLOCK\", \"PERMIT\" or {\"type\": ..., \"callout\": ...})");
+  const JsonValue* a = m.get("action");
+  if (!a) fail(m.path("action"), "required member missing (\"BLOCK\", \"PERMIT\" or {\"type\": ..., \"callout\": ...})");
   Action act;
   if (a->is_string()) {
-    const auto& s = a->get_ref<const std::string&>();
+    const std::string_view s = a->str();
     auto t = action_type_from_string(s);
+    if (t && !is_callout(*t)) {  // the common case, without building the path
+      act.type = *t;
+      return act;
+    }
+    const std::string path = m.path("action");
     if (!t) fail(path, "INVALID_ACTION_TYPE: unknown action " + quote(s) + " (BLOCK, PERMIT, CALLOUT_TERMINATING, "
                        "CALLOUT_INSPECTION, CALLOUT_UNKNOWN)");
     if (is_callout(*t)) fail(path, "a callout action needs its callout: {\"type\": " + quote(s) + ", \"callout\": \"<guid>\"}");
     act.type = *t;
     return act;
   }
+  const std::string path = m.path("action");
   Members am(*a, path, "an action", {"type", "callout", "filter_type"});
-  const json* t = am.get("type");
+  const JsonValue* t = am.get("type");
   if (!t) fail(am.path("type"), "required member missing (BLOCK, PERMIT, CALLOUT_TERMINATING, CALLOUT_INSPECTION, CALLOUT_UNKNOWN)");
   if (!t->is_string()) fail(am.path("type"), "expected an action type name, got " + kind_of(*t));
-  const auto& s = t->get_ref<const std::string&>();
+  const std::string_view s = t->str();
   auto type = action_type_from_string(s);
   if (!type) fail(am.path("type"), "INVALID_ACTION_TYPE: unknown action type " + quote(s) + " (BLOCK, PERMIT, "
                                    "CALLOUT_TERMINATING, CALLOUT_INSPECTION, CALLOUT_UNKNOWN)");
@@ -103,22 +117,22 @@ json action_to_json(const Action& a) {
   return j;
 }
 
-Condition condition_from_json(const json& j, const std::string& path, const LayerInfo& layer) {
+Condition condition_from_json(const JsonValue& j, const std::string& path, const LayerInfo& layer) {
   Members m(j, path, "a condition", {"field", "match", "value"});
-  const json* fj = m.get("field");
+  const JsonValue* fj = m.get("field");
   if (!fj) fail(m.path("field"), "required member missing (a field name such as IP_REMOTE_PORT)");
   if (!fj->is_string()) fail(m.path("field"), "expected a field name, got " + kind_of(*fj));
-  const auto& fname = fj->get_ref<const std::string&>();
+  const std::string_view fname = fj->str();
   auto field = field_from_string(fname);
   if (!field) fail(m.path("field"), "CONDITION_NOT_FOUND: unknown field " + quote(fname) + " (see `lfp layers`)");
   if (!layer_has_field(layer, *field))
-    fail(m.path("field"), "CONDITION_NOT_FOUND: field " + fname + " is not available at layer " +
+    fail(m.path("field"), "CONDITION_NOT_FOUND: field " + std::string(fname) + " is not available at layer " +
                               std::string(layer.name) + " (see `lfp layers`)");
   Condition c;
   c.field = *field;
-  if (const json* mj = m.get("match")) {
+  if (const JsonValue* mj = m.get("match")) {
     if (!mj->is_string()) fail(m.path("match"), "expected a match type name, got " + kind_of(*mj));
-    const auto& ms = mj->get_ref<const std::string&>();
+    const std::string_view ms = mj->str();
     auto mt = match_type_from_string(ms);
     if (!mt) fail(m.path("match"), "unknown match type " + quote(ms) + " (EQUAL, NOT_EQUAL, GREATER, LESS, "
                                    "GREATER_OR_EQUAL, LESS_OR_EQUAL, RANGE, FLAGS_ALL_SET, FLAGS_ANY_SET, "
@@ -126,7 +140,7 @@ Condition condition_from_json(const json& j, const std::string& path, const Laye
     c.match = *mt;
   }
   if (!m.present("value")) fail(m.path("value"), "required member missing (null for an EMPTY value)");
-  c.value = condition_value_from_json(c.field, layer.family, j["value"], m.path("value"));
+  c.value = condition_value_from_json(c.field, layer.family, *j.find("value"), m.path("value"));
   if (c.match == MatchType::RANGE && c.value.type != DataType::RANGE_TYPE)
     fail(m.path("value"), "match type RANGE takes a range: {\"low\": ..., \"high\": ...}");
   try {
@@ -168,7 +182,7 @@ void get_common(Members& m, T& o, uint32_t allowed_flags, const char* what) {
 
 }  // namespace
 
-Provider provider_from_json(const json& j, const std::string& path) {
+Provider provider_from_json(const JsonValue& j, const std::string& path) {
   Members m(j, path, "a provider", {"key", "name", "description", "flags", "service_name", "data"});
   Provider p;
   get_common(m, p, PERSISTENT, "a provider");
@@ -177,18 +191,18 @@ Provider provider_from_json(const json& j, const std::string& path) {
   return p;
 }
 
-Sublayer sublayer_from_json(const json& j, const std::string& path) {
+Sublayer sublayer_from_json(const JsonValue& j, const std::string& path) {
   Members m(j, path, "a sublayer", {"key", "name", "description", "flags", "provider", "weight", "data"});
   Sublayer s;
   get_common(m, s, PERSISTENT, "a sublayer");
   s.provider = get_guid(m, "provider");
-  if (const json* w = m.get("weight"))
+  if (const JsonValue* w = m.get("weight"))
     s.weight = static_cast<uint16_t>(uint_from_json(*w, m.path("weight"), UINT16_MAX, "a sublayer weight"));
   s.data = get_bytes(m, "data");
   return s;
 }
 
-Callout callout_from_json(const json& j, const std::string& path) {
+Callout callout_from_json(const JsonValue& j, const std::string& path) {
   Members m(j, path, "a callout",
             {"key", "name", "description", "flags", "provider", "layer", "data", "callout_id"});
   Callout c;
@@ -200,7 +214,7 @@ Callout callout_from_json(const json& j, const std::string& path) {
   return c;
 }
 
-ProviderContext provider_context_from_json(const json& j, const std::string& path) {
+ProviderContext provider_context_from_json(const JsonValue& j, const std::string& path) {
   Members m(j, path, "a provider context", {"key", "name", "description", "flags", "provider", "data", "id"});
   ProviderContext c;
   get_common(m, c, PERSISTENT, "a provider context");
@@ -210,7 +224,7 @@ ProviderContext provider_context_from_json(const json& j, const std::string& pat
   return c;
 }
 
-Filter filter_from_json(const json& j, const std::string& path) {
+Filter filter_from_json(const JsonValue& j, const std::string& path) {
   Members m(j, path, "a filter",
             {"key", "name", "description", "provider", "provider_data", "layer", "sublayer", "weight", "conditions",
              "action", "flags", "provider_context", "raw_context", "id", "effective_weight"});
@@ -225,14 +239,15 @@ Filter filter_from_json(const json& j, const std::string& path) {
   f.weight = weight_from_json(m);
   f.flags = get_flags(m, kFilterFlags, "a filter");
   f.action = action_from_json(m);
-  if (const json* cj = m.get("conditions")) {
-    if (!cj->is_array()) fail(m.path("conditions"), "expected an array of conditions, got " + kind_of(*cj));
+  if (const JsonValue* cj = m.get("conditions")) {
+    const std::string cpath = m.path("conditions");
+    if (!cj->is_array()) fail(cpath, "expected an array of conditions, got " + kind_of(*cj));
     const LayerInfo& layer = layer_info(f.layer);
-    for (size_t i = 0; i < cj->size(); ++i)
-      f.conditions.push_back(condition_from_json((*cj)[i], at(m.path("conditions"), i), layer));
+    f.conditions.reserve(cj->size());
+    for (size_t i = 0; i < cj->size(); ++i) f.conditions.push_back(condition_from_json((*cj)[i], at(cpath, i), layer));
   }
   f.provider_context = get_guid(m, "provider_context");
-  if (const json* r = m.get("raw_context")) f.raw_context = uint_from_json(*r, m.path("raw_context"), UINT64_MAX, "raw_context");
+  if (const JsonValue* r = m.get("raw_context")) f.raw_context = uint_from_json(*r, m.path("raw_context"), UINT64_MAX, "raw_context");
   ignore_runtime(m, "id");
   ignore_runtime(m, "effective_weight");
 
@@ -329,11 +344,12 @@ namespace {
 
 template <class T, class Parse>
 void parse_list(const Members& top, std::string_view name, std::vector<T>& out, Parse parse) {
-  const json* a = top.get(name);
+  const JsonValue* a = top.get(name);
   if (!a) return;
   const std::string path = top.path(name);
   if (!a->is_array()) fail(path, "expected an array, got " + detail::kind_of(*a));
-  std::map<Guid, size_t> seen;
+  std::unordered_map<Guid, size_t> seen;
+  out.reserve(out.size() + a->size());
   for (size_t i = 0; i < a->size(); ++i) {
     out.push_back(parse((*a)[i], at(path, i)));
     const Guid& k = out.back().key;
@@ -393,10 +409,13 @@ class DuplicateMemberCheck {
 
 }  // namespace
 
-Policy policy_from_json(const json& j) {
-  Members top(j, "", "a policy", {"version", "providers", "sublayers", "callouts", "provider_contexts", "filters"});
-  if (const json* v = top.get("version")) {
-    if (!v->is_number_integer() || v->get<int64_t>() != kFormatVersion)
+Policy policy_from_json(const json& j) { return policy_from_json(JsonDoc::view(j)->root()); }
+
+Policy policy_from_json(const JsonValue& j) {
+  static const std::string root;
+  Members top(j, root, "a policy", {"version", "providers", "sublayers", "callouts", "provider_contexts", "filters"});
+  if (const JsonValue* v = top.get("version")) {
+    if (!v->is_number_integer() || v->integer() != kFormatVersion)
       fail(top.path("version"), "unsupported format version " + (v->is_number() ? v->dump() : detail::kind_of(*v)) +
                                     " (this LFP reads version " + std::to_string(kFormatVersion) + ")");
   }

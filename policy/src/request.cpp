@@ -45,6 +45,10 @@ void Request::set_text(FieldId field, std::string_view text) {
 }
 
 void Request::set_json(FieldId field, const json& j, const std::string& path) {
+  set_json(field, JsonDoc::view(j)->root(), path);
+}
+
+void Request::set_json(FieldId field, const JsonValue& j, const std::string& path) {
   const DataType t = checked_type(layer, field, path);
   if (j.is_null()) {
     values.set(field, Value{});  // EMPTY: the field's value is unknown
@@ -62,28 +66,31 @@ void Request::set_json(FieldId field, const json& j, const std::string& path) {
   values.set(field, view);
 }
 
-void parse_request(const json& j, Request& out) {
+void parse_request(const json& j, Request& out) { parse_request(JsonDoc::view(j)->root(), out); }
+
+void parse_request(const JsonValue& j, Request& out) {
   try {
-    detail::Members m(j, "", "a request", {"layer", "values", "expect", "comment"});
-    const json* l = m.get("layer");
+    static const std::string root;
+    detail::Members m(j, root, "a request", {"layer", "values", "expect", "comment"});
+    const JsonValue* l = m.get("layer");
     if (!l) fail(m.path("layer"), "required member missing (the layer to classify at, e.g. ALE_AUTH_CONNECT_V4)");
     const LayerId layer = detail::layer_from_json(*l, m.path("layer"));
     out.clear();
     out.layer = layer;
-    if (const json* e = m.get("expect")) {
-      if (!e->is_string() || (*e != "PERMIT" && *e != "BLOCK"))
+    if (const JsonValue* e = m.get("expect")) {
+      if (!e->is_string() || (e->str() != "PERMIT" && e->str() != "BLOCK"))
         fail(m.path("expect"), "expected \"PERMIT\" or \"BLOCK\"");
-      out.expect = e->get<std::string>();
+      out.expect = std::string(e->str());
     }
-    if (const json* c = m.get("comment"); c && !c->is_string())
+    if (const JsonValue* c = m.get("comment"); c && !c->is_string())
       fail(m.path("comment"), "expected a string, got " + detail::kind_of(*c));
-    if (const json* v = m.get("values")) {
+    if (const JsonValue* v = m.get("values")) {
       if (!v->is_object()) fail(m.path("values"), "expected an object {\"FIELD\": value, ...}, got " + detail::kind_of(*v));
-      for (auto it = v->begin(); it != v->end(); ++it) {
-        const std::string path = at(m.path("values"), it.key());
-        auto field = field_from_string(it.key());
-        if (!field) fail(path, "unknown field " + detail::quote(it.key()) + " (see `lfp layers`)");
-        out.set_json(*field, it.value(), path);
+      for (auto it = v->members_begin(); it != v->members_end(); ++it) {
+        const std::string path = at(m.path("values"), it->key);
+        auto field = field_from_string(it->key);
+        if (!field) fail(path, "unknown field " + detail::quote(it->key) + " (see `lfp layers`)");
+        out.set_json(*field, it->value, path);
       }
     }
   } catch (const json::exception& e) {  // not expected: every access is checked first

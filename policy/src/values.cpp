@@ -82,11 +82,11 @@ uint64_t uint_from_text(FieldId f, DataType t, std::string_view text, const std:
   return v;
 }
 
-uint32_t uid_from_json(const json& j, const std::string& path, std::string_view what) {
+uint32_t uid_from_json(const JsonValue& j, const std::string& path, std::string_view what) {
   return static_cast<uint32_t>(uint_from_json(j, path, UINT32_MAX, what));
 }
 
-std::vector<uint32_t> ids_from_json(const json& j, const std::string& path, std::string_view what) {
+std::vector<uint32_t> ids_from_json(const JsonValue& j, const std::string& path, std::string_view what) {
   if (!j.is_array()) fail(path, "expected an array of " + std::string(what) + "s, got " + kind_of(j));
   std::vector<uint32_t> out;
   for (size_t i = 0; i < j.size(); ++i) out.push_back(uid_from_json(j[i], at(path, i), what));
@@ -142,13 +142,14 @@ OwnedValue plain_from_text(FieldId f, DataType t, std::string_view text, const s
   fail(path, "expected " + expected(f, t) + " for " + std::string(field_name(f)) + ", got " + quote(text));
 }
 
-OwnedValue plain_from_json(FieldId f, DataType t, const json& j, const std::string& path) {
+OwnedValue plain_from_json(FieldId f, DataType t, const JsonValue& j, const std::string& path) {
   switch (t) {
     case DataType::UINT8:
     case DataType::UINT16:
     case DataType::UINT32:
     case DataType::UINT64:
-      if (j.is_string()) return plain_from_text(f, t, j.get_ref<const std::string&>(), path);
+      if (j.is_string()) return plain_from_text(f, t, j.str(), path);
+      if (uint64_t u; j.get_uint(u) && u <= max_of(t)) return OwnedValue{t, u};  // without building messages
       if (j.is_number()) {
         std::string what = std::string(field_name(f)) + " (" + std::string(to_string(t)) + ")";
         return OwnedValue{t, uint_from_json(j, path, max_of(t), what)};
@@ -156,7 +157,7 @@ OwnedValue plain_from_json(FieldId f, DataType t, const json& j, const std::stri
       break;
     case DataType::BYTE_ARRAY16_TYPE:
     case DataType::BYTE_ARRAY6_TYPE:
-      if (j.is_string()) return plain_from_text(f, t, j.get_ref<const std::string&>(), path);
+      if (j.is_string()) return plain_from_text(f, t, j.str(), path);
       break;
     case DataType::BYTE_BLOB_TYPE:
     case DataType::UNICODE_STRING_TYPE:
@@ -189,29 +190,29 @@ json plain_to_json(FieldId f, const OwnedValue& v) {
   }
 }
 
-ConditionValue condition_value_from_json(FieldId f, IpFamily family, const json& v, const std::string& path) {
+ConditionValue condition_value_from_json(FieldId f, IpFamily family, const JsonValue& v, const std::string& path) {
   const DataType ft = field_type(f, family);
   if (v.is_null()) return ConditionValue{};
   if (ft == DataType::TOKEN_INFORMATION_TYPE) {
     // SECURITY_DESCRIPTOR_TYPE: on Linux, the users and groups the condition grants.
     Members m(v, path, "a user set ({\"uids\": [...], \"gids\": [...]})", {"uids", "gids"});
     UserSet u;
-    if (const json* x = m.get("uids")) u.uids = ids_from_json(*x, m.path("uids"), "uid");
-    if (const json* x = m.get("gids")) u.gids = ids_from_json(*x, m.path("gids"), "gid");
+    if (const JsonValue* x = m.get("uids")) u.uids = ids_from_json(*x, m.path("uids"), "uid");
+    if (const JsonValue* x = m.get("gids")) u.gids = ids_from_json(*x, m.path("gids"), "gid");
     return ConditionValue::user_set(std::move(u));
   }
   if (v.is_object() && (v.contains("low") || v.contains("high"))) {
     Members m(v, path, "a range ({\"low\": ..., \"high\": ...})", {"low", "high"});
-    const json* lo = m.get("low");
-    const json* hi = m.get("high");
+    const JsonValue* lo = m.get("low");
+    const JsonValue* hi = m.get("high");
     if (!lo) fail(m.path("low"), "a range needs both \"low\" and \"high\"");
     if (!hi) fail(m.path("high"), "a range needs both \"low\" and \"high\"");
     return ConditionValue::range(plain_from_json(f, ft, *lo, m.path("low")), plain_from_json(f, ft, *hi, m.path("high")));
   }
   if (v.is_string() && is_address_field(f)) {
-    const auto& s = v.get_ref<const std::string&>();
+    const std::string_view s = v.str();
     const size_t slash = s.find('/');
-    if (slash != std::string::npos) {
+    if (slash != std::string_view::npos) {
       const std::string_view addr = std::string_view(s).substr(0, slash), suffix = std::string_view(s).substr(slash + 1);
       const bool digits = !suffix.empty() && suffix.size() <= 3 &&
                           suffix.find_first_not_of("0123456789") == std::string_view::npos;
@@ -301,15 +302,15 @@ Token token_from_text(std::string_view text, const std::string& path) {
   return t;
 }
 
-Token token_from_json(const json& j, const std::string& path) {
-  if (j.is_string()) return token_from_text(j.get_ref<const std::string&>(), path);
+Token token_from_json(const JsonValue& j, const std::string& path) {
+  if (j.is_string()) return token_from_text(j.str(), path);
   if (j.is_number()) return Token{uid_from_json(j, path, "a uid"), {}};
   Members m(j, path, "a user ({\"uid\": 1000, \"gids\": [1000, 27]})", {"uid", "gids"});
-  const json* u = m.get("uid");
+  const JsonValue* u = m.get("uid");
   if (!u) fail(m.path("uid"), "required member missing (the user's uid)");
   Token t;
   t.uid = uid_from_json(*u, m.path("uid"), "a uid");
-  if (const json* g = m.get("gids")) t.gids = ids_from_json(*g, m.path("gids"), "gid");
+  if (const JsonValue* g = m.get("gids")) t.gids = ids_from_json(*g, m.path("gids"), "gid");
   return t;
 }
 

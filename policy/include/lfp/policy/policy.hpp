@@ -13,6 +13,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lfp/engine/engine.hpp"
+#include "lfp/policy/json_doc.hpp"
 
 namespace lfp::policy {
 
@@ -43,6 +44,8 @@ class PolicyError : public std::runtime_error {
 // Text -> Policy. Throws PolicyError (also for malformed JSON; never crashes on any input).
 Policy parse_policy(std::string_view json_text);
 Policy policy_from_json(const nlohmann::json& j);
+// The same from a parsed JsonDoc (lfp/policy/json_doc.hpp): what lfpd reads requests with.
+Policy policy_from_json(const JsonValue& j);
 
 // Policy -> JSON (round-trips with parse_policy). Keys are always written.
 nlohmann::json to_json(const Policy& p);
@@ -74,6 +77,7 @@ class Request {
   void set_text(FieldId field, std::string_view text);
   // Sets FIELD from a JSON value (the form of `values` in a requests file).
   void set_json(FieldId field, const nlohmann::json& v, const std::string& path);
+  void set_json(FieldId field, const JsonValue& v, const std::string& path);
   // Forgets every value (and `expect`); the layer stays.
   void clear();
 
@@ -89,6 +93,7 @@ class Request {
 // {"layer": "...", "values": {"FIELD": value, ...}, "expect": "PERMIT"|"BLOCK", "comment": "..."}
 // -> request ("values", "expect" and "comment" optional). Throws PolicyError.
 void parse_request(const nlohmann::json& j, Request& out);
+void parse_request(const JsonValue& j, Request& out);
 
 // A classification result as JSON: {"action": "PERMIT"|"BLOCK", "filter": {"id","key","name"}|null,
 // "sublayer": {"key","name"}|null, "provider": "<guid>"|null, "hard": bool, "veto": bool,

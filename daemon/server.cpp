@@ -94,6 +94,14 @@ std::optional<ObjKind> kind_from_string(std::string_view s) {
   return std::nullopt;
 }
 
+// A request as queued: its members as JSON, except "policy" and "object", which the write operations
+// read straight from the parsed frame (and whose text the store keeps).
+struct Server::Request {
+  json req;
+  std::shared_ptr<policy::JsonDoc> doc;
+  const policy::JsonValue* member(std::string_view name) const { return doc->root().find(name); }
+};
+
 struct Server::Session {
   uint64_t id = 0;
   int fd = -1;
@@ -108,7 +116,7 @@ struct Server::Session {
   wire::FrameReader reader;
   std::string out;
   size_t out_off = 0;
-  std::deque<json> queue;                         // requests in arrival order
+  std::deque<Request> queue;                      // requests in arrival order
   std::optional<Clock::time_point> deadline;      // the head request waits for the lock until then
   enum class Txn { NONE, READ, WRITE } txn = Txn::NONE;
   bool subscribed = false;
@@ -116,21 +124,24 @@ struct Server::Session {
   bool closing = false;
 };
 
+// One change of a write transaction, in order: what undoes it, and what commit persists and announces.
 struct Server::Undo {
   bool added;        // true: undo deletes the object; false: undo restores `body`
   ObjKind kind;
   Guid key;
+  // A deleted object (with "owner"), restored by undo; for an added one, the change notification's
+  // object if someone listened when it was added, else null. Commit announces the non-null ones.
   json body;
   Owner owner;
   uint64_t filter_id = 0;
+  std::string_view text;  // an added object's request text (in one of the transaction's docs), if any
 };
 
 struct Server::WriteTxn {
   uint64_t session;
   bool explicit_txn;
-  std::vector<Undo> undo;      // one entry per change, in order
-  std::vector<json> changes;   // change notifications, sent at commit
-  std::set<std::pair<ObjKind, Guid>> touched;
+  std::vector<Undo> undo;                              // one entry per change, in order
+  std::vector<std::shared_ptr<policy::JsonDoc>> docs;  // the requests the undo entries' texts point into
 };
 
 Server::Server(Config cfg) : cfg_(std::move(cfg)) {}
@@ -151,14 +162,24 @@ void Server::load_store() {
   store_ = std::make_unique<store::Store>(cfg_.state_dir);
   size_t n = 0, bad = 0;
   for (const auto& rec : store_->load()) {
+    const ObjKind kind = static_cast<ObjKind>(rec.kind);
+    const auto key = Guid::parse(rec.key);
+    if (key && static_cast<size_t>(rec.kind) < std::size(stored_)) stored_[static_cast<size_t>(rec.kind)].insert(*key);
     try {
-      json obj = json::parse(rec.body);
-      obj.erase("id");
-      obj.erase("effective_weight");
-      obj.erase("owner");
-      policy::Policy p = policy::policy_from_json(json{{std::string(plural(static_cast<ObjKind>(rec.kind))), json::array({obj})}});
-      policy::apply_policy(engine_, p);
-      owners_[static_cast<ObjKind>(rec.kind)][*Guid::parse(rec.key)] = Owner{rec.owner_uid, 0, false};
+      if (!key || static_cast<size_t>(rec.kind) >= std::size(stored_)) throw std::runtime_error("bad kind or key");
+      // The body is the object as policy JSON: as the daemon wrote it, or the request's own text
+      // (whose key may be absent when the daemon generated it: the row's key is the key).
+      auto doc = policy::JsonDoc::parse(rec.body);
+      policy::Policy p = policy::object_from_json(plural(kind), doc->root(), "", {"id", "effective_weight", "owner"});
+      switch (kind) {
+        case ObjKind::PROVIDER: p.providers.at(0).key = *key; break;
+        case ObjKind::SUBLAYER: p.sublayers.at(0).key = *key; break;
+        case ObjKind::CALLOUT: p.callouts.at(0).key = *key; break;
+        case ObjKind::PROVIDER_CONTEXT: p.provider_contexts.at(0).key = *key; break;
+        case ObjKind::FILTER: p.filters.at(0).key = *key; break;
+      }
+      engine_add(kind, p);
+      owners_[kind][*key] = Owner{rec.owner_uid, 0, false};
       ++n;
     } catch (const std::exception& e) {
       ++bad;
@@ -312,23 +333,28 @@ void Server::on_readable(Session& s) {
     break;
   }
   while (auto frame = s.reader.next()) {
-    json req;
+    Request r;
     try {
-      req = json::parse(*frame);
-    } catch (const json::exception& e) {
+      r.doc = policy::JsonDoc::parse(std::move(*frame));
+    } catch (const policy::JsonParseError& e) {
       reply_error(s, nullptr, "INVALID_PARAMETER", std::string("malformed JSON: ") + e.what());
       continue;
     }
-    if (!req.is_object()) {
+    const policy::JsonValue& root = r.doc->root();
+    if (!root.is_object()) {
       reply_error(s, nullptr, "INVALID_PARAMETER", "a request is a JSON object");
       continue;
     }
+    // Everything but the (possibly large) policy or object as JSON; those are read from the doc.
+    r.req = json::object();
+    for (auto m = root.members_begin(); m != root.members_end(); ++m)
+      if (m->key != "policy" && m->key != "object") r.req[std::string(m->key)] = m->value.to_json();
     if (s.queue.size() >= kMaxQueued) {
-      reply_error(s, req.value("id", json()), "INVALID_PARAMETER", "too many requests waiting");
+      reply_error(s, r.req.value("id", json()), "INVALID_PARAMETER", "too many requests waiting");
       s.closing = true;
       break;
     }
-    s.queue.push_back(std::move(req));
+    s.queue.push_back(std::move(r));
   }
   if (!s.reader.error().empty()) {
     reply_error(s, nullptr, "INVALID_PARAMETER", "bad frame: " + s.reader.error());
@@ -369,16 +395,32 @@ void Server::reply(Session& s, const json& msg) {
   on_writable(s);
 }
 
+void Server::reply_text(Session& s, const json& id, std::string_view payload) {
+  if (payload.size() > wire::kMaxFrame) {
+    reply(s, json{{"id", id}, {"ok", false},
+                  {"error", {{"code", "INVALID_PARAMETER"}, {"message", "reply too large; use paging (offset/limit)"}}}});
+    return;
+  }
+  s.out += wire::encode(payload);
+  if (s.out.size() - s.out_off > kMaxOutput) {
+    spdlog::warn("session {}: not reading its replies; closing", s.id);
+    s.closing = true;
+    return;
+  }
+  on_writable(s);
+}
+
 void Server::reply_error(Session& s, const json& id, std::string_view code, const std::string& msg) {
   reply(s, json{{"id", id}, {"ok", false}, {"error", {{"code", code}, {"message", msg}}}});
 }
 
 void Server::process(Session& s) {
   while (!s.queue.empty() && !s.closing) {
-    const json& req = s.queue.front();
+    const Request& r = s.queue.front();
+    const json& req = r.req;
     bool done;
     try {
-      done = handle(s, req);
+      done = handle(s, r);
     } catch (const Fail& f) {
       reply_error(s, req.value("id", json()), f.code, f.message);
       done = true;
@@ -405,7 +447,7 @@ void Server::expire_waits() {
   auto now = Clock::now();
   for (auto& [id, s] : sessions_)
     if (s->deadline && *s->deadline <= now && !s->queue.empty()) {
-      reply_error(*s, s->queue.front().value("id", json()), "TIMEOUT",
+      reply_error(*s, s->queue.front().req.value("id", json()), "TIMEOUT",
                   "waited " + std::to_string(s->txn_wait_ms) + " ms for the transaction lock");
       s->queue.pop_front();
       s->deadline.reset();
@@ -461,18 +503,18 @@ bool Server::can_write(const Session& s) const {
 
 void Server::begin_write(Session& s, bool explicit_txn) {
   writer_ = s.id;
-  txn_ = std::make_unique<WriteTxn>(WriteTxn{s.id, explicit_txn, {}, {}, {}});
+  txn_ = std::make_unique<WriteTxn>(WriteTxn{s.id, explicit_txn, {}, {}});
   if (explicit_txn) s.txn = Session::Txn::WRITE;
 }
 
 // The engine's add and delete for each kind, in one place.
 void Server::engine_add(ObjKind kind, policy::Policy& one) {
   switch (kind) {
-    case ObjKind::PROVIDER: engine_.add_provider(one.providers.at(0)); break;
-    case ObjKind::SUBLAYER: engine_.add_sublayer(one.sublayers.at(0)); break;
-    case ObjKind::CALLOUT: engine_.add_callout(one.callouts.at(0)); break;
-    case ObjKind::PROVIDER_CONTEXT: engine_.add_provider_context(one.provider_contexts.at(0)); break;
-    case ObjKind::FILTER: engine_.add_filter(one.filters.at(0)); break;
+    case ObjKind::PROVIDER: engine_.add_provider(std::move(one.providers.at(0))); break;
+    case ObjKind::SUBLAYER: engine_.add_sublayer(std::move(one.sublayers.at(0))); break;
+    case ObjKind::CALLOUT: engine_.add_callout(std::move(one.callouts.at(0))); break;
+    case ObjKind::PROVIDER_CONTEXT: engine_.add_provider_context(std::move(one.provider_contexts.at(0))); break;
+    case ObjKind::FILTER: engine_.add_filter(std::move(one.filters.at(0))); break;
   }
 }
 
@@ -490,7 +532,6 @@ void Server::undo_to(WriteTxn& t, size_t mark) {
   while (t.undo.size() > mark) {
     Undo u = std::move(t.undo.back());
     t.undo.pop_back();
-    t.changes.pop_back();
     if (u.added) {
       engine_delete(u.kind, u.key);
       owners_[u.kind].erase(u.key);
@@ -507,19 +548,39 @@ void Server::undo_to(WriteTxn& t, size_t mark) {
   }
 }
 
+// Writes what the transaction changed of the persistent policy: a row for each persistent object
+// it left (the request's own text when it was added from one, else the object as the daemon
+// serializes it), and deletes the rows of the stored objects it removed. Nothing for the rest.
 void Server::persist(WriteTxn& t) {
   std::vector<store::Record> upserts;
   std::vector<std::pair<store::Kind, std::string>> deletes;
-  for (const auto& [kind, key] : t.touched) {
-    if (is_persistent(kind, key)) {
-      json obj = object_json(kind, key);
-      obj.erase("owner");
-      upserts.push_back({static_cast<store::Kind>(kind), key.str(), owners_[kind][key].uid, obj.dump()});
+  std::unordered_set<Guid> seen[std::size(stored_)];
+  // The last change of each object decides; rows go in the order of those changes.
+  for (auto u = t.undo.rbegin(); u != t.undo.rend(); ++u) {
+    const size_t k = static_cast<size_t>(u->kind);
+    const bool persistent = is_persistent(u->kind, u->key);
+    if (!persistent && !stored_[k].count(u->key)) continue;
+    if (!seen[k].insert(u->key).second) continue;
+    if (persistent) {
+      std::string body;
+      if (u->added && !u->text.empty()) {
+        body.assign(u->text);
+      } else {
+        json obj = object_json(u->kind, u->key);
+        obj.erase("owner");
+        body = obj.dump();
+      }
+      upserts.push_back({static_cast<store::Kind>(u->kind), u->key.str(), owners_[u->kind][u->key].uid, std::move(body)});
     } else {
-      deletes.emplace_back(static_cast<store::Kind>(kind), key.str());
+      deletes.emplace_back(static_cast<store::Kind>(u->kind), u->key.str());
     }
   }
+  if (upserts.empty() && deletes.empty()) return;
+  std::reverse(upserts.begin(), upserts.end());
+  std::reverse(deletes.begin(), deletes.end());
   store_->commit(upserts, deletes);
+  for (const auto& r : upserts) stored_[static_cast<size_t>(r.kind)].insert(*Guid::parse(r.key));
+  for (const auto& [kind, key] : deletes) stored_[static_cast<size_t>(kind)].erase(*Guid::parse(key));
 }
 
 bool Server::is_persistent(ObjKind kind, const Guid& key) const {
@@ -548,7 +609,11 @@ void Server::commit_write(Session& s) {
     abort_write(s);
     throw Error(ErrorCode::TXN_ABORTED, std::string("the store could not commit: ") + e.what());
   }
-  auto changes = std::move(t.changes);
+  std::vector<json> changes;
+  for (auto& u : t.undo)
+    if (!u.body.is_null())
+      changes.push_back({{"event", "change"}, {"change", u.added ? "ADD" : "DELETE"}, {"kind", kind_name(u.kind)},
+                         {"object", std::move(u.body)}});
   txn_.reset();
   writer_.reset();
   s.txn = Session::Txn::NONE;
@@ -662,34 +727,34 @@ uint32_t flags_of(const policy::Policy& p) {
 }
 }  // namespace
 
-json Server::op_add(Session& s, ObjKind kind, const json& obj) {
-  if (!obj.is_object()) fail("INVALID_PARAMETER", "'object' must be a JSON object");
-  json clean = obj;
-  clean.erase("id");  // output-only members
-  clean.erase("effective_weight");
-  clean.erase("owner");
+json Server::op_add(Session& s, ObjKind kind, const Request& r) {
+  const policy::JsonValue* obj = r.member("object");
+  if (!obj || !obj->is_object()) fail("INVALID_PARAMETER", "'object' must be a JSON object");
   policy::Policy p;
   try {
-    p = policy::policy_from_json(json{{std::string(plural(kind)), json::array({clean})}});
+    // Output-only members are ignored ("owner" too: what `get` returns can be added back).
+    p = policy::object_from_json(plural(kind), *obj, "/object", {"id", "effective_weight", "owner"});
   } catch (const policy::PolicyError& e) {
-    // Report the path inside the object, not inside the wrapper policy.
-    std::string path = e.path();
-    std::string prefix = "/" + std::string(plural(kind)) + "/0";
-    if (path.rfind(prefix, 0) == 0) path = "/object" + path.substr(prefix.size());
-    fail("INVALID_PARAMETER", path + ": " + e.reason());
+    fail("INVALID_PARAMETER", e.what());
   }
-  return add_parsed(s, kind, p);
+  txn_->docs.push_back(r.doc);  // the object's text, for the store
+  uint64_t id = 0;
+  const Guid key = add_parsed(s, kind, p, obj->text(), &id);
+  json result = {{"key", key.str()}};
+  if (kind == ObjKind::FILTER) result["id"] = id;
+  return result;
 }
 
 // Adds the one object `p` holds (of `kind`) inside the current write transaction.
-json Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p) {
+Guid Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p, std::string_view text, uint64_t* filter_id) {
   const uint32_t flags = flags_of(p);
   if (s.dynamic && (flags & (PERSISTENT | BOOTTIME)))
     throw Error(ErrorCode::DYNAMIC_SESSION_IN_PROGRESS, "a dynamic session cannot add persistent or boot-time objects");
   // WFP's lifetimes: a dynamic object may be referenced only by its own session's objects.
   for (const auto& [rk, rkey] : references(p)) {
-    auto it = owners_[rk].find(rkey);
-    if (it != owners_[rk].end() && it->second.dynamic && !(s.dynamic && it->second.session == s.id))
+    auto& owners = owners_[rk];
+    auto it = owners.find(rkey);
+    if (it != owners.end() && it->second.dynamic && !(s.dynamic && it->second.session == s.id))
       throw Error(ErrorCode::LIFETIME_MISMATCH, std::string(kind_name(rk)) + " " + rkey.str() +
                                                     " is dynamic in another session; only that session may reference it");
   }
@@ -706,20 +771,18 @@ json Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p) {
     case ObjKind::PROVIDER_CONTEXT: take(p.provider_contexts.at(0).key); break;
     case ObjKind::FILTER: take(p.filters.at(0).key); break;
   }
+  auto& undo = txn_->undo;
+  if (undo.size() == undo.capacity()) undo.reserve(std::max<size_t>(64, 2 * undo.capacity()));  // recording the add cannot fail once the engine has it
   // Straight into the engine: its errors keep WFP's codes (SUBLAYER_NOT_FOUND, ...).
   engine_add(kind, p);
   uint64_t id = 0;
   if (kind == ObjKind::FILTER) id = engine_.filter(key)->id;
+  if (filter_id) *filter_id = id;
   Owner owner{s.cred.uid, s.id, s.dynamic};
   owners_[kind][key] = owner;
   // The notification's object only when someone listens (building it costs more than the add).
-  json full = has_subscribers(kind) ? object_json(kind, key) : json();
-  txn_->undo.push_back(Undo{true, kind, key, json(), owner, id});
-  txn_->changes.push_back({{"event", "change"}, {"change", "ADD"}, {"kind", kind_name(kind)}, {"object", full}});
-  txn_->touched.emplace(kind, key);
-  json r = {{"key", key.str()}};
-  if (kind == ObjKind::FILTER) r["id"] = id;
-  return r;
+  undo.push_back(Undo{true, kind, key, has_subscribers(kind) ? object_json(kind, key) : json(), owner, id, text});
+  return key;
 }
 
 void Server::check_may_delete(const Session& s, ObjKind kind, const Guid& key, bool force) const {
@@ -747,26 +810,43 @@ void Server::op_delete(Session& s, ObjKind kind, const Guid& key, bool force) {
   const uint64_t id = f ? f->id : 0;
   engine_delete(kind, key);
   owners_[kind].erase(key);
-  txn_->undo.push_back(Undo{false, kind, key, before, owner, id});
-  txn_->changes.push_back({{"event", "change"}, {"change", "DELETE"}, {"kind", kind_name(kind)}, {"object", before}});
-  txn_->touched.emplace(kind, key);
+  txn_->undo.push_back(Undo{false, kind, key, std::move(before), owner, id, {}});
 }
 
-json Server::op_apply(Session& s, const json& policy_json) {
-  policy::Policy p = policy::policy_from_json(policy_json);  // checks the whole file first; names the path
+std::string Server::op_apply(Session& s, const Request& r) {
+  const policy::JsonValue* policy_json = r.member("policy");
+  if (!policy_json) fail("INVALID_PARAMETER", "'policy' is missing");
+  policy::Policy p = policy::policy_from_json(*policy_json);  // checks the whole file first; names the path
+  txn_->docs.push_back(r.doc);  // the objects' texts, for the store
   // Then each object through add_parsed, so ownership, lifetimes and notifications are those of add.
-  json keys = json::array();
+  // The result, {"added": [{"key", "id"?}...]}, is written as text (it can hold many thousands).
+  std::string out = "{\"added\":[";
+  out.reserve(out.size() + 64 * (p.providers.size() + p.sublayers.size() + p.callouts.size() +
+                                 p.provider_contexts.size() + p.filters.size()));
+  bool first = true;
   auto add_all = [&](ObjKind kind, auto& objects, auto member) {
+    const policy::JsonValue* list = policy_json->find(plural(kind));
     for (size_t j = 0; j < objects.size(); ++j) {
       policy::Policy one;
       (one.*member).push_back(std::move(objects[j]));
+      uint64_t id = 0;
+      Guid key;
       try {
-        keys.push_back(add_parsed(s, kind, one));
+        key = add_parsed(s, kind, one, (*list)[j].text(), &id);
       } catch (const Fail& f) {
         fail(f.code, "/" + std::string(plural(kind)) + "/" + std::to_string(j) + ": " + f.message);
       } catch (const Error& e) {
         throw Error(e.code(), "/" + std::string(plural(kind)) + "/" + std::to_string(j) + ": " + e.detail());
       }
+      out += first ? "{\"key\":\"" : ",{\"key\":\"";
+      first = false;
+      out += key.str();
+      out += '"';
+      if (kind == ObjKind::FILTER) {
+        out += ",\"id\":";
+        out += std::to_string(id);
+      }
+      out += '}';
     }
   };
   add_all(ObjKind::PROVIDER, p.providers, &policy::Policy::providers);
@@ -774,7 +854,8 @@ json Server::op_apply(Session& s, const json& policy_json) {
   add_all(ObjKind::CALLOUT, p.callouts, &policy::Policy::callouts);
   add_all(ObjKind::PROVIDER_CONTEXT, p.provider_contexts, &policy::Policy::provider_contexts);
   add_all(ObjKind::FILTER, p.filters, &policy::Policy::filters);
-  return json{{"added", keys}};
+  out += "]}";
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -869,7 +950,8 @@ json Server::op_state() const {
 // ---------------------------------------------------------------------------------------------
 // Requests (docs/protocol.md).
 
-bool Server::handle(Session& s, const json& req) {
+bool Server::handle(Session& s, const Request& request) {
+  const json& req = request.req;
   const json id = req.value("id", json());
   if (!req.contains("op") || !req["op"].is_string()) fail("INVALID_PARAMETER", "'op' must be a string");
   const std::string op = req["op"].get<std::string>();
@@ -944,12 +1026,12 @@ bool Server::handle(Session& s, const json& req) {
     }
     const size_t mark = txn_->undo.size();
     json result;
+    std::string result_text;
     try {
       if (op == "add") {
-        result = op_add(s, kind_arg(req), req.value("object", json()));
+        result = op_add(s, kind_arg(req), request);
       } else if (op == "apply") {
-        if (!req.contains("policy")) fail("INVALID_PARAMETER", "'policy' is missing");
-        result = op_apply(s, req["policy"]);
+        result_text = op_apply(s, request);
       } else {
         const ObjKind kind = kind_arg(req);
         Guid key;
@@ -971,7 +1053,13 @@ bool Server::handle(Session& s, const json& req) {
       throw;
     }
     if (implicit) commit_write(s);
-    ok(std::move(result));
+    if (op == "apply") {
+      // {"id": ..., "ok": true, "result": <text>}: the id as the client sent it.
+      reply_text(s, id, "{\"id\":" + id.dump(-1, ' ', false, json::error_handler_t::replace) + ",\"ok\":true,\"result\":" +
+                        result_text + "}");
+    } else {
+      ok(std::move(result));
+    }
     return true;
   }
 

@@ -13,7 +13,9 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
+#include <unordered_set>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -69,6 +71,7 @@ class Server {
 
  private:
   struct Session;
+  struct Request;
   struct Undo;
   struct WriteTxn;
   using Clock = std::chrono::steady_clock;
@@ -79,8 +82,9 @@ class Server {
   void close_session(uint64_t id, const std::string& why);
   void process(Session& s);  // runs queued requests until one must wait
   // Returns false when the request must wait for the transaction lock.
-  bool handle(Session& s, const nlohmann::json& req);
+  bool handle(Session& s, const Request& r);
   void reply(Session& s, const nlohmann::json& msg);
+  void reply_text(Session& s, const nlohmann::json& id, std::string_view payload);  // a reply already serialized
   void reply_error(Session& s, const nlohmann::json& id, std::string_view code, const std::string& msg);
   void expire_waits();
   void retry_waiting();
@@ -97,13 +101,14 @@ class Server {
   void engine_delete(ObjKind kind, const Guid& key);
   void cleanup_dynamic(uint64_t session_id);
 
-  // Object operations inside a write transaction.
-  nlohmann::json op_add(Session& s, ObjKind kind, const nlohmann::json& obj);
-  nlohmann::json add_parsed(Session& s, ObjKind kind, policy::Policy& one);
+  // Object operations inside a write transaction. `text`: the request text the object was read
+  // from (kept for the store while the transaction holds the request's document).
+  nlohmann::json op_add(Session& s, ObjKind kind, const Request& r);
+  Guid add_parsed(Session& s, ObjKind kind, policy::Policy& one, std::string_view text, uint64_t* filter_id);
   bool is_persistent(ObjKind kind, const Guid& key) const;
   bool has_subscribers(ObjKind kind) const;
   void op_delete(Session& s, ObjKind kind, const Guid& key, bool force);
-  nlohmann::json op_apply(Session& s, const nlohmann::json& policy);
+  std::string op_apply(Session& s, const Request& r);  // the result, as JSON text
   void check_may_delete(const Session& s, ObjKind kind, const Guid& key, bool force) const;
 
   nlohmann::json object_json(ObjKind kind, const Guid& key) const;  // with "owner"
@@ -122,6 +127,7 @@ class Server {
   uint64_t next_session_ = 1;
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::map<ObjKind, std::unordered_map<Guid, Owner>> owners_;
+  std::unordered_set<Guid> stored_[5];  // per kind, the keys with a row in the store
   // The transaction lock: one writer, or any number of explicit readers.
   std::optional<uint64_t> writer_;
   std::set<uint64_t> readers_;

@@ -53,8 +53,28 @@ json Client::call(const std::string& op, json args) {
   const uint64_t id = next_id_++;
   args["id"] = id;
   args["op"] = op;
+  return exchange(id, args.dump());
+}
+
+json Client::call(const std::string& op, json args, const std::string& name, const json& value) {
+  const uint64_t id = next_id_++;
+  args["id"] = id;
+  args["op"] = op;
+  args.erase(name);
+  // {...args, "name": value}: the value serialized where it stands.
+  std::string text = args.dump();
+  text.pop_back();  // '}'
+  if (text.size() > 1) text += ',';
+  text += json(name).dump();
+  text += ':';
+  text += value.dump();
+  text += '}';
+  return exchange(id, text);
+}
+
+json Client::exchange(uint64_t id, const std::string& request) {
   std::string err;
-  if (!wire::write_frame(fd_, args.dump(), err)) throw ClientError("PROTOCOL", "lfpd: " + err);
+  if (!wire::write_frame(fd_, request, err)) throw ClientError("PROTOCOL", "lfpd: " + err);
   for (;;) {
     json msg = read_message();
     if (msg.contains("event")) {

@@ -498,4 +498,20 @@ std::unique_ptr<JsonDoc> JsonDoc::view(const nlohmann::json& j, size_t max_depth
   return d;
 }
 
+std::unique_ptr<JsonDoc> JsonDoc::without(const JsonValue& obj, std::initializer_list<std::string_view> names) {
+  std::unique_ptr<JsonDoc> d(new JsonDoc());
+  d->root_ = obj;
+  if (!obj.is_object()) return d;
+  auto* out = static_cast<JsonValue::Member*>(d->allocate(obj.size() * sizeof(JsonValue::Member)));
+  uint32_t n = 0;
+  for (auto it = obj.members_begin(); it != obj.members_end(); ++it) {
+    bool drop = false;
+    for (auto name : names) drop = drop || it->key == name;
+    if (!drop) new (&out[n++]) JsonValue::Member(*it);
+  }
+  d->root_.mems_ = out;
+  d->root_.n_ = n;
+  return d;
+}
+
 }  // namespace lfp::policy

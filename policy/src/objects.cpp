@@ -428,6 +428,28 @@ Policy policy_from_json(const JsonValue& j) {
   return p;
 }
 
+Policy object_from_json(std::string_view list, const JsonValue& j, const std::string& path,
+                        std::initializer_list<std::string_view> ignore) {
+  const JsonValue* obj = &j;
+  std::unique_ptr<JsonDoc> trimmed;
+  if (ignore.size() && j.is_object()) {
+    bool any = false;
+    for (auto n : ignore) any = any || j.contains(n);
+    if (any) {
+      trimmed = JsonDoc::without(j, ignore);
+      obj = &trimmed->root();
+    }
+  }
+  Policy p;
+  if (list == "providers") p.providers.push_back(detail::provider_from_json(*obj, path));
+  else if (list == "sublayers") p.sublayers.push_back(detail::sublayer_from_json(*obj, path));
+  else if (list == "callouts") p.callouts.push_back(detail::callout_from_json(*obj, path));
+  else if (list == "provider_contexts") p.provider_contexts.push_back(detail::provider_context_from_json(*obj, path));
+  else if (list == "filters") p.filters.push_back(detail::filter_from_json(*obj, path));
+  else throw std::invalid_argument("object_from_json: unknown list " + std::string(list));
+  return p;
+}
+
 Policy parse_policy(std::string_view text) {
   json j;
   try {

@@ -42,13 +42,16 @@ class Client {
 
   // One request; returns "result" or throws ClientError. Change events arriving meanwhile are kept.
   nlohmann::json call(const std::string& op, nlohmann::json args = nlohmann::json::object());
+  // The same with one more argument `name` given by reference (serialized in place, not copied:
+  // policies can be large).
+  nlohmann::json call(const std::string& op, nlohmann::json args, const std::string& name, const nlohmann::json& value);
 
   void begin(bool read_only = false) { call("txn_begin", {{"read_only", read_only}}); }
   void commit() { call("txn_commit"); }
   void abort() { call("txn_abort"); }
 
   nlohmann::json add(const std::string& kind, const nlohmann::json& object) {
-    return call("add", {{"kind", kind}, {"object", object}});
+    return call("add", {{"kind", kind}}, "object", object);
   }
   void remove(const std::string& kind, const std::string& key, bool force = false) {
     call("delete", {{"kind", kind}, {"key", key}, {"force", force}});
@@ -57,7 +60,7 @@ class Client {
   nlohmann::json get(const std::string& kind, const std::string& key) { return call("get", {{"kind", kind}, {"key", key}}); }
   // Every object of a kind matching the template, page by page.
   std::vector<nlohmann::json> enumerate(const std::string& kind, const nlohmann::json& tmpl = nlohmann::json::object());
-  nlohmann::json apply(const nlohmann::json& policy) { return call("apply", {{"policy", policy}}); }
+  nlohmann::json apply(const nlohmann::json& policy) { return call("apply", nlohmann::json::object(), "policy", policy); }
   nlohmann::json classify(const std::string& layer, const nlohmann::json& values, bool explain = false) {
     return call("classify", {{"layer", layer}, {"values", values}, {"explain", explain}});
   }
@@ -70,6 +73,7 @@ class Client {
 
  private:
   nlohmann::json read_message();
+  nlohmann::json exchange(uint64_t id, const std::string& request);
   int fd_ = -1;
   uint64_t next_id_ = 1;
   nlohmann::json session_;

@@ -10,6 +10,7 @@
 // nlohmann keeps the last.
 #include <cstddef>
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -118,6 +119,9 @@ class JsonDoc {
   // A view of a nlohmann::json, which must outlive the document (strings point into it).
   // Containers below max_depth levels become OPAQUE.
   static std::unique_ptr<JsonDoc> view(const nlohmann::json& j, size_t max_depth = 64);
+  // An object without the members named (its values still point where those of `obj` do, so
+  // `obj`'s document must outlive this one).
+  static std::unique_ptr<JsonDoc> without(const JsonValue& obj, std::initializer_list<std::string_view> names);
 
   const JsonValue& root() const { return root_; }
   const std::string& text() const { return text_; }

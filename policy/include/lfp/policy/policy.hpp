@@ -3,6 +3,7 @@
 // WFP's identifiers (docs/policy-format.md). Parsing checks everything it can without an engine
 // (fields per layer, value kinds, match types, GUIDs) and names the JSON path of the first error.
 #include <cstdint>
+#include <initializer_list>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -46,6 +47,11 @@ Policy parse_policy(std::string_view json_text);
 Policy policy_from_json(const nlohmann::json& j);
 // The same from a parsed JsonDoc (lfp/policy/json_doc.hpp): what lfpd reads requests with.
 Policy policy_from_json(const JsonValue& j);
+// One object as an element of the policy list `list` ("providers", "sublayers", "callouts",
+// "provider_contexts" or "filters") would be read, with `path` naming it in errors: a Policy holding
+// just that object. Members named in `ignore` are skipped (e.g. output-only ones like "owner").
+Policy object_from_json(std::string_view list, const JsonValue& j, const std::string& path,
+                        std::initializer_list<std::string_view> ignore = {});
 
 // Policy -> JSON (round-trips with parse_policy). Keys are always written.
 nlohmann::json to_json(const Policy& p);

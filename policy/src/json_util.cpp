@@ -83,7 +83,7 @@ std::string quote(std::string_view s, size_t max) {
   return out;
 }
 
-Members::Members(const JsonValue& j, const std::string& path, std::string_view what,
+Members::Members(const JsonValue& j, const Path& path, std::string_view what,
                  std::initializer_list<std::string_view> allowed)
     : j_(j), path_(path) {
   if (!j.is_object()) fail(path_, "expected " + std::string(what) + " (a JSON object), got " + kind_of(j));
@@ -175,7 +175,7 @@ json text_to_json(const std::string& s) {
   return out;
 }
 
-std::string bytes_from_json(const JsonValue& j, const std::string& path) {
+std::string bytes_from_json(const JsonValue& j, const Path& path) {
   if (j.is_string()) return std::string(j.str());
   if (j.is_object()) {
     Members m(j, path, "a byte string ({\"hex\": \"...\"})", {"hex"});
@@ -214,7 +214,7 @@ json bytes_to_json(const std::string& s) {
   return json{{"hex", h}};
 }
 
-Guid guid_from_json(const JsonValue& j, const std::string& path) {
+Guid guid_from_json(const JsonValue& j, const Path& path) {
   if (!j.is_string()) fail(path, "expected a GUID string, got " + kind_of(j));
   const std::string_view s = j.str();
   auto g = Guid::parse(s);
@@ -258,7 +258,7 @@ json flags_to_json(uint32_t flags) {
   return a;
 }
 
-LayerId layer_from_json(const JsonValue& j, const std::string& path) {
+LayerId layer_from_json(const JsonValue& j, const Path& path) {
   if (!j.is_string()) fail(path, "expected a layer name, got " + kind_of(j));
   const std::string_view s = j.str();
   auto l = layer_from_string(s);
@@ -266,7 +266,7 @@ LayerId layer_from_json(const JsonValue& j, const std::string& path) {
   return *l;
 }
 
-uint64_t uint_from_json(const JsonValue& j, const std::string& path, uint64_t max, std::string_view what) {
+uint64_t uint_from_json(const JsonValue& j, const Path& path, uint64_t max, std::string_view what) {
   uint64_t v = 0;
   auto range = [&] { return std::string(what) + " must be an integer in 0.." + std::to_string(max); };
   if (j.is_number_unsigned()) {

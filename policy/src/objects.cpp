@@ -117,7 +117,7 @@ json action_to_json(const Action& a) {
   return j;
 }
 
-Condition condition_from_json(const JsonValue& j, const std::string& path, const LayerInfo& layer) {
+Condition condition_from_json(const JsonValue& j, const Path& path, const LayerInfo& layer) {
   Members m(j, path, "a condition", {"field", "match", "value"});
   const JsonValue* fj = m.get("field");
   if (!fj) fail(m.path("field"), "required member missing (a field name such as IP_REMOTE_PORT)");
@@ -182,7 +182,7 @@ void get_common(Members& m, T& o, uint32_t allowed_flags, const char* what) {
 
 }  // namespace
 
-Provider provider_from_json(const JsonValue& j, const std::string& path) {
+Provider provider_from_json(const JsonValue& j, const Path& path) {
   Members m(j, path, "a provider", {"key", "name", "description", "flags", "service_name", "data"});
   Provider p;
   get_common(m, p, PERSISTENT, "a provider");
@@ -191,7 +191,7 @@ Provider provider_from_json(const JsonValue& j, const std::string& path) {
   return p;
 }
 
-Sublayer sublayer_from_json(const JsonValue& j, const std::string& path) {
+Sublayer sublayer_from_json(const JsonValue& j, const Path& path) {
   Members m(j, path, "a sublayer", {"key", "name", "description", "flags", "provider", "weight", "data"});
   Sublayer s;
   get_common(m, s, PERSISTENT, "a sublayer");
@@ -202,7 +202,7 @@ Sublayer sublayer_from_json(const JsonValue& j, const std::string& path) {
   return s;
 }
 
-Callout callout_from_json(const JsonValue& j, const std::string& path) {
+Callout callout_from_json(const JsonValue& j, const Path& path) {
   Members m(j, path, "a callout",
             {"key", "name", "description", "flags", "provider", "layer", "data", "callout_id"});
   Callout c;
@@ -214,7 +214,7 @@ Callout callout_from_json(const JsonValue& j, const std::string& path) {
   return c;
 }
 
-ProviderContext provider_context_from_json(const JsonValue& j, const std::string& path) {
+ProviderContext provider_context_from_json(const JsonValue& j, const Path& path) {
   Members m(j, path, "a provider context", {"key", "name", "description", "flags", "provider", "data", "id"});
   ProviderContext c;
   get_common(m, c, PERSISTENT, "a provider context");
@@ -224,7 +224,7 @@ ProviderContext provider_context_from_json(const JsonValue& j, const std::string
   return c;
 }
 
-Filter filter_from_json(const JsonValue& j, const std::string& path) {
+Filter filter_from_json(const JsonValue& j, const Path& path) {
   Members m(j, path, "a filter",
             {"key", "name", "description", "provider", "provider_data", "layer", "sublayer", "weight", "conditions",
              "action", "flags", "provider_context", "raw_context", "id", "effective_weight"});
@@ -240,7 +240,7 @@ Filter filter_from_json(const JsonValue& j, const std::string& path) {
   f.flags = get_flags(m, kFilterFlags, "a filter");
   f.action = action_from_json(m);
   if (const JsonValue* cj = m.get("conditions")) {
-    const std::string cpath = m.path("conditions");
+    const detail::Path cpath = m.path("conditions");
     if (!cj->is_array()) fail(cpath, "expected an array of conditions, got " + kind_of(*cj));
     const LayerInfo& layer = layer_info(f.layer);
     f.conditions.reserve(cj->size());
@@ -346,7 +346,7 @@ template <class T, class Parse>
 void parse_list(const Members& top, std::string_view name, std::vector<T>& out, Parse parse) {
   const JsonValue* a = top.get(name);
   if (!a) return;
-  const std::string path = top.path(name);
+  const detail::Path path = top.path(name);
   if (!a->is_array()) fail(path, "expected an array, got " + detail::kind_of(*a));
   std::unordered_map<Guid, size_t> seen;
   out.reserve(out.size() + a->size());
@@ -356,7 +356,7 @@ void parse_list(const Members& top, std::string_view name, std::vector<T>& out, 
     if (k.is_nil()) continue;
     auto [it, fresh] = seen.emplace(k, i);
     if (!fresh)
-      fail(at(at(path, i), "key"), "ALREADY_EXISTS: duplicate key " + k.str() + " (also " + at(path, it->second) + ")");
+      fail(at(at(path, i), "key"), "ALREADY_EXISTS: duplicate key " + k.str() + " (also " + at(path, it->second).str() + ")");
   }
 }
 

@@ -55,7 +55,7 @@ std::optional<uint64_t> parse_number(std::string_view s) {
 }
 
 // An unsigned integer from text: a number, a named constant, or for flags fields NAME|NAME|0x8.
-uint64_t uint_from_text(FieldId f, DataType t, std::string_view text, const std::string& path) {
+uint64_t uint_from_text(FieldId f, DataType t, std::string_view text, const Path& path) {
   auto bad = [&]() -> uint64_t {
     fail(path, "expected " + expected(f, t) + " for " + std::string(field_name(f)) + ", got " + quote(text));
   };
@@ -82,11 +82,11 @@ uint64_t uint_from_text(FieldId f, DataType t, std::string_view text, const std:
   return v;
 }
 
-uint32_t uid_from_json(const JsonValue& j, const std::string& path, std::string_view what) {
+uint32_t uid_from_json(const JsonValue& j, const Path& path, std::string_view what) {
   return static_cast<uint32_t>(uint_from_json(j, path, UINT32_MAX, what));
 }
 
-std::vector<uint32_t> ids_from_json(const JsonValue& j, const std::string& path, std::string_view what) {
+std::vector<uint32_t> ids_from_json(const JsonValue& j, const Path& path, std::string_view what) {
   if (!j.is_array()) fail(path, "expected an array of " + std::string(what) + "s, got " + kind_of(j));
   std::vector<uint32_t> out;
   for (size_t i = 0; i < j.size(); ++i) out.push_back(uid_from_json(j[i], at(path, i), what));
@@ -99,7 +99,7 @@ bool is_address_field(FieldId f) {
   return field_type(f, IpFamily::V4) == DataType::UINT32 && field_type(f, IpFamily::V6) == DataType::BYTE_ARRAY16_TYPE;
 }
 
-OwnedValue plain_from_text(FieldId f, DataType t, std::string_view text, const std::string& path) {
+OwnedValue plain_from_text(FieldId f, DataType t, std::string_view text, const Path& path) {
   OwnedValue v;
   v.type = t;
   switch (t) {
@@ -142,7 +142,7 @@ OwnedValue plain_from_text(FieldId f, DataType t, std::string_view text, const s
   fail(path, "expected " + expected(f, t) + " for " + std::string(field_name(f)) + ", got " + quote(text));
 }
 
-OwnedValue plain_from_json(FieldId f, DataType t, const JsonValue& j, const std::string& path) {
+OwnedValue plain_from_json(FieldId f, DataType t, const JsonValue& j, const Path& path) {
   switch (t) {
     case DataType::UINT8:
     case DataType::UINT16:
@@ -190,7 +190,7 @@ json plain_to_json(FieldId f, const OwnedValue& v) {
   }
 }
 
-ConditionValue condition_value_from_json(FieldId f, IpFamily family, const JsonValue& v, const std::string& path) {
+ConditionValue condition_value_from_json(FieldId f, IpFamily family, const JsonValue& v, const Path& path) {
   const DataType ft = field_type(f, family);
   if (v.is_null()) return ConditionValue{};
   if (ft == DataType::TOKEN_INFORMATION_TYPE) {
@@ -260,7 +260,7 @@ json condition_value_to_json(FieldId f, const ConditionValue& c) {
   }
 }
 
-Token token_from_text(std::string_view text, const std::string& path) {
+Token token_from_text(std::string_view text, const Path& path) {
   auto bad = [&]() -> Token {
     fail(path, "expected a user: a uid (1000) or \"uid=1000,gids=1000+27\", got " + quote(text));
   };
@@ -302,7 +302,7 @@ Token token_from_text(std::string_view text, const std::string& path) {
   return t;
 }
 
-Token token_from_json(const JsonValue& j, const std::string& path) {
+Token token_from_json(const JsonValue& j, const Path& path) {
   if (j.is_string()) return token_from_text(j.str(), path);
   if (j.is_number()) return Token{uid_from_json(j, path, "a uid"), {}};
   Members m(j, path, "a user ({\"uid\": 1000, \"gids\": [1000, 27]})", {"uid", "gids"});

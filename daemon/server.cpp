@@ -21,6 +21,7 @@
 
 #include "lfp/engine/error.hpp"
 #include "lfp/policy/policy.hpp"
+#include "lfp/protocol/json_text.hpp"
 
 namespace lfp::daemon {
 
@@ -380,7 +381,7 @@ void Server::on_writable(Session& s) {
 }
 
 void Server::reply(Session& s, const json& msg) {
-  std::string payload = msg.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string payload = wire::to_json_text(msg, true);
   if (payload.size() > wire::kMaxFrame) {
     payload = json{{"id", msg.value("id", json())}, {"ok", false},
                    {"error", {{"code", "INVALID_PARAMETER"}, {"message", "reply too large; use paging (offset/limit)"}}}}
@@ -1055,7 +1056,7 @@ bool Server::handle(Session& s, const Request& request) {
     if (implicit) commit_write(s);
     if (op == "apply") {
       // {"id": ..., "ok": true, "result": <text>}: the id as the client sent it.
-      reply_text(s, id, "{\"id\":" + id.dump(-1, ' ', false, json::error_handler_t::replace) + ",\"ok\":true,\"result\":" +
+      reply_text(s, id, "{\"id\":" + wire::to_json_text(id, true) + ",\"ok\":true,\"result\":" +
                         result_text + "}");
     } else {
       ok(std::move(result));

@@ -8,6 +8,7 @@
 #include <cerrno>
 #include <cstring>
 
+#include "lfp/protocol/json_text.hpp"
 #include "lfp/protocol/wire.hpp"
 
 namespace lfp::client {
@@ -53,7 +54,7 @@ json Client::call(const std::string& op, json args) {
   const uint64_t id = next_id_++;
   args["id"] = id;
   args["op"] = op;
-  return exchange(id, args.dump());
+  return exchange(id, wire::to_json_text(args));
 }
 
 json Client::call(const std::string& op, json args, const std::string& name, const json& value) {
@@ -62,12 +63,12 @@ json Client::call(const std::string& op, json args, const std::string& name, con
   args["op"] = op;
   args.erase(name);
   // {...args, "name": value}: the value serialized where it stands.
-  std::string text = args.dump();
+  std::string text = wire::to_json_text(args);
   text.pop_back();  // '}'
   if (text.size() > 1) text += ',';
-  text += json(name).dump();
+  wire::append_json(text, json(name));
   text += ':';
-  text += value.dump();
+  wire::append_json(text, value);
   text += '}';
   return exchange(id, text);
 }

@@ -270,6 +270,88 @@ TEST(Lfpd, ChangeSubscription) {
   EXPECT_FALSE(m->next_event(100));  // the provider was not subscribed to
 }
 
+TEST(Lfpd, ApplyAnnouncesEveryObjectToSubscribers) {
+  Daemon d;
+  auto m = d.connect();
+  m->subscribe({"filter"});
+  auto c = d.connect();
+  json pol = {{"filters", json::array({filter_json("a", 1), filter_json("b", 2), filter_json("c", 3)})}};
+  json added = c->apply(pol)["added"];
+  ASSERT_EQ(added.size(), 3u);
+  for (int i = 0; i < 3; ++i) {
+    auto e = m->next_event(2000);
+    ASSERT_TRUE(e);
+    EXPECT_EQ((*e)["change"], "ADD");
+    EXPECT_EQ((*e)["object"]["key"], added[i]["key"]);
+    EXPECT_EQ((*e)["object"]["id"], added[i]["id"]);
+  }
+}
+
+// The store keeps a persistent object as the request gave it (or as lfpd writes it): whatever the
+// form, it comes back after a restart with the same key, in the order it was added.
+TEST(Lfpd, PersistentObjectsComeBackAsAdded) {
+  Daemon d;
+  auto c = d.connect();
+  json p = c->add("provider", {{"name", "p"}, {"flags", {"PERSISTENT"}}, {"description", "caf\u00e9 \"x\""}});
+  // Generated keys, a key in braces and capitals, output-only members, equal weights.
+  const std::string braced = "{7A3D6C2E-0000-4000-8000-0000000000AB}";
+  json pol = {{"filters", json::array()}};
+  for (int i = 0; i < 5; ++i) pol["filters"].push_back(filter_json("f" + std::to_string(i), 100 + i, true));
+  pol["filters"][2]["key"] = braced;
+  pol["filters"][3]["id"] = 12345;
+  pol["filters"][3]["effective_weight"] = 7;
+  c->apply(pol);
+  // What `get` returns can be added back (its owner, id and effective_weight are ignored).
+  json got = c->get("provider", p["key"]);
+  ASSERT_TRUE(got.contains("owner"));
+  c->begin();
+  c->remove("provider", p["key"]);
+  c->add("provider", got);
+  c->commit();
+  auto before = c->enumerate("filter");
+  c.reset();
+  d.restart();
+  c = d.connect();
+  auto after = c->enumerate("filter");
+  ASSERT_EQ(after.size(), 5u);
+  for (size_t i = 0; i < after.size(); ++i) {
+    EXPECT_EQ(after[i]["name"], "f" + std::to_string(i));  // equal weights: the order they were added
+    EXPECT_EQ(after[i]["key"], before[i]["key"]);
+    EXPECT_EQ(after[i]["conditions"], before[i]["conditions"]);
+  }
+  EXPECT_EQ(after[2]["key"], "7a3d6c2e-0000-4000-8000-0000000000ab");
+  json prov = c->get("provider", p["key"]);
+  EXPECT_EQ(prov["description"], "caf\u00e9 \"x\"");
+  EXPECT_EQ(prov["flags"], json::array({"PERSISTENT"}));
+}
+
+// A persistent object replaced by a static one of the same key in one transaction: its row goes.
+TEST(Lfpd, StaticReplacementOfAPersistentObjectLeavesNoRow) {
+  Daemon d;
+  auto c = d.connect();
+  json kept = c->add("filter", filter_json("kept", 1, true));
+  json replaced = c->add("filter", filter_json("replaced", 2, true));
+  c->begin();
+  c->remove("filter", replaced["key"]);
+  json f = filter_json("static now", 3);
+  f["key"] = replaced["key"];
+  c->add("filter", f);
+  c->commit();
+  EXPECT_EQ(filter_names(*c), (std::set<std::string>{"kept", "static now"}));
+  c.reset();
+  d.restart();
+  c = d.connect();
+  EXPECT_EQ(filter_names(*c), std::set<std::string>{"kept"});
+  // And a static object made persistent again under the same key is stored again.
+  json again = filter_json("persistent again", 4, true);
+  again["key"] = replaced["key"];
+  c->add("filter", again);
+  c.reset();
+  d.restart();
+  c = d.connect();
+  EXPECT_EQ(filter_names(*c), (std::set<std::string>{"kept", "persistent again"}));
+}
+
 int raw_connect(const std::string& path) {
   int fd = socket(AF_UNIX, SOCK_STREAM, 0);
   sockaddr_un a{};
@@ -292,6 +374,10 @@ TEST(Lfpd, MalformedAndOversizedMessages) {
   ASSERT_TRUE(wire::write_frame(fd, R"({"id":1,"op":"hello"})", err));
   ASSERT_TRUE(wire::read_frame(fd, reply, err));
   EXPECT_EQ(json::parse(reply)["ok"], true);
+  // Nesting deeper than lfpd reads: an error too.
+  ASSERT_TRUE(wire::write_frame(fd, R"({"id":1,"op":"ping","x":)" + std::string(1000, '[') + std::string(1000, ']') + "}", err));
+  ASSERT_TRUE(wire::read_frame(fd, reply, err));
+  EXPECT_EQ(json::parse(reply)["ok"], false);
   for (const char* bad : {R"([1,2,3])", R"({"id":2})", R"({"id":3,"op":"add","kind":"filter","object":7})",
                           R"({"id":4,"op":"delete","kind":"filter","key":"not-a-guid"})", R"({"id":5,"op":"nope"})",
                           R"({"id":6,"op":"enum","kind":"filter","template":{"layer":"NOPE"}})"}) {

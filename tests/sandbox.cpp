@@ -412,7 +412,8 @@ Sandbox::Sandbox() : owner_(getpid()) {
   ns_path_a_ = std::string(kNetnsDir) + "/" + ns_a_;
   ns_path_b_ = std::string(kNetnsDir) + "/" + ns_b_;
   // The namespaces are isolated, so these need not be unique; they are anyway, to tell sandboxes apart.
-  std::string x = std::to_string(20 + owner_ % 200), y = std::to_string(n % 256);
+  // y is never 0, so the v6 text is canonical (fd00:x:0::1 would print as fd00:x::1).
+  std::string x = std::to_string(20 + owner_ % 200), y = std::to_string(n % 255 + 1);
   ip4_a_ = "10." + x + "." + y + ".1";
   ip4_b_ = "10." + x + "." + y + ".2";
   ip6_a_ = "fd00:" + x + ":" + y + "::1";

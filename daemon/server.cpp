@@ -16,6 +16,8 @@
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+#include <type_traits>
+#include <variant>
 
 #include <spdlog/spdlog.h>
 
@@ -127,15 +129,16 @@ struct Server::Session {
 
 // One change of a write transaction, in order: what undoes it, and what commit persists and announces.
 struct Server::Undo {
-  bool added;        // true: undo deletes the object; false: undo restores `body`
+  bool added;        // true: undo deletes the object; false: undo restores `object`
   ObjKind kind;
   Guid key;
-  // A deleted object (with "owner"), restored by undo; for an added one, the change notification's
-  // object if someone listened when it was added, else null. Commit announces the non-null ones.
+  // The change notification's object (with "owner") if someone listened when the change was made,
+  // else null. Commit announces the non-null ones.
   json body;
   Owner owner;
-  uint64_t filter_id = 0;
   std::string_view text;  // an added object's request text (in one of the transaction's docs), if any
+  // A deleted object as the engine held it, run-time ids included, to be restored exactly.
+  std::variant<std::monostate, Provider, Sublayer, Callout, ProviderContext, Filter> object;
 };
 
 struct Server::WriteTxn {
@@ -537,12 +540,19 @@ void Server::undo_to(WriteTxn& t, size_t mark) {
       engine_delete(u.kind, u.key);
       owners_[u.kind].erase(u.key);
     } else {
-      json obj = u.body;
-      obj.erase("owner");
-      obj.erase("id");
-      obj.erase("effective_weight");
-      policy::Policy p = policy::policy_from_json(json{{std::string(plural(u.kind)), json::array({obj})}});
-      if (u.kind == ObjKind::FILTER) p.filters.at(0).id = u.filter_id;  // the same run-time id as before
+      // The object as it was, with its run-time id (the engine keeps a filter's id when it is
+      // free; callout and provider context ids are the engine's to assign).
+      policy::Policy p;
+      std::visit(
+          [&](auto& o) {
+            using T = std::decay_t<decltype(o)>;
+            if constexpr (std::is_same_v<T, Provider>) p.providers.push_back(std::move(o));
+            else if constexpr (std::is_same_v<T, Sublayer>) p.sublayers.push_back(std::move(o));
+            else if constexpr (std::is_same_v<T, Callout>) p.callouts.push_back(std::move(o));
+            else if constexpr (std::is_same_v<T, ProviderContext>) p.provider_contexts.push_back(std::move(o));
+            else if constexpr (std::is_same_v<T, Filter>) p.filters.push_back(std::move(o));
+          },
+          u.object);
       engine_add(u.kind, p);
       owners_[u.kind][u.key] = u.owner;
     }
@@ -782,7 +792,7 @@ Guid Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p, std::string
   Owner owner{s.cred.uid, s.id, s.dynamic};
   owners_[kind][key] = owner;
   // The notification's object only when someone listens (building it costs more than the add).
-  undo.push_back(Undo{true, kind, key, has_subscribers(kind) ? object_json(kind, key) : json(), owner, id, text});
+  undo.push_back(Undo{true, kind, key, has_subscribers(kind) ? object_json(kind, key) : json(), owner, text, {}});
   return key;
 }
 
@@ -805,13 +815,20 @@ void Server::check_may_delete(const Session& s, ObjKind kind, const Guid& key, b
 
 void Server::op_delete(Session& s, ObjKind kind, const Guid& key, bool force) {
   check_may_delete(s, kind, key, force);
-  json before = object_json(kind, key);
-  Owner owner = owners_[kind].count(key) ? owners_[kind][key] : Owner{};
-  const Filter* f = kind == ObjKind::FILTER ? engine_.filter(key) : nullptr;
-  const uint64_t id = f ? f->id : 0;
-  engine_delete(kind, key);
+  Undo u{false, kind, key, has_subscribers(kind) ? object_json(kind, key) : json(), Owner{}, {}, {}};
+  if (auto it = owners_[kind].find(key); it != owners_[kind].end()) u.owner = it->second;
+  switch (kind) {
+    case ObjKind::PROVIDER: if (auto* o = engine_.provider(key)) u.object = *o; break;
+    case ObjKind::SUBLAYER: if (auto* o = engine_.sublayer(key)) u.object = *o; break;
+    case ObjKind::CALLOUT: if (auto* o = engine_.callout(key)) u.object = *o; break;
+    case ObjKind::PROVIDER_CONTEXT: if (auto* o = engine_.provider_context(key)) u.object = *o; break;
+    case ObjKind::FILTER: if (auto* o = engine_.filter(key)) u.object = *o; break;
+  }
+  auto& undo = txn_->undo;
+  if (undo.size() == undo.capacity()) undo.reserve(std::max<size_t>(64, 2 * undo.capacity()));
+  engine_delete(kind, key);  // NOT_FOUND, IN_USE, ... before anything changed
   owners_[kind].erase(key);
-  txn_->undo.push_back(Undo{false, kind, key, std::move(before), owner, id, {}});
+  undo.push_back(std::move(u));
 }
 
 std::string Server::op_apply(Session& s, const Request& r) {

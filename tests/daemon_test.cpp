@@ -93,6 +93,32 @@ TEST(Lfpd, AbortedTransactionLeavesNothing) {
   EXPECT_EQ(filter_names(*c2), std::set<std::string>{"kept"});
 }
 
+// Undo restores deleted objects as the engine held them: a callout, a provider context and the
+// filter using both come back with their keys, and the filter with its run-time id. (Callout and
+// provider context ids are assigned by the engine, which does not yet take a preset one.)
+TEST(Lfpd, AbortRestoresCalloutsAndProviderContexts) {
+  Daemon d;
+  auto c = d.connect();
+  json callout = c->add("callout", {{"name", "co"}, {"layer", "ALE_AUTH_CONNECT_V4"}});
+  json ctx = c->add("provider_context", {{"name", "ctx"}, {"data", "cfg"}});
+  json f = filter_json("uses both", 5);
+  f["action"] = {{"type", "CALLOUT_TERMINATING"}, {"callout", callout["key"]}};
+  f["flags"] = {"HAS_PROVIDER_CONTEXT"};
+  f["provider_context"] = ctx["key"];
+  json added = c->add("filter", f);
+  json before = c->get("filter", added["key"]);
+  c->begin();
+  c->remove("filter", added["key"]);
+  c->remove("callout", callout["key"]);
+  c->remove("provider_context", ctx["key"]);
+  c->abort();
+  json after = c->get("filter", added["key"]);
+  EXPECT_EQ(after["id"], before["id"]);
+  EXPECT_EQ(after.dump(), before.dump());
+  EXPECT_EQ(c->get("callout", callout["key"])["name"], "co");
+  EXPECT_EQ(c->get("provider_context", ctx["key"])["data"], "cfg");
+}
+
 TEST(Lfpd, FailedCallDoesNotSpoilTheTransaction) {
   Daemon d;
   auto c = d.connect();

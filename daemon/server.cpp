@@ -136,7 +136,7 @@ struct Server::Undo {
   // else null. Commit announces the non-null ones.
   json body;
   Owner owner;
-  std::string_view text;  // an added object's request text (in one of the transaction's docs), if any
+  std::string_view text;  // a persistent added object's request text (in the transaction's texts), if any
   // A deleted object as the engine held it, run-time ids included, to be restored exactly.
   std::variant<std::monostate, Provider, Sublayer, Callout, ProviderContext, Filter> object;
 };
@@ -145,7 +145,7 @@ struct Server::WriteTxn {
   uint64_t session;
   bool explicit_txn;
   std::vector<Undo> undo;                              // one entry per change, in order
-  std::vector<std::shared_ptr<policy::JsonDoc>> docs;  // the requests the undo entries' texts point into
+  std::deque<std::string> texts;  // the request texts of the persistent objects added, for the store
 };
 
 Server::Server(Config cfg) : cfg_(std::move(cfg)) {}
@@ -748,7 +748,6 @@ json Server::op_add(Session& s, ObjKind kind, const Request& r) {
   } catch (const policy::PolicyError& e) {
     fail("INVALID_PARAMETER", e.what());
   }
-  txn_->docs.push_back(r.doc);  // the object's text, for the store
   uint64_t id = 0;
   const Guid key = add_parsed(s, kind, p, obj->text(), &id);
   json result = {{"key", key.str()}};
@@ -784,6 +783,9 @@ Guid Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p, std::string
   }
   auto& undo = txn_->undo;
   if (undo.size() == undo.capacity()) undo.reserve(std::max<size_t>(64, 2 * undo.capacity()));  // recording the add cannot fail once the engine has it
+  // The store keeps a persistent object as the request gave it: its text, kept until the commit.
+  if (!(flags & (PERSISTENT | BOOTTIME))) text = {};
+  else if (!text.empty()) text = txn_->texts.emplace_back(text);
   // Straight into the engine: its errors keep WFP's codes (SUBLAYER_NOT_FOUND, ...).
   engine_add(kind, p);
   uint64_t id = 0;
@@ -835,7 +837,6 @@ std::string Server::op_apply(Session& s, const Request& r) {
   const policy::JsonValue* policy_json = r.member("policy");
   if (!policy_json) fail("INVALID_PARAMETER", "'policy' is missing");
   policy::Policy p = policy::policy_from_json(*policy_json);  // checks the whole file first; names the path
-  txn_->docs.push_back(r.doc);  // the objects' texts, for the store
   // Then each object through add_parsed, so ownership, lifetimes and notifications are those of add.
   // The result, {"added": [{"key", "id"?}...]}, is written as text (it can hold many thousands).
   std::string out = "{\"added\":[";
@@ -938,7 +939,9 @@ json Server::op_enum(const Session& s, const json& req) const {
   }
   json objs = json::array();
   for (size_t i = offset; i < keys.size() && i < offset + limit; ++i) objs.push_back(object_json(kind, keys[i]));
-  json r = {{"objects", objs}, {"total", keys.size()}};
+  json r = json::object();  // (an initializer list would copy every object)
+  r["objects"] = std::move(objs);
+  r["total"] = keys.size();
   r["next_offset"] = offset + limit < keys.size() ? json(offset + limit) : json();
   return r;
 }
@@ -973,7 +976,13 @@ bool Server::handle(Session& s, const Request& request) {
   const json id = req.value("id", json());
   if (!req.contains("op") || !req["op"].is_string()) fail("INVALID_PARAMETER", "'op' must be a string");
   const std::string op = req["op"].get<std::string>();
-  auto ok = [&](json result = json::object()) { reply(s, json{{"id", id}, {"ok", true}, {"result", std::move(result)}}); };
+  auto ok = [&](json result = json::object()) {
+    json msg = json::object();  // (an initializer list would copy the result)
+    msg["id"] = id;
+    msg["ok"] = true;
+    msg["result"] = std::move(result);
+    reply(s, msg);
+  };
   auto need = [&](Role r, const char* what) {
     if (s.role < r)
       throw Error(ErrorCode::ACCESS_DENIED, std::string(what) + " needs the " + std::string(role_name(r)) +

@@ -102,7 +102,7 @@ class Server {
   void cleanup_dynamic(uint64_t session_id);
 
   // Object operations inside a write transaction. `text`: the request text the object was read
-  // from (kept for the store while the transaction holds the request's document).
+  // from (a persistent object's is kept for the store until the commit).
   nlohmann::json op_add(Session& s, ObjKind kind, const Request& r);
   Guid add_parsed(Session& s, ObjKind kind, policy::Policy& one, std::string_view text, uint64_t* filter_id);
   bool is_persistent(ObjKind kind, const Guid& key) const;

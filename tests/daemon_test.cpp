@@ -4,6 +4,7 @@
 #include <sys/un.h>
 
 #include <atomic>
+#include <filesystem>
 #include <cstring>
 #include <random>
 #include <set>
@@ -376,6 +377,22 @@ TEST(Lfpd, StaticReplacementOfAPersistentObjectLeavesNoRow) {
   d.restart();
   c = d.connect();
   EXPECT_EQ(filter_names(*c), (std::set<std::string>{"kept", "persistent again"}));
+}
+
+// Commits are durable in the store's WAL; lfpd copies them into the database file when idle.
+TEST(Lfpd, StoreCheckpointsWhenIdle) {
+  Daemon d;
+  auto c = d.connect();
+  const std::string db = d.dir() + "/state/policy.db";
+  const auto initial = std::filesystem::file_size(db);
+  json pol = {{"filters", json::array()}};
+  for (int i = 0; i < 2000; ++i) pol["filters"].push_back(filter_json("p" + std::to_string(i), i, true));
+  c->apply(pol);
+  EXPECT_TRUE(eventually([&] { return std::filesystem::file_size(db) > initial + 200000; }))
+      << std::filesystem::file_size(db);
+  c.reset();
+  d.restart();
+  EXPECT_EQ(d.connect()->enumerate("filter").size(), 2000u);
 }
 
 int raw_connect(const std::string& path) {

@@ -16,7 +16,8 @@ class Stmt {
   }
   ~Stmt() { sqlite3_finalize(s_); }
   sqlite3_stmt* get() { return s_; }
-  void bind(int i, const std::string& v) { sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_TRANSIENT); }
+  // The text must stay put until run(): no copy is made.
+  void bind(int i, const std::string& v) { sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
   void bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
   void run() {
     int rc = sqlite3_step(s_);
@@ -46,6 +47,7 @@ Store::Store(const std::string& dir) {
   sqlite3_busy_timeout(db_, 5000);
   exec("PRAGMA journal_mode=WAL");
   exec("PRAGMA synchronous=FULL");
+  exec(("PRAGMA wal_autocheckpoint=" + std::to_string(kAutoCheckpointPages)).c_str());
   exec("CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)");
   exec("INSERT OR IGNORE INTO meta VALUES('schema', '1')");
   exec("CREATE TABLE IF NOT EXISTS objects(kind INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,"
@@ -55,6 +57,12 @@ Store::Store(const std::string& dir) {
 }
 
 Store::~Store() { sqlite3_close(db_); }
+
+void Store::checkpoint() {
+  int log = 0, done = 0;
+  if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done) != SQLITE_OK)
+    throw StoreError(std::string("sqlite checkpoint: ") + sqlite3_errmsg(db_));
+}
 
 void Store::exec(const char* sql) {
   char* err = nullptr;

@@ -37,8 +37,14 @@ class Store {
 
   // Every stored object, by kind (providers first) then in the order they were stored.
   std::vector<Record> load() const;
-  // Writes upserts and deletes atomically. Throws StoreError (and then nothing was written).
+  // Writes upserts and deletes atomically, durable when it returns (WAL, synchronous FULL). Throws
+  // StoreError (and then nothing was written).
   void commit(const std::vector<Record>& upserts, const std::vector<std::pair<Kind, std::string>>& deletes);
+  // Copies committed pages from the WAL into the database file (a passive checkpoint), which makes
+  // nothing more or less durable. lfpd runs it when idle, after commits; SQLite runs one inside a
+  // commit only once the WAL holds kAutoCheckpointPages pages. Throws StoreError.
+  void checkpoint();
+  static constexpr int kAutoCheckpointPages = 16384;  // 64 MiB of 4 KiB pages
   const std::string& path() const { return path_; }
 
  private:

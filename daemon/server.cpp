@@ -248,22 +248,7 @@ void Server::serve_once(int max_wait_ms) {
   }
   int timeout = poll_timeout_ms();
   if (max_wait_ms >= 0) timeout = timeout < 0 ? max_wait_ms : std::min(timeout, max_wait_ms);
-  int n = 0;
-  bool polled = false;
-  if (checkpoint_due_) {
-    // Store maintenance when nothing is waiting: a commit's reply never waits for it.
-    n = ::poll(fds.data(), fds.size(), 0);
-    polled = n != 0;
-    if (n == 0) {
-      checkpoint_due_ = false;
-      try {
-        store_->checkpoint();
-      } catch (const std::exception& e) {
-        spdlog::warn("store: {}", e.what());
-      }
-    }
-  }
-  if (!polled) n = ::poll(fds.data(), fds.size(), timeout);
+  int n = ::poll(fds.data(), fds.size(), timeout);
   if (n < 0 && errno != EINTR) throw std::runtime_error(std::string("poll: ") + std::strerror(errno));
   if (fds[1].revents & POLLIN) {
     signalfd_siginfo si;
@@ -605,7 +590,6 @@ void Server::persist(WriteTxn& t) {
   std::reverse(upserts.begin(), upserts.end());
   std::reverse(deletes.begin(), deletes.end());
   store_->commit(upserts, deletes);
-  checkpoint_due_ = true;
   for (const auto& r : upserts) stored_[static_cast<size_t>(r.kind)].insert(*Guid::parse(r.key));
   for (const auto& [kind, key] : deletes) stored_[static_cast<size_t>(kind)].erase(*Guid::parse(key));
 }

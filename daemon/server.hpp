@@ -128,7 +128,6 @@ class Server {
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::map<ObjKind, std::unordered_map<Guid, Owner>> owners_;
   std::unordered_set<Guid> stored_[5];  // per kind, the keys with a row in the store
-  bool checkpoint_due_ = false;         // the store's WAL has pages to copy when lfpd is idle
   // The transaction lock: one writer, or any number of explicit readers.
   std::optional<uint64_t> writer_;
   std::set<uint64_t> readers_;

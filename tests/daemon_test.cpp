@@ -379,8 +379,8 @@ TEST(Lfpd, StaticReplacementOfAPersistentObjectLeavesNoRow) {
   EXPECT_EQ(filter_names(*c), (std::set<std::string>{"kept", "persistent again"}));
 }
 
-// Commits are durable in the store's WAL; lfpd copies them into the database file when idle.
-TEST(Lfpd, StoreCheckpointsWhenIdle) {
+// Commits are durable in the store's WAL; the store copies them into the database file afterwards.
+TEST(Lfpd, StoreCheckpointsAfterCommits) {
   Daemon d;
   auto c = d.connect();
   const std::string db = d.dir() + "/state/policy.db";
@@ -393,6 +393,9 @@ TEST(Lfpd, StoreCheckpointsWhenIdle) {
   c.reset();
   d.restart();
   EXPECT_EQ(d.connect()->enumerate("filter").size(), 2000u);
+  // SIGTERM stops lfpd cleanly (it removes its socket), whatever threads the store runs.
+  d.stop(SIGTERM);
+  EXPECT_FALSE(std::filesystem::exists(d.socket()));
 }
 
 int raw_connect(const std::string& path) {

@@ -1,5 +1,7 @@
 #include "lfp/store/store.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 
 #include <filesystem>
@@ -54,9 +56,44 @@ Store::Store(const std::string& dir) {
        " owner_uid INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY(kind, key))");
   Stmt s(db_, "SELECT COALESCE(MAX(seq), 0) FROM objects");
   if (sqlite3_step(s.get()) == SQLITE_ROW) next_seq_ = sqlite3_column_int64(s.get(), 0);
+  // The thread takes no signals: the process's handling (lfpd's signalfd) stays as it is.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
+  thread_ = std::thread([this] { checkpointer(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
-Store::~Store() { sqlite3_close(db_); }
+Store::~Store() {
+  {
+    std::lock_guard<std::mutex> l(mu_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+  if (thread_.joinable()) thread_.join();
+  sqlite3_close(db_);
+}
+
+void Store::checkpointer() {
+  sqlite3* db = nullptr;
+  if (sqlite3_open_v2(path_.c_str(), &db, SQLITE_OPEN_READWRITE | SQLITE_OPEN_NOMUTEX, nullptr) != SQLITE_OK) {
+    sqlite3_close(db);
+    return;  // then SQLite's own checkpoints (past kAutoCheckpointPages) are all there is
+  }
+  sqlite3_busy_timeout(db, 5000);
+  sqlite3_exec(db, "PRAGMA journal_mode=WAL", nullptr, nullptr, nullptr);  // opens the WAL on this connection
+  std::unique_lock<std::mutex> l(mu_);
+  for (;;) {
+    cv_.wait(l, [&] { return due_ || stop_; });
+    if (stop_) break;
+    due_ = false;
+    l.unlock();
+    sqlite3_wal_checkpoint_v2(db, nullptr, SQLITE_CHECKPOINT_PASSIVE, nullptr, nullptr);  // best effort
+    l.lock();
+  }
+  l.unlock();
+  sqlite3_close(db);
+}
 
 void Store::checkpoint() {
   int log = 0, done = 0;
@@ -112,6 +149,11 @@ void Store::commit(const std::vector<Record>& upserts, const std::vector<std::pa
     }
     exec("COMMIT");
     next_seq_ += static_cast<int64_t>(upserts.size());
+    {
+      std::lock_guard<std::mutex> l(mu_);
+      due_ = true;
+    }
+    cv_.notify_one();
   } catch (...) {
     sqlite3_exec(db_, "ROLLBACK", nullptr, nullptr, nullptr);
     throw;

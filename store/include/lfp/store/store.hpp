@@ -2,10 +2,13 @@
 // The persistent half of the policy: objects with the PERSISTENT flag (and BOOTTIME filters), kept
 // as JSON rows in SQLite (WAL mode, synchronous FULL). A commit is one SQLite transaction, so a crash
 // at any point leaves either the old or the new policy, never a mix.
+#include <condition_variable>
 #include <cstdint>
 #include <memory>
+#include <mutex>
 #include <stdexcept>
 #include <string>
+#include <thread>
 #include <vector>
 
 struct sqlite3;
@@ -40,16 +43,22 @@ class Store {
   // Writes upserts and deletes atomically, durable when it returns (WAL, synchronous FULL). Throws
   // StoreError (and then nothing was written).
   void commit(const std::vector<Record>& upserts, const std::vector<std::pair<Kind, std::string>>& deletes);
-  // Copies committed pages from the WAL into the database file (a passive checkpoint), which makes
-  // nothing more or less durable. lfpd runs it when idle, after commits; SQLite runs one inside a
-  // commit only once the WAL holds kAutoCheckpointPages pages. Throws StoreError.
+  // Copying committed pages from the WAL into the database file (a checkpoint) makes nothing more or
+  // less durable: after each commit a thread of the store does it on its own connection (a passive
+  // checkpoint, which never blocks a commit). SQLite runs one inside a commit only once the WAL
+  // holds kAutoCheckpointPages pages. checkpoint() does one now, on the caller's thread.
   void checkpoint();
   static constexpr int kAutoCheckpointPages = 16384;  // 64 MiB of 4 KiB pages
   const std::string& path() const { return path_; }
 
  private:
   void exec(const char* sql);
+  void checkpointer();  // the checkpoint thread
   sqlite3* db_ = nullptr;
+  std::thread thread_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  bool due_ = false, stop_ = false;
   std::string path_;
   int64_t next_seq_ = 0;  // load order: the highest seq written so far
 };

@@ -560,8 +560,8 @@ void Server::undo_to(WriteTxn& t, size_t mark) {
 }
 
 // Writes what the transaction changed of the persistent policy: a row for each persistent object
-// it left (the request's own text when it was added from one, else the object as the daemon
-// serializes it), and deletes the rows of the stored objects it removed. Nothing for the rest.
+// it added (the request's own text; the object as lfpd serializes it should there be none), and
+// deletes the rows of the stored objects it removed. Nothing for the rest.
 void Server::persist(WriteTxn& t) {
   std::vector<store::Record> upserts;
   std::vector<std::pair<store::Kind, std::string>> deletes;

@@ -384,19 +384,7 @@ void Server::on_writable(Session& s) {
 }
 
 void Server::reply(Session& s, const json& msg) {
-  std::string payload = wire::to_json_text(msg, true);
-  if (payload.size() > wire::kMaxFrame) {
-    payload = json{{"id", msg.value("id", json())}, {"ok", false},
-                   {"error", {{"code", "INVALID_PARAMETER"}, {"message", "reply too large; use paging (offset/limit)"}}}}
-                  .dump();
-  }
-  s.out += wire::encode(payload);
-  if (s.out.size() - s.out_off > kMaxOutput) {
-    spdlog::warn("session {}: not reading its replies; closing", s.id);
-    s.closing = true;
-    return;
-  }
-  on_writable(s);
+  reply_text(s, msg.value("id", json()), wire::to_json_text(msg, true));
 }
 
 void Server::reply_text(Session& s, const json& id, std::string_view payload) {

@@ -316,6 +316,19 @@ static __always_inline int ip4_loopback(__u32 host) { return (host >> 24) == 127
 static __always_inline int ip6_loopback(const __u32 *w) { return !w[0] && !w[1] && !w[2] && w[3] == bpf_htonl(1); }
 static __always_inline int ip6_any(const __u32 *w) { return !w[0] && !w[1] && !w[2] && !w[3]; }
 
+/* A socket's own address (bind, listen): LOCAL_ADDR, and FLAGS with IS_WILDCARD_BIND when unbound. */
+static __always_inline void set_bound_local(struct lfp_values *v, int family, const __u32 *local) {
+  int wildcard;
+  if (family == AF_INET) {
+    set_u(v, LFP_S_LOCAL_ADDR, bpf_ntohl(local[0]));
+    wildcard = local[0] == 0;
+  } else {
+    set_ip6(v, LFP_S_LOCAL_ADDR, local);
+    wildcard = ip6_any(local);
+  }
+  set_u(v, LFP_S_FLAGS, wildcard ? 0x8 /* IS_WILDCARD_BIND */ : 0);
+}
+
 /* ---- Events ---------------------------------------------------------------------------------- */
 
 static __always_inline void report(__u32 kl, const struct lfp_verdict *d, const struct lfp_sock_attr *a,
@@ -360,6 +373,28 @@ static __always_inline int allowed(const struct lfp_verdict *d) {
     return !(cfg && cfg->fail_closed);
   }
   return !d->decided || d->permit;
+}
+
+/* The datagram cache: the answer for (socket, remote, direction) under the current policy generation.
+ * Returns 0 or 1 on a hit, -1 on a miss (then dk is ready for dgram_store). */
+static __always_inline int dgram_lookup(struct dgram_key *dk, __u64 cookie, const struct lfp_values *v, __u16 rport,
+                                        __u8 dir) {
+  struct lfp_config *cfg = config();
+  if (!cfg) return -1;
+  dk->cookie = cookie;
+  dk->gen = cfg->gen_bank;
+  dk->remote[0] = v->v[LFP_S_REMOTE_ADDR][0];
+  dk->remote[1] = v->v[LFP_S_REMOTE_ADDR][1];
+  dk->port = rport;
+  dk->dir = dir;
+  __u8 *seen = bpf_map_lookup_elem(&lfp_dgram, dk);
+  return seen ? (*seen ? 1 : 0) : -1;
+}
+
+static __always_inline void dgram_store(const struct dgram_key *dk, const struct lfp_verdict *d, int ok) {
+  if (d->defer) return; /* user space decides each time */
+  __u8 val = ok;
+  bpf_map_update_elem(&lfp_dgram, dk, &val, BPF_ANY);
 }
 
 /* ---- ALE_AUTH_CONNECT: connect() and the first datagram to a remote ------------------------------ */
@@ -409,23 +444,14 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
   }
 
   struct dgram_key dk = {};
-  struct lfp_config *cfg = config();
-  if (dgram_cache && cfg) {
-    dk.cookie = bpf_get_socket_cookie(ctx);
-    dk.gen = cfg->gen_bank;
-    dk.remote[0] = v.v[LFP_S_REMOTE_ADDR][0];
-    dk.remote[1] = v.v[LFP_S_REMOTE_ADDR][1];
-    dk.port = rport;
-    __u8 *seen = bpf_map_lookup_elem(&lfp_dgram, &dk);
-    if (seen) return *seen ? 1 : 0;
+  if (dgram_cache) {
+    int hit = dgram_lookup(&dk, bpf_get_socket_cookie(ctx), &v, rport, 0);
+    if (hit >= 0) return hit;
   }
   lfp_eval(kl, &v, &d);
   int ok = allowed(&d);
   report(kl, &d, &a, family, proto, local, lport, remote, rport, 0, !ok);
-  if (dgram_cache && cfg && !d.defer) {
-    __u8 val = ok;
-    bpf_map_update_elem(&lfp_dgram, &dk, &val, BPF_ANY);
-  }
+  if (dgram_cache) dgram_store(&dk, &d, ok);
   return ok;
 }
 
@@ -460,7 +486,6 @@ static __always_inline int resource_assignment(struct bpf_sock *sk, int family) 
   struct lfp_verdict d;
   __u32 local[4] = {};
   __u32 kl = family == AF_INET ? LFP_KL_RESOURCE_V4 : LFP_KL_RESOURCE_V6;
-  int wildcard;
 
   current_app(&a);
   set_attr(&v, &a);
@@ -468,17 +493,13 @@ static __always_inline int resource_assignment(struct bpf_sock *sk, int family) 
   set_u(&v, LFP_S_LOCAL_PORT, sk->src_port);
   if (family == AF_INET) {
     local[0] = sk->src_ip4;
-    set_u(&v, LFP_S_LOCAL_ADDR, bpf_ntohl(local[0]));
-    wildcard = local[0] == 0;
   } else {
     local[0] = sk->src_ip6[0];
     local[1] = sk->src_ip6[1];
     local[2] = sk->src_ip6[2];
     local[3] = sk->src_ip6[3];
-    set_ip6(&v, LFP_S_LOCAL_ADDR, local);
-    wildcard = ip6_any(local);
   }
-  set_u(&v, LFP_S_FLAGS, wildcard ? 0x8 /* IS_WILDCARD_BIND */ : 0);
+  set_bound_local(&v, family, local);
   lfp_eval(kl, &v, &d);
   int ok = allowed(&d);
   report(kl, &d, &a, family, sk->protocol, local, sk->src_port, 0, 0, 0, !ok);
@@ -519,24 +540,19 @@ int lfp_sockops(struct bpf_sock_ops *ops) {
   __u32 local[4] = {};
   int family = ops->family;
   __u16 port = ops->local_port;
-  int wildcard;
   __u32 kl = family == AF_INET ? LFP_KL_LISTEN_V4 : LFP_KL_LISTEN_V6;
 
   set_attr(&v, ap);
   set_u(&v, LFP_S_LOCAL_PORT, port);
   if (family == AF_INET) {
     local[0] = ops->local_ip4;
-    set_u(&v, LFP_S_LOCAL_ADDR, bpf_ntohl(local[0]));
-    wildcard = local[0] == 0;
   } else {
     local[0] = ops->local_ip6[0];
     local[1] = ops->local_ip6[1];
     local[2] = ops->local_ip6[2];
     local[3] = ops->local_ip6[3];
-    set_ip6(&v, LFP_S_LOCAL_ADDR, local);
-    wildcard = ip6_any(local);
   }
-  set_u(&v, LFP_S_FLAGS, wildcard ? 0x8 : 0);
+  set_bound_local(&v, family, local);
   lfp_eval(kl, &v, &d);
   int ok = allowed(&d);
   ap->listen_refused = !ok;
@@ -678,26 +694,16 @@ int lfp_ingress(struct __sk_buff *skb) {
   packet_values(&v, &p, skb->ifindex, 0);
 
   struct dgram_key dk = {};
-  struct lfp_config *cfg = config();
-  int dgram = p.proto == IPPROTO_UDP && cfg;
+  const int dgram = p.proto == IPPROTO_UDP;
   if (dgram) {
-    dk.cookie = bpf_get_socket_cookie(skb);
-    dk.gen = cfg->gen_bank;
-    dk.remote[0] = v.v[LFP_S_REMOTE_ADDR][0];
-    dk.remote[1] = v.v[LFP_S_REMOTE_ADDR][1];
-    dk.port = p.rport;
-    dk.dir = 1;
-    __u8 *seen = bpf_map_lookup_elem(&lfp_dgram, &dk);
-    if (seen) return *seen ? 1 : 0;
+    int hit = dgram_lookup(&dk, bpf_get_socket_cookie(skb), &v, p.rport, 1);
+    if (hit >= 0) return hit;
   }
   struct lfp_verdict d;
   lfp_eval(kl, &v, &d);
   int ok = allowed(&d);
   report(kl, &d, &a, p.family, p.proto, p.local, p.lport, p.remote, p.rport, skb->ifindex, !ok);
-  if (dgram && !d.defer) {
-    __u8 val = ok;
-    bpf_map_update_elem(&lfp_dgram, &dk, &val, BPF_ANY);
-  }
+  if (dgram) dgram_store(&dk, &d, ok);
   return ok;
 }
 

@@ -632,14 +632,17 @@ static __always_inline void packet_values(struct lfp_values *v, const struct pkt
 /* Re-authorization (WFP's ALE reauthorization): an established TCP flow authorized under an older
  * policy is classified again, with IS_REAUTHORIZE, at the layer that let it in. A flow the new policy
  * blocks is cut: its packets are dropped from then on. One storage lookup per packet otherwise. */
-static __always_inline int reauthorize(struct bpf_sock *sk, const struct pkt *p, __u32 ifindex) {
+static __always_inline int reauthorize(struct __sk_buff *skb, struct bpf_sock *sk, int inbound) {
   struct lfp_sock_attr *a = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
   if (!a || !a->flow) return 1;
   if (a->cut) return 0;
   struct lfp_config *cfg = config();
   if (!cfg) return 1;
   __u64 g = read_gen(cfg);
-  if (a->auth_gen == g) return 1;
+  if (a->auth_gen == g) return 1; /* the common case: the packet is not even parsed */
+  struct pkt pk = {}, *p = &pk;
+  if (!parse(skb, inbound, p)) return 1;
+  const __u32 ifindex = inbound ? skb->ifindex : 0;
   struct lfp_values v = {};
   int out = a->flow == LFP_FLOW_OUTBOUND;
   __u32 kl = p->family == AF_INET ? (out ? LFP_KL_CONNECT_V4 : LFP_KL_RECV_ACCEPT_V4)
@@ -661,9 +664,7 @@ int lfp_egress(struct __sk_buff *skb) {
   if (!sk) return 1;
   sk = bpf_sk_fullsock(sk);
   if (!sk || sk->protocol != IPPROTO_TCP) return 1;
-  struct pkt p = {};
-  if (!parse(skb, 0, &p)) return 1;
-  return reauthorize(sk, &p, 0);
+  return reauthorize(skb, sk, 0);
 }
 
 /* ALE_AUTH_RECV_ACCEPT: an inbound TCP SYN to a listener, or a datagram from a new remote; and the
@@ -674,10 +675,10 @@ int lfp_ingress(struct __sk_buff *skb) {
   if (!sk) return 1;
   sk = bpf_sk_fullsock(sk);
   if (!sk) return 1;
+  if (sk->protocol == IPPROTO_TCP && sk->state != BPF_TCP_LISTEN) return reauthorize(skb, sk, 1);
   struct pkt p = {};
   if (!parse(skb, 1, &p)) return 1;
   if (p.proto == IPPROTO_TCP) {
-    if (sk->state != BPF_TCP_LISTEN) return reauthorize(sk, &p, skb->ifindex);
     if (!p.syn_only) return 1; /* only a new connection */
     struct lfp_sock_attr *ls = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
     if (ls && ls->listen_refused) return 0;

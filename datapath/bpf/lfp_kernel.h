@@ -113,8 +113,6 @@ struct lfp_config {
   lfp_u64 gen_bank;   /* generation << 1 | active bank; 0: no policy yet (everything permitted) */
   lfp_u32 fail_closed; /* a decision that needs user space blocks when user space is not there */
   lfp_u32 log_allows;  /* also report permits as events */
-  lfp_u32 userspace;   /* 1 while lfpd serves the user-space path */
-  lfp_u32 pad;
 };
 
 struct lfp_user_key {

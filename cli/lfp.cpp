@@ -11,6 +11,7 @@
 #include "lfp/client/client.hpp"
 #include "lfp/engine/error.hpp"
 #include "lfp/policy/policy.hpp"
+#include "netevents_cmd.hpp"
 
 namespace {
 
@@ -209,15 +210,24 @@ int main(int argc, char** argv) {
   layers->add_flag("--markdown", markdown, "Markdown (docs/layers.md)");
 
   // lfp show
-  auto* show = app.add_subcommand("show", "Show lfpd's objects: state, filters, providers, sublayers, callouts, provider_contexts");
-  std::string show_what, tmpl_layer, tmpl_provider, tmpl_sublayer;
-  show->add_option("what", show_what, "state | filters | providers | sublayers | callouts | provider_contexts")
+  auto* show = app.add_subcommand("show", "Show lfpd's objects, net events, their coverage and options");
+  std::string show_what, tmpl_sublayer;
+  show->add_option("what", show_what,
+                   "state | filters | providers | sublayers | callouts | provider_contexts | netevents | coverage | options")
       ->required()
-      ->check(CLI::IsMember({"state", "filters", "providers", "sublayers", "callouts", "provider_contexts"}));
-  show->add_option("--layer", tmpl_layer, "Only filters (or callouts) at this layer");
-  show->add_option("--provider", tmpl_provider, "Only objects of this provider");
+      ->check(CLI::IsMember({"state", "filters", "providers", "sublayers", "callouts", "provider_contexts",
+                             "netevents", "coverage", "options"}));
+  // --layer and --provider narrow objects and net events alike.
+  cli::EventFilterArgs ev_args;
+  size_t ev_limit = 0;
+  bool ev_newest = false;
+  cli::add_event_filter_options(show, ev_args, true);
   show->add_option("--sublayer", tmpl_sublayer, "Only filters in this sublayer");
+  show->add_option("--limit", ev_limit, "netevents: at most this many (0: all)");
+  show->add_flag("--newest", ev_newest, "netevents: newest first");
   show->add_flag("--json", as_json, "JSON output");
+  std::string& tmpl_layer = ev_args.layer;
+  std::string& tmpl_provider = ev_args.provider;
 
   // lfp add KIND OBJECT
   auto* add = app.add_subcommand("add", "Add one object (JSON in the policy format) to lfpd");
@@ -254,10 +264,25 @@ int main(int argc, char** argv) {
   exp->add_option("-o,--output", export_path, "File to write (default: standard output)");
 
   // lfp monitor
-  auto* monitor = app.add_subcommand("monitor", "Stream lfpd's object changes (adds and deletes) as they commit");
+  auto* monitor = app.add_subcommand("monitor", "Stream lfpd's object changes as they commit, or its net events");
   std::vector<std::string> monitor_kinds;
-  monitor->add_option("--kind", monitor_kinds, "Only these kinds (repeatable)");
+  std::string monitor_what = "objects";
+  monitor->add_option("what", monitor_what, "objects | netevents")->check(CLI::IsMember({"objects", "netevents"}))
+      ->capture_default_str();
+  monitor->add_option("--kind", monitor_kinds, "objects: only these kinds (repeatable)");
+  cli::EventFilterArgs mon_args;
+  cli::add_event_filter_options(monitor, mon_args, false);
   monitor->add_flag("--json", as_json, "JSON output (one object a line)");
+
+  cli::SetOptionsArgs set_args;
+  auto* set = cli::add_set_command(app, set_args);
+  set->add_flag("--json", as_json, "JSON output");
+  cli::CaptureArgs cap_args;
+  auto* capture = cli::add_capture_command(app, cap_args);
+  capture->add_flag("--json", as_json, "JSON output");
+  cli::DiagnoseArgs diag_args;
+  auto* diagnose = cli::add_diagnose_command(app, diag_args);
+  diagnose->add_flag("--json", as_json, "JSON output");
 
   CLI11_PARSE(app, argc, argv);
 
@@ -347,6 +372,12 @@ int main(int argc, char** argv) {
       }
       return kOk;
     }
+    if (*set) return cli::run_set(c, set_args, as_json);
+    if (*capture) return cli::run_capture(c, cap_args, as_json);
+    if (*diagnose) return cli::run_diagnose(c, diag_args, as_json);
+    if (*show && show_what == "netevents") return cli::show_netevents(c, ev_args, ev_limit, ev_newest, as_json);
+    if (*show && show_what == "coverage") return cli::show_coverage(c, as_json);
+    if (*show && show_what == "options") return cli::show_options(c, as_json);
     if (*show) {
       json tmpl = json::object();
       if (!tmpl_layer.empty()) tmpl["layer"] = tmpl_layer;
@@ -438,9 +469,10 @@ int main(int argc, char** argv) {
       return kOk;
     }
     if (*monitor) {
-      c.subscribe(monitor_kinds);
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);
+      if (monitor_what == "netevents") return cli::monitor_netevents(c, mon_args, as_json, g_interrupted);
+      c.subscribe(monitor_kinds);
       while (!g_interrupted) {
         auto e = c.next_event(500);
         if (!e) continue;

@@ -1,5 +1,6 @@
 // lfpd: the base filtering engine daemon. Runs in the foreground (systemd Type=notify).
 #include <CLI/CLI.hpp>
+#include <filesystem>
 #include <systemd/sd-daemon.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
@@ -7,6 +8,8 @@
 
 #include "lfp/datapath/events.hpp"
 #include "lfp/datapath/kernel.hpp"
+#include "lfp/netevents/event.hpp"
+#include "netevents_service.hpp"
 #include "server.hpp"
 
 namespace {
@@ -14,9 +17,13 @@ namespace {
 // The ALE layers in the kernel, kept in step with the engine's committed policy.
 struct DataPath {
   lfp::datapath::KernelPath kernel;
+  lfp::daemon::NetEventService& events;
   const lfp::FilterEngine* engine = nullptr;
+  uint64_t lost_seen;            // the ring's loss counter (pinned: it counts across restarts)
+  int64_t lost_checked;          // when it was last read
 
-  explicit DataPath(lfp::datapath::KernelOptions o) : kernel(std::move(o)) {}
+  DataPath(lfp::datapath::KernelOptions o, lfp::daemon::NetEventService& ev)
+      : kernel(std::move(o)), events(ev), lost_seen(kernel.events_lost()), lost_checked(lfp::netevents::now_ns()) {}
 
   void install(const lfp::FilterEngine& e) {
     engine = &e;
@@ -28,7 +35,15 @@ struct DataPath {
     kernel.drain_events([&](const lfp_event& ev) {
       nlohmann::json j = lfp::datapath::describe(ev, *engine, kernel.installed());
       spdlog::info("net event: {}", lfp::datapath::summary(j));
+      events.ingest(j);
     });
+    // Events the hooks could not put in a full ring: a gap in the log, with their number.
+    const int64_t now = lfp::netevents::now_ns();
+    if (const uint64_t lost = kernel.events_lost(); lost > lost_seen) {
+      events.lost(lost_checked, now, lost - lost_seen, "the kernel's event ring was full");
+      lost_seen = lost;
+    }
+    lost_checked = now;
   }
 };
 
@@ -40,6 +55,8 @@ int main(int argc, char** argv) {
   lfp::datapath::KernelOptions kopts;
   kopts.pin_dir = "/sys/fs/bpf/lfp";
   bool detach = false;
+  lfp::netevents::Retention retention;
+  double max_age_days = 7;
   CLI::App app{"lfpd - the LFP base filtering engine"};
   app.set_version_flag("--version", "lfpd 0.1.0");
   app.add_option("--state-dir", cfg.state_dir, "Where persistent policy is kept")->capture_default_str();
@@ -59,10 +76,16 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--fail", fail, "new flows needing user space while it cannot decide: open | closed")
       ->check(CLI::IsMember({"open", "closed"}))->capture_default_str();
-  app.add_flag("--log-allows", kopts.log_allows, "report permitted flows as net events too");
+  app.add_flag("--log-allows", kopts.log_allows,
+               "collect permitted flows as net events too (the CLASSIFY_ALLOW keyword; lfp set netevents changes it)");
+  app.add_option("--netevents-max", retention.max_events, "net events kept (the oldest go first)")
+      ->check(CLI::Range(uint64_t{1000}, uint64_t{1} << 40))->capture_default_str();
+  app.add_option("--netevents-max-age-days", max_age_days, "net events older than this go")
+      ->check(CLI::Range(0.001, 3650.0))->capture_default_str();
   app.add_flag("--detach", detach, "detach the hooks pinned under --bpf-pin, remove the pins, and exit");
   CLI11_PARSE(app, argc, argv);
   kopts.fail_closed = fail == "closed";
+  retention.max_age_ns = static_cast<int64_t>(max_age_days * 86400e9);
   if (kopts.cgroup == "none") kopts.cgroup.clear();
   cfg.readers_all = read_access == "all";
 
@@ -78,11 +101,19 @@ int main(int argc, char** argv) {
       return 0;
     }
     lfp::daemon::Server server(cfg);
+    std::filesystem::create_directories(cfg.state_dir);
+    lfp::daemon::NetEventService events(server, cfg.state_dir + "/netevents.db", retention);
     std::unique_ptr<DataPath> dp;
     if (!kopts.cgroup.empty()) {
-      dp = std::make_unique<DataPath>(kopts);
+      dp = std::make_unique<DataPath>(kopts, events);
       spdlog::info("kernel: ALE hooks attached to {} (pins under {}, fail {})", kopts.cgroup, kopts.pin_dir, fail);
       server.on_policy_change([&](const lfp::FilterEngine& e) { dp->install(e); });
+      if (kopts.log_allows && !events.log().settings().has("CLASSIFY_ALLOW")) {
+        auto s = events.log().settings();
+        s.keywords.push_back("CLASSIFY_ALLOW");
+        events.log().set_settings(s);
+      }
+      events.on_settings([&](const lfp::netevents::Settings& s) { dp->kernel.set_log_allows(s.has("CLASSIFY_ALLOW")); });
       server.watch_fd(dp->kernel.events_fd(), [&] { dp->drain(); });
     }
     server.start();

@@ -480,7 +480,17 @@ void Server::close_session(uint64_t id, const std::string& why) {
   spdlog::debug("session {}: {}", id, why);
   sessions_.erase(it);
   if (had_dynamic) pending_cleanups_.push_back(id);
+  for (auto& cb : close_observers_) cb(id);
   retry_waiting();
+}
+
+void Server::add_op(std::string name, Role min_role, OpHandler handler) {
+  extra_ops_[std::move(name)] = {min_role, std::move(handler)};
+}
+
+void Server::send_event(uint64_t session, const json& msg) {
+  auto it = sessions_.find(session);
+  if (it != sessions_.end() && !it->second->closing) reply(*it->second, msg);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -1028,6 +1038,13 @@ bool Server::handle(Session& s, const Request& request) {
       abort_write(s);
     }
     ok();
+    return true;
+  }
+
+  if (auto extra = extra_ops_.find(op); extra != extra_ops_.end()) {
+    need(extra->second.first, op.c_str());
+    if (s.txn == Txn::NONE && !can_read(s)) return false;  // they may read the policy: never half a transaction
+    ok(extra->second.second(OpContext{s.id, s.role, s.cred}, req));
     return true;
   }
 

@@ -47,6 +47,15 @@ struct Owner {
 
 enum class ObjKind { PROVIDER, SUBLAYER, CALLOUT, PROVIDER_CONTEXT, FILTER };
 
+// Who sent a request to an op added with Server::add_op.
+struct OpContext {
+  uint64_t session = 0;
+  Role role = Role::NONE;
+  ucred cred{};
+};
+// Returns the reply's result; throws lfp::Error or std::exception (INVALID_PARAMETER) to fail.
+using OpHandler = std::function<nlohmann::json(const OpContext&, const nlohmann::json& req)>;
+
 class Server {
  public:
   explicit Server(Config cfg);
@@ -68,6 +77,12 @@ class Server {
   void on_policy_change(std::function<void(const FilterEngine&)> cb) { policy_observers_.push_back(std::move(cb)); }
   // `fd` is polled with the sessions; `on_readable` runs in the loop when it is readable.
   void watch_fd(int fd, std::function<void()> on_readable) { watched_.push_back({fd, std::move(on_readable)}); }
+  // Parts beside the engine (the net event log, diagnostics) serve ops of their own: `name` for
+  // sessions with at least `min_role`. They may push frames without "id" to a session (a live
+  // stream) until it closes, which on_session_closed announces.
+  void add_op(std::string name, Role min_role, OpHandler handler);
+  void send_event(uint64_t session, const nlohmann::json& msg);
+  void on_session_closed(std::function<void(uint64_t)> cb) { close_observers_.push_back(std::move(cb)); }
 
  private:
   struct Session;
@@ -135,6 +150,8 @@ class Server {
   std::deque<uint64_t> pending_cleanups_;
   std::vector<std::function<void(const FilterEngine&)>> policy_observers_;
   std::vector<std::pair<int, std::function<void()>>> watched_;
+  std::map<std::string, std::pair<Role, OpHandler>, std::less<>> extra_ops_;
+  std::vector<std::function<void(uint64_t)>> close_observers_;
   void policy_changed();  // ended dynamic sessions whose objects wait for the lock
 };
 

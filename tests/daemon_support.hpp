@@ -1,5 +1,7 @@
 #pragma once
 // Starts a real lfpd on a temporary state dir and socket for integration tests.
+#include <fcntl.h>
+#include <sched.h>
 #include <signal.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
@@ -26,7 +28,9 @@ inline std::string& lfpd_path() {
 
 class Daemon {
  public:
-  explicit Daemon(std::vector<std::string> extra_args = {}) : extra_(std::move(extra_args)) {
+  // netns: a network namespace file (/run/netns/NAME) lfpd runs in; empty: the caller's.
+  explicit Daemon(std::vector<std::string> extra_args = {}, std::string netns = {})
+      : extra_(std::move(extra_args)), netns_(std::move(netns)) {
     char tmpl[] = "/tmp/lfpd-test-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
@@ -43,6 +47,10 @@ class Daemon {
   void start() {
     pid_ = fork();
     if (pid_ == 0) {
+      if (!netns_.empty()) {
+        int fd = ::open(netns_.c_str(), O_RDONLY | O_CLOEXEC);
+        if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) _exit(126);
+      }
       const std::string exe = lfpd_path();
       std::vector<std::string> args = {exe, "--state-dir", dir_ + "/state", "--socket", socket_,
                                        "--log-level", "warn"};
@@ -89,6 +97,7 @@ class Daemon {
 
  private:
   std::vector<std::string> extra_;
+  std::string netns_;
   std::string dir_, socket_;
   pid_t pid_ = -1;
 };

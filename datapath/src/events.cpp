@@ -32,14 +32,6 @@ std::string address(const uint8_t* a, bool v6) {
   return format_ip6(x);
 }
 
-std::string protocol_name(uint8_t p) {
-  switch (p) {
-    case 6: return "tcp";
-    case 17: return "udp";
-    default: return std::to_string(p);
-  }
-}
-
 std::string app_path(const lfp_event& ev, const KernelPolicy& policy) {
   auto it = policy.apps.find(AppKey{ev.app_dev, ev.app_ino});
   if (it != policy.apps.end()) return it->second;
@@ -57,9 +49,9 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
   json j = {
       {"time", wall_time(ev.boot_ns)},
       {"layer", layer_info(engine_layer(static_cast<lfp_kl>(ev.kl < LFP_KL_COUNT ? ev.kl : 0))).name},
-      {"action", ev.permit ? "PERMIT" : "BLOCK"},
+      {"type", ev.permit ? "CLASSIFY_ALLOW" : "CLASSIFY_DROP"},
       {"ip_version", v6 ? "V6" : "V4"},
-      {"protocol", protocol_name(ev.protocol)},
+      {"ip_protocol", ev.protocol},
       {"app_id", app_path(ev, policy)},
       {"pid", ev.pid},
       {"uid", ev.uid},
@@ -74,6 +66,12 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
       ev.kl != LFP_KL_RESOURCE_V6) {
     j["remote_address"] = address(ev.remote_addr, v6);
     j["remote_port"] = ev.remote_port;
+    const bool inbound = ev.kl == LFP_KL_RECV_ACCEPT_V4 || ev.kl == LFP_KL_RECV_ACCEPT_V6;
+    j["direction"] = inbound ? "INBOUND" : "OUTBOUND";
+    const bool loop4 = !v6 && ev.remote_addr[0] == 127;
+    static const uint8_t one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+    j["loopback"] = loop4 || (v6 && std::memcmp(ev.remote_addr, one, 16) == 0) ||
+                    (std::memcmp(ev.remote_addr, ev.local_addr, v6 ? 16 : 4) == 0);
   }
   if (ev.ifindex) j["interface_index"] = ev.ifindex;
   if (ev.defer) {
@@ -82,7 +80,7 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
     j["hard"] = bool(ev.hard);
     j["filter_id"] = ev.filter_id;
     if (const Filter* f = engine.filter_by_id(ev.filter_id)) {
-      j["filter"] = f->key.str();
+      j["filter_key"] = f->key.str();
       j["filter_name"] = f->display.name;
       j["sublayer"] = (f->sublayer ? *f->sublayer : builtin::SUBLAYER_UNIVERSAL).str();
       if (f->provider) j["provider"] = f->provider->str();
@@ -92,7 +90,9 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
 }
 
 std::string summary(const nlohmann::json& e) {
-  std::string s = e.value("action", "") + " " + e.value("layer", "") + " " + e.value("protocol", "");
+  const int proto = e.value("ip_protocol", 0);
+  std::string s = std::string(e.value("type", "") == "CLASSIFY_ALLOW" ? "PERMIT" : "BLOCK") + " " +
+                  e.value("layer", "") + " " + (proto == 6 ? "tcp" : proto == 17 ? "udp" : std::to_string(proto));
   if (e.contains("local_address"))
     s += " local " + e["local_address"].get<std::string>() + ":" + std::to_string(e.value("local_port", 0));
   if (e.contains("remote_address"))
@@ -100,7 +100,7 @@ std::string summary(const nlohmann::json& e) {
   s += " app " + e.value("app_id", "?") + " pid " + std::to_string(e.value("pid", 0)) + " uid " +
        std::to_string(e.value("uid", 0));
   if (e.contains("filter_name"))
-    s += " by filter \"" + e["filter_name"].get<std::string>() + "\" " + e.value("filter", "") +
+    s += " by filter \"" + e["filter_name"].get<std::string>() + "\" " + e.value("filter_key", "") +
          (e.value("hard", false) ? " (hard)" : "");
   if (e.contains("reason")) s += ": " + e["reason"].get<std::string>();
   return s;

@@ -114,6 +114,11 @@ void KernelPath::attach_and_pin() {
 
 KernelPath::~KernelPath() { release(); }
 
+void KernelPath::set_log_allows(bool on) {
+  opts_.log_allows = on;
+  static_cast<lfp_config*>(cfg_)->log_allows = on;
+}
+
 void KernelPath::release() {
   for (bpf_link* l : links_) bpf_link__destroy(l);  // a pinned link stays attached
   links_.clear();

@@ -47,6 +47,7 @@ class KernelPath {
   int events_fd() const;
   void drain_events(const std::function<void(const lfp_event&)>& cb);
   uint64_t events_lost() const { return counter(0); }
+  void set_log_allows(bool on);  // report permits as events too (takes effect at once)
   uint64_t deferred() const { return counter(1); }
 
   // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).

@@ -1,0 +1,55 @@
+#pragma once
+// lfp's net event and diagnosis verbs: show netevents / coverage / options, monitor netevents,
+// set options, capture start|stop, diagnose (docs/cli.md, docs/netevents.md, docs/diagnose.md).
+#include <CLI/CLI.hpp>
+
+#include <csignal>
+#include <string>
+#include <vector>
+
+#include "lfp/client/client.hpp"
+
+namespace lfp::cli {
+
+// Exit codes of `lfp diagnose` (besides the common ones): healthy is 0.
+inline constexpr int kConfirmed = 10;
+inline constexpr int kIndeterminate = 11;
+
+// What narrows net events: shared by show netevents, monitor netevents and diagnose.
+struct EventFilterArgs {
+  std::string since, until, app, remote, local, provider, protocol, user, filter, layer;
+  std::vector<std::string> types;
+};
+void add_event_filter_options(CLI::App* cmd, EventFilterArgs& a, bool with_window);
+// The enumeration template these arguments stand for. Throws std::invalid_argument on bad input.
+nlohmann::json event_template(const EventFilterArgs& a);
+
+int show_netevents(client::Client& c, const EventFilterArgs& a, size_t limit, bool newest, bool as_json);
+int show_coverage(client::Client& c, bool as_json);
+int show_options(client::Client& c, bool as_json);
+int monitor_netevents(client::Client& c, const EventFilterArgs& a, bool as_json, volatile std::sig_atomic_t& stop);
+
+struct SetOptionsArgs {
+  std::string netevents, allows;  // on | off (empty: unchanged)
+  std::vector<std::string> keywords;
+  bool keywords_given = false;
+};
+CLI::App* add_set_command(CLI::App& app, SetOptionsArgs& a);
+int run_set(client::Client& c, const SetOptionsArgs& a, bool as_json);
+
+struct CaptureArgs {
+  std::string action, file;
+};
+CLI::App* add_capture_command(CLI::App& app, CaptureArgs& a);
+int run_capture(client::Client& c, const CaptureArgs& a, bool as_json);
+
+struct DiagnoseArgs {
+  std::string time = "now", provider, protocol, local, remote, user, app, helpers_dir;
+  double window_s = 60;
+  int repair = 0;
+  bool no_foreign = false;
+};
+CLI::App* add_diagnose_command(CLI::App& app, DiagnoseArgs& a);
+int run_diagnose(client::Client& c, const DiagnoseArgs& a, bool as_json);
+
+}  // namespace lfp::cli

@@ -1,0 +1,45 @@
+#pragma once
+// lfpd's net event log and diagnostics, served beside the engine (docs/netevents.md, docs/diagnose.md):
+// ops netevents_enum, netevents_subscribe / netevents_unsubscribe, netevents_settings,
+// netevents_coverage, netevents_ingest, and diagnose.
+#include <functional>
+#include <map>
+#include <memory>
+
+#include "lfp/netevents/log.hpp"
+#include "server.hpp"
+
+namespace lfp::daemon {
+
+class NetEventService {
+ public:
+  // Opens the log and adds its ops to the server.
+  NetEventService(Server& server, const std::string& path, netevents::Retention retention);
+
+  // An event from a data path (the loop's thread): logged and streamed to subscribers. Malformed
+  // events are counted and logged, not thrown.
+  void ingest(const nlohmann::json& event);
+  // `lost` events a source could not report between `from` and `until` (e.g. its ring was full).
+  void lost(int64_t from, int64_t until, uint64_t lost, const std::string& reason);
+  netevents::EventLog& log() { return *log_; }
+  // Called with the settings now, and whenever they change (a data path reports allows only when asked).
+  void on_settings(std::function<void(const netevents::Settings&)> cb) {
+    settings_cb_ = std::move(cb);
+    settings_cb_(log_->settings());
+  }
+
+ private:
+  bool accept(netevents::Record& r);  // log and stream one event
+  nlohmann::json op_enum(const nlohmann::json& req);
+  nlohmann::json op_settings(const OpContext& ctx, const nlohmann::json& req);
+  nlohmann::json op_ingest(const nlohmann::json& req);
+  nlohmann::json op_diagnose(const nlohmann::json& req);
+
+  Server& server_;
+  std::unique_ptr<netevents::EventLog> log_;
+  std::map<uint64_t, netevents::Template> subscribers_;  // session -> its template
+  uint64_t malformed_ = 0;
+  std::function<void(const netevents::Settings&)> settings_cb_;
+};
+
+}  // namespace lfp::daemon

@@ -64,17 +64,19 @@ NetEventService::NetEventService(Server& server, const std::string& path, Retent
   server.on_session_closed([this](uint64_t id) { subscribers_.erase(id); });
 }
 
-bool NetEventService::accept(Record& r) {
-  if (!log_->add(r)) return false;
-  for (const auto& [session, t] : subscribers_)
-    if (matches(t, r)) server_.send_event(session, {{"event", "netevent"}, {"netevent", r.body}});
-  return true;
+std::optional<uint64_t> NetEventService::accept(Record r) {
+  const Settings s = log_->settings();
+  const bool collected = s.collect && (r.type != EventType::CLASSIFY_ALLOW || s.has("CLASSIFY_ALLOW")) &&
+                         (r.type != EventType::CAPABILITY_ALLOW || s.has("CAPABILITY_ALLOW"));
+  if (collected)
+    for (const auto& [session, t] : subscribers_)
+      if (matches(t, r)) server_.send_event(session, {{"event", "netevent"}, {"netevent", r.body}});
+  return log_->add(std::move(r));
 }
 
 void NetEventService::ingest(const json& event) {
   try {
-    Record r = parse_event(event, now_ns());
-    accept(r);
+    accept(parse_event(event, now_ns()));
   } catch (const EventError& e) {
     if (malformed_++ % 1000 == 0) spdlog::warn("net event log: a data path reported a malformed event: {}", e.what());
   }
@@ -139,9 +141,9 @@ json NetEventService::op_ingest(const json& req) {
   uint64_t logged = 0;
   json seqs = json::array();
   for (Record& r : records) {
-    const bool ok = accept(r);
-    logged += ok;
-    seqs.push_back(ok ? json(r.seq) : json());
+    const auto seq = accept(std::move(r));
+    logged += seq.has_value();
+    seqs.push_back(seq ? json(*seq) : json());
   }
   log_->flush();
   return {{"logged", logged}, {"not_collected", records.size() - logged}, {"seqs", seqs}};

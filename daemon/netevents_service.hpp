@@ -29,7 +29,7 @@ class NetEventService {
   }
 
  private:
-  bool accept(netevents::Record& r);  // log and stream one event
+  std::optional<uint64_t> accept(netevents::Record r);  // streams and logs one event: its seq
   nlohmann::json op_enum(const nlohmann::json& req);
   nlohmann::json op_settings(const OpContext& ctx, const nlohmann::json& req);
   nlohmann::json op_ingest(const nlohmann::json& req);

@@ -107,7 +107,9 @@ TEST(NetEvents, EnumerationAgreesWithMatcherOnRandomTemplates) {
     ne::Record r = ne::parse_event(e, 0);
     if (r.type == ne::EventType::CLASSIFY_ALLOW) r.type = ne::EventType::CLASSIFY_DROP_MAC;  // allows are not collected by default
     r.body["type"] = std::string(ne::to_string(r.type));
-    ASSERT_TRUE(log.add(r));
+    auto seq = log.add(r);
+    ASSERT_TRUE(seq);
+    r.seq = *seq;
     all.push_back(r);
   }
   log.flush();
@@ -201,8 +203,7 @@ TEST(NetEvents, RetentionKeepsTheNewestAndMovesCoverage) {
   ne::EventLog log(dir.path + "/ev.db", keep);
   const int64_t base = ne::now_ns();
   for (int i = 0; i < 2500; ++i) {
-    ne::Record r = ne::parse_event(drop(base + i * 1000, "10.0.0.2", 80), 0);
-    ASSERT_TRUE(log.add(r));
+    ASSERT_TRUE(log.add(ne::parse_event(drop(base + i * 1000, "10.0.0.2", 80), 0)));
   }
   log.flush();
   log.flush();  // the second flush runs a prune with the meta write

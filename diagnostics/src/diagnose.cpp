@@ -163,7 +163,7 @@ Hypothesis parse_hypothesis(const json& j, int64_t now) {
       if (!v.is_string()) bad(k, "must be \"ADDR[:PORT]\"");
       (k == "local" ? h.local : h.remote) = parse_endpoint(v.get<std::string>(), k);
     } else if (k == "user") {
-      if (!v.is_number_unsigned() || v.get<uint64_t>() > UINT32_MAX) bad(k, "must be a uid");
+      if (!v.is_number_integer() || v.get<int64_t>() < 0 || v.get<int64_t>() > UINT32_MAX) bad(k, "must be a uid");
       h.uid = v.get<uint32_t>();
     } else if (k == "app") {
       if (!v.is_string() || v.get<std::string>().empty()) bad(k, "must be an executable path");

@@ -261,11 +261,24 @@ bool tcp_listener(int port) {
   return false;
 }
 
+void walk_ruleset(const json& ruleset, const Hypothesis& h, json& findings);
+
 }  // namespace
 
 json nft_causes(const json& ruleset, const Hypothesis& h) {
   json findings = json::array();
   if (!ruleset.contains("nftables") || !ruleset["nftables"].is_array()) return findings;
+  try {
+    walk_ruleset(ruleset, h, findings);
+  } catch (const json::exception& e) {
+    findings.push_back({{"kind", "nftables"}, {"certainty", "unknown"},
+                        {"description", std::string("the ruleset could not be read: ") + e.what()}});
+  }
+  return findings;
+}
+
+namespace {
+void walk_ruleset(const json& ruleset, const Hypothesis& h, json& findings) {
   Ruleset rs;
   for (const json& item : ruleset["nftables"]) {
     if (item.contains("rule")) {
@@ -308,8 +321,8 @@ json nft_causes(const json& ruleset, const Hypothesis& h) {
       }
     }
   }
-  return findings;
 }
+}  // namespace
 
 json foreign_causes(const Hypothesis& h) {
   json findings = json::array();

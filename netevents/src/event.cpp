@@ -135,6 +135,7 @@ std::optional<int64_t> parse_time(std::string_view s) {
       s[13] != ':' || s[16] != ':')
     return std::nullopt;
   if (*M < 1 || *M > 12 || *D < 1 || *D > 31 || *h > 23 || *m > 59 || *sec > 60) return std::nullopt;
+  if (*Y < 1970 || *Y > 2200) return std::nullopt;  // ns since the epoch fit an int64 until 2262
   size_t pos = 19;
   int64_t frac_ns = 0;
   if (pos < s.size() && s[pos] == '.') {

@@ -208,11 +208,14 @@ EventLog::EventLog(const std::string& path, Retention retention) : path_(path), 
          "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, type INTEGER NOT NULL,"
          " protocol INTEGER, local_addr BLOB, local_port INTEGER, remote_addr BLOB, remote_port INTEGER, app TEXT,"
          " uid INTEGER, layer TEXT, filter_key TEXT, provider TEXT, body TEXT NOT NULL)");
-    // The indexes a diagnosis narrows by: time, and (remote address | app | provider) then time.
+    // The indexes a diagnosis narrows by: time, and (remote address | app | provider | user |
+    // protocol) then time.
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_time ON events(time_ns)");
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_remote ON events(remote_addr, time_ns)");
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_app ON events(app, time_ns)");
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_provider ON events(provider, time_ns)");
+    exec(wdb_, "CREATE INDEX IF NOT EXISTS events_uid ON events(uid, time_ns)");
+    exec(wdb_, "CREATE INDEX IF NOT EXISTS events_protocol ON events(protocol, time_ns)");
     exec(wdb_, "CREATE TABLE IF NOT EXISTS meta(k TEXT PRIMARY KEY, v TEXT NOT NULL)");
     exec(wdb_, "CREATE TABLE IF NOT EXISTS gaps(from_ns INTEGER NOT NULL, until_ns INTEGER NOT NULL,"
                " lost INTEGER NOT NULL, reason TEXT NOT NULL)");
@@ -266,20 +269,20 @@ EventLog::~EventLog() {
   sqlite3_close(wdb_);
 }
 
-bool EventLog::add(Record& r) {
+std::optional<uint64_t> EventLog::add(Record r) {
   std::lock_guard lk(mu_);
-  if (!settings_.collect) return false;
-  if (r.type == EventType::CLASSIFY_ALLOW && !settings_.has("CLASSIFY_ALLOW")) return false;
-  if (r.type == EventType::CAPABILITY_ALLOW && !settings_.has("CAPABILITY_ALLOW")) return false;
+  if (!settings_.collect) return std::nullopt;
+  if (r.type == EventType::CLASSIFY_ALLOW && !settings_.has("CLASSIFY_ALLOW")) return std::nullopt;
+  if (r.type == EventType::CAPABILITY_ALLOW && !settings_.has("CAPABILITY_ALLOW")) return std::nullopt;
   if (queue_.size() >= kMaxQueue) {
     if (queue_lost_++ == 0) queue_lost_from_ = r.time_ns;
     queue_lost_until_ = std::max(queue_lost_until_, r.time_ns);
-    return false;
+    return std::nullopt;
   }
-  r.seq = ++next_seq_;
-  queue_.push_back(r);
+  const uint64_t seq = r.seq = ++next_seq_;
+  queue_.push_back(std::move(r));
   if (queue_.size() == 1) cv_.notify_one();
-  return true;
+  return seq;
 }
 
 void EventLog::flush() {

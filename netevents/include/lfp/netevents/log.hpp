@@ -62,9 +62,9 @@ class EventLog {
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
 
-  // Queues an event for the writer. False when it is not collected (settings) or the queue is full
-  // (then it counts as lost, in a gap). Assigns r.seq. Thread-safe.
-  bool add(Record& r);
+  // Queues an event for the writer: its seq, or nullopt when it is not collected (settings) or the
+  // queue is full (then it counts as lost, in a gap). Thread-safe.
+  std::optional<uint64_t> add(Record r);
   // Returns once everything queued before the call is on disk.
   void flush();
   // Records a gap (e.g. the data path's ring overflowed: `lost` events between `from` and `until`).

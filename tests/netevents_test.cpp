@@ -452,6 +452,48 @@ TEST_F(Helpers, LfpDiagnoseRunsTheHelperAndRepairs) {
   EXPECT_NE(rc, 10);
 }
 
+// The other net event verbs end to end: show, options, capture.
+TEST_F(Helpers, LfpShowOptionsAndCapture) {
+  Daemon lfpd;
+  auto c = lfpd.connect();
+  const std::string lfp = std::filesystem::path(lfpd_path()).parent_path().parent_path() / "cli/lfp";
+  auto run = [&](const std::string& args, int* rc) {
+    std::string out;
+    FILE* p = ::popen(("LFP_SOCKET=" + lfpd.socket() + " " + lfp + " " + args).c_str(), "r");
+    char buf[4096];
+    size_t n;
+    while ((n = fread(buf, 1, sizeof buf, p)) > 0) out.append(buf, n);
+    *rc = WEXITSTATUS(::pclose(p));
+    return out;
+  };
+  int rc;
+  const std::string bundle = dir_.path + "/capture.json";
+  run("capture start " + bundle, &rc);
+  ASSERT_EQ(rc, 0);
+  c->call("netevents_ingest", {{"events", {drop(ne::now_ns(), "10.0.0.2", 443), drop(ne::now_ns(), "10.0.0.3", 80, "/usr/bin/wget")}}});
+  json shown = json::parse(run("show netevents --app /usr/bin/wget --since 1m --json", &rc));
+  EXPECT_EQ(rc, 0);
+  ASSERT_EQ(shown["events"].size(), 1u);
+  EXPECT_EQ(shown["events"][0]["remote_address"], "10.0.0.3");
+  EXPECT_EQ(json::parse(run("show netevents --remote 10.0.0.0/24:443 --json", &rc))["total"], 1);
+  run("show netevents --since yesterday 2>/dev/null", &rc);
+  EXPECT_EQ(rc, 1);  // a clear usage error
+  json opts = json::parse(run("set options --allows on --json", &rc));
+  EXPECT_EQ(opts["keywords"], json::array({"CLASSIFY_ALLOW"}));
+  run("set options --netevents off", &rc);
+  EXPECT_EQ(json::parse(run("show coverage --json", &rc))["gaps"].back()["reason"], "collection off");
+  run("capture stop " + bundle, &rc);
+  ASSERT_EQ(rc, 0);
+  std::ifstream in(bundle);
+  json b = json::parse(in);
+  EXPECT_TRUE(b["complete"].get<bool>());
+  EXPECT_EQ(b["netevents"].size(), 2u);
+  EXPECT_FALSE(b["options"]["collect"].get<bool>());
+  EXPECT_TRUE(b["state"].contains("providers"));
+  run("capture stop " + bundle + " 2>/dev/null", &rc);
+  EXPECT_NE(rc, 0);  // a finished capture cannot be stopped again
+}
+
 TEST(Foreign, NftRulesetFindsTheDroppingRule) {
   // As `nft -j list ruleset` prints it: a table of another firewall at hook output.
   const json rs = json::parse(R"({"nftables": [

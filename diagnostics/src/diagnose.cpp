@@ -120,7 +120,7 @@ Endpoint parse_endpoint(const std::string& text, const std::string& member) {
     addr = text.substr(0, text.find(':'));
     port = text.substr(text.find(':') + 1);
   }
-  if (!addr.empty() && !netevents::parse_address(addr)) bad(member, "'" + addr + "' is not an IPv4 or IPv6 address");
+  if (!addr.empty() && !netevents::parse_address_range(addr)) bad(member, "'" + addr + "' is not an IPv4 or IPv6 address (or ADDR/PREFIX)");
   e.address = addr;
   if (!text.empty() && text[0] != '[' && std::count(text.begin(), text.end(), ':') == 1 && port.empty())
     bad(member, "'" + text + "': a port is missing after ':'");

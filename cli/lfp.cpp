@@ -276,7 +276,7 @@ int main(int argc, char** argv) {
 
   cli::SetOptionsArgs set_args;
   auto* set = cli::add_set_command(app, set_args);
-  set->add_flag("--json", as_json, "JSON output");
+  set->get_subcommand("options")->add_flag("--json", as_json, "JSON output");
   cli::CaptureArgs cap_args;
   auto* capture = cli::add_capture_command(app, cap_args);
   capture->add_flag("--json", as_json, "JSON output");

@@ -182,5 +182,33 @@ TEST_F(AleLive, PersistentFiltersStayEnforcedAfterSigkillAndRestart) {
   EXPECT_TRUE(answered(connect(8080, false, socat2_)));
 }
 
+// A decision that needs user space (here: a PREFIX match on the app path, which the kernel cannot
+// evaluate) while no user-space path can take it follows --fail: closed blocks the new flow, open
+// lets it through. Either way the event says why.
+TEST_F(AleLive, FailClosedOrOpenForDecisionsThatNeedUserSpace) {
+  const json policy = {{"filters", {filter("no /usr/bin/* to 8081", "ALE_AUTH_CONNECT_V4", "BLOCK",
+                                           {when("IP_REMOTE_PORT", 8081), when("ALE_APP_ID", "/usr/bin/", "PREFIX")})}}};
+  for (const std::string mode : {"closed", "open"}) {
+    lfpd_.reset();
+    start_daemon({"--fail", mode});
+    lfpd_->connect()->apply(policy);
+    EXPECT_TRUE(answered(connect(8080))) << mode;  // decided in the kernel
+    const auto r = connect(8081);
+    if (mode == "closed") EXPECT_TRUE(refused(r)) << r.err;
+    else EXPECT_TRUE(answered(r)) << r.err;
+    if (mode == "closed") {
+      json ev;
+      for (int i = 0; i < 40 && (ev.is_null() || ev["events"].empty()); ++i) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(50));
+        ev = lfpd_->connect()->call("netevents_enum", {{"template", {{"conditions", {{{"field", "IP_REMOTE_PORT"}, {"value", 8081}}}}}}});
+      }
+      ASSERT_EQ(ev["events"].size(), 1u);
+      EXPECT_NE(ev["events"][0].value("reason", "").find("user space"), std::string::npos) << ev.dump();
+    }
+    auto c = lfpd_->connect();
+    for (const auto& f : c->enumerate("filter")) c->remove("filter", f["key"].get<std::string>());
+  }
+}
+
 }  // namespace
 }  // namespace lfp::test

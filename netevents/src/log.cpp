@@ -1,5 +1,7 @@
 #include "lfp/netevents/log.hpp"
 
+#include <pthread.h>
+#include <signal.h>
 #include <sqlite3.h>
 
 #include <algorithm>
@@ -255,7 +257,12 @@ EventLog::EventLog(const std::string& path, Retention retention) : path_(path), 
     sqlite3_close(wdb_);
     throw;
   }
+  // The thread takes no signals: the process's handling (lfpd's signalfd) stays as it is.
+  sigset_t all, old;
+  sigfillset(&all);
+  pthread_sigmask(SIG_BLOCK, &all, &old);
   thread_ = std::thread([this] { writer(); });
+  pthread_sigmask(SIG_SETMASK, &old, nullptr);
 }
 
 EventLog::~EventLog() {

@@ -8,6 +8,7 @@
 
 #include "lfp/datapath/events.hpp"
 #include "lfp/datapath/kernel.hpp"
+#include "lfp/datapath/userpath.hpp"
 #include "lfp/netevents/event.hpp"
 #include "netevents_service.hpp"
 #include "server.hpp"
@@ -74,6 +75,11 @@ int main(int argc, char** argv) {
                  "none: no kernel data path");
   app.add_option("--bpf-pin", kopts.pin_dir, "bpffs directory where hooks and maps outlive lfpd")
       ->capture_default_str();
+  int queue = -1;
+  app.add_option("--queue", queue,
+                 "NFQUEUE number for decisions the kernel cannot make (installs mangle OUTPUT rules in lfpd's "
+                 "network namespace); without it they follow --fail at once")
+      ->check(CLI::Range(0, 65535));
   app.add_option("--fail", fail, "new flows needing user space while it cannot decide: open | closed")
       ->check(CLI::IsMember({"open", "closed"}))->capture_default_str();
   app.add_flag("--log-allows", kopts.log_allows,
@@ -104,6 +110,8 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(cfg.state_dir);
     lfp::daemon::NetEventService events(server, cfg.state_dir + "/netevents.db", retention);
     std::unique_ptr<DataPath> dp;
+    std::unique_ptr<lfp::datapath::UserPath> userpath;
+    if (queue >= 0 && kopts.cgroup.empty()) throw std::runtime_error("--queue needs --cgroup (the hooks that fill it)");
     if (!kopts.cgroup.empty()) {
       dp = std::make_unique<DataPath>(kopts, events);
       spdlog::info("kernel: ALE hooks attached to {} (pins under {}, fail {})", kopts.cgroup, kopts.pin_dir, fail);
@@ -114,6 +122,19 @@ int main(int argc, char** argv) {
         events.log().set_settings(s);
       }
       events.on_settings([&](const lfp::netevents::Settings& s) { dp->kernel.set_log_allows(s.has("CLASSIFY_ALLOW")); });
+      if (queue >= 0) {
+        userpath = std::make_unique<lfp::datapath::UserPath>(dp->kernel, static_cast<uint16_t>(queue), fail == "open");
+        spdlog::info("user-space path: NFQUEUE {} (fail {} while lfpd is down or the queue is full)", queue, fail);
+        server.watch_fd(userpath->fd(), [&] {
+          userpath->drain([&](const lfp::datapath::QueuedFlow& f) {
+            bool permit = false;
+            nlohmann::json ev = lfp::datapath::decide(server.engine(), dp->kernel.installed(), f, &permit);
+            spdlog::info("net event (user space): {}", lfp::datapath::summary(ev));
+            events.ingest(ev);
+            return permit;
+          });
+        });
+      }
       server.watch_fd(dp->kernel.events_fd(), [&] { dp->drain(); });
     }
     server.start();

@@ -182,7 +182,7 @@ TEST_F(AleLive, PersistentFiltersStayEnforcedAfterSigkillAndRestart) {
   EXPECT_TRUE(answered(connect(8080, false, socat2_)));
 }
 
-// A decision that needs user space (here: a PREFIX match on the app path, which the kernel cannot
+// A decision that needs user space (here: a PREFIX match on the app path (a suffix test), which the kernel cannot
 // evaluate) while no user-space path can take it follows --fail: closed blocks the new flow, open
 // lets it through. Either way the event says why.
 TEST_F(AleLive, FailClosedOrOpenForDecisionsThatNeedUserSpace) {

@@ -127,7 +127,7 @@ TEST(NetEvents, EnumerationAgreesWithMatcherOnRandomTemplates) {
           conds.push_back({{"field", "IP_REMOTE_PORT"}, {"match", m}, {"value", v}});
           break;
         }
-        case 2: conds.push_back({{"field", "ALE_APP_ID"}, {"match", pick(2) ? "EQUAL" : "PREFIX"}, {"value", pick(2) ? apps[pick(3)] : "/usr/"}}); break;
+        case 2: conds.push_back({{"field", "ALE_APP_ID"}, {"match", pick(2) ? "EQUAL" : "PREFIX"}, {"value", pick(2) ? apps[pick(3)] : "/curl"}}); break;
         case 3: conds.push_back({{"field", "ALE_USER_ID"}, {"value", 1000 + pick(3)}}); break;
         case 4: conds.push_back({{"field", "IP_PROTOCOL"}, {"value", pick(2) ? "tcp" : "udp"}}); break;
         case 5: conds.push_back({{"field", "PROVIDER_KEY"}, {"match", pick(3) ? "EQUAL" : "NOT_EQUAL"}, {"value", providers[1 + pick(2)]}}); break;

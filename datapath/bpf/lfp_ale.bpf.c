@@ -23,6 +23,12 @@ char LICENSE[] SEC("license") = "GPL";
 #ifndef AF_INET
 #define AF_INET 2
 #endif
+#ifndef SOL_SOCKET
+#define SOL_SOCKET 1
+#endif
+#ifndef SO_MARK
+#define SO_MARK 36
+#endif
 #ifndef AF_INET6
 #define AF_INET6 10
 #endif
@@ -84,6 +90,14 @@ struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 1 << 22);
 } lfp_events SEC(".maps");
+
+/* Sockets whose first packet waits for user space's decision, by slot (the low 16 bits of its mark). */
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, LFP_PENDING);
+  __type(key, __u32);
+  __type(value, struct lfp_pending);
+} lfp_pending SEC(".maps");
 
 /* Counters user space reads: [0] events lost (ring full), [1] decisions deferred to user space. */
 struct {
@@ -399,6 +413,30 @@ static __always_inline void dgram_store(const struct dgram_key *dk, const struct
 
 /* ---- ALE_AUTH_CONNECT: connect() and the first datagram to a remote ------------------------------ */
 
+/* Hands a decision to user space: records who created the socket in a pending slot and marks the
+ * socket with it, so that lfpd's NFQUEUE rule queues the flow's first packet. False when lfpd does
+ * not read the queue (then --fail applies at once). */
+static __always_inline int to_userspace(struct bpf_sock_addr *ctx, __u32 kl, const struct lfp_sock_attr *a) {
+  struct lfp_config *cfg = config();
+  if (!cfg || !cfg->userspace) return 0;
+  /* Socket cookies count up: the low bits are distinct for the last LFP_PENDING sockets. */
+  const __u64 cookie = bpf_get_socket_cookie(ctx);
+  __u32 slot = cookie & (LFP_PENDING - 1);
+  struct lfp_pending *p = bpf_map_lookup_elem(&lfp_pending, &slot);
+  if (!p) return 0;
+  p->app_dev = a->app_dev;
+  p->app_ino = a->app_ino;
+  p->cookie = cookie;
+  p->pid = a->pid;
+  p->uid = a->uid;
+  p->gid = a->gid;
+  p->kl = kl;
+  int mark = LFP_MARK_BASE | slot;
+  if (bpf_setsockopt(ctx, SOL_SOCKET, SO_MARK, &mark, sizeof mark)) return 0;
+  count(1);
+  return 1;
+}
+
 static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, int dgram_cache) {
   struct lfp_values v = {};
   struct lfp_sock_attr a = {};
@@ -449,6 +487,7 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
     if (hit >= 0) return hit;
   }
   lfp_eval(kl, &v, &d);
+  if (d.defer && to_userspace(ctx, kl, &a)) return 1; /* the queue decides on the first packet */
   int ok = allowed(&d);
   report(kl, &d, &a, family, proto, local, lport, remote, rport, 0, !ok);
   if (dgram_cache) dgram_store(&dk, &d, ok);

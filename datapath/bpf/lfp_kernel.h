@@ -113,6 +113,25 @@ struct lfp_config {
   lfp_u64 gen_bank;   /* generation << 1 | active bank; 0: no policy yet (everything permitted) */
   lfp_u32 fail_closed; /* a decision that needs user space blocks when user space is not there */
   lfp_u32 log_allows;  /* also report permits as events */
+  lfp_u32 userspace;   /* lfpd reads the queue: a connect that needs user space goes there (mark) */
+  lfp_u32 pad;
+};
+
+/* The user-space path (datapath/src/userpath.cpp): a connect() or first datagram whose decision needs
+ * the engine is let through the hook with SO_MARK = LFP_MARK_BASE | slot; lfpd's NFQUEUE rule takes
+ * the flow's first packet (ctstate NEW) to user space, which reads the socket's creator from
+ * lfp_pending[slot] and decides. */
+#define LFP_MARK_BASE 0x4c460000u /* "LF" */
+#define LFP_MARK_MASK 0xffff0000u
+#define LFP_PENDING 65536u
+struct lfp_pending {
+  lfp_u64 app_dev;
+  lfp_u64 app_ino;
+  lfp_u64 cookie;
+  lfp_u32 pid;
+  lfp_u32 uid;
+  lfp_u32 gid;
+  lfp_u32 kl;
 };
 
 struct lfp_user_key {

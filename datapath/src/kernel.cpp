@@ -114,6 +114,14 @@ void KernelPath::attach_and_pin() {
 
 KernelPath::~KernelPath() { release(); }
 
+void KernelPath::set_userspace(bool on) { static_cast<lfp_config*>(cfg_)->userspace = on; }
+
+std::optional<lfp_pending> KernelPath::pending(uint32_t slot) const {
+  lfp_pending p{};
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lfp_pending), &slot, &p)) return std::nullopt;
+  return p;
+}
+
 void KernelPath::set_log_allows(bool on) {
   opts_.log_allows = on;
   static_cast<lfp_config*>(cfg_)->log_allows = on;

@@ -126,7 +126,8 @@ std::string where_clause(const Template& t, std::vector<Bind>& binds) {
         case TemplateField::PROVIDER_KEY:
         case TemplateField::LAYER_KEY:
           if (c.prefix) {
-            w += "substr(" + col + ", 1, ?) = ?";
+            // WFP's PREFIX is a suffix test: the value ends with the condition.
+            w += "substr(" + col + ", -?) = ?";
             binds.push_back(int64_t(c.text.size()));
           } else {
             w += col + (c.negate ? " != ?" : " = ?");

@@ -160,7 +160,7 @@ bool condition_holds(const TemplateCondition& c, const Record& r) {
     case Kind::TEXT: {
       const std::string& s = text_of(r, c.field);
       if (s.empty()) return false;
-      if (c.prefix) return s.compare(0, c.text.size(), c.text) == 0;
+      if (c.prefix) return s.ends_with(c.text);  // WFP's PREFIX is a suffix test (the engine's too)
       return (s == c.text) != c.negate;
     }
     case Kind::NUMBER: {

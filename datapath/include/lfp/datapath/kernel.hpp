@@ -6,6 +6,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -48,6 +49,10 @@ class KernelPath {
   void drain_events(const std::function<void(const lfp_event&)>& cb);
   uint64_t events_lost() const { return counter(0); }
   void set_log_allows(bool on);  // report permits as events too (takes effect at once)
+  // The user-space path (userpath.hpp): whether the hooks hand decisions to lfpd's queue, and the
+  // creator of the socket a queued packet's mark names.
+  void set_userspace(bool on);
+  std::optional<lfp_pending> pending(uint32_t slot) const;
   uint64_t deferred() const { return counter(1); }
 
   // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).

@@ -35,7 +35,7 @@ struct TemplateCondition {
   int64_t lo = 0, hi = 0;     // numbers, inclusive
   AddrRange addr{};           // addresses, inclusive
   std::string text;           // app path, keys, layer
-  bool prefix = false;        // ALE_APP_ID PREFIX
+  bool prefix = false;        // ALE_APP_ID PREFIX: WFP's misnomer, the value ENDS with the text
 };
 
 struct Template {

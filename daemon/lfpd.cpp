@@ -125,7 +125,8 @@ int main(int argc, char** argv) {
       if (queue >= 0) {
         userpath = std::make_unique<lfp::datapath::UserPath>(dp->kernel, static_cast<uint16_t>(queue), fail == "open");
         spdlog::info("user-space path: NFQUEUE {} (fail {} while lfpd is down or the queue is full)", queue, fail);
-        server.watch_fd(userpath->fd(), [&] {
+        server.watch_fd(userpath->fd(), [&, overflow_seen = userpath->overflowed(),
+                                          checked = lfp::netevents::now_ns()]() mutable {
           userpath->drain([&](const lfp::datapath::QueuedFlow& f) {
             bool permit = false;
             nlohmann::json ev = lfp::datapath::decide(server.engine(), dp->kernel.installed(), f, &permit);
@@ -133,6 +134,15 @@ int main(int argc, char** argv) {
             events.ingest(ev);
             return permit;
           });
+          // Flows the queue could not take were decided by --fail, unseen: counted and logged.
+          const int64_t now = lfp::netevents::now_ns();
+          if (const uint64_t o = userpath->overflowed(); o > overflow_seen) {
+            spdlog::warn("user-space path: {} new flows overflowed NFQUEUE {} and were {} (--fail {})", o - overflow_seen,
+                         queue, fail == "open" ? "passed" : "dropped", fail);
+            events.lost(checked, now, o - overflow_seen, "NFQUEUE overflow: decided by --fail " + fail);
+            overflow_seen = o;
+          }
+          checked = now;
         });
       }
       server.watch_fd(dp->kernel.events_fd(), [&] { dp->drain(); });

@@ -51,6 +51,9 @@ class UserPath {
   void drain(const std::function<bool(const QueuedFlow&)>& decide);
   uint64_t decided() const { return decided_; }
   uint64_t unknown() const { return unknown_; }  // queued packets with no pending slot (passed)
+  // Packets the kernel could not queue (full queue, or lfpd too slow to take them): --fail decided
+  // them. From /proc/net/netfilter/nfnetlink_queue (queue_dropped + user_dropped) in this namespace.
+  uint64_t overflowed() const;
 
   // Aborts a TCP socket by its 5-tuple and cookie (sock_diag SOCK_DESTROY). False if it is gone.
   static bool destroy(const QueuedFlow& f);

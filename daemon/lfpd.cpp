@@ -88,6 +88,10 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(uint64_t{1000}, uint64_t{1} << 40))->capture_default_str();
   app.add_option("--netevents-max-age-days", max_age_days, "net events older than this go")
       ->check(CLI::Range(0.001, 3650.0))->capture_default_str();
+  bool boot = false;
+  app.add_flag("--boot", boot,
+               "load the stored BOOTTIME filters into the kernel (hooks on --cgroup, pinned under --bpf-pin) "
+               "and exit: they are enforced from then until lfpd takes over");
   app.add_flag("--detach", detach, "detach the hooks pinned under --bpf-pin, remove the pins, and exit");
   CLI11_PARSE(app, argc, argv);
   kopts.fail_closed = fail == "closed";
@@ -104,6 +108,16 @@ int main(int argc, char** argv) {
     if (detach) {
       lfp::datapath::KernelPath::remove_pins(kopts.pin_dir);
       spdlog::info("detached and removed the pins under {}", kopts.pin_dir);
+      return 0;
+    }
+    if (boot) {
+      if (kopts.cgroup.empty()) throw std::runtime_error("--boot needs --cgroup");
+      lfp::daemon::Server store_only(cfg);
+      store_only.load();
+      lfp::datapath::KernelPath kernel(kopts);
+      const auto& p = kernel.install(store_only.engine(), lfp::BOOTTIME);
+      spdlog::info("boot: {} BOOTTIME filters enforced on {} (pinned under {}) until lfpd takes over", p.filters,
+                   kopts.cgroup, kopts.pin_dir);
       return 0;
     }
     lfp::daemon::Server server(cfg);

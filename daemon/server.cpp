@@ -195,7 +195,7 @@ void Server::load_store() {
 }
 
 void Server::start() {
-  load_store();
+  load();
   policy_changed();  // the data path enforces persistent policy before anyone connects
 
   sigset_t mask;

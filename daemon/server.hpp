@@ -62,6 +62,8 @@ class Server {
   ~Server();
   // Binds the socket and loads the store. Throws std::runtime_error.
   void start();
+  // Loads the store only (lfpd --boot: the persistent policy without serving it).
+  void load() { if (!store_) load_store(); }
   // Serves until SIGTERM or SIGINT (read through a signalfd).
   void run();
   // One turn of the loop: waits at most max_wait_ms (-1: until something happens).

@@ -182,6 +182,26 @@ TEST_F(AleLive, PersistentFiltersStayEnforcedAfterSigkillAndRestart) {
   EXPECT_TRUE(answered(connect(8080, false, socat2_)));
 }
 
+// BOOTTIME filters (WFP: enforced from boot until the BFE takes over): `lfpd --boot` loads them from
+// the store into the kernel with no daemon running; lfpd then takes over atomically.
+TEST_F(AleLive, BootTimeFiltersAreEnforcedBeforeLfpdStarts) {
+  apply({filter("no socat2 from boot", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("ALE_APP_ID", socat2_)}, {{"flags", {"BOOTTIME"}}}),
+         filter("static, not at boot", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("IP_REMOTE_PORT", 8081)})});
+  ASSERT_TRUE(refused(connect(8081)));
+  lfpd_->stop();
+  // A reboot: no hooks, no pins, no daemon.
+  const std::string lfpd = lfpd_path();
+  ASSERT_EQ(std::system((lfpd + " --detach --bpf-pin " + pins_ + " --log-level warn").c_str()), 0);
+  ASSERT_TRUE(answered(connect(8080, false, socat2_)));
+  ASSERT_EQ(std::system((lfpd + " --boot --cgroup " + sb_->cgroup() + " --bpf-pin " + pins_ + " --state-dir " +
+                         lfpd_->dir() + "/state --socket " + lfpd_->dir() + "/boot.sock --log-level warn").c_str()), 0);
+  EXPECT_TRUE(refused(connect(8080, false, socat2_)));  // enforced with no lfpd running
+  EXPECT_TRUE(answered(connect(8080)));
+  EXPECT_TRUE(answered(connect(8081)));  // only the BOOTTIME filter is loaded at boot
+  lfpd_->start();                        // takes over the pins and installs the stored policy
+  EXPECT_TRUE(refused(connect(8080, false, socat2_)));
+}
+
 // A decision that needs user space (here: a PREFIX match on the app path (a suffix test), which the kernel cannot
 // evaluate) while no user-space path can take it follows --fail: closed blocks the new flow, open
 // lets it through. Either way the event says why.

@@ -186,7 +186,7 @@ bool kernel_supplies(lfp_kl kl, FieldId f) {
   return s != LFP_S_NONE && (supplied_slots(kl) >> s & 1) && layer_has_field(layer_info(engine_layer(kl)), f);
 }
 
-KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base) {
+KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base, uint32_t only_flags) {
   KernelPolicy out;
   out.bank.resize(LFP_KL_COUNT);
   Ctx cx{apps, out, user_set_base};
@@ -195,6 +195,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     FilterTemplate t;
     t.layer = engine_layer(kl);
     t.include_disabled = false;
+    t.flags_all_set = only_flags;
     const auto filters = engine.filters(t);  // evaluation order
     const uint32_t first = static_cast<uint32_t>(out.bank.size());
     size_t last_userspace = SIZE_MAX;  // index in `ends` of the last filter needing user space

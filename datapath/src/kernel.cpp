@@ -141,11 +141,11 @@ void KernelPath::release() {
   skel_ = nullptr;
 }
 
-const KernelPolicy& KernelPath::install(const FilterEngine& engine) {
+const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t only_flags) {
   auto* cfg = static_cast<lfp_config*>(cfg_);
   const uint64_t active = __atomic_load_n(&cfg->gen_bank, __ATOMIC_ACQUIRE);
   const unsigned bank = active == 0 ? 0 : !(active & 1);
-  KernelPolicy next = compile(engine, resolve_app, kSetBase[bank]);
+  KernelPolicy next = compile(engine, resolve_app, kSetBase[bank], only_flags);
 
   // The idle bank's user sets are stale: replace them.
   const int sets = bpf_map__fd(skel_->maps.lfp_user_sets);

@@ -45,7 +45,9 @@ struct KernelPolicy {
 
 // Throws std::length_error when the conditions do not fit a bank (LFP_MAX_CONDS).
 // User sets get ids from `user_set_base` on, so two policies' sets can coexist during a swap.
-KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base);
+// only_flags: compile only the filters with all these flags (lfpd --boot: BOOTTIME).
+KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base,
+                     uint32_t only_flags = 0);
 
 // The engine's view of kernel values: the same FieldValues a hook's lfp_values stand for.
 // `app_paths` names the executables; `token` receives the user. Both must outlive `out`.

@@ -38,7 +38,7 @@ class KernelPath {
   KernelPath& operator=(const KernelPath&) = delete;
 
   // Compiles the engine's ALE filters and swaps them in. Throws std::length_error when too large.
-  const KernelPolicy& install(const FilterEngine& engine);
+  const KernelPolicy& install(const FilterEngine& engine, uint32_t only_flags = 0);  // (compile's only_flags)
   const KernelPolicy& installed() const { return policy_; }
 
   // The kernel's own evaluator (lfp_eval, run through BPF_PROG_TEST_RUN) on chosen values.

@@ -213,10 +213,13 @@ int main(int argc, char** argv) {
   auto* show = app.add_subcommand("show", "Show lfpd's objects, net events, their coverage and options");
   std::string show_what, tmpl_sublayer;
   show->add_option("what", show_what,
-                   "state | filters | providers | sublayers | callouts | provider_contexts | netevents | coverage | options")
+                   "state | filters | providers | sublayers | callouts | provider_contexts | netevents | coverage | "
+                   "options | redirect")
       ->required()
       ->check(CLI::IsMember({"state", "filters", "providers", "sublayers", "callouts", "provider_contexts",
-                             "netevents", "coverage", "options"}));
+                             "netevents", "coverage", "options", "redirect"}));
+  std::string redirect_peer;
+  show->add_option("--peer", redirect_peer, "redirect: the redirected connection's address as the proxy sees it (ADDR:PORT)");
   // --layer and --provider narrow objects and net events alike.
   cli::EventFilterArgs ev_args;
   size_t ev_limit = 0;
@@ -378,6 +381,13 @@ int main(int argc, char** argv) {
     if (*show && show_what == "netevents") return cli::show_netevents(c, ev_args, ev_limit, ev_newest, as_json);
     if (*show && show_what == "coverage") return cli::show_coverage(c, as_json);
     if (*show && show_what == "options") return cli::show_options(c, as_json);
+    if (*show && show_what == "redirect") {
+      if (redirect_peer.empty()) throw std::invalid_argument("show redirect: give --peer ADDR:PORT");
+      json r = c.call("redirect_record", {{"peer", redirect_peer}});
+      if (as_json) std::cout << r.dump() << '\n';
+      else std::cout << r.value("original", "") << '\n';  // what a proxy script connects to
+      return kOk;
+    }
     if (*show) {
       json tmpl = json::object();
       if (!tmpl_layer.empty()) tmpl["layer"] = tmpl_layer;

@@ -8,7 +8,9 @@
 
 #include "lfp/datapath/events.hpp"
 #include "lfp/datapath/kernel.hpp"
+#include "lfp/datapath/redirect.hpp"
 #include "lfp/datapath/userpath.hpp"
+#include "lfp/engine/error.hpp"
 #include "lfp/netevents/event.hpp"
 #include "netevents_service.hpp"
 #include "server.hpp"
@@ -128,6 +130,15 @@ int main(int argc, char** argv) {
     if (queue >= 0 && kopts.cgroup.empty()) throw std::runtime_error("--queue needs --cgroup (the hooks that fill it)");
     if (!kopts.cgroup.empty()) {
       dp = std::make_unique<DataPath>(kopts, events);
+      lfp::datapath::register_redirect_callouts(server.engine());
+      // A proxy asks where a redirected connection was going, by its peer address.
+      server.add_op("redirect_record", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json& req) {
+        if (!req.contains("peer") || !req["peer"].is_string())
+          throw lfp::Error(lfp::ErrorCode::INVALID_PARAMETER, "'peer' must be \"ADDR:PORT\"");
+        auto r = lfp::datapath::redirect_record(dp->kernel, req["peer"].get<std::string>());
+        if (!r) throw lfp::Error(lfp::ErrorCode::NOT_FOUND, "no redirected connection from " + req["peer"].get<std::string>());
+        return *r;
+      });
       spdlog::info("kernel: ALE hooks attached to {} (pins under {}, fail {})", kopts.cgroup, kopts.pin_dir, fail);
       server.on_policy_change([&](const lfp::FilterEngine& e) { dp->install(e); });
       if (kopts.log_allows && !events.log().settings().has("CLASSIFY_ALLOW")) {

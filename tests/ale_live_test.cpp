@@ -182,6 +182,36 @@ TEST_F(AleLive, PersistentFiltersStayEnforcedAfterSigkillAndRestart) {
   EXPECT_TRUE(answered(connect(8080, false, socat2_)));
 }
 
+// ALE_CONNECT_REDIRECT: a connect to B:8080 is sent to a proxy on A's loopback instead; the proxy (a
+// real socat, outside the cgroup) asks lfpd where the connection was going and goes there.
+TEST_F(AleLive, ConnectRedirectedToAProxyThatRecoversTheOriginalDestination) {
+  const std::string lfp = std::string(LFPD_PATH).substr(0, std::string(LFPD_PATH).rfind("/daemon/")) + "/cli/lfp";
+  const std::string proxy = sb_->write_file("proxy.sh",
+      "#!/bin/sh\necho via-proxy\n"
+      "orig=$(LFP_SOCKET=" + lfpd_->socket() + " " + lfp + " show redirect --peer \"$SOCAT_PEERADDR:$SOCAT_PEERPORT\") || exit 1\n"
+      "echo \"proxy: $SOCAT_PEERADDR:$SOCAT_PEERPORT was going to $orig\" >&2\n"
+      "exec socat - \"TCP4:$orig\"\n", 0755);
+  Process proxy_proc = sb_->spawn("exec socat TCP4-LISTEN:3128,bind=127.0.0.1,fork,reuseaddr EXEC:" + proxy, {.side = Side::A});
+  ASSERT_TRUE(sb_->wait_for_port(Side::A, 3128));
+  const std::string pc = "4c460000-0000-4000-8000-0000000000c1", redirect_v4 = "4c460000-0000-4000-8000-000000000004";
+  json policy = {{"callouts", {{{"key", redirect_v4}, {"name", "LFP redirect"}, {"layer", "ALE_CONNECT_REDIRECT_V4"}}}},
+                 {"provider_contexts", {{{"key", pc}, {"name", "to the proxy"}, {"data", R"({"address": "127.0.0.1", "port": 3128})"}}}},
+                 {"filters", {filter("8080 via the proxy", "ALE_CONNECT_REDIRECT_V4", "PERMIT", {when("IP_REMOTE_PORT", 8080)},
+                                     {{"action", {{"type", "CALLOUT_TERMINATING"}, {"callout", redirect_v4}}},
+                                      {"flags", {"HAS_PROVIDER_CONTEXT"}}, {"provider_context", pc}})}}};
+  lfpd_->connect()->apply(policy);
+  auto r = connect(8080);
+  EXPECT_TRUE(answered(r)) << r.err << proxy_proc.err();      // the original destination answered...
+  EXPECT_NE(r.out.find("via-proxy"), std::string::npos) << r.out;  // ...through the proxy
+  r = connect(8081);
+  EXPECT_TRUE(answered(r));
+  EXPECT_EQ(r.out.find("via-proxy"), std::string::npos);  // not redirected
+  // A redirect filter without a target is refused when it is added.
+  json bad = {{"filters", {filter("nowhere", "ALE_CONNECT_REDIRECT_V4", "PERMIT", json::array(),
+                                  {{"action", {{"type", "CALLOUT_TERMINATING"}, {"callout", redirect_v4}}}})}}};
+  EXPECT_THROW(lfpd_->connect()->apply(bad), client::ClientError);
+}
+
 // BOOTTIME filters (WFP: enforced from boot until the BFE takes over): `lfpd --boot` loads them from
 // the store into the kernel with no daemon running; lfpd then takes over atomically.
 TEST_F(AleLive, BootTimeFiltersAreEnforcedBeforeLfpdStarts) {

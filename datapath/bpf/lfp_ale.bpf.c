@@ -91,6 +91,22 @@ struct {
   __uint(max_entries, 1 << 22);
 } lfp_events SEC(".maps");
 
+/* ALE_CONNECT_REDIRECT targets, by filter id (written before the policy that uses them is flipped in). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __type(key, __u64);
+  __type(value, struct lfp_redirect);
+} lfp_redirects SEC(".maps");
+
+/* Redirected connections by their local address and port (what the proxy sees as its peer). */
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct lfp_redirect_key);
+  __type(value, struct lfp_redirect_record);
+} lfp_redirect_records SEC(".maps");
+
 /* Sockets whose first packet waits for user space's decision, by slot (the low 16 bits of its mark). */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -485,6 +501,37 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
   if (dgram_cache) {
     int hit = dgram_lookup(&dk, bpf_get_socket_cookie(ctx), &v, rport, 0);
     if (hit >= 0) return hit;
+  } else if (sk) {
+    /* ALE_CONNECT_REDIRECT first: a connect() may be sent elsewhere, then authorized there. */
+    lfp_eval(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6, &v, &d);
+    if (d.decided && !d.permit) {
+      report(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6, &d, &a, family, proto, local, lport, remote,
+             rport, 0, 1);
+      return 0;
+    }
+    struct lfp_redirect *t = d.decided && d.filter_id ? bpf_map_lookup_elem(&lfp_redirects, &d.filter_id) : 0;
+    struct lfp_sock_attr *ap = t ? bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0) : 0;
+    if (t && ap) {
+      ap->redirected = 1;
+      ap->redirect_filter = d.filter_id;
+      ap->orig_port = rport;
+      __builtin_memcpy(ap->orig_addr, remote, 16);
+      rport = t->port;
+      ctx->user_port = bpf_htons(t->port);
+      if (family == AF_INET) {
+        __builtin_memcpy(&remote[0], t->addr, 4);
+        ctx->user_ip4 = remote[0];
+        set_u(&v, LFP_S_REMOTE_ADDR, bpf_ntohl(remote[0]));
+      } else {
+        __builtin_memcpy(remote, t->addr, 16);
+        ctx->user_ip6[0] = remote[0];
+        ctx->user_ip6[1] = remote[1];
+        ctx->user_ip6[2] = remote[2];
+        ctx->user_ip6[3] = remote[3];
+        set_ip6(&v, LFP_S_REMOTE_ADDR, remote);
+      }
+      set_u(&v, LFP_S_REMOTE_PORT, rport);
+    }
   }
   lfp_eval(kl, &v, &d);
   if (d.defer && to_userspace(ctx, kl, &a)) return 1; /* the queue decides on the first packet */
@@ -567,6 +614,33 @@ int lfp_sockops(struct bpf_sock_ops *ops) {
     if (!ap) return 1;
     ap->flow = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? LFP_FLOW_OUTBOUND : LFP_FLOW_INBOUND;
     ap->auth_gen = read_gen(cfg);
+    if (ap->redirected) {
+      /* The proxy accepts this connection with our local address and port as its peer. */
+      struct lfp_redirect_key k = {};
+      struct lfp_redirect_record r = {};
+      k.family = ops->family == AF_INET6 ? 6 : 4;
+      k.port = ops->local_port;
+      __u32 l[4] = {};
+      if (ops->family == AF_INET6) {
+        /* One 4-byte context read each (the verifier refuses a merged 8-byte one). */
+        l[0] = *(volatile __u32 *)&ops->local_ip6[0];
+        l[1] = *(volatile __u32 *)&ops->local_ip6[1];
+        l[2] = *(volatile __u32 *)&ops->local_ip6[2];
+        l[3] = *(volatile __u32 *)&ops->local_ip6[3];
+      } else {
+        l[0] = ops->local_ip4;
+      }
+      __builtin_memcpy(k.addr, l, 16);
+      __builtin_memcpy(r.orig_addr, ap->orig_addr, 16);
+      r.orig_port = ap->orig_port;
+      r.pid = ap->pid;
+      r.uid = ap->uid;
+      r.gid = ap->gid;
+      r.app_dev = ap->app_dev;
+      r.app_ino = ap->app_ino;
+      r.filter_id = ap->redirect_filter;
+      bpf_map_update_elem(&lfp_redirect_records, &k, &r, BPF_ANY);
+    }
     return 1;
   }
   if (ops->op != BPF_SOCK_OPS_TCP_LISTEN_CB) return 1;

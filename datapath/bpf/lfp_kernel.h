@@ -36,6 +36,8 @@ enum lfp_kl {
   LFP_KL_LISTEN_V6,
   LFP_KL_RESOURCE_V4,     /* ALE_RESOURCE_ASSIGNMENT_V4: post_bind4 */
   LFP_KL_RESOURCE_V6,
+  LFP_KL_REDIRECT_V4,     /* ALE_CONNECT_REDIRECT_V4: connect4, before ALE_AUTH_CONNECT_V4 */
+  LFP_KL_REDIRECT_V6,
   LFP_KL_COUNT
 };
 
@@ -169,10 +171,40 @@ struct lfp_sock_attr {
   lfp_u64 auth_gen;        /* the policy generation the flow was last authorized under */
   lfp_u8 flow;             /* LFP_FLOW_* */
   lfp_u8 cut;              /* a new policy blocks it: every packet is dropped */
-  lfp_u8 pad[6];
+  lfp_u8 redirected;       /* ALE_CONNECT_REDIRECT rewrote its connect(): orig_* is where it was going */
+  lfp_u8 pad[3];
+  lfp_u16 orig_port;
+  lfp_u8 orig_addr[16];    /* v4: the first 4 bytes; network order */
+  lfp_u64 redirect_filter;
 };
 #define LFP_FLOW_OUTBOUND 1 /* connect(): re-authorized at ALE_AUTH_CONNECT */
 #define LFP_FLOW_INBOUND 2  /* accepted: re-authorized at ALE_AUTH_RECV_ACCEPT */
+
+/* ALE_CONNECT_REDIRECT: where a redirect filter sends connects (lfp_redirects, by filter id), and
+ * the record a proxy reads to recover the original destination (lfp_redirect_records, by the
+ * redirected socket's local address and port: the proxy's peer). */
+struct lfp_redirect {
+  lfp_u8 addr[16];  /* v4: the first 4 bytes; network order */
+  lfp_u16 port;     /* host order */
+  lfp_u8 pad[6];
+};
+struct lfp_redirect_key {
+  lfp_u8 addr[16];  /* the redirected socket's local address (v4: first 4 bytes) */
+  lfp_u16 port;     /* its local port, host order */
+  lfp_u8 family;    /* 4 or 6 */
+  lfp_u8 pad[5];
+};
+struct lfp_redirect_record {
+  lfp_u8 orig_addr[16];
+  lfp_u16 orig_port;
+  lfp_u8 pad[2];
+  lfp_u32 pid;
+  lfp_u32 uid;
+  lfp_u32 gid;
+  lfp_u64 app_dev;
+  lfp_u64 app_ino;
+  lfp_u64 filter_id;
+};
 
 /* One decision reported to user space (ring buffer lfp_events). */
 struct lfp_event {

@@ -1,4 +1,5 @@
 #include "lfp/datapath/compile.hpp"
+#include "lfp/datapath/redirect.hpp"
 
 #include <stdexcept>
 
@@ -48,6 +49,8 @@ uint32_t supplied_slots(lfp_kl kl) {
   switch (kl) {
     case LFP_KL_CONNECT_V4:
     case LFP_KL_CONNECT_V6:
+    case LFP_KL_REDIRECT_V4:
+    case LFP_KL_REDIRECT_V6:
       return common | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL;
     case LFP_KL_RECV_ACCEPT_V4:
     case LFP_KL_RECV_ACCEPT_V6:
@@ -171,7 +174,8 @@ LayerId engine_layer(lfp_kl kl) {
   static constexpr LayerId kMap[LFP_KL_COUNT] = {
       LayerId::ALE_AUTH_CONNECT_V4,     LayerId::ALE_AUTH_CONNECT_V6,      LayerId::ALE_AUTH_RECV_ACCEPT_V4,
       LayerId::ALE_AUTH_RECV_ACCEPT_V6, LayerId::ALE_AUTH_LISTEN_V4,       LayerId::ALE_AUTH_LISTEN_V6,
-      LayerId::ALE_RESOURCE_ASSIGNMENT_V4, LayerId::ALE_RESOURCE_ASSIGNMENT_V6};
+      LayerId::ALE_RESOURCE_ASSIGNMENT_V4, LayerId::ALE_RESOURCE_ASSIGNMENT_V6, LayerId::ALE_CONNECT_REDIRECT_V4,
+      LayerId::ALE_CONNECT_REDIRECT_V6};
   return kMap[kl];
 }
 
@@ -239,6 +243,10 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
       const bool clear = f->flags & CLEAR_ACTION_RIGHT;
       if (!is_callout(f->action.type)) {
         action = f->action.type == ActionType::PERMIT ? LFP_A_PERMIT : LFP_A_BLOCK;
+      } else if (is_redirect_callout(f->action.callout_key) && engine.callout_registered(f->action.callout_key)) {
+        // The built-in redirect callout permits; the hook rewrites the destination (redirect.hpp).
+        action = LFP_A_PERMIT;
+        if (auto t = redirect_target(engine, *f, nullptr)) out.redirects[f->id] = *t;
       } else if (engine.callout_registered(f->action.callout_key)) {
         action = LFP_A_USERSPACE;
       } else {

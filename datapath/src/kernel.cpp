@@ -122,6 +122,12 @@ std::optional<lfp_pending> KernelPath::pending(uint32_t slot) const {
   return p;
 }
 
+std::optional<lfp_redirect_record> KernelPath::redirect_record(const lfp_redirect_key& k) const {
+  lfp_redirect_record r{};
+  if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lfp_redirect_records), &k, &r)) return std::nullopt;
+  return r;
+}
+
 void KernelPath::set_log_allows(bool on) {
   opts_.log_allows = on;
   static_cast<lfp_config*>(cfg_)->log_allows = on;
@@ -160,6 +166,10 @@ const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t onl
   for (auto& s : next.user_sets)
     if (int e = bpf_map_update_elem(sets, &s, &one, BPF_ANY)) fail("user set map", e);
 
+  // Redirect targets by filter id, before the policy that uses them is flipped in.
+  const int redirects = bpf_map__fd(skel_->maps.lfp_redirects);
+  for (const auto& [id, t] : next.redirects)
+    if (int e = bpf_map_update_elem(redirects, &id, &t, BPF_ANY)) fail("redirect map", e);
   std::memcpy(static_cast<char*>(banks_) + bank * kBankBytes, next.bank.data(), next.bank.size() * sizeof(lfp_entry));
   __atomic_store_n(&cfg->gen_bank, (++gen_ << 1) | bank, __ATOMIC_RELEASE);
   policy_ = std::move(next);

@@ -39,6 +39,7 @@ struct KernelPolicy {
   std::vector<lfp_entry> bank;  // LFP_KL_COUNT layer headers, then the conditions
   std::vector<lfp_user_key> user_sets;
   std::map<AppKey, std::string> apps;  // the executables the policy names
+  std::map<uint64_t, lfp_redirect> redirects;  // ALE_CONNECT_REDIRECT targets by filter id
   size_t filters = 0;            // filters compiled
   size_t userspace_filters = 0;  // of which the kernel hands to user space
 };

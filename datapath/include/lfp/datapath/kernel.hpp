@@ -53,6 +53,8 @@ class KernelPath {
   // creator of the socket a queued packet's mark names.
   void set_userspace(bool on);
   std::optional<lfp_pending> pending(uint32_t slot) const;
+  // A redirected connection's record, by its local address and port (redirect.hpp).
+  std::optional<lfp_redirect_record> redirect_record(const lfp_redirect_key& k) const;
   uint64_t deferred() const { return counter(1); }
 
   // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).

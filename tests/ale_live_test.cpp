@@ -212,6 +212,23 @@ TEST_F(AleLive, ConnectRedirectedToAProxyThatRecoversTheOriginalDestination) {
   EXPECT_THROW(lfpd_->connect()->apply(bad), client::ClientError);
 }
 
+// ALE_FLOW_ESTABLISHED: a BLOCK there lets the connection come up and then cuts it.
+TEST_F(AleLive, FlowEstablishedBlockCutsTheFlow) {
+  apply({filter("no flows to 8081", "ALE_FLOW_ESTABLISHED_V4", "BLOCK", {when("IP_REMOTE_PORT", 8081), when("DIRECTION", "OUTBOUND")})});
+  EXPECT_TRUE(answered(connect(8080)));
+  const auto r = connect(8081);
+  EXPECT_FALSE(answered(r)) << r.out;
+  EXPECT_FALSE(refused(r));  // not at connect(): the flow was up, then cut
+  json ev;
+  for (int i = 0; i < 40 && (ev.is_null() || ev["events"].empty()); ++i) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    ev = lfpd_->connect()->call("netevents_enum", {{"template", {{"conditions", {{{"field", "LAYER_KEY"}, {"value", "ALE_FLOW_ESTABLISHED_V4"}}}}}}});
+  }
+  ASSERT_FALSE(ev["events"].empty());
+  EXPECT_EQ(ev["events"][0]["remote_port"], 8081);
+  EXPECT_EQ(ev["events"][0]["filter_name"], "no flows to 8081");
+}
+
 // BOOTTIME filters (WFP: enforced from boot until the BFE takes over): `lfpd --boot` loads them from
 // the store into the kernel with no daemon running; lfpd then takes over atomically.
 TEST_F(AleLive, BootTimeFiltersAreEnforcedBeforeLfpdStarts) {

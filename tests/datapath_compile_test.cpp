@@ -173,6 +173,7 @@ struct Gen {
     AppKey a = r(5) == 0 ? AppKey{0, 0} : resolve_app(apps[r(apps.size())]);
     put(LFP_S_APP, a.dev, a.ino);
     put(LFP_S_USER, 0, 0);
+    put(LFP_S_DIRECTION, 0, r(2));
     v.uid = static_cast<uint32_t>(r(3));
     v.gid = static_cast<uint32_t>(100 + r(3));
     return v;

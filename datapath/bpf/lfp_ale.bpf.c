@@ -603,6 +603,46 @@ int lfp_post_bind6(struct bpf_sock *sk) { return resource_assignment(sk, AF_INET
  * decision is made in sock_ops when the socket starts listening, kept in its storage, and a listener
  * that was refused never completes a connection: lfp_ingress drops every SYN it gets. */
 
+/* ALE_FLOW_ESTABLISHED: the TCP flow is up. A BLOCK here cuts it (every later packet is dropped),
+ * as WFP drops a flow blocked at this layer. */
+static __always_inline void flow_established(struct bpf_sock_ops *ops, struct lfp_sock_attr *ap) {
+  struct lfp_values v = {};
+  struct lfp_verdict d;
+  __u32 local[4] = {}, remote[4] = {};
+  const int family = ops->family;
+  const __u32 kl = family == AF_INET ? LFP_KL_FLOW_V4 : LFP_KL_FLOW_V6;
+  const __u16 lport = ops->local_port, rport = bpf_ntohl(ops->remote_port) & 0xffff;
+  set_attr(&v, ap);
+  set_u(&v, LFP_S_PROTOCOL, IPPROTO_TCP);
+  set_u(&v, LFP_S_LOCAL_PORT, lport);
+  set_u(&v, LFP_S_REMOTE_PORT, rport);
+  set_u(&v, LFP_S_DIRECTION, ap->flow == LFP_FLOW_INBOUND ? 1 : 0);
+  if (family == AF_INET) {
+    local[0] = ops->local_ip4;
+    remote[0] = ops->remote_ip4;
+    set_u(&v, LFP_S_LOCAL_ADDR, bpf_ntohl(local[0]));
+    set_u(&v, LFP_S_REMOTE_ADDR, bpf_ntohl(remote[0]));
+    set_u(&v, LFP_S_FLAGS, ip4_loopback(bpf_ntohl(remote[0])) ? 0x1 : 0);
+  } else {
+    local[0] = *(volatile __u32 *)&ops->local_ip6[0];
+    local[1] = *(volatile __u32 *)&ops->local_ip6[1];
+    local[2] = *(volatile __u32 *)&ops->local_ip6[2];
+    local[3] = *(volatile __u32 *)&ops->local_ip6[3];
+    remote[0] = *(volatile __u32 *)&ops->remote_ip6[0];
+    remote[1] = *(volatile __u32 *)&ops->remote_ip6[1];
+    remote[2] = *(volatile __u32 *)&ops->remote_ip6[2];
+    remote[3] = *(volatile __u32 *)&ops->remote_ip6[3];
+    set_ip6(&v, LFP_S_LOCAL_ADDR, local);
+    set_ip6(&v, LFP_S_REMOTE_ADDR, remote);
+    set_u(&v, LFP_S_FLAGS, ip6_loopback(remote) ? 0x1 : 0);
+  }
+  lfp_eval(kl, &v, &d);
+  /* A decision that needs user space follows --fail here: the flow's first packet has gone. */
+  int ok = allowed(&d);
+  if (!ok) ap->cut = 1;
+  report(kl, &d, ap, family, IPPROTO_TCP, local, lport, remote, rport, 0, !ok);
+}
+
 SEC("sockops")
 int lfp_sockops(struct bpf_sock_ops *ops) {
   if (ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || ops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
@@ -614,6 +654,7 @@ int lfp_sockops(struct bpf_sock_ops *ops) {
     if (!ap) return 1;
     ap->flow = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? LFP_FLOW_OUTBOUND : LFP_FLOW_INBOUND;
     ap->auth_gen = read_gen(cfg);
+    flow_established(ops, ap);
     if (ap->redirected) {
       /* The proxy accepts this connection with our local address and port as its peer. */
       struct lfp_redirect_key k = {};

@@ -38,6 +38,8 @@ enum lfp_kl {
   LFP_KL_RESOURCE_V6,
   LFP_KL_REDIRECT_V4,     /* ALE_CONNECT_REDIRECT_V4: connect4, before ALE_AUTH_CONNECT_V4 */
   LFP_KL_REDIRECT_V6,
+  LFP_KL_FLOW_V4,         /* ALE_FLOW_ESTABLISHED_V4: sock_ops *_ESTABLISHED_CB (TCP) */
+  LFP_KL_FLOW_V6,
   LFP_KL_COUNT
 };
 
@@ -53,6 +55,7 @@ enum lfp_slot {
   LFP_S_FLAGS,        /* FLAGS */
   LFP_S_IFACE,        /* IP_LOCAL_INTERFACE, INTERFACE_INDEX: the ifindex */
   LFP_S_USER,         /* ALE_USER_ID: uid and gid */
+  LFP_S_DIRECTION,    /* DIRECTION: 0 outbound, 1 inbound */
   LFP_NSLOTS,
   LFP_S_NONE = 31     /* a field no hook supplies: always empty */
 };

@@ -38,6 +38,7 @@ int slot_of(F f) {
     case F::IP_LOCAL_INTERFACE:
     case F::INTERFACE_INDEX: return LFP_S_IFACE;
     case F::ALE_USER_ID: return LFP_S_USER;
+    case F::DIRECTION: return LFP_S_DIRECTION;
     default: return LFP_S_NONE;
   }
 }
@@ -59,6 +60,9 @@ uint32_t supplied_slots(lfp_kl kl) {
     case LFP_KL_LISTEN_V6: return common;
     case LFP_KL_RESOURCE_V4:
     case LFP_KL_RESOURCE_V6: return common | 1u << LFP_S_PROTOCOL;
+    case LFP_KL_FLOW_V4:
+    case LFP_KL_FLOW_V6:
+      return common | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL | 1u << LFP_S_DIRECTION;
     default: return 0;
   }
 }
@@ -175,7 +179,7 @@ LayerId engine_layer(lfp_kl kl) {
       LayerId::ALE_AUTH_CONNECT_V4,     LayerId::ALE_AUTH_CONNECT_V6,      LayerId::ALE_AUTH_RECV_ACCEPT_V4,
       LayerId::ALE_AUTH_RECV_ACCEPT_V6, LayerId::ALE_AUTH_LISTEN_V4,       LayerId::ALE_AUTH_LISTEN_V6,
       LayerId::ALE_RESOURCE_ASSIGNMENT_V4, LayerId::ALE_RESOURCE_ASSIGNMENT_V6, LayerId::ALE_CONNECT_REDIRECT_V4,
-      LayerId::ALE_CONNECT_REDIRECT_V6};
+      LayerId::ALE_CONNECT_REDIRECT_V6,   LayerId::ALE_FLOW_ESTABLISHED_V4,   LayerId::ALE_FLOW_ESTABLISHED_V6};
   return kMap[kl];
 }
 
@@ -306,6 +310,7 @@ void to_field_values(lfp_kl kl, const lfp_values& v, const std::map<AppKey, std:
       case LFP_S_LOCAL_PORT:
       case LFP_S_REMOTE_PORT: out.set(f, Value::uint16(static_cast<uint16_t>(l))); break;
       case LFP_S_PROTOCOL: out.set(f, Value::uint8(static_cast<uint8_t>(l))); break;
+      case LFP_S_DIRECTION: out.set(f, Value::uint32(static_cast<uint32_t>(l))); break;
       case LFP_S_FLAGS: out.set(f, Value::uint32(static_cast<uint32_t>(l))); break;
       case LFP_S_IFACE:
         out.set(f, f == FieldId::IP_LOCAL_INTERFACE ? Value::uint64(l) : Value::uint32(static_cast<uint32_t>(l)));

@@ -67,7 +67,7 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
     j["remote_address"] = address(ev.remote_addr, v6);
     j["remote_port"] = ev.remote_port;
     const bool inbound = ev.kl == LFP_KL_RECV_ACCEPT_V4 || ev.kl == LFP_KL_RECV_ACCEPT_V6;
-    j["direction"] = inbound ? "INBOUND" : "OUTBOUND";
+    if (ev.kl != LFP_KL_FLOW_V4 && ev.kl != LFP_KL_FLOW_V6) j["direction"] = inbound ? "INBOUND" : "OUTBOUND";
     const bool loop4 = !v6 && ev.remote_addr[0] == 127;
     static const uint8_t one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
     j["loopback"] = loop4 || (v6 && std::memcmp(ev.remote_addr, one, 16) == 0) ||

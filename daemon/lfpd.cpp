@@ -6,6 +6,7 @@
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include "lfp/callout/host.hpp"
 #include "lfp/datapath/events.hpp"
 #include "lfp/datapath/kernel.hpp"
 #include "lfp/datapath/redirect.hpp"
@@ -90,6 +91,14 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(uint64_t{1000}, uint64_t{1} << 40))->capture_default_str();
   app.add_option("--netevents-max-age-days", max_age_days, "net events older than this go")
       ->check(CLI::Range(0.001, 3650.0))->capture_default_str();
+  std::vector<std::string> plugins;
+  int callout_timeout_ms = 200;
+  std::string callout_host;
+  app.add_option("--callout", plugins, "a callout plugin (.so) to load, each in a host process of its own; repeatable");
+  app.add_option("--callout-timeout-ms", callout_timeout_ms,
+                 "how long a classify waits for a plugin; then the plugin is stopped and its callouts act as unregistered")
+      ->check(CLI::Range(1, 60000))->capture_default_str();
+  app.add_option("--callout-host", callout_host, "the lfp-callout-host program (default: beside lfpd)");
   bool boot = false;
   app.add_flag("--boot", boot,
                "load the stored BOOTTIME filters into the kernel (hooks on --cgroup, pinned under --bpf-pin) "
@@ -124,6 +133,26 @@ int main(int argc, char** argv) {
     }
     lfp::daemon::Server server(cfg);
     std::filesystem::create_directories(cfg.state_dir);
+    // Callout plugins register before the store loads, so that the data path knows them at once.
+    std::vector<std::unique_ptr<lfp::callouts::CalloutHost>> hosts;
+    if (!plugins.empty() && callout_host.empty()) {
+      const auto dir = std::filesystem::read_symlink("/proc/self/exe").parent_path();
+      for (const auto& c : {dir / "lfp-callout-host", dir.parent_path() / "callouts" / "lfp-callout-host"})
+        if (std::filesystem::exists(c)) callout_host = c.string();
+      if (callout_host.empty()) throw std::runtime_error("lfp-callout-host not found beside lfpd; give --callout-host");
+    }
+    for (const auto& plugin : plugins) {
+      auto& h = hosts.emplace_back(std::make_unique<lfp::callouts::CalloutHost>(plugin, callout_host, callout_timeout_ms));
+      h->register_with(server.engine());
+      spdlog::info("callout plugin {} ({}): {} callouts", h->name(), plugin, h->callouts().size());
+      lfp::callouts::CalloutHost* hp = h.get();
+      server.watch_fd(h->fd(), [&server, hp] {
+        if (hp->reap(server.engine())) {
+          server.unwatch_fd(hp->fd());
+          server.notify_policy_changed();  // the kernel takes the plugin's filters back
+        }
+      });
+    }
     lfp::daemon::NetEventService events(server, cfg.state_dir + "/netevents.db", retention);
     std::unique_ptr<DataPath> dp;
     std::unique_ptr<lfp::datapath::UserPath> userpath;
@@ -159,6 +188,12 @@ int main(int argc, char** argv) {
             events.ingest(ev);
             return permit;
           });
+          // A plugin that failed during those decisions: its callouts go now (not inside a classify).
+          for (auto& h : hosts)
+            if (!h->alive() && h->reap(server.engine())) {
+              server.unwatch_fd(h->fd());
+              server.notify_policy_changed();
+            }
           // Flows the queue could not take were decided by --fail, unseen: counted and logged.
           const int64_t now = lfp::netevents::now_ns();
           if (const uint64_t o = userpath->overflowed(); o > overflow_seen) {

@@ -259,7 +259,7 @@ void Server::serve_once(int max_wait_ms) {
   }
   if (fds[0].revents & POLLIN) accept_client();
   for (size_t i = 2; i < first_session; ++i)
-    if (fds[i].revents & (POLLIN | POLLERR)) watched_[i - 2].second();
+    if (fds[i].revents & (POLLIN | POLLERR | POLLHUP)) watched_[i - 2].second();
   for (size_t i = first_session; i < fds.size(); ++i) {
     auto it = sessions_.find(ids[i - first_session]);
     if (it == sessions_.end()) continue;

@@ -79,6 +79,13 @@ class Server {
   void on_policy_change(std::function<void(const FilterEngine&)> cb) { policy_observers_.push_back(std::move(cb)); }
   // `fd` is polled with the sessions; `on_readable` runs in the loop when it is readable.
   void watch_fd(int fd, std::function<void()> on_readable) { watched_.push_back({fd, std::move(on_readable)}); }
+  void unwatch_fd(int fd) {  // (safe inside a watch callback: the entry stays, poll skips it)
+    for (auto& w : watched_)
+      if (w.first == fd) w.first = -1;
+  }
+  // Something besides a commit changed what the engine decides (a callout driver came or went):
+  // the policy observers (the data path) run again.
+  void notify_policy_changed() { policy_changed(); }
   // Parts beside the engine (the net event log, diagnostics) serve ops of their own: `name` for
   // sessions with at least `min_role`. They may push frames without "id" to a session (a live
   // stream) until it closes, which on_session_closed announces.

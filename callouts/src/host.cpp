@@ -138,7 +138,10 @@ void CalloutHost::kill_host(const char* why) {
   if (pid_ > 0) {
     ::kill(pid_, SIGKILL);
     ::waitpid(pid_, nullptr, 0);
-    if (registered_) spdlog::warn("callout plugin {}: host stopped ({})", name_, why);
+    if (registered_) {
+      if (std::strcmp(why, "lfpd is stopping") == 0) spdlog::info("callout plugin {}: host stopped ({})", name_, why);
+      else spdlog::warn("callout plugin {}: host stopped ({})", name_, why);
+    }
     pid_ = -1;
   }
   dead_ = true;

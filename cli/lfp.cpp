@@ -11,6 +11,7 @@
 #include "lfp/client/client.hpp"
 #include "lfp/engine/error.hpp"
 #include "lfp/policy/policy.hpp"
+#include "lfp/import/iptables.hpp"
 #include "netevents_cmd.hpp"
 
 namespace {
@@ -277,6 +278,19 @@ int main(int argc, char** argv) {
   cli::add_event_filter_options(monitor, mon_args, false);
   monitor->add_flag("--json", as_json, "JSON output (one object a line)");
 
+  // lfp import FORMAT FILE
+  auto* imp = app.add_subcommand("import", "Turn an existing rule set into an LFP policy file (docs/porting.md)");
+  std::string imp_format, imp_file, imp_out, imp_provider, imp_sublayer;
+  bool imp_apply = false;
+  imp->add_option("format", imp_format, "iptables (iptables-save or ip6tables-save output)")
+      ->required()->check(CLI::IsMember({"iptables"}));
+  imp->add_option("file", imp_file, "The rule set (- for standard input)")->required();
+  imp->add_option("-o,--output", imp_out, "Write the policy here (default: standard output)");
+  imp->add_option("--provider", imp_provider, "Provider GUID for the filters (default: a new provider)");
+  imp->add_option("--sublayer", imp_sublayer, "Sublayer GUID for the filters (default: a new sublayer)");
+  imp->add_flag("--apply", imp_apply, "Apply the policy to lfpd in one transaction");
+  imp->add_flag("--json", as_json, "The report as JSON");
+
   cli::SetOptionsArgs set_args;
   auto* set = cli::add_set_command(app, set_args);
   set->get_subcommand("options")->add_flag("--json", as_json, "JSON output");
@@ -345,6 +359,39 @@ int main(int argc, char** argv) {
       auto result = engine.classify(req.layer, req.values, explain);
       if (as_json) std::cout << policy::result_to_json(engine, result).dump(2) << '\n';
       else std::cout << policy::result_to_text(engine, result) << '\n';
+      return kOk;
+    }
+
+    if (*imp) {
+      const std::string text = imp_file == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {}) : read_file(imp_file);
+      lfp::import::ImportResult r;
+      try {
+        r = lfp::import::import_iptables(text, {imp_provider, imp_sublayer, "iptables-save " + imp_file});
+      } catch (const lfp::import::ImportError& e) {
+        std::cerr << "lfp import: " << imp_file << ":" << e.what() << '\n';
+        return kBadInput;
+      }
+      if (!imp_out.empty()) {
+        std::ofstream f(imp_out);
+        f << r.policy.dump(2) << '\n';
+        if (!f) throw std::runtime_error(imp_out + ": cannot write");
+      } else if (!imp_apply && !as_json) {
+        std::cout << r.policy.dump(2) << '\n';
+      }
+      json report = {{"rules", r.rules}, {"filters", r.filters}, {"unmapped", json::array()}};
+      for (const auto& u : r.unmapped) report["unmapped"].push_back({{"line", u.line}, {"rule", u.text}, {"reason", u.reason}});
+      if (imp_apply) {
+        client::Client c(socket, client::SessionOptions{.name = "lfp import"});
+        report["applied"] = c.apply(r.policy);
+      }
+      if (as_json) {
+        if (imp_out.empty() && !imp_apply) report["policy"] = r.policy;
+        std::cout << report.dump(2) << '\n';
+      } else {
+        std::cerr << "lfp import: " << r.rules << " rules -> " << r.filters << " filters";
+        std::cerr << (r.unmapped.empty() ? "\n" : "; not imported or implied:\n");
+        for (const auto& u : r.unmapped) std::cerr << "  " << imp_file << ":" << u.line << ": " << u.reason << "\n      " << u.text << '\n';
+      }
       return kOk;
     }
 

@@ -78,6 +78,7 @@ TemplateCondition parse_condition(const json& c, const std::string& path) {
                          "NET_EVENT_TYPE, FILTER_KEY, PROVIDER_KEY, LAYER_KEY)");
   TemplateCondition out;
   out.field = static_cast<TemplateField>(it - std::begin(kFieldNames));
+  if (c.contains("match") && !c["match"].is_string()) bad(path + "/match", "must be a match type name");
   const std::string match = c.value("match", std::string("EQUAL"));
   if (!c.contains("value")) bad(path + "/value", "is required");
   const json& v = c["value"];

@@ -1,0 +1,21 @@
+// libFuzzer: lfp import's iptables-save reader on arbitrary text. A malformed file is refused with
+// a line-numbered ImportError, never a crash; what it accepts is a policy the policy reader takes.
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+#include "lfp/import/iptables.hpp"
+#include "lfp/policy/policy.hpp"
+
+extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
+  try {
+    const auto r = lfp::import::import_iptables(std::string(reinterpret_cast<const char*>(data), size));
+    try {
+      lfp::policy::policy_from_json(r.policy);
+    } catch (const lfp::policy::PolicyError&) {
+      // An address or value iptables-save would never write may still be refused by the policy reader.
+    }
+  } catch (const lfp::import::ImportError&) {
+  }
+  return 0;
+}

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "sandbox.hpp"
+#include "live_support.hpp"
 
 namespace lfp::test {
 namespace {
@@ -62,7 +62,6 @@ class AleLive : public ::testing::Test {
     return sb_->run(prog + " -T3 - " + to + ":" + std::to_string(port) + " </dev/null",
                     {.side = Side::A, .in_cgroup = true, .uid = uid, .timeout = std::chrono::seconds(8)});
   }
-  static bool answered(const RunResult& r) { return r.ok() && r.out.find("hi") != std::string::npos; }
   static bool refused(const RunResult& r) { return !r.ok() && r.err.find("Operation not permitted") != std::string::npos; }
 
   std::unique_ptr<Sandbox> sb_;
@@ -219,14 +218,10 @@ TEST_F(AleLive, FlowEstablishedBlockCutsTheFlow) {
   const auto r = connect(8081);
   EXPECT_FALSE(answered(r)) << r.out;
   EXPECT_FALSE(refused(r));  // not at connect(): the flow was up, then cut
-  json ev;
-  for (int i = 0; i < 40 && (ev.is_null() || ev["events"].empty()); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    ev = lfpd_->connect()->call("netevents_enum", {{"template", {{"conditions", {{{"field", "LAYER_KEY"}, {"value", "ALE_FLOW_ESTABLISHED_V4"}}}}}}});
-  }
-  ASSERT_FALSE(ev["events"].empty());
-  EXPECT_EQ(ev["events"][0]["remote_port"], 8081);
-  EXPECT_EQ(ev["events"][0]["filter_name"], "no flows to 8081");
+  const json ev = wait_for_events(*lfpd_->connect(), {{{"field", "LAYER_KEY"}, {"value", "ALE_FLOW_ESTABLISHED_V4"}}});
+  ASSERT_FALSE(ev.empty());
+  EXPECT_EQ(ev[0]["remote_port"], 8081);
+  EXPECT_EQ(ev[0]["filter_name"], "no flows to 8081");
 }
 
 // BOOTTIME filters (WFP: enforced from boot until the BFE takes over): `lfpd --boot` loads them from
@@ -264,13 +259,9 @@ TEST_F(AleLive, FailClosedOrOpenForDecisionsThatNeedUserSpace) {
     if (mode == "closed") EXPECT_TRUE(refused(r)) << r.err;
     else EXPECT_TRUE(answered(r)) << r.err;
     if (mode == "closed") {
-      json ev;
-      for (int i = 0; i < 40 && (ev.is_null() || ev["events"].empty()); ++i) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(50));
-        ev = lfpd_->connect()->call("netevents_enum", {{"template", {{"conditions", {{{"field", "IP_REMOTE_PORT"}, {"value", 8081}}}}}}});
-      }
-      ASSERT_EQ(ev["events"].size(), 1u);
-      EXPECT_NE(ev["events"][0].value("reason", "").find("user space"), std::string::npos) << ev.dump();
+      const json ev = wait_for_events(*lfpd_->connect(), {{{"field", "IP_REMOTE_PORT"}, {"value", 8081}}});
+      ASSERT_EQ(ev.size(), 1u);
+      EXPECT_NE(ev[0].value("reason", "").find("user space"), std::string::npos) << ev.dump();
     }
     auto c = lfpd_->connect();
     for (const auto& f : c->enumerate("filter")) c->remove("filter", f["key"].get<std::string>());

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "sandbox.hpp"
+#include "live_support.hpp"
 
 namespace lfp::test {
 namespace {
@@ -26,10 +26,7 @@ class AleUserPath : public ::testing::Test {
     if (!sandbox_available(&why)) GTEST_SKIP() << why;
     sb_ = std::make_unique<Sandbox>();
     pins_ = sb_->mount_bpffs();
-    for (int port : {8080, 8081})
-      sb_->spawn("exec socat TCP-LISTEN:" + std::to_string(port) + ",fork,reuseaddr SYSTEM:'echo hi'", {.side = Side::B});
-    ASSERT_TRUE(sb_->wait_for_port(Side::B, 8080));
-    ASSERT_TRUE(sb_->wait_for_port(Side::B, 8081));
+    ASSERT_TRUE(serve_hi(*sb_, Side::B, {8080, 8081}));
     socat2_ = sb_->tmpdir() + "/socat2";
     ASSERT_EQ(std::system(("cp /usr/bin/socat " + socat2_).c_str()), 0);
   }
@@ -52,7 +49,6 @@ class AleUserPath : public ::testing::Test {
     return sb_->run(prog + " -T3 - TCP4:" + sb_->ip4(Side::B) + ":" + std::to_string(port) + ",connect-timeout=2 </dev/null",
                     {.side = Side::A, .in_cgroup = true, .timeout = std::chrono::seconds(8)});
   }
-  static bool answered(const RunResult& r) { return r.ok() && r.out.find("hi") != std::string::npos; }
 
   std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
@@ -69,17 +65,12 @@ TEST_F(AleUserPath, TheEngineDecidesWhatTheKernelCannot) {
   EXPECT_LT(Clock::now() - t0, std::chrono::milliseconds(1500)) << "the refused connect was not aborted at once";
   EXPECT_NE(r.err.find("abort"), std::string::npos) << r.err;
   // The decision is a net event like the kernel's, with the filter and the app.
-  auto c = lfpd_->connect();
-  json ev;
-  for (int i = 0; i < 40 && (ev.is_null() || ev["events"].empty()); ++i) {
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-    ev = c->call("netevents_enum", {{"template", {{"conditions", {{{"field", "NET_EVENT_TYPE"}, {"value", "CLASSIFY_DROP"}}}}}}});
-  }
-  ASSERT_EQ(ev["events"].size(), 1u) << ev.dump();
-  EXPECT_EQ(ev["events"][0]["filter_key"], kFilter);
-  EXPECT_EQ(ev["events"][0]["app_id"], "/usr/bin/socat");
-  EXPECT_EQ(ev["events"][0]["remote_port"], 8081);
-  EXPECT_GT(ev["events"][0]["local_port"].get<int>(), 0);  // user space sees the packet: the port is known
+  const json ev = wait_for_events(*lfpd_->connect(), {{{"field", "NET_EVENT_TYPE"}, {"value", "CLASSIFY_DROP"}}});
+  ASSERT_EQ(ev.size(), 1u) << ev.dump();
+  EXPECT_EQ(ev[0]["filter_key"], kFilter);
+  EXPECT_EQ(ev[0]["app_id"], "/usr/bin/socat");
+  EXPECT_EQ(ev[0]["remote_port"], 8081);
+  EXPECT_GT(ev[0]["local_port"].get<int>(), 0);  // user space sees the packet: the port is known
 }
 
 TEST_F(AleUserPath, WhileLfpdIsDownFailClosedDropsAndFailOpenPasses) {

@@ -9,7 +9,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "sandbox.hpp"
+#include "live_support.hpp"
 
 namespace lfp::test {
 namespace {
@@ -58,10 +58,7 @@ class CalloutLive : public ::testing::Test {
     if (!sandbox_available(&why)) GTEST_SKIP() << why;
     sb_ = std::make_unique<Sandbox>();
     pins_ = sb_->mount_bpffs();
-    for (int port : {8080, 8081})
-      sb_->spawn("exec socat TCP-LISTEN:" + std::to_string(port) + ",fork,reuseaddr SYSTEM:'echo hi'", {.side = Side::B});
-    ASSERT_TRUE(sb_->wait_for_port(Side::B, 8080));
-    ASSERT_TRUE(sb_->wait_for_port(Side::B, 8081));
+    ASSERT_TRUE(serve_hi(*sb_, Side::B, {8080, 8081}));
   }
   void TearDown() override {
     lfpd_.reset();
@@ -77,7 +74,6 @@ class CalloutLive : public ::testing::Test {
     return sb_->run("socat -T3 - TCP4:" + sb_->ip4(Side::B) + ":" + std::to_string(port) + ",connect-timeout=2 </dev/null",
                     {.side = Side::A, .in_cgroup = true, .timeout = std::chrono::seconds(8)});
   }
-  static bool answered(const RunResult& r) { return r.ok() && r.out.find("hi") != std::string::npos; }
   std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
   std::string pins_;

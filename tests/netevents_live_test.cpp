@@ -8,7 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "sandbox.hpp"
+#include "live_support.hpp"
 
 namespace lfp::test {
 namespace {
@@ -38,8 +38,7 @@ TEST_F(NetEventsLive, ARealBlockIsLoggedAndDiagnosed) {
   const std::string pins = sb_->mount_bpffs();
   lfpd_ = std::make_unique<Daemon>(std::vector<std::string>{"--cgroup", sb_->cgroup(), "--bpf-pin", pins});
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  sb_->spawn("exec socat TCP-LISTEN:8080,fork,reuseaddr SYSTEM:'echo hi'", {.side = Side::B});
-  ASSERT_TRUE(sb_->wait_for_port(Side::B, 8080));
+  ASSERT_TRUE(serve_hi(*sb_, Side::B, {8080}));
   const std::string socat2 = sb_->tmpdir() + "/socat2";
   ASSERT_EQ(std::system(("cp /usr/bin/socat " + socat2).c_str()), 0);
   auto c = lfpd_->connect();
@@ -54,14 +53,9 @@ TEST_F(NetEventsLive, ARealBlockIsLoggedAndDiagnosed) {
   ASSERT_FALSE(r.ok());
 
   // The event reaches the log (the ring is drained by lfpd's loop).
-  json events;
-  for (int i = 0; i < 50; ++i) {
-    events = c->call("netevents_enum", {{"template", {{"conditions", {{{"field", "ALE_APP_ID"}, {"value", socat2}}}}}}});
-    if (!events["events"].empty()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(50));
-  }
-  ASSERT_EQ(events["events"].size(), 1u) << events.dump(2);
-  const json& e = events["events"][0];
+  const json events = wait_for_events(*c, {{{"field", "ALE_APP_ID"}, {"value", socat2}}});
+  ASSERT_EQ(events.size(), 1u) << events.dump(2);
+  const json& e = events[0];
   EXPECT_EQ(e["type"], "CLASSIFY_DROP");
   EXPECT_EQ(e["layer"], "ALE_AUTH_CONNECT_V4");
   EXPECT_EQ(e["remote_address"], sb_->ip4(Side::B));

@@ -1,0 +1,38 @@
+#pragma once
+// What the live data-path tests share: "hi" servers in the sandbox, whether a client got the answer,
+// and waiting for lfpd's net events (its loop drains the kernel's ring on its own time).
+#include <chrono>
+#include <initializer_list>
+#include <string>
+#include <thread>
+
+#include <nlohmann/json.hpp>
+
+#include "lfp/client/client.hpp"
+#include "sandbox.hpp"
+
+namespace lfp::test {
+
+// TCP servers on `side` that answer "hi" on each port; returns once they all listen.
+inline bool serve_hi(Sandbox& sb, Side side, std::initializer_list<int> ports) {
+  for (int p : ports) sb.spawn("exec socat TCP-LISTEN:" + std::to_string(p) + ",fork,reuseaddr SYSTEM:'echo hi'", {.side = side});
+  for (int p : ports)
+    if (!sb.wait_for_port(side, static_cast<uint16_t>(p))) return false;
+  return true;
+}
+
+// The client ran and printed the server's answer.
+inline bool answered(const RunResult& r) { return r.ok() && r.out.find("hi") != std::string::npos; }
+
+// The net events matching `conditions` (a template's), waiting up to 2 s for at least one.
+inline nlohmann::json wait_for_events(client::Client& c, const nlohmann::json& conditions) {
+  nlohmann::json r;
+  for (int i = 0; i < 40; ++i) {
+    r = c.call("netevents_enum", {{"template", {{"conditions", conditions}}}});
+    if (!r["events"].empty()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  return r["events"];
+}
+
+}  // namespace lfp::test

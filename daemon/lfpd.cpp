@@ -86,7 +86,7 @@ int main(int argc, char** argv) {
   app.add_option("--fail", fail, "new flows needing user space while it cannot decide: open | closed")
       ->check(CLI::IsMember({"open", "closed"}))->capture_default_str();
   app.add_flag("--log-allows", kopts.log_allows,
-               "collect permitted flows as net events too (the CLASSIFY_ALLOW keyword; lfp set netevents changes it)");
+               "collect permitted flows as net events too (the CLASSIFY_ALLOW keyword; lfp set options --allows changes it)");
   app.add_option("--netevents-max", retention.max_events, "net events kept (the oldest go first)")
       ->check(CLI::Range(uint64_t{1000}, uint64_t{1} << 40))->capture_default_str();
   app.add_option("--netevents-max-age-days", max_age_days, "net events older than this go")
@@ -124,6 +124,7 @@ int main(int argc, char** argv) {
     if (boot) {
       if (kopts.cgroup.empty()) throw std::runtime_error("--boot needs --cgroup");
       lfp::daemon::Server store_only(cfg);
+      lfp::datapath::register_redirect_callouts(store_only.engine());  // (before the store: filters use them)
       store_only.load();
       lfp::datapath::KernelPath kernel(kopts);
       const auto& p = kernel.install(store_only.engine(), lfp::BOOTTIME);

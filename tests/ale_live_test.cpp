@@ -211,6 +211,33 @@ TEST_F(AleLive, ConnectRedirectedToAProxyThatRecoversTheOriginalDestination) {
   EXPECT_THROW(lfpd_->connect()->apply(bad), client::ClientError);
 }
 
+// ALE_BIND_REDIRECT: socat2's bind() to the wildcard address is sent to a second address of A, which
+// B then sees as the peer; the real socat keeps its own. A BLOCK there refuses the bind.
+TEST_F(AleLive, BindRedirectedToAnotherLocalAddress) {
+  const std::string a = sb_->ip4(Side::A), second = a.substr(0, a.rfind('.')) + ".3";
+  ASSERT_TRUE(sb_->run("ip addr add " + second + "/24 dev " + sb_->ifname(Side::A)).ok());
+  sb_->spawn("exec socat TCP4-LISTEN:8090,fork,reuseaddr SYSTEM:'echo peer=$SOCAT_PEERADDR'", {.side = Side::B});
+  ASSERT_TRUE(sb_->wait_for_port(Side::B, 8090));
+  const std::string pc = "4c460000-0000-4000-8000-0000000000c2", bind_v4 = "4c460000-0000-4000-8000-000000000014";
+  apply({filter("socat2 binds to the second address", "ALE_BIND_REDIRECT_V4", "PERMIT", {when("ALE_APP_ID", socat2_)},
+                {{"action", {{"type", "CALLOUT_TERMINATING"}, {"callout", bind_v4}}},
+                 {"flags", {"HAS_PROVIDER_CONTEXT"}}, {"provider_context", pc}}),
+         filter("no bind to port 7000", "ALE_BIND_REDIRECT_V4", "BLOCK", {when("IP_LOCAL_PORT", 7000)})},
+        {{"callouts", {{{"key", bind_v4}, {"name", "LFP bind redirect"}, {"layer", "ALE_BIND_REDIRECT_V4"}}}},
+         {"provider_contexts", {{{"key", pc}, {"name", "second address"}, {"data", "{\"address\": \"" + second + "\"}"}}}}});
+  auto peer = [&](const std::string& prog, const std::string& bind) {
+    return sb_->run(prog + " -T3 - TCP4:" + sb_->ip4(Side::B) + ":8090,bind=" + bind + " </dev/null",
+                    {.side = Side::A, .in_cgroup = true});
+  };
+  auto r = peer(socat2_, "0.0.0.0");
+  EXPECT_NE(r.out.find("peer=" + second + "\n"), std::string::npos) << r.out << r.err;
+  r = peer("socat", "0.0.0.0");
+  EXPECT_NE(r.out.find("peer=" + a + "\n"), std::string::npos) << r.out << r.err;
+  r = peer("socat", "0.0.0.0:7000");
+  EXPECT_FALSE(r.ok());
+  EXPECT_NE(r.err.find("Operation not permitted"), std::string::npos) << r.err;
+}
+
 // ALE_FLOW_ESTABLISHED: a BLOCK there lets the connection come up and then cuts it.
 TEST_F(AleLive, FlowEstablishedBlockCutsTheFlow) {
   apply({filter("no flows to 8081", "ALE_FLOW_ESTABLISHED_V4", "BLOCK", {when("IP_REMOTE_PORT", 8081), when("DIRECTION", "OUTBOUND")})});

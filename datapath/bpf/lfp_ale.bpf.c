@@ -553,6 +553,59 @@ int lfp_sendmsg4(struct bpf_sock_addr *ctx) { return auth_connect(ctx, AF_INET, 
 SEC("cgroup/sendmsg6")
 int lfp_sendmsg6(struct bpf_sock_addr *ctx) { return auth_connect(ctx, AF_INET6, 1); }
 
+/* ---- ALE_BIND_REDIRECT: bind() ---------------------------------------------------------------------
+ * An explicit bind() may be sent to another local address (and port) before it happens; a BLOCK
+ * here refuses it. ALE_RESOURCE_ASSIGNMENT (post_bind) then sees the address the socket got. */
+
+static __always_inline int bind_redirect(struct bpf_sock_addr *ctx, int family) {
+  struct lfp_values v = {};
+  struct lfp_sock_attr a = {};
+  struct lfp_verdict d;
+  __u32 local[4] = {};
+  const __u32 kl = family == AF_INET ? LFP_KL_BIND_REDIRECT_V4 : LFP_KL_BIND_REDIRECT_V6;
+  const __u16 lport = bpf_ntohs(ctx->user_port);
+  current_app(&a);
+  set_attr(&v, &a);
+  set_u(&v, LFP_S_PROTOCOL, ctx->protocol);
+  set_u(&v, LFP_S_LOCAL_PORT, lport);
+  if (family == AF_INET) {
+    local[0] = ctx->user_ip4;
+  } else {
+    local[0] = ctx->user_ip6[0];
+    local[1] = ctx->user_ip6[1];
+    local[2] = ctx->user_ip6[2];
+    local[3] = ctx->user_ip6[3];
+  }
+  set_bound_local(&v, family, local);
+  lfp_eval(kl, &v, &d);
+  if (d.decided && !d.permit) {
+    report(kl, &d, &a, family, ctx->protocol, local, lport, 0, 0, 0, 1);
+    return 0;
+  }
+  struct lfp_redirect *t = d.decided && d.filter_id ? bpf_map_lookup_elem(&lfp_redirects, &d.filter_id) : 0;
+  if (!t) return 1;
+  if (t->port) ctx->user_port = bpf_htons(t->port);
+  if (family == AF_INET) {
+    __u32 a4;
+    __builtin_memcpy(&a4, t->addr, 4);
+    ctx->user_ip4 = a4;
+  } else {
+    __u32 a6[4];
+    __builtin_memcpy(a6, t->addr, 16);
+    ctx->user_ip6[0] = a6[0];
+    ctx->user_ip6[1] = a6[1];
+    ctx->user_ip6[2] = a6[2];
+    ctx->user_ip6[3] = a6[3];
+  }
+  return 1;
+}
+
+SEC("cgroup/bind4")
+int lfp_bind4(struct bpf_sock_addr *ctx) { return bind_redirect(ctx, AF_INET); }
+
+SEC("cgroup/bind6")
+int lfp_bind6(struct bpf_sock_addr *ctx) { return bind_redirect(ctx, AF_INET6); }
+
 /* ---- Who created a socket ------------------------------------------------------------------------ */
 
 SEC("cgroup/sock_create")

@@ -59,7 +59,9 @@ uint32_t supplied_slots(lfp_kl kl) {
     case LFP_KL_LISTEN_V4:
     case LFP_KL_LISTEN_V6: return common;
     case LFP_KL_RESOURCE_V4:
-    case LFP_KL_RESOURCE_V6: return common | 1u << LFP_S_PROTOCOL;
+    case LFP_KL_RESOURCE_V6:
+    case LFP_KL_BIND_REDIRECT_V4:
+    case LFP_KL_BIND_REDIRECT_V6: return common | 1u << LFP_S_PROTOCOL;
     case LFP_KL_FLOW_V4:
     case LFP_KL_FLOW_V6:
       return common | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL | 1u << LFP_S_DIRECTION;
@@ -179,7 +181,8 @@ LayerId engine_layer(lfp_kl kl) {
       LayerId::ALE_AUTH_CONNECT_V4,     LayerId::ALE_AUTH_CONNECT_V6,      LayerId::ALE_AUTH_RECV_ACCEPT_V4,
       LayerId::ALE_AUTH_RECV_ACCEPT_V6, LayerId::ALE_AUTH_LISTEN_V4,       LayerId::ALE_AUTH_LISTEN_V6,
       LayerId::ALE_RESOURCE_ASSIGNMENT_V4, LayerId::ALE_RESOURCE_ASSIGNMENT_V6, LayerId::ALE_CONNECT_REDIRECT_V4,
-      LayerId::ALE_CONNECT_REDIRECT_V6,   LayerId::ALE_FLOW_ESTABLISHED_V4,   LayerId::ALE_FLOW_ESTABLISHED_V6};
+      LayerId::ALE_CONNECT_REDIRECT_V6,   LayerId::ALE_FLOW_ESTABLISHED_V4,   LayerId::ALE_FLOW_ESTABLISHED_V6,
+      LayerId::ALE_BIND_REDIRECT_V4,      LayerId::ALE_BIND_REDIRECT_V6};
   return kMap[kl];
 }
 

@@ -15,7 +15,13 @@ using nlohmann::json;
 const Guid REDIRECT_CALLOUT_V4 = *Guid::parse("4c460000-0000-4000-8000-000000000004");
 const Guid REDIRECT_CALLOUT_V6 = *Guid::parse("4c460000-0000-4000-8000-000000000006");
 
-bool is_redirect_callout(const Guid& key) { return key == REDIRECT_CALLOUT_V4 || key == REDIRECT_CALLOUT_V6; }
+const Guid BIND_REDIRECT_CALLOUT_V4 = *Guid::parse("4c460000-0000-4000-8000-000000000014");
+const Guid BIND_REDIRECT_CALLOUT_V6 = *Guid::parse("4c460000-0000-4000-8000-000000000016");
+
+bool is_redirect_callout(const Guid& key) {
+  return key == REDIRECT_CALLOUT_V4 || key == REDIRECT_CALLOUT_V6 || key == BIND_REDIRECT_CALLOUT_V4 ||
+         key == BIND_REDIRECT_CALLOUT_V6;
+}
 
 std::optional<lfp_redirect> redirect_target(const FilterEngine& engine, const Filter& f, std::string* why) {
   auto no = [&](std::string w) -> std::optional<lfp_redirect> {
@@ -25,14 +31,19 @@ std::optional<lfp_redirect> redirect_target(const FilterEngine& engine, const Fi
   const ProviderContext* pc = f.provider_context ? engine.provider_context(*f.provider_context) : nullptr;
   if (!pc) return no("a redirect filter needs HAS_PROVIDER_CONTEXT and a provider context with its target");
   const json j = json::parse(pc->data, nullptr, false);
-  if (!j.is_object() || !j.contains("address") || !j["address"].is_string() || !j.contains("port") ||
-      !j["port"].is_number_unsigned() || j["port"].get<uint64_t>() == 0 || j["port"].get<uint64_t>() > 65535)
-    return no("the provider context's data must be {\"address\": \"ADDR\", \"port\": 1..65535}");
+  // A bind redirect may keep the port asked for (0); a connect redirect needs one.
+  const bool bind = f.layer == LayerId::ALE_BIND_REDIRECT_V4 || f.layer == LayerId::ALE_BIND_REDIRECT_V6;
+  const uint64_t min_port = bind ? 0 : 1;
+  if (!j.is_object() || !j.contains("address") || !j["address"].is_string() ||
+      (!bind && !j.contains("port")) || (j.contains("port") && (!j["port"].is_number_unsigned() ||
+      j["port"].get<uint64_t>() < min_port || j["port"].get<uint64_t>() > 65535)))
+    return no(bind ? "the provider context's data must be {\"address\": \"ADDR\", \"port\": 0..65535 (optional)}"
+                   : "the provider context's data must be {\"address\": \"ADDR\", \"port\": 1..65535}");
   lfp_redirect t{};
-  const bool v6 = f.layer == LayerId::ALE_CONNECT_REDIRECT_V6;
+  const bool v6 = f.layer == LayerId::ALE_CONNECT_REDIRECT_V6 || f.layer == LayerId::ALE_BIND_REDIRECT_V6;
   if (inet_pton(v6 ? AF_INET6 : AF_INET, j["address"].get<std::string>().c_str(), t.addr) != 1)
     return no("'" + j["address"].get<std::string>() + "' is not an IPv" + (v6 ? "6" : "4") + " address");
-  t.port = static_cast<uint16_t>(j["port"].get<uint64_t>());
+  t.port = static_cast<uint16_t>(j.value("port", uint64_t{0}));
   return t;
 }
 
@@ -53,6 +64,8 @@ class RedirectCallout : public CalloutDriver {
 void register_redirect_callouts(FilterEngine& engine) {
   engine.register_callout(REDIRECT_CALLOUT_V4, std::make_shared<RedirectCallout>(engine));
   engine.register_callout(REDIRECT_CALLOUT_V6, std::make_shared<RedirectCallout>(engine));
+  engine.register_callout(BIND_REDIRECT_CALLOUT_V4, std::make_shared<RedirectCallout>(engine));
+  engine.register_callout(BIND_REDIRECT_CALLOUT_V6, std::make_shared<RedirectCallout>(engine));
 }
 
 std::optional<json> redirect_record(const KernelPath& kernel, const std::string& peer) {

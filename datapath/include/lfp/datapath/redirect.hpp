@@ -20,6 +20,9 @@ namespace lfp::datapath {
 
 extern const Guid REDIRECT_CALLOUT_V4;  // 4c460000-0000-4000-8000-000000000004
 extern const Guid REDIRECT_CALLOUT_V6;  // 4c460000-0000-4000-8000-000000000006
+// ALE_BIND_REDIRECT_V4/V6: the same with a bind address (port 0 keeps the port asked for).
+extern const Guid BIND_REDIRECT_CALLOUT_V4;  // 4c460000-0000-4000-8000-000000000014
+extern const Guid BIND_REDIRECT_CALLOUT_V6;  // 4c460000-0000-4000-8000-000000000016
 bool is_redirect_callout(const Guid& key);
 
 // Where a redirect filter sends connects; nullopt with the reason when its provider context is

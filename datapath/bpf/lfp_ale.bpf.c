@@ -299,6 +299,18 @@ __attribute__((noinline)) int lfp_eval(__u32 kl, const struct lfp_values *v, str
   return 0;
 }
 
+/* True when the active policy has no filter at `kl`: the hook skips the walk (most policies have
+ * none at the redirect and flow-established layers, and a connect() should not pay for them). */
+static __always_inline int layer_empty(__u32 kl) {
+  struct lfp_config *cfg = config();
+  if (!cfg) return 1;
+  const __u64 gb = read_gen(cfg);
+  if (gb == 0) return 1;
+  __u32 idx = ((gb & 1) ? LFP_BANK_ENTRIES : 0) + kl;
+  const union lfp_entry *h = bpf_map_lookup_elem(&lfp_banks, &idx);
+  return !h || h->h.count == 0;
+}
+
 /* ---- Attribution ----------------------------------------------------------------------------- */
 
 static __always_inline void current_app(struct lfp_sock_attr *a) {
@@ -501,7 +513,7 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
   if (dgram_cache) {
     int hit = dgram_lookup(&dk, bpf_get_socket_cookie(ctx), &v, rport, 0);
     if (hit >= 0) return hit;
-  } else if (sk) {
+  } else if (sk && !layer_empty(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6)) {
     /* ALE_CONNECT_REDIRECT first: a connect() may be sent elsewhere, then authorized there. */
     lfp_eval(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6, &v, &d);
     if (d.decided && !d.permit) {
@@ -564,6 +576,7 @@ static __always_inline int bind_redirect(struct bpf_sock_addr *ctx, int family) 
   __u32 local[4] = {};
   const __u32 kl = family == AF_INET ? LFP_KL_BIND_REDIRECT_V4 : LFP_KL_BIND_REDIRECT_V6;
   const __u16 lport = bpf_ntohs(ctx->user_port);
+  if (layer_empty(kl)) return 1;
   current_app(&a);
   set_attr(&v, &a);
   set_u(&v, LFP_S_PROTOCOL, ctx->protocol);
@@ -665,6 +678,7 @@ static __always_inline void flow_established(struct bpf_sock_ops *ops, struct lf
   const int family = ops->family;
   const __u32 kl = family == AF_INET ? LFP_KL_FLOW_V4 : LFP_KL_FLOW_V6;
   const __u16 lport = ops->local_port, rport = bpf_ntohl(ops->remote_port) & 0xffff;
+  if (layer_empty(kl)) return;
   set_attr(&v, ap);
   set_u(&v, LFP_S_PROTOCOL, IPPROTO_TCP);
   set_u(&v, LFP_S_LOCAL_PORT, lport);

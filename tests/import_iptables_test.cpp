@@ -10,7 +10,7 @@
 #include "lfp/engine/engine.hpp"
 #include "lfp/import/iptables.hpp"
 #include "lfp/policy/policy.hpp"
-#include "sandbox.hpp"
+#include "live_support.hpp"
 
 namespace lfp::test {
 namespace {
@@ -147,9 +147,8 @@ TEST(ImportIptables, DecidesAsTheOriginalOnRealTraffic) {
   const std::string rules = sb.write_file("fw.rules", fixture(a, net));
   for (Side s : {Side::A, Side::B}) ASSERT_TRUE(sb.run("iptables-restore < " + rules, {.side = s}).ok());
   const std::vector<int> tcp_ports = {22, 23, 80, 443, 8000, 8001, 8050, 8099, 8100, 9000, 5555};
-  for (int p : tcp_ports) sb.spawn("exec socat TCP-LISTEN:" + std::to_string(p) + ",fork,reuseaddr SYSTEM:'echo hi'", {.side = Side::B});
   sb.spawn("exec socat UDP-RECVFROM:53,fork SYSTEM:'echo hi'", {.side = Side::B});
-  ASSERT_TRUE(sb.wait_for_port(Side::B, 5555));
+  ASSERT_TRUE(serve_hi(sb, Side::B, {22, 23, 80, 443, 8000, 8001, 8050, 8099, 8100, 9000, 5555}));  // every one listens
 
   const auto imported = import_iptables(fixture(a, net));
   FilterEngine engine;
@@ -166,7 +165,7 @@ TEST(ImportIptables, DecidesAsTheOriginalOnRealTraffic) {
   int differences = 0, probes = 0;
   auto probe = [&](int proto, int port, std::optional<uint32_t> uid) {
     const std::string addr = (proto == 6 ? "TCP4:" : "UDP4:") + b + ":" + std::to_string(port);
-    const auto r = sb.run("echo x | socat -T1 - " + addr + (proto == 6 ? ",connect-timeout=1" : ""),
+    const auto r = sb.run("echo x | socat -T2 - " + addr + (proto == 6 ? ",connect-timeout=2" : ""),
                           {.side = Side::A, .uid = uid, .timeout = std::chrono::seconds(5)});
     const bool observed = r.out.find("hi") != std::string::npos;
     const bool lfp = decide("ALE_AUTH_RECV_ACCEPT_V4", proto, port, std::nullopt) && decide("ALE_AUTH_CONNECT_V4", proto, port, uid);

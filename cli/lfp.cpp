@@ -12,6 +12,7 @@
 #include "lfp/engine/error.hpp"
 #include "lfp/policy/policy.hpp"
 #include "lfp/import/iptables.hpp"
+#include "lfp/import/nft.hpp"
 #include "netevents_cmd.hpp"
 
 namespace {
@@ -282,8 +283,8 @@ int main(int argc, char** argv) {
   auto* imp = app.add_subcommand("import", "Turn an existing rule set into an LFP policy file (docs/porting.md)");
   std::string imp_format, imp_file, imp_out, imp_provider, imp_sublayer;
   bool imp_apply = false;
-  imp->add_option("format", imp_format, "iptables (iptables-save or ip6tables-save output)")
-      ->required()->check(CLI::IsMember({"iptables"}));
+  imp->add_option("format", imp_format, "iptables (iptables-save or ip6tables-save output) | nft (nft -j list ruleset)")
+      ->required()->check(CLI::IsMember({"iptables", "nft"}));
   imp->add_option("file", imp_file, "The rule set (- for standard input)")->required();
   imp->add_option("-o,--output", imp_out, "Write the policy here (default: standard output)");
   imp->add_option("--provider", imp_provider, "Provider GUID for the filters (default: a new provider)");
@@ -366,7 +367,8 @@ int main(int argc, char** argv) {
       const std::string text = imp_file == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {}) : read_file(imp_file);
       lfp::import::ImportResult r;
       try {
-        r = lfp::import::import_iptables(text, {imp_provider, imp_sublayer, "iptables-save " + imp_file});
+        const lfp::import::ImportOptions o{imp_provider, imp_sublayer, imp_format + " " + imp_file};
+        r = imp_format == "nft" ? lfp::import::import_nft(text, o) : lfp::import::import_iptables(text, o);
       } catch (const lfp::import::ImportError& e) {
         std::cerr << "lfp import: " << imp_file << ":" << e.what() << '\n';
         return kBadInput;

@@ -1,10 +1,11 @@
-// libFuzzer: lfp import's iptables-save reader on arbitrary text. A malformed file is refused with
+// libFuzzer: lfp import's readers (iptables-save, nft -j) on arbitrary text. A malformed file is refused with
 // a line-numbered ImportError, never a crash; what it accepts is a policy the policy reader takes.
 #include <cstddef>
 #include <cstdint>
 #include <string>
 
 #include "lfp/import/iptables.hpp"
+#include "lfp/import/nft.hpp"
 #include "lfp/policy/policy.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -15,6 +16,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     } catch (const lfp::policy::PolicyError&) {
       // An address or value iptables-save would never write may still be refused by the policy reader.
     }
+  } catch (const lfp::import::ImportError&) {
+  }
+  try {
+    lfp::import::import_nft(std::string(reinterpret_cast<const char*>(data), size));
   } catch (const lfp::import::ImportError&) {
   }
   return 0;

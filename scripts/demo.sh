@@ -68,8 +68,10 @@ echo "== lfp diagnose --remote 10.199.0.2:80 --app $work/not-curl: why can't it 
 rc=0; $LFP diagnose --time now --remote 10.199.0.2:80 --app "$work/not-curl" || rc=$?
 [ "$rc" -eq 10 ] || { echo "demo: diagnose did not confirm the block (exit $rc)" >&2; exit 1; }
 echo "== lfp diagnose --app /usr/bin/curl: curl was never blocked"
-rc=0; $LFP diagnose --time now --window 0.3 --remote 10.199.0.2:80 --app /usr/bin/curl --no-foreign || rc=$?
-[ "$rc" -eq 0 ] || { echo "demo: diagnose did not find curl healthy (exit $rc)" >&2; exit 1; }
+sleep 0.5  # the window below must lie within the log's life (it starts with lfpd)
+rc=0; out=$($LFP diagnose --time now --window 0.4 --remote 10.199.0.2:80 --app /usr/bin/curl --no-foreign) || rc=$?
+echo "$out"
+[ "$rc" -eq 0 ] || { echo "demo: diagnose did not find curl healthy (exit $rc): $out" >&2; exit 1; }
 echo "== lfp classify --daemon: the engine's explanation of that decision"
 $LFP classify --daemon --layer ALE_AUTH_CONNECT_V4 --set IP_REMOTE_ADDRESS=10.199.0.2 --set IP_REMOTE_PORT=80 \
   --set IP_PROTOCOL=TCP --set ALE_APP_ID="$work/not-curl" --set ALE_USER_ID=0 --explain

@@ -9,6 +9,7 @@
 
 #include "lfp/engine/engine.hpp"
 #include "lfp/import/iptables.hpp"
+#include "lfp/import/nft.hpp"
 #include "lfp/policy/policy.hpp"
 #include "live_support.hpp"
 
@@ -19,8 +20,8 @@ using nlohmann::json;
 using import::import_iptables;
 using import::ImportError;
 
-std::string fixture(const std::string& a, const std::string& net) {
-  std::ifstream in(std::string(LFP_SOURCE_DIR) + "/tests/data/import/host-firewall.rules");
+std::string fixture(const std::string& a, const std::string& net, const std::string& file = "host-firewall.rules") {
+  std::ifstream in(std::string(LFP_SOURCE_DIR) + "/tests/data/import/" + file);
   std::stringstream ss;
   ss << in.rdbuf();
   std::string s = ss.str();
@@ -137,20 +138,28 @@ TEST(ImportIptables, MalformedInputGetsALineNumberedError) {
   }
 }
 
-// The same rules in iptables (both namespaces) and in LFP's engine decide every probe alike.
-TEST(ImportIptables, DecidesAsTheOriginalOnRealTraffic) {
+// Loads the original rules in both sandbox namespaces, imports them, and sends real probes: every
+// one must be decided alike by the kernel's firewall and by LFP's engine on the imported policy.
+void expect_same_decisions(const std::string& file, const std::string& load_cmd, bool nft) {
   std::string why;
   if (!sandbox_available(&why)) GTEST_SKIP() << why;
   Sandbox sb;
   const std::string a = sb.ip4(Side::A), b = sb.ip4(Side::B);
   const std::string net = a.substr(0, a.rfind('.')) + ".0/24";
-  const std::string rules = sb.write_file("fw.rules", fixture(a, net));
-  for (Side s : {Side::A, Side::B}) ASSERT_TRUE(sb.run("iptables-restore < " + rules, {.side = s}).ok());
-  const std::vector<int> tcp_ports = {22, 23, 80, 443, 8000, 8001, 8050, 8099, 8100, 9000, 5555};
+  const std::string rules = sb.write_file("fw", fixture(a, net, file));
+  for (Side s : {Side::A, Side::B}) ASSERT_TRUE(sb.run(load_cmd + " " + rules, {.side = s}).ok());
   sb.spawn("exec socat UDP-RECVFROM:53,fork SYSTEM:'echo hi'", {.side = Side::B});
+  const std::vector<int> tcp_ports = {22, 23, 80, 443, 8000, 8001, 8050, 8099, 8100, 9000, 5555};
   ASSERT_TRUE(serve_hi(sb, Side::B, {22, 23, 80, 443, 8000, 8001, 8050, 8099, 8100, 9000, 5555}));  // every one listens
 
-  const auto imported = import_iptables(fixture(a, net));
+  // nftables: the JSON the importer reads is what `nft -j list ruleset` prints for the loaded rules.
+  std::string text = fixture(a, net, file);
+  if (nft) {
+    const auto listed = sb.run("nft -j list ruleset", {.side = Side::B});
+    ASSERT_TRUE(listed.ok()) << listed.err;
+    text = listed.out;
+  }
+  const auto imported = nft ? import::import_nft(text) : import_iptables(text);
   FilterEngine engine;
   policy::apply_policy(engine, policy::policy_from_json(imported.policy));
   auto decide = [&](const char* layer, int proto, int port, std::optional<uint32_t> uid) {
@@ -165,15 +174,16 @@ TEST(ImportIptables, DecidesAsTheOriginalOnRealTraffic) {
   int differences = 0, probes = 0;
   auto probe = [&](int proto, int port, std::optional<uint32_t> uid) {
     const std::string addr = (proto == 6 ? "TCP4:" : "UDP4:") + b + ":" + std::to_string(port);
-    const auto r = sb.run("echo x | socat -T2 - " + addr + (proto == 6 ? ",connect-timeout=2" : ""),
-                          {.side = Side::A, .uid = uid, .timeout = std::chrono::seconds(5)});
+    // -t 3: after its stdin ends, socat waits for the answer (0.5 s by default: too short under load).
+    const auto r = sb.run("echo x | socat -t 3 -T 3 - " + addr + (proto == 6 ? ",connect-timeout=2" : ""),
+                          {.side = Side::A, .uid = uid, .timeout = std::chrono::seconds(6)});
     const bool observed = r.out.find("hi") != std::string::npos;
     const bool lfp = decide("ALE_AUTH_RECV_ACCEPT_V4", proto, port, std::nullopt) && decide("ALE_AUTH_CONNECT_V4", proto, port, uid);
     ++probes;
     if (observed != lfp) {
       ++differences;
-      ADD_FAILURE() << (proto == 6 ? "tcp/" : "udp/") << port << (uid ? " as uid " + std::to_string(*uid) : "")
-                    << ": iptables " << (observed ? "passed" : "stopped") << " it, the imported policy " << (lfp ? "permits" : "blocks");
+      ADD_FAILURE() << file << ": " << (proto == 6 ? "tcp/" : "udp/") << port << (uid ? " as uid " + std::to_string(*uid) : "")
+                    << ": the original " << (observed ? "passed" : "stopped") << " it, the imported policy " << (lfp ? "permits" : "blocks");
     }
   };
   for (int p : tcp_ports) probe(6, p, std::nullopt);
@@ -181,6 +191,42 @@ TEST(ImportIptables, DecidesAsTheOriginalOnRealTraffic) {
   probe(6, 8000, 65534);
   probe(17, 53, std::nullopt);
   EXPECT_EQ(differences, 0) << "of " << probes << " probes";
+}
+
+TEST(ImportIptables, DecidesAsTheOriginalOnRealTraffic) { expect_same_decisions("host-firewall.rules", "iptables-restore <", false); }
+
+TEST(ImportNft, DecidesAsTheOriginalOnRealTraffic) { expect_same_decisions("host-firewall.nft", "nft -f", true); }
+
+TEST(ImportNft, SetsChainsAndReports) {
+  const std::string rs = R"({"nftables": [
+    {"table": {"family": "inet", "name": "t", "handle": 1}},
+    {"set": {"family": "inet", "name": "ports", "table": "t", "type": "inet_service", "handle": 2, "elem": [80, 443]}},
+    {"chain": {"family": "inet", "table": "t", "name": "in", "handle": 3, "type": "filter", "hook": "input", "prio": 0, "policy": "drop"}},
+    {"chain": {"family": "inet", "table": "t", "name": "pre", "handle": 4, "type": "filter", "hook": "prerouting", "prio": 0, "policy": "accept"}},
+    {"rule": {"family": "inet", "table": "t", "chain": "in", "handle": 5, "expr": [
+      {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": "@ports"}}, {"accept": null}]}},
+    {"rule": {"family": "inet", "table": "t", "chain": "in", "handle": 6, "expr": [
+      {"match": {"op": "==", "left": {"payload": {"protocol": "ip6", "field": "saddr"}}, "right": "fd00::1"}}, {"drop": null}]}},
+    {"rule": {"family": "inet", "table": "t", "chain": "in", "handle": 7, "expr": [
+      {"match": {"op": "==", "left": {"meta": {"key": "mark"}}, "right": 1}}, {"drop": null}]}},
+    {"rule": {"family": "inet", "table": "t", "chain": "pre", "handle": 8, "expr": [{"drop": null}]}}
+  ]})";
+  const auto r = import::import_nft(rs);
+  // The inet chain becomes filters at both families; the ip6 rule only at v6.
+  int v4 = 0, v6 = 0;
+  for (const auto& f : r.policy["filters"]) (f["layer"] == "ALE_AUTH_RECV_ACCEPT_V4" ? v4 : v6)++;
+  EXPECT_EQ(v4, 2);  // the @ports rule and the policy
+  EXPECT_EQ(v6, 3);  // and the ip6 saddr drop
+  std::map<int, std::string> why;
+  for (const auto& u : r.unmapped) why[u.line] = u.reason;
+  EXPECT_NE(why[6].find("mark"), std::string::npos);
+  EXPECT_NE(why[7].find("prerouting"), std::string::npos);
+  try {
+    import::import_nft("{\"nftables\": [\n{\"rule\": ,}]}");
+    ADD_FAILURE();
+  } catch (const ImportError& e) {
+    EXPECT_EQ(e.line(), 2) << e.what();
+  }
 }
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
+#include "lfp/netevents/event.hpp"
 #include "live_support.hpp"
 
 namespace lfp::test {
@@ -64,6 +65,7 @@ TEST_F(NetEventsLive, ARealBlockIsLoggedAndDiagnosed) {
   EXPECT_EQ(e["filter_key"], kFilt);
   EXPECT_EQ(e["provider"], kProv);
   EXPECT_EQ(e["direction"], "OUTBOUND");
+  EXPECT_EQ(e["app_file"], netevents::app_file_of(socat2));  // the executable's identity, as the kernel saw it
 
   // "Why can't socat2 reach B:8080?"
   json d = c->call("diagnose", {{"hypothesis", {{"time", "now"}, {"remote", sb_->ip4(Side::B) + ":8080"}, {"app", socat2}}}});

@@ -312,6 +312,25 @@ TEST_F(NetEventsDaemon, TheMostRecentMatchWinsAndEachAttributeNarrows) {
   EXPECT_EQ(diagnose({{"time", ne::format_time(t - 4 * kSec)}, {"window_s", 0.5}})["event"]["remote_address"], "10.0.0.3");
 }
 
+// An app is its executable file, as in the kernel: an event whose path was lost before it was
+// drained (a short-lived process) still matches a hypothesis that names the path.
+TEST_F(NetEventsDaemon, AnEventWithoutItsPathMatchesByTheExecutableFile) {
+  const std::string sh = std::filesystem::canonical("/bin/sh").string();
+  json e = event_by(kFiltA, kProvA, ne::now_ns(), "10.0.0.2", 443, "", 1000);
+  e.erase("app_id");
+  e["app_file"] = ne::app_file_of(sh);
+  ASSERT_NE(e["app_file"], "");
+  ingest({e});
+  EXPECT_EQ(diagnose({{"time", "now"}, {"app", sh}})["verdict"], "confirmed");
+  EXPECT_EQ(diagnose({{"time", "now"}, {"window_s", 0.2}, {"app", "/usr/bin/socat"}})["verdict"], "healthy");
+  try {
+    ingest({{{"type", "CLASSIFY_DROP"}, {"app_file", "12"}}});
+    ADD_FAILURE();
+  } catch (const client::ClientError& err) {
+    EXPECT_NE(err.message().find("app_file"), std::string::npos);
+  }
+}
+
 TEST_F(NetEventsDaemon, HealthyAndIndeterminate) {
   json d = diagnose({{"time", "now"}, {"window_s", 0.2}, {"remote", "10.0.0.2"}});
   EXPECT_EQ(d["verdict"], "healthy") << d.dump(2);

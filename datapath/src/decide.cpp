@@ -72,6 +72,7 @@ json decide(const FilterEngine& engine, const KernelPolicy& policy, const Queued
             {"hard", r.hard},
             {"veto", r.veto}};
   if (!app_path.empty()) e["app_id"] = app_path;
+  if (f.app_dev || f.app_ino) e["app_file"] = std::to_string(f.app_dev) + ":" + std::to_string(f.app_ino);
   if (r.filter) {
     e["filter_id"] = r.filter->id;
     e["filter_key"] = r.filter->key.str();

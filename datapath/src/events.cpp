@@ -57,6 +57,8 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
       {"uid", ev.uid},
       {"gid", ev.gid},
   };
+  if (j["app_id"] == "") j.erase("app_id");  // gone before the event was drained: app_file still says which
+  if (ev.app_dev || ev.app_ino) j["app_file"] = std::to_string(ev.app_dev) + ":" + std::to_string(ev.app_ino);
   static const uint8_t zero[16] = {};
   if (ev.local_port || std::memcmp(ev.local_addr, zero, 16) != 0) {  // a connect() before bind has neither
     j["local_address"] = address(ev.local_addr, v6);

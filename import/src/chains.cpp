@@ -26,14 +26,24 @@ struct Flat {
   std::vector<std::string> problems;
 };
 
+// Rules a chain may expand to through its jumps (a chain jumped to from many places is flattened
+// once per place: a crafted rule set could expand exponentially).
+constexpr size_t kMaxExpanded = 20000;
+
 void flatten(const std::map<std::string, Chain>& chains, const std::string& name, std::vector<const Rule*> path,
              std::vector<Cond> conds, std::vector<std::string> problems, std::vector<Flat>& out,
-             std::vector<Unmapped>& unmapped, int depth) {
+             std::vector<Unmapped>& unmapped, int depth, size_t& budget) {
   if (depth > 32) {
     unmapped.push_back({path.back()->line, path.back()->text, "jumps nest too deep (a loop?)"});
     return;
   }
   for (const Rule& r : chains.at(name).rules) {
+    if (budget == 0) return;
+    if (--budget == 0) {
+      unmapped.push_back({r.line, r.text, "the jumps expand to more than " + std::to_string(kMaxExpanded) +
+                                              " rules; the rest of this chain is not imported"});
+      return;
+    }
     std::vector<const Rule*> p = path;
     p.push_back(&r);
     std::vector<Cond> c = conds;
@@ -81,7 +91,7 @@ void flatten(const std::map<std::string, Chain>& chains, const std::string& name
       for (const auto& p : r.problems) why += (why.empty() ? "" : "; ") + p;
       unmapped.push_back({r.line, r.text, why});
     } else if (chains.count(r.target) && chains.at(r.target).policy == "-") {
-      flatten(chains, r.target, p, c, pr, out, unmapped, depth + 1);
+      flatten(chains, r.target, p, c, pr, out, unmapped, depth + 1, budget);
     } else {
       unmapped.push_back({r.line, r.text, "target " + r.target + " has no LFP form"});
     }
@@ -96,7 +106,8 @@ void emit_chain(const std::map<std::string, Chain>& chains, const std::string& c
   const char* layer = hook == Hook::INPUT ? "ALE_AUTH_RECV_ACCEPT" : hook == Hook::OUTPUT ? "ALE_AUTH_CONNECT" : "IPFORWARD";
   const char* fam = family == 6 ? "_V6" : "_V4";
     std::vector<Flat> flat;
-    flatten(chains, cname, {}, {}, {}, flat, res.unmapped, 0);
+    size_t budget = kMaxExpanded;
+    flatten(chains, cname, {}, {}, {}, flat, res.unmapped, 0, budget);
     const Fields fl = fields_for(hook);
     uint64_t weight = 1'000'000;
     for (const Flat& f : flat) {

@@ -1,6 +1,8 @@
 #include "lfp/netevents/event.hpp"
 
 #include <arpa/inet.h>
+#include <sys/stat.h>
+#include <sys/sysmacros.h>
 #include <time.h>
 
 #include <algorithm>
@@ -96,6 +98,12 @@ std::optional<AddrRange> parse_address_range(std::string_view s) {
     r.hi[bit / 8] |= m;
   }
   return r;
+}
+
+std::string app_file_of(const std::string& path) {
+  struct stat st;
+  if (path.empty() || ::stat(path.c_str(), &st) != 0) return "";
+  return std::to_string(uint64_t{major(st.st_dev)} << 20 | minor(st.st_dev)) + ":" + std::to_string(st.st_ino);
 }
 
 int64_t now_ns() {
@@ -204,6 +212,13 @@ Record parse_event(const json& j, int64_t now) {
       b[name] = v;
     } else if (name == "app_id") {
       r.app_id = string_member(v, name);
+      b[name] = v;
+    } else if (name == "app_file") {
+      r.app_file = string_member(v, name);
+      const size_t colon = r.app_file.find(':');
+      if (colon == std::string::npos || colon == 0 || colon + 1 == r.app_file.size() ||
+          r.app_file.find_first_not_of("0123456789:") != std::string::npos || r.app_file.find(':', colon + 1) != std::string::npos)
+        bad(name, "must be \"DEV:INO\" (decimal)");
       b[name] = v;
     } else if (name == "uid") {
       r.uid = static_cast<int64_t>(unsigned_member(v, name, UINT32_MAX));

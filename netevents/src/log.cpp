@@ -129,6 +129,11 @@ std::string where_clause(const Template& t, std::vector<Bind>& binds) {
             // WFP's PREFIX is a suffix test: the value ends with the condition.
             w += "substr(" + col + ", -?) = ?";
             binds.push_back(int64_t(c.text.size()));
+          } else if (!c.file.empty()) {
+            w += "(" + col + " = ? OR app_file = ?)";  // the path, or the same executable file
+            binds.push_back(c.text);
+            binds.push_back(c.file);
+            break;
           } else {
             w += col + (c.negate ? " != ?" : " = ?");
           }
@@ -210,12 +215,16 @@ EventLog::EventLog(const std::string& path, Retention retention) : path_(path), 
     exec(wdb_,
          "CREATE TABLE IF NOT EXISTS events(seq INTEGER PRIMARY KEY, time_ns INTEGER NOT NULL, type INTEGER NOT NULL,"
          " protocol INTEGER, local_addr BLOB, local_port INTEGER, remote_addr BLOB, remote_port INTEGER, app TEXT,"
-         " uid INTEGER, layer TEXT, filter_key TEXT, provider TEXT, body TEXT NOT NULL)");
+         " uid INTEGER, layer TEXT, filter_key TEXT, provider TEXT, body TEXT NOT NULL, app_file TEXT)");
+    // (A log created before app_file existed gets the column.)
+    if (sqlite3_exec(wdb_, "SELECT app_file FROM events LIMIT 0", nullptr, nullptr, nullptr) != SQLITE_OK)
+      exec(wdb_, "ALTER TABLE events ADD COLUMN app_file TEXT");
     // The indexes a diagnosis narrows by: time, and (remote address | app | provider | user |
     // protocol) then time.
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_time ON events(time_ns)");
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_remote ON events(remote_addr, time_ns)");
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_app ON events(app, time_ns)");
+    exec(wdb_, "CREATE INDEX IF NOT EXISTS events_app_file ON events(app_file, time_ns)");
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_provider ON events(provider, time_ns)");
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_uid ON events(uid, time_ns)");
     exec(wdb_, "CREATE INDEX IF NOT EXISTS events_protocol ON events(protocol, time_ns)");
@@ -384,7 +393,7 @@ void EventLog::writer() {
 void EventLog::write_batch(std::vector<Record>& batch) {
   Stmt ins(wdb_,
            "INSERT INTO events(seq, time_ns, type, protocol, local_addr, local_port, remote_addr, remote_port, app,"
-           " uid, layer, filter_key, provider, body) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
+           " uid, layer, filter_key, provider, body, app_file) VALUES(?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)");
   auto num_or_null = [&](int i, int64_t v) { v < 0 ? ins.bind_null(i) : ins.bind(i, v); };
   auto text_or_null = [&](int i, const std::string& v) { v.empty() ? ins.bind_null(i) : ins.bind(i, v); };
   for (const Record& r : batch) {
@@ -402,6 +411,7 @@ void EventLog::write_batch(std::vector<Record>& batch) {
     text_or_null(12, r.filter_key);
     text_or_null(13, r.provider);
     ins.bind(14, r.body.dump());
+    text_or_null(15, r.app_file);
     ins.step();
     ins.reset();
   }

@@ -118,7 +118,11 @@ TemplateCondition parse_condition(const json& c, const std::string& path) {
       out.addr = *r;
       break;
     }
-    case Kind::TEXT: out.text = text(out.field, v, vpath); break;
+    case Kind::TEXT:
+      out.text = text(out.field, v, vpath);
+      // An app is its executable file, as in the kernel: an event whose path was lost still matches.
+      if (out.field == TemplateField::ALE_APP_ID && !out.negate) out.file = app_file_of(out.text);
+      break;
     case Kind::NUMBER: {
       const int64_t n = number(out.field, v, vpath);
       out.lo = out.hi = n;
@@ -160,6 +164,7 @@ bool condition_holds(const TemplateCondition& c, const Record& r) {
     }
     case Kind::TEXT: {
       const std::string& s = text_of(r, c.field);
+      if (!c.file.empty() && !r.app_file.empty() && r.app_file == c.file) return true;
       if (s.empty()) return false;
       if (c.prefix) return s.ends_with(c.text);  // WFP's PREFIX is a suffix test (the engine's too)
       return (s == c.text) != c.negate;

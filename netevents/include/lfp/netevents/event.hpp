@@ -56,6 +56,7 @@ struct Record {
   std::optional<AddrKey> local_addr, remote_addr;
   int local_port = -1, remote_port = -1;
   std::string app_id;
+  std::string app_file;  // the executable's identity "DEV:INO" (kernel dev_t), as the kernel matches apps
   int64_t uid = -1;
   std::string layer, filter_key, provider;
 };
@@ -63,6 +64,10 @@ struct Record {
 // Checks and normalizes one event in the ingestion format; an event without "time" happened at
 // `now_ns`. Throws EventError naming the member ("/remote_port: must be 0..65535").
 Record parse_event(const nlohmann::json& j, int64_t now_ns);
+
+// "DEV:INO" of the executable at `path` (the kernel's dev_t: MAJOR << 20 | MINOR), or "" if there is
+// none. The kernel knows a process's executable by this identity even when its path is gone.
+std::string app_file_of(const std::string& path);
 
 // Times: ISO 8601 ("2026-11-23T10:00:00.123456Z"; an offset such as +01:00 instead of Z) <-> UTC ns.
 std::optional<int64_t> parse_time(std::string_view s);

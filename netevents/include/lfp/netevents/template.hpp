@@ -35,6 +35,7 @@ struct TemplateCondition {
   int64_t lo = 0, hi = 0;     // numbers, inclusive
   AddrRange addr{};           // addresses, inclusive
   std::string text;           // app path, keys, layer
+  std::string file;           // ALE_APP_ID EQUAL: the path's "DEV:INO" when it exists here (matches too)
   bool prefix = false;        // ALE_APP_ID PREFIX: WFP's misnomer, the value ENDS with the text
 };
 

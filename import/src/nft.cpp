@@ -128,6 +128,10 @@ void add_match(const json& m, const Ctx& cx, Rule& r, int& family_only) {
 
 }  // namespace
 
+namespace {
+ImportResult import_doc(const json& doc, const ImportOptions& opts);  // (below)
+}  // namespace
+
 ImportResult import_nft(const std::string& text, const ImportOptions& opts) {
   json doc;
   try {
@@ -136,7 +140,18 @@ ImportResult import_nft(const std::string& text, const ImportOptions& opts) {
     const size_t upto = std::min(e.byte, text.size());
     throw ImportError(1 + static_cast<int>(std::count(text.begin(), text.begin() + static_cast<long>(upto), '\n')),
                       std::string("not JSON: ") + e.what());
+  } catch (const json::exception& e) {  // a number too large, ...
+    throw ImportError(1, std::string("not JSON this reader takes: ") + e.what());
   }
+  try {
+    return import_doc(doc, opts);
+  } catch (const json::exception& e) {  // a member of the wrong type somewhere
+    throw ImportError(0, std::string("not a ruleset as `nft -j list ruleset` writes it: ") + e.what());
+  }
+}
+
+namespace {
+ImportResult import_doc(const json& doc, const ImportOptions& opts) {
   if (!doc.is_object() || !doc.contains("nftables") || !doc["nftables"].is_array())
     throw ImportError(1, "expected {\"nftables\": [...]} as `nft -j list ruleset` writes it");
   const json& items = doc["nftables"];
@@ -235,5 +250,6 @@ ImportResult import_nft(const std::string& text, const ImportOptions& opts) {
   res.policy = std::move(pol);
   return res;
 }
+}  // namespace
 
 }  // namespace lfp::import

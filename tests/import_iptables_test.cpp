@@ -175,7 +175,10 @@ void expect_same_decisions(const std::string& file, const std::string& load_cmd,
   auto probe = [&](int proto, int port, std::optional<uint32_t> uid) {
     const std::string addr = (proto == 6 ? "TCP4:" : "UDP4:") + b + ":" + std::to_string(port);
     // -t 3: after its stdin ends, socat waits for the answer (0.5 s by default: too short under load).
-    const auto r = sb.run("echo x | socat -t 3 -T 3 - " + addr + (proto == 6 ? ",connect-timeout=2" : ""),
+    // A TCP client sends nothing: a byte the server never reads makes its close a RST, which can beat
+    // its "hi" to the client. UDP needs a datagram to be answered.
+    const std::string send = proto == 6 ? "</dev/null socat" : "echo x | socat";
+    const auto r = sb.run(send + " -t 3 -T 3 - " + addr + (proto == 6 ? ",connect-timeout=2" : ""),
                           {.side = Side::A, .uid = uid, .timeout = std::chrono::seconds(6)});
     const bool observed = r.out.find("hi") != std::string::npos;
     const bool lfp = decide("ALE_AUTH_RECV_ACCEPT_V4", proto, port, std::nullopt) && decide("ALE_AUTH_CONNECT_V4", proto, port, uid);

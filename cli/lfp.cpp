@@ -13,6 +13,7 @@
 #include "lfp/policy/policy.hpp"
 #include "lfp/import/iptables.hpp"
 #include "lfp/import/nft.hpp"
+#include "lfp/import/opensnitch.hpp"
 #include "netevents_cmd.hpp"
 
 namespace {
@@ -281,11 +282,15 @@ int main(int argc, char** argv) {
 
   // lfp import FORMAT FILE
   auto* imp = app.add_subcommand("import", "Turn an existing rule set into an LFP policy file (docs/porting.md)");
-  std::string imp_format, imp_file, imp_out, imp_provider, imp_sublayer;
+  std::string imp_format, imp_file, imp_out, imp_provider, imp_sublayer, imp_default = "allow";
   bool imp_apply = false;
-  imp->add_option("format", imp_format, "iptables (iptables-save or ip6tables-save output) | nft (nft -j list ruleset)")
-      ->required()->check(CLI::IsMember({"iptables", "nft"}));
-  imp->add_option("file", imp_file, "The rule set (- for standard input)")->required();
+  imp->add_option("format", imp_format,
+                  "iptables (iptables-save or ip6tables-save output) | nft (nft -j list ruleset) | "
+                  "opensnitch (a rule file or a rules directory)")
+      ->required()->check(CLI::IsMember({"iptables", "nft", "opensnitch"}));
+  imp->add_option("file", imp_file, "The rule set (- for standard input; opensnitch: a file or a directory of *.json)")->required();
+  imp->add_option("--default-action", imp_default, "opensnitch: the daemon's DefaultAction, a last filter (allow, deny, none)")
+      ->check(CLI::IsMember({"allow", "deny", "none"}));
   imp->add_option("-o,--output", imp_out, "Write the policy here (default: standard output)");
   imp->add_option("--provider", imp_provider, "Provider GUID for the filters (default: a new provider)");
   imp->add_option("--sublayer", imp_sublayer, "Sublayer GUID for the filters (default: a new sublayer)");
@@ -364,11 +369,21 @@ int main(int argc, char** argv) {
     }
 
     if (*imp) {
-      const std::string text = imp_file == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {}) : read_file(imp_file);
+      auto read_input = [&] { return imp_file == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {}) : read_file(imp_file); };
       lfp::import::ImportResult r;
       try {
-        const lfp::import::ImportOptions o{imp_provider, imp_sublayer, imp_format + " " + imp_file};
-        r = imp_format == "nft" ? lfp::import::import_nft(text, o) : lfp::import::import_iptables(text, o);
+        lfp::import::ImportOptions o{imp_provider, imp_sublayer, imp_format + " " + imp_file};
+        if (imp_format == "opensnitch") {
+          o.default_action = imp_default == "none" ? "" : imp_default;
+          r = lfp::import::import_opensnitch(imp_file == "-" ? std::vector<lfp::import::RuleFile>{{"-", read_input()}}
+                                                             : lfp::import::read_opensnitch_rules(imp_file), o);
+        } else {
+          const std::string text = read_input();
+          r = imp_format == "nft" ? lfp::import::import_nft(text, o) : lfp::import::import_iptables(text, o);
+        }
+      } catch (const lfp::import::FileImportError& e) {  // one file of a directory
+        std::cerr << "lfp import: " << e.file() << ":" << e.what() << '\n';
+        return kBadInput;
       } catch (const lfp::import::ImportError& e) {
         std::cerr << "lfp import: " << imp_file << ":" << e.what() << '\n';
         return kBadInput;
@@ -392,7 +407,10 @@ int main(int argc, char** argv) {
       } else {
         std::cerr << "lfp import: " << r.rules << " rules -> " << r.filters << " filters";
         std::cerr << (r.unmapped.empty() ? "\n" : "; not imported or implied:\n");
-        for (const auto& u : r.unmapped) std::cerr << "  " << imp_file << ":" << u.line << ": " << u.reason << "\n      " << u.text << '\n';
+        for (const auto& u : r.unmapped) {
+          if (imp_format == "opensnitch") std::cerr << "  " << u.text << ": " << u.reason << '\n';  // the text is the rule's file
+          else std::cerr << "  " << imp_file << ":" << u.line << ": " << u.reason << "\n      " << u.text << '\n';
+        }
       }
       return kOk;
     }

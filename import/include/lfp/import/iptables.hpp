@@ -11,6 +11,7 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -32,6 +33,10 @@ struct ImportOptions {
   std::string provider;  // GUID; a provider is created when empty
   std::string sublayer;  // GUID; a sublayer is created when empty
   std::string source = "iptables-save";  // names the objects
+  std::string default_action;            // opensnitch: "allow", "deny" or "" (see opensnitch.hpp)
+  // wfp: Windows app id prefixes rewritten to Linux paths ("\\device\\harddiskvolume3\\program files\\x" ->
+  // "/opt/x"), matched case-insensitively; app ids no prefix covers are reported (see wfp.hpp).
+  std::vector<std::pair<std::string, std::string>> map_app;
 };
 
 // A malformed file: "LINE: message".

@@ -15,6 +15,7 @@
 #include "lfp/import/nft.hpp"
 #include "lfp/import/opensnitch.hpp"
 #include "netevents_cmd.hpp"
+#include "replay_cmd.hpp"
 
 namespace {
 
@@ -307,6 +308,10 @@ int main(int argc, char** argv) {
   auto* diagnose = cli::add_diagnose_command(app, diag_args);
   diagnose->add_flag("--json", as_json, "JSON output");
 
+  cli::ReplayArgs replay_args;
+  auto* replay = cli::add_replay_command(app, replay_args);
+  replay->add_flag("--json", as_json, "JSON output (one object a packet)");
+
   CLI11_PARSE(app, argc, argv);
 
   try {
@@ -413,6 +418,12 @@ int main(int argc, char** argv) {
         }
       }
       return kOk;
+    }
+
+    if (*replay) {
+      FilterEngine engine;
+      load_policy(engine, replay_args.policy);
+      return cli::run_replay(engine, replay_args, as_json);
     }
 
     // --- Daemon verbs.

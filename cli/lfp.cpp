@@ -14,6 +14,7 @@
 #include "lfp/import/iptables.hpp"
 #include "lfp/import/nft.hpp"
 #include "lfp/import/opensnitch.hpp"
+#include "lfp/import/wfp.hpp"
 #include "netevents_cmd.hpp"
 #include "replay_cmd.hpp"
 
@@ -284,14 +285,17 @@ int main(int argc, char** argv) {
   // lfp import FORMAT FILE
   auto* imp = app.add_subcommand("import", "Turn an existing rule set into an LFP policy file (docs/porting.md)");
   std::string imp_format, imp_file, imp_out, imp_provider, imp_sublayer, imp_default = "allow";
+  std::vector<std::string> imp_map_app;
   bool imp_apply = false;
   imp->add_option("format", imp_format,
                   "iptables (iptables-save or ip6tables-save output) | nft (nft -j list ruleset) | "
-                  "opensnitch (a rule file or a rules directory)")
-      ->required()->check(CLI::IsMember({"iptables", "nft", "opensnitch"}));
+                  "opensnitch (a rule file or a rules directory) | wfp (netsh wfp show state / show filters XML)")
+      ->required()->check(CLI::IsMember({"iptables", "nft", "opensnitch", "wfp"}));
   imp->add_option("file", imp_file, "The rule set (- for standard input; opensnitch: a file or a directory of *.json)")->required();
   imp->add_option("--default-action", imp_default, "opensnitch: the daemon's DefaultAction, a last filter (allow, deny, none)")
       ->check(CLI::IsMember({"allow", "deny", "none"}));
+  imp->add_option("--map-app", imp_map_app,
+                  "wfp: WINDOWS_PREFIX=LINUX_PREFIX rewrites app ids (\\device\\harddiskvolume3\\=/mnt/c/); repeatable");
   imp->add_option("-o,--output", imp_out, "Write the policy here (default: standard output)");
   imp->add_option("--provider", imp_provider, "Provider GUID for the filters (default: a new provider)");
   imp->add_option("--sublayer", imp_sublayer, "Sublayer GUID for the filters (default: a new sublayer)");
@@ -384,7 +388,14 @@ int main(int argc, char** argv) {
                                                              : lfp::import::read_opensnitch_rules(imp_file), o);
         } else {
           const std::string text = read_input();
-          r = imp_format == "nft" ? lfp::import::import_nft(text, o) : lfp::import::import_iptables(text, o);
+          for (const auto& m : imp_map_app) {
+            const auto eq = m.find('=');
+            if (eq == std::string::npos) throw lfp::import::ImportError(0, "--map-app " + m + ": expected WINDOWS_PREFIX=LINUX_PREFIX");
+            o.map_app.emplace_back(m.substr(0, eq), m.substr(eq + 1));
+          }
+          r = imp_format == "nft" ? lfp::import::import_nft(text, o)
+              : imp_format == "wfp" ? lfp::import::import_wfp(text, o)
+                                    : lfp::import::import_iptables(text, o);
         }
       } catch (const lfp::import::FileImportError& e) {  // one file of a directory
         std::cerr << "lfp import: " << e.file() << ":" << e.what() << '\n';

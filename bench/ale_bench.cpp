@@ -251,7 +251,7 @@ class Lfpd {
   // What lfpd last reported compiling into the kernel: {filters, of which need user space}.
   std::optional<std::pair<int, int>> last_install() const {
     const std::string log = lfp::test::read_text(log_);
-    const std::string tag = " ALE filters installed (";
+    const std::string tag = " filters installed (";
     size_t at = log.rfind(tag);
     if (at == std::string::npos) return std::nullopt;
     size_t start = log.rfind("kernel: ", at);

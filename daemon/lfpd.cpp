@@ -32,7 +32,7 @@ struct DataPath {
   void install(const lfp::FilterEngine& e) {
     engine = &e;
     const auto& p = kernel.install(e);
-    spdlog::info("kernel: {} ALE filters installed ({} need user space, {} conditions)", p.filters,
+    spdlog::info("kernel: {} filters installed ({} need user space, {} conditions)", p.filters,
                  p.userspace_filters, p.bank.size() - LFP_KL_COUNT);
   }
   void drain() {
@@ -76,6 +76,12 @@ int main(int argc, char** argv) {
   app.add_option("--cgroup", kopts.cgroup,
                  "cgroup v2 whose sockets the ALE layers govern (e.g. /sys/fs/cgroup for the whole machine); "
                  "none: no kernel data path");
+  app.add_flag("--packet-layers", kopts.packet_layers,
+               "enforce the packet layers (IPPACKET, IPFORWARD, TRANSPORT, ICMP_ERROR, DATAGRAM_DATA) on lfpd's "
+               "network namespace: BPF programs at its netfilter hooks (docs/packet-layers.md)");
+  app.add_flag("--no-packet-cache", kopts.no_packet_cache,
+               "the packet layers classify every packet instead of caching each decision by its values "
+               "(lfp-packet-bench measures a flow's first packet so)");
   app.add_option("--bpf-pin", kopts.pin_dir, "bpffs directory where hooks and maps outlive lfpd")
       ->capture_default_str();
   int queue = -1;
@@ -158,7 +164,7 @@ int main(int argc, char** argv) {
     std::unique_ptr<DataPath> dp;
     std::unique_ptr<lfp::datapath::UserPath> userpath;
     if (queue >= 0 && kopts.cgroup.empty()) throw std::runtime_error("--queue needs --cgroup (the hooks that fill it)");
-    if (!kopts.cgroup.empty()) {
+    if (!kopts.cgroup.empty() || kopts.packet_layers) {
       dp = std::make_unique<DataPath>(kopts, events);
       lfp::datapath::register_redirect_callouts(server.engine());
       // A proxy asks where a redirected connection was going, by its peer address.
@@ -169,7 +175,13 @@ int main(int argc, char** argv) {
         if (!r) throw lfp::Error(lfp::ErrorCode::NOT_FOUND, "no redirected connection from " + req["peer"].get<std::string>());
         return *r;
       });
-      spdlog::info("kernel: ALE hooks attached to {} (pins under {}, fail {})", kopts.cgroup, kopts.pin_dir, fail);
+      if (!kopts.cgroup.empty())
+        spdlog::info("kernel: ALE hooks attached to {} (pins under {}, fail {})", kopts.cgroup, kopts.pin_dir, fail);
+      if (kopts.packet_layers) {
+        spdlog::info("kernel: packet layers linked into this network namespace's netfilter hooks (pins under {})",
+                     kopts.pin_dir);
+        server.watch_fd(dp->kernel.address_fd(), [&] { dp->kernel.refresh_addresses(); });
+      }
       server.on_policy_change([&](const lfp::FilterEngine& e) { dp->install(e); });
       if (kopts.log_allows && !events.log().settings().has("CLASSIFY_ALLOW")) {
         auto s = events.log().settings();

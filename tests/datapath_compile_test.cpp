@@ -105,7 +105,7 @@ struct Gen {
     const bool six = layer_info(layer).family == IpFamily::V6;
     for (;;) {
       Condition c;
-      switch (r(10)) {
+      switch (r(11)) {
         case 0:
         case 1: {
           FieldId f = r(2) ? FieldId::IP_REMOTE_ADDRESS : FieldId::IP_LOCAL_ADDRESS;
@@ -123,7 +123,7 @@ struct Gen {
         }
         case 2: c = number(r(2) ? FieldId::IP_REMOTE_PORT : FieldId::IP_LOCAL_PORT, DataType::UINT16, port(), port()); break;
         case 3: c = number(FieldId::IP_PROTOCOL, DataType::UINT8, r(2) ? 6 : 17, 17); break;
-        case 4: c = number(FieldId::FLAGS, DataType::UINT32, 1u << r(4), 0); break;
+        case 4: c = number(FieldId::FLAGS, DataType::UINT32, 1u << r(6), 0); break;
         case 5: {
           MatchType m = r(6) == 0 ? MatchType::PREFIX : r(3) ? MatchType::EQUAL : MatchType::NOT_EQUAL;
           c = cond(FieldId::ALE_APP_ID, m, blob(m == MatchType::PREFIX ? "true" : apps[r(apps.size())]));
@@ -137,6 +137,33 @@ struct Gen {
           break;
         }
         case 7: c = number(FieldId::IP_LOCAL_INTERFACE, DataType::UINT64, 1 + r(3), 2); break;
+        case 9: {  // the packet layers' own fields
+          static const FieldId addrs[] = {FieldId::IP_SOURCE_ADDRESS, FieldId::IP_DESTINATION_ADDRESS,
+                                          FieldId::EMBEDDED_REMOTE_ADDRESS};
+          static const FieldId u16s[] = {FieldId::ICMP_TYPE, FieldId::ICMP_CODE, FieldId::EMBEDDED_LOCAL_PORT,
+                                         FieldId::EMBEDDED_REMOTE_PORT};
+          static const FieldId types[] = {FieldId::IP_LOCAL_ADDRESS_TYPE, FieldId::IP_DESTINATION_ADDRESS_TYPE,
+                                          FieldId::EMBEDDED_LOCAL_ADDRESS_TYPE};
+          static const FieldId ifaces[] = {FieldId::SOURCE_INTERFACE_INDEX, FieldId::DESTINATION_INTERFACE_INDEX,
+                                           FieldId::INTERFACE_INDEX, FieldId::IP_ARRIVAL_INTERFACE};
+          switch (r(6)) {
+            case 0: c = cond(addrs[r(3)], r(3) ? MatchType::EQUAL : MatchType::NOT_EQUAL, addr(six, r(2))); break;
+            case 1: c = number(u16s[r(4)], DataType::UINT16, port(), port()); break;
+            case 2: c = number(types[r(3)], DataType::UINT8, 1 + r(4), 1 + r(4)); break;
+            case 3: {
+              const FieldId f = ifaces[r(4)];
+              const DataType t = f == FieldId::IP_ARRIVAL_INTERFACE ? DataType::UINT64 : DataType::UINT32;
+              c = number(f, t, 1 + r(3), 1 + r(3));
+              break;
+            }
+            case 4: c = number(FieldId::EMBEDDED_PROTOCOL, DataType::UINT8, r(2) ? 6 : 17, 17); break;
+            default:
+              c = r(2) ? number(FieldId::DIRECTION, DataType::UINT32, r(2), 1)
+                       : number(FieldId::IP_FORWARD_INTERFACE, DataType::UINT64, 1 + r(3), 2);
+              break;
+          }
+          break;
+        }
         case 8:  // fields no hook supplies: the engine sees them EMPTY
           c = r(2) ? cond(FieldId::IP_LOCAL_ADDRESS_TYPE, MatchType::EQUAL, u(DataType::UINT8, 1))
                    : cond(FieldId::IP_LOCAL_ADDRESS_TYPE, r(2) ? MatchType::EQUAL : MatchType::NOT_EQUAL, ConditionValue{});
@@ -147,33 +174,49 @@ struct Gen {
     }
   }
 
+  // Values as the hook fills them: each field the kernel supplies at this layer, in its type's range.
   lfp_values values(lfp_kl kl) {
-    const bool six = layer_info(engine_layer(kl)).family == IpFamily::V6;
+    const LayerInfo& li = layer_info(engine_layer(kl));
+    const bool six = li.family == IpFamily::V6;
     lfp_values v{};
     auto put = [&](int slot, uint64_t h, uint64_t l) {
-      if (r(8) == 0) return;  // sometimes the hook has no value (an unbound local address, say)
       v.v[slot][0] = h, v.v[slot][1] = l;
       v.present |= 1u << slot;
     };
-    for (int s : {LFP_S_LOCAL_ADDR, LFP_S_REMOTE_ADDR}) {
-      if (six) {
+    for (FieldId f : li.fields) {
+      const int s = kernel_slot(kl, f);
+      if (s == LFP_S_NONE || (v.present >> s & 1)) continue;  // (a slot two fields share: the first fills it)
+      if (r(8) == 0) continue;  // sometimes the hook has no value (an unbound local address, say)
+      switch (f) {
+        case FieldId::ALE_APP_ID: {
+          AppKey a = r(5) == 0 ? AppKey{0, 0} : resolve_app(apps[r(apps.size())]);
+          put(s, a.dev, a.ino);
+          continue;
+        }
+        case FieldId::ALE_USER_ID: put(s, 0, 0); continue;
+        case FieldId::IP_PROTOCOL:
+        case FieldId::EMBEDDED_PROTOCOL: put(s, 0, r(2) ? 6 : 17); continue;
+        case FieldId::FLAGS: put(s, 0, r(64)); continue;
+        case FieldId::DIRECTION: put(s, 0, r(2)); continue;
+        default: break;
+      }
+      const DataType t = field_type(f, li.family);
+      if (t == DataType::BYTE_ARRAY16_TYPE) {
         Ip6 a = v6();
         uint64_t h = 0, l = 0;
         for (int i = 0; i < 8; ++i) h = h << 8 | a[i], l = l << 8 | a[8 + i];
         put(s, h, l);
-      } else {
+      } else if (t == DataType::UINT32 && !six && field_name(f).find("ADDRESS") != std::string_view::npos &&
+                 field_name(f).find("TYPE") == std::string_view::npos) {
         put(s, 0, v4());
+      } else if (t == DataType::UINT16) {
+        put(s, 0, port());
+      } else if (t == DataType::UINT8) {
+        put(s, 0, 1 + r(4));  // the address types
+      } else {
+        put(s, 0, 1 + r(3));  // interfaces
       }
     }
-    put(LFP_S_LOCAL_PORT, 0, port());
-    put(LFP_S_REMOTE_PORT, 0, port());
-    put(LFP_S_PROTOCOL, 0, r(2) ? 6 : 17);
-    put(LFP_S_FLAGS, 0, r(16));
-    put(LFP_S_IFACE, 0, 1 + r(3));
-    AppKey a = r(5) == 0 ? AppKey{0, 0} : resolve_app(apps[r(apps.size())]);
-    put(LFP_S_APP, a.dev, a.ino);
-    put(LFP_S_USER, 0, 0);
-    put(LFP_S_DIRECTION, 0, r(2));
     v.uid = static_cast<uint32_t>(r(3));
     v.gid = static_cast<uint32_t>(100 + r(3));
     return v;
@@ -209,7 +252,7 @@ TEST(DatapathKernel, EvaluatorGivesTheEnginesAnswerOnRandomPolicies) {
       e.register_callout(callouts[engine_layer(static_cast<lfp_kl>(kl))][0], std::make_shared<Continue>());
     }
     const bool with_userspace = seed % 2 == 0;
-    for (int i = 0; i < 60; ++i) {
+    for (int i = 0; i < 4 * LFP_KL_COUNT; ++i) {  // about four filters a layer
       Filter f;
       f.display.name = "random";
       f.layer = engine_layer(static_cast<lfp_kl>(g.r(LFP_KL_COUNT)));

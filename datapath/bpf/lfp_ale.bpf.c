@@ -373,9 +373,9 @@ static __always_inline void set_bound_local(struct lfp_values *v, int family, co
 
 /* ---- Events ---------------------------------------------------------------------------------- */
 
-static __always_inline void report(__u32 kl, const struct lfp_verdict *d, const struct lfp_sock_attr *a,
-                                   int family, __u8 proto, const __u32 *local, __u16 lport,
-                                   const __u32 *remote, __u16 rport, __u32 ifindex, int blocked) {
+static __always_inline void report_event(__u32 kl, const struct lfp_verdict *d, const struct lfp_sock_attr *a,
+                                         int family, __u8 proto, const __u32 *local, __u16 lport,
+                                         const __u32 *remote, __u16 rport, __u32 ifindex, int blocked, __u8 packet_dir) {
   struct lfp_config *cfg = config();
   if (!blocked && !(cfg && cfg->log_allows)) return;
   struct lfp_event *e = bpf_ringbuf_reserve(&lfp_events, sizeof(*e), 0);
@@ -393,17 +393,26 @@ static __always_inline void report(__u32 kl, const struct lfp_verdict *d, const 
   e->kl = kl;
   e->family = family == AF_INET6 ? 6 : 4;
   e->protocol = proto;
-  e->app_dev = a->app_dev;
-  e->app_ino = a->app_ino;
-  e->pid = a->pid;
-  e->uid = a->uid;
-  e->gid = a->gid;
+  if (a) { /* packets (lfp_packet.h) have no creator */
+    e->app_dev = a->app_dev;
+    e->app_ino = a->app_ino;
+    e->pid = a->pid;
+    e->uid = a->uid;
+    e->gid = a->gid;
+  }
   e->ifindex = ifindex;
+  e->packet_dir = packet_dir;
   e->local_port = lport;
   e->remote_port = rport;
   if (local) __builtin_memcpy(e->local_addr, local, 16);
   if (remote) __builtin_memcpy(e->remote_addr, remote, 16);
   bpf_ringbuf_submit(e, 0);
+}
+
+static __always_inline void report(__u32 kl, const struct lfp_verdict *d, const struct lfp_sock_attr *a, int family,
+                                   __u8 proto, const __u32 *local, __u16 lport, const __u32 *remote, __u16 rport,
+                                   __u32 ifindex, int blocked) {
+  report_event(kl, d, a, family, proto, local, lport, remote, rport, ifindex, blocked, 0);
 }
 
 /* The hook's answer: 1 allow, 0 refuse. A deferred decision follows --fail while user space has not
@@ -940,3 +949,5 @@ int lfp_test_eval(struct lfp_test_ctx *ctx) {
   ctx->out = d;
   return 0;
 }
+
+#include "lfp_packet.h"

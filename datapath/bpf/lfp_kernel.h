@@ -42,8 +42,26 @@ enum lfp_kl {
   LFP_KL_FLOW_V6,
   LFP_KL_BIND_REDIRECT_V4, /* ALE_BIND_REDIRECT_V4: bind4, before the bind (and ALE_RESOURCE_ASSIGNMENT) */
   LFP_KL_BIND_REDIRECT_V6,
+  /* The packet layers (lfp_packet.h): netfilter hooks in lfpd's network namespace. */
+  LFP_KL_IPPACKET_IN_V4,   /* INBOUND_IPPACKET_V4: PRE_ROUTING, before reassembly, for local destinations */
+  LFP_KL_IPPACKET_IN_V6,
+  LFP_KL_IPPACKET_OUT_V4,  /* OUTBOUND_IPPACKET_V4: LOCAL_OUT, after the transport layer */
+  LFP_KL_IPPACKET_OUT_V6,
+  LFP_KL_FORWARD_V4,       /* IPFORWARD_V4: FORWARD */
+  LFP_KL_FORWARD_V6,
+  LFP_KL_TRANSPORT_IN_V4,  /* INBOUND_TRANSPORT_V4: LOCAL_IN, reassembled */
+  LFP_KL_TRANSPORT_IN_V6,
+  LFP_KL_TRANSPORT_OUT_V4, /* OUTBOUND_TRANSPORT_V4: LOCAL_OUT */
+  LFP_KL_TRANSPORT_OUT_V6,
+  LFP_KL_ICMP_ERR_IN_V4,   /* INBOUND_ICMP_ERROR_V4: LOCAL_IN, an ICMP error instead of the transport layer */
+  LFP_KL_ICMP_ERR_IN_V6,
+  LFP_KL_ICMP_ERR_OUT_V4,  /* OUTBOUND_ICMP_ERROR_V4: LOCAL_OUT */
+  LFP_KL_ICMP_ERR_OUT_V6,
+  LFP_KL_DATAGRAM_V4,      /* DATAGRAM_DATA_V4: LOCAL_IN after the transport layer, LOCAL_OUT before it (UDP) */
+  LFP_KL_DATAGRAM_V6,
   LFP_KL_COUNT
 };
+#define LFP_KL_FIRST_PACKET LFP_KL_IPPACKET_IN_V4
 
 /* The values a hook supplies. Each is 128 bits, [0] the high half: an IPv6 address in network byte
  * order read as a big-endian number, everything else in [1]. */
@@ -58,9 +76,30 @@ enum lfp_slot {
   LFP_S_IFACE,        /* IP_LOCAL_INTERFACE, INTERFACE_INDEX: the ifindex */
   LFP_S_USER,         /* ALE_USER_ID: uid and gid */
   LFP_S_DIRECTION,    /* DIRECTION: 0 outbound, 1 inbound */
+  LFP_S_EXTRA,        /* EMBEDDED_REMOTE_ADDRESS (ICMP error layers) */
   LFP_NSLOTS,
   LFP_S_NONE = 31     /* a field no hook supplies: always empty */
 };
+
+/* The packet layers have no app or user: their other fields reuse those slots (compile.cpp, slot_of). */
+#define LFP_S_ADDR_TYPE LFP_S_APP        /* IP_LOCAL_ADDRESS_TYPE, EMBEDDED_LOCAL_ADDRESS_TYPE */
+#define LFP_S_DEST_TYPE LFP_S_USER       /* IP_DESTINATION_ADDRESS_TYPE */
+#define LFP_S_ICMP_TYPE LFP_S_LOCAL_PORT /* ICMP_TYPE (ICMP error layers) */
+#define LFP_S_ICMP_CODE LFP_S_REMOTE_PORT
+#define LFP_S_EMB_PROTO LFP_S_PROTOCOL   /* EMBEDDED_PROTOCOL */
+#define LFP_S_EMB_LPORT LFP_S_USER       /* EMBEDDED_LOCAL_PORT */
+#define LFP_S_EMB_RPORT LFP_S_DIRECTION  /* EMBEDDED_REMOTE_PORT */
+#define LFP_S_OUT_IFACE LFP_S_LOCAL_PORT /* IPFORWARD: DESTINATION_INTERFACE_INDEX, IP_FORWARD_INTERFACE */
+
+/* The host's own addresses in lfpd's namespace (lfp_local_addrs), which make a packet inbound. */
+struct lfp_local_key {
+  lfp_u8 addr[16];  /* v4: the first 4 bytes; network order */
+  lfp_u8 family;    /* 4 or 6 */
+  lfp_u8 pad[3];
+};
+#define LFP_NLAT_UNICAST 1   /* NL_ADDRESS_TYPE */
+#define LFP_NLAT_MULTICAST 3
+#define LFP_NLAT_BROADCAST 4
 
 enum lfp_op {
   LFP_OP_FALSE,        /* when the value is present */
@@ -121,7 +160,7 @@ struct lfp_config {
   lfp_u32 fail_closed; /* a decision that needs user space blocks when user space is not there */
   lfp_u32 log_allows;  /* also report permits as events */
   lfp_u32 userspace;   /* lfpd reads the queue: a connect that needs user space goes there (mark) */
-  lfp_u32 pad;
+  lfp_u32 no_packet_cache; /* the packet layers classify every packet (lfp-packet-bench: a first packet's cost) */
 };
 
 /* The user-space path (datapath/src/userpath.cpp): a connect() or first datagram whose decision needs
@@ -230,10 +269,14 @@ struct lfp_event {
   lfp_u8 permit;
   lfp_u8 hard;
   lfp_u8 defer;
-  lfp_u8 pad[2];
+  lfp_u8 packet_dir; /* the packet layers: LFP_DIR_OUTBOUND or LFP_DIR_INBOUND (0 at the ALE layers) */
+  lfp_u8 pad;
   lfp_u8 local_addr[16];  /* v4: the first 4 bytes, network order */
   lfp_u8 remote_addr[16];
 };
+
+#define LFP_DIR_OUTBOUND 1
+#define LFP_DIR_INBOUND 2
 
 /* The equivalence test's entry point (a BPF_PROG_TYPE_SYSCALL program run by BPF_PROG_TEST_RUN). */
 struct lfp_test_ctx {

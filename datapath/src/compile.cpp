@@ -26,18 +26,53 @@ U128 plus1(U128 x) { return x.l == ~0ull ? U128{x.h + 1, 0} : U128{x.h, x.l + 1}
 U128 minus1(U128 x) { return x.l == 0 ? U128{x.h - 1, ~0ull} : U128{x.h, x.l - 1}; }
 bool operator==(U128 a, U128 b) { return a.h == b.h && a.l == b.l; }
 
-int slot_of(F f) {
+bool packet_layer(lfp_kl kl) { return kl >= LFP_KL_FIRST_PACKET; }
+bool icmp_error_layer(lfp_kl kl) { return kl >= LFP_KL_ICMP_ERR_IN_V4 && kl <= LFP_KL_ICMP_ERR_OUT_V6; }
+bool forward_layer(lfp_kl kl) { return kl == LFP_KL_FORWARD_V4 || kl == LFP_KL_FORWARD_V6; }
+
+// Where a hook puts a field's value. The ALE layers have one slot per field; the packet layers have
+// no app or user, and reuse those slots for their own fields (lfp_kernel.h).
+int slot_of(lfp_kl kl, F f) {
+  if (forward_layer(kl)) {
+    switch (f) {
+      case F::IP_SOURCE_ADDRESS: return LFP_S_LOCAL_ADDR;
+      case F::IP_DESTINATION_ADDRESS: return LFP_S_REMOTE_ADDR;
+      case F::IP_DESTINATION_ADDRESS_TYPE: return LFP_S_DEST_TYPE;
+      case F::SOURCE_INTERFACE_INDEX: return LFP_S_IFACE;
+      case F::DESTINATION_INTERFACE_INDEX:
+      case F::IP_FORWARD_INTERFACE:
+      case F::IP_LOCAL_INTERFACE: return LFP_S_OUT_IFACE;
+      case F::FLAGS: return LFP_S_FLAGS;
+      default: return LFP_S_NONE;
+    }
+  }
+  if (icmp_error_layer(kl)) {
+    switch (f) {
+      case F::ICMP_TYPE: return LFP_S_ICMP_TYPE;
+      case F::ICMP_CODE: return LFP_S_ICMP_CODE;
+      case F::EMBEDDED_PROTOCOL: return LFP_S_EMB_PROTO;
+      case F::EMBEDDED_LOCAL_ADDRESS_TYPE:
+      case F::IP_LOCAL_ADDRESS_TYPE: return LFP_S_ADDR_TYPE;
+      case F::EMBEDDED_REMOTE_ADDRESS: return LFP_S_EXTRA;
+      case F::EMBEDDED_LOCAL_PORT: return LFP_S_EMB_LPORT;
+      case F::EMBEDDED_REMOTE_PORT: return LFP_S_EMB_RPORT;
+      case F::IP_ARRIVAL_INTERFACE: return LFP_S_IFACE;
+      default: break;  // addresses, FLAGS and interfaces as below
+    }
+  }
   switch (f) {
     case F::IP_LOCAL_ADDRESS: return LFP_S_LOCAL_ADDR;
     case F::IP_REMOTE_ADDRESS: return LFP_S_REMOTE_ADDR;
-    case F::IP_LOCAL_PORT: return LFP_S_LOCAL_PORT;
-    case F::IP_REMOTE_PORT: return LFP_S_REMOTE_PORT;
-    case F::IP_PROTOCOL: return LFP_S_PROTOCOL;
-    case F::ALE_APP_ID: return LFP_S_APP;
+    case F::IP_LOCAL_PORT: return icmp_error_layer(kl) ? LFP_S_NONE : LFP_S_LOCAL_PORT;
+    case F::IP_REMOTE_PORT: return icmp_error_layer(kl) ? LFP_S_NONE : LFP_S_REMOTE_PORT;
+    case F::IP_PROTOCOL: return icmp_error_layer(kl) ? LFP_S_NONE : LFP_S_PROTOCOL;
+    case F::ALE_APP_ID: return packet_layer(kl) ? LFP_S_NONE : LFP_S_APP;
+    case F::ALE_USER_ID: return packet_layer(kl) ? LFP_S_NONE : LFP_S_USER;
+    case F::IP_LOCAL_ADDRESS_TYPE: return packet_layer(kl) ? LFP_S_ADDR_TYPE : LFP_S_NONE;
+    case F::IP_DESTINATION_ADDRESS_TYPE: return packet_layer(kl) ? LFP_S_DEST_TYPE : LFP_S_NONE;
     case F::FLAGS: return LFP_S_FLAGS;
     case F::IP_LOCAL_INTERFACE:
     case F::INTERFACE_INDEX: return LFP_S_IFACE;
-    case F::ALE_USER_ID: return LFP_S_USER;
     case F::DIRECTION: return LFP_S_DIRECTION;
     default: return LFP_S_NONE;
   }
@@ -47,6 +82,9 @@ int slot_of(F f) {
 uint32_t supplied_slots(lfp_kl kl) {
   constexpr uint32_t common = 1u << LFP_S_LOCAL_ADDR | 1u << LFP_S_LOCAL_PORT | 1u << LFP_S_APP |
                               1u << LFP_S_FLAGS | 1u << LFP_S_USER;
+  constexpr uint32_t ip = 1u << LFP_S_LOCAL_ADDR | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_ADDR_TYPE |
+                          1u << LFP_S_FLAGS | 1u << LFP_S_IFACE;
+  constexpr uint32_t ports = 1u << LFP_S_LOCAL_PORT | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL;
   switch (kl) {
     case LFP_KL_CONNECT_V4:
     case LFP_KL_CONNECT_V6:
@@ -65,6 +103,26 @@ uint32_t supplied_slots(lfp_kl kl) {
     case LFP_KL_FLOW_V4:
     case LFP_KL_FLOW_V6:
       return common | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL | 1u << LFP_S_DIRECTION;
+    case LFP_KL_IPPACKET_IN_V4:
+    case LFP_KL_IPPACKET_IN_V6:
+    case LFP_KL_IPPACKET_OUT_V4:
+    case LFP_KL_IPPACKET_OUT_V6: return ip;
+    case LFP_KL_TRANSPORT_IN_V4:
+    case LFP_KL_TRANSPORT_IN_V6: return ip | ports;
+    case LFP_KL_TRANSPORT_OUT_V4:
+    case LFP_KL_TRANSPORT_OUT_V6: return ip | ports | 1u << LFP_S_DEST_TYPE;
+    case LFP_KL_DATAGRAM_V4:
+    case LFP_KL_DATAGRAM_V6: return ip | ports | 1u << LFP_S_DIRECTION;
+    case LFP_KL_FORWARD_V4:
+    case LFP_KL_FORWARD_V6:
+      return 1u << LFP_S_LOCAL_ADDR | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_DEST_TYPE | 1u << LFP_S_FLAGS |
+             1u << LFP_S_IFACE | 1u << LFP_S_OUT_IFACE;
+    case LFP_KL_ICMP_ERR_IN_V4:
+    case LFP_KL_ICMP_ERR_IN_V6:
+      return ip | 1u << LFP_S_ICMP_TYPE | 1u << LFP_S_ICMP_CODE | 1u << LFP_S_EMB_PROTO | 1u << LFP_S_EXTRA |
+             1u << LFP_S_EMB_LPORT | 1u << LFP_S_EMB_RPORT;
+    case LFP_KL_ICMP_ERR_OUT_V4:
+    case LFP_KL_ICMP_ERR_OUT_V6: return ip | 1u << LFP_S_ICMP_TYPE | 1u << LFP_S_ICMP_CODE;
     default: return 0;
   }
 }
@@ -79,6 +137,7 @@ struct Ctx {
   const AppResolver& resolve;
   KernelPolicy& out;
   uint32_t next_set;
+  lfp_kl kl = LFP_KL_CONNECT_V4;  // the layer being compiled
 };
 
 // A plain value as the kernel holds it.
@@ -108,7 +167,7 @@ void set_range(lfp_cond& c, lfp_op op, U128 lo, U128 hi) {
 Compiled compile_condition(const Condition& cond, Ctx& cx) {
   Compiled r;
   lfp_cond& c = r.c;
-  c.slot = static_cast<uint8_t>(slot_of(cond.field));
+  c.slot = static_cast<uint8_t>(slot_of(cx.kl, cond.field));
   const ConditionValue& cv = cond.value;
   const MatchType m = cond.match;
   const bool eq = m == MatchType::EQUAL, ne = m == MatchType::NOT_EQUAL;
@@ -182,7 +241,13 @@ LayerId engine_layer(lfp_kl kl) {
       LayerId::ALE_AUTH_RECV_ACCEPT_V6, LayerId::ALE_AUTH_LISTEN_V4,       LayerId::ALE_AUTH_LISTEN_V6,
       LayerId::ALE_RESOURCE_ASSIGNMENT_V4, LayerId::ALE_RESOURCE_ASSIGNMENT_V6, LayerId::ALE_CONNECT_REDIRECT_V4,
       LayerId::ALE_CONNECT_REDIRECT_V6,   LayerId::ALE_FLOW_ESTABLISHED_V4,   LayerId::ALE_FLOW_ESTABLISHED_V6,
-      LayerId::ALE_BIND_REDIRECT_V4,      LayerId::ALE_BIND_REDIRECT_V6};
+      LayerId::ALE_BIND_REDIRECT_V4,      LayerId::ALE_BIND_REDIRECT_V6,
+      LayerId::INBOUND_IPPACKET_V4,       LayerId::INBOUND_IPPACKET_V6,       LayerId::OUTBOUND_IPPACKET_V4,
+      LayerId::OUTBOUND_IPPACKET_V6,      LayerId::IPFORWARD_V4,              LayerId::IPFORWARD_V6,
+      LayerId::INBOUND_TRANSPORT_V4,      LayerId::INBOUND_TRANSPORT_V6,      LayerId::OUTBOUND_TRANSPORT_V4,
+      LayerId::OUTBOUND_TRANSPORT_V6,     LayerId::INBOUND_ICMP_ERROR_V4,     LayerId::INBOUND_ICMP_ERROR_V6,
+      LayerId::OUTBOUND_ICMP_ERROR_V4,    LayerId::OUTBOUND_ICMP_ERROR_V6,    LayerId::DATAGRAM_DATA_V4,
+      LayerId::DATAGRAM_DATA_V6};
   return kMap[kl];
 }
 
@@ -192,8 +257,10 @@ std::optional<lfp_kl> kernel_layer(LayerId layer) {
   return std::nullopt;
 }
 
+int kernel_slot(lfp_kl kl, FieldId f) { return kernel_supplies(kl, f) ? slot_of(kl, f) : LFP_S_NONE; }
+
 bool kernel_supplies(lfp_kl kl, FieldId f) {
-  const int s = slot_of(f);
+  const int s = slot_of(kl, f);
   return s != LFP_S_NONE && (supplied_slots(kl) >> s & 1) && layer_has_field(layer_info(engine_layer(kl)), f);
 }
 
@@ -203,6 +270,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   Ctx cx{apps, out, user_set_base};
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     const auto kl = static_cast<lfp_kl>(k);
+    cx.kl = kl;
     FilterTemplate t;
     t.layer = engine_layer(kl);
     t.include_disabled = false;
@@ -295,40 +363,33 @@ void to_field_values(lfp_kl kl, const lfp_values& v, const std::map<AppKey, std:
   const LayerInfo& li = layer_info(engine_layer(kl));
   const bool v6 = li.family == IpFamily::V6;
   for (FieldId f : li.fields) {
-    const int s = slot_of(f);
+    const int s = slot_of(kl, f);
     if (!kernel_supplies(kl, f) || !(v.present >> s & 1)) continue;
     const uint64_t h = v.v[s][0], l = v.v[s][1];
-    switch (s) {
-      case LFP_S_LOCAL_ADDR:
-      case LFP_S_REMOTE_ADDR:
-        if (v6) {
-          Ip6 a;
-          for (int i = 0; i < 8; ++i) a[i] = static_cast<uint8_t>(h >> (56 - 8 * i));
-          for (int i = 0; i < 8; ++i) a[8 + i] = static_cast<uint8_t>(l >> (56 - 8 * i));
-          out.set(f, Value::ip6(a));
-        } else {
-          out.set(f, Value::uint32(static_cast<uint32_t>(l)));
-        }
+    switch (field_type(f, li.family)) {
+      case DataType::BYTE_ARRAY16_TYPE: {
+        Ip6 a;
+        for (int i = 0; i < 8; ++i) a[i] = static_cast<uint8_t>(h >> (56 - 8 * i));
+        for (int i = 0; i < 8; ++i) a[8 + i] = static_cast<uint8_t>(l >> (56 - 8 * i));
+        out.set(f, Value::ip6(a));
         break;
-      case LFP_S_LOCAL_PORT:
-      case LFP_S_REMOTE_PORT: out.set(f, Value::uint16(static_cast<uint16_t>(l))); break;
-      case LFP_S_PROTOCOL: out.set(f, Value::uint8(static_cast<uint8_t>(l))); break;
-      case LFP_S_DIRECTION: out.set(f, Value::uint32(static_cast<uint32_t>(l))); break;
-      case LFP_S_FLAGS: out.set(f, Value::uint32(static_cast<uint32_t>(l))); break;
-      case LFP_S_IFACE:
-        out.set(f, f == FieldId::IP_LOCAL_INTERFACE ? Value::uint64(l) : Value::uint32(static_cast<uint32_t>(l)));
-        break;
-      case LFP_S_APP: {
+      }
+      case DataType::UINT8: out.set(f, Value::uint8(static_cast<uint8_t>(l))); break;
+      case DataType::UINT16: out.set(f, Value::uint16(static_cast<uint16_t>(l))); break;
+      case DataType::UINT32: out.set(f, Value::uint32(static_cast<uint32_t>(l))); break;
+      case DataType::UINT64: out.set(f, Value::uint64(l)); break;
+      case DataType::BYTE_BLOB_TYPE: {  // ALE_APP_ID
         static const std::string unknown = "(an executable no condition names)";
         auto it = app_paths.find(AppKey{h, l});
         out.set(f, Value::blob(it == app_paths.end() ? unknown : it->second));
         break;
       }
-      case LFP_S_USER:
+      case DataType::TOKEN_INFORMATION_TYPE:  // ALE_USER_ID
         token.uid = v.uid;
         token.gids = {v.gid};
         out.set(f, Value::user(token));
         break;
+      default: break;
     }
   }
 }

@@ -52,12 +52,14 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
       {"type", ev.permit ? "CLASSIFY_ALLOW" : "CLASSIFY_DROP"},
       {"ip_version", v6 ? "V6" : "V4"},
       {"ip_protocol", ev.protocol},
-      {"app_id", app_path(ev, policy)},
-      {"pid", ev.pid},
-      {"uid", ev.uid},
-      {"gid", ev.gid},
   };
-  if (j["app_id"] == "") j.erase("app_id");  // gone before the event was drained: app_file still says which
+  if (!ev.packet_dir) {  // a socket's event: who made it (a packet's names no process)
+    j["app_id"] = app_path(ev, policy);
+    j["pid"] = ev.pid;
+    j["uid"] = ev.uid;
+    j["gid"] = ev.gid;
+    if (j["app_id"] == "") j.erase("app_id");  // gone before the event was drained: app_file still says which
+  }
   if (ev.app_dev || ev.app_ino) j["app_file"] = std::to_string(ev.app_dev) + ":" + std::to_string(ev.app_ino);
   static const uint8_t zero[16] = {};
   if (ev.local_port || std::memcmp(ev.local_addr, zero, 16) != 0) {  // a connect() before bind has neither
@@ -68,8 +70,11 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
       ev.kl != LFP_KL_RESOURCE_V6) {
     j["remote_address"] = address(ev.remote_addr, v6);
     j["remote_port"] = ev.remote_port;
-    const bool inbound = ev.kl == LFP_KL_RECV_ACCEPT_V4 || ev.kl == LFP_KL_RECV_ACCEPT_V6;
-    if (ev.kl != LFP_KL_FLOW_V4 && ev.kl != LFP_KL_FLOW_V6) j["direction"] = inbound ? "INBOUND" : "OUTBOUND";
+    const bool inbound = ev.packet_dir ? ev.packet_dir == LFP_DIR_INBOUND
+                                       : ev.kl == LFP_KL_RECV_ACCEPT_V4 || ev.kl == LFP_KL_RECV_ACCEPT_V6;
+    // (A forwarded packet is neither: WFP's events have no direction at IPFORWARD.)
+    const bool forward = ev.kl == LFP_KL_FORWARD_V4 || ev.kl == LFP_KL_FORWARD_V6;
+    if (!forward && ev.kl != LFP_KL_FLOW_V4 && ev.kl != LFP_KL_FLOW_V6) j["direction"] = inbound ? "INBOUND" : "OUTBOUND";
     const bool loop4 = !v6 && ev.remote_addr[0] == 127;
     static const uint8_t one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
     j["loopback"] = loop4 || (v6 && std::memcmp(ev.remote_addr, one, 16) == 0) ||
@@ -99,8 +104,11 @@ std::string summary(const nlohmann::json& e) {
     s += " local " + e["local_address"].get<std::string>() + ":" + std::to_string(e.value("local_port", 0));
   if (e.contains("remote_address"))
     s += " remote " + e["remote_address"].get<std::string>() + ":" + std::to_string(e.value("remote_port", 0));
-  s += " app " + e.value("app_id", "?") + " pid " + std::to_string(e.value("pid", 0)) + " uid " +
-       std::to_string(e.value("uid", 0));
+  if (e.contains("pid"))
+    s += " app " + e.value("app_id", "?") + " pid " + std::to_string(e.value("pid", 0)) + " uid " +
+         std::to_string(e.value("uid", 0));
+  else if (e.contains("interface_index"))
+    s += " interface " + std::to_string(e.value("interface_index", 0));
   if (e.contains("filter_name"))
     s += " by filter \"" + e["filter_name"].get<std::string>() + "\" " + e.value("filter_key", "") +
          (e.value("hard", false) ? " (hard)" : "");

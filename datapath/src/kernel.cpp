@@ -4,13 +4,20 @@
 #include <bpf/libbpf.h>
 #include <dirent.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
+#include <linux/rtnetlink.h>
+#include <net/if.h>
+#include <netinet/in.h>
 #include <sys/mman.h>
+#include <sys/socket.h>
+#include <sys/syscall.h>
 #include <sys/stat.h>
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
 #include <cerrno>
 #include <cstring>
+#include <map>
 #include <stdexcept>
 #include <vector>
 
@@ -31,6 +38,47 @@ constexpr uint32_t kSetBase[2] = {1, 0x80000000u};
 
 std::string link_pin(const std::string& dir, const bpf_program* p) { return dir + "/link_" + bpf_program__name(p); }
 
+// BPF netfilter programs (kernel 6.4+), which libbpf 1.1 and the 6.1 uapi headers predate.
+constexpr int kProgTypeNetfilter = 32;    // BPF_PROG_TYPE_NETFILTER
+constexpr int kAttachNetfilter = 45;      // BPF_NETFILTER
+constexpr uint32_t kNetfilterDefrag = 1;  // BPF_F_NETFILTER_IP_DEFRAG
+bool is_netfilter(const bpf_program* p) { return std::strcmp(bpf_program__section_name(p), "lfp_netfilter") == 0; }
+
+// Where each packet-layer program hooks (lfp_packet.h): family, hook, priority, flags. PRE_ROUTING
+// runs before the kernel's reassembly (-400); LOCAL_IN asks for it.
+struct NfHook {
+  const char* prog;
+  uint32_t pf, hook;
+  int32_t priority;
+  uint32_t flags;
+};
+constexpr uint32_t kNfInet4 = 2, kNfInet6 = 10;
+constexpr NfHook kNfHooks[] = {
+    {"lfp_nf_pre4", kNfInet4, 0, -450, 0}, {"lfp_nf_pre6", kNfInet6, 0, -450, 0},
+    {"lfp_nf_in4", kNfInet4, 1, -100, kNetfilterDefrag}, {"lfp_nf_in6", kNfInet6, 1, -100, kNetfilterDefrag},
+    {"lfp_nf_fwd4", kNfInet4, 2, -100, 0}, {"lfp_nf_fwd6", kNfInet6, 2, -100, 0},
+    {"lfp_nf_out4", kNfInet4, 3, -100, 0}, {"lfp_nf_out6", kNfInet6, 3, -100, 0},
+};
+
+// BPF_LINK_CREATE's netfilter form, as in the kernel's union bpf_attr.
+struct NfLinkAttr {
+  uint32_t prog_fd, target_fd, attach_type, flags;
+  uint32_t pf, hooknum;
+  int32_t priority;
+  uint32_t nf_flags;
+};
+
+int link_netfilter(int prog_fd, const NfHook& h) {
+  NfLinkAttr a{};
+  a.prog_fd = static_cast<uint32_t>(prog_fd);
+  a.attach_type = kAttachNetfilter;
+  a.pf = h.pf;
+  a.hooknum = h.hook;
+  a.priority = h.priority;
+  a.nf_flags = h.flags;
+  return static_cast<int>(::syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof a));
+}
+
 }  // namespace
 
 AppKey resolve_app(const std::string& path) {
@@ -50,6 +98,13 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
       if (int e = bpf_map__set_pin_path(m, path.c_str())) fail("pin path " + path, e);
     }
   }
+  bpf_program* prog;
+  bpf_object__for_each_program(prog, skel_->obj) {
+    if (!is_netfilter(prog)) continue;
+    bpf_program__set_type(prog, static_cast<bpf_prog_type>(kProgTypeNetfilter));
+    bpf_program__set_expected_attach_type(prog, static_cast<bpf_attach_type>(kAttachNetfilter));
+    bpf_program__set_autoload(prog, opts_.packet_layers);
+  }
   if (int e = lfp_ale__load(skel_)) {
     lfp_ale__destroy(skel_);
     fail("cannot load the BPF programs (pinned maps from another version? lfpd --detach removes them)", e);
@@ -65,6 +120,7 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
   gen_ = cfg->gen_bank >> 1;  // a pinned policy keeps counting
   cfg->fail_closed = opts_.fail_closed;
   cfg->log_allows = opts_.log_allows;
+  cfg->no_packet_cache = opts_.no_packet_cache;
 
   rb_ = ring_buffer__new(
       bpf_map__fd(skel_->maps.lfp_events),
@@ -79,7 +135,7 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
     release();
     fail("cannot open the event ring", e);
   }
-  if (!opts_.cgroup.empty()) {
+  if (!opts_.cgroup.empty() || opts_.packet_layers) {
     try {
       attach_and_pin();
     } catch (...) {
@@ -90,26 +146,90 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
 }
 
 void KernelPath::attach_and_pin() {
-  cgroup_fd_ = ::open(opts_.cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-  if (cgroup_fd_ < 0) fail("cgroup " + opts_.cgroup, errno);
-  bpf_program* p;
-  bpf_object__for_each_program(p, skel_->obj) {
-    if (p == skel_->progs.lfp_test_eval) continue;
-    bpf_link* link = bpf_program__attach_cgroup(p, cgroup_fd_);
-    if (!link) fail(std::string("cannot attach ") + bpf_program__name(p) + " to " + opts_.cgroup, errno);
-    if (!opts_.pin_dir.empty()) {
-      // Replace a previous daemon's link: the new hook is attached before the old one goes.
-      const std::string path = link_pin(opts_.pin_dir, p);
-      int old = bpf_obj_get(path.c_str());
-      if (old >= 0) ::unlink(path.c_str());
-      if (int e = bpf_link__pin(link, path.c_str())) fail("pin " + path, e);
-      if (old >= 0) {
-        bpf_link_detach(old);
-        ::close(old);
-      }
+  if (!opts_.cgroup.empty()) {
+    cgroup_fd_ = ::open(opts_.cgroup.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (cgroup_fd_ < 0) fail("cgroup " + opts_.cgroup, errno);
+    bpf_program* p;
+    bpf_object__for_each_program(p, skel_->obj) {
+      if (p == skel_->progs.lfp_test_eval || is_netfilter(p)) continue;
+      bpf_link* link = bpf_program__attach_cgroup(p, cgroup_fd_);
+      if (!link) fail(std::string("cannot attach ") + bpf_program__name(p) + " to " + opts_.cgroup, errno);
+      links_.push_back(link);
+      pin_link(bpf_link__fd(link), p);
     }
-    links_.push_back(link);
   }
+  if (opts_.packet_layers) {
+    refresh_addresses();  // before the hooks run: they need the host's addresses
+    for (const NfHook& h : kNfHooks) {
+      bpf_program* p = bpf_object__find_program_by_name(skel_->obj, h.prog);
+      const int fd = p ? link_netfilter(bpf_program__fd(p), h) : -1;
+      if (fd < 0) fail(std::string("cannot link ") + h.prog + " into this network namespace's netfilter hooks", errno);
+      nf_links_.push_back(fd);  // (libbpf 1.1 has no bpf_link for it)
+      pin_link(fd, p);
+    }
+    // Address changes, so that the table stays current.
+    addr_fd_ = ::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
+    sockaddr_nl sa{};
+    sa.nl_family = AF_NETLINK;
+    sa.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+    if (addr_fd_ < 0 || ::bind(addr_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
+      fail("rtnetlink (address changes)", errno);
+  }
+}
+
+// With pins, pins the link and replaces a previous daemon's (the new hook is attached before the old
+// one goes).
+void KernelPath::pin_link(int link_fd, const bpf_program* p) {
+  if (opts_.pin_dir.empty()) return;
+  const std::string path = link_pin(opts_.pin_dir, p);
+  int old = bpf_obj_get(path.c_str());
+  if (old >= 0) ::unlink(path.c_str());
+  if (bpf_obj_pin(link_fd, path.c_str()) != 0) fail("pin " + path, errno);
+  if (old >= 0) {
+    bpf_link_detach(old);
+    ::close(old);
+  }
+}
+
+void KernelPath::refresh_addresses() {
+  if (addr_fd_ >= 0) {  // what woke us: read it all, the table is read afresh below
+    char buf[8192];
+    while (::recv(addr_fd_, buf, sizeof buf, 0) > 0) {
+    }
+  }
+  std::map<std::vector<uint8_t>, uint8_t> want;  // lfp_local_key bytes -> type
+  ifaddrs* all = nullptr;
+  if (::getifaddrs(&all) != 0) fail("getifaddrs", errno);
+  auto add = [&](const sockaddr* sa, uint8_t type) {
+    if (!sa || (sa->sa_family != AF_INET && sa->sa_family != AF_INET6)) return;
+    lfp_local_key k{};
+    if (sa->sa_family == AF_INET) {
+      k.family = 4;
+      std::memcpy(k.addr, &reinterpret_cast<const sockaddr_in*>(sa)->sin_addr, 4);
+    } else {
+      k.family = 6;
+      std::memcpy(k.addr, &reinterpret_cast<const sockaddr_in6*>(sa)->sin6_addr, 16);
+    }
+    const auto* b = reinterpret_cast<const uint8_t*>(&k);
+    want.emplace(std::vector<uint8_t>(b, b + sizeof k), type);
+  };
+  for (ifaddrs* a = all; a; a = a->ifa_next) {
+    add(a->ifa_addr, LFP_NLAT_UNICAST);
+    if ((a->ifa_flags & IFF_BROADCAST) && a->ifa_addr && a->ifa_addr->sa_family == AF_INET)
+      add(a->ifa_broadaddr, LFP_NLAT_BROADCAST);
+  }
+  ::freeifaddrs(all);
+  const int fd = bpf_map__fd(skel_->maps.lfp_local_addrs);
+  std::vector<lfp_local_key> stale;
+  lfp_local_key k{}, nk{};
+  for (int r = bpf_map_get_next_key(fd, nullptr, &nk); r == 0; r = bpf_map_get_next_key(fd, &k, &nk)) {
+    const auto* b = reinterpret_cast<const uint8_t*>(&nk);
+    if (!want.count(std::vector<uint8_t>(b, b + sizeof nk))) stale.push_back(nk);
+    k = nk;
+  }
+  for (auto& key : stale) bpf_map_delete_elem(fd, &key);
+  for (const auto& [bytes, type] : want)
+    if (int e = bpf_map_update_elem(fd, bytes.data(), &type, BPF_ANY)) fail("local address map", e);
 }
 
 KernelPath::~KernelPath() { release(); }
@@ -136,6 +256,8 @@ void KernelPath::set_log_allows(bool on) {
 void KernelPath::release() {
   for (bpf_link* l : links_) bpf_link__destroy(l);  // a pinned link stays attached
   links_.clear();
+  for (int fd : nf_links_) ::close(fd);  // likewise
+  nf_links_.clear();
   if (rb_) ring_buffer__free(rb_);
   rb_ = nullptr;
   if (banks_ && banks_ != MAP_FAILED) ::munmap(banks_, 2 * kBankBytes);
@@ -143,6 +265,8 @@ void KernelPath::release() {
   banks_ = cfg_ = nullptr;
   if (cgroup_fd_ >= 0) ::close(cgroup_fd_);
   cgroup_fd_ = -1;
+  if (addr_fd_ >= 0) ::close(addr_fd_);
+  addr_fd_ = -1;
   if (skel_) lfp_ale__destroy(skel_);
   skel_ = nullptr;
 }

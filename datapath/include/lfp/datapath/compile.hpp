@@ -22,8 +22,10 @@ namespace lfp::datapath {
 LayerId engine_layer(lfp_kl kl);
 std::optional<lfp_kl> kernel_layer(LayerId layer);
 
-// The fields a kernel layer's hook supplies (the others are EMPTY, as the engine sees them).
+// The fields a kernel layer's hook supplies (the others are EMPTY, as the engine sees them), and the
+// lfp_slot each is in (LFP_S_NONE for the others).
 bool kernel_supplies(lfp_kl kl, FieldId f);
+int kernel_slot(lfp_kl kl, FieldId f);
 
 // ALE_APP_ID in the kernel: the identity of the executable file, (device, inode), which the hooks
 // read from the current task (mm->exe_file). A path in a condition stands for the file it names when

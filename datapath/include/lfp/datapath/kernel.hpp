@@ -15,6 +15,7 @@
 struct lfp_ale;     // the libbpf skeleton
 struct ring_buffer;
 struct bpf_link;
+struct bpf_program;
 
 namespace lfp::datapath {
 
@@ -23,6 +24,10 @@ struct KernelOptions {
   std::string pin_dir;  // a directory on a bpffs: maps and links are pinned there and reused on restart
   bool fail_closed = false;  // a decision needing user space blocks while user space cannot take it
   bool log_allows = false;   // report permits as events too
+  // The packet layers (docs/packet-layers.md): netfilter programs linked into the caller's network
+  // namespace. They turn on the kernel's IP reassembly there, as conntrack does.
+  bool packet_layers = false;
+  bool no_packet_cache = false;  // classify every packet, not each set of values once (for benchmarks)
 };
 
 // The executable's (dev, inode) as the kernel reports it for `path` (stat, following links).
@@ -57,12 +62,19 @@ class KernelPath {
   std::optional<lfp_redirect_record> redirect_record(const lfp_redirect_key& k) const;
   uint64_t deferred() const { return counter(1); }
 
+  // The packet layers tell inbound from forwarded by the host's own addresses: this reads them
+  // (getifaddrs) into the kernel's table. address_fd() is readable when they change (rtnetlink);
+  // then call refresh_addresses() again. -1 without packet layers.
+  void refresh_addresses();
+  int address_fd() const { return addr_fd_; }
+
   // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).
   static void remove_pins(const std::string& pin_dir);
 
  private:
   uint64_t counter(uint32_t i) const;
   void attach_and_pin();
+  void pin_link(int link_fd, const bpf_program* p);
   void release();  // frees what the constructor acquired (also when it fails half way)
 
   KernelOptions opts_;
@@ -75,7 +87,9 @@ class KernelPath {
   void* banks_ = nullptr;  // mmap of lfp_banks
   void* cfg_ = nullptr;    // mmap of lfp_cfg
   int cgroup_fd_ = -1;
+  int addr_fd_ = -1;
   std::vector<bpf_link*> links_;
+  std::vector<int> nf_links_;  // the packet layers' netfilter links
 };
 
 }  // namespace lfp::datapath

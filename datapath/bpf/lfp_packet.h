@@ -1,0 +1,389 @@
+/* LFP's packet layers in the kernel: BPF netfilter programs (BPF_PROG_TYPE_NETFILTER) that lfpd
+ * links into its own network namespace. Included by lfp_ale.bpf.c: they share its policy banks,
+ * evaluator, events and counters. Which layers a packet passes, in which order and with which values
+ * is docs/packet-layers.md; `lfp replay` walks a capture the same way.
+ *
+ *   PRE_ROUTING (before reassembly)  INBOUND_IPPACKET, for packets to the host's own addresses
+ *   LOCAL_IN (reassembled)           INBOUND_ICMP_ERROR or INBOUND_TRANSPORT, then DATAGRAM_DATA (UDP)
+ *   FORWARD                          IPFORWARD
+ *   LOCAL_OUT                        DATAGRAM_DATA (UDP), OUTBOUND_ICMP_ERROR or _TRANSPORT, OUTBOUND_IPPACKET
+ *
+ * libbpf 1.1 does not know this program type: kernel.cpp sets it before loading, and links the
+ * programs with BPF_LINK_CREATE itself.
+ */
+
+#define LFP_NF_DROP 0
+#define LFP_NF_ACCEPT 1
+
+/* What the programs read of the kernel's types (CO-RE: offsets relocated against the running kernel). */
+struct net_device { int ifindex; } __attribute__((preserve_access_index));
+struct nf_hook_state { struct net_device *in; struct net_device *out; } __attribute__((preserve_access_index));
+struct sk_buff { unsigned int len; } __attribute__((preserve_access_index));
+struct bpf_nf_ctx { const struct nf_hook_state *state; struct sk_buff *skb; } __attribute__((preserve_access_index));
+
+extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags, struct bpf_dynptr *ptr__uninit) __ksym;
+extern void *bpf_dynptr_slice(const struct bpf_dynptr *ptr, __u32 offset, void *buffer__opt, __u32 buffer__szk) __ksym;
+
+/* The host's addresses (lfpd keeps them current): value LFP_NLAT_UNICAST or LFP_NLAT_BROADCAST. */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __type(key, struct lfp_local_key);
+  __type(value, __u8);
+} lfp_local_addrs SEC(".maps");
+
+/* A hook's decision for the values it classified, under one policy generation: a packet whose values
+ * were classified before costs one lookup (classification is a function of the values alone). */
+struct pkt_key {
+  __u64 gen;
+  __u32 saddr[4];
+  __u32 daddr[4];
+  __u16 sport, dport;
+  __u32 in_if, out_if;
+  __u8 hook, family, proto, frag;
+};
+struct pkt_decision {
+  __u64 filter_id;
+  __u32 sublayer;
+  __u8 drop, kl, hard, defer;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_LRU_HASH);
+  __uint(max_entries, 65536);
+  __type(key, struct pkt_key);
+  __type(value, struct pkt_decision);
+} lfp_pkt_cache SEC(".maps");
+
+#define LFP_HOOK_PRE 0
+#define LFP_HOOK_IN 1
+#define LFP_HOOK_FWD 2
+#define LFP_HOOK_OUT 3
+
+/* One packet, parsed. Addresses in network order; ports host order. */
+struct pkt_info {
+  __u32 saddr[4], daddr[4];
+  __u32 emb_daddr[4]; /* ICMP error: the quoted packet's destination */
+  __u16 sport, dport;
+  __u16 emb_sport, emb_dport;
+  __u8 family, proto, frag, l4;  /* l4: the ports (or ICMP type and code) were read */
+  __u8 icmp_err, icmp_type, icmp_code, emb_proto;
+  __u8 emb_l4;
+};
+
+static __always_inline int icmp_is_error(int family, __u8 type) {
+  if (family == 4) return type == 3 || type == 4 || type == 5 || type == 11 || type == 12;
+  return type >= 1 && type <= 4;
+}
+
+/* Reads an IPv4 or IPv6 header at `off` (the family is the hook's), its fragment state and where
+ * its transport header starts. Returns the transport offset, or -1. */
+static __always_inline int parse_ip(const struct bpf_dynptr *p, __u32 off, int family, __u32 *saddr, __u32 *daddr,
+                                    __u8 *proto, __u8 *frag, int *first, const int ext_headers) {
+  if (family == 4) {
+    __u8 b[20];
+    struct iphdr *ip = bpf_dynptr_slice(p, off, b, sizeof b);
+    if (!ip || ip->ihl < 5) return -1;
+    saddr[0] = ip->saddr;
+    daddr[0] = ip->daddr;
+    *proto = ip->protocol;
+    const __u16 fo = bpf_ntohs(ip->frag_off);
+    *frag = (fo & 0x3fff) != 0; /* MF or an offset */
+    *first = (fo & 0x1fff) == 0;
+    return off + ip->ihl * 4;
+  }
+  __u8 b[40];
+  struct ipv6hdr *ip6 = bpf_dynptr_slice(p, off, b, sizeof b);
+  if (!ip6) return -1;
+  __builtin_memcpy(saddr, &ip6->saddr, 16);
+  __builtin_memcpy(daddr, &ip6->daddr, 16);
+  __u8 nh = ip6->nexthdr;
+  __u32 at = off + 40;
+  *frag = 0;
+  *first = 1;
+  /* Extension headers: hop-by-hop, routing, fragment, destination options, AH (at most 6; a quoted
+   * packet's are not walked). */
+  for (int i = 0; i < (ext_headers ? 6 : 0); ++i) {
+    if (nh != 0 && nh != 43 && nh != 44 && nh != 60 && nh != 51) break;
+    __u8 e[4];
+    __u8 *x = bpf_dynptr_slice(p, at, e, sizeof e);
+    if (!x) return -1;
+    if (nh == 44) {
+      *frag = 1;
+      *first = ((x[2] << 8 | x[3]) & 0xfff8) == 0;
+    }
+    const __u32 len = nh == 44 ? 8 : nh == 51 ? (x[1] + 2) * 4 : (x[1] + 1) * 8;
+    nh = x[0];
+    at = (at + len) & 0xfff; /* bounded, for the verifier; a header chain that long fails the slice */
+  }
+  *proto = nh;
+  return at;
+}
+
+/* Not inlined: its buffers are off the stack while the evaluator runs (the verifier adds up the
+ * frames of a call chain, at most 512 bytes). */
+static __attribute__((noinline)) int parse_pkt(struct bpf_nf_ctx *ctx, int family, struct pkt_info *k) {
+  struct bpf_dynptr p;
+  if (bpf_dynptr_from_skb((struct __sk_buff *)ctx->skb, 0, &p)) return 0;
+  int first;
+  int l4 = parse_ip(&p, 0, family, k->saddr, k->daddr, &k->proto, &k->frag, &first, 1);
+  if (l4 < 0) return 0;
+  k->family = family;
+  if (!first) return 1;
+  const __u8 icmp = family == 4 ? IPPROTO_ICMP : IPPROTO_ICMPV6;
+  if (k->proto == IPPROTO_TCP || k->proto == IPPROTO_UDP) {
+    __u8 b[4];
+    __u16 *ports = bpf_dynptr_slice(&p, l4, b, sizeof b);
+    if (!ports) return 1;
+    k->sport = bpf_ntohs(ports[0]);
+    k->dport = bpf_ntohs(ports[1]);
+    k->l4 = 1;
+  } else if (k->proto == icmp) {
+    __u8 b[2];
+    __u8 *t = bpf_dynptr_slice(&p, l4, b, sizeof b);
+    if (!t) return 1;
+    k->icmp_type = t[0];
+    k->icmp_code = t[1];
+    k->l4 = 1;
+    k->icmp_err = icmp_is_error(family, t[0]);
+    if (k->icmp_err) { /* the packet it quotes, after the 8-byte ICMP header */
+      __u32 es[4], ed[4];
+      __u8 ef;
+      int efirst;
+      int el4 = parse_ip(&p, l4 + 8, family, es, ed, &k->emb_proto, &ef, &efirst, 0);
+      if (el4 < 0) return 1;
+      __builtin_memcpy(k->emb_daddr, ed, 16);
+      if ((k->emb_proto == IPPROTO_TCP || k->emb_proto == IPPROTO_UDP) && efirst) {
+        __u8 pb[4];
+        __u16 *ports = bpf_dynptr_slice(&p, el4, pb, sizeof pb);
+        if (ports) {
+          k->emb_sport = bpf_ntohs(ports[0]);
+          k->emb_dport = bpf_ntohs(ports[1]);
+          k->emb_l4 = 1;
+        }
+      }
+    }
+  }
+  return 1;
+}
+
+static __always_inline void set_addr(struct lfp_values *v, int slot, int family, const __u32 *a) {
+  if (family == 4) set_u(v, slot, bpf_ntohl(a[0]));
+  else set_ip6(v, slot, a);
+}
+
+/* NL_ADDRESS_TYPE of an address; `local` when it is one of the host's (its type is in the map). */
+static __always_inline __u8 addr_type(int family, const __u32 *a, int *local) {
+  struct lfp_local_key key = {.family = family};
+  if (family == 4) __builtin_memcpy(key.addr, a, 4);
+  else __builtin_memcpy(key.addr, a, 16);
+  __u8 *t = bpf_map_lookup_elem(&lfp_local_addrs, &key);
+  *local = t != 0;
+  if (t) return *t;
+  if (family == 4) {
+    const __u32 h = bpf_ntohl(a[0]);
+    if (h == 0xffffffff) {
+      *local = 1;
+      return LFP_NLAT_BROADCAST;
+    }
+    if ((h >> 28) == 0xe) {
+      *local = 1;
+      return LFP_NLAT_MULTICAST;
+    }
+    return LFP_NLAT_UNICAST;
+  }
+  if ((bpf_ntohl(a[0]) >> 24) == 0xff) {
+    *local = 1;
+    return LFP_NLAT_MULTICAST;
+  }
+  return LFP_NLAT_UNICAST;
+}
+
+static __always_inline int klv(int family, int kl4) { return family == 4 ? kl4 : kl4 + 1; }
+
+/* Classifies at one layer; true when the packet may go on. */
+static __always_inline int pkt_layer(int kl, struct lfp_values *v, struct pkt_decision *out) {
+  struct lfp_verdict d;
+  if (layer_empty(kl)) return 1;
+  lfp_eval(kl, v, &d);
+  const int ok = allowed(&d);
+  if (!ok || !out->kl) { /* the deciding layer, or the first one, names the decision */
+    out->filter_id = d.filter_id;
+    out->sublayer = d.sublayer;
+    out->hard = d.hard;
+    out->defer = d.defer;
+    out->kl = kl;
+  }
+  out->drop = !ok;
+  return ok;
+}
+
+/* The values every layer of a hook shares: addresses seen from the host, the interface, FLAGS. */
+static __always_inline void host_values(struct lfp_values *v, const struct pkt_info *k, int inbound, __u32 ifindex,
+                                        __u8 local_type) {
+  const __u32 *local = inbound ? k->daddr : k->saddr, *remote = inbound ? k->saddr : k->daddr;
+  set_addr(v, LFP_S_LOCAL_ADDR, k->family, local);
+  set_addr(v, LFP_S_REMOTE_ADDR, k->family, remote);
+  set_u(v, LFP_S_ADDR_TYPE, local_type);
+  set_u(v, LFP_S_IFACE, ifindex);
+  /* The loopback device is ifindex 1 in every namespace. */
+  set_u(v, LFP_S_FLAGS, (k->frag ? 0x20 /* IS_FRAGMENT */ : 0) | (ifindex == 1 ? 0x1 /* IS_LOOPBACK */ : 0));
+}
+
+static __always_inline void transport_values(struct lfp_values *v, const struct pkt_info *k, int inbound) {
+  set_u(v, LFP_S_PROTOCOL, k->proto);
+  if (!k->l4) return;
+  if (k->proto == IPPROTO_TCP || k->proto == IPPROTO_UDP) {
+    set_u(v, LFP_S_LOCAL_PORT, inbound ? k->dport : k->sport);
+    set_u(v, LFP_S_REMOTE_PORT, inbound ? k->sport : k->dport);
+  } else { /* ICMP at the transport layers: WFP puts the type in the local port, the code in the remote */
+    set_u(v, LFP_S_LOCAL_PORT, k->icmp_type);
+    set_u(v, LFP_S_REMOTE_PORT, k->icmp_code);
+  }
+}
+
+static __always_inline void icmp_error_values(struct lfp_values *v, const struct pkt_info *k) {
+  set_u(v, LFP_S_ICMP_TYPE, k->icmp_type);
+  set_u(v, LFP_S_ICMP_CODE, k->icmp_code);
+  if (k->emb_proto) {
+    int unused;
+    set_u(v, LFP_S_EMB_PROTO, k->emb_proto);
+    set_addr(v, LFP_S_EXTRA, k->family, k->emb_daddr);
+    set_u(v, LFP_S_ADDR_TYPE, addr_type(k->family, k->emb_daddr, &unused) == LFP_NLAT_MULTICAST ? LFP_NLAT_MULTICAST
+                                                                                             : LFP_NLAT_UNICAST);
+  }
+  if (k->emb_l4) {
+    set_u(v, LFP_S_EMB_LPORT, k->emb_sport);
+    set_u(v, LFP_S_EMB_RPORT, k->emb_dport);
+  }
+}
+
+/* The layers of one hook, for a packet whose values are not cached; fills dec. v is scratch space
+ * (a per-CPU slot: the stack is too small for it next to the evaluator's frames). */
+static __always_inline void walk(int family, int hook, const struct pkt_info *k, __u32 in_if, __u32 out_if,
+                                 struct lfp_values *v, struct pkt_decision *dec) {
+  int local = 0, ok = 1;
+  if (hook == LFP_HOOK_PRE) {
+    const __u8 t = addr_type(family, k->daddr, &local);
+    if (local) { /* not forwarded (that is IPFORWARD's) */
+      host_values(v, k, 1, in_if, t);
+      pkt_layer(klv(family, LFP_KL_IPPACKET_IN_V4), v, dec);
+    }
+  } else if (hook == LFP_HOOK_FWD) {
+    set_addr(v, LFP_S_LOCAL_ADDR, family, k->saddr);  /* IP_SOURCE_ADDRESS */
+    set_addr(v, LFP_S_REMOTE_ADDR, family, k->daddr); /* IP_DESTINATION_ADDRESS */
+    set_u(v, LFP_S_DEST_TYPE, addr_type(family, k->daddr, &local));
+    set_u(v, LFP_S_IFACE, in_if);
+    set_u(v, LFP_S_OUT_IFACE, out_if);
+    set_u(v, LFP_S_FLAGS, k->frag ? 0x20 : 0);
+    pkt_layer(klv(family, LFP_KL_FORWARD_V4), v, dec);
+  } else if (hook == LFP_HOOK_IN) {
+    host_values(v, k, 1, in_if, addr_type(family, k->daddr, &local));
+    if (k->icmp_err) {
+      icmp_error_values(v, k);
+      pkt_layer(klv(family, LFP_KL_ICMP_ERR_IN_V4), v, dec);
+    } else {
+      transport_values(v, k, 1);
+      ok = pkt_layer(klv(family, LFP_KL_TRANSPORT_IN_V4), v, dec);
+      if (ok && k->proto == IPPROTO_UDP) {
+        set_u(v, LFP_S_DIRECTION, 1);
+        pkt_layer(klv(family, LFP_KL_DATAGRAM_V4), v, dec);
+      }
+    }
+  } else {
+    host_values(v, k, 0, out_if, addr_type(family, k->saddr, &local));
+    if (k->icmp_err) {
+      icmp_error_values(v, k);
+      ok = pkt_layer(klv(family, LFP_KL_ICMP_ERR_OUT_V4), v, dec);
+    } else {
+      transport_values(v, k, 0);
+      set_u(v, LFP_S_DEST_TYPE, addr_type(family, k->daddr, &local));
+      if (k->proto == IPPROTO_UDP) {
+        set_u(v, LFP_S_DIRECTION, 0);
+        ok = pkt_layer(klv(family, LFP_KL_DATAGRAM_V4), v, dec);
+        v->present &= ~(1u << LFP_S_DIRECTION);
+      }
+      if (ok) ok = pkt_layer(klv(family, LFP_KL_TRANSPORT_OUT_V4), v, dec);
+    }
+    if (ok) {
+      v->present = 0; /* OUTBOUND_IPPACKET has no ports */
+      host_values(v, k, 0, out_if, addr_type(family, k->saddr, &local));
+      pkt_layer(klv(family, LFP_KL_IPPACKET_OUT_V4), v, dec);
+    }
+  }
+}
+
+/* True when none of the layers a hook walks holds a filter: the packet costs nothing more. */
+static __always_inline int hook_idle(int family, int hook) {
+  if (hook == LFP_HOOK_PRE) return layer_empty(klv(family, LFP_KL_IPPACKET_IN_V4));
+  if (hook == LFP_HOOK_FWD) return layer_empty(klv(family, LFP_KL_FORWARD_V4));
+  if (hook == LFP_HOOK_IN)
+    return layer_empty(klv(family, LFP_KL_TRANSPORT_IN_V4)) && layer_empty(klv(family, LFP_KL_ICMP_ERR_IN_V4)) &&
+           layer_empty(klv(family, LFP_KL_DATAGRAM_V4));
+  return layer_empty(klv(family, LFP_KL_TRANSPORT_OUT_V4)) && layer_empty(klv(family, LFP_KL_ICMP_ERR_OUT_V4)) &&
+         layer_empty(klv(family, LFP_KL_DATAGRAM_V4)) && layer_empty(klv(family, LFP_KL_IPPACKET_OUT_V4));
+}
+
+/* A hook: the decision is cached by the values it depends on (ICMP errors are not cached: the packet
+ * they quote is part of their values, and they are rare). */
+static __always_inline int packet_hook(struct bpf_nf_ctx *ctx, int family, int hook) {
+  if (hook_idle(family, hook)) return LFP_NF_ACCEPT;
+  struct pkt_info k = {};
+  if (!parse_pkt(ctx, family, &k)) return LFP_NF_ACCEPT; /* not IP as the hook says: not ours to judge */
+  const struct nf_hook_state *st = ctx->state;
+  const __u32 in_if = st->in ? st->in->ifindex : 0, out_if = st->out ? st->out->ifindex : 0;
+  struct lfp_config *cfg = config();
+  if (!cfg) return LFP_NF_ACCEPT;
+
+  struct pkt_key key = {.gen = read_gen(cfg), .hook = hook, .family = family, .proto = k.proto, .frag = k.frag,
+                        .in_if = in_if, .out_if = out_if, .sport = k.sport, .dport = k.dport};
+  __builtin_memcpy(key.saddr, k.saddr, 16);
+  __builtin_memcpy(key.daddr, k.daddr, 16);
+  if (k.l4 && !(k.proto == IPPROTO_TCP || k.proto == IPPROTO_UDP)) key.sport = k.icmp_type << 8 | k.icmp_code;
+  struct pkt_decision dec = {};
+  const int cache = !k.icmp_err && !cfg->no_packet_cache;
+  struct pkt_decision *hit = cache ? bpf_map_lookup_elem(&lfp_pkt_cache, &key) : 0;
+  if (hit) {
+    dec = *hit;
+  } else {
+    /* A scratch slot by nesting depth, as lfp_eval takes its own (a softirq may interrupt a hook). */
+    __u32 top = LFP_NEST;
+    struct scratch *d = bpf_map_lookup_elem(&lfp_scratch, &top);
+    if (!d) return LFP_NF_ACCEPT;
+    __u32 slot = d->st.j;
+    struct scratch *s = slot < LFP_NEST ? bpf_map_lookup_elem(&lfp_scratch, &slot) : 0;
+    if (!s) return LFP_NF_ACCEPT;
+    d->st.j = slot + 1;
+    s->v.present = 0;
+    walk(family, hook, &k, in_if, out_if, &s->v, &dec);
+    d->st.j = slot;
+    if (cache && !dec.defer) bpf_map_update_elem(&lfp_pkt_cache, &key, &dec, BPF_ANY);
+  }
+  if (dec.drop || (cfg->log_allows && dec.kl)) {
+    struct lfp_verdict v = {.filter_id = dec.filter_id, .sublayer = dec.sublayer, .decided = 1, .permit = !dec.drop,
+                            .hard = dec.hard, .defer = dec.defer};
+    /* Seen from the host; at IPFORWARD "local" is the source. */
+    const int inbound = hook == LFP_HOOK_PRE || hook == LFP_HOOK_IN;
+    report_event(dec.kl, &v, 0 /* no app or user */, family == 4 ? AF_INET : AF_INET6, k.proto,
+                 inbound ? k.daddr : k.saddr, inbound ? k.dport : k.sport, inbound ? k.saddr : k.daddr,
+                 inbound ? k.sport : k.dport, hook == LFP_HOOK_OUT ? out_if : in_if, dec.drop,
+                 inbound ? LFP_DIR_INBOUND : LFP_DIR_OUTBOUND);
+  }
+  return dec.drop ? LFP_NF_DROP : LFP_NF_ACCEPT;
+}
+
+SEC("lfp_netfilter")
+int lfp_nf_pre4(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 4, LFP_HOOK_PRE); }
+SEC("lfp_netfilter")
+int lfp_nf_pre6(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 6, LFP_HOOK_PRE); }
+SEC("lfp_netfilter")
+int lfp_nf_in4(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 4, LFP_HOOK_IN); }
+SEC("lfp_netfilter")
+int lfp_nf_in6(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 6, LFP_HOOK_IN); }
+SEC("lfp_netfilter")
+int lfp_nf_fwd4(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 4, LFP_HOOK_FWD); }
+SEC("lfp_netfilter")
+int lfp_nf_fwd6(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 6, LFP_HOOK_FWD); }
+SEC("lfp_netfilter")
+int lfp_nf_out4(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 4, LFP_HOOK_OUT); }
+SEC("lfp_netfilter")
+int lfp_nf_out6(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 6, LFP_HOOK_OUT); }

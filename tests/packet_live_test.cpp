@@ -1,0 +1,169 @@
+// The packet layers on real traffic (docs/packet-layers.md): lfpd runs in the sandbox's namespace B
+// with --packet-layers, so its BPF programs sit at B's netfilter hooks only; A sends and receives
+// real packets over the veth pair. Nothing outside the sandbox is touched.
+#include <thread>
+
+#include <gtest/gtest.h>
+
+#include <nlohmann/json.hpp>
+
+#include "daemon_support.hpp"
+#include "live_support.hpp"
+
+namespace lfp::test {
+namespace {
+
+using nlohmann::json;
+
+json filter(const std::string& key, const std::string& name, const std::string& layer, const std::string& action,
+            json conditions) {
+  return {{"key", key}, {"name", name}, {"layer", layer}, {"action", action}, {"conditions", std::move(conditions)}};
+}
+json when(const std::string& field, json value, const std::string& match = "EQUAL") {
+  return {{"field", field}, {"match", match}, {"value", std::move(value)}};
+}
+
+class PacketLive : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    std::string why;
+    if (!sandbox_available(&why)) GTEST_SKIP() << why;
+    sb_ = std::make_unique<Sandbox>();
+    lfpd_ = std::make_unique<Daemon>(
+        std::vector<std::string>{"--cgroup", "none", "--packet-layers", "--bpf-pin", sb_->mount_bpffs()},
+        sb_->ns_path(Side::B));
+  }
+  void TearDown() override {
+    lfpd_.reset();
+    sb_.reset();
+  }
+  void apply(json filters) { lfpd_->connect()->apply({{"filters", std::move(filters)}}); }
+
+  std::string addr(Side s, bool v6) const { return v6 ? "[" + sb_->ip6(s) + "]" : sb_->ip4(s); }
+  // UDP "hi" servers on B.
+  void serve_udp(std::initializer_list<int> ports) {
+    for (int p : ports) {
+      for (const char* family : {"UDP4-RECVFROM:%d,fork", "UDP6-RECVFROM:%d,fork,ipv6only=1"}) {
+        char addr[64];
+        std::snprintf(addr, sizeof addr, family, p);
+        sb_->spawn(std::string("exec socat ") + addr + " SYSTEM:'echo hi'", {.side = Side::B});
+      }
+      ASSERT_TRUE(sb_->wait_for_port(Side::B, static_cast<uint16_t>(p), std::chrono::seconds(5), true));
+    }
+  }
+  // A datagram of `size` bytes from `from` to the other side's port; the answer it got.
+  RunResult udp(Side from, int port, bool v6 = false, int size = 1) {
+    const Side to = from == Side::A ? Side::B : Side::A;
+    return sb_->run("head -c " + std::to_string(size) + " /dev/zero | socat -T 2 - UDP" + (v6 ? "6:" : "4:") + addr(to, v6) +
+                        ":" + std::to_string(port),
+                    {.side = from, .timeout = std::chrono::seconds(6)});
+  }
+  RunResult ping(Side from, bool v6, int size = 56) {
+    const Side to = from == Side::A ? Side::B : Side::A;
+    return sb_->run(std::string("ping -c 1 -W 2 -s ") + std::to_string(size) + (v6 ? " -6 " : " -4 ") +
+                        (v6 ? sb_->ip6(to) : sb_->ip4(to)),
+                    {.side = from});
+  }
+  // The first drop event the filter made (waiting for lfpd to drain the kernel's ring).
+  json drop_by(const std::string& key) {
+    for (int i = 0; i < 40; ++i) {
+      const json ev = wait_for_events(*lfpd_->connect(), {{{"field", "NET_EVENT_TYPE"}, {"value", "CLASSIFY_DROP"}}});
+      for (const auto& e : ev)
+        if (e.value("filter_key", "") == key) return e;
+      std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    }
+    return json();
+  }
+
+  std::unique_ptr<Sandbox> sb_;
+  std::unique_ptr<Daemon> lfpd_;
+};
+
+const std::string kF1 = "5e11f000-0000-4000-8000-0000000000a1", kF2 = "5e11f000-0000-4000-8000-0000000000a2";
+
+TEST_F(PacketLive, InboundTransportBlocksAUdpPortV4AndV6AndTheDropIsAnEvent) {
+  serve_udp({9998, 9999});
+  ASSERT_TRUE(answered(udp(Side::A, 9999)));  // before any filter
+  ASSERT_TRUE(answered(udp(Side::A, 9999, true)));
+  apply({filter(kF1, "no udp 9999 v4", "INBOUND_TRANSPORT_V4", "BLOCK", {when("IP_PROTOCOL", "UDP"), when("IP_LOCAL_PORT", 9999)}),
+         filter(kF2, "no udp 9999 v6", "INBOUND_TRANSPORT_V6", "BLOCK", {when("IP_PROTOCOL", "UDP"), when("IP_LOCAL_PORT", 9999)})});
+  // The flow answered a moment ago: its next datagram meets the new policy (the decision cache is per generation).
+  EXPECT_FALSE(answered(udp(Side::A, 9999)));
+  EXPECT_TRUE(answered(udp(Side::A, 9998)));
+  EXPECT_FALSE(answered(udp(Side::A, 9999, true)));
+  EXPECT_TRUE(answered(udp(Side::A, 9998, true)));
+  const json ev = drop_by(kF1);
+  ASSERT_FALSE(ev.is_null());
+  EXPECT_EQ(ev["layer"], "INBOUND_TRANSPORT_V4");
+  EXPECT_EQ(ev["local_port"], 9999);
+  EXPECT_EQ(ev["remote_address"], sb_->ip4(Side::A));
+  EXPECT_EQ(ev["direction"], "INBOUND");
+  EXPECT_FALSE(ev.contains("pid"));  // a packet names no process
+  EXPECT_EQ(drop_by(kF2)["layer"], "INBOUND_TRANSPORT_V6");
+  // Taking the filter away lets the flow through again.
+  lfpd_->connect()->remove("filter", kF1);
+  EXPECT_TRUE(answered(udp(Side::A, 9999)));
+}
+
+TEST_F(PacketLive, OutboundTransportAndIpPacketBlockWhatTheHostSends) {
+  ASSERT_TRUE(serve_hi(*sb_, Side::A, {8080, 8081}));
+  apply({filter(kF1, "B may not reach 8081", "OUTBOUND_TRANSPORT_V4", "BLOCK", {when("IP_REMOTE_PORT", 8081)}),
+         filter(kF2, "B sends nothing to A over v6", "OUTBOUND_IPPACKET_V6", "BLOCK", {when("IP_REMOTE_ADDRESS", sb_->ip6(Side::A))})});
+  auto tcp = [&](int port, bool v6) {
+    return sb_->run("socat -T2 - TCP" + std::string(v6 ? "6:" : "4:") + addr(Side::A, v6) + ":" + std::to_string(port) +
+                        ",connect-timeout=2 </dev/null",
+                    {.side = Side::B, .timeout = std::chrono::seconds(6)});
+  };
+  EXPECT_TRUE(answered(tcp(8080, false)));
+  EXPECT_FALSE(answered(tcp(8081, false)));  // (TCP retries a SYN dropped at LOCAL_OUT: connect() times out)
+  EXPECT_FALSE(ping(Side::B, true).ok());
+  EXPECT_TRUE(ping(Side::B, false).ok());
+  const json ev = drop_by(kF1);
+  EXPECT_EQ(ev["layer"], "OUTBOUND_TRANSPORT_V4");
+  EXPECT_EQ(ev["direction"], "OUTBOUND");
+  EXPECT_EQ(ev["remote_port"], 8081);
+  EXPECT_EQ(drop_by(kF2)["layer"], "OUTBOUND_IPPACKET_V6");
+}
+
+TEST_F(PacketLive, FragmentsAreSeenAtIpPacketAndReassembledAbove) {
+  serve_udp({9000});
+  // Above INBOUND_IPPACKET the datagram is whole: a transport filter on IS_FRAGMENT never matches.
+  apply({filter(kF1, "no fragments at transport", "INBOUND_TRANSPORT_V4", "BLOCK",
+                {when("FLAGS", "IS_FRAGMENT", "FLAGS_ALL_SET")})});
+  EXPECT_TRUE(answered(udp(Side::A, 9000, false, 4000)));
+  apply({filter(kF2, "no fragments", "INBOUND_IPPACKET_V4", "BLOCK", {when("FLAGS", "IS_FRAGMENT", "FLAGS_ALL_SET")}),
+         filter("5e11f000-0000-4000-8000-0000000000a3", "no v6 fragments", "INBOUND_IPPACKET_V6", "BLOCK",
+                {when("FLAGS", "IS_FRAGMENT", "FLAGS_ALL_SET")})});
+  EXPECT_FALSE(answered(udp(Side::A, 9000, false, 4000)));  // 3 fragments over a 1500-byte MTU
+  EXPECT_TRUE(answered(udp(Side::A, 9000, false, 1000)));   // one packet
+  EXPECT_FALSE(ping(Side::A, true, 3000).ok());
+  EXPECT_TRUE(ping(Side::A, true).ok());
+  EXPECT_EQ(drop_by(kF2)["layer"], "INBOUND_IPPACKET_V4");
+  EXPECT_TRUE(drop_by(kF1).is_null());
+}
+
+// A UDP datagram to a closed port draws an ICMP port-unreachable error; filters at the ICMP error
+// layers stop it on its way out of B, or on its way into B (by the port of the packet it quotes).
+TEST_F(PacketLive, IcmpErrorsForAFlowAreStoppedByTheQuotedPacket) {
+  auto refused = [](const RunResult& r) { return r.err.find("refused") != std::string::npos; };
+  ASSERT_TRUE(refused(udp(Side::A, 7777)));  // B answers with an ICMP error: "Connection refused"
+  ASSERT_TRUE(refused(udp(Side::B, 7777)));  // and so does A
+  apply({filter(kF1, "B sends no port unreachable", "OUTBOUND_ICMP_ERROR_V4", "BLOCK",
+                {when("ICMP_TYPE", 3), when("ICMP_CODE", 3)}),
+         filter(kF2, "B hears no errors about port 7777", "INBOUND_ICMP_ERROR_V4", "BLOCK",
+                {when("EMBEDDED_REMOTE_PORT", 7777), when("EMBEDDED_PROTOCOL", "UDP")})});
+  EXPECT_FALSE(refused(udp(Side::A, 7777)));
+  EXPECT_FALSE(refused(udp(Side::B, 7777)));
+  EXPECT_TRUE(refused(udp(Side::B, 7778)));  // another port's error still arrives
+  EXPECT_EQ(drop_by(kF1)["layer"], "OUTBOUND_ICMP_ERROR_V4");
+  EXPECT_EQ(drop_by(kF2)["layer"], "INBOUND_ICMP_ERROR_V4");
+  // ICMP errors pass the ICMP error layers instead of the transport layers: blocking all ICMP at
+  // INBOUND_TRANSPORT stops an echo request, not an error.
+  apply({filter("5e11f000-0000-4000-8000-0000000000a3", "no ICMP at transport", "INBOUND_TRANSPORT_V4", "BLOCK",
+                {when("IP_PROTOCOL", "ICMP")})});
+  EXPECT_FALSE(ping(Side::A, false).ok());
+  EXPECT_TRUE(refused(udp(Side::B, 7778)));
+}
+
+}  // namespace
+}  // namespace lfp::test

@@ -1,4 +1,4 @@
-// libFuzzer: lfp import's readers (iptables-save, nft -j) on arbitrary text. A malformed file is refused with
+// libFuzzer: lfp import's readers (iptables-save, nft -j, OpenSnitch rule files, netsh wfp XML) on arbitrary text. A malformed file is refused with
 // a line-numbered ImportError, never a crash; what it accepts is a policy the policy reader takes.
 #include <cstddef>
 #include <cstdint>
@@ -6,6 +6,8 @@
 
 #include "lfp/import/iptables.hpp"
 #include "lfp/import/nft.hpp"
+#include "lfp/import/opensnitch.hpp"
+#include "lfp/import/wfp.hpp"
 #include "lfp/policy/policy.hpp"
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -20,6 +22,18 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   }
   try {
     lfp::import::import_nft(std::string(reinterpret_cast<const char*>(data), size));
+  } catch (const lfp::import::ImportError&) {
+  }
+  // The OpenSnitch and WFP importers check their own output: it must be a policy the reader takes.
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  try {
+    lfp::policy::policy_from_json(lfp::import::import_opensnitch({{"fuzz.json", text}}, {.default_action = "deny"}).policy);
+  } catch (const lfp::import::ImportError&) {
+  }
+  try {
+    lfp::import::ImportOptions o;
+    o.map_app = {{"\\device\\harddiskvolume3\\", "/mnt/c/"}};
+    lfp::policy::policy_from_json(lfp::import::import_wfp(text, o).policy);
   } catch (const lfp::import::ImportError&) {
   }
   return 0;

@@ -357,7 +357,9 @@ ImportResult import_opensnitch(const std::vector<RuleFile>& files, const ImportO
   // Weights: the deny, reject and priority rules first, in name order (the first that matches
   // decides); then the plain allow rules (any that matches allows, when no such rule matched).
   uint64_t terminal_weight = 3'000'000, allow_weight = 1'000'000;
-  for (auto& [name, p] : by_name) {
+  for (auto& entry : by_name) {
+    const std::string& name = entry.first;  // (not a structured binding: clang 14 cannot capture those)
+    Parsed& p = entry.second;
     auto report = [&](const std::string& why) { res.unmapped.push_back({0, p.file, "rule '" + name + "': " + why}); };
     if (!p.enabled) {
       report("disabled: opensnitchd does not evaluate it");

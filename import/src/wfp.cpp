@@ -307,6 +307,7 @@ ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
     if (providers.count(p["key"].get<std::string>())) throw ImportError(line_of(item), "provider " + p["key"].get<std::string>() + " twice");
     providers[p["key"].get<std::string>()] = p["flags"].size() > 0;
     pol["providers"].push_back(p);
+    for (const auto& n : notes) report(item, "provider '" + p["name"].get<std::string>() + "'", "imported; " + n);
   }
   auto provider_ref = [&](Node item, json& o, bool persistent) {
     Node pk = child(item, "providerKey");
@@ -333,6 +334,7 @@ ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
     if (sublayers.count(key)) throw ImportError(line_of(item), "sublayer " + key + " twice");
     sublayers[key] = !s["flags"].empty();
     pol["sublayers"].push_back(s);
+    for (const auto& n : notes) report(item, "sublayer '" + s["name"].get<std::string>() + "'", "imported; " + n);
   }
   for (Node item : callout_items) {
     std::string symbol;
@@ -356,6 +358,7 @@ ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
     c["description"] = c.value("description", std::string()) + (c.contains("description") ? " " : "") +
                        "(a Windows callout: in LFP it acts as unregistered unless a plugin registers its key)";
     pol["callouts"].push_back(c);
+    for (const auto& n : notes) report(item, "callout '" + c["name"].get<std::string>() + "'", "imported; " + n);
   }
 
   const std::set<std::string> filter_flags = {"PERSISTENT", "BOOTTIME", "CLEAR_ACTION_RIGHT", "PERMIT_IF_CALLOUT_UNREGISTERED", "DISABLED", "INDEXED", "HAS_PROVIDER_CONTEXT"};

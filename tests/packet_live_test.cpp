@@ -165,5 +165,82 @@ TEST_F(PacketLive, IcmpErrorsForAFlowAreStoppedByTheQuotedPacket) {
   EXPECT_TRUE(refused(udp(Side::B, 7778)));
 }
 
+// A third namespace, C, behind B: B routes between A and C (a /25 of the sandbox's /24 and a /64 of
+// its own), so that traffic from A to C crosses B's FORWARD hook. Removed with the test (and, should
+// the test be killed, by the next sandbox's sweep: the name carries the sandbox's).
+class Routed {
+ public:
+  explicit Routed(Sandbox& sb) : sb_(sb), name_(sb.name() + "-c") {
+    const std::string a4 = sb.ip4(Side::A), net = a4.substr(0, a4.rfind('.') + 1), a6 = sb.ip6(Side::A);
+    const std::string net6 = a6.substr(0, a6.rfind("::")) + ":1::";
+    ip4_ = net + "130";
+    ip6_ = net6 + "2";
+    run_host("ip netns add " + name_);
+    created_ = true;
+    auto check = [&](const RunResult& r, const char* what) {
+      if (!r.ok()) throw std::runtime_error(std::string(what) + ": " + r.err);
+    };
+    check(sb.run("set -e; ip link add veth-c type veth peer name veth-r netns " + name_ +
+                     "; ip link set veth-c up; ip addr add " + net + "129/25 dev veth-c; ip addr add " + net6 +
+                     "1/64 dev veth-c nodad; sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1",
+                 {.side = Side::B}),
+          "B's side");
+    check(in_c("set -e; ip link set lo up; ip link set veth-r up; ip addr add " + ip4_ + "/25 dev veth-r; ip addr add " +
+               ip6_ + "/64 dev veth-r nodad; ip route add default via " + net + "129; ip -6 route add default via " +
+               net6 + "1"),
+          "C");
+    check(sb.run("set -e; ip route add " + net + "128/25 via " + sb.ip4(Side::B) + "; ip -6 route add " + net6 +
+                     "/64 via " + sb.ip6(Side::B),
+                 {.side = Side::A}),
+          "A's routes");
+    for (int i = 0; i < 100 && !(ping(ip4_) && ping(ip6_)); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  }
+  ~Routed() {
+    if (created_) run_host("ip netns pids " + name_ + " | xargs -r kill -9; ip netns del " + name_);
+  }
+  RunResult in_c(const std::string& cmd) { return sb_.run("ip netns exec " + name_ + " sh -c '" + cmd + "'", {.side = Side::A}); }
+  bool ping(const std::string& to, int size = 56) {
+    return sb_.run("ping -c 1 -W 2 -s " + std::to_string(size) + " " + to, {.side = Side::A}).ok();
+  }
+  const std::string& ip4() const { return ip4_; }
+  const std::string& ip6() const { return ip6_; }
+
+ private:
+  void run_host(const std::string& cmd) {
+    if (std::system(cmd.c_str()) != 0 && !created_) throw std::runtime_error("cannot run: " + cmd);
+  }
+  Sandbox& sb_;
+  std::string name_, ip4_, ip6_;
+  bool created_ = false;
+};
+
+TEST_F(PacketLive, IpForwardDecidesWhatTheRouterForwardsAndOnlyThat) {
+  Routed c(*sb_);
+  ASSERT_TRUE(c.ping(c.ip4()) && c.ping(c.ip6())) << "A does not reach C through B";
+  // Forwarded packets are not the host's: INBOUND_IPPACKET at B does not see A's packets to C.
+  apply({filter(kF1, "nothing from A for B itself", "INBOUND_IPPACKET_V4", "BLOCK",
+                {when("IP_REMOTE_ADDRESS", sb_->ip4(Side::A))})});
+  EXPECT_FALSE(ping(Side::A, false).ok());
+  EXPECT_TRUE(c.ping(c.ip4()));
+  // IPFORWARD: by source and destination (v4), by the outgoing interface (v6).
+  const std::string out_if = sb_->run("ip -o link show veth-c | cut -d: -f1", {.side = Side::B}).out;
+  apply({filter(kF2, "A may not reach C", "IPFORWARD_V4", "BLOCK",
+                {when("IP_SOURCE_ADDRESS", sb_->ip4(Side::A)), when("IP_DESTINATION_ADDRESS", c.ip4())}),
+         filter("5e11f000-0000-4000-8000-0000000000a3", "nothing out of veth-c", "IPFORWARD_V6", "BLOCK",
+                {when("DESTINATION_INTERFACE_INDEX", std::stoi(out_if))})});
+  EXPECT_FALSE(c.ping(c.ip4()));
+  EXPECT_FALSE(c.ping(c.ip6()));
+  const json ev = drop_by(kF2);
+  EXPECT_EQ(ev["layer"], "IPFORWARD_V4");
+  EXPECT_EQ(ev["local_address"], sb_->ip4(Side::A));  // the source
+  EXPECT_EQ(ev["remote_address"], c.ip4());
+  EXPECT_FALSE(ev.contains("direction"));
+  // B reassembles what it forwards: IPFORWARD sees a fragmented datagram whole.
+  lfpd_->connect()->remove("filter", kF2);
+  apply({filter("5e11f000-0000-4000-8000-0000000000a4", "no forwarded fragments", "IPFORWARD_V4", "BLOCK",
+                {when("FLAGS", "IS_FRAGMENT", "FLAGS_ALL_SET")})});
+  EXPECT_TRUE(c.ping(c.ip4(), 3000));
+}
+
 }  // namespace
 }  // namespace lfp::test

@@ -187,11 +187,21 @@ TEST(PacketWalk, Forwarded) {
   expect_values(s[1], {{F::FLAGS, u32(0)}, {F::IP_SOURCE_ADDRESS, v4(kPeer)},
                        {F::IP_DESTINATION_ADDRESS, v4(A("192.0.2.50"))}, {F::IP_DESTINATION_ADDRESS_TYPE, u8(1)},
                        {F::SOURCE_INTERFACE_INDEX, u32(2)}});
-  // A forwarded fragment passes IPFORWARD on its own, as a fragment.
-  const auto f = walk(w, ethernet(kHostMac, kPeerMac, ethertype::IPV4,
-                                  ipv4(kPeer, A("192.0.2.50"), proto::UDP, Bytes(16, 0), {.frag_offset = 64})));
-  ASSERT_EQ(layers(f)[1], L::IPFORWARD_V4);
-  EXPECT_EQ(f[1].values.get(F::FLAGS).u, condition_flag::IS_FRAGMENT);
+  // A forwarded datagram is reassembled first: IPFORWARD sees it once, whole, at the fragment that
+  // completes it (the MAC layers see every frame).
+  const Bytes d = udp(3, 4, Bytes(16, 0));
+  auto frag = [&](uint16_t off, size_t len, bool mf) {
+    return ethernet(kHostMac, kPeerMac, ethertype::IPV4,
+                    ipv4(kPeer, A("192.0.2.50"), proto::UDP, Bytes(d.begin() + off, d.begin() + off + static_cast<ptrdiff_t>(len)),
+                         {.id = 3, .mf = mf, .frag_offset = off}));
+  };
+  EXPECT_EQ(layers(walk(w, frag(16, 8, false))), std::vector<L>{L::INBOUND_MAC_FRAME_ETHERNET});
+  EXPECT_EQ(w.fragment_state(), FragmentState::HELD);
+  EXPECT_EQ(w.datagram_count(), 1u);
+  const auto f = walk(w, frag(0, 16, true));
+  ASSERT_EQ(layers(f), (std::vector<L>{L::INBOUND_MAC_FRAME_ETHERNET, L::IPFORWARD_V4, L::OUTBOUND_MAC_FRAME_ETHERNET}));
+  EXPECT_EQ(w.fragment_state(), FragmentState::COMPLETED);
+  EXPECT_EQ(f[1].values.get(F::FLAGS).u, 0u);
   EXPECT_EQ(w.datagram_count(), 0u);
 }
 
@@ -319,14 +329,19 @@ TEST(PacketWalk, Ipv6Fragments) {
 
 TEST(PacketWalk, OutboundFragments) {
   Walk w = host_walk();
+  // Linux fragments after the IP layers: the host's datagram passes every layer once, whole, at the
+  // fragment that completes it; the ones before pass nothing.
   const Bytes dgram = udp(6000, 7000, Bytes(24, 0));
   auto s = walk(w, out4(proto::UDP, Bytes(dgram.begin(), dgram.begin() + 16), {.id = 9, .mf = true}));
+  EXPECT_TRUE(s.empty());
+  EXPECT_EQ(w.fragment_state(), FragmentState::HELD);
+  s = walk(w, out4(proto::UDP, Bytes(dgram.begin() + 16, dgram.end()), {.id = 9, .frag_offset = 16}));
   ASSERT_EQ(layers(s), (std::vector<L>{L::ALE_AUTH_CONNECT_V4, L::DATAGRAM_DATA_V4, L::OUTBOUND_TRANSPORT_V4,
                                         L::OUTBOUND_IPPACKET_V4, L::OUTBOUND_MAC_FRAME_ETHERNET}));
+  EXPECT_EQ(w.fragment_state(), FragmentState::COMPLETED);
+  EXPECT_EQ(s[0].values.get(F::IP_LOCAL_PORT).u, 6000u);  // from the first fragment
   EXPECT_EQ(s[2].values.get(F::FLAGS).u, 0u);
-  EXPECT_EQ(s[3].values.get(F::FLAGS).u, condition_flag::IS_FRAGMENT);
-  s = walk(w, out4(proto::UDP, Bytes(dgram.begin() + 16, dgram.end()), {.id = 9, .frag_offset = 16}));
-  EXPECT_EQ(layers(s), (std::vector<L>{L::OUTBOUND_IPPACKET_V4, L::OUTBOUND_MAC_FRAME_ETHERNET}));
+  EXPECT_EQ(s[3].values.get(F::FLAGS).u, 0u);
   EXPECT_EQ(w.datagram_count(), 0u);
 }
 

@@ -151,6 +151,10 @@ void Walk::begin(const Packet& p, uint64_t time_ns) {
 void Walk::plan() {
   const Packet& p = *pkt_;
   const bool mac = p.has_ethernet && dir_ != Direction::LOOPBACK;  // loopback has no MAC frame
+  // Linux reassembles a datagram before anything but INBOUND_IPPACKET sees it (local delivery, and
+  // conntrack's defragmentation for forwarding and output): every other layer sees it once, whole.
+  const bool frag = p.is_ip() && p.is_fragment;
+  if (frag && dir_ != Direction::INBOUND && dir_ != Direction::FORWARDED) push(Stage::REASSEMBLE);
   auto outbound = [&] {
     if (p.is_ip()) {
       push(Stage::CONNECT);
@@ -164,7 +168,7 @@ void Walk::plan() {
     if (mac) push(Stage::MAC_IN);
     if (!p.is_ip()) return;
     push(Stage::IPPACKET_IN);
-    if (p.is_fragment) push(Stage::REASSEMBLE);
+    if (frag && dir_ == Direction::INBOUND) push(Stage::REASSEMBLE);
     push(Stage::TRANSPORT_IN);
     push(Stage::RECV_ACCEPT);
     push(Stage::DATAGRAM_IN);
@@ -179,6 +183,7 @@ void Walk::plan() {
       break;
     case Direction::FORWARDED:
       if (mac) push(Stage::MAC_IN);
+      if (frag) push(Stage::REASSEMBLE);
       push(Stage::IPFORWARD);
       if (mac) push(Stage::MAC_OUT);
       break;
@@ -209,13 +214,13 @@ bool Walk::run_stage(Stage s) {
       fill(LayerId::OUTBOUND_MAC_FRAME_ETHERNET, true, false);
       return true;
     case Stage::IPPACKET_IN:
-      fill(pick(LayerId::INBOUND_IPPACKET_V4, p), false, p.is_fragment);
+      fill(pick(LayerId::INBOUND_IPPACKET_V4, p), false, p.is_fragment && dir_ != Direction::LOOPBACK);
       return true;
     case Stage::IPPACKET_OUT:
-      fill(pick(LayerId::OUTBOUND_IPPACKET_V4, p), true, p.is_fragment);
+      fill(pick(LayerId::OUTBOUND_IPPACKET_V4, p), true, false);
       return true;
     case Stage::IPFORWARD:
-      fill(pick(LayerId::IPFORWARD_V4, p), false, p.is_fragment);
+      fill(pick(LayerId::IPFORWARD_V4, p), false, false);
       return true;
     case Stage::REASSEMBLE:
       frag_state_ = reassemble();
@@ -254,11 +259,10 @@ void Walk::fill(LayerId layer, bool out, bool fragment_flag) {
   values_.clear();
   const LayerInfo& info = layer_info(layer);
   const bool mac_layer = info.family == IpFamily::NONE;
-  // The IP layers see this packet (a fragment); the layers above see the datagram's first fragment.
-  const bool ip_layer = layer == pick(LayerId::INBOUND_IPPACKET_V4, *pkt_) ||
-                        layer == pick(LayerId::OUTBOUND_IPPACKET_V4, *pkt_) ||
-                        layer == pick(LayerId::IPFORWARD_V4, *pkt_);
-  const Packet& h = mac_layer || ip_layer ? *pkt_ : *hdr_;
+  // The MAC layers and INBOUND_IPPACKET see this frame (a fragment); the others see the datagram,
+  // with its first fragment's headers.
+  const bool per_fragment = mac_layer || layer == pick(LayerId::INBOUND_IPPACKET_V4, *pkt_);
+  const Packet& h = per_fragment ? *pkt_ : *hdr_;
   const IpFamily fam = info.family;
   const IpAddr& local = out ? h.src : h.dst;
   const IpAddr& remote = out ? h.dst : h.src;

@@ -1,8 +1,8 @@
 #pragma once
 // The layer walk of docs/packet-layers.md: which packet layers a parsed packet passes, in order, and
 // the values each sees. It tracks flows (a flow's first packet passes ALE_AUTH_CONNECT or
-// ALE_AUTH_RECV_ACCEPT) and reassembles IPv4 / IPv6 fragments (the layers after INBOUND_IPPACKET
-// see a datagram once, at the fragment that completes it). Both tables are bounded.
+// ALE_AUTH_RECV_ACCEPT) and reassembles IPv4 / IPv6 fragments (every layer but INBOUND_IPPACKET and
+// the MAC layers sees a datagram once, at the fragment that completes it). Both tables are bounded.
 //
 // Driving it: begin(packet), then next() while it returns true; each time, classify layer() with
 // values(). Calling next() again says the layer permitted the packet; on a BLOCK stop calling it
@@ -22,9 +22,10 @@ namespace lfp::packet {
 enum class Direction : uint8_t { NONE, INBOUND, OUTBOUND, FORWARDED, LOOPBACK };
 std::string_view to_string(Direction d);
 
-// What became of a fragment at the reassembly step (inbound only).
+// What became of a fragment at the reassembly step (inbound: after INBOUND_IPPACKET; forwarded:
+// after INBOUND_MAC_FRAME_ETHERNET; outbound and loopback: before any layer).
 enum class FragmentState : uint8_t {
-  NONE,       // not a fragment, or not held (outbound, forwarded)
+  NONE,       // not a fragment
   HELD,       // kept: the datagram is not complete yet, later layers wait for it
   COMPLETED,  // this fragment completed its datagram: the later layers see the datagram now
   DISCARDED,  // overlapping, inconsistent, or over the table's bounds: the datagram is dropped

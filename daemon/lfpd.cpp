@@ -77,8 +77,8 @@ int main(int argc, char** argv) {
                  "cgroup v2 whose sockets the ALE layers govern (e.g. /sys/fs/cgroup for the whole machine); "
                  "none: no kernel data path");
   app.add_flag("--packet-layers", kopts.packet_layers,
-               "enforce the packet layers (IPPACKET, IPFORWARD, TRANSPORT, ICMP_ERROR, DATAGRAM_DATA) on lfpd's "
-               "network namespace: BPF programs at its netfilter hooks (docs/packet-layers.md)");
+               "enforce the packet layers (IPPACKET, IPFORWARD, TRANSPORT, ICMP_ERROR, DATAGRAM_DATA, MAC_FRAME) on "
+               "lfpd's network namespace: BPF programs at its netfilter hooks and on its interfaces (docs/packet-layers.md)");
   app.add_flag("--no-packet-cache", kopts.no_packet_cache,
                "the packet layers classify every packet instead of caching each decision by its values "
                "(lfp-packet-bench measures a flow's first packet so)");
@@ -180,7 +180,7 @@ int main(int argc, char** argv) {
       if (kopts.packet_layers) {
         spdlog::info("kernel: packet layers linked into this network namespace's netfilter hooks (pins under {})",
                      kopts.pin_dir);
-        server.watch_fd(dp->kernel.address_fd(), [&] { dp->kernel.refresh_addresses(); });
+        server.watch_fd(dp->kernel.address_fd(), [&] { dp->kernel.refresh_interfaces(); });
       }
       server.on_policy_change([&](const lfp::FilterEngine& e) { dp->install(e); });
       if (kopts.log_allows && !events.log().settings().has("CLASSIFY_ALLOW")) {

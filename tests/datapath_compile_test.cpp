@@ -79,6 +79,12 @@ struct Gen {
     return a;
   }
   uint64_t port() { return r(5) * 100; }
+  OwnedValue mac() {
+    OwnedValue m{DataType::BYTE_ARRAY6_TYPE};
+    m.bytes[0] = 2;
+    m.bytes[5] = static_cast<uint8_t>(r(4));
+    return m;
+  }
 
   ConditionValue addr(bool six, bool mask) {
     if (six) {
@@ -105,7 +111,7 @@ struct Gen {
     const bool six = layer_info(layer).family == IpFamily::V6;
     for (;;) {
       Condition c;
-      switch (r(11)) {
+      switch (r(12)) {
         case 0:
         case 1: {
           FieldId f = r(2) ? FieldId::IP_REMOTE_ADDRESS : FieldId::IP_LOCAL_ADDRESS;
@@ -137,6 +143,17 @@ struct Gen {
           break;
         }
         case 7: c = number(FieldId::IP_LOCAL_INTERFACE, DataType::UINT64, 1 + r(3), 2); break;
+        case 10: {  // the MAC frame layers'
+          const FieldId macs[] = {FieldId::MAC_LOCAL_ADDRESS, FieldId::MAC_REMOTE_ADDRESS};
+          switch (r(4)) {
+            case 0: c = cond(macs[r(2)], r(3) ? MatchType::EQUAL : MatchType::NOT_EQUAL, ConditionValue::plain(mac())); break;
+            case 1: c = number(r(2) ? FieldId::ETHER_TYPE : FieldId::VLAN_ID, DataType::UINT16, port(), port()); break;
+            case 2: c = number(r(2) ? FieldId::MAC_LOCAL_ADDRESS_TYPE : FieldId::MAC_REMOTE_ADDRESS_TYPE, DataType::UINT8,
+                               1 + r(4), 1 + r(4)); break;
+            default: c = number(FieldId::INTERFACE, DataType::UINT64, 1 + r(3), 2); break;
+          }
+          break;
+        }
         case 9: {  // the packet layers' own fields
           static const FieldId addrs[] = {FieldId::IP_SOURCE_ADDRESS, FieldId::IP_DESTINATION_ADDRESS,
                                           FieldId::EMBEDDED_REMOTE_ADDRESS};
@@ -201,7 +218,12 @@ struct Gen {
         default: break;
       }
       const DataType t = field_type(f, li.family);
-      if (t == DataType::BYTE_ARRAY16_TYPE) {
+      if (t == DataType::BYTE_ARRAY6_TYPE) {
+        const OwnedValue m = mac();
+        uint64_t x = 0;
+        for (int i = 0; i < 6; ++i) x = x << 8 | m.bytes[i];
+        put(s, 0, x);
+      } else if (t == DataType::BYTE_ARRAY16_TYPE) {
         Ip6 a = v6();
         uint64_t h = 0, l = 0;
         for (int i = 0; i < 8; ++i) h = h << 8 | a[i], l = l << 8 | a[8 + i];

@@ -59,6 +59,8 @@ enum lfp_kl {
   LFP_KL_ICMP_ERR_OUT_V6,
   LFP_KL_DATAGRAM_V4,      /* DATAGRAM_DATA_V4: LOCAL_IN after the transport layer, LOCAL_OUT before it (UDP) */
   LFP_KL_DATAGRAM_V6,
+  LFP_KL_MAC_IN,           /* INBOUND_MAC_FRAME_ETHERNET: tcx ingress of each interface in lfpd's namespace */
+  LFP_KL_MAC_OUT,          /* OUTBOUND_MAC_FRAME_ETHERNET: tcx egress */
   LFP_KL_COUNT
 };
 #define LFP_KL_FIRST_PACKET LFP_KL_IPPACKET_IN_V4
@@ -90,6 +92,12 @@ enum lfp_slot {
 #define LFP_S_EMB_LPORT LFP_S_USER       /* EMBEDDED_LOCAL_PORT */
 #define LFP_S_EMB_RPORT LFP_S_DIRECTION  /* EMBEDDED_REMOTE_PORT */
 #define LFP_S_OUT_IFACE LFP_S_LOCAL_PORT /* IPFORWARD: DESTINATION_INTERFACE_INDEX, IP_FORWARD_INTERFACE */
+/* The MAC frame layers: MAC_LOCAL/REMOTE_ADDRESS in the address slots (48 bits), */
+#define LFP_S_ETHER_TYPE LFP_S_LOCAL_PORT
+#define LFP_S_VLAN_ID LFP_S_REMOTE_PORT
+#define LFP_S_MAC_LOCAL_TYPE LFP_S_APP    /* MAC_LOCAL_ADDRESS_TYPE (DL_ADDRESS_TYPE) */
+#define LFP_S_MAC_REMOTE_TYPE LFP_S_USER  /* MAC_REMOTE_ADDRESS_TYPE */
+/* L2_FLAGS in LFP_S_FLAGS, INTERFACE and INTERFACE_INDEX in LFP_S_IFACE. */
 
 /* The host's own addresses in lfpd's namespace (lfp_local_addrs), which make a packet inbound. */
 struct lfp_local_key {

@@ -7,6 +7,7 @@
  *   LOCAL_IN (reassembled)           INBOUND_ICMP_ERROR or INBOUND_TRANSPORT, then DATAGRAM_DATA (UDP)
  *   FORWARD                          IPFORWARD
  *   LOCAL_OUT                        DATAGRAM_DATA (UDP), OUTBOUND_ICMP_ERROR or _TRANSPORT, OUTBOUND_IPPACKET
+ *   tcx ingress / egress             INBOUND_ / OUTBOUND_MAC_FRAME_ETHERNET, on each interface but lo
  *
  * libbpf 1.1 does not know this program type: kernel.cpp sets it before loading, and links the
  * programs with BPF_LINK_CREATE itself.
@@ -58,6 +59,8 @@ struct {
 #define LFP_HOOK_IN 1
 #define LFP_HOOK_FWD 2
 #define LFP_HOOK_OUT 3
+#define LFP_HOOK_MAC_IN 4
+#define LFP_HOOK_MAC_OUT 5
 
 /* One packet, parsed. Addresses in network order; ports host order. */
 struct pkt_info {
@@ -387,3 +390,81 @@ SEC("lfp_netfilter")
 int lfp_nf_out4(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 4, LFP_HOOK_OUT); }
 SEC("lfp_netfilter")
 int lfp_nf_out6(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 6, LFP_HOOK_OUT); }
+
+/* ---- The MAC frame layers: tcx on each interface ------------------------------------------------ */
+
+#define LFP_TC_OK 0
+#define LFP_TC_SHOT 2
+
+static __always_inline __u64 mac48(const __u8 *m) {
+  return (__u64)m[0] << 40 | (__u64)m[1] << 32 | (__u64)m[2] << 24 | (__u64)m[3] << 16 | (__u64)m[4] << 8 | m[5];
+}
+/* DL_ADDRESS_TYPE: 0 unicast, 1 multicast, 2 broadcast. */
+static __always_inline __u8 mac_type(__u64 m) {
+  if (m == 0xffffffffffffull) return 2;
+  return (m >> 40) & 1;
+}
+
+static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
+  const int kl = inbound ? LFP_KL_MAC_IN : LFP_KL_MAC_OUT;
+  if (layer_empty(kl)) return LFP_TC_OK;
+  __u8 eth[18];
+  if (bpf_skb_load_bytes(skb, 0, eth, 14)) return LFP_TC_OK;
+  const __u64 dst = mac48(eth), src = mac48(eth + 6);
+  __u16 type = eth[12] << 8 | eth[13], vlan = 0;
+  if (skb->vlan_present) { /* the outer tag, taken off by the driver or the stack */
+    vlan = skb->vlan_tci & 0xfff;
+  } else if ((type == 0x8100 || type == 0x88a8) && !bpf_skb_load_bytes(skb, 14, eth + 14, 4)) {
+    vlan = (eth[14] << 8 | eth[15]) & 0xfff;
+    type = eth[16] << 8 | eth[17];
+  }
+  struct lfp_config *cfg = config();
+  if (!cfg) return LFP_TC_OK;
+  const __u64 local = inbound ? dst : src, remote = inbound ? src : dst;
+  struct pkt_key key = {.gen = read_gen(cfg), .hook = inbound ? LFP_HOOK_MAC_IN : LFP_HOOK_MAC_OUT,
+                        .in_if = skb->ifindex, .sport = type, .dport = vlan};
+  key.saddr[0] = (__u32)local, key.saddr[1] = local >> 32;
+  key.daddr[0] = (__u32)remote, key.daddr[1] = remote >> 32;
+  struct pkt_decision dec = {};
+  const int cache = !cfg->no_packet_cache;
+  struct pkt_decision *hit = cache ? bpf_map_lookup_elem(&lfp_pkt_cache, &key) : 0;
+  if (hit) {
+    dec = *hit;
+  } else {
+    __u32 top = LFP_NEST;
+    struct scratch *d = bpf_map_lookup_elem(&lfp_scratch, &top);
+    if (!d) return LFP_TC_OK;
+    __u32 slot = d->st.j;
+    struct scratch *sc = slot < LFP_NEST ? bpf_map_lookup_elem(&lfp_scratch, &slot) : 0;
+    if (!sc) return LFP_TC_OK;
+    d->st.j = slot + 1;
+    struct lfp_values *v = &sc->v;
+    v->present = 0;
+    set_u(v, LFP_S_LOCAL_ADDR, local);
+    set_u(v, LFP_S_REMOTE_ADDR, remote);
+    set_u(v, LFP_S_ETHER_TYPE, type);
+    set_u(v, LFP_S_VLAN_ID, vlan);
+    set_u(v, LFP_S_MAC_LOCAL_TYPE, mac_type(local));
+    set_u(v, LFP_S_MAC_REMOTE_TYPE, mac_type(remote));
+    set_u(v, LFP_S_FLAGS, 0);
+    set_u(v, LFP_S_IFACE, skb->ifindex);
+    pkt_layer(kl, v, &dec);
+    d->st.j = slot;
+    if (cache && !dec.defer) bpf_map_update_elem(&lfp_pkt_cache, &key, &dec, BPF_ANY);
+  }
+  if (dec.drop || (cfg->log_allows && dec.kl)) {
+    struct lfp_verdict vd = {.filter_id = dec.filter_id, .sublayer = dec.sublayer, .decided = 1, .permit = !dec.drop,
+                             .hard = dec.hard, .defer = dec.defer};
+    /* The MACs in the address fields (6 bytes, network order), EtherType and VLAN in the ports. */
+    __u32 l[4] = {}, r[4] = {};
+    __builtin_memcpy(l, inbound ? eth : eth + 6, 6);
+    __builtin_memcpy(r, inbound ? eth + 6 : eth, 6);
+    report_event(kl, &vd, 0, 0, 0, l, type, r, vlan, skb->ifindex, dec.drop, inbound ? LFP_DIR_INBOUND : LFP_DIR_OUTBOUND);
+  }
+  return dec.drop ? LFP_TC_SHOT : LFP_TC_OK;
+}
+
+SEC("tc")
+int lfp_tc_ingress(struct __sk_buff *skb) { return mac_hook(skb, 1); }
+SEC("tc")
+int lfp_tc_egress(struct __sk_buff *skb) { return mac_hook(skb, 0); }

@@ -29,10 +29,25 @@ bool operator==(U128 a, U128 b) { return a.h == b.h && a.l == b.l; }
 bool packet_layer(lfp_kl kl) { return kl >= LFP_KL_FIRST_PACKET; }
 bool icmp_error_layer(lfp_kl kl) { return kl >= LFP_KL_ICMP_ERR_IN_V4 && kl <= LFP_KL_ICMP_ERR_OUT_V6; }
 bool forward_layer(lfp_kl kl) { return kl == LFP_KL_FORWARD_V4 || kl == LFP_KL_FORWARD_V6; }
+bool mac_layer(lfp_kl kl) { return kl == LFP_KL_MAC_IN || kl == LFP_KL_MAC_OUT; }
 
 // Where a hook puts a field's value. The ALE layers have one slot per field; the packet layers have
 // no app or user, and reuse those slots for their own fields (lfp_kernel.h).
 int slot_of(lfp_kl kl, F f) {
+  if (mac_layer(kl)) {
+    switch (f) {
+      case F::MAC_LOCAL_ADDRESS: return LFP_S_LOCAL_ADDR;
+      case F::MAC_REMOTE_ADDRESS: return LFP_S_REMOTE_ADDR;
+      case F::ETHER_TYPE: return LFP_S_ETHER_TYPE;
+      case F::VLAN_ID: return LFP_S_VLAN_ID;
+      case F::MAC_LOCAL_ADDRESS_TYPE: return LFP_S_MAC_LOCAL_TYPE;
+      case F::MAC_REMOTE_ADDRESS_TYPE: return LFP_S_MAC_REMOTE_TYPE;
+      case F::L2_FLAGS: return LFP_S_FLAGS;
+      case F::INTERFACE:
+      case F::INTERFACE_INDEX: return LFP_S_IFACE;
+      default: return LFP_S_NONE;
+    }
+  }
   if (forward_layer(kl)) {
     switch (f) {
       case F::IP_SOURCE_ADDRESS: return LFP_S_LOCAL_ADDR;
@@ -123,6 +138,10 @@ uint32_t supplied_slots(lfp_kl kl) {
              1u << LFP_S_EMB_LPORT | 1u << LFP_S_EMB_RPORT;
     case LFP_KL_ICMP_ERR_OUT_V4:
     case LFP_KL_ICMP_ERR_OUT_V6: return ip | 1u << LFP_S_ICMP_TYPE | 1u << LFP_S_ICMP_CODE;
+    case LFP_KL_MAC_IN:
+    case LFP_KL_MAC_OUT:
+      return 1u << LFP_S_LOCAL_ADDR | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_ETHER_TYPE | 1u << LFP_S_VLAN_ID |
+             1u << LFP_S_MAC_LOCAL_TYPE | 1u << LFP_S_MAC_REMOTE_TYPE | 1u << LFP_S_FLAGS | 1u << LFP_S_IFACE;
     default: return 0;
   }
 }
@@ -144,6 +163,11 @@ struct Ctx {
 U128 kernel_value(const OwnedValue& v, Ctx& cx) {
   switch (v.type) {
     case DataType::BYTE_ARRAY16_TYPE: return of_ip6(v.bytes);
+    case DataType::BYTE_ARRAY6_TYPE: {  // a MAC address: 48 bits, as the hooks read it
+      uint64_t m = 0;
+      for (int i = 0; i < 6; ++i) m = m << 8 | v.bytes[i];
+      return {0, m};
+    }
     case DataType::BYTE_BLOB_TYPE: {
       const AppKey k = cx.resolve(v.str);
       cx.out.apps.emplace(k, v.str);
@@ -208,9 +232,11 @@ Compiled compile_condition(const Condition& cond, Ctx& cx) {
       set_range(c, in, kernel_value(cv.value, cx), kernel_value(cv.value, cx));
       return r;
     default: {
-      if (cv.type == DataType::UNICODE_STRING_TYPE || cv.type == DataType::BYTE_ARRAY6_TYPE) break;
+      if (cv.type == DataType::UNICODE_STRING_TYPE) break;
       const U128 x = kernel_value(cv.value, cx);
-      const U128 max = cv.type == DataType::BYTE_ARRAY16_TYPE ? kMax128 : U128{0, uint_max(cv.type)};
+      const U128 max = cv.type == DataType::BYTE_ARRAY16_TYPE ? kMax128
+                       : cv.type == DataType::BYTE_ARRAY6_TYPE ? U128{0, (1ull << 48) - 1}
+                                                               : U128{0, uint_max(cv.type)};
       switch (m) {
         case MatchType::EQUAL:
         case MatchType::NOT_EQUAL: set_range(c, in, x, x); return r;
@@ -247,7 +273,7 @@ LayerId engine_layer(lfp_kl kl) {
       LayerId::INBOUND_TRANSPORT_V4,      LayerId::INBOUND_TRANSPORT_V6,      LayerId::OUTBOUND_TRANSPORT_V4,
       LayerId::OUTBOUND_TRANSPORT_V6,     LayerId::INBOUND_ICMP_ERROR_V4,     LayerId::INBOUND_ICMP_ERROR_V6,
       LayerId::OUTBOUND_ICMP_ERROR_V4,    LayerId::OUTBOUND_ICMP_ERROR_V6,    LayerId::DATAGRAM_DATA_V4,
-      LayerId::DATAGRAM_DATA_V6};
+      LayerId::DATAGRAM_DATA_V6,          LayerId::INBOUND_MAC_FRAME_ETHERNET, LayerId::OUTBOUND_MAC_FRAME_ETHERNET};
   return kMap[kl];
 }
 
@@ -372,6 +398,12 @@ void to_field_values(lfp_kl kl, const lfp_values& v, const std::map<AppKey, std:
         for (int i = 0; i < 8; ++i) a[i] = static_cast<uint8_t>(h >> (56 - 8 * i));
         for (int i = 0; i < 8; ++i) a[8 + i] = static_cast<uint8_t>(l >> (56 - 8 * i));
         out.set(f, Value::ip6(a));
+        break;
+      }
+      case DataType::BYTE_ARRAY6_TYPE: {
+        Mac m;
+        for (int i = 0; i < 6; ++i) m[i] = static_cast<uint8_t>(l >> (40 - 8 * i));
+        out.set(f, Value::mac(m));
         break;
       }
       case DataType::UINT8: out.set(f, Value::uint8(static_cast<uint8_t>(l))); break;

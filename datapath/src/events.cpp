@@ -53,7 +53,21 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
       {"ip_version", v6 ? "V6" : "V4"},
       {"ip_protocol", ev.protocol},
   };
-  if (!ev.packet_dir) {  // a socket's event: who made it (a packet's names no process)
+  if (ev.kl == LFP_KL_MAC_IN || ev.kl == LFP_KL_MAC_OUT) {  // a frame: MACs, EtherType and VLAN (lfp_packet.h)
+    auto mac = [](const uint8_t* m) {
+      Ip6 b{};
+      std::memcpy(b.data(), m, 6);
+      return format_mac(b);
+    };
+    j["type"] = ev.permit ? "CLASSIFY_ALLOW" : "CLASSIFY_DROP_MAC";
+    j.erase("ip_version");
+    j.erase("ip_protocol");
+    j["local_mac"] = mac(ev.local_addr);
+    j["remote_mac"] = mac(ev.remote_addr);
+    j["ether_type"] = ev.local_port;
+    j["vlan_id"] = ev.remote_port;
+    j["direction"] = ev.packet_dir == LFP_DIR_INBOUND ? "INBOUND" : "OUTBOUND";
+  } else if (!ev.packet_dir) {  // a socket's event: who made it (a packet's names no process)
     j["app_id"] = app_path(ev, policy);
     j["pid"] = ev.pid;
     j["uid"] = ev.uid;
@@ -62,11 +76,14 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
   }
   if (ev.app_dev || ev.app_ino) j["app_file"] = std::to_string(ev.app_dev) + ":" + std::to_string(ev.app_ino);
   static const uint8_t zero[16] = {};
-  if (ev.local_port || std::memcmp(ev.local_addr, zero, 16) != 0) {  // a connect() before bind has neither
+  const bool frame = j.contains("local_mac");
+  if (frame) {
+    // (MAC addresses instead of IP ones)
+  } else if (ev.local_port || std::memcmp(ev.local_addr, zero, 16) != 0) {  // a connect() before bind has neither
     j["local_address"] = address(ev.local_addr, v6);
     j["local_port"] = ev.local_port;
   }
-  if (ev.kl != LFP_KL_LISTEN_V4 && ev.kl != LFP_KL_LISTEN_V6 && ev.kl != LFP_KL_RESOURCE_V4 &&
+  if (!frame && ev.kl != LFP_KL_LISTEN_V4 && ev.kl != LFP_KL_LISTEN_V6 && ev.kl != LFP_KL_RESOURCE_V4 &&
       ev.kl != LFP_KL_RESOURCE_V6) {
     j["remote_address"] = address(ev.remote_addr, v6);
     j["remote_port"] = ev.remote_port;
@@ -98,8 +115,12 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
 
 std::string summary(const nlohmann::json& e) {
   const int proto = e.value("ip_protocol", 0);
-  std::string s = std::string(e.value("type", "") == "CLASSIFY_ALLOW" ? "PERMIT" : "BLOCK") + " " +
-                  e.value("layer", "") + " " + (proto == 6 ? "tcp" : proto == 17 ? "udp" : std::to_string(proto));
+  std::string s = std::string(e.value("type", "") == "CLASSIFY_ALLOW" ? "PERMIT" : "BLOCK") + " " + e.value("layer", "");
+  if (e.contains("local_mac"))
+    s += " local " + e["local_mac"].get<std::string>() + " remote " + e["remote_mac"].get<std::string>() +
+         " ether_type " + std::to_string(e.value("ether_type", 0)) + " vlan " + std::to_string(e.value("vlan_id", 0));
+  else
+    s += std::string(" ") + (proto == 6 ? "tcp" : proto == 17 ? "udp" : std::to_string(proto));
   if (e.contains("local_address"))
     s += " local " + e["local_address"].get<std::string>() + ":" + std::to_string(e.value("local_port", 0));
   if (e.contains("remote_address"))

@@ -18,6 +18,7 @@
 #include <cerrno>
 #include <cstring>
 #include <map>
+#include <set>
 #include <stdexcept>
 #include <vector>
 
@@ -43,6 +44,17 @@ constexpr int kProgTypeNetfilter = 32;    // BPF_PROG_TYPE_NETFILTER
 constexpr int kAttachNetfilter = 45;      // BPF_NETFILTER
 constexpr uint32_t kNetfilterDefrag = 1;  // BPF_F_NETFILTER_IP_DEFRAG
 bool is_netfilter(const bpf_program* p) { return std::strcmp(bpf_program__section_name(p), "lfp_netfilter") == 0; }
+bool is_tc(const bpf_program* p) { return std::strcmp(bpf_program__section_name(p), "tc") == 0; }
+// tcx (kernel 6.6+): BPF_TCX_INGRESS, BPF_TCX_EGRESS.
+constexpr uint32_t kAttachTcxIngress = 46, kAttachTcxEgress = 47;
+
+int link_tcx(int prog_fd, int ifindex, uint32_t attach_type) {
+  uint32_t a[8] = {};  // BPF_LINK_CREATE: prog_fd, target_ifindex, attach_type, flags, tcx{relative, revision}
+  a[0] = static_cast<uint32_t>(prog_fd);
+  a[1] = static_cast<uint32_t>(ifindex);
+  a[2] = attach_type;
+  return static_cast<int>(::syscall(__NR_bpf, BPF_LINK_CREATE, a, sizeof a));
+}
 
 // Where each packet-layer program hooks (lfp_packet.h): family, hook, priority, flags. PRE_ROUTING
 // runs before the kernel's reassembly (-400); LOCAL_IN asks for it.
@@ -100,6 +112,7 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
   }
   bpf_program* prog;
   bpf_object__for_each_program(prog, skel_->obj) {
+    if (is_tc(prog)) bpf_program__set_autoload(prog, opts_.packet_layers);
     if (!is_netfilter(prog)) continue;
     bpf_program__set_type(prog, static_cast<bpf_prog_type>(kProgTypeNetfilter));
     bpf_program__set_expected_attach_type(prog, static_cast<bpf_attach_type>(kAttachNetfilter));
@@ -151,27 +164,27 @@ void KernelPath::attach_and_pin() {
     if (cgroup_fd_ < 0) fail("cgroup " + opts_.cgroup, errno);
     bpf_program* p;
     bpf_object__for_each_program(p, skel_->obj) {
-      if (p == skel_->progs.lfp_test_eval || is_netfilter(p)) continue;
+      if (p == skel_->progs.lfp_test_eval || is_netfilter(p) || is_tc(p)) continue;
       bpf_link* link = bpf_program__attach_cgroup(p, cgroup_fd_);
       if (!link) fail(std::string("cannot attach ") + bpf_program__name(p) + " to " + opts_.cgroup, errno);
       links_.push_back(link);
-      pin_link(bpf_link__fd(link), p);
+      pin_link(bpf_link__fd(link), link_pin(opts_.pin_dir, p));
     }
   }
   if (opts_.packet_layers) {
-    refresh_addresses();  // before the hooks run: they need the host's addresses
+    refresh_interfaces();  // before the hooks run: they need the host's addresses
     for (const NfHook& h : kNfHooks) {
       bpf_program* p = bpf_object__find_program_by_name(skel_->obj, h.prog);
       const int fd = p ? link_netfilter(bpf_program__fd(p), h) : -1;
       if (fd < 0) fail(std::string("cannot link ") + h.prog + " into this network namespace's netfilter hooks", errno);
       nf_links_.push_back(fd);  // (libbpf 1.1 has no bpf_link for it)
-      pin_link(fd, p);
+      pin_link(fd, link_pin(opts_.pin_dir, p));
     }
-    // Address changes, so that the table stays current.
+    // Address and interface changes, so that the table and the MAC hooks stay current.
     addr_fd_ = ::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
     sockaddr_nl sa{};
     sa.nl_family = AF_NETLINK;
-    sa.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR;
+    sa.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_LINK;
     if (addr_fd_ < 0 || ::bind(addr_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
       fail("rtnetlink (address changes)", errno);
   }
@@ -179,9 +192,8 @@ void KernelPath::attach_and_pin() {
 
 // With pins, pins the link and replaces a previous daemon's (the new hook is attached before the old
 // one goes).
-void KernelPath::pin_link(int link_fd, const bpf_program* p) {
+void KernelPath::pin_link(int link_fd, const std::string& path) {
   if (opts_.pin_dir.empty()) return;
-  const std::string path = link_pin(opts_.pin_dir, p);
   int old = bpf_obj_get(path.c_str());
   if (old >= 0) ::unlink(path.c_str());
   if (bpf_obj_pin(link_fd, path.c_str()) != 0) fail("pin " + path, errno);
@@ -191,11 +203,30 @@ void KernelPath::pin_link(int link_fd, const bpf_program* p) {
   }
 }
 
-void KernelPath::refresh_addresses() {
+void KernelPath::refresh_interfaces() {
   if (addr_fd_ >= 0) {  // what woke us: read it all, the table is read afresh below
     char buf[8192];
     while (::recv(addr_fd_, buf, sizeof buf, 0) > 0) {
     }
+  }
+  // The MAC frame layers on every interface but loopback, new ones included.
+  if (struct if_nameindex* ifs = ::if_nameindex()) {
+    for (struct if_nameindex* i = ifs; i->if_index; ++i) {
+      if (i->if_index == 1 || mac_ifs_.count(i->if_index)) continue;  // (lo is ifindex 1 in every namespace)
+      for (auto [prog, type] : {std::pair{skel_->progs.lfp_tc_ingress, kAttachTcxIngress},
+                                std::pair{skel_->progs.lfp_tc_egress, kAttachTcxEgress}}) {
+        const int fd = link_tcx(bpf_program__fd(prog), static_cast<int>(i->if_index), type);
+        if (fd < 0) {
+          const int e = errno;
+          ::if_freenameindex(ifs);
+          fail(std::string("cannot attach ") + bpf_program__name(prog) + " to " + i->if_name, e);
+        }
+        nf_links_.push_back(fd);
+        pin_link(fd, link_pin(opts_.pin_dir, prog) + "_" + i->if_name);
+      }
+      mac_ifs_.insert(i->if_index);
+    }
+    ::if_freenameindex(ifs);
   }
   std::map<std::vector<uint8_t>, uint8_t> want;  // lfp_local_key bytes -> type
   ifaddrs* all = nullptr;

@@ -7,6 +7,7 @@
 #include <map>
 #include <memory>
 #include <optional>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -62,10 +63,11 @@ class KernelPath {
   std::optional<lfp_redirect_record> redirect_record(const lfp_redirect_key& k) const;
   uint64_t deferred() const { return counter(1); }
 
-  // The packet layers tell inbound from forwarded by the host's own addresses: this reads them
-  // (getifaddrs) into the kernel's table. address_fd() is readable when they change (rtnetlink);
-  // then call refresh_addresses() again. -1 without packet layers.
-  void refresh_addresses();
+  // The packet layers tell inbound from forwarded by the host's own addresses, and the MAC frame
+  // layers hook each interface: this reads the addresses (getifaddrs) into the kernel's table and
+  // attaches to interfaces not yet seen. address_fd() is readable when either changes (rtnetlink);
+  // then call refresh_interfaces() again. -1 without packet layers.
+  void refresh_interfaces();
   int address_fd() const { return addr_fd_; }
 
   // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).
@@ -74,7 +76,7 @@ class KernelPath {
  private:
   uint64_t counter(uint32_t i) const;
   void attach_and_pin();
-  void pin_link(int link_fd, const bpf_program* p);
+  void pin_link(int link_fd, const std::string& path);
   void release();  // frees what the constructor acquired (also when it fails half way)
 
   KernelOptions opts_;
@@ -89,7 +91,8 @@ class KernelPath {
   int cgroup_fd_ = -1;
   int addr_fd_ = -1;
   std::vector<bpf_link*> links_;
-  std::vector<int> nf_links_;  // the packet layers' netfilter links
+  std::vector<int> nf_links_;  // the packet layers' netfilter and tcx links
+  std::set<unsigned> mac_ifs_;  // interfaces the MAC frame layers are attached to
 };
 
 }  // namespace lfp::datapath

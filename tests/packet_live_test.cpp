@@ -1,6 +1,8 @@
 // The packet layers on real traffic (docs/packet-layers.md): lfpd runs in the sandbox's namespace B
 // with --packet-layers, so its BPF programs sit at B's netfilter hooks only; A sends and receives
 // real packets over the veth pair. Nothing outside the sandbox is touched.
+#include <map>
+#include <sstream>
 #include <thread>
 
 #include <gtest/gtest.h>
@@ -218,6 +220,60 @@ TEST_F(PacketLive, MacFramesByMacEtherTypeAndVlan) {
   EXPECT_FALSE(ping(Side::A, false).ok());
   EXPECT_TRUE(ping(Side::A, true).ok());
   EXPECT_EQ(drop_by("5e11f000-0000-4000-8000-0000000000a3")["direction"], "OUTBOUND");
+}
+
+// lfp replay decides as the kernel did: traffic into B is captured (tcpdump, before B's hooks) while
+// the kernel enforces a policy at several layers; replaying the capture through the same policy
+// blocks the same packets at the same layers by the same filters, counted per filter.
+TEST_F(PacketLive, ReplayOfACaptureDecidesAsTheKernelDid) {
+  serve_udp({9000, 9001, 9002});
+  const json policy = {{"filters",
+                        {filter(kF1, "no 9001", "INBOUND_TRANSPORT_V4", "BLOCK", {when("IP_LOCAL_PORT", 9001)}),
+                         filter(kF2, "no fragments", "INBOUND_IPPACKET_V4", "BLOCK", {when("FLAGS", "IS_FRAGMENT", "FLAGS_ALL_SET")}),
+                         filter("5e11f000-0000-4000-8000-0000000000a3", "no datagrams to 9002", "DATAGRAM_DATA_V4", "BLOCK",
+                                {when("IP_LOCAL_PORT", 9002), when("DIRECTION", 1)}),
+                         filter("5e11f000-0000-4000-8000-0000000000a4", "no echo from A", "INBOUND_TRANSPORT_V4", "BLOCK",
+                                {when("IP_PROTOCOL", "ICMP"), when("IP_LOCAL_PORT", 8) /* echo request */})}}};
+  lfpd_->connect()->apply(policy);
+  const std::string pcap = sb_->tmpdir() + "/in.pcap";
+  Process dump = sb_->spawn("exec tcpdump -n -U -Q in -i " + sb_->ifname(Side::B) + " -w " + pcap, {.side = Side::B});
+  for (int i = 0; i < 100 && dump.err().find("listening") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  std::map<int, bool> live;
+  for (int round = 0; round < 2; ++round)
+    for (int port : {9000, 9001, 9002}) live[port] = answered(udp(Side::A, port));
+  EXPECT_FALSE(answered(udp(Side::A, 9000, false, 3000)));  // fragmented
+  EXPECT_FALSE(ping(Side::A, false).ok());
+  EXPECT_EQ(live, (std::map<int, bool>{{9000, true}, {9001, false}, {9002, false}}));
+  std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  dump.kill(SIGINT);
+  dump.wait();
+
+  // What the kernel dropped, by filter.
+  std::map<std::string, int> kernel, replay;
+  json events;
+  for (int i = 0; i < 40; ++i) {  // until lfpd has drained every drop (the count stops growing)
+    const json now = wait_for_events(*lfpd_->connect(), {{{"field", "NET_EVENT_TYPE"}, {"value", "CLASSIFY_DROP"}}});
+    if (now.size() == events.size() && i > 4) break;
+    events = now;
+    std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  for (const auto& e : events) kernel[e["layer"].get<std::string>() + " " + e.value("filter_key", "")]++;
+  // What the replay blocks, by filter.
+  const std::string pol = sb_->write_file("policy.json", policy.dump());
+  const std::string d = LFPD_PATH, lfp = d.substr(0, d.rfind("/daemon/")) + "/cli/lfp";
+  const RunResult r = sb_->run(lfp + " replay --policy " + pol + " --pcap " + pcap + " --local " + sb_->ip4(Side::B) +
+                                   " --local " + sb_->ip6(Side::B) + " --json",
+                               {.side = Side::B});
+  ASSERT_TRUE(r.ok()) << r.err;
+  std::istringstream lines(r.out);
+  for (std::string line; std::getline(lines, line);) {
+    const json packet = json::parse(line);
+    for (const auto& l : packet["layers"])
+      if (l["action"] == "BLOCK") replay[l["layer"].get<std::string>() + " " + l["filter"].get<std::string>()]++;
+  }
+  EXPECT_EQ(replay, kernel) << r.out.substr(0, 3000);
+  EXPECT_EQ(kernel.size(), 4u);  // every filter blocked something
 }
 
 // A third namespace, C, behind B: B routes between A and C (a /25 of the sandbox's /24 and a /64 of

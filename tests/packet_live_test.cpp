@@ -45,12 +45,16 @@ class PacketLive : public ::testing::Test {
   // UDP "hi" servers on B.
   void serve_udp(std::initializer_list<int> ports) {
     for (int p : ports) {
-      for (const char* family : {"UDP4-RECVFROM:%d,fork", "UDP6-RECVFROM:%d,fork,ipv6only=1"}) {
-        char addr[64];
-        std::snprintf(addr, sizeof addr, family, p);
-        sb_->spawn(std::string("exec socat ") + addr + " SYSTEM:'echo hi'", {.side = Side::B});
+      for (int six : {0, 1}) {  // one at a time: the port is listened on once per family
+        sb_->spawn("exec socat UDP" + std::string(six ? "6" : "4") + "-RECVFROM:" + std::to_string(p) +
+                       (six ? ",fork,ipv6only=1" : ",fork") + " SYSTEM:'echo hi'",
+                   {.side = Side::B});
+        bool up = false;
+        for (int i = 0; i < 250 && !up; ++i)
+          up = !sb_->run("ss -Hlun" + std::string(six ? "6" : "4") + " sport = :" + std::to_string(p), {.side = Side::B})
+                    .out.empty();
+        ASSERT_TRUE(up) << "no UDP server on " << p;
       }
-      ASSERT_TRUE(sb_->wait_for_port(Side::B, static_cast<uint16_t>(p), std::chrono::seconds(5), true));
     }
   }
   // A datagram of `size` bytes from `from` to the other side's port; the answer it got.

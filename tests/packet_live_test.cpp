@@ -241,8 +241,9 @@ TEST_F(PacketLive, ReplayOfACaptureDecidesAsTheKernelDid) {
   lfpd_->connect()->apply(policy);
   const std::string pcap = sb_->tmpdir() + "/in.pcap";
   Process dump = sb_->spawn("exec tcpdump -n -U -Q in -i " + sb_->ifname(Side::B) + " -w " + pcap, {.side = Side::B});
-  for (int i = 0; i < 100 && dump.err().find("listening") == std::string::npos; ++i)
+  for (int i = 0; i < 250 && dump.err().find("listening") == std::string::npos; ++i)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_NE(dump.err().find("listening"), std::string::npos) << "tcpdump did not start: " << dump.err();
   std::map<int, bool> live;
   for (int round = 0; round < 2; ++round)
     for (int port : {9000, 9001, 9002}) live[port] = answered(udp(Side::A, port));
@@ -308,7 +309,7 @@ class Routed {
                      "/64 via " + sb.ip6(Side::B),
                  {.side = Side::A}),
           "A's routes");
-    for (int i = 0; i < 100 && !(ping(ip4_) && ping(ip6_)); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
+    for (int i = 0; i < 20 && !(ping(ip4_) && ping(ip6_)); ++i) std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   ~Routed() {
     if (created_) run_host("ip netns pids " + name_ + " | xargs -r kill -9; ip netns del " + name_);

@@ -277,25 +277,40 @@ static long eval_step(__u32 i, void *ctx) {
   return 0;
 }
 
+/* Takes the scratch slot of this nesting depth (a softirq hook may interrupt a process-context one on
+ * the same CPU); 0 when every slot is taken. scratch_pop gives it back. */
+static __always_inline struct scratch *scratch_push(__u32 *slot) {
+  __u32 top = LFP_NEST;
+  struct scratch *d = bpf_map_lookup_elem(&lfp_scratch, &top);
+  if (!d) return 0;
+  const __u32 s = d->st.j;
+  struct scratch *sc = s < LFP_NEST ? bpf_map_lookup_elem(&lfp_scratch, &s) : 0;
+  if (!sc) return 0;
+  d->st.j = s + 1;
+  *slot = s;
+  return sc;
+}
+
+static __always_inline void scratch_pop(__u32 slot) {
+  __u32 top = LFP_NEST;
+  struct scratch *d = bpf_map_lookup_elem(&lfp_scratch, &top);
+  if (d) d->st.j = slot;
+}
+
 /* A global function: the verifier checks it once, not at every call site. */
 __attribute__((noinline)) int lfp_eval(__u32 kl, const struct lfp_values *v, struct lfp_verdict *out) {
   if (!out) return 0;
   __builtin_memset(out, 0, sizeof(*out));
   out->defer = 1; /* unless evaluated below */
-  __u32 top = LFP_NEST;
-  struct scratch *d = bpf_map_lookup_elem(&lfp_scratch, &top);
-  if (!v || !d || kl >= LFP_KL_COUNT) return 0;
-  __u32 slot = d->st.j;
-  if (slot >= LFP_NEST) return 0;
-  struct scratch *s = bpf_map_lookup_elem(&lfp_scratch, &slot);
+  __u32 slot;
+  struct scratch *s = v && kl < LFP_KL_COUNT ? scratch_push(&slot) : 0;
   if (!s) return 0;
-  d->st.j = slot + 1;
   s->v = *v;
   __builtin_memset(&s->st, 0, sizeof(s->st));
   s->st.kl = kl;
   bpf_loop(LFP_BANK_ENTRIES + 16, eval_step, &slot, 0);
   *out = s->st.out;
-  d->st.j = slot;
+  scratch_pop(slot);
   return 0;
 }
 

@@ -348,17 +348,12 @@ static __always_inline int packet_hook(struct bpf_nf_ctx *ctx, int family, int h
   if (hit) {
     dec = *hit;
   } else {
-    /* A scratch slot by nesting depth, as lfp_eval takes its own (a softirq may interrupt a hook). */
-    __u32 top = LFP_NEST;
-    struct scratch *d = bpf_map_lookup_elem(&lfp_scratch, &top);
-    if (!d) return LFP_NF_ACCEPT;
-    __u32 slot = d->st.j;
-    struct scratch *s = slot < LFP_NEST ? bpf_map_lookup_elem(&lfp_scratch, &slot) : 0;
+    __u32 slot;
+    struct scratch *s = scratch_push(&slot);
     if (!s) return LFP_NF_ACCEPT;
-    d->st.j = slot + 1;
     s->v.present = 0;
     walk(family, hook, &k, in_if, out_if, &s->v, &dec);
-    d->st.j = slot;
+    scratch_pop(slot);
     if (cache && !dec.defer) bpf_map_update_elem(&lfp_pkt_cache, &key, &dec, BPF_ANY);
   }
   if (dec.drop || (cfg->log_allows && dec.kl)) {
@@ -431,13 +426,9 @@ static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
   if (hit) {
     dec = *hit;
   } else {
-    __u32 top = LFP_NEST;
-    struct scratch *d = bpf_map_lookup_elem(&lfp_scratch, &top);
-    if (!d) return LFP_TC_OK;
-    __u32 slot = d->st.j;
-    struct scratch *sc = slot < LFP_NEST ? bpf_map_lookup_elem(&lfp_scratch, &slot) : 0;
+    __u32 slot;
+    struct scratch *sc = scratch_push(&slot);
     if (!sc) return LFP_TC_OK;
-    d->st.j = slot + 1;
     struct lfp_values *v = &sc->v;
     v->present = 0;
     set_u(v, LFP_S_LOCAL_ADDR, local);
@@ -449,7 +440,7 @@ static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
     set_u(v, LFP_S_FLAGS, 0);
     set_u(v, LFP_S_IFACE, skb->ifindex);
     pkt_layer(kl, v, &dec);
-    d->st.j = slot;
+    scratch_pop(slot);
     if (cache && !dec.defer) bpf_map_update_elem(&lfp_pkt_cache, &key, &dec, BPF_ANY);
   }
   if (dec.drop || (cfg->log_allows && dec.kl)) {

@@ -2,10 +2,14 @@
 
 #include <pwd.h>
 
+#include <pcap/pcap.h>
+
 #include <filesystem>
 #include <fstream>
 #include <iostream>
 #include <sstream>
+#include <tuple>
+#include <vector>
 
 #include "lfp/diagnostics/diagnose.hpp"
 #include "lfp/diagnostics/helper.hpp"
@@ -232,6 +236,60 @@ int run_set(client::Client& c, const SetOptionsArgs& a, bool as_json) {
   return 0;
 }
 
+namespace {
+
+// Turns the packet layers' keeping of dropped packets on or off; false when this lfpd has none.
+bool packet_layers_capture(client::Client& c, bool on) {
+  try {
+    c.call("capture_packets", {{"on", on}});
+    return true;
+  } catch (const client::ClientError& e) {
+    if (std::string(e.what()).find("unknown op") != std::string::npos) return false;  // no packet layers
+    throw;
+  }
+}
+
+// The dropped packets lfpd kept since the capture started, as pcap files beside the bundle: one for
+// the frames (Ethernet) and one for the IP packets (raw IP), since a pcap file has one link type.
+json dropped_packets(client::Client& c, const std::string& bundle, bool kept) {
+  if (!kept)
+    return {{"files", json::array()}, {"note", "this lfpd runs no packet layers (lfpd --packet-layers): the ALE layers "
+                                               "decide on sockets, before there is a packet to keep"}};
+  const json r = c.call("capture_packets", {{"on", false}});
+  json files = json::array();
+  for (const auto& [link, dlt, suffix] : {std::tuple{"ETHERNET", DLT_EN10MB, ".frames.pcap"}, std::tuple{"RAW", DLT_RAW, ".ip.pcap"}}) {
+    std::vector<const json*> mine;
+    for (const auto& p : r["packets"])
+      if (p["link"] == link) mine.push_back(&p);
+    if (mine.empty()) continue;
+    const std::string path = bundle + suffix;
+    pcap_t* dead = pcap_open_dead(dlt, 256);  // lfpd keeps a dropped packet's first 256 bytes
+    pcap_dumper_t* out = dead ? pcap_dump_open(dead, path.c_str()) : nullptr;
+    if (!out) {
+      if (dead) pcap_close(dead);
+      throw std::runtime_error(path + ": cannot write");
+    }
+    for (const json* p : mine) {
+      const std::string hex = (*p)["data"];
+      std::vector<u_char> bytes;
+      for (size_t i = 0; i + 1 < hex.size(); i += 2) bytes.push_back(static_cast<u_char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+      const int64_t ns = ne::parse_time((*p)["time"].get<std::string>()).value_or(0);
+      pcap_pkthdr h{};
+      h.ts.tv_sec = ns / 1000000000;
+      h.ts.tv_usec = ns % 1000000000 / 1000;
+      h.caplen = static_cast<bpf_u_int32>(bytes.size());
+      h.len = (*p)["len"].get<bpf_u_int32>();
+      pcap_dump(reinterpret_cast<u_char*>(out), &h, bytes.data());
+    }
+    pcap_dump_close(out);
+    pcap_close(dead);
+    files.push_back({{"file", path}, {"link", link}, {"packets", mine.size()}});
+  }
+  return {{"files", files}, {"packets", r["packets"].size()}, {"kept_at_most", r["kept_at_most"]}};
+}
+
+}  // namespace
+
 CLI::App* add_capture_command(CLI::App& app, CaptureArgs& a) {
   auto* cap = app.add_subcommand("capture", "Capture a diagnostic bundle (like netsh wfp capture): start FILE, then stop FILE");
   cap->add_option("action", a.action, "start | stop")->required()->check(CLI::IsMember({"start", "stop"}));
@@ -243,6 +301,8 @@ int run_capture(client::Client& c, const CaptureArgs& a, bool as_json) {
   if (a.action == "start") {
     c.call("ping");  // lfpd must be there to capture anything
     json marker = {{"lfp_capture", 1}, {"started", ne::format_time(ne::now_ns())}, {"complete", false}};
+    // With the packet layers, lfpd keeps what they drop until the capture stops.
+    marker["packets_kept"] = packet_layers_capture(c, true);
     std::ofstream f(a.file);
     f << marker.dump(2) << '\n';
     if (!f) throw std::runtime_error(a.file + ": cannot write");
@@ -271,8 +331,7 @@ int run_capture(client::Client& c, const CaptureArgs& a, bool as_json) {
     offset = r["next_offset"].get<size_t>();
   }
   bundle["netevents"] = events;
-  // The ALE data path decides on sockets, before a packet exists: there are no dropped packets to keep.
-  bundle["packets"] = {{"pcap", nullptr}, {"note", "no data path in this lfpd keeps dropped packets"}};
+  bundle["packets"] = dropped_packets(c, a.file, marker.value("packets_kept", false));
   bundle["complete"] = true;
   const std::string tmp = a.file + ".tmp";
   {
@@ -282,7 +341,8 @@ int run_capture(client::Client& c, const CaptureArgs& a, bool as_json) {
   }
   std::filesystem::rename(tmp, a.file);
   if (as_json) std::cout << json{{"file", a.file}, {"netevents", events.size()}}.dump() << '\n';
-  else std::cout << "wrote " << a.file << ": " << events.size() << " net events, " << bundle["filters"].size() << " filters\n";
+  else std::cout << "wrote " << a.file << ": " << events.size() << " net events, " << bundle["filters"].size()
+                 << " filters, " << bundle["packets"].value("packets", 0) << " dropped packets\n";
   return 0;
 }
 

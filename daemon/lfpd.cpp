@@ -1,5 +1,6 @@
 // lfpd: the base filtering engine daemon. Runs in the foreground (systemd Type=notify).
 #include <CLI/CLI.hpp>
+#include <deque>
 #include <filesystem>
 #include <systemd/sd-daemon.h>
 
@@ -26,8 +27,16 @@ struct DataPath {
   uint64_t lost_seen;            // the ring's loss counter (pinned: it counts across restarts)
   int64_t lost_checked;          // when it was last read
 
+  std::deque<nlohmann::json> dropped;  // packets the packet layers dropped while a capture runs (the newest)
+  static constexpr size_t kDroppedKept = 4096;
+
   DataPath(lfp::datapath::KernelOptions o, lfp::daemon::NetEventService& ev)
-      : kernel(std::move(o)), events(ev), lost_seen(kernel.events_lost()), lost_checked(lfp::netevents::now_ns()) {}
+      : kernel(std::move(o)), events(ev), lost_seen(kernel.events_lost()), lost_checked(lfp::netevents::now_ns()) {
+    kernel.set_dropped_sink([this](const lfp_dropped& p) {
+      if (dropped.size() == kDroppedKept) dropped.pop_front();
+      dropped.push_back(lfp::datapath::describe_dropped(p, *engine));
+    });
+  }
 
   void install(const lfp::FilterEngine& e) {
     engine = &e;
@@ -181,6 +190,19 @@ int main(int argc, char** argv) {
         spdlog::info("kernel: packet layers linked into this network namespace's netfilter hooks (pins under {})",
                      kopts.pin_dir);
         server.watch_fd(dp->kernel.address_fd(), [&] { dp->kernel.refresh_interfaces(); });
+        // lfp capture: the packets the packet layers drop, kept while a capture runs.
+        server.add_op("capture_packets", lfp::daemon::Role::ADMIN, [&](const lfp::daemon::OpContext&, const nlohmann::json& req) {
+          if (req.contains("on")) {
+            if (!req["on"].is_boolean()) throw lfp::Error(lfp::ErrorCode::INVALID_PARAMETER, "'on' must be true or false");
+            if (req["on"].get<bool>()) dp->dropped.clear();
+            dp->kernel.set_keep_dropped(req["on"].get<bool>());
+          }
+          dp->drain();
+          nlohmann::json packets = nlohmann::json::array();
+          for (const auto& p : dp->dropped) packets.push_back(p);
+          return nlohmann::json{{"on", dp->kernel.keep_dropped()}, {"kept_at_most", DataPath::kDroppedKept},
+                                {"packets", packets}};
+        });
       }
       server.on_policy_change([&](const lfp::FilterEngine& e) { dp->install(e); });
       if (kopts.log_allows && !events.log().settings().has("CLASSIFY_ALLOW")) {

@@ -148,7 +148,7 @@ void expect_same_decisions(const std::string& file, const std::string& load_cmd,
   const std::string net = a.substr(0, a.rfind('.')) + ".0/24";
   const std::string rules = sb.write_file("fw", fixture(a, net, file));
   for (Side s : {Side::A, Side::B}) ASSERT_TRUE(sb.run(load_cmd + " " + rules, {.side = s}).ok());
-  sb.spawn("exec socat UDP-RECVFROM:53,fork SYSTEM:'echo hi'", {.side = Side::B});
+  sb.spawn("exec socat UDP-RECVFROM:53,fork,shut-null SYSTEM:'echo hi'", {.side = Side::B});  // (see probe)
   ASSERT_TRUE(sb.wait_for_port(Side::B, 53, std::chrono::seconds(5), true));
   const std::vector<int> tcp_ports = {22, 23, 80, 443, 8000, 8001, 8050, 8099, 8100, 9000, 5555};
   ASSERT_TRUE(serve_hi(sb, Side::B, {22, 23, 80, 443, 8000, 8001, 8050, 8099, 8100, 9000, 5555}));  // every one listens
@@ -178,10 +178,11 @@ void expect_same_decisions(const std::string& file, const std::string& load_cmd,
     // -t 3: after its stdin ends, socat waits for the answer (0.5 s by default: too short under load).
     // A TCP client sends nothing: a byte the server never reads makes its close a RST, which can beat
     // its "hi" to the client. UDP needs a datagram to be answered.
-    // The UDP server forks a shell per datagram, late under load: its answer gets longer.
+    // The UDP server forks a shell per datagram, late under load: its answer gets longer, and the
+    // empty datagram that follows it (shut-null) ends the client at once (null-eof).
     const std::string send = proto == 6 ? "</dev/null socat -t 3 -T 3" : "echo x | socat -t 6 -T 6";
     auto send_probe = [&] {
-      return sb.run(send + " - " + addr + (proto == 6 ? ",connect-timeout=2" : ""),
+      return sb.run(send + " - " + addr + (proto == 6 ? ",connect-timeout=2" : ",null-eof"),
                     {.side = Side::A, .uid = uid, .timeout = std::chrono::seconds(10)});
     };
     auto r = send_probe();

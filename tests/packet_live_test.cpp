@@ -1,6 +1,7 @@
 // The packet layers on real traffic (docs/packet-layers.md): lfpd runs in the sandbox's namespace B
 // with --packet-layers, so its BPF programs sit at B's netfilter hooks only; A sends and receives
 // real packets over the veth pair. Nothing outside the sandbox is touched.
+#include <fstream>
 #include <map>
 #include <sstream>
 #include <thread>
@@ -47,7 +48,7 @@ class PacketLive : public ::testing::Test {
     for (int p : ports) {
       for (int six : {0, 1}) {  // one at a time: the port is listened on once per family
         sb_->spawn("exec socat UDP" + std::string(six ? "6" : "4") + "-RECVFROM:" + std::to_string(p) +
-                       (six ? ",fork,ipv6only=1" : ",fork") + " SYSTEM:'echo hi'",
+                       (six ? ",fork,shut-null,ipv6only=1" : ",fork,shut-null") + " SYSTEM:'echo hi'",
                    {.side = Side::B});
         bool up = false;
         for (int i = 0; i < 250 && !up; ++i)
@@ -57,12 +58,13 @@ class PacketLive : public ::testing::Test {
       }
     }
   }
-  // A datagram of `size` bytes from `from` to the other side's port; the answer it got (-t 3: after its
-  // stdin ends socat waits for the answer, 0.5 s by default: too short under load).
+  // A datagram of `size` bytes from `from` to the other side's port; the answer it got. After its stdin
+  // ends socat waits up to 3 s for the answer (-t), and the empty datagram the server sends after it
+  // (shut-null) ends that wait at once (null-eof).
   RunResult udp(Side from, int port, bool v6 = false, int size = 1) {
     const Side to = from == Side::A ? Side::B : Side::A;
     return sb_->run("head -c " + std::to_string(size) + " /dev/zero | socat -t 3 -T 3 - UDP" + (v6 ? "6:" : "4:") + addr(to, v6) +
-                        ":" + std::to_string(port),
+                        ":" + std::to_string(port) + ",null-eof",
                     {.side = from, .timeout = std::chrono::seconds(6)});
   }
   // Answered, trying up to three times: a "hi" server forks a shell per datagram, which a loaded
@@ -254,7 +256,8 @@ TEST_F(PacketLive, ReplayOfACaptureDecidesAsTheKernelDid) {
   ASSERT_NE(dump.err().find("listening"), std::string::npos) << "tcpdump did not start: " << dump.err();
   std::map<int, bool> live;
   for (int round = 0; round < 2; ++round)
-    for (int port : {9000, 9001, 9002}) live[port] = udp_answered(Side::A, port);  // (a retry adds as many packets to both sides)
+    for (int port : {9000, 9001, 9002})  // (a retry adds as many packets to both sides)
+      live[port] = port == 9000 ? udp_answered(Side::A, port) : answered(udp(Side::A, port));
   EXPECT_FALSE(answered(udp(Side::A, 9000, false, 3000)));  // fragmented
   EXPECT_FALSE(ping(Side::A, false).ok());
   EXPECT_EQ(live, (std::map<int, bool>{{9000, true}, {9001, false}, {9002, false}}));
@@ -287,6 +290,52 @@ TEST_F(PacketLive, ReplayOfACaptureDecidesAsTheKernelDid) {
   }
   EXPECT_EQ(replay, kernel) << r.out.substr(0, 3000);
   EXPECT_EQ(kernel.size(), 4u);  // every filter blocked something
+}
+
+// lfp capture: while it runs, lfpd keeps what the packet layers drop, and `capture stop` writes it as
+// pcap files beside the bundle (IP packets and frames apart: a pcap has one link type). Replayed
+// through the same policy, every kept packet is blocked by the filter that dropped it.
+TEST_F(PacketLive, CaptureKeepsTheDroppedPacketsAsPcap) {
+  serve_udp({9000, 9001});
+  const json policy = {{"filters",
+                        {filter(kF1, "no 9001", "INBOUND_TRANSPORT_V4", "BLOCK", {when("IP_LOCAL_PORT", 9001)}),
+                         filter(kF2, "no IPv6 frames", "INBOUND_MAC_FRAME_ETHERNET", "BLOCK", {when("ETHER_TYPE", 0x86DD)})}}};
+  lfpd_->connect()->apply(policy);
+  EXPECT_FALSE(answered(udp(Side::A, 9001)));  // before the capture: not kept
+  const std::string d = LFPD_PATH, lfp = d.substr(0, d.rfind("/daemon/")) + "/cli/lfp --socket " + lfpd_->socket();
+  const std::string bundle = sb_->tmpdir() + "/capture.json";
+  ASSERT_TRUE(sb_->run(lfp + " capture start " + bundle, {.side = Side::B}).ok());
+  EXPECT_FALSE(answered(udp(Side::A, 9001, false, 100)));
+  EXPECT_FALSE(answered(udp(Side::A, 9001, false, 100)));
+  EXPECT_TRUE(udp_answered(Side::A, 9000));
+  EXPECT_FALSE(ping(Side::A, true).ok());
+  const RunResult stop = sb_->run(lfp + " capture stop " + bundle + " --json", {.side = Side::B});
+  ASSERT_TRUE(stop.ok()) << stop.err;
+  std::ifstream in(bundle);
+  const json b = json::parse(in);
+  std::map<std::string, std::string> files;
+  for (const auto& f : b["packets"]["files"]) files[f["link"]] = f["file"];
+  ASSERT_TRUE(files.count("RAW") && files.count("ETHERNET")) << b["packets"].dump();
+  const std::string pol = sb_->write_file("policy.json", policy.dump());
+  auto replay = [&](const std::string& pcap) {
+    std::map<std::string, int> blocked;
+    const RunResult r = sb_->run(lfp + " replay --policy " + pol + " --pcap " + pcap + " --local " + sb_->ip4(Side::B) +
+                                     " --local " + sb_->ip6(Side::B) + " --json",
+                                 {.side = Side::B});
+    EXPECT_TRUE(r.ok()) << r.err;
+    std::istringstream lines(r.out);
+    for (std::string line; std::getline(lines, line);) {
+      const json packet = json::parse(line);
+      const json& last = packet["layers"].back();
+      blocked[last["action"] == "BLOCK" ? last["filter"].get<std::string>() : "permitted"]++;
+    }
+    return blocked;
+  };
+  // The two datagrams to 9001 during the capture (not the one before it), each dropped by kF1.
+  EXPECT_EQ(replay(files["RAW"]), (std::map<std::string, int>{{kF1, 2}}));
+  const auto frames = replay(files["ETHERNET"]);
+  EXPECT_EQ(frames.size(), 1u);
+  EXPECT_GT(frames.count(kF2) ? frames.at(kF2) : 0, 0);
 }
 
 // A third namespace, C, behind B: B routes between A and C (a /25 of the sandbox's /24 and a /64 of

@@ -169,6 +169,24 @@ struct lfp_config {
   lfp_u32 log_allows;  /* also report permits as events */
   lfp_u32 userspace;   /* lfpd reads the queue: a connect that needs user space goes there (mark) */
   lfp_u32 no_packet_cache; /* the packet layers classify every packet (lfp-packet-bench: a first packet's cost) */
+  lfp_u32 keep_dropped;    /* the packet layers copy what they drop to lfp_dropped (lfp capture) */
+  lfp_u32 pad;
+};
+
+/* A packet the packet layers dropped, its first LFP_DROP_SNAP bytes (ring buffer lfp_dropped). */
+#define LFP_DROP_SNAP 256
+#define LFP_LINK_RAW 0      /* from the IP header (the netfilter hooks) */
+#define LFP_LINK_ETHERNET 1 /* from the Ethernet header (tcx) */
+struct lfp_dropped {
+  lfp_u64 boot_ns;
+  lfp_u64 filter_id;
+  lfp_u32 ifindex;
+  lfp_u32 len;    /* the packet's length */
+  lfp_u16 caplen; /* bytes in data */
+  lfp_u8 kl;
+  lfp_u8 link;
+  lfp_u8 pad[4];
+  lfp_u8 data[2 * LFP_DROP_SNAP]; /* (room for the verifier's bound on the copy: a mask, 2 * SNAP - 1) */
 };
 
 /* The user-space path (datapath/src/userpath.cpp): a connect() or first datagram whose decision needs

@@ -55,6 +55,34 @@ struct {
   __type(value, struct pkt_decision);
 } lfp_pkt_cache SEC(".maps");
 
+struct {
+  __uint(type, BPF_MAP_TYPE_RINGBUF);
+  __uint(max_entries, 1 << 20);
+} lfp_dropped SEC(".maps");
+
+/* How many bytes of a packet of `len` are kept, bounded where the verifier sees it (a mask in the
+ * register the copy gets: a bound tested in C is lost to the compiler's rewriting). */
+static __always_inline __u32 snap_len(__u32 len) {
+  __u32 n = len < LFP_DROP_SNAP ? len : LFP_DROP_SNAP;
+  asm volatile("%[n] &= %[mask]" : [n] "+r"(n) : [mask] "i"(2 * LFP_DROP_SNAP - 1));
+  return n;
+}
+
+/* Keeps a dropped packet's first bytes for user space (lfp capture), when asked to. */
+static __always_inline struct lfp_dropped *dropped_reserve(__u32 len, __u32 kl, __u64 filter_id, __u32 ifindex,
+                                                           __u8 link) {
+  struct lfp_dropped *e = bpf_ringbuf_reserve(&lfp_dropped, sizeof(*e), 0);
+  if (!e) return 0;
+  e->boot_ns = bpf_ktime_get_boot_ns();
+  e->filter_id = filter_id;
+  e->ifindex = ifindex;
+  e->len = len;
+  e->caplen = len < LFP_DROP_SNAP ? len : LFP_DROP_SNAP;
+  e->kl = kl;
+  e->link = link;
+  return e;
+}
+
 #define LFP_HOOK_PRE 0
 #define LFP_HOOK_IN 1
 #define LFP_HOOK_FWD 2
@@ -356,6 +384,18 @@ static __always_inline int packet_hook(struct bpf_nf_ctx *ctx, int family, int h
     scratch_pop(slot);
     if (cache && !dec.defer) bpf_map_update_elem(&lfp_pkt_cache, &key, &dec, BPF_ANY);
   }
+  if (dec.drop && cfg->keep_dropped) {
+    const __u32 len = ctx->skb->len;
+    struct lfp_dropped *e = dropped_reserve(len, dec.kl, dec.filter_id, hook == LFP_HOOK_OUT ? out_if : in_if, LFP_LINK_RAW);
+    struct bpf_dynptr p;
+    if (e) {
+      const __u32 n = snap_len(len);
+      if (!n || bpf_dynptr_from_skb((struct __sk_buff *)ctx->skb, 0, &p) || bpf_dynptr_read(e->data, n, &p, 0, 0))
+        bpf_ringbuf_discard(e, 0);
+      else
+        bpf_ringbuf_submit(e, 0);
+    }
+  }
   if (dec.drop || (cfg->log_allows && dec.kl)) {
     struct lfp_verdict v = {.filter_id = dec.filter_id, .sublayer = dec.sublayer, .decided = 1, .permit = !dec.drop,
                             .hard = dec.hard, .defer = dec.defer};
@@ -442,6 +482,17 @@ static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
     pkt_layer(kl, v, &dec);
     scratch_pop(slot);
     if (cache && !dec.defer) bpf_map_update_elem(&lfp_pkt_cache, &key, &dec, BPF_ANY);
+  }
+  if (dec.drop && cfg->keep_dropped) {
+    struct lfp_dropped *e = dropped_reserve(skb->len, kl, dec.filter_id, skb->ifindex, LFP_LINK_ETHERNET);
+    if (e) {
+      struct bpf_dynptr p;
+      const __u32 n = snap_len(skb->len);
+      if (!n || bpf_dynptr_from_skb(skb, 0, &p) || bpf_dynptr_read(e->data, n, &p, 0, 0))
+        bpf_ringbuf_discard(e, 0);
+      else
+        bpf_ringbuf_submit(e, 0);
+    }
   }
   if (dec.drop || (cfg->log_allows && dec.kl)) {
     struct lfp_verdict vd = {.filter_id = dec.filter_id, .sublayer = dec.sublayer, .decided = 1, .permit = !dec.drop,

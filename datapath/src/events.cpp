@@ -3,6 +3,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstring>
 
 namespace lfp::datapath {
@@ -110,6 +111,21 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
       if (f->provider) j["provider"] = f->provider->str();
     }
   }
+  return j;
+}
+
+nlohmann::json describe_dropped(const lfp_dropped& p, const FilterEngine& engine) {
+  static const char* digits = "0123456789abcdef";
+  std::string hex;
+  const unsigned n = std::min<unsigned>(p.caplen, LFP_DROP_SNAP);
+  for (unsigned i = 0; i < n; ++i) hex += {digits[p.data[i] >> 4], digits[p.data[i] & 15]};
+  nlohmann::json j = {{"time", wall_time(p.boot_ns)},
+                      {"layer", layer_info(engine_layer(static_cast<lfp_kl>(p.kl < LFP_KL_COUNT ? p.kl : 0))).name},
+                      {"interface_index", p.ifindex},
+                      {"len", p.len},
+                      {"link", p.link == LFP_LINK_ETHERNET ? "ETHERNET" : "RAW"},
+                      {"data", hex}};
+  if (const Filter* f = engine.filter_by_id(p.filter_id)) j["filter_key"] = f->key.str();
   return j;
 }
 

@@ -134,6 +134,7 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
   cfg->fail_closed = opts_.fail_closed;
   cfg->log_allows = opts_.log_allows;
   cfg->no_packet_cache = opts_.no_packet_cache;
+  cfg->keep_dropped = 0;  // (a capture turns it on)
 
   rb_ = ring_buffer__new(
       bpf_map__fd(skel_->maps.lfp_events),
@@ -143,10 +144,17 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
         return 0;
       },
       this, nullptr);
-  if (!rb_) {
+  if (!rb_ || ring_buffer__add(
+                  rb_, bpf_map__fd(skel_->maps.lfp_dropped),
+                  [](void* self, void* data, size_t size) -> int {
+                    auto* k = static_cast<KernelPath*>(self);
+                    if (size >= sizeof(lfp_dropped) && k->dropped_sink_) k->dropped_sink_(*static_cast<const lfp_dropped*>(data));
+                    return 0;
+                  },
+                  this) != 0) {
     int e = errno;
     release();
-    fail("cannot open the event ring", e);
+    fail("cannot open the event rings", e);
   }
   if (!opts_.cgroup.empty() || opts_.packet_layers) {
     try {
@@ -278,6 +286,9 @@ std::optional<lfp_redirect_record> KernelPath::redirect_record(const lfp_redirec
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lfp_redirect_records), &k, &r)) return std::nullopt;
   return r;
 }
+
+void KernelPath::set_keep_dropped(bool on) { static_cast<lfp_config*>(cfg_)->keep_dropped = on; }
+bool KernelPath::keep_dropped() const { return static_cast<const lfp_config*>(cfg_)->keep_dropped != 0; }
 
 void KernelPath::set_log_allows(bool on) {
   opts_.log_allows = on;

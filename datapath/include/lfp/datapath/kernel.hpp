@@ -55,6 +55,11 @@ class KernelPath {
   void drain_events(const std::function<void(const lfp_event&)>& cb);
   uint64_t events_lost() const { return counter(0); }
   void set_log_allows(bool on);  // report permits as events too (takes effect at once)
+  // Packets the packet layers drop, their first LFP_DROP_SNAP bytes, while keep_dropped is on:
+  // delivered to the sink by drain_events (lfp capture).
+  void set_keep_dropped(bool on);
+  bool keep_dropped() const;
+  void set_dropped_sink(std::function<void(const lfp_dropped&)> sink) { dropped_sink_ = std::move(sink); }
   // The user-space path (userpath.hpp): whether the hooks hand decisions to lfpd's queue, and the
   // creator of the socket a queued packet's mark names.
   void set_userspace(bool on);
@@ -83,6 +88,7 @@ class KernelPath {
   lfp_ale* skel_ = nullptr;
   ring_buffer* rb_ = nullptr;
   std::function<void(const lfp_event&)> sink_;
+  std::function<void(const lfp_dropped&)> dropped_sink_;
   KernelPolicy policy_;
   uint64_t gen_ = 0;
   uint32_t set_base_ = 1;

@@ -109,5 +109,33 @@ TEST_F(CalloutLive, APluginThatHangsIsStoppedAtItsTimeout) {
   EXPECT_LT(Clock::now() - t1, std::chrono::milliseconds(500));
 }
 
+// Two providers' sublayers: a hard permit above (CLEAR_ACTION_RIGHT) for both ports, and below it the
+// plugin's BLOCK on 8081 only. A filter below cannot override a hard permit, but a callout's block
+// vetoes it (WFP): 8081 is refused, 8080 passes, and the net event says veto.
+TEST_F(CalloutLive, ACalloutBlockVetoesAHardPermitOfAnotherProvider) {
+  json policy = callout_policy("block", 8081);
+  policy["providers"] = {{{"key", "ca110000-0000-4000-8000-0000000000d1"}, {"name", "VPN client"}},
+                         {{"key", "ca110000-0000-4000-8000-0000000000d2"}, {"name", "inspection tool"}}};
+  policy["sublayers"] = {{{"key", "ca110000-0000-4000-8000-0000000000e1"}, {"name", "VPN"}, {"weight", 0xf000},
+                          {"provider", "ca110000-0000-4000-8000-0000000000d1"}},
+                         {{"key", "ca110000-0000-4000-8000-0000000000e2"}, {"name", "inspection"}, {"weight", 0x1000},
+                          {"provider", "ca110000-0000-4000-8000-0000000000d2"}}};
+  policy["filters"][0]["sublayer"] = "ca110000-0000-4000-8000-0000000000e2";
+  policy["filters"][0]["provider"] = "ca110000-0000-4000-8000-0000000000d2";
+  policy["filters"].push_back({{"key", "ca110000-0000-4000-8000-000000000002"}, {"name", "VPN: hard permit to B"},
+                               {"layer", "ALE_AUTH_CONNECT_V4"}, {"action", "PERMIT"}, {"flags", {"CLEAR_ACTION_RIGHT"}},
+                               {"sublayer", "ca110000-0000-4000-8000-0000000000e1"},
+                               {"provider", "ca110000-0000-4000-8000-0000000000d1"},
+                               {"conditions", {{{"field", "IP_REMOTE_ADDRESS"}, {"value", sb_->ip4(Side::B)}}}}});
+  start(policy);
+  EXPECT_TRUE(answered(connect(8080)));
+  EXPECT_FALSE(connect(8081).ok());
+  const json ev = wait_for_events(*lfpd_->connect(), {{{"field", "NET_EVENT_TYPE"}, {"value", "CLASSIFY_DROP"}}});
+  ASSERT_EQ(ev.size(), 1u) << ev.dump();
+  EXPECT_TRUE(ev[0].value("veto", false)) << ev[0].dump();
+  EXPECT_EQ(ev[0]["filter_key"], "ca110000-0000-4000-8000-000000000001");
+  EXPECT_EQ(ev[0]["provider"], "ca110000-0000-4000-8000-0000000000d2");
+}
+
 }  // namespace
 }  // namespace lfp::test

@@ -8,7 +8,9 @@
 //      cgroup, no filter (the hooks' fixed cost); (b) a realistic ALE_AUTH_CONNECT_V4 policy:
 //      non-matching filters (remote ports, remote addresses, other applications) in two sublayers
 //      ahead of one permit that matches, so the kernel walks the whole policy on every connect;
-//      (c) the same plus a bulk of further non-matching filters (1000 in all by default).
+//      (c) the same plus a bulk of further non-matching filters (1000 in all by default); (u) one filter
+//      the kernel cannot decide (a PREFIX match on the app): lfpd, in namespace A with --queue, decides
+//      each connect on its first packet through NFQUEUE (the user-space path).
 //   2. established TCP throughput with iperf3, A->B and B->A (-R), in a and b.
 //
 // Rounds alternate the order (a h b c, then c b h a, ...) and the figures are medians over the
@@ -18,7 +20,8 @@
 // (EPERM) exactly when they should be. Defaults take about 40 s. Notes: docs/ale-bench-notes.md.
 //
 //   lfp-ale-bench [--json] [--rounds N] [--conns N] [--warmup N] [--filters N] [--large N]
-//                 [--iperf-secs S] [--iperf-rounds N] [--no-hooks-only] [--no-pin] [--port P] [--lfpd PATH]
+//                 [--iperf-secs S] [--iperf-rounds N] [--no-hooks-only] [--no-userspace] [--no-pin] [--port P]
+//                 [--lfpd PATH]
 //
 // The same binary also serves as the programs that run inside the sandbox (selected by argv[1]):
 //   lfp-ale-bench serve PORT CPU                          accept()+close() loop (in B)
@@ -177,6 +180,7 @@ struct Options {
   int iperf_rounds = 7;  // 0: no iperf3
   bool hooks_only = true;  // configuration h: lfpd attached, no filter
   bool pin = true;         // the connect loop on CPU 0, its accept loop on CPU 1 (iperf3 is left alone)
+  bool userspace = true;   // configuration u: every connect decided by lfpd through NFQUEUE
   int port = 18080;      // the accept loop; port+1 and port+2 are probes nothing listens on
   int iperf_port = 5201;
   std::string lfpd = LFPD_PATH;
@@ -247,6 +251,7 @@ class Lfpd {
   }
 
   bool running() const { return pid_ > 0; }
+  bool userspace() const { return userspace_; }
 
   // What lfpd last reported compiling into the kernel: {filters, of which need user space}.
   std::optional<std::pair<int, int>> last_install() const {
@@ -260,13 +265,19 @@ class Lfpd {
   }
   const std::string& socket() const { return socket_; }
 
-  void start() {
+  // userspace: lfpd runs in namespace A (where the client's packets are) with an NFQUEUE, for the
+  // decisions the kernel hands to user space.
+  void start(bool userspace = false) {
     if (pid_ > 0) return;
     std::error_code ec;
     fs::remove_all(dir_ + "/state", ec);  // each start is a fresh lfpd (nothing is persistent anyway)
     const pid_t parent = getpid();
     std::vector<std::string> args = {o_.lfpd, "--state-dir", dir_ + "/state", "--socket", socket_,
                                      "--log-level", "info", "--cgroup", sb_.cgroup(), "--bpf-pin", pins_};
+    if (userspace) args.insert(args.end(), {"--queue", "7348"});
+    userspace_ = userspace;
+    const int netns = userspace ? open(sb_.ns_path(Side::A).c_str(), O_RDONLY | O_CLOEXEC) : -1;
+    if (userspace && netns < 0) throw std::runtime_error("cannot open namespace A");
     std::vector<char*> argv;  // prepared before fork: the child only makes system calls
     for (auto& a : args) argv.push_back(a.data());
     argv.push_back(nullptr);
@@ -276,6 +287,7 @@ class Lfpd {
     if (pid_ == 0) {
       prctl(PR_SET_PDEATHSIG, SIGTERM);
       if (getppid() != parent) _exit(1);
+      if (netns >= 0 && setns(netns, CLONE_NEWNET) != 0) _exit(126);
       int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
       if (fd >= 0) {
         dup2(fd, 1);
@@ -284,6 +296,7 @@ class Lfpd {
       execv(argv[0], argv.data());
       _exit(127);
     }
+    if (netns >= 0) close(netns);
     for (int i = 0; i < 1000; ++i) {  // ready when a session opens (the hooks are attached by then)
       try {
         lfp::client::Client probe(socket_);
@@ -322,6 +335,7 @@ class Lfpd {
   std::string pins_, dir_, socket_, log_;
   pid_t pid_ = -1;
   bool detached_ = true;
+  bool userspace_ = false;
 };
 
 // ---- the policy ----
@@ -448,7 +462,7 @@ struct ConnectRun {
 };
 
 // The states the benchmark moves between, in this order (levels).
-enum Level { kNone = 0, kHooks = 1, kBase = 2, kBulk = 3 };
+enum Level { kNone = 0, kHooks = 1, kBase = 2, kBulk = 3, kUser = 4 /* apart: the user-space path */ };
 
 struct Config {
   std::string id, label;
@@ -499,6 +513,8 @@ class Bench {
     configs_.push_back({"b", "lfpd, " + std::to_string(o_.filters + 1) + " filters", kBase, o_.filters + 1, {}, {}, {}});
     if (o_.large > 0)
       configs_.push_back({"c", "lfpd, " + std::to_string(o_.large + 1) + " filters", kBulk, o_.large + 1, {}, {}, {}});
+    if (o_.userspace)
+      configs_.push_back({"u", "lfpd, user-space decision", kUser, 1, {}, {}, {}});
 
     for (int r = 0; r < o_.rounds; ++r) {
       std::vector<size_t> order;
@@ -544,6 +560,27 @@ class Bench {
   // Puts the machine in the state `level`, and checks that the kernel enforces what it says. The
   // filters of b and c are added by dynamic sessions, so that closing a session takes them away.
   void enter(Level level) {
+    if (level == kUser || (lfpd_->userspace() && lfpd_->running())) {  // lfpd starts afresh for it and after it
+      bulk_client_.reset();
+      base_client_.reset();
+      frame_client_.reset();
+      lfpd_->stop();
+    }
+    if (level == kUser) {
+      lfpd_->start(true);
+      frame_client_ = std::make_unique<lfp::client::Client>(lfpd_->socket(), lfp::client::SessionOptions{.name = "bench"});
+      // A PREFIX (WFP: suffix) match on the app the kernel cannot evaluate: every connect's first
+      // packet goes to lfpd's queue, and the engine permits it there.
+      frame_client_->apply({{"filters", {{{"name", "bench permit, in user space"}, {"layer", "ALE_AUTH_CONNECT_V4"},
+                                          {"action", "PERMIT"},
+                                          {"conditions", {when("ALE_APP_ID", "lfp-ale-bench", "PREFIX")}}}}}});
+      std::optional<std::pair<int, int>> got;
+      for (int i = 0; i < 200 && !(got = lfpd_->last_install(), got && got->second == 1); ++i)
+        std::this_thread::sleep_for(std::chrono::milliseconds(5));
+      if (!got || got->second != 1) throw std::runtime_error("lfpd did not report one filter needing user space");
+      expect_probes("ECONNREFUSED", "ECONNREFUSED");  // permitted by the engine, refused by B
+      return;
+    }
     if (level == kNone) {
       bulk_client_.reset();
       base_client_.reset();
@@ -809,6 +846,7 @@ void print_table(const json& r) {
                "  --iperf-secs S    length of each iperf3 run (1)\n"
                "  --iperf-rounds N  iperf3 runs each way, with and without lfpd; 0: no iperf3 (7)\n"
                "  --no-hooks-only   leave out configuration h (lfpd attached, no filter)\n"
+               "  --no-userspace    leave out configuration u (each connect decided in user space, NFQUEUE)\n"
                "  --no-pin          do not pin the connect loop to CPU 0 and its accept loop to CPU 1\n",
                why);
   std::exit(2);
@@ -846,6 +884,7 @@ int main(int argc, char** argv) {
     else if (a == "--iperf-secs") o.iperf_secs = static_cast<int>(std::max(1L, num()));
     else if (a == "--iperf-rounds") o.iperf_rounds = static_cast<int>(num());
     else if (a == "--no-hooks-only") o.hooks_only = false;
+    else if (a == "--no-userspace") o.userspace = false;
     else if (a == "--no-pin") o.pin = false;
     else if (a == "--port") o.port = static_cast<int>(std::clamp(num(), 1024L, 65533L));
     else if (a == "--lfpd") {

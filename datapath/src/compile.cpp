@@ -387,7 +387,6 @@ void to_field_values(lfp_kl kl, const lfp_values& v, const std::map<AppKey, std:
                      FieldValues& out) {
   out.clear();
   const LayerInfo& li = layer_info(engine_layer(kl));
-  const bool v6 = li.family == IpFamily::V6;
   for (FieldId f : li.fields) {
     const int s = slot_of(kl, f);
     if (!kernel_supplies(kl, f) || !(v.present >> s & 1)) continue;

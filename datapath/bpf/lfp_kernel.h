@@ -97,7 +97,7 @@ enum lfp_slot {
 #define LFP_S_VLAN_ID LFP_S_REMOTE_PORT
 #define LFP_S_MAC_LOCAL_TYPE LFP_S_APP    /* MAC_LOCAL_ADDRESS_TYPE (DL_ADDRESS_TYPE) */
 #define LFP_S_MAC_REMOTE_TYPE LFP_S_USER  /* MAC_REMOTE_ADDRESS_TYPE */
-/* L2_FLAGS in LFP_S_FLAGS, INTERFACE and INTERFACE_INDEX in LFP_S_IFACE. */
+/* INTERFACE and INTERFACE_INDEX in LFP_S_IFACE; L2_FLAGS is not supplied (EMPTY, as in lfp replay). */
 
 /* The host's own addresses in lfpd's namespace (lfp_local_addrs), which make a packet inbound. */
 struct lfp_local_key {

@@ -477,7 +477,6 @@ static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
     set_u(v, LFP_S_VLAN_ID, vlan);
     set_u(v, LFP_S_MAC_LOCAL_TYPE, mac_type(local));
     set_u(v, LFP_S_MAC_REMOTE_TYPE, mac_type(remote));
-    set_u(v, LFP_S_FLAGS, 0);
     set_u(v, LFP_S_IFACE, skb->ifindex);
     pkt_layer(kl, v, &dec);
     scratch_pop(slot);

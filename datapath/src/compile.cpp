@@ -42,7 +42,6 @@ int slot_of(lfp_kl kl, F f) {
       case F::VLAN_ID: return LFP_S_VLAN_ID;
       case F::MAC_LOCAL_ADDRESS_TYPE: return LFP_S_MAC_LOCAL_TYPE;
       case F::MAC_REMOTE_ADDRESS_TYPE: return LFP_S_MAC_REMOTE_TYPE;
-      case F::L2_FLAGS: return LFP_S_FLAGS;
       case F::INTERFACE:
       case F::INTERFACE_INDEX: return LFP_S_IFACE;
       default: return LFP_S_NONE;
@@ -141,7 +140,7 @@ uint32_t supplied_slots(lfp_kl kl) {
     case LFP_KL_MAC_IN:
     case LFP_KL_MAC_OUT:
       return 1u << LFP_S_LOCAL_ADDR | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_ETHER_TYPE | 1u << LFP_S_VLAN_ID |
-             1u << LFP_S_MAC_LOCAL_TYPE | 1u << LFP_S_MAC_REMOTE_TYPE | 1u << LFP_S_FLAGS | 1u << LFP_S_IFACE;
+             1u << LFP_S_MAC_LOCAL_TYPE | 1u << LFP_S_MAC_REMOTE_TYPE | 1u << LFP_S_IFACE;  // (L2_FLAGS: EMPTY)
     default: return 0;
   }
 }

@@ -60,12 +60,14 @@
 #include <nlohmann/json.hpp>
 
 #include "lfp/client/client.hpp"
+#include "live_support.hpp"
 #include "sandbox.hpp"
 
 using nlohmann::json;
 using lfp::test::ExecOptions;
 using lfp::test::Sandbox;
 using lfp::test::Side;
+using lfp::test::when;
 using Clock = std::chrono::steady_clock;
 namespace fs = std::filesystem;
 
@@ -340,9 +342,6 @@ class Lfpd {
 
 // ---- the policy ----
 
-json when(const std::string& field, json value, const std::string& match = "EQUAL") {
-  return {{"field", field}, {"match", match}, {"value", std::move(value)}};
-}
 
 constexpr const char* kProvider = "6c1e0d2a-3b7f-4c55-9e21-a1b2c3d4e501";
 constexpr const char* kSubHi = "6c1e0d2a-3b7f-4c55-9e21-a1b2c3d4e5a1";  // weight 0xc000

@@ -37,6 +37,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
+#include "live_support.hpp"
 #include "sandbox.hpp"
 
 namespace {
@@ -45,6 +46,7 @@ using nlohmann::json;
 using Clock = std::chrono::steady_clock;
 using lfp::test::Sandbox;
 using lfp::test::Side;
+using lfp::test::when;
 
 constexpr int kPort = 9100, kProbePort = 9101;
 
@@ -108,7 +110,6 @@ int blast(const char* ip, int port, double secs, int flows) {
   return 0;
 }
 
-json when(const std::string& field, json value) { return {{"field", field}, {"value", std::move(value)}}; }
 
 // n filters at INBOUND_TRANSPORT_V4: n-1 that the benchmark's datagrams do not match (other local
 // ports), the first of them blocking the probe port, then one permit for the benchmark's port.

@@ -22,9 +22,6 @@ json filter(const std::string& name, const std::string& layer, const std::string
   f.update(extra);
   return f;
 }
-json when(const std::string& field, json value, const std::string& match = "EQUAL") {
-  return {{"field", field}, {"match", match}, {"value", std::move(value)}};
-}
 
 class AleLive : public ::testing::Test {
  protected:

@@ -21,6 +21,11 @@ inline bool serve_hi(Sandbox& sb, Side side, std::initializer_list<int> ports) {
   return true;
 }
 
+// A filter condition, as policy files write it.
+inline nlohmann::json when(const std::string& field, nlohmann::json value, const std::string& match = "EQUAL") {
+  return {{"field", field}, {"match", match}, {"value", std::move(value)}};
+}
+
 // The client ran and printed the server's answer.
 inline bool answered(const RunResult& r) { return r.ok() && r.out.find("hi") != std::string::npos; }
 

@@ -22,9 +22,6 @@ json filter(const std::string& key, const std::string& name, const std::string& 
             json conditions) {
   return {{"key", key}, {"name", name}, {"layer", layer}, {"action", action}, {"conditions", std::move(conditions)}};
 }
-json when(const std::string& field, json value, const std::string& match = "EQUAL") {
-  return {{"field", field}, {"match", match}, {"value", std::move(value)}};
-}
 
 class PacketLive : public ::testing::Test {
  protected:

@@ -77,10 +77,9 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
   }
   if (ev.app_dev || ev.app_ino) j["app_file"] = std::to_string(ev.app_dev) + ":" + std::to_string(ev.app_ino);
   static const uint8_t zero[16] = {};
-  const bool frame = j.contains("local_mac");
-  if (frame) {
-    // (MAC addresses instead of IP ones)
-  } else if (ev.local_port || std::memcmp(ev.local_addr, zero, 16) != 0) {  // a connect() before bind has neither
+  const bool frame = j.contains("local_mac");  // (MAC addresses instead of IP ones)
+  // A connect() before bind has neither a local address nor a port.
+  if (!frame && (ev.local_port || std::memcmp(ev.local_addr, zero, 16) != 0)) {
     j["local_address"] = address(ev.local_addr, v6);
     j["local_port"] = ev.local_port;
   }

@@ -433,7 +433,7 @@ size_t FilterEngine::classifier_memory_bytes() const {
 // Arbitration (WFP "Filter Arbitration"). `next(bound)` yields the highest-priority matching
 // filter whose priority is below bound, or null: either the compiled classifier or a linear scan.
 template <class NextMatch>
-ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values, bool explain,
+ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values, bool explain, ClassifyMeta* meta,
                                        NextMatch&& next) const {
   const LayerState& ls = *layers_[static_cast<size_t>(layer)];
   ClassifyResult res;
@@ -462,9 +462,10 @@ ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values,
         sub_hard = !*sub_permit || (f.flags & CLEAR_ACTION_RIGHT);
         outcome = *sub_permit ? "callout not registered: PERMIT" : "callout not registered: BLOCK";
       } else {
-        CalloutClassifyIn in{layer, values, f, !(decided && res.hard)};
+        CalloutClassifyIn in{layer, values, f, !(decided && res.hard), meta};
         CalloutClassifyOut out;
         d->second->classify(in, out);
+        res.callout_called = true;
         const bool terminal = (out.verdict == CalloutVerdict::PERMIT || out.verdict == CalloutVerdict::BLOCK) &&
                               f.action.type != ActionType::CALLOUT_INSPECTION;
         if (terminal) {
@@ -533,10 +534,11 @@ ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values,
   return res;
 }
 
-ClassifyResult FilterEngine::classify(LayerId layer, const FieldValues& values, bool explain) const {
+ClassifyResult FilterEngine::classify(LayerId layer, const FieldValues& values, bool explain,
+                                      ClassifyMeta* meta) const {
   const LayerState& ls = *layers_[static_cast<size_t>(layer)];
   KeyBuf key;
-  if (!ls.index->make_key(values, key)) return classify_linear(layer, values, explain);
+  if (!ls.index->make_key(values, key)) return classify_linear(layer, values, explain, meta);
   struct Ctx {
     const LayerState& ls;
     const FieldValues& values;
@@ -545,16 +547,17 @@ ClassifyResult FilterEngine::classify(LayerId layer, const FieldValues& values, 
     auto* x = static_cast<const Ctx*>(c);
     return conditions_match(x->ls.slots[slot]->filter.conditions, x->values);
   };
-  return arbitrate(layer, values, explain, [&](uint32_t bound) -> const FilterRecord* {
+  return arbitrate(layer, values, explain, meta, [&](uint32_t bound) -> const FilterRecord* {
     if (bound <= ls.min_label) return nullptr;  // nothing is evaluated after the lowest filter
     uint32_t slot = ls.index->match(key, bound, residual, &ctx);
     return slot == cls::kNoRule ? nullptr : ls.slots[slot];
   });
 }
 
-ClassifyResult FilterEngine::classify_linear(LayerId layer, const FieldValues& values, bool explain) const {
+ClassifyResult FilterEngine::classify_linear(LayerId layer, const FieldValues& values, bool explain,
+                                             ClassifyMeta* meta) const {
   const LayerState& ls = *layers_[static_cast<size_t>(layer)];
-  return arbitrate(layer, values, explain, [&](uint32_t bound) -> const FilterRecord* {
+  return arbitrate(layer, values, explain, meta, [&](uint32_t bound) -> const FilterRecord* {
     // Labels decrease along the evaluation order: skip to the first filter below bound.
     for (auto& [k, r] : ls.order)
       if (r->priority < bound && conditions_match(r->filter.conditions, values)) return r;

@@ -34,6 +34,7 @@ struct ClassifyResult {
   bool permit = true;    // no matching filter: permit
   bool hard = false;     // the action-write right was cleared
   bool veto = false;     // a callout BLOCK overrode a hard PERMIT
+  bool callout_called = false;  // a registered callout was asked (else the answer depends on the values alone)
   const Filter* filter = nullptr;        // the filter that decided (null: no filter matched)
   const Sublayer* sublayer = nullptr;    // its sublayer
   const Filter* vetoed_filter = nullptr; // the hard permit that was vetoed
@@ -95,10 +96,13 @@ class FilterEngine {
   bool callout_registered(const Guid& key) const { return drivers_.count(key) != 0; }
 
   // --- Classification at one layer, under WFP arbitration.
-  ClassifyResult classify(LayerId layer, const FieldValues& values, bool explain = false) const;
+  // `meta` (may be null) goes to every callout asked.
+  ClassifyResult classify(LayerId layer, const FieldValues& values, bool explain = false,
+                          ClassifyMeta* meta = nullptr) const;
   // The same arbitration fed by a linear scan of every filter instead of the compiled classifier:
   // the reference the compiled path is tested against.
-  ClassifyResult classify_linear(LayerId layer, const FieldValues& values, bool explain = false) const;
+  ClassifyResult classify_linear(LayerId layer, const FieldValues& values, bool explain = false,
+                                 ClassifyMeta* meta = nullptr) const;
 
   // Bytes held by the compiled classifiers (all layers).
   size_t classifier_memory_bytes() const;
@@ -107,7 +111,8 @@ class FilterEngine {
   struct FilterRecord;
   struct LayerState;
   template <class NextMatch>
-  ClassifyResult arbitrate(LayerId layer, const FieldValues& values, bool explain, NextMatch&& next) const;
+  ClassifyResult arbitrate(LayerId layer, const FieldValues& values, bool explain, ClassifyMeta* meta,
+                           NextMatch&& next) const;
   void check_provider(const std::optional<Guid>& p) const;
   bool is_persistent_ref(uint32_t flags) const;
   void check_lifetime(uint32_t flags, const std::optional<Guid>& provider, std::string_view what) const;

@@ -2,13 +2,16 @@
 #include <CLI/CLI.hpp>
 #include <deque>
 #include <filesystem>
+#include <sys/timerfd.h>
 #include <systemd/sd-daemon.h>
+#include <unistd.h>
 
 #include <spdlog/sinks/stdout_color_sinks.h>
 #include <spdlog/spdlog.h>
 
 #include "lfp/callout/host.hpp"
 #include "lfp/datapath/events.hpp"
+#include "lfp/datapath/inspect.hpp"
 #include "lfp/datapath/kernel.hpp"
 #include "lfp/datapath/redirect.hpp"
 #include "lfp/datapath/userpath.hpp"
@@ -114,6 +117,16 @@ int main(int argc, char** argv) {
                  "how long a classify waits for a plugin; then the plugin is stopped and its callouts act as unregistered")
       ->check(CLI::Range(1, 60000))->capture_default_str();
   app.add_option("--callout-host", callout_host, "the lfp-callout-host program (default: beside lfpd)");
+  int inspect_queue = -1, stream_hold_ms = 2000;
+  app.add_option("--inspect-queue", inspect_queue,
+                 "NFQUEUE number for the data layers STREAM and DATAGRAM_DATA (callouts see stream bytes and "
+                 "payloads; installs filter INPUT/OUTPUT rules in lfpd's network namespace while the policy has "
+                 "filters there)")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--stream-hold-ms", stream_hold_ms,
+                 "how long stream bytes wait for more that a callout asked for (NEED_MORE_DATA); then it decides "
+                 "on what is there")
+      ->check(CLI::Range(1, 600000))->capture_default_str();
   bool boot = false;
   app.add_flag("--boot", boot,
                "load the stored BOOTTIME filters into the kernel (hooks on --cgroup, pinned under --bpf-pin) "
@@ -242,10 +255,50 @@ int main(int argc, char** argv) {
       }
       server.watch_fd(dp->kernel.events_fd(), [&] { dp->drain(); });
     }
+    // The data layers in user space (datapath/inspect.hpp).
+    std::unique_ptr<lfp::datapath::DataInspector> inspector;
+    int tick_fd = -1;
+    if (inspect_queue >= 0) {
+      if (queue == inspect_queue) throw std::runtime_error("--inspect-queue and --queue must be different queues");
+      inspector = std::make_unique<lfp::datapath::DataInspector>(server.engine(), static_cast<uint16_t>(inspect_queue),
+                                                                 fail == "open");
+      inspector->on_event = [&](nlohmann::json ev) {
+        spdlog::info("net event (data layer): {}", lfp::datapath::summary(ev));
+        events.ingest(ev);
+      };
+      server.on_policy_change([&](const lfp::FilterEngine&) { inspector->update(); });
+      server.watch_fd(inspector->fd(), [&] {
+        inspector->drain();
+        for (auto& h : hosts)  // a plugin that failed during those decisions: its callouts go now
+          if (!h->alive() && h->reap(server.engine())) {
+            server.unwatch_fd(h->fd());
+            server.notify_policy_changed();
+          }
+      });
+      tick_fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+      const itimerspec every{{0, 200'000'000}, {0, 200'000'000}};
+      ::timerfd_settime(tick_fd, 0, &every, nullptr);
+      server.watch_fd(tick_fd, [&] {
+        uint64_t n;
+        while (::read(tick_fd, &n, sizeof n) > 0) {}
+        inspector->sweep(120'000'000'000LL, int64_t{stream_hold_ms} * 1'000'000);
+      });
+      server.add_op("flows", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json&) {
+        const auto& st = inspector->stats();
+        return nlohmann::json{{"flows", inspector->flows_json()},
+                              {"stats", {{"packets", st.packets}, {"datagrams", st.datagrams}, {"classifies", st.classifies},
+                                         {"bytes_inspected", st.bytes_inspected}, {"flows", st.flows},
+                                         {"flows_allowed", st.flows_allowed}, {"flows_blocked", st.flows_blocked},
+                                         {"out_of_order", st.out_of_order}}}};
+      });
+      spdlog::info("data layers: NFQUEUE {} for STREAM and DATAGRAM_DATA (rules while the policy has filters there)",
+                   inspect_queue);
+    }
     server.start();
     sd_notify(0, "READY=1");
     server.run();
     sd_notify(0, "STOPPING=1");
+    if (tick_fd >= 0) ::close(tick_fd);
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;

@@ -1,12 +1,28 @@
-// An example callout plugin (and the one the tests load): callout 4c460000-0000-4000-8000-0000000000ca
-// at ALE_AUTH_CONNECT_V4 acts on its filter's provider context:
+// An example callout plugin (API version 2), and the one the tests load. Each callout acts on its
+// filter's provider context, words separated by spaces:
+//
+// 4c460000-0000-4000-8000-0000000000ca at ALE_AUTH_CONNECT_V4:
 //   "block" / "permit" / "continue": that action;   "block-odd-ports": BLOCK when IP_REMOTE_PORT is odd;
-//   "crash": the plugin crashes (lfpd must not);      "hang": the plugin never answers.
+//   "crash": the plugin crashes (lfpd must not);      "hang": the plugin never answers;
+//   "pend:MS:permit" / "pend:MS:block": pends the connect and completes it MS ms later, from a thread.
+// 4c460000-0000-4000-8000-0000000000cb at STREAM_V4:
+//   "need:N": asks for N bytes (NEED_MORE_DATA) before it decides;
+//   "block:WORD": BLOCK (the flow is reset) when the bytes hold WORD, else ALLOW_CONNECTION;
+//   "inspect": CONTINUE instead of ALLOW_CONNECTION, so it sees every byte of the flow;
+//   "count:FILE": counts the flow's bytes in its flow context and, when the flow ends
+//   (flow_delete), appends "FLOW BYTES" to FILE.
+// 4c460000-0000-4000-8000-0000000000cc at DATAGRAM_DATA_V4:
+//   "block:WORD": BLOCK a datagram whose payload holds WORD, else PERMIT.
 #include <unistd.h>
 
 #include <csignal>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <string>
+#include <string_view>
+#include <thread>
 
 #include "lfp/callout/plugin.hpp"
 
@@ -18,9 +34,45 @@ const char* field(const lfp_callout_classify_in* in, const char* name) {
   return nullptr;
 }
 
-void classify(const lfp_callout_classify_in* in, lfp_callout_classify_out* out) {
+// The value of "KEY:value" in the configuration, or empty.
+std::string option(std::string_view config, std::string_view key) {
+  size_t at = 0;
+  while (at < config.size()) {
+    size_t end = config.find(' ', at);
+    if (end == std::string_view::npos) end = config.size();
+    const std::string_view word = config.substr(at, end - at);
+    if (word.size() > key.size() && word.substr(0, key.size()) == key && word[key.size()] == ':')
+      return std::string(word.substr(key.size() + 1));
+    at = end + 1;
+  }
+  return {};
+}
+bool has_word(std::string_view config, std::string_view w) {
+  return (" " + std::string(config) + " ").find(" " + std::string(w) + " ") != std::string::npos;
+}
+bool holds(const lfp_callout_classify_in* in, const std::string& word) {
+  return !word.empty() && in->data &&
+         std::string_view(reinterpret_cast<const char*>(in->data), in->data_len).find(word) != std::string_view::npos;
+}
+
+void connect_classify(const lfp_callout_classify_in2* in2, lfp_callout_classify_out2* out2) {
+  const lfp_callout_classify_in* in = &in2->v1;
+  lfp_callout_classify_out* out = &out2->v1;
   const char* how = in->provider_context;
   out->clear_action_write = 0;
+  const std::string pend = option(how, "pend");
+  if (!pend.empty() && in2->pend_handle) {
+    const int ms = std::atoi(pend.c_str());
+    const int action = pend.find(":permit") != std::string::npos ? LFP_CALLOUT_PERMIT : LFP_CALLOUT_BLOCK;
+    const uint64_t h = in2->pend_handle;
+    std::thread([=] {
+      ::usleep(static_cast<useconds_t>(ms) * 1000);
+      lfp_callout_complete(h, action);
+    }).detach();
+    out2->pend = 1;
+    out->action = LFP_CALLOUT_BLOCK;  // (meanwhile, as WFP has it)
+    return;
+  }
   if (!std::strcmp(how, "block")) out->action = LFP_CALLOUT_BLOCK;
   else if (!std::strcmp(how, "permit")) out->action = LFP_CALLOUT_PERMIT;
   else if (!std::strcmp(how, "block-odd-ports")) {
@@ -35,11 +87,53 @@ void classify(const lfp_callout_classify_in* in, lfp_callout_classify_out* out) 
   }
 }
 
-const lfp_callout kCallouts[] = {
-    {"4c460000-0000-4000-8000-0000000000ca", "ALE_AUTH_CONNECT_V4", classify, nullptr, nullptr},
+std::mutex count_mu;
+std::string count_file;  // from "count:FILE" (flow_delete has no provider context)
+
+void stream_classify(const lfp_callout_classify_in2* in2, lfp_callout_classify_out2* out) {
+  const lfp_callout_classify_in* in = &in2->v1;
+  const std::string_view config = in->provider_context;
+  if (const std::string file = option(config, "count"); !file.empty()) {
+    std::lock_guard lock(count_mu);
+    count_file = file;
+    out->set_flow_context = 1;
+    out->flow_context = in2->flow_context + in->data_len;
+  }
+  const size_t need = std::strtoul(option(config, "need").c_str(), nullptr, 10);
+  const bool limit = in2->stream_flags & LFP_STREAM_FLAG_BUFFER_LIMIT_REACHED;
+  if (in->data_len < need && !limit) {
+    out->stream_action = LFP_STREAM_ACTION_NEED_MORE_DATA;
+    out->count_bytes_required = static_cast<uint32_t>(need - in->data_len);
+    return;
+  }
+  if (holds(in, option(config, "block"))) {
+    out->v1.action = LFP_CALLOUT_BLOCK;
+    return;
+  }
+  if (has_word(config, "inspect")) out->v1.action = LFP_CALLOUT_CONTINUE;
+  else out->stream_action = LFP_STREAM_ACTION_ALLOW_CONNECTION;
+}
+
+void stream_flow_delete(uint64_t flow, uint64_t bytes) {
+  std::lock_guard lock(count_mu);
+  if (count_file.empty()) return;
+  if (FILE* f = std::fopen(count_file.c_str(), "a")) {
+    std::fprintf(f, "%llu %llu\n", static_cast<unsigned long long>(flow), static_cast<unsigned long long>(bytes));
+    std::fclose(f);
+  }
+}
+
+void datagram_classify(const lfp_callout_classify_in2* in2, lfp_callout_classify_out2* out) {
+  out->v1.action = holds(&in2->v1, option(in2->v1.provider_context, "block")) ? LFP_CALLOUT_BLOCK : LFP_CALLOUT_PERMIT;
+}
+
+const lfp_callout2 kCallouts[] = {
+    {"4c460000-0000-4000-8000-0000000000ca", "ALE_AUTH_CONNECT_V4", connect_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-0000000000cb", "STREAM_V4", stream_classify, nullptr, stream_flow_delete},
+    {"4c460000-0000-4000-8000-0000000000cc", "DATAGRAM_DATA_V4", datagram_classify, nullptr, nullptr},
 };
-const lfp_callout_plugin kPlugin = {LFP_CALLOUT_API_VERSION, "lfp example callout", kCallouts, 1};
+const lfp_callout_plugin2 kPlugin = {2, "lfp example callout", kCallouts, std::size(kCallouts)};
 
 }  // namespace
 
-extern "C" const lfp_callout_plugin* lfp_callout_plugin_v1(void) { return &kPlugin; }
+extern "C" const lfp_callout_plugin2* lfp_callout_plugin_v2(void) { return &kPlugin; }

@@ -68,13 +68,27 @@ class HostDriver : public CalloutDriver {
     req["fields"] = std::move(fields);
     const ProviderContext* pc = in.filter.provider_context ? engine_.provider_context(*in.filter.provider_context) : nullptr;
     req["provider_context"] = pc ? pc->data : "";
+    ClassifyMeta* m = in.meta;
+    std::string_view data;
+    if (m) {
+      if (m->flow_handle) req["flow"] = m->flow_handle;
+      if (m->pid) req["pid"] = m->pid;
+      if (!m->process_path.empty()) req["process_path"] = std::string(m->process_path);
+      if (m->stream_flags) req["stream_flags"] = m->stream_flags;
+      if (m->stream_offset) req["stream_offset"] = m->stream_offset;
+      if (m->pend_handle) req["pend_handle"] = m->pend_handle;
+      if (m->flow_contexts)
+        if (auto c = m->flow_contexts->find(key_); c != m->flow_contexts->end()) req["flow_context"] = c->second;
+      data = std::string_view(reinterpret_cast<const char*>(m->data), m->data ? m->data_len : 0);
+    }
     std::string reply, why;
-    if (host_.classify(req.dump(), &reply, &why)) {
+    if (host_.classify(req, data, &reply, &why)) {
       const json r = json::parse(reply, nullptr, false);
       const std::string a = r.is_object() ? r.value("action", "") : "";
       if (a == "PERMIT" || a == "BLOCK" || a == "CONTINUE") {
         out.verdict = a == "PERMIT" ? CalloutVerdict::PERMIT : a == "BLOCK" ? CalloutVerdict::BLOCK : CalloutVerdict::CONTINUE;
         out.clear_action_write = r.value("clear_action_write", false);
+        if (m) take_meta(r, *m);
         return;
       }
       why = "invalid answer";
@@ -82,8 +96,33 @@ class HostDriver : public CalloutDriver {
     // The plugin could not answer: as if unregistered (WFP's rule for a missing callout).
     out.verdict = (in.filter.flags & PERMIT_IF_CALLOUT_UNREGISTERED) ? CalloutVerdict::PERMIT : CalloutVerdict::BLOCK;
   }
+  bool notify(NotifyType type, const Filter& filter) override {
+    std::string reply, why;
+    const json req = {{"op", "notify"}, {"callout", key_.str()}, {"type", type == NotifyType::ADD_FILTER ? 0 : 1},
+                      {"filter_key", filter.key.str()}};
+    if (!host_.classify(req, {}, &reply, &why)) return true;  // a failed host refuses nothing (it is unregistered soon)
+    const json r = json::parse(reply, nullptr, false);
+    return !r.is_object() || r.value("ok", true);
+  }
+  void flow_delete(uint64_t flow_handle, uint64_t context) override {
+    host_.send_only({{"op", "flow_delete"}, {"callout", key_.str()}, {"flow", flow_handle}, {"context", context}});
+  }
 
  private:
+  // What a version-2 plugin hands back beyond its action.
+  void take_meta(const json& r, ClassifyMeta& m) const {
+    const int sa = r.value("stream_action", 0);
+    if (sa >= 0 && sa <= static_cast<int>(StreamAction::DEFER) && static_cast<StreamAction>(sa) != StreamAction::NONE) {
+      m.stream_action = static_cast<StreamAction>(sa);
+      m.count_bytes_required = r.value("count_bytes_required", 0u);
+    }
+    if (r.contains("flow_context") && r["flow_context"].is_number_unsigned() && m.flow_contexts && m.flow_handle)
+      (*m.flow_contexts)[key_] = r["flow_context"].get<uint64_t>();
+    if (r.value("pend", false) && m.pend_handle) {
+      m.pended = true;
+      host_.expect_completion(m.pend_handle);
+    }
+  }
   CalloutHost& host_;
   Guid key_;
   const FilterEngine& engine_;
@@ -111,7 +150,7 @@ CalloutHost::CalloutHost(std::string plugin, std::string host_exe, int timeout_m
   std::string line, why;
   const int saved = timeout_ms_;
   timeout_ms_ = std::max(timeout_ms_, 5000);
-  const bool ok = classify("", &line, &why);
+  const bool ok = classify(json(), {}, &line, &why);
   timeout_ms_ = saved;
   const json reg = ok ? json::parse(line, nullptr, false) : json();
   if (!ok || !reg.is_object() || reg.contains("error") || !reg.contains("callouts")) {
@@ -153,13 +192,7 @@ void CalloutHost::register_with(FilterEngine& engine) {
 }
 
 bool CalloutHost::reap(FilterEngine& engine) {
-  if (!dead_) {
-    // Readable without being asked: either an EOF (the host died) or noise; check.
-    char c;
-    const ssize_t n = ::recv(fd_, &c, 1, MSG_DONTWAIT | MSG_PEEK);
-    if (n != 0) return false;
-    kill_host("it exited");
-  }
+  if (!dead_ && read_unasked()) return false;  // completions, or noise; alive
   if (!registered_) return false;
   for (const auto& [key, layer] : callouts_) engine.unregister_callout(key);
   registered_ = false;
@@ -167,29 +200,78 @@ bool CalloutHost::reap(FilterEngine& engine) {
   return true;
 }
 
-bool CalloutHost::classify(const std::string& request_json, std::string* reply, std::string* why) {
+bool CalloutHost::send(json req, std::string_view data, std::string* why) {
   if (dead_) {
     *why = "the plugin's host is not running";
     return false;
   }
-  if (!request_json.empty()) {
-    json req = json::parse(request_json);
-    req["id"] = next_id_++;
-    const std::string line = req.dump() + "\n";
-    if (::send(fd_, line.data(), line.size(), MSG_NOSIGNAL) != static_cast<ssize_t>(line.size())) {
+  req["id"] = next_id_++;
+  if (!data.empty()) req["data_len"] = data.size();
+  std::string msg = req.dump() + "\n";
+  msg.append(data);
+  size_t off = 0;
+  while (off < msg.size()) {
+    const ssize_t n = ::send(fd_, msg.data() + off, msg.size() - off, MSG_NOSIGNAL);
+    if (n <= 0) {
       kill_host("it stopped reading");
       *why = "the plugin's host is gone";
       return false;
     }
+    off += static_cast<size_t>(n);
+  }
+  return true;
+}
+
+void CalloutHost::send_only(const json& req) {
+  std::string why;
+  send(req, {}, &why);
+}
+
+bool CalloutHost::take_line(std::string* line) {
+  for (size_t nl; (nl = buf_.find('\n')) != std::string::npos;) {
+    std::string l = buf_.substr(0, nl);
+    buf_.erase(0, nl + 1);
+    // A completion of a pended decision comes unasked: kept for the data path.
+    const json j = l.find("\"complete\"") != std::string::npos ? json::parse(l, nullptr, false) : json();
+    if (j.is_object() && j.contains("complete") && j["complete"].is_number_unsigned()) {
+      const uint64_t h = j["complete"].get<uint64_t>();
+      if (pending_.erase(h)) completions_.push_back({h, j.value("action", "") == "PERMIT"});
+      continue;
+    }
+    *line = std::move(l);
+    return true;
+  }
+  return false;
+}
+
+bool CalloutHost::read_unasked() {
+  if (dead_) return false;
+  for (;;) {
+    char chunk[65536];
+    const ssize_t n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT);
+    if (n == 0) {
+      kill_host("it exited");
+      return false;
+    }
+    if (n < 0) break;
+    buf_.append(chunk, static_cast<size_t>(n));
+  }
+  std::string line;
+  while (take_line(&line)) {}  // (an answer nobody waits for: dropped)
+  return true;
+}
+
+std::vector<std::pair<uint64_t, bool>> CalloutHost::take_completions() { return std::exchange(completions_, {}); }
+
+bool CalloutHost::classify(const json& req, std::string_view data, std::string* reply, std::string* why) {
+  if (!req.is_null() && !send(req, data, why)) return false;
+  if (dead_) {
+    *why = "the plugin's host is not running";
+    return false;
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
   for (;;) {
-    const size_t nl = buf_.find('\n');
-    if (nl != std::string::npos) {
-      *reply = buf_.substr(0, nl);
-      buf_.erase(0, nl + 1);
-      return true;
-    }
+    if (take_line(reply)) return true;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
     pollfd p{fd_, POLLIN, 0};
     if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) {

@@ -8,9 +8,13 @@
 #include <sys/types.h>
 
 #include <cstdint>
+#include <set>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
+
+#include <nlohmann/json.hpp>
 
 #include "lfp/engine/engine.hpp"
 
@@ -31,15 +35,23 @@ class CalloutHost {
   void register_with(FilterEngine& engine);
   bool alive() const { return pid_ > 0 && !dead_; }
   int fd() const { return fd_; }  // readable when the host wrote something unasked, or died
-  // After the host died or was killed: unregisters its callouts. True if it did (the policy the
-  // engine decides with changed).
+  // When fd() is readable: takes what the host wrote unasked (completions). If the host died or was
+  // killed, unregisters its callouts; true if it did (the policy the engine decides with changed).
   bool reap(FilterEngine& engine);
   uint64_t timeouts() const { return timeouts_; }
+  // Pended decisions the plugin completed since the last call: (pend handle, permit).
+  std::vector<std::pair<uint64_t, bool>> take_completions();
+  void expect_completion(uint64_t pend_handle) { pending_.insert(pend_handle); }
 
-  // One classify (the drivers' side). False when the host could not answer; then *why says so.
-  bool classify(const std::string& request_json, std::string* reply, std::string* why);
+  // One request and its answer (the drivers' side); `data` follows the line. A null request only
+  // reads (the registration). False when the host could not answer; then *why says so.
+  bool classify(const nlohmann::json& req, std::string_view data, std::string* reply, std::string* why);
+  void send_only(const nlohmann::json& req);  // a request without an answer (flow_delete)
 
  private:
+  bool send(nlohmann::json req, std::string_view data, std::string* why);
+  bool take_line(std::string* line);  // the next answer in buf_; completions are set aside
+  bool read_unasked();                // false: the host is gone
   void kill_host(const char* why);
   std::string plugin_, name_;
   std::vector<std::pair<Guid, LayerId>> callouts_;
@@ -49,6 +61,8 @@ class CalloutHost {
   bool dead_ = false, registered_ = false;
   uint64_t next_id_ = 1, timeouts_ = 0;
   std::string buf_;
+  std::set<uint64_t> pending_;  // pend handles the plugin may complete
+  std::vector<std::pair<uint64_t, bool>> completions_;
 };
 
 }  // namespace lfp::callouts

@@ -72,6 +72,8 @@ class CalloutDriver {
   virtual void classify(const CalloutClassifyIn& in, CalloutClassifyOut& out) = 0;
   // Returning false for ADD_FILTER refuses the filter (the add fails).
   virtual bool notify(NotifyType type, const Filter& filter) { return true; }
+  // flowDeleteFn: a flow this callout associated `context` with (ClassifyMeta::flow_contexts) ended.
+  virtual void flow_delete(uint64_t flow_handle, uint64_t context) {}
 };
 
 }  // namespace lfp

@@ -94,6 +94,10 @@ class FilterEngine {
   void register_callout(const Guid& key, std::shared_ptr<CalloutDriver> driver);
   void unregister_callout(const Guid& key);
   bool callout_registered(const Guid& key) const { return drivers_.count(key) != 0; }
+  // The data path's call when a flow with a context ends (the callout may be gone: then nothing).
+  void flow_delete(const Guid& callout_key, uint64_t flow_handle, uint64_t context) const {
+    if (auto d = drivers_.find(callout_key); d != drivers_.end()) d->second->flow_delete(flow_handle, context);
+  }
 
   // --- Classification at one layer, under WFP arbitration.
   // `meta` (may be null) goes to every callout asked.

@@ -1,0 +1,546 @@
+#include "lfp/datapath/inspect.hpp"
+
+#include <arpa/inet.h>
+#include <libmnl/libmnl.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+#include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink_conntrack.h>
+#include <linux/netfilter/nfnetlink_queue.h>
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <stdexcept>
+
+#include "lfp/datapath/userpath.hpp"
+#include "lfp/packet/parse.hpp"
+#include "lfp/policy/policy.hpp"
+
+#undef IP_PROTOCOL  // (linux/in.h's socket option, not the engine's field)
+
+namespace lfp::datapath {
+
+using nlohmann::json;
+
+// One queued packet, parsed.
+struct DataInspector::Packet {
+  uint32_t id = 0;
+  bool out = false;  // LOCAL_OUT: sent by this host
+  bool loopback = false;
+  packet::Packet ip;
+  const uint8_t* payload = nullptr;  // the transport payload
+  size_t payload_len = 0;
+};
+
+namespace {
+
+int run_quiet(const std::vector<std::string>& argv) {
+  std::string cmd;
+  for (const auto& a : argv) cmd += a + " ";
+  cmd += ">/dev/null 2>&1";
+  return std::system(cmd.c_str());
+}
+
+std::string ip_text(const packet::IpAddr& a) {
+  char buf[INET6_ADDRSTRLEN];
+  inet_ntop(a.v6 ? AF_INET6 : AF_INET, a.b.data(), buf, sizeof buf);
+  return buf;
+}
+
+bool seq_before(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
+
+// A RST from `from` to `to` with sequence number `seq` (the peer's next expected byte: only that
+// one resets an established connection, RFC 5961), through a raw socket of lfpd's namespace.
+void send_reset(int family, const std::string& from, uint16_t sport, const std::string& to, uint16_t dport, uint32_t seq) {
+  const int af = family == 6 ? AF_INET6 : AF_INET;
+  const int s = ::socket(af, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
+  if (s < 0) return;
+  sockaddr_storage src{}, dst{};
+  socklen_t len = 0;
+  uint8_t pseudo[40] = {};
+  size_t plen = 0;
+  if (af == AF_INET) {
+    auto* a = reinterpret_cast<sockaddr_in*>(&src);
+    auto* b = reinterpret_cast<sockaddr_in*>(&dst);
+    a->sin_family = b->sin_family = AF_INET;
+    inet_pton(AF_INET, from.c_str(), &a->sin_addr);
+    inet_pton(AF_INET, to.c_str(), &b->sin_addr);
+    std::memcpy(pseudo, &a->sin_addr, 4);
+    std::memcpy(pseudo + 4, &b->sin_addr, 4);
+    pseudo[9] = IPPROTO_TCP;
+    pseudo[11] = 20;
+    plen = 12;
+    len = sizeof(sockaddr_in);
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&src);
+    auto* b = reinterpret_cast<sockaddr_in6*>(&dst);
+    a->sin6_family = b->sin6_family = AF_INET6;
+    inet_pton(AF_INET6, from.c_str(), &a->sin6_addr);
+    inet_pton(AF_INET6, to.c_str(), &b->sin6_addr);
+    std::memcpy(pseudo, &a->sin6_addr, 16);
+    std::memcpy(pseudo + 16, &b->sin6_addr, 16);
+    pseudo[35] = 20;
+    pseudo[39] = IPPROTO_TCP;
+    plen = 40;
+    len = sizeof(sockaddr_in6);
+  }
+  uint8_t tcp[20] = {};
+  tcp[0] = static_cast<uint8_t>(sport >> 8), tcp[1] = static_cast<uint8_t>(sport);
+  tcp[2] = static_cast<uint8_t>(dport >> 8), tcp[3] = static_cast<uint8_t>(dport);
+  for (int i = 0; i < 4; ++i) tcp[4 + i] = static_cast<uint8_t>(seq >> (24 - 8 * i));
+  tcp[12] = 5 << 4;
+  tcp[13] = 0x04;  // RST
+  uint32_t sum = 0;
+  for (size_t i = 0; i < plen; i += 2) sum += uint32_t{pseudo[i]} << 8 | pseudo[i + 1];
+  for (size_t i = 0; i < 20; i += 2) sum += uint32_t{tcp[i]} << 8 | tcp[i + 1];
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  tcp[16] = static_cast<uint8_t>(~sum >> 8), tcp[17] = static_cast<uint8_t>(~sum);
+  if (::bind(s, reinterpret_cast<sockaddr*>(&src), len) == 0)
+    ::sendto(s, tcp, sizeof tcp, 0, reinterpret_cast<sockaddr*>(&dst), len);
+  ::close(s);
+}
+
+int64_t mono_ns() {
+  timespec t;
+  clock_gettime(CLOCK_MONOTONIC, &t);
+  return t.tv_sec * 1000000000LL + t.tv_nsec;
+}
+
+}  // namespace
+
+DataInspector::DataInspector(const FilterEngine& engine, uint16_t queue, bool fail_open)
+    : engine_(engine), queue_(queue), fail_open_(fail_open) {
+  nl_ = mnl_socket_open(NETLINK_NETFILTER);
+  if (!nl_ || mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) {
+    if (nl_) mnl_socket_close(nl_);
+    throw std::runtime_error(std::string("NFQUEUE: cannot open netlink: ") + std::strerror(errno));
+  }
+  portid_ = mnl_socket_get_portid(nl_);
+  int on = 1, rcvbuf = 8 << 20;
+  setsockopt(mnl_socket_get_fd(nl_), SOL_NETLINK, NETLINK_NO_ENOBUFS, &on, sizeof on);
+  setsockopt(mnl_socket_get_fd(nl_), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
+  auto config = [&](auto&& fill) {
+    char buf[MNL_SOCKET_BUFFER_SIZE];
+    nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, queue_);
+    nlh->nlmsg_flags |= NLM_F_ACK;
+    fill(nlh);
+    if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0) return false;
+    const ssize_t n = mnl_socket_recvfrom(nl_, buf, sizeof buf);
+    return n > 0 && mnl_cb_run(buf, static_cast<size_t>(n), 0, portid_, nullptr, nullptr) >= 0;
+  };
+  const bool ok = config([](nlmsghdr* h) { nfq_nlmsg_cfg_put_cmd(h, AF_INET, NFQNL_CFG_CMD_BIND); }) &&
+                  config([](nlmsghdr* h) { nfq_nlmsg_cfg_put_params(h, NFQNL_COPY_PACKET, 0xffff); }) &&
+                  config([](nlmsghdr* h) { nfq_nlmsg_cfg_put_qmaxlen(h, 8192); }) && config([&](nlmsghdr* h) {
+                    // GSO: whole segments as the stack has them (no re-segmenting); FAIL_OPEN: --fail open.
+                    const uint32_t flags = NFQA_CFG_F_GSO | (fail_open_ ? NFQA_CFG_F_FAIL_OPEN : 0);
+                    mnl_attr_put_u32(h, NFQA_CFG_FLAGS, htonl(flags));
+                    mnl_attr_put_u32(h, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
+                  });
+  if (!ok) {
+    const int e = errno;
+    mnl_socket_close(nl_);
+    throw std::runtime_error("NFQUEUE: cannot bind queue " + std::to_string(queue_) + ": " + std::strerror(e) +
+                             " (another reader?)");
+  }
+}
+
+DataInspector::~DataInspector() {
+  rules(false, false);
+  for (auto& [key, f] : flows_)
+    for (const auto& [callout, ctx] : f->contexts) engine_.flow_delete(callout, f->handle, ctx);
+  mnl_socket_close(nl_);  // (unanswered packets are accepted when the queue goes)
+}
+
+int DataInspector::fd() const { return mnl_socket_get_fd(nl_); }
+
+void DataInspector::update() {
+  FilterTemplate t;
+  bool tcp = false, udp = false;
+  for (LayerId l : {LayerId::STREAM_V4, LayerId::STREAM_V6}) {
+    t.layer = l;
+    tcp = tcp || !engine_.filters(t).empty();
+  }
+  for (LayerId l : {LayerId::DATAGRAM_DATA_V4, LayerId::DATAGRAM_DATA_V6}) {
+    t.layer = l;
+    udp = udp || !engine_.filters(t).empty();
+  }
+  if (tcp != tcp_ || udp != udp_) rules(tcp, udp);
+}
+
+void DataInspector::rules(bool tcp, bool udp) {
+  tcp_ = tcp;
+  udp_ = udp;
+  char mark[32];
+  std::snprintf(mark, sizeof mark, "0x%x/0x%x", kFlowDoneMark, kFlowDoneMark);
+  for (const std::string tool : {"iptables", "ip6tables"}) {
+    const std::vector<std::string> ipt = {tool, "-w", "-t", "filter"};
+    auto cmd = [&](std::vector<std::string> a) {
+      a.insert(a.begin(), ipt.begin(), ipt.end());
+      return run_quiet(a);
+    };
+    cmd({"-D", "INPUT", "!", "-i", "lo", "-j", "LFP-DATA"});
+    cmd({"-D", "OUTPUT", "-j", "LFP-DATA"});
+    cmd({"-F", "LFP-DATA"});
+    cmd({"-X", "LFP-DATA"});
+    if (!tcp && !udp) continue;
+    // Loopback packets are seen once, on the way out; flows marked done are not queued again.
+    cmd({"-N", "LFP-DATA"});
+    cmd({"-A", "LFP-DATA", "-m", "connmark", "--mark", mark, "-j", "RETURN"});
+    for (const char* proto : {"tcp", "udp"}) {
+      if ((proto[0] == 't' && !tcp) || (proto[0] == 'u' && !udp)) continue;
+      std::vector<std::string> r = {"-A", "LFP-DATA", "-p", proto, "-j", "NFQUEUE", "--queue-num", std::to_string(queue_)};
+      if (fail_open_) r.push_back("--queue-bypass");
+      if (cmd(r) != 0) throw std::runtime_error(tool + ": cannot add the LFP-DATA NFQUEUE rule");
+    }
+    if (cmd({"-I", "INPUT", "!", "-i", "lo", "-j", "LFP-DATA"}) != 0 || cmd({"-I", "OUTPUT", "-j", "LFP-DATA"}) != 0)
+      throw std::runtime_error(tool + ": cannot add the LFP-DATA chain to INPUT and OUTPUT");
+  }
+}
+
+void DataInspector::verdict(uint32_t id, bool accept, bool mark_done) {
+  char buf[MNL_SOCKET_BUFFER_SIZE];
+  nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_VERDICT, queue_);
+  nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), accept ? NF_ACCEPT : NF_DROP);
+  if (mark_done) {  // the conntrack entry's mark, through ctnetlink's glue: only our bit changes
+    nlattr* nest = mnl_attr_nest_start(nlh, NFQA_CT);
+    mnl_attr_put_u32(nlh, CTA_MARK, htonl(kFlowDoneMark));
+    mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(~kFlowDoneMark));
+    mnl_attr_nest_end(nlh, nest);
+  }
+  mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len);
+}
+
+void DataInspector::drain() {
+  alignas(8) char buf[0xffff + 4096];
+  for (;;) {
+    const ssize_t n = ::recv(fd(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) break;
+    mnl_cb_run(
+        buf, static_cast<size_t>(n), 0, portid_,
+        [](const nlmsghdr* nlh, void* self_ptr) -> int {
+          auto* self = static_cast<DataInspector*>(self_ptr);
+          nlattr* attr[NFQA_MAX + 1] = {};
+          if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR]) return MNL_CB_OK;
+          const auto* ph = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
+          Packet p;
+          p.id = ntohl(ph->packet_id);
+          p.out = ph->hook == NF_INET_LOCAL_OUT;
+          const uint32_t dev = attr[NFQA_IFINDEX_OUTDEV] ? ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_OUTDEV]))
+                               : attr[NFQA_IFINDEX_INDEV] ? ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]))
+                                                          : 0;
+          p.loopback = dev == 1;  // lo is ifindex 1 in every namespace
+          if (!attr[NFQA_PAYLOAD]) {
+            self->verdict(p.id, true);
+            return MNL_CB_OK;
+          }
+          const auto* data = static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
+          const size_t len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
+          packet::parse({data, len}, packet::LinkType::RAW, p.ip);
+          if (!p.ip.has_ports() || p.ip.is_fragment) {
+            self->verdict(p.id, true);  // not a flow LFP reads (the packet layers see it)
+            return MNL_CB_OK;
+          }
+          const size_t l4 = p.ip.ip_header_len + (p.ip.protocol == packet::proto::TCP ? p.ip.tcp_header_len : 8u);
+          const size_t end = std::min<size_t>(len, p.ip.ip_total_len ? p.ip.ip_total_len : len);
+          if (l4 <= end) {
+            p.payload = data + l4;
+            p.payload_len = end - l4;
+          }
+          self->on_packet(p);
+          return MNL_CB_OK;
+        },
+        this);
+  }
+}
+
+void DataInspector::on_packet(const Packet& p) {
+  ++stats_.packets;
+  if (p.ip.protocol == packet::proto::TCP) on_tcp(p);
+  else on_udp(p);
+}
+
+json DataInspector::event(const Flow& f, LayerId layer, const ClassifyResult& r, int d) const {
+  json e = {{"type", r.permit ? "CLASSIFY_ALLOW" : "CLASSIFY_DROP"},
+            {"layer", layer_info(layer).name},
+            {"ip_version", f.family == 6 ? "V6" : "V4"},
+            {"ip_protocol", layer == LayerId::STREAM_V4 || layer == LayerId::STREAM_V6 ? 6 : 17},
+            {"local_address", f.local_addr},
+            {"local_port", f.local_port},
+            {"remote_address", f.remote_addr},
+            {"remote_port", f.remote_port},
+            {"direction", (d >= 0 ? d == 0 : f.outbound) ? "OUTBOUND" : "INBOUND"},
+            {"loopback", f.loopback},
+            {"hard", r.hard},
+            {"veto", r.veto}};
+  if (r.filter) {
+    e["filter_id"] = r.filter->id;
+    e["filter_key"] = r.filter->key.str();
+    e["filter_name"] = r.filter->display.name;
+    e["sublayer"] = (r.filter->sublayer ? *r.filter->sublayer : builtin::SUBLAYER_UNIVERSAL).str();
+    if (r.filter->provider) e["provider"] = r.filter->provider->str();
+  }
+  return e;
+}
+
+// --- DATAGRAM_DATA: each datagram, with its payload -------------------------------------------
+
+void DataInspector::on_udp(const Packet& p) {
+  ++stats_.datagrams;
+  const bool v6 = p.ip.src.v6;
+  const LayerId layer = v6 ? LayerId::DATAGRAM_DATA_V6 : LayerId::DATAGRAM_DATA_V4;
+  Flow f;  // (a datagram's view; not kept)
+  f.family = v6 ? 6 : 4;
+  f.local_addr = ip_text(p.out ? p.ip.src : p.ip.dst);
+  f.remote_addr = ip_text(p.out ? p.ip.dst : p.ip.src);
+  f.local_port = p.out ? p.ip.src_port : p.ip.dst_port;
+  f.remote_port = p.out ? p.ip.dst_port : p.ip.src_port;
+  f.loopback = p.loopback;
+  policy::Request req;
+  req.layer = layer;
+  req.set_text(FieldId::DIRECTION, p.out ? "0" : "1");  // the packet's direction at this layer
+  req.set_text(FieldId::FLAGS, p.loopback ? "IS_LOOPBACK" : "0");
+  req.set_text(FieldId::IP_PROTOCOL, "17");
+  req.set_text(FieldId::IP_LOCAL_ADDRESS, f.local_addr);
+  req.set_text(FieldId::IP_REMOTE_ADDRESS, f.remote_addr);
+  req.set_text(FieldId::IP_LOCAL_PORT, std::to_string(f.local_port));
+  req.set_text(FieldId::IP_REMOTE_PORT, std::to_string(f.remote_port));
+  ClassifyMeta meta;
+  meta.data = p.payload;
+  meta.data_len = p.payload_len;
+  ++stats_.classifies;
+  stats_.bytes_inspected += p.payload_len;
+  const ClassifyResult r = engine_.classify(layer, req.values, false, &meta);
+  verdict(p.id, r.permit);
+  if (!r.permit && on_event) on_event(event(f, layer, r, p.out ? 0 : 1));
+}
+
+// --- STREAM: each direction of a TCP flow, in order -------------------------------------------
+
+void DataInspector::on_tcp(const Packet& p) {
+  const std::string src = ip_text(p.ip.src) + "|" + std::to_string(p.ip.src_port);
+  const std::string dst = ip_text(p.ip.dst) + "|" + std::to_string(p.ip.dst_port);
+  const std::string key = src < dst ? src + "|" + dst : dst + "|" + src;
+  const uint8_t flags = p.ip.tcp_flags;
+  constexpr uint8_t FIN = 0x01, SYN = 0x02, RST = 0x04, ACK = 0x10;
+  auto it = flows_.find(key);
+  if (it == flows_.end()) {
+    if (flags & RST) return verdict(p.id, true);
+    auto f = std::make_unique<Flow>();
+    f->handle = next_handle_++;
+    f->family = p.ip.src.v6 ? 6 : 4;
+    // The local end: the sender of an outgoing packet, the receiver of an incoming one.
+    const bool local_is_src = p.out;
+    f->local_addr = ip_text(local_is_src ? p.ip.src : p.ip.dst);
+    f->remote_addr = ip_text(local_is_src ? p.ip.dst : p.ip.src);
+    f->local_port = local_is_src ? p.ip.src_port : p.ip.dst_port;
+    f->remote_port = local_is_src ? p.ip.dst_port : p.ip.src_port;
+    // Locally initiated: our SYN went out, or (mid-flow) the first packet seen went out.
+    f->outbound = (flags & SYN) && (flags & ACK) ? !p.out : p.out;
+    f->loopback = p.loopback;
+    ++stats_.flows;
+    ++stats_.flows_live;
+    it = flows_.emplace(key, std::move(f)).first;
+  }
+  Flow& f = *it->second;
+  f.last_ns = 0;
+  const bool from_local = ip_text(p.ip.src) == f.local_addr && p.ip.src_port == f.local_port;
+  const int d = from_local ? 0 : 1;
+  Direction& dir = f.dir[d];
+  if (f.blocked) return verdict(p.id, (flags & RST) != 0);  // (our own resets pass)
+  if (flags & RST) {
+    verdict(p.id, true);
+    return end_flow(key);
+  }
+  if (f.done) return verdict(p.id, true, true);
+  const uint32_t seq = p.ip.tcp_seq;
+  if (flags & SYN) {
+    dir.seq_known = true;
+    dir.next = seq + 1;
+    return verdict(p.id, true);
+  }
+  if (!dir.seq_known) {  // a flow that began before the rules: from here on
+    dir.seq_known = true;
+    dir.next = seq;
+  }
+  if (flags & FIN) dir.fin = true;
+  if (p.payload_len == 0) {
+    verdict(p.id, true);
+    if (f.dir[0].fin && f.dir[1].fin && f.dir[0].held.empty() && f.dir[1].held.empty()) end_flow(key);
+    return;
+  }
+  const uint32_t end = seq + static_cast<uint32_t>(p.payload_len);
+  if (seq_before(dir.next, seq)) {  // after a hole: waits for it
+    ++stats_.out_of_order;
+    if (dir.ooo.count(seq)) return verdict(p.id, false);  // a copy of one already waiting
+    dir.ooo[seq] = {p.id, std::string(reinterpret_cast<const char*>(p.payload), p.payload_len)};
+    return;
+  }
+  if (!seq_before(dir.next, end)) {  // nothing new: a retransmission
+    // Of decided bytes: passes. Of bytes still waiting: the first copy waits already.
+    const uint32_t undecided = dir.next - static_cast<uint32_t>(dir.pending.size());
+    return verdict(p.id, !seq_before(undecided, end));
+  }
+  auto take = [&](uint32_t id, uint32_t s, const uint8_t* bytes, size_t len) {
+    const uint32_t skip = dir.next - s;  // bytes already had
+    dir.pending.append(reinterpret_cast<const char*>(bytes) + skip, len - skip);
+    dir.next = s + static_cast<uint32_t>(len);
+    dir.bytes += len - skip;
+    if (dir.held.empty()) dir.held_since = mono_ns();
+    dir.held.push_back({id, dir.next});
+  };
+  take(p.id, seq, p.payload, p.payload_len);
+  // The segments that waited for this one.
+  while (!dir.ooo.empty()) {
+    auto o = dir.ooo.begin();
+    // (a std::map orders by raw sequence numbers; near a wrap the smallest is not the next: search)
+    for (auto x = dir.ooo.begin(); x != dir.ooo.end(); ++x)
+      if (!seq_before(dir.next, x->first)) {
+        o = x;
+        break;
+      }
+    if (seq_before(dir.next, o->first)) break;
+    const uint32_t s = o->first;
+    auto [id, bytes] = std::move(o->second);
+    dir.ooo.erase(o);
+    if (seq_before(dir.next, s + static_cast<uint32_t>(bytes.size())))
+      take(id, s, reinterpret_cast<const uint8_t*>(bytes.data()), bytes.size());
+    else
+      verdict(id, true);  // covered already
+  }
+  if (dir.pending.size() >= dir.need) stream_classify(f, d, dir.pending.size() >= kBufferLimit);
+  if (!f.blocked && !f.done && f.dir[0].fin && f.dir[1].fin && f.dir[0].held.empty() && f.dir[1].held.empty())
+    end_flow(key);
+}
+
+void DataInspector::stream_classify(Flow& f, int d, bool limit) {
+  Direction& dir = f.dir[d];
+  const LayerId layer = f.family == 6 ? LayerId::STREAM_V6 : LayerId::STREAM_V4;
+  policy::Request req;
+  req.layer = layer;
+  req.set_text(FieldId::DIRECTION, f.outbound ? "0" : "1");  // the connection's direction at STREAM
+  req.set_text(FieldId::FLAGS, f.loopback ? "IS_LOOPBACK" : "0");
+  req.set_text(FieldId::IP_LOCAL_ADDRESS, f.local_addr);
+  req.set_text(FieldId::IP_REMOTE_ADDRESS, f.remote_addr);
+  req.set_text(FieldId::IP_LOCAL_PORT, std::to_string(f.local_port));
+  req.set_text(FieldId::IP_REMOTE_PORT, std::to_string(f.remote_port));
+  ClassifyMeta meta;
+  meta.flow_handle = f.handle;
+  meta.data = reinterpret_cast<const uint8_t*>(dir.pending.data());
+  meta.data_len = dir.pending.size();
+  meta.stream_offset = dir.decided;
+  meta.stream_flags = (d == 0 ? STREAM_FLAG_SEND : STREAM_FLAG_RECEIVE) |
+                      (dir.fin ? uint32_t{d == 0 ? STREAM_FLAG_SEND_DISCONNECT : STREAM_FLAG_RECEIVE_DISCONNECT} : 0u) |
+                      (limit ? 0x10000u : 0);  // BUFFER_LIMIT_REACHED
+  meta.flow_contexts = &f.contexts;
+  ++stats_.classifies;
+  stats_.bytes_inspected += dir.pending.size();
+  const ClassifyResult r = engine_.classify(layer, req.values, false, &meta);
+  switch (meta.stream_action) {
+    case StreamAction::ALLOW_CONNECTION: return allow_flow(f);
+    case StreamAction::DROP_CONNECTION: return block_flow(f, &r);
+    case StreamAction::NEED_MORE_DATA:
+    case StreamAction::DEFER:
+      if (!limit) {
+        dir.need = dir.pending.size() + std::max<uint32_t>(1, meta.count_bytes_required);
+        return;
+      }
+      return allow_flow(f);  // asked for more than lfpd holds: the rest of the flow passes
+    case StreamAction::NONE: break;
+  }
+  if (!r.permit) return block_flow(f, &r);
+  if (!r.callout_called) return allow_flow(f);  // the filters alone decided: so for the whole flow
+  for (const Held& h : dir.held) verdict(h.id, true);
+  dir.held.clear();
+  dir.decided += dir.pending.size();
+  dir.pending.clear();
+  dir.need = 1;
+}
+
+void DataInspector::allow_flow(Flow& f) {
+  f.done = true;
+  ++stats_.flows_allowed;
+  for (Direction& dir : f.dir) {
+    for (const Held& h : dir.held) verdict(h.id, true, true);
+    for (const auto& [seq, o] : dir.ooo) verdict(o.first, true, true);
+    dir.held.clear();
+    dir.ooo.clear();
+    dir.decided += dir.pending.size();
+    dir.pending.clear();
+  }
+}
+
+void DataInspector::block_flow(Flow& f, const ClassifyResult* r) {
+  f.blocked = true;
+  ++stats_.flows_blocked;
+  // The peer expects the first byte it has not had: the first one waiting here.
+  const uint32_t peer_next = f.dir[0].next - static_cast<uint32_t>(f.dir[0].pending.size());
+  const bool peer_seq_known = f.dir[0].seq_known;
+  for (Direction& dir : f.dir) {
+    for (const Held& h : dir.held) verdict(h.id, false);
+    for (const auto& [seq, o] : dir.ooo) verdict(o.first, false);
+    dir.held.clear();
+    dir.ooo.clear();
+    dir.pending.clear();
+  }
+  // Reset both ends: the peer by a RST in its window (the local socket's own would come after the
+  // bytes dropped here, and be ignored), the local socket by aborting it. On loopback both are ours.
+  if (peer_seq_known && !f.loopback) send_reset(f.family, f.local_addr, f.local_port, f.remote_addr, f.remote_port, peer_next);
+  QueuedFlow q;
+  q.family = f.family;
+  q.protocol = 6;
+  q.local_addr = f.local_addr;
+  q.remote_addr = f.remote_addr;
+  q.local_port = f.local_port;
+  q.remote_port = f.remote_port;
+  q.cookie = ~uint64_t{0};  // INET_DIAG_NOCOOKIE: by the 5-tuple alone
+  UserPath::destroy(q);
+  if (f.loopback) {
+    std::swap(q.local_addr, q.remote_addr);
+    std::swap(q.local_port, q.remote_port);
+    UserPath::destroy(q);
+  }
+  if (r && on_event) on_event(event(f, f.family == 6 ? LayerId::STREAM_V6 : LayerId::STREAM_V4, *r, -1));
+}
+
+void DataInspector::end_flow(const std::string& key) {
+  auto it = flows_.find(key);
+  if (it == flows_.end()) return;
+  Flow& f = *it->second;
+  for (Direction& dir : f.dir) {  // (what still waits passes: the flow is over)
+    for (const Held& h : dir.held) verdict(h.id, !f.blocked);
+    for (const auto& [seq, o] : dir.ooo) verdict(o.first, !f.blocked);
+  }
+  for (const auto& [callout, ctx] : f.contexts) engine_.flow_delete(callout, f.handle, ctx);
+  flows_.erase(it);
+  --stats_.flows_live;
+}
+
+void DataInspector::sweep(int64_t idle_ns, int64_t hold_ns) {
+  const int64_t now_ns = mono_ns();
+  std::vector<std::string> idle;
+  for (auto& [key, f] : flows_) {
+    // Bytes a callout waits for that do not come: it decides on what is there.
+    for (int d = 0; d < 2; ++d)
+      if (!f->done && !f->blocked && !f->dir[d].held.empty() && now_ns - f->dir[d].held_since > hold_ns)
+        stream_classify(*f, d, true);
+    if (f->last_ns == 0) f->last_ns = now_ns;  // (touched since the last sweep)
+    else if (now_ns - f->last_ns > idle_ns) idle.push_back(key);
+  }
+  for (const auto& k : idle) end_flow(k);
+}
+
+json DataInspector::flows_json() const {
+  json a = json::array();
+  for (const auto& [key, f] : flows_)
+    a.push_back({{"flow", f->handle},
+                 {"local", f->local_addr + ":" + std::to_string(f->local_port)},
+                 {"remote", f->remote_addr + ":" + std::to_string(f->remote_port)},
+                 {"direction", f->outbound ? "OUTBOUND" : "INBOUND"},
+                 {"bytes_sent", f->dir[0].bytes},
+                 {"bytes_received", f->dir[1].bytes},
+                 {"state", f->blocked ? "blocked" : f->done ? "allowed" : "inspected"}});
+  return a;
+}
+
+}  // namespace lfp::datapath

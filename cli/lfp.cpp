@@ -16,6 +16,7 @@
 #include "lfp/import/opensnitch.hpp"
 #include "lfp/import/wfp.hpp"
 #include "netevents_cmd.hpp"
+#include "prompt_cmd.hpp"
 #include "replay_cmd.hpp"
 
 namespace {
@@ -219,10 +220,10 @@ int main(int argc, char** argv) {
   std::string show_what, tmpl_sublayer;
   show->add_option("what", show_what,
                    "state | filters | providers | sublayers | callouts | provider_contexts | netevents | coverage | "
-                   "options | redirect")
+                   "options | redirect | flows")
       ->required()
       ->check(CLI::IsMember({"state", "filters", "providers", "sublayers", "callouts", "provider_contexts",
-                             "netevents", "coverage", "options", "redirect"}));
+                             "netevents", "coverage", "options", "redirect", "flows"}));
   std::string redirect_peer;
   show->add_option("--peer", redirect_peer, "redirect: the redirected connection's address as the proxy sees it (ADDR:PORT)");
   // --layer and --provider narrow objects and net events alike.
@@ -236,6 +237,10 @@ int main(int argc, char** argv) {
   show->add_flag("--json", as_json, "JSON output");
   std::string& tmpl_layer = ev_args.layer;
   std::string& tmpl_provider = ev_args.provider;
+
+  cli::PromptArgs prompt_args;
+  auto* prompt = cli::add_prompt_command(app, prompt_args);
+  for (auto* sc : {prompt, prompt_args.list, prompt_args.answer}) sc->add_flag("--json", as_json, "JSON output");
 
   // lfp add KIND OBJECT
   auto* add = app.add_subcommand("add", "Add one object (JSON in the policy format) to lfpd");
@@ -470,6 +475,12 @@ int main(int argc, char** argv) {
     if (*show && show_what == "netevents") return cli::show_netevents(c, ev_args, ev_limit, ev_newest, as_json);
     if (*show && show_what == "coverage") return cli::show_coverage(c, as_json);
     if (*show && show_what == "options") return cli::show_options(c, as_json);
+    if (*show && show_what == "flows") return cli::show_flows(c, as_json);
+    if (*prompt) {
+      std::signal(SIGINT, on_signal);
+      std::signal(SIGTERM, on_signal);
+      return cli::run_prompt(c, prompt_args, as_json, g_interrupted);
+    }
     if (*show && show_what == "redirect") {
       if (redirect_peer.empty()) throw std::invalid_argument("show redirect: give --peer ADDR:PORT");
       json r = c.call("redirect_record", {{"peer", redirect_peer}});

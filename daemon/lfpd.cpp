@@ -13,6 +13,7 @@
 #include "lfp/datapath/events.hpp"
 #include "lfp/datapath/inspect.hpp"
 #include "lfp/datapath/kernel.hpp"
+#include "lfp/datapath/pending.hpp"
 #include "lfp/datapath/redirect.hpp"
 #include "lfp/datapath/userpath.hpp"
 #include "lfp/engine/error.hpp"
@@ -117,6 +118,13 @@ int main(int argc, char** argv) {
                  "how long a classify waits for a plugin; then the plugin is stopped and its callouts act as unregistered")
       ->check(CLI::Range(1, 60000))->capture_default_str();
   app.add_option("--callout-host", callout_host, "the lfp-callout-host program (default: beside lfpd)");
+  int pend_timeout_ms = 30000;
+  std::string pend_default = "block";
+  app.add_option("--pend-timeout-ms", pend_timeout_ms,
+                 "how long a pended connect waits for its callout (or a person, lfp prompt) to complete it")
+      ->check(CLI::Range(1, 3600000))->capture_default_str();
+  app.add_option("--pend-default", pend_default, "what a pended connect gets at the timeout: block | permit")
+      ->check(CLI::IsMember({"block", "permit"}))->capture_default_str();
   int inspect_queue = -1, stream_hold_ms = 2000;
   app.add_option("--inspect-queue", inspect_queue,
                  "NFQUEUE number for the data layers STREAM and DATAGRAM_DATA (callouts see stream bytes and "
@@ -164,6 +172,7 @@ int main(int argc, char** argv) {
     std::filesystem::create_directories(cfg.state_dir);
     // Callout plugins register before the store loads, so that the data path knows them at once.
     std::vector<std::unique_ptr<lfp::callouts::CalloutHost>> hosts;
+    std::unique_ptr<lfp::datapath::PendingDecisions> pending;  // (with --queue)
     if (!plugins.empty() && callout_host.empty()) {
       const auto dir = std::filesystem::read_symlink("/proc/self/exe").parent_path();
       for (const auto& c : {dir / "lfp-callout-host", dir.parent_path() / "callouts" / "lfp-callout-host"})
@@ -175,11 +184,13 @@ int main(int argc, char** argv) {
       h->register_with(server.engine());
       spdlog::info("callout plugin {} ({}): {} callouts", h->name(), plugin, h->callouts().size());
       lfp::callouts::CalloutHost* hp = h.get();
-      server.watch_fd(h->fd(), [&server, hp] {
+      server.watch_fd(h->fd(), [&server, &pending, hp] {
         if (hp->reap(server.engine())) {
           server.unwatch_fd(hp->fd());
           server.notify_policy_changed();  // the kernel takes the plugin's filters back
         }
+        for (const auto& [handle, permit] : hp->take_completions())  // FwpsCompleteOperation0
+          if (pending) pending->complete(handle, permit, "callout");
       });
     }
     lfp::daemon::NetEventService events(server, cfg.state_dir + "/netevents.db", retention);
@@ -189,6 +200,7 @@ int main(int argc, char** argv) {
     if (!kopts.cgroup.empty() || kopts.packet_layers) {
       dp = std::make_unique<DataPath>(kopts, events);
       lfp::datapath::register_redirect_callouts(server.engine());
+      lfp::datapath::register_prompt_callouts(server.engine());
       // A proxy asks where a redirected connection was going, by its peer address.
       server.add_op("redirect_record", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json& req) {
         if (!req.contains("peer") || !req["peer"].is_string())
@@ -227,15 +239,35 @@ int main(int argc, char** argv) {
       if (queue >= 0) {
         userpath = std::make_unique<lfp::datapath::UserPath>(dp->kernel, static_cast<uint16_t>(queue), fail == "open");
         spdlog::info("user-space path: NFQUEUE {} (fail {} while lfpd is down or the queue is full)", queue, fail);
+        pending = std::make_unique<lfp::datapath::PendingDecisions>(
+            *userpath, server.engine(), dp->kernel, int64_t{pend_timeout_ms} * 1'000'000, pend_default == "permit");
+        pending->on_event = [&](const nlohmann::json& ev) {
+          spdlog::info("net event (user space): {}", lfp::datapath::summary(ev));
+          events.ingest(ev);
+        };
+        // lfp prompt: the pending connects (a user sees their own, an admin all), and their answers.
+        server.add_op("pending_list", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext& ctx, const nlohmann::json&) {
+          if (ctx.role == lfp::daemon::Role::ADMIN) return nlohmann::json{{"pending", pending->list()}};
+          return nlohmann::json{{"pending", pending->list(ctx.cred.uid)}};
+        });
+        server.add_op("pending_complete", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext& ctx, const nlohmann::json& req) {
+          // ("id" names the request itself in the protocol.)
+          if (!req.contains("pending") || !req["pending"].is_number_unsigned())
+            throw lfp::Error(lfp::ErrorCode::INVALID_PARAMETER, "'pending' must be a pending decision's id (pending_list)");
+          const std::string action = req.value("action", "");
+          if (action != "PERMIT" && action != "BLOCK")
+            throw lfp::Error(lfp::ErrorCode::INVALID_PARAMETER, "'action' must be PERMIT or BLOCK");
+          const uint64_t id = req["pending"].get<uint64_t>();
+          const auto uid = pending->owner(id);
+          if (!uid) throw lfp::Error(lfp::ErrorCode::NOT_FOUND, "no pending decision " + std::to_string(id) + " (answered, or timed out)");
+          if (ctx.role != lfp::daemon::Role::ADMIN && ctx.cred.uid != *uid)
+            throw lfp::Error(lfp::ErrorCode::ACCESS_DENIED, "only the connection's user or an admin may answer it");
+          pending->complete(id, action == "PERMIT", "uid " + std::to_string(ctx.cred.uid));
+          return nlohmann::json{{"pending", id}, {"action", action}};
+        });
         server.watch_fd(userpath->fd(), [&, overflow_seen = userpath->overflowed(),
                                           checked = lfp::netevents::now_ns()]() mutable {
-          userpath->drain([&](const lfp::datapath::QueuedFlow& f) {
-            bool permit = false;
-            nlohmann::json ev = lfp::datapath::decide(server.engine(), dp->kernel.installed(), f, &permit);
-            spdlog::info("net event (user space): {}", lfp::datapath::summary(ev));
-            events.ingest(ev);
-            return permit;
-          });
+          userpath->drain([&](const lfp::datapath::QueuedFlow& f, uint32_t id) { return pending->decide(f, id); });
           // A plugin that failed during those decisions: its callouts go now (not inside a classify).
           for (auto& h : hosts)
             if (!h->alive() && h->reap(server.engine())) {
@@ -275,14 +307,6 @@ int main(int argc, char** argv) {
             server.notify_policy_changed();
           }
       });
-      tick_fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
-      const itimerspec every{{0, 200'000'000}, {0, 200'000'000}};
-      ::timerfd_settime(tick_fd, 0, &every, nullptr);
-      server.watch_fd(tick_fd, [&] {
-        uint64_t n;
-        while (::read(tick_fd, &n, sizeof n) > 0) {}
-        inspector->sweep(120'000'000'000LL, int64_t{stream_hold_ms} * 1'000'000);
-      });
       server.add_op("flows", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json&) {
         const auto& st = inspector->stats();
         return nlohmann::json{{"flows", inspector->flows_json()},
@@ -293,6 +317,18 @@ int main(int argc, char** argv) {
       });
       spdlog::info("data layers: NFQUEUE {} for STREAM and DATAGRAM_DATA (rules while the policy has filters there)",
                    inspect_queue);
+    }
+    // Five times a second: pended connects time out, stream bytes stop waiting, idle flows end.
+    if (inspector || pending) {
+      tick_fd = ::timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+      const itimerspec every{{0, 200'000'000}, {0, 200'000'000}};
+      ::timerfd_settime(tick_fd, 0, &every, nullptr);
+      server.watch_fd(tick_fd, [&] {
+        uint64_t n;
+        while (::read(tick_fd, &n, sizeof n) > 0) {}
+        if (pending) pending->expire();
+        if (inspector) inspector->sweep(120'000'000'000LL, int64_t{stream_hold_ms} * 1'000'000);
+      });
     }
     server.start();
     sd_notify(0, "READY=1");

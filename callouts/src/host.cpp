@@ -57,6 +57,7 @@ class HostDriver : public CalloutDriver {
  public:
   HostDriver(CalloutHost& host, Guid key, const FilterEngine& engine) : host_(host), key_(key), engine_(engine) {}
   void classify(const CalloutClassifyIn& in, CalloutClassifyOut& out) override {
+    if (answer_completion(key_, in.meta, out)) return;
     json req = {{"callout", key_.str()}, {"layer", layer_info(in.layer).name}, {"filter_key", in.filter.key.str()},
                 {"action_write", in.action_write ? 1 : 0}};
     json fields = json::object();
@@ -118,8 +119,9 @@ class HostDriver : public CalloutDriver {
     }
     if (r.contains("flow_context") && r["flow_context"].is_number_unsigned() && m.flow_contexts && m.flow_handle)
       (*m.flow_contexts)[key_] = r["flow_context"].get<uint64_t>();
-    if (r.value("pend", false) && m.pend_handle) {
+    if (r.value("pend", false) && m.pend_handle && !m.pended) {
       m.pended = true;
+      m.pended_by = key_;
       host_.expect_completion(m.pend_handle);
     }
   }

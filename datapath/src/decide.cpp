@@ -31,7 +31,8 @@ std::string user_text(uint32_t uid, uint32_t gid, uint32_t pid) {
 
 }  // namespace
 
-json decide(const FilterEngine& engine, const KernelPolicy& policy, const QueuedFlow& f, bool* permit) {
+json decide(const FilterEngine& engine, const KernelPolicy& policy, const QueuedFlow& f, bool* permit, ClassifyMeta* meta,
+            bool reauthorize) {
   policy::Request req;
   req.layer = engine_layer(f.kl);
   const LayerInfo& layer = layer_info(req.layer);
@@ -53,8 +54,11 @@ json decide(const FilterEngine& engine, const KernelPolicy& policy, const Queued
   if (!app_path.empty()) set(FieldId::ALE_APP_ID, app_path);
   set(FieldId::ALE_USER_ID, user_text(f.uid, f.gid, f.pid));
   const bool loopback = f.remote_addr.rfind("127.", 0) == 0 || f.remote_addr == "::1" || f.remote_addr == f.local_addr;
-  set(FieldId::FLAGS, loopback ? "IS_LOOPBACK" : "0");
-  const ClassifyResult r = engine.classify(req.layer, req.values);
+  const std::string flags = std::string(loopback ? "IS_LOOPBACK" : "") + (loopback && reauthorize ? "|" : "") +
+                            (reauthorize ? "IS_REAUTHORIZE" : "");
+  set(FieldId::FLAGS, flags.empty() ? "0" : flags);
+  if (meta && !app_path.empty()) meta->process_path = app_path;
+  const ClassifyResult r = engine.classify(req.layer, req.values, false, meta);
   *permit = r.permit;
   json e = {{"type", r.permit ? "CLASSIFY_ALLOW" : "CLASSIFY_DROP"},
             {"layer", layer.name},

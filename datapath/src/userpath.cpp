@@ -159,7 +159,7 @@ void UserPath::rules(bool install) {
   }
 }
 
-void UserPath::drain(const std::function<bool(const QueuedFlow&)>& decide) {
+void UserPath::drain(const Decide& decide) {
   decide_ = &decide;
   alignas(8) char buf[65536];
   for (;;) {
@@ -191,11 +191,15 @@ int UserPath::on_packet(nfq_q_handle* q, nfgenmsg*, nfq_data* nfa, void* self_pt
   f.pid = p->pid;
   f.uid = p->uid;
   f.gid = p->gid;
-  const bool permit = (*self->decide_)(f);
-  ++self->decided_;
-  nfq_set_verdict(q, id, permit ? NF_ACCEPT : NF_DROP, 0, nullptr);
-  if (!permit && f.protocol == IPPROTO_TCP) destroy(f);  // connect() fails now, not after retries
+  const int verdict = (*self->decide_)(f, id);
+  if (verdict >= 0) self->answer(id, f, verdict == 1);
   return 0;
+}
+
+void UserPath::answer(uint32_t id, const QueuedFlow& f, bool permit) {
+  ++decided_;
+  nfq_set_verdict(q_, id, permit ? NF_ACCEPT : NF_DROP, 0, nullptr);
+  if (!permit && f.protocol == IPPROTO_TCP) destroy(f);  // connect() fails now, not after retries
 }
 
 bool UserPath::destroy(const QueuedFlow& f) {

@@ -241,7 +241,8 @@ Record parse_event(const json& j, int64_t now) {
       if (name == "filter_key") r.filter_key = g->str();
       if (name == "provider") r.provider = g->str();
       b[name] = g->str();
-    } else if (name == "filter_name" || name == "reason" || name == "local_mac" || name == "remote_mac") {
+    } else if (name == "filter_name" || name == "reason" || name == "local_mac" || name == "remote_mac" ||
+               name == "completed_by") {
       string_member(v, name);
       b[name] = v;
     } else if (name == "hard" || name == "veto" || name == "loopback") {

@@ -46,9 +46,12 @@ class UserPath {
   UserPath& operator=(const UserPath&) = delete;
 
   int fd() const;
-  // Reads what is queued and answers each packet with `decide` (true: permit). Returns at once when
-  // nothing is left.
-  void drain(const std::function<bool(const QueuedFlow&)>& decide);
+  // Reads what is queued and answers each packet with `decide`: 1 permit, 0 block, -1 the packet
+  // waits (answer() later, with its id). Returns at once when nothing is left.
+  using Decide = std::function<int(const QueuedFlow&, uint32_t packet_id)>;
+  void drain(const Decide& decide);
+  // Answers a packet that waited.
+  void answer(uint32_t packet_id, const QueuedFlow& f, bool permit);
   uint64_t decided() const { return decided_; }
   uint64_t unknown() const { return unknown_; }  // queued packets with no pending slot (passed)
   // Packets the kernel could not queue (full queue, or lfpd too slow to take them): --fail decided
@@ -67,12 +70,14 @@ class UserPath {
   bool fail_open_;
   nfq_handle* h_ = nullptr;
   nfq_q_handle* q_ = nullptr;
-  const std::function<bool(const QueuedFlow&)>* decide_ = nullptr;
+  const Decide* decide_ = nullptr;
   uint64_t decided_ = 0, unknown_ = 0;
 };
 
 // The engine's decision on a queued flow at its ALE layer, as a net event (the format of
 // datapath::describe); *permit is the verdict. Reads the creator's supplementary groups from /proc.
-nlohmann::json decide(const FilterEngine& engine, const KernelPolicy& policy, const QueuedFlow& f, bool* permit);
+// `meta` goes to the callouts; `reauthorize` sets IS_REAUTHORIZE (the classify after a completion).
+nlohmann::json decide(const FilterEngine& engine, const KernelPolicy& policy, const QueuedFlow& f, bool* permit,
+                      ClassifyMeta* meta = nullptr, bool reauthorize = false);
 
 }  // namespace lfp::datapath

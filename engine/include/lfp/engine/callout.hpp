@@ -2,6 +2,7 @@
 // The callout interface as the engine sees it (FWPS_CALLOUT's classifyFn and notifyFn). The full
 // callout API for plugins (flow contexts, stream data, pending) builds on this in callouts/.
 #include <cstdint>
+#include <optional>
 #include <string_view>
 #include <unordered_map>
 
@@ -49,8 +50,13 @@ struct ClassifyMeta {
   // FwpsPendOperation0: the callout pended this decision (it returned BLOCK meanwhile); the data
   // path holds the packet until the callout completes it, then classifies again (IS_REAUTHORIZE).
   bool pended = false;
-  uint64_t pend_handle = 0;  // the completion handle the data path gives
+  Guid pended_by;            // the callout that pended it
+  uint64_t pend_handle = 0;  // the completion handle the data path gives (0: this decision cannot pend)
+  // The classify after a completion (IS_REAUTHORIZE): the pending callout answers what it completed.
+  std::optional<bool> completed_permit;
+  Guid completed_by;
 };
+
 
 struct CalloutClassifyIn {
   LayerId layer;
@@ -64,6 +70,14 @@ struct CalloutClassifyOut {
   CalloutVerdict verdict = CalloutVerdict::CONTINUE;
   bool clear_action_write = false;  // make this decision hard
 };
+
+// For a driver's classify: the completed answer of a decision this callout pended, if this is the
+// classify that follows the completion. True when it answered.
+inline bool answer_completion(const Guid& callout, ClassifyMeta* m, CalloutClassifyOut& out) {
+  if (!m || !m->completed_permit || m->completed_by != callout) return false;
+  out.verdict = *m->completed_permit ? CalloutVerdict::PERMIT : CalloutVerdict::BLOCK;
+  return true;
+}
 
 class CalloutDriver {
  public:

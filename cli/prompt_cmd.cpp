@@ -1,0 +1,146 @@
+#include "prompt_cmd.hpp"
+
+#include <poll.h>
+#include <unistd.h>
+
+#include <iostream>
+#include <set>
+#include <sstream>
+
+namespace lfp::cli {
+
+using nlohmann::json;
+
+namespace {
+
+std::string describe(const json& p) {
+  std::ostringstream s;
+  const int proto = p.value("ip_protocol", 0);
+  s << '[' << p["id"] << "] " << p.value("app_id", "(unknown app)") << " (uid " << p.value("uid", 0) << ", pid "
+    << p.value("pid", 0) << ") -> " << p.value("remote_address", "") << ':' << p.value("remote_port", 0) << '/'
+    << (proto == 6 ? "tcp" : proto == 17 ? "udp" : std::to_string(proto)) << "  waiting " << p.value("waiting_ms", 0)
+    << " of " << p.value("timeout_ms", 0) << " ms";
+  return s.str();
+}
+
+// A filter that answers this connection from now on: the same app (when known), remote address,
+// port and protocol, in the prompt filter's sublayer and just above it.
+json answer_filter(client::Client& c, const json& p, bool permit, bool forever) {
+  json conds = json::array({{{"field", "IP_REMOTE_ADDRESS"}, {"value", p["remote_address"]}},
+                            {{"field", "IP_REMOTE_PORT"}, {"value", p["remote_port"]}},
+                            {{"field", "IP_PROTOCOL"}, {"value", p["ip_protocol"]}}});
+  if (p.contains("app_id")) conds.push_back({{"field", "ALE_APP_ID"}, {"value", p["app_id"]}});
+  json f = {{"name", std::string(permit ? "allow " : "deny ") + p.value("app_id", "any app") + " to " +
+                         p.value("remote_address", "") + ":" + std::to_string(p.value("remote_port", 0)) + " (lfp prompt)"},
+            {"layer", p["layer"]},
+            {"action", permit ? "PERMIT" : "BLOCK"},
+            {"conditions", conds}};
+  if (forever) f["flags"] = {"PERSISTENT"};
+  if (p.contains("filter_key")) {
+    const json prompt = c.get("filter", p["filter_key"].get<std::string>());
+    if (prompt.contains("sublayer")) f["sublayer"] = prompt["sublayer"];
+    if (prompt.contains("effective_weight") && prompt["effective_weight"].is_number_unsigned())
+      f["weight"] = {{"explicit", prompt["effective_weight"].get<uint64_t>() + 1}};
+  }
+  return c.add("filter", f);
+}
+
+// Answers one pending connection; returns what was done, as JSON.
+json answer(client::Client& c, uint64_t id, const std::string& action, const std::string& scope) {
+  if (action != "allow" && action != "deny") throw std::invalid_argument("answer: allow or deny, not '" + action + "'");
+  if (scope != "once" && scope != "session" && scope != "forever")
+    throw std::invalid_argument("answer: --scope once, session or forever, not '" + scope + "'");
+  const bool permit = action == "allow";
+  json out = {{"id", id}, {"action", permit ? "PERMIT" : "BLOCK"}, {"scope", scope}};
+  if (scope != "once") {
+    json pending;
+    const json all = c.call("pending_list");
+    for (const auto& p : all["pending"])
+      if (p["id"] == id) pending = p;
+    if (pending.is_null()) throw std::invalid_argument("no pending connection " + std::to_string(id));
+    out["filter"] = answer_filter(c, pending, permit, scope == "forever");  // first: the re-classify sees it
+  }
+  c.call("pending_complete", {{"pending", id}, {"action", permit ? "PERMIT" : "BLOCK"}});
+  return out;
+}
+
+}  // namespace
+
+CLI::App* add_prompt_command(CLI::App& app, PromptArgs& a) {
+  auto* p = app.add_subcommand("prompt",
+                               "Connections waiting for a person (a PROMPT_CALLOUT filter): list them, answer them, or "
+                               "(no verb) watch and answer from standard input");
+  a.list = p->add_subcommand("list", "The pending connections");
+  a.answer = p->add_subcommand("answer", "Answer one pending connection");
+  a.answer->add_option("id", a.id, "its id (lfp prompt list)")->required();
+  a.answer->add_option("action", a.action, "allow | deny")->required()->check(CLI::IsMember({"allow", "deny"}));
+  a.answer->add_option("--scope", a.scope,
+                       "once (this connection) | session (a filter until lfpd stops) | forever (a persistent filter)")
+      ->check(CLI::IsMember({"once", "session", "forever"}))
+      ->capture_default_str();
+  return p;
+}
+
+int run_prompt(client::Client& c, const PromptArgs& a, bool as_json, volatile std::sig_atomic_t& stop) {
+  if (*a.list) {
+    const json r = c.call("pending_list");
+    if (as_json) std::cout << r["pending"].dump() << '\n';
+    else if (r["pending"].empty()) std::cout << "no pending connections\n";
+    else
+      for (const auto& p : r["pending"]) std::cout << describe(p) << '\n';
+    return 0;
+  }
+  if (*a.answer) {
+    const json r = answer(c, a.id, a.action, a.scope);
+    if (as_json) std::cout << r.dump() << '\n';
+    else std::cout << a.action << ' ' << a.id << " (" << a.scope << ")\n";
+    return 0;
+  }
+  // Watch: each new pending connection once; answers as lines on stdin.
+  std::set<uint64_t> shown;
+  std::string buf;
+  bool input_open = true;
+  if (!as_json) std::cerr << "waiting for connections; answer with: ID allow|deny [once|session|forever]\n";
+  while (!stop && input_open) {
+    const json all = c.call("pending_list");
+    for (const auto& p : all["pending"])
+      if (shown.insert(p["id"].get<uint64_t>()).second) std::cout << (as_json ? p.dump() : describe(p)) << std::endl;
+    pollfd in{0, POLLIN, 0};
+    if (::poll(&in, 1, 250) <= 0) continue;
+    char chunk[4096];
+    const ssize_t n = ::read(0, chunk, sizeof chunk);
+    if (n <= 0) input_open = false;
+    else buf.append(chunk, static_cast<size_t>(n));
+    for (size_t nl; (nl = buf.find('\n')) != std::string::npos;) {
+      std::istringstream line(buf.substr(0, nl));
+      buf.erase(0, nl + 1);
+      uint64_t id;
+      std::string action, scope = "once";
+      if (!(line >> id >> action)) continue;
+      line >> scope;
+      try {
+        const json r = answer(c, id, action, scope);
+        std::cout << (as_json ? r.dump() : action + " " + std::to_string(id) + " (" + scope + ")") << std::endl;
+      } catch (const std::exception& e) {
+        std::cerr << "lfp prompt: " << e.what() << '\n';
+      }
+    }
+  }
+  return 0;
+}
+
+int show_flows(client::Client& c, bool as_json) {
+  const json r = c.call("flows");
+  if (as_json) {
+    std::cout << r.dump() << '\n';
+    return 0;
+  }
+  for (const auto& f : r["flows"])
+    std::cout << "flow " << f["flow"] << "  " << f.value("local", "") << " -> " << f.value("remote", "") << "  "
+              << f.value("direction", "") << "  sent " << f["bytes_sent"] << "  received " << f["bytes_received"] << "  "
+              << f.value("state", "") << '\n';
+  std::cout << "stats " << r["stats"].dump() << '\n';
+  return 0;
+}
+
+}  // namespace lfp::cli

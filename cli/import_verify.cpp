@@ -610,14 +610,16 @@ json verify_import(const std::string& format, const std::string& rules, const js
     if (!ip) throw std::invalid_argument("--local: '" + l + "' is not an IPv4 or IPv6 address");
     locals.push_back(*ip);
   }
-  if (locals.empty()) {  // as lfp replay: the first IP packet's source is the host
-    replay_capture(engine, ra, [&](const ReplayedPacket& rp) {
-      if (!rp.packet->is_ip()) return true;
-      locals.push_back(rp.packet->src);
-      return false;
-    });
-    for (const auto& a : locals) ra.locals.push_back(addr_text(a));
-  }
+  // The capture is opened once before any namespace is made (an unreadable one fails here), and
+  // without --local, as lfp replay does, the first IP packet's source is the host.
+  const bool find_local = locals.empty();
+  replay_capture(engine, ra, [&](const ReplayedPacket& rp) {
+    if (!find_local) return false;
+    if (!rp.packet->is_ip()) return true;
+    locals.push_back(rp.packet->src);
+    return false;
+  });
+  for (const auto& a : find_local ? locals : std::vector<pk::IpAddr>{}) ra.locals.push_back(addr_text(a));
   for (const auto& a : locals)
     if (is_multicast(a) || is_unspecified_or_loopback(a))
       throw std::invalid_argument("--local: " + addr_text(a) + " cannot be the host's address on an interface");
@@ -630,7 +632,7 @@ json verify_import(const std::string& format, const std::string& rules, const js
   Kernel kernel(format, rules, ip6tables, locals);
 
   json differences = json::array(), skipped = json::array();
-  uint64_t packets = 0, compared = 0, alike = 0;
+  uint64_t packets = 0, compared = 0, alike = 0, accepted = 0;
   replay_capture(engine, ra, [&](const ReplayedPacket& rp) {
     ++packets;
     const pk::Packet& p = *rp.packet;
@@ -655,6 +657,7 @@ json verify_import(const std::string& format, const std::string& rules, const js
       default: break;
     }
     ++compared;
+    if (k.accepted) ++accepted;
     const bool lfp = rp.permit();
     if (lfp == k.accepted) {
       ++alike;
@@ -683,9 +686,12 @@ json verify_import(const std::string& format, const std::string& rules, const js
     d["protocol"] = proto ? json(proto) : json(p.protocol);
     d["source_port"] = p.has_ports() ? json(p.src_port) : json(nullptr);
     d["destination_port"] = p.has_ports() ? json(p.dst_port) : json(nullptr);
-    if (!ale && lfp && (dir == pk::Direction::INBOUND || dir == pk::Direction::OUTBOUND) && p.has_ports())
-      d["note"] = "not a flow's first packet for LFP (its ALE layers decide first packets only): the kernel's "
-                  "conntrack did not take it as part of a flow it knows (a capture that starts mid-flow?)";
+    if (!ale && lfp && (dir == pk::Direction::INBOUND || dir == pk::Direction::OUTBOUND))
+      d["note"] = p.has_ports()
+                      ? "not a flow's first packet for LFP (its ALE layers decide first packets only): the kernel's "
+                        "conntrack did not take it as part of a flow it knows (a capture that starts mid-flow?)"
+                      : "LFP's ALE layers decide flows with ports (TCP, UDP): the imported INPUT/OUTPUT filters never "
+                        "see this packet, while the original chain decides it";
     differences.push_back(std::move(d));
     return true;
   });
@@ -694,6 +700,8 @@ json verify_import(const std::string& format, const std::string& rules, const js
           {"packets", packets},
           {"compared", compared},
           {"alike", alike},
+          {"original_accepted", accepted},
+          {"original_dropped", compared - accepted},
           {"different", differences.size()},
           {"not_compared", skipped.size()},
           {"differences", differences},

@@ -31,7 +31,8 @@ class VerifyUnavailable : public std::runtime_error {
 
 // format: "iptables" (iptables-save or ip6tables-save text) or "nft" (nft -j list ruleset JSON);
 // rules: the file as the importer read it; policy: what it imported. Returns the report:
-//   {"capture", "packets", "compared", "alike", "different", "not_compared",
+//   {"capture", "locals", "packets", "compared", "alike", "original_accepted", "original_dropped",
+//    "different", "not_compared",
 //    "differences": [{"index", "packet", "direction", "protocol", "source", "source_port",
 //                     "destination", "destination_port", "original": "ACCEPT"|"DROP",
 //                     "lfp": "PERMIT"|"BLOCK", "layer", "filter": {"key", "name"}|null, "note"?}],

@@ -303,10 +303,11 @@ int main(int argc, char** argv) {
   imp->add_flag("--apply", imp_apply, "Apply the policy to lfpd in one transaction");
   imp->add_flag("--json", as_json, "The report as JSON");
   cli::VerifyArgs imp_verify;
-  imp->add_option("--verify", imp_verify.pcap,
+  auto* imp_verify_opt = imp->add_option("--verify", imp_verify.pcap,
                   "iptables, nft: replay this capture through the original rules (in throwaway namespaces) and the "
                   "imported policy; report every packet decided differently (exit 1)");
-  imp->add_option("--local", imp_verify.locals, "--verify: an address of the host (repeatable; default: the first IP packet's source)");
+  imp->add_option("--local", imp_verify.locals, "--verify: an address of the host (repeatable; default: the first IP packet's source)")
+      ->needs(imp_verify_opt);
 
   cli::SetOptionsArgs set_args;
   auto* set = cli::add_set_command(app, set_args);

@@ -15,6 +15,7 @@
 #include "lfp/import/nft.hpp"
 #include "lfp/import/opensnitch.hpp"
 #include "lfp/import/wfp.hpp"
+#include "import_verify.hpp"
 #include "netevents_cmd.hpp"
 #include "prompt_cmd.hpp"
 #include "replay_cmd.hpp"
@@ -306,6 +307,12 @@ int main(int argc, char** argv) {
   imp->add_option("--sublayer", imp_sublayer, "Sublayer GUID for the filters (default: a new sublayer)");
   imp->add_flag("--apply", imp_apply, "Apply the policy to lfpd in one transaction");
   imp->add_flag("--json", as_json, "The report as JSON");
+  cli::VerifyArgs imp_verify;
+  auto* imp_verify_opt = imp->add_option("--verify", imp_verify.pcap,
+                  "iptables, nft: replay this capture through the original rules (in throwaway namespaces) and the "
+                  "imported policy; report every packet decided differently (exit 1)");
+  imp->add_option("--local", imp_verify.locals, "--verify: an address of the host (repeatable; default: the first IP packet's source)")
+      ->needs(imp_verify_opt);
 
   cli::SetOptionsArgs set_args;
   auto* set = cli::add_set_command(app, set_args);
@@ -383,8 +390,14 @@ int main(int argc, char** argv) {
     }
 
     if (*imp) {
+      if (!imp_verify.pcap.empty() && !cli::verify_supported(imp_format)) {
+        std::cerr << "lfp import: --verify runs the original rules in the kernel, and " << imp_format
+                  << " rules cannot be run on Linux (--verify takes iptables and nft)\n";
+        return kBadInput;
+      }
       auto read_input = [&] { return imp_file == "-" ? std::string(std::istreambuf_iterator<char>(std::cin), {}) : read_file(imp_file); };
       lfp::import::ImportResult r;
+      std::string imp_text;  // what was imported, for --verify
       try {
         lfp::import::ImportOptions o{imp_provider, imp_sublayer, imp_format + " " + imp_file};
         if (imp_format == "opensnitch") {
@@ -398,6 +411,7 @@ int main(int argc, char** argv) {
             if (eq == std::string::npos) throw lfp::import::ImportError(0, "--map-app " + m + ": expected WINDOWS_PREFIX=LINUX_PREFIX");
             o.map_app.emplace_back(m.substr(0, eq), m.substr(eq + 1));
           }
+          if (!imp_verify.pcap.empty()) imp_text = text;
           r = imp_format == "nft" ? lfp::import::import_nft(text, o)
               : imp_format == "wfp" ? lfp::import::import_wfp(text, o)
                                     : lfp::import::import_iptables(text, o);
@@ -413,12 +427,25 @@ int main(int argc, char** argv) {
         std::ofstream f(imp_out);
         f << r.policy.dump(2) << '\n';
         if (!f) throw std::runtime_error(imp_out + ": cannot write");
-      } else if (!imp_apply && !as_json) {
+      } else if (!imp_apply && !as_json && imp_verify.pcap.empty()) {
         std::cout << r.policy.dump(2) << '\n';
       }
       json report = {{"rules", r.rules}, {"filters", r.filters}, {"unmapped", json::array()}};
       for (const auto& u : r.unmapped) report["unmapped"].push_back({{"line", u.line}, {"rule", u.text}, {"reason", u.reason}});
-      if (imp_apply) {
+      int imp_rc = kOk;
+      if (!imp_verify.pcap.empty()) {  // before --apply: a policy that decides differently is not applied
+        try {
+          report["verify"] = cli::verify_import(imp_format, imp_text, r.policy, imp_verify);
+        } catch (const cli::VerifyUnavailable& e) {
+          std::cerr << "lfp import: " << e.what() << '\n';
+          return kBadInput;
+        }
+        if (report["verify"].value("different", 0) > 0) imp_rc = 1;
+        if (!as_json) cli::print_verify_report(report["verify"], std::cout);
+      }
+      if (imp_apply && imp_rc != kOk) {
+        std::cerr << "lfp import: not applied: the imported policy decides some packets differently\n";
+      } else if (imp_apply) {
         client::Client c(socket, client::SessionOptions{.name = "lfp import"});
         report["applied"] = c.apply(r.policy);
       }
@@ -433,7 +460,7 @@ int main(int argc, char** argv) {
           else std::cerr << "  " << imp_file << ":" << u.line << ": " << u.reason << "\n      " << u.text << '\n';
         }
       }
-      return kOk;
+      return imp_rc;
     }
 
     if (*replay) {

@@ -29,8 +29,9 @@ std::string hex16(uint16_t v) {
   return s;
 }
 
-// One line about the packet: "IPv4 TCP 10.0.0.1:40000 > 192.0.2.1:443 SYN".
-std::string summary(const pk::Packet& p) {
+}  // namespace
+
+std::string packet_summary(const pk::Packet& p) {
   std::ostringstream o;
   if (p.ip_version == 0) {
     o << (p.has_ethernet || p.ether_type ? "EtherType " + hex16(p.ether_type) : std::string("?"));
@@ -64,6 +65,8 @@ std::string summary(const pk::Packet& p) {
   return o.str();
 }
 
+namespace {
+
 std::string problem_text(const pk::Packet& p) {
   std::string s(pk::describe(p.status));
   if (p.status == pk::Status::NOT_IP) s = "not IP: EtherType " + hex16(p.ether_type);
@@ -82,7 +85,8 @@ CLI::App* add_replay_command(CLI::App& app, ReplayArgs& a) {
   return cmd;
 }
 
-int run_replay(const FilterEngine& engine, const ReplayArgs& a, bool as_json) {
+void replay_capture(const FilterEngine& engine, const ReplayArgs& a,
+                    const std::function<bool(const ReplayedPacket&)>& on_packet) {
   pk::WalkOptions opt;
   if (a.ifindex >= 0) opt.ifindex = static_cast<uint32_t>(a.ifindex);
   opt.first_source_is_local = a.locals.empty();
@@ -106,6 +110,10 @@ int run_replay(const FilterEngine& engine, const ReplayArgs& a, bool as_json) {
   }
 
   pk::Packet p;
+  ReplayedPacket out;
+  out.link = *link;
+  out.packet = &p;
+  out.walk = &walk;
   pcap_pkthdr* hdr = nullptr;
   const u_char* data = nullptr;
   for (uint64_t index = 0;; ++index) {
@@ -115,11 +123,26 @@ int run_replay(const FilterEngine& engine, const ReplayArgs& a, bool as_json) {
     pk::parse({data, hdr->caplen}, *link, p);
     const uint64_t ts = static_cast<uint64_t>(hdr->ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(hdr->ts.tv_usec);
     walk.begin(p, ts);
+    out.index = index;
+    out.bytes = {data, hdr->caplen};
+    out.wire_length = hdr->len;
+    out.layers.clear();
+    while (walk.next()) {
+      out.layers.push_back({walk.layer(), engine.classify(walk.layer(), walk.values())});
+      if (!out.layers.back().result.permit) break;  // dropped here: the later layers never see it
+    }
+    if (!on_packet(out)) break;
+  }
+}
+
+int run_replay(const FilterEngine& engine, const ReplayArgs& a, bool as_json) {
+  replay_capture(engine, a, [&](const ReplayedPacket& rp) {
+    const pk::Packet& p = *rp.packet;
+    const pk::Walk& walk = *rp.walk;
     json layers = json::array();
     std::string text;
-    while (walk.next()) {
-      const ClassifyResult r = engine.classify(walk.layer(), walk.values());
-      const std::string_view name = layer_info(walk.layer()).name;
+    for (const auto& [layer, r] : rp.layers) {
+      const std::string_view name = layer_info(layer).name;
       const char* action = r.permit ? "PERMIT" : "BLOCK";
       if (as_json) {
         layers.push_back({{"layer", name}, {"action", action},
@@ -128,22 +151,22 @@ int run_replay(const FilterEngine& engine, const ReplayArgs& a, bool as_json) {
         text += "  " + std::string(name) + ' ' + action;
         if (r.filter) text += " by \"" + r.filter->display.name + "\" " + r.filter->key.str();
       }
-      if (!r.permit) break;  // dropped here: the later layers never see it
     }
     const bool problem = p.status != pk::Status::OK;
     if (as_json) {
-      json out = {{"index", index}, {"layers", layers}};
+      json out = {{"index", rp.index}, {"layers", layers}};
       if (problem) out["problem"] = problem_text(p);
       std::cout << out.dump() << '\n';
     } else {
-      std::cout << index << ' ' << summary(p) << ' ' << pk::to_string(walk.direction());
+      std::cout << rp.index << ' ' << packet_summary(p) << ' ' << pk::to_string(walk.direction());
       if (walk.fragment_state() == pk::FragmentState::HELD) std::cout << " (fragment held for reassembly)";
       if (walk.fragment_state() == pk::FragmentState::DISCARDED) std::cout << " (fragment discarded)";
       if (walk.fragment_state() == pk::FragmentState::COMPLETED) std::cout << " (completes its datagram)";
       if (problem) std::cout << " problem: " << problem_text(p);
       std::cout << text << '\n';
     }
-  }
+    return true;
+  });
   return 0;
 }
 

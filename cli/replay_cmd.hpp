@@ -4,10 +4,14 @@
 #include <CLI/CLI.hpp>
 
 #include <cstdint>
+#include <functional>
+#include <span>
 #include <string>
 #include <vector>
 
 #include "lfp/engine/engine.hpp"
+#include "lfp/packet/parse.hpp"
+#include "lfp/packet/walk.hpp"
 
 namespace lfp::cli {
 
@@ -20,5 +24,28 @@ CLI::App* add_replay_command(CLI::App& app, ReplayArgs& a);
 // Prints one decision a packet. Throws std::invalid_argument on a bad argument (exit 1) and
 // std::runtime_error on an unreadable capture (exit 2).
 int run_replay(const FilterEngine& engine, const ReplayArgs& a, bool as_json);
+
+// One packet of a capture after its walk through the packet layers (what lfp replay prints, and what
+// lfp import --verify compares with the kernel).
+struct ReplayedPacket {
+  struct Layer {
+    LayerId layer;
+    ClassifyResult result;
+  };
+  uint64_t index = 0;
+  std::span<const uint8_t> bytes;  // as captured (caplen bytes), link header included
+  uint32_t wire_length = 0;        // the length on the wire
+  packet::LinkType link = packet::LinkType::RAW;
+  const packet::Packet* packet = nullptr;
+  const packet::Walk* walk = nullptr;  // direction(), fragment_state(), headers()
+  std::vector<Layer> layers;           // in order; the walk stops at the first BLOCK
+  bool permit() const { return layers.empty() || layers.back().result.permit; }
+};
+// Reads the capture and walks each packet, in order, through the layers against the engine, calling
+// `on_packet` after each walk (false from it: stop there). Same errors as run_replay.
+void replay_capture(const FilterEngine& engine, const ReplayArgs& a,
+                    const std::function<bool(const ReplayedPacket&)>& on_packet);
+// One line about a packet: "IPv4 TCP 10.0.0.1:40000 > 192.0.2.1:443 SYN".
+std::string packet_summary(const packet::Packet& p);
 
 }  // namespace lfp::cli

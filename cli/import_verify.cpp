@@ -1,0 +1,729 @@
+// lfp import --verify: see import_verify.hpp and docs/porting.md "Verifying an import".
+//
+// The kernel side. Two namespaces, lfpv-<pid>-<n>-h (the host: the original rules, the --local
+// addresses) and lfpv-<pid>-<n>-p (the peer), joined by a veth pair (vh in the host, vp in the peer).
+// - Inbound and forwarded packets are written by a packet socket in the peer onto vp, in an Ethernet
+//   frame from a marker MAC, so they arrive on vh as from the wire: PREROUTING, then INPUT (or FORWARD).
+// - Outbound packets are sent in the host by a raw socket (IP_HDRINCL) with a marker socket mark, so
+//   they pass OUTPUT as the host's own packets do.
+// - A table of ours, `inet lfpverify`, loaded after the original rules, counts each injected packet at
+//   the first priority of its first hook (seen) and at the last priority of INPUT, FORWARD and OUTPUT
+//   (passed: every other base chain of the hook accepted it). Its first OUTPUT chain drops every packet
+//   the host's stack makes by itself (RSTs, ICMP errors, REJECT's answers, neighbour discovery) before
+//   conntrack sees them, so only the capture's packets move the kernel's flows.
+// - One packet at a time, on one CPU: a packet is injected, its seen counter waited for, and the
+//   counters read, before the next one is injected.
+#include "import_verify.hpp"
+
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <linux/if_packet.h>
+#include <net/ethernet.h>
+#include <net/if.h>
+#include <netinet/in.h>
+#include <nftables/libnftables.h>
+#include <sched.h>
+#include <sys/mman.h>
+#include <sys/mount.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <csignal>
+#include <cstring>
+#include <dirent.h>
+#include <memory>
+#include <optional>
+#include <thread>
+
+#include "lfp/policy/policy.hpp"
+#include "replay_cmd.hpp"
+
+namespace lfp::cli {
+
+using nlohmann::json;
+namespace pk = lfp::packet;
+
+bool verify_supported(const std::string& format) { return format == "iptables" || format == "nft"; }
+
+namespace {
+
+constexpr const char* kNetnsDir = "/run/netns";
+constexpr const char* kPrefix = "lfpv-";
+constexpr uint32_t kMark = 0x4c465603;  // "LFV" 3: the outbound packets we send
+constexpr const char* kMarkText = "0x4c465603";
+constexpr uint8_t kPeerMac[6] = {0x02, 0x4c, 0x46, 0x50, 0x56, 0x02};    // vp
+constexpr uint8_t kHostMac[6] = {0x02, 0x4c, 0x46, 0x50, 0x56, 0x01};    // vh
+constexpr uint8_t kMarkerMac[6] = {0x02, 0x4c, 0x46, 0x50, 0x56, 0x03};  // the source of injected frames
+constexpr const char* kPeerMacText = "02:4c:46:50:56:02";
+constexpr const char* kHostMacText = "02:4c:46:50:56:01";
+constexpr const char* kMarkerMacText = "02:4c:46:50:56:03";
+
+// ---- The namespaces, removed on every exit.
+
+// What the signal handlers remove (async-signal-safe: fixed buffers, system calls only).
+char g_paths[2][128];
+std::atomic<int> g_armed{0};
+pid_t g_owner = 0;
+int g_orig_ns = -1;
+constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT, SIGSEGV, SIGBUS, SIGPIPE};
+struct sigaction g_old[NSIG];
+
+void remove_netns(const char* path) {
+  umount2(path, MNT_DETACH);  // what `ip netns del` does
+  unlink(path);
+}
+
+void remove_all_armed() {
+  if (!g_armed.exchange(0) || getpid() != g_owner) return;
+  if (g_orig_ns >= 0) setns(g_orig_ns, CLONE_NEWNET);
+  for (auto& p : g_paths)
+    if (p[0]) remove_netns(p);
+}
+
+void on_fatal_signal(int sig) {
+  const int saved = errno;
+  remove_all_armed();
+  sigaction(sig, &g_old[sig], nullptr);
+  errno = saved;
+  raise(sig);
+}
+
+ino_t netns_inode(const char* path) {
+  struct stat st {};
+  return stat(path, &st) == 0 ? st.st_ino : 0;
+}
+
+// lfpv-<pid>-... of a process that is gone (killed with SIGKILL): removed.
+void sweep_stale() {
+  DIR* d = opendir(kNetnsDir);
+  if (!d) return;
+  while (dirent* e = readdir(d)) {
+    if (strncmp(e->d_name, kPrefix, strlen(kPrefix)) != 0) continue;
+    const long pid = strtol(e->d_name + strlen(kPrefix), nullptr, 10);
+    if (pid <= 0 || pid == getpid() || kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
+    remove_netns((std::string(kNetnsDir) + "/" + e->d_name).c_str());
+  }
+  closedir(d);
+}
+
+struct Cmd {
+  int code = -1;
+  std::string out, err;
+};
+
+std::string find_program(const std::string& name) {
+  std::string path = getenv("PATH") ? getenv("PATH") : "";
+  path += ":/usr/sbin:/sbin:/usr/bin:/bin";
+  for (size_t a = 0; a <= path.size();) {
+    size_t b = path.find(':', a);
+    if (b == std::string::npos) b = path.size();
+    const std::string p = path.substr(a, b - a) + "/" + name;
+    if (b > a && access(p.c_str(), X_OK) == 0) return p;
+    a = b + 1;
+  }
+  return "";
+}
+
+std::string read_fd(int fd) {
+  std::string s;
+  lseek(fd, 0, SEEK_SET);
+  char buf[4096];
+  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) s.append(buf, static_cast<size_t>(n));
+  return s;
+}
+
+// Runs argv (no shell) with `input` on its standard input; at most 30 s.
+Cmd run(const std::vector<std::string>& argv, const std::string& input = {}) {
+  Cmd r;
+  const std::string prog = find_program(argv[0]);
+  if (prog.empty()) {
+    r.err = argv[0] + ": not found (Debian: iproute2, iptables, nftables)";
+    return r;
+  }
+  const int in = memfd_create("lfpv-in", MFD_CLOEXEC), out = memfd_create("lfpv-out", MFD_CLOEXEC),
+            err = memfd_create("lfpv-err", MFD_CLOEXEC);
+  auto close_all = [&] {
+    for (int fd : {in, out, err})
+      if (fd >= 0) close(fd);
+  };
+  if (in < 0 || out < 0 || err < 0 ||
+      (!input.empty() && write(in, input.data(), input.size()) != static_cast<ssize_t>(input.size()))) {
+    close_all();
+    r.err = std::string("memfd: ") + strerror(errno);
+    return r;
+  }
+  lseek(in, 0, SEEK_SET);
+  std::vector<std::string> args = argv;
+  std::vector<char*> cargv;
+  for (auto& a : args) cargv.push_back(a.data());
+  cargv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid == 0) {
+    sigset_t none;
+    sigemptyset(&none);
+    sigprocmask(SIG_SETMASK, &none, nullptr);
+    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) _exit(127);
+    execv(prog.c_str(), cargv.data());
+    _exit(127);
+  }
+  if (pid < 0) {
+    r.err = std::string("fork: ") + strerror(errno);
+    close_all();
+    return r;
+  }
+  int status = 0;
+  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
+  for (;;) {
+    const pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) break;
+    if (w < 0 && errno != EINTR) break;
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      r.err = "timed out: ";
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
+  r.out = read_fd(out);
+  r.err += read_fd(err);
+  close_all();
+  return r;
+}
+
+std::string join(const std::vector<std::string>& v) {
+  std::string s;
+  for (const auto& x : v) s += (s.empty() ? "" : " ") + x;
+  return s;
+}
+
+// Two fresh namespaces: made in the constructor, removed in the destructor and by the signal handlers.
+// One at a time per process.
+class Namespaces {
+ public:
+  Namespaces() {
+    if (geteuid() != 0) throw VerifyUnavailable("--verify makes network namespaces: run it as root");
+    if (g_armed) throw std::logic_error("--verify: namespaces already in use");
+    sweep_stale();
+    static unsigned counter = 0;
+    const std::string base = kPrefix + std::to_string(getpid()) + "-" + std::to_string(counter++);
+    host_ = base + "-h";
+    peer_ = base + "-p";
+    orig_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
+    if (orig_ < 0) throw std::runtime_error(std::string("--verify: /proc/self/ns/net: ") + strerror(errno));
+    orig_ino_ = netns_inode("/proc/self/ns/net");
+    // Armed before anything exists, so that a signal at any point removes what was made.
+    snprintf(g_paths[0], sizeof g_paths[0], "%s/%s", kNetnsDir, host_.c_str());
+    snprintf(g_paths[1], sizeof g_paths[1], "%s/%s", kNetnsDir, peer_.c_str());
+    g_owner = getpid();
+    g_orig_ns = orig_;
+    g_armed = 1;
+    for (int s : kSignals) {
+      struct sigaction sa {};
+      sa.sa_handler = on_fatal_signal;
+      sigemptyset(&sa.sa_mask);
+      for (int t : kSignals) sigaddset(&sa.sa_mask, t);
+      sigaction(s, &sa, &g_old[s]);
+    }
+    try {
+      for (const auto& n : {host_, peer_}) {
+        const Cmd r = run({"ip", "netns", "add", n});
+        if (r.code != 0) throw std::runtime_error("--verify: ip netns add " + n + ": " + r.err);
+      }
+      host_fd_ = open(g_paths[0], O_RDONLY | O_CLOEXEC);
+      peer_fd_ = open(g_paths[1], O_RDONLY | O_CLOEXEC);
+      if (host_fd_ < 0 || peer_fd_ < 0) throw std::runtime_error("--verify: cannot open the namespaces");
+      host_ino_ = netns_inode(g_paths[0]);
+      peer_ino_ = netns_inode(g_paths[1]);
+      if (!host_ino_ || !peer_ino_ || host_ino_ == orig_ino_ || peer_ino_ == orig_ino_ || host_ino_ == peer_ino_)
+        throw std::runtime_error("--verify: the namespaces are not fresh ones");
+    } catch (...) {
+      cleanup();
+      throw;
+    }
+  }
+  ~Namespaces() { cleanup(); }
+  Namespaces(const Namespaces&) = delete;
+  Namespaces& operator=(const Namespaces&) = delete;
+
+  const std::string& host() const { return host_; }
+  const std::string& peer() const { return peer_; }
+
+  // This thread into the host's or the peer's namespace (checked), or back to the caller's.
+  void enter_host() { enter(host_fd_, host_ino_, host_); }
+  void enter_peer() { enter(peer_fd_, peer_ino_, peer_); }
+  void leave() {
+    if (setns(orig_, CLONE_NEWNET) != 0) throw std::runtime_error(std::string("--verify: setns back: ") + strerror(errno));
+  }
+  // Throws unless this thread is in the host's namespace (never the caller's).
+  void check_in_host() const {
+    const ino_t now = netns_inode("/proc/thread-self/ns/net");
+    if (now != host_ino_ || now == orig_ino_) throw std::runtime_error("--verify: not in the verify namespace");
+  }
+
+  // `ip netns exec NS argv...`: runs in that namespace, or fails when it does not exist.
+  Cmd exec(const std::string& ns, std::vector<std::string> argv, const std::string& input = {}) const {
+    argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
+    return run(argv, input);
+  }
+  void must(const std::string& ns, const std::vector<std::string>& argv, const std::string& input = {}) const {
+    const Cmd r = exec(ns, argv, input);
+    if (r.code != 0) throw std::runtime_error("--verify: " + join(argv) + " (in " + ns + "): " + r.err);
+  }
+
+ private:
+  void enter(int fd, ino_t ino, const std::string& name) {
+    if (setns(fd, CLONE_NEWNET) != 0)
+      throw std::runtime_error("--verify: setns " + name + ": " + std::string(strerror(errno)));
+    const ino_t now = netns_inode("/proc/thread-self/ns/net");
+    if (now != ino || now == orig_ino_) throw std::runtime_error("--verify: setns " + name + " did not take");
+  }
+  void cleanup() noexcept {
+    if (orig_ >= 0) setns(orig_, CLONE_NEWNET);
+    remove_all_armed();
+    for (int s : kSignals) sigaction(s, &g_old[s], nullptr);
+    for (int* fd : {&host_fd_, &peer_fd_, &orig_})
+      if (*fd >= 0) {
+        close(*fd);
+        *fd = -1;
+      }
+    g_orig_ns = -1;
+    g_paths[0][0] = g_paths[1][0] = 0;
+  }
+
+  std::string host_, peer_;
+  int orig_ = -1, host_fd_ = -1, peer_fd_ = -1;
+  ino_t orig_ino_ = 0, host_ino_ = 0, peer_ino_ = 0;
+};
+
+class Fd {
+ public:
+  explicit Fd(int fd = -1) : fd_(fd) {}
+  ~Fd() {
+    if (fd_ >= 0) close(fd_);
+  }
+  Fd(const Fd&) = delete;
+  Fd& operator=(const Fd&) = delete;
+  Fd& operator=(Fd&& o) noexcept {
+    std::swap(fd_, o.fd_);
+    return *this;
+  }
+  int get() const { return fd_; }
+
+ private:
+  int fd_;
+};
+
+std::string addr_text(const pk::IpAddr& a) {
+  char buf[INET6_ADDRSTRLEN] = {};
+  inet_ntop(a.v6 ? AF_INET6 : AF_INET, a.b.data(), buf, sizeof buf);
+  return buf;
+}
+
+// The original rules, run by the kernel.
+class Kernel {
+ public:
+  struct Outcome {
+    bool observed = false;  // the kernel saw the packet; then accepted says what it decided
+    bool accepted = false;
+    std::string error;      // not observed: why
+  };
+
+  Kernel(const std::string& format, const std::string& rules, bool ip6tables, const std::vector<pk::IpAddr>& locals) {
+    const std::string& h = ns_.host();
+    const std::string& p = ns_.peer();
+    // The peer: no addresses, no IPv6, so it sends nothing of its own.
+    ns_.must(p, {"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"});
+    ns_.must(h, {"sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
+                 "net.ipv6.conf.all.accept_ra=0", "net.ipv6.conf.default.accept_ra=0",
+                 "net.ipv4.conf.all.rp_filter=0", "net.ipv4.conf.default.rp_filter=0",
+                 "net.ipv4.conf.all.send_redirects=0", "net.ipv4.conf.default.send_redirects=0",
+                 "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"});
+    ns_.must(h, {"ip", "link", "set", "lo", "up"});
+    ns_.must(h, {"ip", "link", "add", "vh", "address", kHostMacText, "mtu", "65535", "type", "veth", "peer", "name", "vp",
+                 "address", kPeerMacText, "mtu", "65535", "netns", p});
+    ns_.must(p, {"sysctl", "-q", "-w", "net.ipv6.conf.vp.disable_ipv6=1"});
+    ns_.must(p, {"ip", "link", "set", "vp", "up"});
+    ns_.must(h, {"ip", "link", "set", "vh", "up"});
+    for (const auto& a : locals) {
+      if (a.v6) ns_.must(h, {"ip", "-6", "addr", "add", addr_text(a) + "/128", "dev", "vh", "nodad"});
+      else ns_.must(h, {"ip", "addr", "add", addr_text(a) + "/32", "dev", "vh"});
+    }
+    // Everything else is reached through the peer (its MAC, permanently: no neighbour discovery).
+    ns_.must(h, {"ip", "neigh", "replace", "169.254.0.1", "lladdr", kPeerMacText, "dev", "vh", "nud", "permanent"});
+    ns_.must(h, {"ip", "route", "add", "default", "via", "169.254.0.1", "dev", "vh", "onlink"});
+    ns_.must(h, {"ip", "-6", "neigh", "replace", "fe80::1", "lladdr", kPeerMacText, "dev", "vh", "nud", "permanent"});
+    ns_.must(h, {"ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "vh", "onlink"});
+
+    // The original rules, then our table.
+    const Cmd loaded = format == "nft" ? ns_.exec(h, {"nft", "-j", "-f", "/dev/stdin"}, rules)
+                                       : ns_.exec(h, {ip6tables ? "ip6tables-restore" : "iptables-restore", "-w"}, rules);
+    if (loaded.code != 0)
+      throw std::runtime_error("--verify: the kernel refused the original rules (" +
+                               std::string(format == "nft" ? "nft -j -f" : ip6tables ? "ip6tables-restore" : "iptables-restore") +
+                               " in a throwaway namespace): " + loaded.err);
+    const std::string first = "-2000000000", last = "2000000000";
+    const std::string marker = std::string("ether saddr ") + kMarkerMacText;
+    const std::string ours =
+        "table inet lfpverify {\n"
+        "  counter in_seen {}\n  counter in_passed {}\n  counter fwd_passed {}\n"
+        "  counter out_seen {}\n  counter out_passed {}\n"
+        "  chain first_in { type filter hook prerouting priority " + first + "; policy accept; " + marker +
+        " counter name \"in_seen\"; }\n"
+        "  chain first_out { type filter hook output priority " + first + "; policy accept; meta mark != " + kMarkText +
+        " drop; meta mark set 0 counter name \"out_seen\"; }\n"
+        "  chain last_in { type filter hook input priority " + last + "; policy accept; " + marker +
+        " counter name \"in_passed\"; }\n"
+        "  chain last_fwd { type filter hook forward priority " + last + "; policy accept; " + marker +
+        " counter name \"fwd_passed\"; }\n"
+        "  chain last_out { type filter hook output priority " + last + "; policy accept; counter name \"out_passed\"; }\n"
+        "}\n";
+    ns_.must(h, {"nft", "-f", "/dev/stdin"}, ours);
+    // A capture of a host's own packets often has the checksums its NIC fills in later: conntrack takes
+    // them as they are (the key exists once the rules use conntrack).
+    ns_.exec(h, {"sysctl", "-q", "-e", "-w", "net.netfilter.nf_conntrack_checksum=0"});
+
+    // Sockets: the packet socket in the peer, the raw sockets and nft in the host. This thread stays
+    // in the host's namespace until the end.
+    ns_.enter_peer();
+    const unsigned vp = if_nametoindex("vp");
+    packet_ = Fd(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+    if (!vp || packet_.get() < 0) throw std::runtime_error(std::string("--verify: packet socket: ") + strerror(errno));
+    peer_if_ = static_cast<int>(vp);
+    ns_.enter_host();
+    vh_ = static_cast<int>(if_nametoindex("vh"));
+    raw4_ = Fd(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    raw6_ = Fd(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
+    const uint32_t mark = kMark;
+    for (int fd : {raw4_.get(), raw6_.get()})
+      if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
+        throw std::runtime_error(std::string("--verify: raw socket: ") + strerror(errno));
+    ns_.check_in_host();
+    nft_.reset(nft_ctx_new(NFT_CTX_DEFAULT));
+    if (!nft_) throw std::runtime_error("--verify: libnftables");
+    nft_ctx_output_set_flags(nft_.get(), NFT_CTX_OUTPUT_JSON);
+    nft_ctx_buffer_output(nft_.get());
+    nft_ctx_buffer_error(nft_.get());
+    last_ = counters();
+
+    // One CPU: a packet injected is processed (softirq) on the CPU that sent it, before this thread
+    // reads the counters there.
+    if (sched_getaffinity(0, sizeof saved_cpus_, &saved_cpus_) == 0) {
+      const int cpu = sched_getcpu();
+      cpu_set_t one;
+      CPU_ZERO(&one);
+      CPU_SET(cpu >= 0 ? cpu : 0, &one);
+      pinned_ = sched_setaffinity(0, sizeof one, &one) == 0;
+    }
+  }
+
+  ~Kernel() {
+    if (pinned_) sched_setaffinity(0, sizeof saved_cpus_, &saved_cpus_);
+    nft_.reset();  // before the namespaces go (ns_ is destroyed last)
+  }
+
+  // Inbound or forwarded: the IP packet in a frame from the peer.
+  Outcome inject_inbound(std::span<const uint8_t> ip, bool v6, bool forwarded) {
+    std::vector<uint8_t> frame(kHostMac, kHostMac + 6);
+    frame.insert(frame.end(), kMarkerMac, kMarkerMac + 6);
+    frame.push_back(v6 ? 0x86 : 0x08);
+    frame.push_back(v6 ? 0xdd : 0x00);
+    frame.insert(frame.end(), ip.begin(), ip.end());
+    sockaddr_ll to{};
+    to.sll_family = AF_PACKET;
+    to.sll_ifindex = peer_if_;
+    to.sll_halen = 6;
+    std::memcpy(to.sll_addr, kHostMac, 6);
+    Outcome o;
+    if (sendto(packet_.get(), frame.data(), frame.size(), 0, reinterpret_cast<sockaddr*>(&to), sizeof to) < 0) {
+      o.error = std::string("cannot be sent into the namespace: ") + strerror(errno);
+      return o;
+    }
+    Counters now;
+    for (int i = 0; i < 2000; ++i) {  // at most 2 s
+      now = counters();
+      if (now.in_seen > last_.in_seen) break;
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+    }
+    if (now.in_seen <= last_.in_seen) {
+      o.error = "the kernel never saw it";
+      return o;
+    }
+    const bool in = now.in_passed > last_.in_passed, fwd = now.fwd_passed > last_.fwd_passed;
+    last_ = now;
+    if (forwarded ? in : fwd) {
+      o.error = forwarded ? "the kernel delivered it locally, LFP takes it as forwarded"
+                          : "the kernel forwarded it, LFP takes it as the host's";
+      return o;
+    }
+    o.observed = true;
+    o.accepted = forwarded ? fwd : in;
+    return o;
+  }
+
+  // Outbound: the host sends it (OUTPUT).
+  Outcome inject_outbound(std::span<const uint8_t> ip, bool v6, const pk::IpAddr& dst) {
+    Outcome o;
+    sockaddr_storage ss{};
+    socklen_t len;
+    if (v6) {
+      auto* s6 = reinterpret_cast<sockaddr_in6*>(&ss);
+      s6->sin6_family = AF_INET6;
+      std::memcpy(&s6->sin6_addr, dst.b.data(), 16);
+      s6->sin6_scope_id = static_cast<uint32_t>(vh_);
+      len = sizeof *s6;
+    } else {
+      auto* s4 = reinterpret_cast<sockaddr_in*>(&ss);
+      s4->sin_family = AF_INET;
+      std::memcpy(&s4->sin_addr, dst.b.data(), 4);
+      len = sizeof *s4;
+    }
+    const ssize_t n = sendto(v6 ? raw6_.get() : raw4_.get(), ip.data(), ip.size(), 0, reinterpret_cast<sockaddr*>(&ss), len);
+    const int err = errno;
+    const Counters now = counters();
+    const bool seen = now.out_seen > last_.out_seen, passed = now.out_passed > last_.out_passed;
+    last_ = now;
+    if (!seen) {
+      o.error = std::string("the kernel did not send it: ") + (n < 0 ? strerror(err) : "not seen at OUTPUT");
+      return o;
+    }
+    o.observed = true;
+    o.accepted = passed;  // a drop is EPERM from sendto; a held fragment is neither
+    return o;
+  }
+
+ private:
+  struct Counters {
+    uint64_t in_seen = 0, in_passed = 0, fwd_passed = 0, out_seen = 0, out_passed = 0;
+  };
+  Counters counters() {
+    ns_.check_in_host();
+    if (nft_run_cmd_from_buffer(nft_.get(), "list counters table inet lfpverify") != 0) {
+      const char* e = nft_ctx_get_error_buffer(nft_.get());
+      throw std::runtime_error(std::string("--verify: reading the counters: ") + (e ? e : "?"));
+    }
+    Counters c;
+    const json j = json::parse(nft_ctx_get_output_buffer(nft_.get()), nullptr, false);
+    if (!j.is_object() || !j.contains("nftables")) throw std::runtime_error("--verify: unreadable counters");
+    for (const auto& item : j["nftables"]) {
+      if (!item.contains("counter")) continue;
+      const auto& k = item["counter"];
+      const std::string name = k.value("name", "");
+      const uint64_t v = k.value("packets", uint64_t{0});
+      if (name == "in_seen") c.in_seen = v;
+      else if (name == "in_passed") c.in_passed = v;
+      else if (name == "fwd_passed") c.fwd_passed = v;
+      else if (name == "out_seen") c.out_seen = v;
+      else if (name == "out_passed") c.out_passed = v;
+    }
+    return c;
+  }
+
+  Namespaces ns_;  // first: made first, removed last
+  Fd packet_, raw4_, raw6_;
+  int peer_if_ = 0, vh_ = 0;
+  std::unique_ptr<nft_ctx, void (*)(nft_ctx*)> nft_{nullptr, nft_ctx_free};
+  Counters last_;
+  cpu_set_t saved_cpus_{};
+  bool pinned_ = false;
+};
+
+bool v4_in(const pk::IpAddr& a, uint32_t net, int bits) {
+  return !a.v6 && (bits == 0 || (a.v4() >> (32 - bits)) == (net >> (32 - bits)));
+}
+bool is_multicast(const pk::IpAddr& a) { return a.v6 ? a.b[0] == 0xff : v4_in(a, 0xe0000000u, 4); }
+bool is_unspecified_or_loopback(const pk::IpAddr& a) {
+  if (!a.v6) return v4_in(a, 0, 8) || v4_in(a, 0x7f000000u, 8);
+  for (size_t i = 0; i < 15; ++i)
+    if (a.b[i]) return false;
+  return a.b[15] <= 1;
+}
+bool is_link_local6(const pk::IpAddr& a) { return a.v6 && a.b[0] == 0xfe && (a.b[1] & 0xc0) == 0x80; }
+
+size_t link_header_length(const pk::Packet& p) {
+  switch (p.link) {
+    case pk::LinkType::ETHERNET: return 14 + 4u * p.vlan_count;
+    case pk::LinkType::LINUX_SLL: return 16;
+    case pk::LinkType::LINUX_SLL2: return 20;
+    case pk::LinkType::RAW: return 0;
+  }
+  return 0;
+}
+
+const char* protocol_name(uint8_t proto) {
+  switch (proto) {
+    case pk::proto::TCP: return "TCP";
+    case pk::proto::UDP: return "UDP";
+    case pk::proto::ICMP: return "ICMP";
+    case pk::proto::ICMPV6: return "ICMPV6";
+    default: return nullptr;
+  }
+}
+
+// Why a packet is not injected (empty: it is).
+std::string not_injectable(const ReplayedPacket& rp) {
+  const pk::Packet& p = *rp.packet;
+  if (!p.is_ip()) return "not an IP packet";
+  if (p.status != pk::Status::OK) return "the parser could not read it whole: " + std::string(pk::describe(p.status));
+  switch (rp.walk->direction()) {
+    case pk::Direction::LOOPBACK: return "loopback (both ends are the host's): not injected";
+    case pk::Direction::INBOUND:
+      if (is_multicast(p.dst) || (!p.dst.v6 && (p.dst.v4() == 0xffffffffu))) return "a multicast or broadcast destination";
+      if (is_unspecified_or_loopback(p.dst)) return "a loopback destination cannot arrive on an interface";
+      if (is_multicast(p.src) || is_unspecified_or_loopback(p.src)) return "a martian source the kernel drops when routing";
+      break;
+    case pk::Direction::FORWARDED:
+      if (is_multicast(p.dst) || is_link_local6(p.dst) || is_link_local6(p.src) || is_unspecified_or_loopback(p.src) ||
+          is_multicast(p.src))
+        return "an address the kernel never forwards";
+      if (p.ttl <= 1) return "TTL / hop limit 1: the kernel does not forward it";
+      break;
+    case pk::Direction::OUTBOUND:
+      if (is_multicast(p.dst) || (!p.dst.v6 && (p.dst.v4() == 0xffffffffu))) return "a multicast or broadcast destination";
+      break;
+    default: return "no direction";
+  }
+  return "";
+}
+
+}  // namespace
+
+json verify_import(const std::string& format, const std::string& rules, const json& policy, const VerifyArgs& args) {
+  if (!verify_supported(format))
+    throw VerifyUnavailable("--verify runs the original rules in the kernel: " + format +
+                            " rules have no semantics Linux can run (iptables and nft only)");
+  FilterEngine engine;
+  policy::apply_policy(engine, policy::policy_from_json(policy));
+
+  ReplayArgs ra;
+  ra.pcap = args.pcap;
+  ra.locals = args.locals;
+  std::vector<pk::IpAddr> locals;
+  for (const auto& l : args.locals) {
+    auto ip = pk::parse_ip(l);
+    if (!ip) throw std::invalid_argument("--local: '" + l + "' is not an IPv4 or IPv6 address");
+    locals.push_back(*ip);
+  }
+  // The capture is opened once before any namespace is made (an unreadable one fails here), and
+  // without --local, as lfp replay does, the first IP packet's source is the host.
+  const bool find_local = locals.empty();
+  replay_capture(engine, ra, [&](const ReplayedPacket& rp) {
+    if (!find_local) return false;
+    if (!rp.packet->is_ip()) return true;
+    locals.push_back(rp.packet->src);
+    return false;
+  });
+  for (const auto& a : find_local ? locals : std::vector<pk::IpAddr>{}) ra.locals.push_back(addr_text(a));
+  for (const auto& a : locals)
+    if (is_multicast(a) || is_unspecified_or_loopback(a))
+      throw std::invalid_argument("--local: " + addr_text(a) + " cannot be the host's address on an interface");
+
+  bool ip6tables = false;
+  if (format == "iptables")
+    for (const auto& f : policy.value("filters", json::array()))
+      if (f.value("layer", "").ends_with("_V6")) ip6tables = true;
+
+  Kernel kernel(format, rules, ip6tables, locals);
+
+  json differences = json::array(), skipped = json::array();
+  uint64_t packets = 0, compared = 0, alike = 0, accepted = 0;
+  replay_capture(engine, ra, [&](const ReplayedPacket& rp) {
+    ++packets;
+    const pk::Packet& p = *rp.packet;
+    auto skip = [&](const std::string& why) {
+      skipped.push_back({{"index", rp.index}, {"packet", packet_summary(p)}, {"reason", why}});
+      return true;
+    };
+    if (const std::string why = not_injectable(rp); !why.empty()) return skip(why);
+    const size_t off = link_header_length(p);
+    if (rp.bytes.size() < off + 1 || (rp.bytes[off] >> 4) != p.ip_version) return skip("no IP header where the link type puts it");
+    const size_t len = p.ip_total_len;
+    if (len == 0 || rp.bytes.size() < off + len) return skip("cut short by the capture (snap length): not injected");
+    const auto ip = rp.bytes.subspan(off, len);
+    const pk::Direction dir = rp.walk->direction();
+    const Kernel::Outcome k = dir == pk::Direction::OUTBOUND
+                                  ? kernel.inject_outbound(ip, p.ip_version == 6, p.dst)
+                                  : kernel.inject_inbound(ip, p.ip_version == 6, dir == pk::Direction::FORWARDED);
+    if (!k.observed) return skip(k.error);
+    switch (rp.walk->fragment_state()) {
+      case pk::FragmentState::HELD: return skip("a fragment held for reassembly (its datagram is compared)");
+      case pk::FragmentState::DISCARDED: return skip("a fragment LFP discards");
+      default: break;
+    }
+    ++compared;
+    if (k.accepted) ++accepted;
+    const bool lfp = rp.permit();
+    if (lfp == k.accepted) {
+      ++alike;
+      return true;
+    }
+    // The layer and filter that decided: the one that blocked, or the last one a filter decided.
+    const ReplayedPacket::Layer* decided = nullptr;
+    for (const auto& l : rp.layers)
+      if (!l.result.permit || l.result.filter) decided = &l;
+    bool ale = false;
+    for (const auto& l : rp.layers)
+      ale = ale || l.layer == LayerId::ALE_AUTH_CONNECT_V4 || l.layer == LayerId::ALE_AUTH_CONNECT_V6 ||
+            l.layer == LayerId::ALE_AUTH_RECV_ACCEPT_V4 || l.layer == LayerId::ALE_AUTH_RECV_ACCEPT_V6;
+    json d = {{"index", rp.index},
+              {"packet", packet_summary(p)},
+              {"direction", pk::to_string(dir)},
+              {"source", addr_text(p.src)},
+              {"destination", addr_text(p.dst)},
+              {"original", k.accepted ? "ACCEPT" : "DROP"},
+              {"lfp", lfp ? "PERMIT" : "BLOCK"},
+              {"layer", decided ? json(layer_info(decided->layer).name) : json(nullptr)},
+              {"filter", decided && decided->result.filter
+                             ? json{{"key", decided->result.filter->key.str()}, {"name", decided->result.filter->display.name}}
+                             : json(nullptr)}};
+    const char* proto = protocol_name(p.protocol);
+    d["protocol"] = proto ? json(proto) : json(p.protocol);
+    d["source_port"] = p.has_ports() ? json(p.src_port) : json(nullptr);
+    d["destination_port"] = p.has_ports() ? json(p.dst_port) : json(nullptr);
+    if (!ale && lfp && (dir == pk::Direction::INBOUND || dir == pk::Direction::OUTBOUND))
+      d["note"] = p.has_ports()
+                      ? "not a flow's first packet for LFP (its ALE layers decide first packets only): the kernel's "
+                        "conntrack did not take it as part of a flow it knows (a capture that starts mid-flow?)"
+                      : "LFP's ALE layers decide flows with ports (TCP, UDP): the imported INPUT/OUTPUT filters never "
+                        "see this packet, while the original chain decides it";
+    differences.push_back(std::move(d));
+    return true;
+  });
+  return {{"capture", args.pcap},
+          {"locals", ra.locals},
+          {"packets", packets},
+          {"compared", compared},
+          {"alike", alike},
+          {"original_accepted", accepted},
+          {"original_dropped", compared - accepted},
+          {"different", differences.size()},
+          {"not_compared", skipped.size()},
+          {"differences", differences},
+          {"skipped", skipped}};
+}
+
+void print_verify_report(const json& r, std::ostream& out) {
+  out << "lfp import --verify " << r.value("capture", "") << ": " << r.value("packets", 0) << " packets, "
+      << r.value("compared", 0) << " compared, " << r.value("alike", 0) << " decided alike, "
+      << r.value("different", 0) << " differently, " << r.value("not_compared", 0) << " not compared\n";
+  for (const auto& d : r["differences"]) {
+    out << "  packet " << d.value("index", 0) << " " << d.value("packet", "") << " " << d.value("direction", "")
+        << ": original " << d.value("original", "") << ", LFP " << d.value("lfp", "");
+    if (d["layer"].is_string()) out << " at " << d["layer"].get<std::string>();
+    if (d["filter"].is_object())
+      out << " by \"" << d["filter"].value("name", "") << "\" " << d["filter"].value("key", "");
+    out << '\n';
+    if (d.contains("note")) out << "      " << d["note"].get<std::string>() << '\n';
+  }
+  for (const auto& s : r["skipped"])
+    out << "  not compared: packet " << s.value("index", 0) << " " << s.value("packet", "") << ": "
+        << s.value("reason", "") << '\n';
+}
+
+}  // namespace lfp::cli

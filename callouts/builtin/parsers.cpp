@@ -387,6 +387,7 @@ std::optional<std::string> normalize_name(std::string_view n) {
     if (u <= 0x20 || u >= 0x7f) return std::nullopt;
     s += lower(c);
   }
+  if (s.front() == '.' || s.back() == '.' || s.find("..") != std::string::npos) return std::nullopt;  // an empty label
   return s;
 }
 
@@ -397,8 +398,7 @@ std::optional<NamePattern> parse_pattern(std::string_view text) {
     text.remove_prefix(2);
   }
   auto n = normalize_name(text);
-  if (!n || n->find('*') != std::string::npos || n->front() == '.' || n->find("..") != std::string::npos)
-    return std::nullopt;
+  if (!n || n->find('*') != std::string::npos) return std::nullopt;
   p.suffix = std::move(*n);
   return p;
 }

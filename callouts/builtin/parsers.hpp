@@ -81,7 +81,7 @@ std::string dns_type_name(uint16_t qtype);
 
 // ---- Names ----------------------------------------------------------------------------------------
 // Lower case, trailing dot removed. Nothing if it is not a usable host name (empty, over 253
-// characters, or with bytes below 0x21, 0x7f or above).
+// characters, an empty label, or bytes below 0x21, 0x7f or above).
 std::optional<std::string> normalize_name(std::string_view name);
 
 // A block-list entry: "example.com" matches that name exactly; "*.example.com" any name below it

@@ -324,7 +324,7 @@ TEST(InspectNames, Patterns) {
 
 // ---- The plugin -----------------------------------------------------------------------------------
 
-class Plugin : public ::testing::Test {
+class InspectPlugin : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     handle_ = ::dlopen(LFP_INSPECT_CALLOUTS, RTLD_NOW | RTLD_LOCAL);
@@ -384,7 +384,7 @@ constexpr const char* kDns4 = "4c460000-0000-4000-8000-000000000105";
 constexpr const char* kDns6 = "4c460000-0000-4000-8000-000000000106";
 constexpr const char* kCount4 = "4c460000-0000-4000-8000-000000000107";
 
-TEST_F(Plugin, ExportsEightCalloutsAtTheirLayers) {
+TEST_F(InspectPlugin, ExportsEightCalloutsAtTheirLayers) {
   EXPECT_EQ(plugin_->api_version, 2u);
   ASSERT_EQ(plugin_->ncallouts, 8u);
   const char* layers[] = {"STREAM_V4", "STREAM_V6", "STREAM_V4", "STREAM_V6", "DATAGRAM_DATA_V4", "DATAGRAM_DATA_V6",
@@ -398,7 +398,7 @@ TEST_F(Plugin, ExportsEightCalloutsAtTheirLayers) {
   EXPECT_NE(plugin_->callouts[6].flow_delete, nullptr);
 }
 
-TEST_F(Plugin, TlsNeedsMoreDataThenDecides) {
+TEST_F(InspectPlugin, TlsNeedsMoreDataThenDecides) {
   const Buf hello = openssl_hello();
   Call c;
   c.config = R"({"block": ["x.test"]})";
@@ -427,7 +427,7 @@ TEST_F(Plugin, TlsNeedsMoreDataThenDecides) {
   EXPECT_EQ(classify(kTls4, c).stream_action, LFP_STREAM_ACTION_ALLOW_CONNECTION);
 }
 
-TEST_F(Plugin, TlsOverSeveralRecordsInSegments) {
+TEST_F(InspectPlugin, TlsOverSeveralRecordsInSegments) {
   const Buf b = records(handshake_of(openssl_hello()), 64);
   Call c;
   c.config = R"({"block": ["X.TEST."]})";
@@ -447,7 +447,7 @@ TEST_F(Plugin, TlsOverSeveralRecordsInSegments) {
   EXPECT_EQ(have, b.size());
 }
 
-TEST_F(Plugin, TlsBufferLimitNotTlsAndMidStream) {
+TEST_F(InspectPlugin, TlsBufferLimitNotTlsAndMidStream) {
   const Buf hello = openssl_hello();
   Call c;
   c.config = R"({"block": ["x.test"]})";
@@ -462,7 +462,7 @@ TEST_F(Plugin, TlsBufferLimitNotTlsAndMidStream) {
   EXPECT_EQ(classify(kTls4, c).stream_action, LFP_STREAM_ACTION_ALLOW_CONNECTION);
 }
 
-TEST_F(Plugin, BadConfigurationBlocks) {
+TEST_F(InspectPlugin, BadConfigurationBlocks) {
   Call c;
   c.data = openssl_hello();
   for (const char* bad : {"{", "[]", R"({"block": "x.test"})", R"({"block": [1]})", R"({"block": ["a*b"]})",
@@ -478,7 +478,7 @@ TEST_F(Plugin, BadConfigurationBlocks) {
   }
 }
 
-TEST_F(Plugin, HttpHostInSegments) {
+TEST_F(InspectPlugin, HttpHostInSegments) {
   const Buf req = bytes("POST /upload HTTP/1.1\r\nHost: www.Ads.Test:8080\r\nContent-Length: 0\r\n\r\n");
   Call c;
   c.config = R"({"block": ["*.ads.test"]})";
@@ -502,7 +502,7 @@ TEST_F(Plugin, HttpHostInSegments) {
   EXPECT_EQ(classify(kHttp4, c).v1.action, LFP_CALLOUT_BLOCK);
 }
 
-TEST_F(Plugin, DnsBlocksAndLogsQueries) {
+TEST_F(InspectPlugin, DnsBlocksAndLogsQueries) {
   const std::string log = temp_path("dns.jsonl");
   std::remove(log.c_str());
   Call c;
@@ -546,7 +546,7 @@ TEST_F(Plugin, DnsBlocksAndLogsQueries) {
   std::remove(log.c_str());
 }
 
-TEST_F(Plugin, CountsBytesPerFlowInFlowContexts) {
+TEST_F(InspectPlugin, CountsBytesPerFlowInFlowContexts) {
   const std::string log = temp_path("flows.jsonl");
   std::remove(log.c_str());
   Call c;

@@ -94,11 +94,12 @@ const char* field(const lfp_callout_classify_in* in, const char* name) {
   return nullptr;
 }
 
-// "192.0.2.7:443", "[2001:db8::1]:443", or without the port if the layer gives none.
+// "192.0.2.7:443", "[2001:db8::1]:443", without the port if the layer gives none, "" without an address.
 std::string endpoint(const lfp_callout_classify_in* in, const char* addr_field, const char* port_field) {
   const char* a = field(in, addr_field);
   const char* p = field(in, port_field);
-  std::string s = a ? a : "";
+  if (!a || !*a) return "";
+  std::string s = a;
   if (s.find(':') != std::string::npos) s = "[" + s + "]";
   if (p && *p) s += std::string(":") + p;
   return s;

@@ -30,9 +30,10 @@ inline constexpr size_t kMaxClientHello = 64 * 1024;  // handshake body bytes; m
 struct TlsHello {
   Parse status = Parse::NOT_THIS;
   size_t need = 0;                 // INCOMPLETE: at least this many more bytes (>= 1)
-  std::vector<std::string> names;  // every host_name of every server_name extension, in order
-  // INCOMPLETE: the host names of the server_name extensions wholly within the bytes given, so that
-  // a caller that can wait no longer (buffer limit) may still decide on them.
+  // Every host_name of every server_name extension, in order. INCOMPLETE: those of the server_name
+  // extensions wholly within the bytes given, so that a caller that can wait no longer (buffer
+  // limit) may still decide on them. NOT_THIS (malformed): those found before the fault.
+  std::vector<std::string> names;
   uint16_t legacy_version = 0;     // client_version (0x0303 for TLS 1.2 and 1.3)
 };
 TlsHello parse_tls_client_hello(Bytes data);

@@ -17,10 +17,10 @@ esac
 # look past a known finding while it is being fixed.
 CC=clang CXX=clang++ cmake -S . -B build-fuzz -G Ninja -DLFP_FUZZ=ON -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DLFP_FUZZ_EXTRA_FLAGS="${LFP_FUZZ_EXTRA_FLAGS:-}" >/dev/null
-cmake --build build-fuzz --target fuzz_policy fuzz_request fuzz_wire fuzz_netevents fuzz_import fuzz_packet
+cmake --build build-fuzz --target fuzz_policy fuzz_request fuzz_wire fuzz_netevents fuzz_import fuzz_packet fuzz_inspect
 
 mkdir -p build-fuzz/artifacts
-for target in policy request wire netevents import packet; do
+for target in policy request wire netevents import packet inspect; do
   generated="fuzz/corpus/$target/generated"
   mkdir -p "$generated"
   echo "== fuzz_$target for ${per_target}s"

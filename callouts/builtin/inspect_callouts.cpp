@@ -1,0 +1,285 @@
+// lfp_inspect_callouts: LFP's built-in inspection callouts, one version-2 plugin
+// (lfpd --callout liblfp_inspect_callouts.so). docs/callouts.md, "Built-in inspection callouts".
+//
+//   4c460000-0000-4000-8000-000000000101 / ...102  TLS SNI block       STREAM_V4 / STREAM_V6
+//   4c460000-0000-4000-8000-000000000103 / ...104  HTTP Host block     STREAM_V4 / STREAM_V6
+//   4c460000-0000-4000-8000-000000000105 / ...106  DNS query log/block DATAGRAM_DATA_V4 / _V6
+//   4c460000-0000-4000-8000-000000000107 / ...108  per-flow byte count STREAM_V4 / STREAM_V6
+//
+// Configuration: the filter's provider context data, JSON {"block": [NAME, "*.SUFFIX", ...],
+// "log": "/path/file.jsonl"} (both optional; empty data: no block list, no log). A configuration
+// that does not parse makes the callout answer BLOCK (fail closed); the reason goes to stderr once.
+// The protocol parsing is parsers.hpp's; this file is the callouts' policy around it.
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstring>
+#include <ctime>
+#include <limits>
+#include <memory>
+#include <mutex>
+#include <set>
+#include <string>
+#include <unordered_map>
+
+#include <nlohmann/json.hpp>
+
+#include "lfp/callout/plugin.hpp"
+#include "parsers.hpp"
+
+namespace {
+
+using nlohmann::json;
+namespace in = lfp::inspect;
+
+// ---- Configuration --------------------------------------------------------------------------------
+
+struct Config {
+  std::string error;  // non-empty: the configuration is bad (the callout answers BLOCK)
+  std::vector<in::NamePattern> block;
+  std::string log;    // JSON-lines file, empty for none
+};
+
+std::shared_ptr<const Config> parse_config(const std::string& text) {
+  auto c = std::make_shared<Config>();
+  if (text.find_first_not_of(" \t\r\n") == std::string::npos) return c;  // no configuration
+  const json j = json::parse(text, nullptr, false);
+  if (j.is_discarded()) return c->error = "not JSON", c;
+  if (!j.is_object()) return c->error = "not a JSON object", c;
+  for (const auto& [k, v] : j.items()) {
+    if (k == "block") {
+      if (!v.is_array()) return c->error = "\"block\" is not an array", c;
+      for (const auto& e : v) {
+        if (!e.is_string()) return c->error = "\"block\" holds a non-string", c;
+        auto p = in::parse_pattern(e.get<std::string>());
+        if (!p) return c->error = "\"block\": not a name or *.name: " + e.get<std::string>(), c;
+        c->block.push_back(std::move(*p));
+      }
+    } else if (k == "log") {
+      if (!v.is_string()) return c->error = "\"log\" is not a string", c;
+      c->log = v.get<std::string>();
+    } else {
+      return c->error = "unknown member \"" + k + "\" (known: block, log)", c;
+    }
+  }
+  return c;
+}
+
+std::mutex mu;  // the configuration cache, the flow records, the warnings
+std::unordered_map<std::string, std::shared_ptr<const Config>> configs;
+constexpr size_t kMaxConfigs = 1024;
+
+// Parsed once per distinct provider context.
+std::shared_ptr<const Config> config_for(const char* text) {
+  const std::string key = text ? text : "";
+  std::lock_guard lock(mu);
+  if (auto it = configs.find(key); it != configs.end()) return it->second;
+  auto c = parse_config(key);
+  if (!c->error.empty())
+    std::fprintf(stderr, "lfp_inspect_callouts: bad configuration (%s): %s; its filters' callouts answer BLOCK\n",
+                 c->error.c_str(), key.substr(0, 200).c_str());
+  if (configs.size() >= kMaxConfigs) configs.clear();
+  configs.emplace(key, c);
+  return c;
+}
+
+// ---- Helpers --------------------------------------------------------------------------------------
+
+const char* field(const lfp_callout_classify_in* in, const char* name) {
+  for (size_t i = 0; i < in->nfields; ++i)
+    if (in->fields[i].name && in->fields[i].value && std::strcmp(in->fields[i].name, name) == 0) return in->fields[i].value;
+  return nullptr;
+}
+
+// "192.0.2.7:443", "[2001:db8::1]:443", without the port if the layer gives none, "" without an address.
+std::string endpoint(const lfp_callout_classify_in* in, const char* addr_field, const char* port_field) {
+  const char* a = field(in, addr_field);
+  const char* p = field(in, port_field);
+  if (!a || !*a) return "";
+  std::string s = a;
+  if (s.find(':') != std::string::npos) s = "[" + s + "]";
+  if (p && *p) s += std::string(":") + p;
+  return s;
+}
+
+std::string now_utc() {
+  const auto t = std::chrono::system_clock::now();
+  const std::time_t secs = std::chrono::system_clock::to_time_t(t);
+  const auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() % 1000;
+  std::tm tm{};
+  gmtime_r(&secs, &tm);
+  char buf[40];
+  std::strftime(buf, sizeof buf, "%Y-%m-%dT%H:%M:%S", &tm);
+  char out[48];
+  std::snprintf(out, sizeof out, "%s.%03dZ", buf, static_cast<int>(ms));
+  return out;
+}
+
+std::set<std::string> warned_logs;  // (under mu)
+
+// Appends one JSON line with one write() to an O_APPEND file: lines of several writers do not mix,
+// and a rotated file is picked up at the next line.
+void append_line(const std::string& path, const json& j) {
+  if (path.empty()) return;
+  const std::string line = j.dump(-1, ' ', false, json::error_handler_t::replace) + "\n";
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
+  bool ok = fd >= 0 && ::write(fd, line.data(), line.size()) == static_cast<ssize_t>(line.size());
+  if (fd >= 0) ok = ::close(fd) == 0 && ok;
+  if (!ok) {
+    std::lock_guard lock(mu);
+    if (warned_logs.insert(path).second)
+      std::fprintf(stderr, "lfp_inspect_callouts: cannot append to the log %s: %s\n", path.c_str(), std::strerror(errno));
+  }
+}
+
+const char* action_text(int a) { return a == LFP_CALLOUT_BLOCK ? "BLOCK" : a == LFP_CALLOUT_PERMIT ? "PERMIT" : "CONTINUE"; }
+
+void block(lfp_callout_classify_out2* out) {
+  out->v1.action = LFP_CALLOUT_BLOCK;
+  out->v1.clear_action_write = 1;  // a hard BLOCK, as WFP's callouts do (rights &= ~ACTION_WRITE)
+  out->stream_action = LFP_STREAM_ACTION_NONE;
+}
+
+void allow_connection(lfp_callout_classify_out2* out) {
+  out->v1.action = LFP_CALLOUT_PERMIT;  // (moot: the stream action decides)
+  out->stream_action = LFP_STREAM_ACTION_ALLOW_CONNECTION;
+}
+
+void need_more(lfp_callout_classify_out2* out, size_t need) {
+  out->v1.action = LFP_CALLOUT_CONTINUE;
+  out->stream_action = LFP_STREAM_ACTION_NEED_MORE_DATA;
+  out->count_bytes_required = static_cast<uint32_t>(std::clamp<size_t>(need, 1, std::numeric_limits<uint32_t>::max()));
+}
+
+in::Bytes data_of(const lfp_callout_classify_in2* i) {
+  return i->v1.data && i->v1.data_len ? in::Bytes(i->v1.data, i->v1.data_len) : in::Bytes{};
+}
+
+// No more bytes of this direction will come: the data path's buffer is full, or the peer closed.
+bool final_call(const lfp_callout_classify_in2* i) {
+  return i->stream_flags & (LFP_STREAM_FLAG_BUFFER_LIMIT_REACHED | LFP_STREAM_FLAG_SEND_DISCONNECT |
+                            LFP_STREAM_FLAG_RECEIVE_DISCONNECT);
+}
+
+bool blocked(const Config& c, const std::vector<std::string>& names) {
+  return std::any_of(names.begin(), names.end(), [&](const std::string& n) { return in::any_matches(c.block, n); });
+}
+
+// The stream callouts' common decision, given what the parser made of the direction's first bytes.
+void decide_stream(const char* what, const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out,
+                   const Config& c, in::Parse status, size_t need, const std::vector<std::string>& names) {
+  if (status == in::Parse::INCOMPLETE && !final_call(i)) return need_more(out, need);
+  const bool is_block = blocked(c, names);
+  if (is_block) block(out);
+  else allow_connection(out);
+  if (status != in::Parse::NOT_THIS || !names.empty())
+    append_line(c.log, {{"time", now_utc()},
+                        {"callout", what},
+                        {"name", names.empty() ? json(nullptr) : json(names.front())},
+                        {"remote", endpoint(&i->v1, "IP_REMOTE_ADDRESS", "IP_REMOTE_PORT")},
+                        {"action", is_block ? "BLOCK" : "PERMIT"}});
+}
+
+// ---- The callouts ---------------------------------------------------------------------------------
+
+void tls_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
+  const auto c = config_for(i->v1.provider_context);
+  if (!c->error.empty()) return block(out);
+  if (i->stream_offset != 0) return allow_connection(out);  // the ClientHello went by unseen
+  const in::TlsHello h = in::parse_tls_client_hello(data_of(i));
+  decide_stream("tls_sni", i, out, *c, h.status, h.need, h.names);
+}
+
+void http_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
+  const auto c = config_for(i->v1.provider_context);
+  if (!c->error.empty()) return block(out);
+  if (i->stream_offset != 0) return allow_connection(out);  // the request line went by unseen
+  const in::HttpRequest r = in::parse_http_request(data_of(i));
+  decide_stream("http_host", i, out, *c, r.status, r.need, r.names);
+}
+
+void dns_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
+  const auto c = config_for(i->v1.provider_context);
+  if (!c->error.empty()) return block(out);
+  const auto m = in::parse_dns(data_of(i));
+  if (!m) {
+    out->v1.action = LFP_CALLOUT_CONTINUE;  // not DNS: not ours to decide
+    return;
+  }
+  if (m->response) {
+    out->v1.action = LFP_CALLOUT_PERMIT;
+    return;
+  }
+  std::vector<std::string> names;
+  for (const auto& q : m->questions) names.push_back(q.name);
+  if (blocked(*c, names)) block(out);
+  else out->v1.action = LFP_CALLOUT_PERMIT;
+  const in::DnsQuestion& q = m->questions.front();
+  append_line(c->log, {{"time", now_utc()},
+                       {"name", q.name},
+                       {"type", in::dns_type_name(q.qtype)},
+                       {"remote", endpoint(&i->v1, "IP_REMOTE_ADDRESS", "IP_REMOTE_PORT")},
+                       {"action", action_text(out->v1.action)}});
+}
+
+// Per-flow byte counts, in flow contexts: a context is an id into `flows`.
+struct FlowRecord {
+  uint64_t flow = 0;
+  std::string local, remote, log;
+  uint64_t sent = 0, received = 0;  // bytes of each direction seen (the furthest offset reached)
+};
+std::unordered_map<uint64_t, FlowRecord> flows;  // (under mu)
+uint64_t next_context = 1;
+constexpr size_t kMaxFlows = 1 << 20;
+
+void count_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
+  const auto c = config_for(i->v1.provider_context);
+  if (!c->error.empty()) return block(out);
+  out->v1.action = LFP_CALLOUT_CONTINUE;  // and stream action NONE: it keeps being called
+  out->stream_action = LFP_STREAM_ACTION_NONE;
+  std::lock_guard lock(mu);
+  auto it = i->flow_context ? flows.find(i->flow_context) : flows.end();
+  if (it == flows.end()) {  // first sight of the flow
+    if (flows.size() >= kMaxFlows) return;  // not counted rather than unbounded
+    FlowRecord r{i->v1.flow_handle, endpoint(&i->v1, "IP_LOCAL_ADDRESS", "IP_LOCAL_PORT"),
+                 endpoint(&i->v1, "IP_REMOTE_ADDRESS", "IP_REMOTE_PORT"), c->log, 0, 0};
+    const uint64_t id = next_context++;
+    it = flows.emplace(id, std::move(r)).first;
+    out->set_flow_context = 1;
+    out->flow_context = id;
+  }
+  const uint64_t end = i->stream_offset + i->v1.data_len;
+  if (i->stream_flags & LFP_STREAM_FLAG_SEND) it->second.sent = std::max(it->second.sent, end);
+  if (i->stream_flags & LFP_STREAM_FLAG_RECEIVE) it->second.received = std::max(it->second.received, end);
+}
+
+void count_flow_delete(uint64_t flow, uint64_t context) {
+  FlowRecord r;
+  {
+    std::lock_guard lock(mu);
+    auto it = flows.find(context);
+    if (it == flows.end()) return;
+    r = std::move(it->second);
+    flows.erase(it);
+  }
+  append_line(r.log, {{"flow", flow}, {"local", r.local}, {"remote", r.remote}, {"sent", r.sent}, {"received", r.received}});
+}
+
+const lfp_callout2 kCallouts[] = {
+    {"4c460000-0000-4000-8000-000000000101", "STREAM_V4", tls_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-000000000102", "STREAM_V6", tls_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-000000000103", "STREAM_V4", http_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-000000000104", "STREAM_V6", http_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-000000000105", "DATAGRAM_DATA_V4", dns_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-000000000106", "DATAGRAM_DATA_V6", dns_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-000000000107", "STREAM_V4", count_classify, nullptr, count_flow_delete},
+    {"4c460000-0000-4000-8000-000000000108", "STREAM_V6", count_classify, nullptr, count_flow_delete},
+};
+const lfp_callout_plugin2 kPlugin = {2, "lfp inspection callouts", kCallouts, std::size(kCallouts)};
+
+}  // namespace
+
+extern "C" const lfp_callout_plugin2* lfp_callout_plugin_v2(void) { return &kPlugin; }

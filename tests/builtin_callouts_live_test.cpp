@@ -23,13 +23,6 @@ using namespace std::chrono_literals;
 const std::string kSni = "4c460000-0000-4000-8000-000000000101", kHttp = "4c460000-0000-4000-8000-000000000103",
                   kDns = "4c460000-0000-4000-8000-000000000105";
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 class BuiltinCallouts : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -69,7 +62,7 @@ class BuiltinCallouts : public ::testing::Test {
   }
   json log_lines() {
     json a = json::array();
-    std::istringstream in(read_file(log_));
+    std::istringstream in(read_text(log_));
     for (std::string l; std::getline(in, l);) a.push_back(json::parse(l, nullptr, false));
     return a;
   }
@@ -111,7 +104,7 @@ TEST_F(BuiltinCallouts, HttpIsBlockedByItsHost) {
   bool seen = false;
   for (int i = 0; i < 40 && !seen; ++i, std::this_thread::sleep_for(50ms))
     for (const auto& l : log_lines()) seen = seen || (l.value("name", "") == "blocked.test" && l.value("action", "") == "BLOCK");
-  EXPECT_TRUE(seen) << read_file(log_);
+  EXPECT_TRUE(seen) << read_text(log_);
 }
 
 TEST_F(BuiltinCallouts, DnsQueriesAreLoggedAndBlockedByName) {
@@ -125,14 +118,14 @@ TEST_F(BuiltinCallouts, DnsQueriesAreLoggedAndBlockedByName) {
   dig("blocked.test");
   dig("www.ads.test");
   std::this_thread::sleep_for(300ms);
-  const std::string received = read_file(got);
+  const std::string received = read_text(got);
   EXPECT_NE(received.find("allowed"), std::string::npos);  // (the query's labels, on the wire)
   EXPECT_EQ(received.find("blocked"), std::string::npos);
   EXPECT_EQ(received.find("ads"), std::string::npos);
   std::map<std::string, std::string> logged;
   for (const auto& l : log_lines())
     if (l.is_object()) logged[l.value("name", "")] = l.value("action", "");
-  EXPECT_EQ(logged["allowed.test"], "PERMIT") << read_file(log_);
+  EXPECT_EQ(logged["allowed.test"], "PERMIT") << read_text(log_);
   EXPECT_EQ(logged["blocked.test"], "BLOCK");
   EXPECT_EQ(logged["www.ads.test"], "BLOCK");
 }

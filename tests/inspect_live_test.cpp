@@ -46,13 +46,6 @@ json data_policy(const std::string& layer, const std::string& callout, const std
              {"conditions", {when("IP_REMOTE_PORT", port)}}}}}};
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 class InspectLive : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -98,13 +91,13 @@ TEST_F(InspectLive, NeedMoreDataHoldsTheBytesUntilTheCalloutDecides) {
   const std::string out = sink(9000);
   std::thread later([&] {
     std::this_thread::sleep_for(250ms);  // after two of the pieces (12 bytes): nothing reached B yet
-    EXPECT_EQ(read_file(out), "");
+    EXPECT_EQ(read_text(out), "");
   });
   const RunResult r = send_pieces(9000, {"hello ", "world ", "this is ", "fine ", "and done"});
   later.join();
   EXPECT_TRUE(r.ok()) << r.err;
   std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(read_file(out), "hello world this is fine and done");
+  EXPECT_EQ(read_text(out), "hello world this is fine and done");
   const json f = flows();
   EXPECT_EQ(f["stats"]["flows_allowed"], 1) << f.dump();
   EXPECT_EQ(f["stats"]["flows_blocked"], 0) << f.dump();
@@ -118,7 +111,7 @@ TEST_F(InspectLive, ABlockMidStreamResetsBothEnds) {
   const RunResult r = send_pieces(9001, {"first part. ", "second part. ", "the SECRET ", "never arrives"});
   EXPECT_FALSE(r.ok()) << "the client's connection should have been reset: " << r.out;
   std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(read_file(out), "first part. second part. ");
+  EXPECT_EQ(read_text(out), "first part. second part. ");
   const json ev = wait_for_events(*lfpd_->connect(), json::array({when("NET_EVENT_TYPE", "CLASSIFY_DROP")}));
   ASSERT_EQ(ev.size(), 1u) << ev.dump();
   EXPECT_EQ(ev[0]["layer"], "STREAM_V4");
@@ -137,12 +130,12 @@ TEST_F(InspectLive, AFlowContextComesBackAndFlowDeleteEndsIt) {
   const RunResult r = send_pieces(9002, {"0123456789", "abcdefghij", "KLMNOPQRST", "uvwxy"});
   EXPECT_TRUE(r.ok()) << r.err;
   std::string c;
-  for (int i = 0; i < 40 && c.empty(); ++i, std::this_thread::sleep_for(50ms)) c = read_file(counts);
+  for (int i = 0; i < 40 && c.empty(); ++i, std::this_thread::sleep_for(50ms)) c = read_text(counts);
   std::istringstream in(c);
   uint64_t flow = 0, bytes = 0;
   ASSERT_TRUE(in >> flow >> bytes) << c;
   EXPECT_EQ(bytes, 35u) << c;
-  EXPECT_EQ(read_file(out).size(), 35u);
+  EXPECT_EQ(read_text(out).size(), 35u);
 }
 
 // Datagrams: the payload decides each one. An answered "hello", an unanswered SECRET.
@@ -293,7 +286,7 @@ TEST_F(InspectOutOfOrder, ShuffledSegmentsReachTheCalloutAndTheServerInOrder) {
   const std::string out = sink(9004);
   ASSERT_TRUE(send_shuffled(9004, text, 12, nullptr));
   std::string got;
-  for (int i = 0; i < 40 && got.size() < text.size(); ++i, std::this_thread::sleep_for(50ms)) got = read_file(out);
+  for (int i = 0; i < 40 && got.size() < text.size(); ++i, std::this_thread::sleep_for(50ms)) got = read_text(out);
   EXPECT_EQ(got, text);
   EXPECT_GT(flows()["stats"]["out_of_order"].get<int>(), 0);
 }
@@ -306,7 +299,7 @@ TEST_F(InspectOutOfOrder, AWordSplitAcrossShuffledSegmentsIsFound) {
   ASSERT_TRUE(send_shuffled(9005, text, 16, &reset));  // 3 bytes a segment: SECRET spans three
   EXPECT_TRUE(reset) << "the hand-made client should have been reset";
   std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(read_file(out), "");
+  EXPECT_EQ(read_text(out), "");
 }
 
 }  // namespace

@@ -77,14 +77,17 @@ json decide(const FilterEngine& engine, const KernelPolicy& policy, const Queued
             {"veto", r.veto}};
   if (!app_path.empty()) e["app_id"] = app_path;
   if (f.app_dev || f.app_ino) e["app_file"] = std::to_string(f.app_dev) + ":" + std::to_string(f.app_ino);
-  if (r.filter) {
-    e["filter_id"] = r.filter->id;
-    e["filter_key"] = r.filter->key.str();
-    e["filter_name"] = r.filter->display.name;
-    e["sublayer"] = (r.filter->sublayer ? *r.filter->sublayer : builtin::SUBLAYER_UNIVERSAL).str();
-    if (r.filter->provider) e["provider"] = r.filter->provider->str();
-  }
+  add_filter_members(e, r);
   return e;
+}
+
+void add_filter_members(json& e, const ClassifyResult& r) {
+  if (!r.filter) return;
+  e["filter_id"] = r.filter->id;
+  e["filter_key"] = r.filter->key.str();
+  e["filter_name"] = r.filter->display.name;
+  e["sublayer"] = (r.filter->sublayer ? *r.filter->sublayer : builtin::SUBLAYER_UNIVERSAL).str();
+  if (r.filter->provider) e["provider"] = r.filter->provider->str();
 }
 
 }  // namespace lfp::datapath

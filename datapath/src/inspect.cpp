@@ -273,13 +273,7 @@ json DataInspector::event(const Flow& f, LayerId layer, const ClassifyResult& r,
             {"loopback", f.loopback},
             {"hard", r.hard},
             {"veto", r.veto}};
-  if (r.filter) {
-    e["filter_id"] = r.filter->id;
-    e["filter_key"] = r.filter->key.str();
-    e["filter_name"] = r.filter->display.name;
-    e["sublayer"] = (r.filter->sublayer ? *r.filter->sublayer : builtin::SUBLAYER_UNIVERSAL).str();
-    if (r.filter->provider) e["provider"] = r.filter->provider->str();
-  }
+  add_filter_members(e, r);
   return e;
 }
 

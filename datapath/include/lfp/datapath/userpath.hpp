@@ -79,5 +79,7 @@ class UserPath {
 // `meta` goes to the callouts; `reauthorize` sets IS_REAUTHORIZE (the classify after a completion).
 nlohmann::json decide(const FilterEngine& engine, const KernelPolicy& policy, const QueuedFlow& f, bool* permit,
                       ClassifyMeta* meta = nullptr, bool reauthorize = false);
+// A net event's members for the filter that decided (none when no filter matched).
+void add_filter_members(nlohmann::json& event, const ClassifyResult& r);
 
 }  // namespace lfp::datapath

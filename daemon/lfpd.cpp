@@ -313,7 +313,8 @@ int main(int argc, char** argv) {
                               {"stats", {{"packets", st.packets}, {"datagrams", st.datagrams}, {"classifies", st.classifies},
                                          {"bytes_inspected", st.bytes_inspected}, {"flows", st.flows},
                                          {"flows_allowed", st.flows_allowed}, {"flows_blocked", st.flows_blocked},
-                                         {"out_of_order", st.out_of_order}}}};
+                                         {"out_of_order", st.out_of_order}, {"modified", st.modified},
+                                         {"injected", st.injected}}}};
       });
       spdlog::info("data layers: NFQUEUE {} for STREAM and DATAGRAM_DATA (rules while the policy has filters there)",
                    inspect_queue);

@@ -155,6 +155,34 @@ TEST_F(InspectLive, EachDatagramIsDecidedOnItsPayload) {
   EXPECT_EQ(ev[0]["layer"], "DATAGRAM_DATA_V4");
 }
 
+// Modification: the datagram reaches B with the callout's longer payload (B's kernel drops it if a
+// length or checksum were wrong).
+TEST_F(InspectLive, ACalloutRewritesADatagram) {
+  start(Side::A, data_policy("DATAGRAM_DATA_V4", kDatagram, "rewrite:hello=howdy-partner", 9006));
+  const std::string got = sb_->tmpdir() + "/udp-9006";
+  sb_->spawn("exec socat -u UDP4-RECV:9006 OPEN:" + got + ",creat,append", {.side = Side::B});
+  ASSERT_TRUE(sb_->wait_for_port(Side::B, 9006, 5s, /*udp=*/true));
+  ASSERT_TRUE(sb_->run("printf 'hello there' | socat -u - UDP4:" + sb_->ip4(Side::B) + ":9006", {.side = Side::A}).ok());
+  std::string text;
+  for (int i = 0; i < 40 && text.empty(); ++i, std::this_thread::sleep_for(50ms)) text = read_text(got);
+  EXPECT_EQ(text, "howdy-partner there");
+  EXPECT_EQ(flows()["stats"]["modified"], 1);
+}
+
+// Injection, clone-and-block: the query is blocked, and the callout's answer comes back to the client
+// as if from B, on A's receive path. B never sees the query.
+TEST_F(InspectLive, ACalloutAnswersInPlaceOfTheServer) {
+  start(Side::A, data_policy("DATAGRAM_DATA_V4", kDatagram, "answer:ping=pong", 9007));
+  const std::string got = sb_->tmpdir() + "/udp-9007";
+  sb_->spawn("exec socat -u UDP4-RECV:9007 OPEN:" + got + ",creat,append", {.side = Side::B});
+  ASSERT_TRUE(sb_->wait_for_port(Side::B, 9007, 5s, /*udp=*/true));
+  const RunResult r = sb_->run("printf ping | socat -T2 - UDP4:" + sb_->ip4(Side::B) + ":9007", {.side = Side::A, .timeout = 10s});
+  EXPECT_EQ(r.out, "pong") << r.err;
+  std::this_thread::sleep_for(200ms);
+  EXPECT_EQ(read_text(got), "");
+  EXPECT_EQ(flows()["stats"]["injected"], 1);
+}
+
 // --- Out of order: a TCP client written by hand (a raw socket in A) sends its segments shuffled.
 
 uint16_t checksum(const uint8_t* p, size_t n, uint32_t sum = 0) {

@@ -12,7 +12,10 @@
 //   "count:FILE": counts the flow's bytes in its flow context and, when the flow ends
 //   (flow_delete), appends "FLOW BYTES" to FILE.
 // 4c460000-0000-4000-8000-0000000000cc at DATAGRAM_DATA_V4:
-//   "block:WORD": BLOCK a datagram whose payload holds WORD, else PERMIT.
+//   "block:WORD": BLOCK a datagram whose payload holds WORD, else PERMIT;
+//   "rewrite:FROM=TO": the datagram goes on with every FROM in its payload made TO;
+//   "answer:WORD=REPLY": a datagram holding WORD is blocked, and a datagram with REPLY comes back
+//   to its sender as if from its destination (injected on the receive path).
 #include <unistd.h>
 
 #include <csignal>
@@ -123,8 +126,49 @@ void stream_flow_delete(uint64_t flow, uint64_t bytes) {
   }
 }
 
+thread_local std::string out_bytes, out_packet;  // valid until the next classify
+
+// An IPv4 UDP datagram (lengths and checksums are lfpd's to fix).
+std::string udp4(const char* src, const char* sport, const char* dst, const char* dport, const std::string& payload) {
+  std::string p(28, '\0');
+  p[0] = 0x45;
+  p[8] = 64;
+  p[9] = 17;
+  unsigned a[4];
+  auto addr = [&](const char* text, size_t at) {
+    if (text && std::sscanf(text, "%u.%u.%u.%u", &a[0], &a[1], &a[2], &a[3]) == 4)
+      for (int i = 0; i < 4; ++i) p[at + i] = static_cast<char>(a[i]);
+  };
+  addr(src, 12);
+  addr(dst, 16);
+  const int sp = sport ? std::atoi(sport) : 0, dp = dport ? std::atoi(dport) : 0;
+  p[20] = static_cast<char>(sp >> 8), p[21] = static_cast<char>(sp);
+  p[22] = static_cast<char>(dp >> 8), p[23] = static_cast<char>(dp);
+  return p + payload;
+}
+
 void datagram_classify(const lfp_callout_classify_in2* in2, lfp_callout_classify_out2* out) {
-  out->v1.action = holds(&in2->v1, option(in2->v1.provider_context, "block")) ? LFP_CALLOUT_BLOCK : LFP_CALLOUT_PERMIT;
+  const lfp_callout_classify_in* in = &in2->v1;
+  const std::string_view config = in->provider_context;
+  const std::string payload(reinterpret_cast<const char*>(in->data), in->data ? in->data_len : 0);
+  out->v1.action = holds(in, option(config, "block")) ? LFP_CALLOUT_BLOCK : LFP_CALLOUT_PERMIT;
+  if (const std::string r = option(config, "rewrite"); r.find('=') != std::string::npos) {
+    const std::string from = r.substr(0, r.find('=')), to = r.substr(r.find('=') + 1);
+    out_bytes = payload;
+    for (size_t at = 0; !from.empty() && (at = out_bytes.find(from, at)) != std::string::npos; at += to.size())
+      out_bytes.replace(at, from.size(), to);
+    if (out_bytes != payload) {
+      out->new_data = reinterpret_cast<const uint8_t*>(out_bytes.data());
+      out->new_data_len = out_bytes.size();
+    }
+  }
+  if (const std::string a = option(config, "answer"); a.find('=') != std::string::npos && holds(in, a.substr(0, a.find('=')))) {
+    out->v1.action = LFP_CALLOUT_BLOCK;
+    out_packet = udp4(field(in, "IP_REMOTE_ADDRESS"), field(in, "IP_REMOTE_PORT"), field(in, "IP_LOCAL_ADDRESS"),
+                      field(in, "IP_LOCAL_PORT"), a.substr(a.find('=') + 1));
+    out->inject = reinterpret_cast<const uint8_t*>(out_packet.data());
+    out->inject_len = out_packet.size();
+  }
 }
 
 const lfp_callout2 kCallouts[] = {

@@ -82,14 +82,14 @@ class HostDriver : public CalloutDriver {
         if (auto c = m->flow_contexts->find(key_); c != m->flow_contexts->end()) req["flow_context"] = c->second;
       data = std::string_view(reinterpret_cast<const char*>(m->data), m->data ? m->data_len : 0);
     }
-    std::string reply, why;
-    if (host_.classify(req, data, &reply, &why)) {
+    std::string reply, why, bytes;
+    if (host_.classify(req, data, &reply, &why, &bytes)) {
       const json r = json::parse(reply, nullptr, false);
       const std::string a = r.is_object() ? r.value("action", "") : "";
       if (a == "PERMIT" || a == "BLOCK" || a == "CONTINUE") {
         out.verdict = a == "PERMIT" ? CalloutVerdict::PERMIT : a == "BLOCK" ? CalloutVerdict::BLOCK : CalloutVerdict::CONTINUE;
         out.clear_action_write = r.value("clear_action_write", false);
-        if (m) take_meta(r, *m);
+        if (m) take_meta(r, bytes, *m);
         return;
       }
       why = "invalid answer";
@@ -111,7 +111,13 @@ class HostDriver : public CalloutDriver {
 
  private:
   // What a version-2 plugin hands back beyond its action.
-  void take_meta(const json& r, ClassifyMeta& m) const {
+  void take_meta(const json& r, const std::string& bytes, ClassifyMeta& m) const {
+    // The bytes after the answer: a new payload, then a packet to inject.
+    const size_t nd = r.value("new_data_len", size_t{0}), ni = r.value("inject_len", size_t{0});
+    if (nd + ni == bytes.size()) {
+      if (r.contains("new_data_len")) m.new_data = bytes.substr(0, nd);
+      if (ni) m.inject.push_back(bytes.substr(nd));
+    }
     const int sa = r.value("stream_action", 0);
     if (sa >= 0 && sa <= static_cast<int>(StreamAction::DEFER) && static_cast<StreamAction>(sa) != StreamAction::NONE) {
       m.stream_action = static_cast<StreamAction>(sa);
@@ -229,12 +235,19 @@ void CalloutHost::send_only(const json& req) {
   send(req, {}, &why);
 }
 
-bool CalloutHost::take_line(std::string* line) {
+bool CalloutHost::take_line(std::string* line, std::string* bytes) {
   for (size_t nl; (nl = buf_.find('\n')) != std::string::npos;) {
+    // An answer with bytes after its line ("bytes": N) is whole only with them.
+    const bool has_bytes = std::string_view(buf_).substr(0, nl).find("\"bytes\"") != std::string_view::npos;
+    const json j = has_bytes || std::string_view(buf_).substr(0, nl).find("\"complete\"") != std::string_view::npos
+                       ? json::parse(buf_.substr(0, nl), nullptr, false)
+                       : json();
+    const size_t n = j.is_object() && j.contains("bytes") && j["bytes"].is_number_unsigned() ? j["bytes"].get<size_t>() : 0;
+    if (buf_.size() < nl + 1 + n) return false;
     std::string l = buf_.substr(0, nl);
-    buf_.erase(0, nl + 1);
+    if (bytes) bytes->assign(buf_, nl + 1, n);
+    buf_.erase(0, nl + 1 + n);
     // A completion of a pended decision comes unasked: kept for the data path.
-    const json j = l.find("\"complete\"") != std::string::npos ? json::parse(l, nullptr, false) : json();
     if (j.is_object() && j.contains("complete") && j["complete"].is_number_unsigned()) {
       const uint64_t h = j["complete"].get<uint64_t>();
       if (pending_.erase(h)) completions_.push_back({h, j.value("action", "") == "PERMIT"});
@@ -259,13 +272,14 @@ bool CalloutHost::read_unasked() {
     buf_.append(chunk, static_cast<size_t>(n));
   }
   std::string line;
-  while (take_line(&line)) {}  // (an answer nobody waits for: dropped)
+  while (take_line(&line, nullptr)) {}  // (an answer nobody waits for: dropped)
   return true;
 }
 
 std::vector<std::pair<uint64_t, bool>> CalloutHost::take_completions() { return std::exchange(completions_, {}); }
 
-bool CalloutHost::classify(const json& req, std::string_view data, std::string* reply, std::string* why) {
+bool CalloutHost::classify(const json& req, std::string_view data, std::string* reply, std::string* why,
+                           std::string* bytes) {
   if (!req.is_null() && !send(req, data, why)) return false;
   if (dead_) {
     *why = "the plugin's host is not running";
@@ -273,7 +287,7 @@ bool CalloutHost::classify(const json& req, std::string_view data, std::string* 
   }
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::milliseconds(timeout_ms_);
   for (;;) {
-    if (take_line(reply)) return true;
+    if (take_line(reply, bytes)) return true;
     const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now()).count();
     pollfd p{fd_, POLLIN, 0};
     if (left <= 0 || ::poll(&p, 1, static_cast<int>(left)) <= 0) {

@@ -22,9 +22,9 @@ namespace {
 constexpr int kFd = 3;
 std::mutex write_mu;  // answers (main thread) and completions (any plugin thread) share the socket
 
-bool write_line(const std::string& s) {
+bool write_line(const std::string& s, bool newline = true) {
   std::lock_guard lock(write_mu);
-  std::string line = s + "\n";
+  std::string line = newline ? s + "\n" : s;
   size_t off = 0;
   while (off < line.size()) {
     const ssize_t n = ::write(kFd, line.data() + off, line.size() - off);
@@ -119,6 +119,7 @@ int main(int argc, char** argv) {
       continue;
     }
     json out = {{"id", req.value("id", 0)}};
+    std::string trailer;
     if (!c) {
       out["error"] = "no such callout";
     } else if (op == "classify") {
@@ -149,10 +150,14 @@ int main(int argc, char** argv) {
       if (res.stream_action == LFP_STREAM_ACTION_NEED_MORE_DATA) out["count_bytes_required"] = res.count_bytes_required;
       if (res.set_flow_context) out["flow_context"] = res.flow_context;
       if (res.pend && in.pend_handle) out["pend"] = true;
+      // Bytes after the line: the new payload, then the packet to inject.
+      if (res.new_data) trailer.append(reinterpret_cast<const char*>(res.new_data), res.new_data_len), out["new_data_len"] = res.new_data_len;
+      if (res.inject && res.inject_len) trailer.append(reinterpret_cast<const char*>(res.inject), res.inject_len), out["inject_len"] = res.inject_len;
     } else if (op == "notify") {
       auto notify = c->v2 ? c->v2->notify : c->v1->notify;
       out["ok"] = !notify || notify(req.value("type", 0), req.value("filter_key", "").c_str()) == 0;
     }
-    if (!write_line(out.dump())) return 3;
+    if (!trailer.empty()) out["bytes"] = trailer.size();
+    if (!write_line(out.dump() + "\n" + trailer, false)) return 3;
   }
 }

@@ -31,6 +31,8 @@ struct DataInspector::Packet {
   packet::Packet ip;
   const uint8_t* payload = nullptr;  // the transport payload
   size_t payload_len = 0;
+  const uint8_t* raw = nullptr;  // the whole packet
+  size_t raw_len = 0;
 };
 
 namespace {
@@ -99,6 +101,86 @@ void send_reset(int family, const std::string& from, uint16_t sport, const std::
   if (::bind(s, reinterpret_cast<sockaddr*>(&src), len) == 0)
     ::sendto(s, tcp, sizeof tcp, 0, reinterpret_cast<sockaddr*>(&dst), len);
   ::close(s);
+}
+
+uint32_t sum16(const uint8_t* p, size_t n, uint32_t sum = 0) {
+  for (size_t i = 0; i + 1 < n; i += 2) sum += uint32_t{p[i]} << 8 | p[i + 1];
+  if (n & 1) sum += uint32_t{p[n - 1]} << 8;
+  return sum;
+}
+uint16_t fold(uint32_t sum) {
+  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
+  return static_cast<uint16_t>(~sum);
+}
+void put16(std::string& s, size_t at, uint16_t v) {
+  s[at] = static_cast<char>(v >> 8);
+  s[at + 1] = static_cast<char>(v);
+}
+
+// Sets an IP packet's lengths and its IPv4 header, UDP and TCP checksums (in full: the kernel takes a
+// packet changed in the queue as it is). False if it is not one LFP can fix.
+bool fix_packet(std::string& pkt) {
+  auto* b = reinterpret_cast<uint8_t*>(pkt.data());
+  if (pkt.size() < 20) return false;
+  size_t l4 = 0;
+  uint8_t proto = 0;
+  uint32_t pseudo = 0;
+  const size_t len = pkt.size();
+  if (b[0] >> 4 == 4) {
+    l4 = (b[0] & 15) * 4u;
+    if (l4 < 20 || len < l4 || len > 0xffff) return false;
+    proto = b[9];
+    put16(pkt, 2, static_cast<uint16_t>(len));
+    put16(pkt, 10, 0);
+    put16(pkt, 10, fold(sum16(b, l4)));
+    pseudo = sum16(b + 12, 8) + proto + static_cast<uint32_t>(len - l4);
+  } else if (b[0] >> 4 == 6) {
+    l4 = 40;
+    if (len < l4 || len - 40 > 0xffff) return false;
+    proto = b[6];  // (extension headers: not fixed)
+    put16(pkt, 4, static_cast<uint16_t>(len - 40));
+    pseudo = sum16(b + 8, 32) + proto + static_cast<uint32_t>(len - l4);
+  } else {
+    return false;
+  }
+  size_t at;
+  if (proto == IPPROTO_UDP && len >= l4 + 8) {
+    put16(pkt, l4 + 4, static_cast<uint16_t>(len - l4));
+    at = l4 + 6;
+  } else if (proto == IPPROTO_TCP && len >= l4 + 20) {
+    at = l4 + 16;
+  } else {
+    return proto != IPPROTO_UDP && proto != IPPROTO_TCP;
+  }
+  put16(pkt, at, 0);
+  uint16_t c = fold(sum16(b + l4, len - l4, pseudo));
+  if (proto == IPPROTO_UDP && c == 0) c = 0xffff;
+  put16(pkt, at, c);
+  return true;
+}
+
+// Sends a whole IP packet as it is: to one of the host's addresses it is received, else sent on.
+bool inject_packet(std::string pkt) {
+  if (!fix_packet(pkt)) return false;
+  const bool v6 = (static_cast<uint8_t>(pkt[0]) >> 4) == 6;
+  const int s = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);  // (IPPROTO_RAW: header included)
+  if (s < 0) return false;
+  sockaddr_storage to{};
+  socklen_t tl;
+  if (v6) {
+    auto* a = reinterpret_cast<sockaddr_in6*>(&to);
+    a->sin6_family = AF_INET6;
+    std::memcpy(&a->sin6_addr, pkt.data() + 24, 16);
+    tl = sizeof *a;
+  } else {
+    auto* a = reinterpret_cast<sockaddr_in*>(&to);
+    a->sin_family = AF_INET;
+    std::memcpy(&a->sin_addr, pkt.data() + 16, 4);
+    tl = sizeof *a;
+  }
+  const bool ok = ::sendto(s, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&to), tl) == static_cast<ssize_t>(pkt.size());
+  ::close(s);
+  return ok;
 }
 
 int64_t mono_ns() {
@@ -198,10 +280,11 @@ void DataInspector::rules(bool tcp, bool udp) {
   }
 }
 
-void DataInspector::verdict(uint32_t id, bool accept, bool mark_done) {
-  char buf[MNL_SOCKET_BUFFER_SIZE];
+void DataInspector::verdict(uint32_t id, bool accept, bool mark_done, const std::string* packet) {
+  alignas(8) char buf[MNL_SOCKET_BUFFER_SIZE + 0x10000];
   nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_VERDICT, queue_);
   nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), accept ? NF_ACCEPT : NF_DROP);
+  if (packet) nfq_nlmsg_verdict_put_pkt(nlh, packet->data(), static_cast<uint32_t>(packet->size()));  // modified
   if (mark_done) {  // the conntrack entry's mark, through ctnetlink's glue: only our bit changes
     nlattr* nest = mnl_attr_nest_start(nlh, NFQA_CT);
     mnl_attr_put_u32(nlh, CTA_MARK, htonl(kFlowDoneMark));
@@ -237,6 +320,8 @@ void DataInspector::drain() {
           const auto* data = static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
           const size_t len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
           packet::parse({data, len}, packet::LinkType::RAW, p.ip);
+          p.raw = data;
+          p.raw_len = len;
           if (!p.ip.has_ports() || p.ip.is_fragment) {
             self->verdict(p.id, true);  // not a flow LFP reads (the packet layers see it)
             return MNL_CB_OK;
@@ -305,7 +390,16 @@ void DataInspector::on_udp(const Packet& p) {
   ++stats_.classifies;
   stats_.bytes_inspected += p.payload_len;
   const ClassifyResult r = engine_.classify(layer, req.values, false, &meta);
-  verdict(p.id, r.permit);
+  // A callout's new payload: the same headers, lengths and checksums fixed.
+  std::string changed;
+  if (r.permit && meta.new_data && p.payload) {
+    changed.assign(reinterpret_cast<const char*>(p.raw), static_cast<size_t>(p.payload - p.raw));
+    changed += *meta.new_data;
+    if (changed.size() <= 0xffff && fix_packet(changed)) ++stats_.modified;
+    else changed.clear();
+  }
+  verdict(p.id, r.permit, false, changed.empty() ? nullptr : &changed);
+  for (const auto& pkt : meta.inject) stats_.injected += inject_packet(pkt);
   if (!r.permit && on_event) on_event(event(f, layer, r, p.out ? 0 : 1));
 }
 

@@ -45,12 +45,14 @@ class CalloutHost {
 
   // One request and its answer (the drivers' side); `data` follows the line. A null request only
   // reads (the registration). False when the host could not answer; then *why says so.
-  bool classify(const nlohmann::json& req, std::string_view data, std::string* reply, std::string* why);
+  // `bytes` (may be null) gets what followed the answer's line (modified or injected packets).
+  bool classify(const nlohmann::json& req, std::string_view data, std::string* reply, std::string* why,
+                std::string* bytes = nullptr);
   void send_only(const nlohmann::json& req);  // a request without an answer (flow_delete)
 
  private:
   bool send(nlohmann::json req, std::string_view data, std::string* why);
-  bool take_line(std::string* line);  // the next answer in buf_; completions are set aside
+  bool take_line(std::string* line, std::string* bytes);  // the next answer in buf_; completions are set aside
   bool read_unasked();                // false: the host is gone
   void kill_host(const char* why);
   std::string plugin_, name_;

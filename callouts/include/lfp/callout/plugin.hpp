@@ -101,6 +101,12 @@ struct lfp_callout_classify_out2 {
   int set_flow_context;           // nonzero: associate flow_context with the flow (FwpsFlowAssociateContext0)
   uint64_t flow_context;
   int pend;  // nonzero: the decision is pended (FwpsPendOperation0); complete it with lfp_callout_complete
+  // Modification and injection (the plugin keeps the bytes valid until its next classify returns):
+  const uint8_t* new_data;  // DATAGRAM_DATA: the datagram goes on with this payload instead (lfpd fixes
+  size_t new_data_len;      // the lengths and checksums); with a PERMIT (or CONTINUE that ends permitted)
+  const uint8_t* inject;    // an IPv4 or IPv6 packet to inject, checksums fixed by lfpd: to one of the host's
+  size_t inject_len;        // own addresses it takes the receive path, to any other the send path. With
+                            // BLOCK of the original this is WFP's clone-and-block.
 };
 
 struct lfp_callout2 {

@@ -11,7 +11,9 @@
 //   - BLOCK (or DROP_CONNECTION): the waiting segments are dropped and the local socket aborted
 //     (sock_diag SOCK_DESTROY), which resets the peer too: both ends are reset, mid-stream.
 // Callouts may attach flow contexts; when the flow ends (FIN both ways, RST, idle) they get
-// flow_delete. Datagrams are classified one by one with their payload.
+// flow_delete. Datagrams are classified one by one with their payload; a callout may give a new
+// payload (the datagram goes on with it, lengths and checksums fixed) and packets to inject (raw
+// sockets: to the host's own address they are received, else sent).
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -31,6 +33,7 @@ namespace lfp::datapath {
 struct InspectStats {
   uint64_t packets = 0, datagrams = 0, classifies = 0, bytes_inspected = 0;
   uint64_t flows = 0, flows_allowed = 0, flows_blocked = 0, out_of_order = 0, flows_live = 0;
+  uint64_t modified = 0, injected = 0;  // datagrams a callout rewrote; packets callouts injected
 };
 
 class DataInspector {
@@ -95,7 +98,7 @@ class DataInspector {
   void allow_flow(Flow& f);
   void block_flow(Flow& f, const ClassifyResult* r);
   void end_flow(const std::string& key);
-  void verdict(uint32_t id, bool accept, bool mark_done = false);
+  void verdict(uint32_t id, bool accept, bool mark_done = false, const std::string* packet = nullptr);
   void rules(bool tcp, bool udp);
   nlohmann::json event(const Flow& f, LayerId layer, const ClassifyResult& r, int d) const;
 

@@ -4,7 +4,9 @@
 #include <cstdint>
 #include <optional>
 #include <string_view>
+#include <string>
 #include <unordered_map>
+#include <vector>
 
 #include "lfp/engine/catalogue.hpp"
 #include "lfp/engine/condition.hpp"
@@ -55,6 +57,9 @@ struct ClassifyMeta {
   // The classify after a completion (IS_REAUTHORIZE): the pending callout answers what it completed.
   std::optional<bool> completed_permit;
   Guid completed_by;
+  // Modification and injection (DATAGRAM_DATA): a new payload for the datagram, packets to inject.
+  std::optional<std::string> new_data;
+  std::vector<std::string> inject;
 };
 
 

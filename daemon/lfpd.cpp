@@ -298,7 +298,10 @@ int main(int argc, char** argv) {
         spdlog::info("net event (data layer): {}", lfp::datapath::summary(ev));
         events.ingest(ev);
       };
-      server.on_policy_change([&](const lfp::FilterEngine&) { inspector->update(); });
+      server.on_policy_change([&](const lfp::FilterEngine&) {
+        inspector->update();
+        if (dp) dp->kernel.set_datagrams_inspected(inspector->queues_datagrams());
+      });
       server.watch_fd(inspector->fd(), [&] {
         inspector->drain();
         for (auto& h : hosts)  // a plugin that failed during those decisions: its callouts go now

@@ -58,10 +58,10 @@ class InspectLive : public ::testing::Test {
     sb_.reset();
   }
   // lfpd in namespace `side`, with the example plugin and the data layers on queue 7351.
-  void start(Side side, const json& policy) {
-    lfpd_ = std::make_unique<Daemon>(std::vector<std::string>{"--inspect-queue", "7351", "--callout", LFP_EXAMPLE_CALLOUT,
-                                                              "--stream-hold-ms", "1500"},
-                                     sb_->ns_path(side));
+  void start(Side side, const json& policy, std::vector<std::string> more = {}) {
+    std::vector<std::string> args = {"--inspect-queue", "7351", "--callout", LFP_EXAMPLE_CALLOUT, "--stream-hold-ms", "1500"};
+    args.insert(args.end(), more.begin(), more.end());
+    lfpd_ = std::make_unique<Daemon>(args, sb_->ns_path(side));
     lfpd_->connect()->apply(policy);
   }
   // A TCP server on B:port that writes what it receives to a file (returned).
@@ -139,8 +139,14 @@ TEST_F(InspectLive, AFlowContextComesBackAndFlowDeleteEndsIt) {
 }
 
 // Datagrams: the payload decides each one. An answered "hello", an unanswered SECRET.
-TEST_F(InspectLive, EachDatagramIsDecidedOnItsPayload) {
-  start(Side::A, data_policy("DATAGRAM_DATA_V4", kDatagram, "block:SECRET", 9003));
+class InspectDatagrams : public InspectLive, public ::testing::WithParamInterface<bool> {};
+
+// Alone, and with the packet layers in the kernel too under --fail closed: the kernel's DATAGRAM_DATA
+// layer cannot decide the callout filter and lets the datagram on to the data layers.
+TEST_P(InspectDatagrams, EachDatagramIsDecidedOnItsPayload) {
+  std::vector<std::string> more;
+  if (GetParam()) more = {"--cgroup", "none", "--packet-layers", "--fail", "closed", "--bpf-pin", sb_->mount_bpffs()};
+  start(Side::A, data_policy("DATAGRAM_DATA_V4", kDatagram, "block:SECRET", 9003), more);
   sb_->spawn("exec socat UDP4-RECVFROM:9003,fork,reuseaddr SYSTEM:'echo hi',shut-null", {.side = Side::B});
   ASSERT_TRUE(sb_->wait_for_port(Side::B, 9003, 5s, /*udp=*/true));
   auto ask = [&](const std::string& what) {
@@ -154,6 +160,7 @@ TEST_F(InspectLive, EachDatagramIsDecidedOnItsPayload) {
   ASSERT_GE(ev.size(), 1u);
   EXPECT_EQ(ev[0]["layer"], "DATAGRAM_DATA_V4");
 }
+INSTANTIATE_TEST_SUITE_P(WithAndWithoutPacketLayers, InspectDatagrams, ::testing::Bool());
 
 // Modification: the datagram reaches B with the callout's longer payload (B's kernel drops it if a
 // length or checksum were wrong).

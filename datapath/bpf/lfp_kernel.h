@@ -170,7 +170,7 @@ struct lfp_config {
   lfp_u32 userspace;   /* lfpd reads the queue: a connect that needs user space goes there (mark) */
   lfp_u32 no_packet_cache; /* the packet layers classify every packet (lfp-packet-bench: a first packet's cost) */
   lfp_u32 keep_dropped;    /* the packet layers copy what they drop to lfp_dropped (lfp capture) */
-  lfp_u32 pad;
+  lfp_u32 datagrams_inspected; /* lfpd's data layers decide DATAGRAM_DATA next: a defer there passes on to them */
 };
 
 /* A packet the packet layers dropped, its first LFP_DROP_SNAP bytes (ring buffer lfp_dropped). */

@@ -236,7 +236,11 @@ static __always_inline int pkt_layer(int kl, struct lfp_values *v, struct pkt_de
   struct lfp_verdict d;
   if (layer_empty(kl)) return 1;
   lfp_eval(kl, v, &d);
-  const int ok = allowed(&d);
+  int ok = allowed(&d);
+  if (!ok && d.defer && (kl == LFP_KL_DATAGRAM_V4 || kl == LFP_KL_DATAGRAM_V6)) {
+    struct lfp_config *cfg = config();
+    ok = cfg && cfg->datagrams_inspected; /* (lfpd --inspect-queue takes the datagram next, whatever --fail) */
+  }
   if (!ok || !out->kl) { /* the deciding layer, or the first one, names the decision */
     out->filter_id = d.filter_id;
     out->sublayer = d.sublayer;

@@ -274,6 +274,7 @@ void KernelPath::refresh_interfaces() {
 KernelPath::~KernelPath() { release(); }
 
 void KernelPath::set_userspace(bool on) { static_cast<lfp_config*>(cfg_)->userspace = on; }
+void KernelPath::set_datagrams_inspected(bool on) { static_cast<lfp_config*>(cfg_)->datagrams_inspected = on; }
 
 std::optional<lfp_pending> KernelPath::pending(uint32_t slot) const {
   lfp_pending p{};

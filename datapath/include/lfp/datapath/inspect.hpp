@@ -58,6 +58,7 @@ class DataInspector {
   // A blocked stream or datagram, as a net event (the format of datapath::describe).
   std::function<void(nlohmann::json)> on_event;
   const InspectStats& stats() const { return stats_; }
+  bool queues_datagrams() const { return udp_; }
   nlohmann::json flows_json() const;  // the live flows, with bytes per direction
 
  private:

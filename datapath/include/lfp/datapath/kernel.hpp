@@ -63,6 +63,9 @@ class KernelPath {
   // The user-space path (userpath.hpp): whether the hooks hand decisions to lfpd's queue, and the
   // creator of the socket a queued packet's mark names.
   void set_userspace(bool on);
+  // The data layers (inspect.hpp) take datagrams after the packet layers: a DATAGRAM_DATA filter the
+  // kernel defers passes on to them instead of following --fail.
+  void set_datagrams_inspected(bool on);
   std::optional<lfp_pending> pending(uint32_t slot) const;
   // A redirected connection's record, by its local address and port (redirect.hpp).
   std::optional<lfp_redirect_record> redirect_record(const lfp_redirect_key& k) const;

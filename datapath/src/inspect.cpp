@@ -460,7 +460,8 @@ void DataInspector::on_tcp(const Packet& p) {
   const uint32_t end = seq + static_cast<uint32_t>(p.payload_len);
   if (seq_before(dir.next, seq)) {  // after a hole: waits for it
     ++stats_.out_of_order;
-    if (dir.ooo.count(seq)) return verdict(p.id, false);  // a copy of one already waiting
+    // A copy of one already waiting, or more than lfpd holds after a hole: dropped (TCP sends again).
+    if (dir.ooo.count(seq) || dir.ooo.size() >= kMaxOutOfOrder) return verdict(p.id, false);
     dir.ooo[seq] = {p.id, std::string(reinterpret_cast<const char*>(p.payload), p.payload_len)};
     return;
   }

@@ -40,6 +40,7 @@ class DataInspector {
  public:
   static constexpr uint32_t kFlowDoneMark = 0x40000000;  // conntrack mark bit: the rest of the flow passes
   static constexpr size_t kBufferLimit = 256 * 1024;     // bytes held per direction before BUFFER_LIMIT_REACHED
+  static constexpr size_t kMaxOutOfOrder = 256;          // segments held per direction after a hole
 
   // Binds NFQUEUE `queue`. Rules come with update(). Throws std::runtime_error.
   DataInspector(const FilterEngine& engine, uint16_t queue, bool fail_open);

@@ -181,7 +181,7 @@ TEST_F(AleLive, PersistentFiltersStayEnforcedAfterSigkillAndRestart) {
 // ALE_CONNECT_REDIRECT: a connect to B:8080 is sent to a proxy on A's loopback instead; the proxy (a
 // real socat, outside the cgroup) asks lfpd where the connection was going and goes there.
 TEST_F(AleLive, ConnectRedirectedToAProxyThatRecoversTheOriginalDestination) {
-  const std::string lfp = std::string(LFPD_PATH).substr(0, std::string(LFPD_PATH).rfind("/daemon/")) + "/cli/lfp";
+  const std::string lfp = lfp_cli_path();
   const std::string proxy = sb_->write_file("proxy.sh",
       "#!/bin/sh\necho via-proxy\n"
       "orig=$(LFP_SOCKET=" + lfpd_->socket() + " " + lfp + " show redirect --peer \"$SOCAT_PEERADDR:$SOCAT_PEERPORT\") || exit 1\n"

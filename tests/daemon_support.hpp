@@ -26,6 +26,12 @@ inline std::string& lfpd_path() {
   return path;
 }
 
+// The lfp command line built beside that lfpd.
+inline std::string lfp_cli_path() {
+  const std::string d = LFPD_PATH;
+  return d.substr(0, d.rfind("/daemon/")) + "/cli/lfp";
+}
+
 class Daemon {
  public:
   // netns: a network namespace file (/run/netns/NAME) lfpd runs in; empty: the caller's.

@@ -16,6 +16,8 @@
 #include <nlohmann/json.hpp>
 
 #include "lfp/packet/build.hpp"
+#include "daemon_support.hpp"
+#include "pcap_support.hpp"
 #include "sandbox.hpp"
 
 namespace lfp::test {
@@ -25,11 +27,6 @@ using nlohmann::json;
 namespace b = packet::build;
 using b::Bytes;
 using packet::IpAddr;
-
-std::string lfp_path() {
-  const std::string d = LFPD_PATH;
-  return d.substr(0, d.rfind("/daemon/")) + "/cli/lfp";
-}
 
 // The host under test, a peer on its admin LAN (@A@, @NET@ in the fixtures), and others.
 const IpAddr kHost = *packet::parse_ip("10.77.0.1"), kLan = *packet::parse_ip("10.77.0.2"),
@@ -131,35 +128,16 @@ std::vector<Probe> capture(bool v6) {
   return c;
 }
 
-void le16(std::string& s, uint16_t v) { s.append({static_cast<char>(v), static_cast<char>(v >> 8)}); }
-void le32(std::string& s, uint32_t v) {
-  le16(s, static_cast<uint16_t>(v));
-  le16(s, static_cast<uint16_t>(v >> 16));
-}
-
 // A classic pcap file: LINKTYPE_RAW (101) or Ethernet (1, frames to and from the host's MAC).
-std::string pcap_file(const std::vector<Probe>& c, bool ethernet) {
-  std::string s;
-  le32(s, 0xa1b2c3d4);
-  le16(s, 2);
-  le16(s, 4);
-  le32(s, 0);
-  le32(s, 0);
-  le32(s, 65535);
-  le32(s, ethernet ? 1 : 101);
-  uint32_t t = 1'700'000'000;
+std::string probes_pcap(const std::vector<Probe>& c, bool ethernet) {
+  std::vector<Bytes> records;
   for (const auto& p : c) {
     const uint16_t type = (p.ip[0] >> 4) == 6 ? packet::ethertype::IPV6 : packet::ethertype::IPV4;
-    const Bytes rec = !ethernet ? p.ip
+    records.push_back(!ethernet ? p.ip
                       : p.outbound ? b::ethernet(kGatewayMac, kHostMac, type, p.ip)
-                                   : b::ethernet(kHostMac, kGatewayMac, type, p.ip);
-    le32(s, t++);
-    le32(s, 0);
-    le32(s, static_cast<uint32_t>(rec.size()));
-    le32(s, static_cast<uint32_t>(rec.size()));
-    s.append(rec.begin(), rec.end());
+                                   : b::ethernet(kHostMac, kGatewayMac, type, p.ip));
   }
-  return s;
+  return pcap_file(ethernet ? 1 : 101, records);
 }
 
 // lfp's namespaces are lfpv-<pid>-...: none of a process that is gone may be left.
@@ -184,7 +162,7 @@ struct Verified {
 Verified verify(Sandbox& sb, const std::string& format, const std::string& rules, const std::string& pcap,
                 const std::string& extra = "") {
   Verified v;
-  v.run = sb.run(lfp_path() + " import " + format + " " + rules + " --verify " + pcap +
+  v.run = sb.run(lfp_cli_path() + " import " + format + " " + rules + " --verify " + pcap +
                      " --local 10.77.0.1 --local 2001:db8::1 --json " + extra,
                  {.side = Side::A, .timeout = std::chrono::seconds(60)});
   v.report = json::parse(v.run.out, nullptr, false);
@@ -204,7 +182,7 @@ TEST(ImportVerify, TheHostFirewallDecidesAlikeInTheKernelAndInLfp) {
   Sandbox sb;
   const auto pkts = capture(true);
   const std::string rules = sb.write_file("host-firewall.rules", fixture("host-firewall.rules"));
-  const std::string pcap = sb.write_file("capture.pcap", pcap_file(pkts, false));
+  const std::string pcap = sb.write_file("capture.pcap", probes_pcap(pkts, false));
   const Verified v = verify(sb, "iptables", rules, pcap);
   ASSERT_EQ(v.run.code, 0) << v.run.err << v.run.out;
   ASSERT_TRUE(v.report.is_object()) << v.run.out;
@@ -231,7 +209,7 @@ TEST(ImportVerify, TheNftHostFirewallDecidesAlikeButForPingOnAnEthernetCapture) 
   ASSERT_TRUE(listed.ok()) << listed.err;
   const std::string rules = sb.write_file("ruleset.json", listed.out);
   const auto pkts = capture(true);
-  const std::string pcap = sb.write_file("capture.pcap", pcap_file(pkts, true));
+  const std::string pcap = sb.write_file("capture.pcap", probes_pcap(pkts, true));
   const Verified v = verify(sb, "nft", rules, pcap);
   ASSERT_EQ(v.run.code, 1) << v.run.err << v.run.out;
   const json& r = v.report["verify"];
@@ -261,7 +239,7 @@ TEST(ImportVerify, ARuleTheImportCannotExpressShowsUpAsTheDifferencesItMakes) {
   const std::string log = "-A INPUT -m limit";
   text.insert(text.find(log), "-A INPUT -p tcp -m tcp --dport 5555 -m limit --limit 5/sec -j ACCEPT\n");
   const std::string rules = sb.write_file("limited.rules", text);
-  const std::string pcap = sb.write_file("capture.pcap", pcap_file(capture(false), false));
+  const std::string pcap = sb.write_file("capture.pcap", probes_pcap(capture(false), false));
   const Verified v = verify(sb, "iptables", rules, pcap);
   ASSERT_EQ(v.run.code, 1) << v.run.err << v.run.out;
   const json& r = v.report["verify"];
@@ -284,7 +262,7 @@ TEST(ImportVerify, ARuleTheImportCannotExpressShowsUpAsTheDifferencesItMakes) {
   EXPECT_TRUE(reported) << v.report["unmapped"].dump();
 
   // The same in text: the difference on standard output, exit code 1.
-  const RunResult t = sb.run(lfp_path() + " import iptables " + rules + " --verify " + pcap + " --local 10.77.0.1",
+  const RunResult t = sb.run(lfp_cli_path() + " import iptables " + rules + " --verify " + pcap + " --local 10.77.0.1",
                              {.side = Side::A, .timeout = std::chrono::seconds(60)});
   EXPECT_EQ(t.code, 1) << t.err;
   EXPECT_NE(t.out.find("1 differently"), std::string::npos) << t.out;
@@ -300,14 +278,14 @@ TEST(ImportVerify, RulesTheKernelRefusesAreAnErrorAndLeaveNothing) {
   Sandbox sb;
   // The importer reads a match it does not know as not expressible; the kernel has no such match.
   const std::string rules = sb.write_file("bad.rules", "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m nosuchmatch -j DROP\nCOMMIT\n");
-  const std::string pcap = sb.write_file("capture.pcap", pcap_file(capture(false), false));
-  const RunResult r = sb.run(lfp_path() + " import iptables " + rules + " --verify " + pcap + " --local 10.77.0.1",
+  const std::string pcap = sb.write_file("capture.pcap", probes_pcap(capture(false), false));
+  const RunResult r = sb.run(lfp_cli_path() + " import iptables " + rules + " --verify " + pcap + " --local 10.77.0.1",
                              {.side = Side::A, .timeout = std::chrono::seconds(60)});
   EXPECT_EQ(r.code, 2) << r.out << r.err;
   EXPECT_NE(r.err.find("the kernel refused the original rules"), std::string::npos) << r.err;
   EXPECT_TRUE(leftover_namespaces().empty());
   // A capture that cannot be read: exit 2 too.
-  const RunResult m = sb.run(lfp_path() + " import iptables " + rules + " --verify " + sb.tmpdir() + "/none.pcap",
+  const RunResult m = sb.run(lfp_cli_path() + " import iptables " + rules + " --verify " + sb.tmpdir() + "/none.pcap",
                              {.side = Side::A, .timeout = std::chrono::seconds(60)});
   EXPECT_EQ(m.code, 2) << m.err;
   EXPECT_TRUE(leftover_namespaces().empty());
@@ -317,7 +295,7 @@ TEST(ImportVerify, RulesTheKernelRefusesAreAnErrorAndLeaveNothing) {
 TEST(ImportVerify, FormatsWhoseSemanticsLinuxCannotRunAreRefused) {
   for (const std::string& args : {std::string("wfp ") + LFP_SOURCE_DIR + "/tests/data/import/wfp-filters.xml",
                                   std::string("opensnitch ") + LFP_SOURCE_DIR + "/tests/data/import/opensnitch"}) {
-    const std::string cmd = lfp_path() + " import " + args + " --verify /nonexistent.pcap 2>&1 >/dev/null";
+    const std::string cmd = lfp_cli_path() + " import " + args + " --verify /nonexistent.pcap 2>&1 >/dev/null";
     FILE* f = popen(cmd.c_str(), "r");
     ASSERT_TRUE(f);
     std::string err;

@@ -91,8 +91,7 @@ class PacketLive : public ::testing::Test {
 
   // The lfp command line, talking to this test's lfpd.
   std::string lfp() const {
-    const std::string d = LFPD_PATH;
-    return d.substr(0, d.rfind("/daemon/")) + "/cli/lfp --socket " + lfpd_->socket();
+    return lfp_cli_path() + " --socket " + lfpd_->socket();
   }
   // `lfp replay` of a capture taken in B through the policy: how many packets each filter blocked, by
   // "LAYER FILTER_KEY", and how many nothing blocked ("permitted").

@@ -14,11 +14,17 @@
 
 #include "lfp/packet/build.hpp"
 #include "lfp/packet/walk.hpp"
+#include "daemon_support.hpp"
+#include "pcap_support.hpp"
 
 namespace lfp::packet {
 namespace {
 
 using namespace build;
+using test::le16;
+using test::le32;
+using test::lfp_cli_path;
+using test::pcap_file;
 using L = LayerId;
 using F = FieldId;
 
@@ -437,11 +443,6 @@ const std::filesystem::path& temp_dir() {
   return d.path;
 }
 
-std::string lfp_path() {
-  const std::string d = LFPD_PATH;
-  return d.substr(0, d.rfind("/daemon/")) + "/cli/lfp";
-}
-
 struct CmdResult {
   int rc;
   std::string out, err;
@@ -449,7 +450,7 @@ struct CmdResult {
 
 CmdResult run(const std::string& args) {
   const std::string o = temp_dir() / "out", e = temp_dir() / "err";
-  const int st = std::system((lfp_path() + " " + args + " >" + o + " 2>" + e).c_str());
+  const int st = std::system((lfp_cli_path() + " " + args + " >" + o + " 2>" + e).c_str());
   auto slurp = [](const std::string& p) {
     std::ifstream in(p);
     std::stringstream ss;
@@ -457,33 +458,6 @@ CmdResult run(const std::string& args) {
     return ss.str();
   };
   return {WIFEXITED(st) ? WEXITSTATUS(st) : -1, slurp(o), slurp(e)};
-}
-
-void le16(std::string& s, uint16_t v) { s.append({static_cast<char>(v), static_cast<char>(v >> 8)}); }
-void le32(std::string& s, uint32_t v) {
-  le16(s, static_cast<uint16_t>(v));
-  le16(s, static_cast<uint16_t>(v >> 16));
-}
-
-// A classic pcap file (microsecond timestamps, little-endian).
-std::string pcap_file(uint32_t linktype, const std::vector<Bytes>& pkts) {
-  std::string s;
-  le32(s, 0xa1b2c3d4);
-  le16(s, 2);
-  le16(s, 4);
-  le32(s, 0);
-  le32(s, 0);
-  le32(s, 65535);
-  le32(s, linktype);
-  uint32_t t = 1'700'000'000;
-  for (const auto& p : pkts) {
-    le32(s, t++);
-    le32(s, 0);
-    le32(s, static_cast<uint32_t>(p.size()));
-    le32(s, static_cast<uint32_t>(p.size()));
-    s.append(p.begin(), p.end());
-  }
-  return s;
 }
 
 // A pcapng file: section header, one interface, an enhanced packet block a packet.

@@ -68,8 +68,7 @@ class PromptLive : public ::testing::Test {
   }
   // lfp CLI output (JSON).
   json lfp(const std::string& args) {
-    const std::string d = LFPD_PATH;
-    const std::string cmd = d.substr(0, d.rfind("/daemon/")) + "/cli/lfp --socket " + lfpd_->socket() + " " + args;
+    const std::string cmd = lfp_cli_path() + " --socket " + lfpd_->socket() + " " + args;
     const RunResult r = sb_->run(cmd, {.side = Side::A});
     EXPECT_TRUE(r.ok()) << cmd << ": " << r.err << r.out;
     return json::parse(r.out, nullptr, false);
@@ -152,9 +151,7 @@ TEST_F(PromptLive, SeveralWaitAtOnceAndEachGetsItsAnswer) {
   std::string answers;
   for (const auto& x : p)
     answers += std::to_string(x["id"].get<uint64_t>()) + (x["remote_port"] == 8080 ? " allow" : " deny") + "\\n";
-  const std::string d = LFPD_PATH;
-  const RunResult r = sb_->run("printf '" + answers + "' | " + d.substr(0, d.rfind("/daemon/")) + "/cli/lfp --socket " +
-                                   lfpd_->socket() + " prompt",
+  const RunResult r = sb_->run("printf '" + answers + "' | " + lfp_cli_path() + " --socket " + lfpd_->socket() + " prompt",
                                {.side = Side::A, .timeout = 10s});
   EXPECT_TRUE(r.ok()) << r.err;
   EXPECT_NE(slurp(a).find("hi"), std::string::npos);

@@ -12,10 +12,11 @@
 #include <cstring>
 #include <ctime>
 #include <stdexcept>
+#include <tuple>
 
 #include "lfp/datapath/userpath.hpp"
+#include "command.hpp"
 #include "lfp/packet/parse.hpp"
-#include "lfp/policy/policy.hpp"
 
 #undef IP_PROTOCOL  // (linux/in.h's socket option, not the engine's field)
 
@@ -37,71 +38,13 @@ struct DataInspector::Packet {
 
 namespace {
 
-int run_quiet(const std::vector<std::string>& argv) {
-  std::string cmd;
-  for (const auto& a : argv) cmd += a + " ";
-  cmd += ">/dev/null 2>&1";
-  return std::system(cmd.c_str());
-}
-
-std::string ip_text(const packet::IpAddr& a) {
+std::string ip_text(bool v6, const Ip6& a) {
   char buf[INET6_ADDRSTRLEN];
-  inet_ntop(a.v6 ? AF_INET6 : AF_INET, a.b.data(), buf, sizeof buf);
+  inet_ntop(v6 ? AF_INET6 : AF_INET, a.data(), buf, sizeof buf);
   return buf;
 }
 
 bool seq_before(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
-
-// A RST from `from` to `to` with sequence number `seq` (the peer's next expected byte: only that
-// one resets an established connection, RFC 5961), through a raw socket of lfpd's namespace.
-void send_reset(int family, const std::string& from, uint16_t sport, const std::string& to, uint16_t dport, uint32_t seq) {
-  const int af = family == 6 ? AF_INET6 : AF_INET;
-  const int s = ::socket(af, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_TCP);
-  if (s < 0) return;
-  sockaddr_storage src{}, dst{};
-  socklen_t len = 0;
-  uint8_t pseudo[40] = {};
-  size_t plen = 0;
-  if (af == AF_INET) {
-    auto* a = reinterpret_cast<sockaddr_in*>(&src);
-    auto* b = reinterpret_cast<sockaddr_in*>(&dst);
-    a->sin_family = b->sin_family = AF_INET;
-    inet_pton(AF_INET, from.c_str(), &a->sin_addr);
-    inet_pton(AF_INET, to.c_str(), &b->sin_addr);
-    std::memcpy(pseudo, &a->sin_addr, 4);
-    std::memcpy(pseudo + 4, &b->sin_addr, 4);
-    pseudo[9] = IPPROTO_TCP;
-    pseudo[11] = 20;
-    plen = 12;
-    len = sizeof(sockaddr_in);
-  } else {
-    auto* a = reinterpret_cast<sockaddr_in6*>(&src);
-    auto* b = reinterpret_cast<sockaddr_in6*>(&dst);
-    a->sin6_family = b->sin6_family = AF_INET6;
-    inet_pton(AF_INET6, from.c_str(), &a->sin6_addr);
-    inet_pton(AF_INET6, to.c_str(), &b->sin6_addr);
-    std::memcpy(pseudo, &a->sin6_addr, 16);
-    std::memcpy(pseudo + 16, &b->sin6_addr, 16);
-    pseudo[35] = 20;
-    pseudo[39] = IPPROTO_TCP;
-    plen = 40;
-    len = sizeof(sockaddr_in6);
-  }
-  uint8_t tcp[20] = {};
-  tcp[0] = static_cast<uint8_t>(sport >> 8), tcp[1] = static_cast<uint8_t>(sport);
-  tcp[2] = static_cast<uint8_t>(dport >> 8), tcp[3] = static_cast<uint8_t>(dport);
-  for (int i = 0; i < 4; ++i) tcp[4 + i] = static_cast<uint8_t>(seq >> (24 - 8 * i));
-  tcp[12] = 5 << 4;
-  tcp[13] = 0x04;  // RST
-  uint32_t sum = 0;
-  for (size_t i = 0; i < plen; i += 2) sum += uint32_t{pseudo[i]} << 8 | pseudo[i + 1];
-  for (size_t i = 0; i < 20; i += 2) sum += uint32_t{tcp[i]} << 8 | tcp[i + 1];
-  while (sum >> 16) sum = (sum & 0xffff) + (sum >> 16);
-  tcp[16] = static_cast<uint8_t>(~sum >> 8), tcp[17] = static_cast<uint8_t>(~sum);
-  if (::bind(s, reinterpret_cast<sockaddr*>(&src), len) == 0)
-    ::sendto(s, tcp, sizeof tcp, 0, reinterpret_cast<sockaddr*>(&dst), len);
-  ::close(s);
-}
 
 uint32_t sum16(const uint8_t* p, size_t n, uint32_t sum = 0) {
   for (size_t i = 0; i + 1 < n; i += 2) sum += uint32_t{p[i]} << 8 | p[i + 1];
@@ -183,6 +126,33 @@ bool inject_packet(std::string pkt) {
   return ok;
 }
 
+// A RST from the local end to the remote with sequence number `seq` (the peer's next expected
+// byte: only that one resets an established connection, RFC 5961).
+void send_reset(bool v6, const Ip6& from, uint16_t sport, const Ip6& to, uint16_t dport, uint32_t seq) {
+  std::string pkt(v6 ? 60 : 40, '\0');
+  const size_t l4 = v6 ? 40 : 20;
+  if (v6) {
+    pkt[0] = 0x60;
+    pkt[6] = IPPROTO_TCP;
+    pkt[7] = 64;
+    std::memcpy(pkt.data() + 8, from.data(), 16);
+    std::memcpy(pkt.data() + 24, to.data(), 16);
+  } else {
+    pkt[0] = 0x45;
+    pkt[8] = 64;
+    pkt[9] = IPPROTO_TCP;
+    std::memcpy(pkt.data() + 12, from.data(), 4);
+    std::memcpy(pkt.data() + 16, to.data(), 4);
+  }
+  put16(pkt, l4, sport);
+  put16(pkt, l4 + 2, dport);
+  put16(pkt, l4 + 4, static_cast<uint16_t>(seq >> 16));
+  put16(pkt, l4 + 6, static_cast<uint16_t>(seq));
+  pkt[l4 + 12] = 5 << 4;
+  pkt[l4 + 13] = 0x04;  // RST
+  inject_packet(std::move(pkt));
+}
+
 int64_t mono_ns() {
   timespec t;
   clock_gettime(CLOCK_MONOTONIC, &t);
@@ -190,6 +160,18 @@ int64_t mono_ns() {
 }
 
 }  // namespace
+
+size_t DataInspector::FlowKeyHash::operator()(const FlowKey& k) const {
+  uint64_t h = 1469598103934665603ull;  // FNV-1a
+  auto mix = [&](const uint8_t* p, size_t n) {
+    for (size_t i = 0; i < n; ++i) h = (h ^ p[i]) * 1099511628211ull;
+  };
+  mix(k.a.data(), k.v6 ? 16 : 4);
+  mix(k.b.data(), k.v6 ? 16 : 4);
+  const uint32_t ports = uint32_t{k.pa} << 16 | k.pb;
+  mix(reinterpret_cast<const uint8_t*>(&ports), 4);
+  return h;
+}
 
 DataInspector::DataInspector(const FilterEngine& engine, uint16_t queue, bool fail_open)
     : engine_(engine), queue_(queue), fail_open_(fail_open) {
@@ -259,7 +241,7 @@ void DataInspector::rules(bool tcp, bool udp) {
     const std::vector<std::string> ipt = {tool, "-w", "-t", "filter"};
     auto cmd = [&](std::vector<std::string> a) {
       a.insert(a.begin(), ipt.begin(), ipt.end());
-      return run_quiet(a);
+      return run_command(a);
     };
     cmd({"-D", "INPUT", "!", "-i", "lo", "-j", "LFP-DATA"});
     cmd({"-D", "OUTPUT", "-j", "LFP-DATA"});
@@ -348,11 +330,11 @@ void DataInspector::on_packet(const Packet& p) {
 json DataInspector::event(const Flow& f, LayerId layer, const ClassifyResult& r, int d) const {
   json e = {{"type", r.permit ? "CLASSIFY_ALLOW" : "CLASSIFY_DROP"},
             {"layer", layer_info(layer).name},
-            {"ip_version", f.family == 6 ? "V6" : "V4"},
+            {"ip_version", f.v6 ? "V6" : "V4"},
             {"ip_protocol", layer == LayerId::STREAM_V4 || layer == LayerId::STREAM_V6 ? 6 : 17},
-            {"local_address", f.local_addr},
+            {"local_address", ip_text(f.v6, f.local)},
             {"local_port", f.local_port},
-            {"remote_address", f.remote_addr},
+            {"remote_address", ip_text(f.v6, f.remote)},
             {"remote_port", f.remote_port},
             {"direction", (d >= 0 ? d == 0 : f.outbound) ? "OUTBOUND" : "INBOUND"},
             {"loopback", f.loopback},
@@ -362,6 +344,27 @@ json DataInspector::event(const Flow& f, LayerId layer, const ClassifyResult& r,
   return e;
 }
 
+FieldValues DataInspector::values(const Flow& f, LayerId layer, int d) const {
+  const LayerInfo& info = layer_info(layer);
+  FieldValues v;
+  auto num = [&](FieldId field, uint64_t x) {
+    if (layer_has_field(info, field)) v.set(field, Value{field_type(field, info.family), x});
+  };
+  auto addr = [&](FieldId field, const Ip6& a) {
+    if (!f.v6) return num(field, uint32_t{a[0]} << 24 | uint32_t{a[1]} << 16 | uint32_t{a[2]} << 8 | a[3]);
+    if (layer_has_field(info, field)) v.set(field, Value::ip6(a));
+  };
+  // DIRECTION: a datagram's own at DATAGRAM_DATA, the connection's at STREAM.
+  num(FieldId::DIRECTION, d >= 0 ? d : f.outbound ? 0 : 1);
+  num(FieldId::FLAGS, f.loopback ? 0x1 /* IS_LOOPBACK */ : 0);
+  num(FieldId::IP_PROTOCOL, layer == LayerId::STREAM_V4 || layer == LayerId::STREAM_V6 ? 6 : 17);
+  addr(FieldId::IP_LOCAL_ADDRESS, f.local);
+  addr(FieldId::IP_REMOTE_ADDRESS, f.remote);
+  num(FieldId::IP_LOCAL_PORT, f.local_port);
+  num(FieldId::IP_REMOTE_PORT, f.remote_port);
+  return v;
+}
+
 // --- DATAGRAM_DATA: each datagram, with its payload -------------------------------------------
 
 void DataInspector::on_udp(const Packet& p) {
@@ -369,27 +372,19 @@ void DataInspector::on_udp(const Packet& p) {
   const bool v6 = p.ip.src.v6;
   const LayerId layer = v6 ? LayerId::DATAGRAM_DATA_V6 : LayerId::DATAGRAM_DATA_V4;
   Flow f;  // (a datagram's view; not kept)
-  f.family = v6 ? 6 : 4;
-  f.local_addr = ip_text(p.out ? p.ip.src : p.ip.dst);
-  f.remote_addr = ip_text(p.out ? p.ip.dst : p.ip.src);
+  f.v6 = v6;
+  f.local = p.out ? p.ip.src.b : p.ip.dst.b;
+  f.remote = p.out ? p.ip.dst.b : p.ip.src.b;
   f.local_port = p.out ? p.ip.src_port : p.ip.dst_port;
   f.remote_port = p.out ? p.ip.dst_port : p.ip.src_port;
   f.loopback = p.loopback;
-  policy::Request req;
-  req.layer = layer;
-  req.set_text(FieldId::DIRECTION, p.out ? "0" : "1");  // the packet's direction at this layer
-  req.set_text(FieldId::FLAGS, p.loopback ? "IS_LOOPBACK" : "0");
-  req.set_text(FieldId::IP_PROTOCOL, "17");
-  req.set_text(FieldId::IP_LOCAL_ADDRESS, f.local_addr);
-  req.set_text(FieldId::IP_REMOTE_ADDRESS, f.remote_addr);
-  req.set_text(FieldId::IP_LOCAL_PORT, std::to_string(f.local_port));
-  req.set_text(FieldId::IP_REMOTE_PORT, std::to_string(f.remote_port));
+  const FieldValues vals = values(f, layer, p.out ? 0 : 1);
   ClassifyMeta meta;
   meta.data = p.payload;
   meta.data_len = p.payload_len;
   ++stats_.classifies;
   stats_.bytes_inspected += p.payload_len;
-  const ClassifyResult r = engine_.classify(layer, req.values, false, &meta);
+  const ClassifyResult r = engine_.classify(layer, vals, false, &meta);
   // A callout's new payload: the same headers, lengths and checksums fixed.
   std::string changed;
   if (r.permit && meta.new_data && p.payload) {
@@ -406,9 +401,8 @@ void DataInspector::on_udp(const Packet& p) {
 // --- STREAM: each direction of a TCP flow, in order -------------------------------------------
 
 void DataInspector::on_tcp(const Packet& p) {
-  const std::string src = ip_text(p.ip.src) + "|" + std::to_string(p.ip.src_port);
-  const std::string dst = ip_text(p.ip.dst) + "|" + std::to_string(p.ip.dst_port);
-  const std::string key = src < dst ? src + "|" + dst : dst + "|" + src;
+  FlowKey key{p.ip.src.b, p.ip.dst.b, p.ip.src_port, p.ip.dst_port, p.ip.src.v6};
+  if (std::tie(key.b, key.pb) < std::tie(key.a, key.pa)) std::swap(key.a, key.b), std::swap(key.pa, key.pb);
   const uint8_t flags = p.ip.tcp_flags;
   constexpr uint8_t FIN = 0x01, SYN = 0x02, RST = 0x04, ACK = 0x10;
   auto it = flows_.find(key);
@@ -416,11 +410,11 @@ void DataInspector::on_tcp(const Packet& p) {
     if (flags & RST) return verdict(p.id, true);
     auto f = std::make_unique<Flow>();
     f->handle = next_handle_++;
-    f->family = p.ip.src.v6 ? 6 : 4;
+    f->v6 = p.ip.src.v6;
     // The local end: the sender of an outgoing packet, the receiver of an incoming one.
     const bool local_is_src = p.out;
-    f->local_addr = ip_text(local_is_src ? p.ip.src : p.ip.dst);
-    f->remote_addr = ip_text(local_is_src ? p.ip.dst : p.ip.src);
+    f->local = local_is_src ? p.ip.src.b : p.ip.dst.b;
+    f->remote = local_is_src ? p.ip.dst.b : p.ip.src.b;
     f->local_port = local_is_src ? p.ip.src_port : p.ip.dst_port;
     f->remote_port = local_is_src ? p.ip.dst_port : p.ip.src_port;
     // Locally initiated: our SYN went out, or (mid-flow) the first packet seen went out.
@@ -432,7 +426,7 @@ void DataInspector::on_tcp(const Packet& p) {
   }
   Flow& f = *it->second;
   f.last_ns = 0;
-  const bool from_local = ip_text(p.ip.src) == f.local_addr && p.ip.src_port == f.local_port;
+  const bool from_local = p.ip.src.b == f.local && p.ip.src_port == f.local_port;
   const int d = from_local ? 0 : 1;
   Direction& dir = f.dir[d];
   if (f.blocked) return verdict(p.id, (flags & RST) != 0);  // (our own resets pass)
@@ -504,15 +498,8 @@ void DataInspector::on_tcp(const Packet& p) {
 
 void DataInspector::stream_classify(Flow& f, int d, bool limit) {
   Direction& dir = f.dir[d];
-  const LayerId layer = f.family == 6 ? LayerId::STREAM_V6 : LayerId::STREAM_V4;
-  policy::Request req;
-  req.layer = layer;
-  req.set_text(FieldId::DIRECTION, f.outbound ? "0" : "1");  // the connection's direction at STREAM
-  req.set_text(FieldId::FLAGS, f.loopback ? "IS_LOOPBACK" : "0");
-  req.set_text(FieldId::IP_LOCAL_ADDRESS, f.local_addr);
-  req.set_text(FieldId::IP_REMOTE_ADDRESS, f.remote_addr);
-  req.set_text(FieldId::IP_LOCAL_PORT, std::to_string(f.local_port));
-  req.set_text(FieldId::IP_REMOTE_PORT, std::to_string(f.remote_port));
+  const LayerId layer = f.v6 ? LayerId::STREAM_V6 : LayerId::STREAM_V4;
+  const FieldValues vals = values(f, layer, -1);
   ClassifyMeta meta;
   meta.flow_handle = f.handle;
   meta.data = reinterpret_cast<const uint8_t*>(dir.pending.data());
@@ -524,7 +511,7 @@ void DataInspector::stream_classify(Flow& f, int d, bool limit) {
   meta.flow_contexts = &f.contexts;
   ++stats_.classifies;
   stats_.bytes_inspected += dir.pending.size();
-  const ClassifyResult r = engine_.classify(layer, req.values, false, &meta);
+  const ClassifyResult r = engine_.classify(layer, vals, false, &meta);
   switch (meta.stream_action) {
     case StreamAction::ALLOW_CONNECTION: return allow_flow(f);
     case StreamAction::DROP_CONNECTION: return block_flow(f, &r);
@@ -574,12 +561,12 @@ void DataInspector::block_flow(Flow& f, const ClassifyResult* r) {
   }
   // Reset both ends: the peer by a RST in its window (the local socket's own would come after the
   // bytes dropped here, and be ignored), the local socket by aborting it. On loopback both are ours.
-  if (peer_seq_known && !f.loopback) send_reset(f.family, f.local_addr, f.local_port, f.remote_addr, f.remote_port, peer_next);
+  if (peer_seq_known && !f.loopback) send_reset(f.v6, f.local, f.local_port, f.remote, f.remote_port, peer_next);
   QueuedFlow q;
-  q.family = f.family;
+  q.family = f.v6 ? 6 : 4;
   q.protocol = 6;
-  q.local_addr = f.local_addr;
-  q.remote_addr = f.remote_addr;
+  q.local_addr = ip_text(f.v6, f.local);
+  q.remote_addr = ip_text(f.v6, f.remote);
   q.local_port = f.local_port;
   q.remote_port = f.remote_port;
   q.cookie = ~uint64_t{0};  // INET_DIAG_NOCOOKIE: by the 5-tuple alone
@@ -589,10 +576,10 @@ void DataInspector::block_flow(Flow& f, const ClassifyResult* r) {
     std::swap(q.local_port, q.remote_port);
     UserPath::destroy(q);
   }
-  if (r && on_event) on_event(event(f, f.family == 6 ? LayerId::STREAM_V6 : LayerId::STREAM_V4, *r, -1));
+  if (r && on_event) on_event(event(f, f.v6 ? LayerId::STREAM_V6 : LayerId::STREAM_V4, *r, -1));
 }
 
-void DataInspector::end_flow(const std::string& key) {
+void DataInspector::end_flow(const FlowKey& key) {
   auto it = flows_.find(key);
   if (it == flows_.end()) return;
   Flow& f = *it->second;
@@ -607,7 +594,7 @@ void DataInspector::end_flow(const std::string& key) {
 
 void DataInspector::sweep(int64_t idle_ns, int64_t hold_ns) {
   const int64_t now_ns = mono_ns();
-  std::vector<std::string> idle;
+  std::vector<FlowKey> idle;
   for (auto& [key, f] : flows_) {
     // Bytes a callout waits for that do not come: it decides on what is there.
     for (int d = 0; d < 2; ++d)
@@ -623,8 +610,8 @@ json DataInspector::flows_json() const {
   json a = json::array();
   for (const auto& [key, f] : flows_)
     a.push_back({{"flow", f->handle},
-                 {"local", f->local_addr + ":" + std::to_string(f->local_port)},
-                 {"remote", f->remote_addr + ":" + std::to_string(f->remote_port)},
+                 {"local", ip_text(f->v6, f->local) + ":" + std::to_string(f->local_port)},
+                 {"remote", ip_text(f->v6, f->remote) + ":" + std::to_string(f->remote_port)},
                  {"direction", f->outbound ? "OUTBOUND" : "INBOUND"},
                  {"bytes_sent", f->dir[0].bytes},
                  {"bytes_received", f->dir[1].bytes},

@@ -1,7 +1,8 @@
 #include "lfp/datapath/userpath.hpp"
 
+#include "command.hpp"
+
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #include <linux/inet_diag.h>
 #include <linux/netfilter.h>
@@ -9,7 +10,6 @@
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -24,23 +24,6 @@ namespace lfp::datapath {
 using nlohmann::json;
 
 namespace {
-
-// Runs a program (no shell) and returns its exit code.
-int run(const std::vector<std::string>& argv) {
-  const pid_t pid = fork();
-  if (pid == 0) {
-    int null = ::open("/dev/null", O_WRONLY);
-    if (null >= 0) dup2(null, 1), dup2(null, 2);
-    std::vector<char*> a;
-    for (const auto& s : argv) a.push_back(const_cast<char*>(s.c_str()));
-    a.push_back(nullptr);
-    execvp(a[0], a.data());
-    _exit(127);
-  }
-  int status = 0;
-  if (pid < 0 || waitpid(pid, &status, 0) < 0) return -1;
-  return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
 
 std::string hex(uint32_t v) {
   char b[16];
@@ -139,7 +122,7 @@ void UserPath::rules(bool install) {
   for (const char* tool : {"iptables", "ip6tables"}) {
     auto ipt = [&](std::vector<std::string> args) {
       args.insert(args.begin(), {tool, "-w", "-t", "mangle"});
-      return run(args);
+      return run_command(args);
     };
     if (!install) {
       ipt({"-D", "OUTPUT", "-j", "LFP-ALE"});

@@ -79,10 +79,20 @@ class DataInspector {
     bool fin = false;
     uint64_t bytes = 0;
   };
+  // Both ends of a flow, the lower first: the same key for both directions.
+  struct FlowKey {
+    Ip6 a{}, b{};
+    uint16_t pa = 0, pb = 0;
+    bool v6 = false;
+    friend bool operator==(const FlowKey&, const FlowKey&) = default;
+  };
+  struct FlowKeyHash {
+    size_t operator()(const FlowKey& k) const;
+  };
   struct Flow {
     uint64_t handle = 0;
-    int family = 4;
-    std::string local_addr, remote_addr;  // the local end: the one on this host's side of the first packet
+    bool v6 = false;
+    Ip6 local{}, remote{};  // the local end: the one on this host's side of the first packet
     uint16_t local_port = 0, remote_port = 0;
     bool outbound = true;   // locally initiated (DIRECTION at STREAM is the connection's)
     bool loopback = false;
@@ -99,10 +109,12 @@ class DataInspector {
   void stream_classify(Flow& f, int d, bool limit);
   void allow_flow(Flow& f);
   void block_flow(Flow& f, const ClassifyResult* r);
-  void end_flow(const std::string& key);
+  void end_flow(const FlowKey& key);
   void verdict(uint32_t id, bool accept, bool mark_done = false, const std::string* packet = nullptr);
   void rules(bool tcp, bool udp);
   nlohmann::json event(const Flow& f, LayerId layer, const ClassifyResult& r, int d) const;
+  // The layer's values for a flow (d: a datagram's direction, 0 out, 1 in; -1: the connection's).
+  FieldValues values(const Flow& f, LayerId layer, int d) const;
 
   const FilterEngine& engine_;
   uint16_t queue_;
@@ -111,7 +123,7 @@ class DataInspector {
   uint32_t portid_ = 0;
   bool tcp_ = false, udp_ = false;
   uint64_t next_handle_ = 1;
-  std::unordered_map<std::string, std::unique_ptr<Flow>> flows_;  // by the 5-tuple, both directions
+  std::unordered_map<FlowKey, std::unique_ptr<Flow>, FlowKeyHash> flows_;
   InspectStats stats_;
 };
 

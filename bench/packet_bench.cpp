@@ -10,6 +10,13 @@
 //   l  LARGE filters there (default 10000), likewise
 //   n  l with the decision cache off (lfpd --no-packet-cache): every packet walks the whole layer,
 //      as a flow's first packet does
+// and the user-space path, against its own baseline:
+//   t  a trivial NFQUEUE reader in B (libnetfilter_queue, a verdict per packet) behind an xtables
+//      NFQUEUE rule at mangle INPUT: what any user-space packet filter pays at least
+//   u  lfpd --packet-queue --packet-userspace (one queue) with SMALL filters: every packet is
+//      queued at LOCAL_IN and the engine decides INBOUND_TRANSPORT_V4 in lfpd
+//   v  u with LARGE filters
+// u and v are also given as ratios to t (the goal: at least 0.9).
 // Each figure is the median over the rounds of the received rate; ratios are medians of each round's
 // own ratio to a. Before each configuration is measured, lfpd must have reported compiling the
 // expected number of filters, and a probe datagram to a port that only that policy blocks must be lost.
@@ -18,7 +25,10 @@
 // Modes run inside the sandbox (argv[1]):
 //   lfp-packet-bench sink PORT SECS        counts datagrams for SECS after the first; prints the count
 //   lfp-packet-bench blast IP PORT SECS FLOWS
+//   lfp-packet-bench nfq-reader QUEUE       accepts every packet queue QUEUE holds, until killed
 #include <arpa/inet.h>
+#include <libnetfilter_queue/libnetfilter_queue.h>
+#include <linux/netfilter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -110,6 +120,31 @@ int blast(const char* ip, int port, double secs, int flows) {
   return 0;
 }
 
+// The trivial reader: the canonical libnetfilter_queue loop, a verdict per packet.
+int nfq_reader(int queue) {
+  nfq_handle* h = nfq_open();
+  if (!h) return perror("nfq_open"), 1;
+  nfq_q_handle* q = nfq_create_queue(
+      h, static_cast<uint16_t>(queue),
+      [](nfq_q_handle* qh, nfgenmsg*, nfq_data* nfa, void*) {
+        const nfqnl_msg_packet_hdr* ph = nfq_get_msg_packet_hdr(nfa);
+        return ph ? nfq_set_verdict(qh, ntohl(ph->packet_id), NF_ACCEPT, 0, nullptr) : 0;
+      },
+      nullptr);
+  if (!q) return std::fprintf(stderr, "cannot bind queue %d\n", queue), 1;
+  nfq_set_mode(q, NFQNL_COPY_PACKET, 0xffff);
+  nfq_set_queue_maxlen(q, 8192);
+  const int fd = nfq_fd(h);
+  int big = 8 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+  alignas(8) static char buf[0xffff + 4096];
+  std::printf("ready\n");
+  std::fflush(stdout);
+  for (;;) {
+    const ssize_t n = recv(fd, buf, sizeof buf, 0);
+    if (n > 0) nfq_handle_packet(h, buf, static_cast<int>(n));
+  }
+}
 
 // n filters at INBOUND_TRANSPORT_V4: n-1 that the benchmark's datagrams do not match (other local
 // ports), the first of them blocking the probe port, then one permit for the benchmark's port.
@@ -138,20 +173,26 @@ class Bench {
 
   // Puts the configuration in place and checks it; throws if it is not what it claims.
   void enter(char c) {
-    if (c == 'a') {
+    trivial_reader(c == 't');
+    if (c == 'a' || c == 't') {
       lfpd_.reset();
+      session_.reset();
+      if (!probe()) throw std::runtime_error(std::string("configuration ") + c + ": the probe datagram was lost");
       return;
     }
-    const bool nocache = c == 'n';
-    if (!lfpd_ || nocache != nocache_) {
+    const char mode = c == 'n' ? 'n' : c == 'u' || c == 'v' ? 'u' : 'k';
+    if (!lfpd_ || mode != mode_) {
+      session_.reset();
       lfpd_.reset();
       std::vector<std::string> args = {"--cgroup", "none", "--packet-layers", "--bpf-pin", ""};
-      if (nocache) args.push_back("--no-packet-cache");
+      if (mode == 'n') args.push_back("--no-packet-cache");
+      // (--fail closed: what the queue cannot take is dropped, as the trivial reader's is, not passed)
+      if (mode == 'u') args.insert(args.end(), {"--packet-queue", "7501", "--packet-userspace", "--fail", "closed"});
       lfpd_ = std::make_unique<lfp::test::Daemon>(args, sb_.ns_path(Side::B));
-      nocache_ = nocache;
+      mode_ = mode;
       filters_ = 0;
     }
-    const int want = c == 'h' ? 0 : c == 's' ? o_.small : o_.large;
+    const int want = c == 'h' ? 0 : c == 's' || c == 'u' ? o_.small : o_.large;
     if (want != filters_) {
       session_.reset();  // a dynamic session's filters go with it
       if (want) {
@@ -164,20 +205,48 @@ class Bench {
     const bool lost = !probe();
     if (lost != (want > 0)) throw std::runtime_error(std::string("configuration ") + c + ": the probe datagram was " +
                                                      (lost ? "lost" : "delivered"));
+    if (mode_ == 'u' && lfpd_->connect()->call("packet_queue")["dropped"].get<uint64_t>() == 0)
+      throw std::runtime_error(std::string("configuration ") + c + ": lfpd's packet queue did not see the probe");
   }
 
-  double measure() {
+  // The trivial reader and its rule in B, while configuration t is measured.
+  void trivial_reader(bool on) {
+    if (on == reader_.running()) return;
+    const std::string rule = " INPUT -p udp -j NFQUEUE --queue-num 7500";
+    if (!on) {
+      sb_.run("iptables -w -t mangle -D" + rule, {.side = Side::B});
+      reader_.kill(SIGKILL);
+      reader_.wait();
+      return;
+    }
+    reader_ = sb_.spawn_argv({self_, "nfq-reader", "7500"}, {.side = Side::B});
+    for (int i = 0; i < 200 && reader_.out().find("ready") == std::string::npos; ++i)
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    if (!sb_.run("iptables -w -t mangle -A" + rule, {.side = Side::B}).ok())
+      throw std::runtime_error("configuration t: cannot add the NFQUEUE rule");
+  }
+
+  double measure(char c) {
+    const bool user = c == 'u' || c == 'v';
+    auto queued = [&] { return lfpd_->connect()->call("packet_queue")["packets"].get<uint64_t>(); };
+    const uint64_t before = user ? queued() : 0;
     auto sink = sb_.spawn_argv({self_, "sink", std::to_string(kPort), std::to_string(o_.secs)}, {.side = Side::B});
     sb_.wait_for_port(Side::B, kPort, std::chrono::seconds(5), true);
     sb_.run_argv({self_, "blast", sb_.ip4(Side::B), std::to_string(kPort), std::to_string(o_.secs),
                   std::to_string(o_.flows)},
                  {.side = Side::A, .timeout = std::chrono::seconds(static_cast<int>(o_.secs) + 30)});
     sink.wait(std::chrono::seconds(static_cast<int>(o_.secs) + 30));
-    return std::atof(sink.out().c_str()) / o_.secs;
+    const double received = std::atof(sink.out().c_str());
+    // Every datagram the sink counted must have been decided by lfpd's queue, not passed around it.
+    if (user && static_cast<double>(queued() - before) < received)
+      throw std::runtime_error(std::string("configuration ") + c + ": lfpd's queue decided " +
+                               std::to_string(queued() - before) + " packets, the sink received " +
+                               std::to_string(received));
+    return received / o_.secs;
   }
 
   json run() {
-    const std::string order = "ahsln";
+    const std::string order = "ahslntuv";
     std::map<char, std::vector<double>> pps, ratio;
     for (int r = 0; r < o_.rounds; ++r) {
       std::string seq = order;
@@ -185,7 +254,7 @@ class Bench {
       std::map<char, double> got;
       for (char c : seq) {
         enter(c);
-        got[c] = measure();
+        got[c] = measure(c);
         std::fprintf(stderr, "lfp-packet-bench: round %d %c %.0f pps\n", r + 1, c, got[c]);
       }
       for (char c : order) {
@@ -195,6 +264,12 @@ class Bench {
     }
     json out = {{"rounds", o_.rounds}, {"secs", o_.secs}, {"flows", o_.flows}, {"small", o_.small}, {"large", o_.large}};
     for (char c : order) out[std::string(1, c)] = {{"pps", median(pps[c])}, {"ratio", median(ratio[c])}, {"each", pps[c]}};
+    for (char c : {'u', 'v'}) {  // the user-space path against the trivial reader, round by round
+      std::vector<double> r;
+      for (size_t i = 0; i < pps[c].size(); ++i) r.push_back(pps[c][i] / pps['t'][i]);
+      out[std::string(1, c)]["ratio_to_t"] = median(r);
+    }
+    trivial_reader(false);
     return out;
   }
 
@@ -217,7 +292,8 @@ class Bench {
   std::string self_;
   std::unique_ptr<lfp::test::Daemon> lfpd_;
   std::unique_ptr<lfp::client::Client> session_;
-  bool nocache_ = false;
+  lfp::test::Process reader_;
+  char mode_ = 'k';  // lfpd's: k kernel, n no decision cache, u user space
   int filters_ = 0;
 };
 
@@ -226,6 +302,7 @@ class Bench {
 int main(int argc, char** argv) {
   const std::vector<std::string> a(argv + 1, argv + argc);
   if (a.size() == 3 && a[0] == "sink") return sink(std::atoi(a[1].c_str()), std::atof(a[2].c_str()));
+  if (a.size() == 2 && a[0] == "nfq-reader") return nfq_reader(std::atoi(a[1].c_str()));
   if (a.size() == 5 && a[0] == "blast")
     return blast(a[1].c_str(), std::atoi(a[2].c_str()), std::atof(a[3].c_str()), std::atoi(a[4].c_str()));
   Options o;
@@ -260,10 +337,15 @@ int main(int argc, char** argv) {
                 o.rounds, o.secs);
     const std::pair<const char*, std::string> rows[] = {
         {"a", "no LFP"}, {"h", "lfpd, packet layers, no filter"}, {"s", std::to_string(o.small) + " filters"},
-        {"l", std::to_string(o.large) + " filters"}, {"n", std::to_string(o.large) + " filters, no decision cache"}};
-    for (const auto& [id, what] : rows)
-      std::printf("%s  %-40s %12.0f pps   %.3f of a\n", id, what.c_str(), r[id]["pps"].get<double>(),
+        {"l", std::to_string(o.large) + " filters"}, {"n", std::to_string(o.large) + " filters, no decision cache"},
+        {"t", "a trivial NFQUEUE reader"}, {"u", std::to_string(o.small) + " filters, user space"},
+        {"v", std::to_string(o.large) + " filters, user space"}};
+    for (const auto& [id, what] : rows) {
+      std::printf("%s  %-40s %12.0f pps   %.3f of a", id, what.c_str(), r[id]["pps"].get<double>(),
                   r[id]["ratio"].get<double>());
+      if (r[id].contains("ratio_to_t")) std::printf("   %.3f of t", r[id]["ratio_to_t"].get<double>());
+      std::printf("\n");
+    }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lfp-packet-bench: %s\n", e.what());
     return 1;

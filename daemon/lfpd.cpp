@@ -13,6 +13,7 @@
 #include "lfp/datapath/events.hpp"
 #include "lfp/datapath/inspect.hpp"
 #include "lfp/datapath/kernel.hpp"
+#include "lfp/datapath/packet_queue.hpp"
 #include "lfp/datapath/pending.hpp"
 #include "lfp/datapath/redirect.hpp"
 #include "lfp/datapath/userpath.hpp"
@@ -135,6 +136,18 @@ int main(int argc, char** argv) {
                  "how long stream bytes wait for more that a callout asked for (NEED_MORE_DATA); then it decides "
                  "on what is there")
       ->check(CLI::Range(1, 600000))->capture_default_str();
+  int packet_queue = -1, packet_queues = 1;
+  bool packet_userspace = false;
+  app.add_option("--packet-queue", packet_queue,
+                 "first NFQUEUE number for the packet layers' user-space path: a netfilter hook whose layers hold a "
+                 "filter the kernel cannot decide (a callout) is decided by lfpd (docs/packet-layers.md); without it "
+                 "such filters follow --fail")
+      ->check(CLI::Range(0, 65535));
+  app.add_option("--packet-queues", packet_queues, "queues for the packet layers, from --packet-queue on (one a CPU)")
+      ->check(CLI::Range(1, 64))->capture_default_str();
+  app.add_flag("--packet-userspace", packet_userspace,
+               "with --packet-queue: decide every packet layer that holds a filter in lfpd, not only those that need "
+               "it (lfp-packet-bench measures the user-space path so)");
   bool boot = false;
   app.add_flag("--boot", boot,
                "load the stored BOOTTIME filters into the kernel (hooks on --cgroup, pinned under --bpf-pin) "
@@ -321,6 +334,58 @@ int main(int argc, char** argv) {
       });
       spdlog::info("data layers: NFQUEUE {} for STREAM and DATAGRAM_DATA (rules while the policy has filters there)",
                    inspect_queue);
+    }
+    // The packet layers' user-space path (datapath/packet_queue.hpp).
+    std::unique_ptr<lfp::datapath::PacketQueue> packet_path;
+    std::function<void()> packet_overflow;  // (the queues' callbacks share it)
+    if (packet_queue >= 0) {
+      if (!kopts.packet_layers) throw std::runtime_error("--packet-queue needs --packet-layers");
+      for (int q : {queue, inspect_queue})
+        if (q >= packet_queue && q < packet_queue + packet_queues)
+          throw std::runtime_error("--packet-queue's queues must differ from --queue and --inspect-queue");
+      packet_path = std::make_unique<lfp::datapath::PacketQueue>(
+          server.engine(), dp->kernel, static_cast<uint16_t>(packet_queue), static_cast<uint16_t>(packet_queues),
+          fail == "open", packet_userspace);
+      packet_path->set_log_allows(kopts.log_allows);
+      events.on_settings([&](const lfp::netevents::Settings& s) { packet_path->set_log_allows(s.has("CLASSIFY_ALLOW")); });
+      packet_path->on_event = [&](nlohmann::json ev) {
+        spdlog::info("net event (packet queue): {}", lfp::datapath::summary(ev));
+        events.ingest(ev);
+      };
+      server.on_policy_change([&](const lfp::FilterEngine&) {  // (after the kernel's install, above)
+        packet_path->leave_datagrams_to_inspector(inspector && inspector->queues_datagrams());
+        packet_path->update(dp->kernel.installed());
+      });
+      // Packets the queues could not take were decided by --fail, unseen: counted and logged (at most
+      // once a second: the count is read from /proc).
+      packet_overflow = [&, seen = packet_path->overflowed(), checked = lfp::netevents::now_ns()]() mutable {
+        const int64_t now = lfp::netevents::now_ns();
+        if (now - checked < 1'000'000'000) return;
+        if (const uint64_t o = packet_path->overflowed(); o > seen) {
+          spdlog::warn("packet queue: {} packets overflowed and were {} (--fail {})", o - seen,
+                       fail == "open" ? "passed" : "dropped", fail);
+          events.lost(checked, now, o - seen, "packet queue overflow: decided by --fail " + fail);
+          seen = o;
+        }
+        checked = now;
+      };
+      const auto fds = packet_path->fds();
+      for (size_t i = 0; i < fds.size(); ++i)
+        server.watch_fd(fds[i], [&, i] {
+          packet_path->drain(i);
+          packet_overflow();
+        });
+      server.add_op("packet_queue", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json&) {
+        const auto& st = packet_path->stats();
+        return nlohmann::json{{"queued_hooks", packet_path->queued_hooks()}, {"packets", st.packets},
+                              {"dropped", st.dropped}, {"classifies", st.classifies}, {"reads", st.reads},
+                              {"verdict_messages", st.verdict_messages}, {"unparsed", st.unparsed},
+                              {"overflowed", packet_path->overflowed()}};
+      });
+      spdlog::info("packet layers: NFQUEUE {}..{} for the hooks that need user space{}", packet_queue,
+                   packet_queue + packet_queues - 1, packet_userspace ? " (all hooks with filters: --packet-userspace)" : "");
+    } else if (packet_userspace) {
+      throw std::runtime_error("--packet-userspace needs --packet-queue");
     }
     // Five times a second: pended connects time out, stream bytes stop waiting, idle flows end.
     if (inspector || pending) {

@@ -115,7 +115,7 @@ json NetEventService::op_settings(const OpContext& ctx, const json& req) {
     if (req["settings"].contains("collect")) s.collect = given.collect;
     if (req["settings"].contains("keywords")) s.keywords = given.keywords;
     log_->set_settings(s);
-    if (settings_cb_) settings_cb_(s);
+    for (const auto& cb : settings_cbs_) cb(s);
     spdlog::info("net event collection: {}", to_json(s).dump());
   }
   return to_json(log_->settings());

@@ -3,6 +3,7 @@
 // ops netevents_enum, netevents_subscribe / netevents_unsubscribe, netevents_settings,
 // netevents_coverage, netevents_ingest, and diagnose.
 #include <functional>
+#include <vector>
 #include <map>
 #include <memory>
 
@@ -22,10 +23,10 @@ class NetEventService {
   // `lost` events a source could not report between `from` and `until` (e.g. its ring was full).
   void lost(int64_t from, int64_t until, uint64_t lost, const std::string& reason);
   netevents::EventLog& log() { return *log_; }
-  // Called with the settings now, and whenever they change (a data path reports allows only when asked).
+  // Each is called with the settings now, and whenever they change (a data path reports allows only when asked).
   void on_settings(std::function<void(const netevents::Settings&)> cb) {
-    settings_cb_ = std::move(cb);
-    settings_cb_(log_->settings());
+    cb(log_->settings());
+    settings_cbs_.push_back(std::move(cb));
   }
 
  private:
@@ -39,7 +40,7 @@ class NetEventService {
   std::unique_ptr<netevents::EventLog> log_;
   std::map<uint64_t, netevents::Template> subscribers_;  // session -> its template
   uint64_t malformed_ = 0;
-  std::function<void(const netevents::Settings&)> settings_cb_;
+  std::vector<std::function<void(const netevents::Settings&)>> settings_cbs_;
 };
 
 }  // namespace lfp::daemon

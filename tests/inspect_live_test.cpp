@@ -34,16 +34,7 @@ const std::string kDatagram = "4c460000-0000-4000-8000-0000000000cc";  // and it
 
 // A filter at `layer` to TCP/UDP port `port` whose callout acts on `how` (the example plugin's words).
 json data_policy(const std::string& layer, const std::string& callout, const std::string& how, int port) {
-  return {{"callouts", {{{"key", callout}, {"name", "example"}, {"layer", layer}}}},
-          {"provider_contexts", {{{"key", "ca110000-0000-4000-8000-0000000000c7"}, {"name", how}, {"data", how}}}},
-          {"filters",
-           {{{"key", "ca110000-0000-4000-8000-000000000017"},
-             {"name", "example " + layer + ": " + how},
-             {"layer", layer},
-             {"action", {{"type", "CALLOUT_TERMINATING"}, {"callout", callout}}},
-             {"flags", {"HAS_PROVIDER_CONTEXT"}},
-             {"provider_context", "ca110000-0000-4000-8000-0000000000c7"},
-             {"conditions", {when("IP_REMOTE_PORT", port)}}}}}};
+  return callout_policy(layer, callout, how, {when("IP_REMOTE_PORT", port)});
 }
 
 class InspectLive : public ::testing::Test {

@@ -50,4 +50,20 @@ inline nlohmann::json wait_for_events(client::Client& c, const nlohmann::json& c
   return r["events"];
 }
 
+// A policy of one filter at `layer` whose callout (the example plugin's, callouts/examples) acts on
+// `how`, its provider context.
+inline nlohmann::json callout_policy(const std::string& layer, const std::string& callout, const std::string& how,
+                                     nlohmann::json conditions) {
+  return {{"callouts", {{{"key", callout}, {"name", "example"}, {"layer", layer}}}},
+          {"provider_contexts", {{{"key", "ca110000-0000-4000-8000-0000000000c7"}, {"name", how}, {"data", how}}}},
+          {"filters",
+           {{{"key", "ca110000-0000-4000-8000-000000000017"},
+             {"name", "example " + layer + ": " + how},
+             {"layer", layer},
+             {"action", {{"type", "CALLOUT_TERMINATING"}, {"callout", callout}}},
+             {"flags", {"HAS_PROVIDER_CONTEXT"}},
+             {"provider_context", "ca110000-0000-4000-8000-0000000000c7"},
+             {"conditions", std::move(conditions)}}}}};
+}
+
 }  // namespace lfp::test

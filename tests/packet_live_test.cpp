@@ -29,10 +29,11 @@ class PacketLive : public ::testing::Test {
     std::string why;
     if (!sandbox_available(&why)) GTEST_SKIP() << why;
     sb_ = std::make_unique<Sandbox>();
-    lfpd_ = std::make_unique<Daemon>(
-        std::vector<std::string>{"--cgroup", "none", "--packet-layers", "--bpf-pin", sb_->mount_bpffs()},
-        sb_->ns_path(Side::B));
+    std::vector<std::string> args = {"--cgroup", "none", "--packet-layers", "--bpf-pin", sb_->mount_bpffs()};
+    for (auto& a : more_args()) args.push_back(a);
+    lfpd_ = std::make_unique<Daemon>(args, sb_->ns_path(Side::B));
   }
+  virtual std::vector<std::string> more_args() const { return {}; }
   void TearDown() override {
     lfpd_.reset();
     sb_.reset();
@@ -117,7 +118,30 @@ class PacketLive : public ::testing::Test {
 
 const std::string kF1 = "5e11f000-0000-4000-8000-0000000000a1", kF2 = "5e11f000-0000-4000-8000-0000000000a2";
 
-TEST_F(PacketLive, InboundTransportBlocksAUdpPortV4AndV6AndTheDropIsAnEvent) {
+// The tests below run twice: once in the kernel, once through the user-space path (lfpd
+// --packet-queue --packet-userspace: every packet layer that holds a filter is decided by the engine
+// in lfpd, and the kernel's programs step aside). Both must decide alike; the second must really
+// have decided in user space (its queue's counters say so).
+class PacketPaths : public PacketLive, public ::testing::WithParamInterface<bool> {
+ protected:
+  std::vector<std::string> more_args() const override {
+    if (!GetParam()) return {};
+    return {"--packet-queue", "7400", "--packet-queues", "2", "--packet-userspace"};
+  }
+  void TearDown() override {
+    if (GetParam() && lfpd_) {
+      const json q = lfpd_->connect()->call("packet_queue");
+      EXPECT_GT(q["packets"].get<uint64_t>(), 0u) << q.dump();
+      EXPECT_GT(q["dropped"].get<uint64_t>(), 0u) << q.dump();
+      EXPECT_NE(q["queued_hooks"], 0) << q.dump();
+    }
+    PacketLive::TearDown();
+  }
+};
+INSTANTIATE_TEST_SUITE_P(KernelAndUserSpace, PacketPaths, ::testing::Bool(),
+                         [](const auto& info) { return info.param ? "UserSpace" : "Kernel"; });
+
+TEST_P(PacketPaths, InboundTransportBlocksAUdpPortV4AndV6AndTheDropIsAnEvent) {
   serve_udp({9998, 9999});
   ASSERT_TRUE(udp_answered(Side::A, 9999));  // before any filter
   ASSERT_TRUE(udp_answered(Side::A, 9999, true));
@@ -141,7 +165,7 @@ TEST_F(PacketLive, InboundTransportBlocksAUdpPortV4AndV6AndTheDropIsAnEvent) {
   EXPECT_TRUE(udp_answered(Side::A, 9999));
 }
 
-TEST_F(PacketLive, OutboundTransportAndIpPacketBlockWhatTheHostSends) {
+TEST_P(PacketPaths, OutboundTransportAndIpPacketBlockWhatTheHostSends) {
   ASSERT_TRUE(serve_hi(*sb_, Side::A, {8080, 8081}));
   apply({filter(kF1, "B may not reach 8081", "OUTBOUND_TRANSPORT_V4", "BLOCK", {when("IP_REMOTE_PORT", 8081)}),
          filter(kF2, "B sends nothing to A over v6", "OUTBOUND_IPPACKET_V6", "BLOCK", {when("IP_REMOTE_ADDRESS", sb_->ip6(Side::A))})});
@@ -180,7 +204,7 @@ TEST_F(PacketLive, FragmentsAreSeenAtIpPacketAndReassembledAbove) {
 
 // A UDP datagram to a closed port draws an ICMP port-unreachable error; filters at the ICMP error
 // layers stop it on its way out of B, or on its way into B (by the port of the packet it quotes).
-TEST_F(PacketLive, IcmpErrorsForAFlowAreStoppedByTheQuotedPacket) {
+TEST_P(PacketPaths, IcmpErrorsForAFlowAreStoppedByTheQuotedPacket) {
   auto refused = [](const RunResult& r) { return r.err.find("refused") != std::string::npos; };
   ASSERT_TRUE(refused(udp(Side::A, 7777)));  // B answers with an ICMP error: "Connection refused"
   ASSERT_TRUE(refused(udp(Side::B, 7777)));  // and so does A
@@ -381,7 +405,7 @@ class Routed {
   bool created_ = false;
 };
 
-TEST_F(PacketLive, IpForwardDecidesWhatTheRouterForwardsAndOnlyThat) {
+TEST_P(PacketPaths, IpForwardDecidesWhatTheRouterForwardsAndOnlyThat) {
   Routed c(*sb_);
   ASSERT_TRUE(c.ping(c.ip4()) && c.ping(c.ip6())) << "A does not reach C through B";
   // Forwarded packets are not the host's: INBOUND_IPPACKET at B does not see A's packets to C.
@@ -407,6 +431,45 @@ TEST_F(PacketLive, IpForwardDecidesWhatTheRouterForwardsAndOnlyThat) {
   apply({filter("5e11f000-0000-4000-8000-0000000000a4", "no forwarded fragments", "IPFORWARD_V4", "BLOCK",
                 {when("FLAGS", "IS_FRAGMENT", "FLAGS_ALL_SET")})});
   EXPECT_TRUE(c.ping(c.ip4(), 3000));
+}
+
+// A callout at a packet layer (the example plugin's, at INBOUND_TRANSPORT_V4) with lfpd
+// --packet-queue: only the hook whose layer needs user space is queued (LOCAL_IN, v4), and the callout
+// decides each packet there; the other hooks stay in the kernel.
+class PacketCallout : public PacketLive {
+ protected:
+  std::vector<std::string> more_args() const override {
+    return {"--packet-queue", "7410", "--callout", LFP_EXAMPLE_CALLOUT};
+  }
+};
+
+TEST_F(PacketCallout, ACalloutAtInboundTransportDecidesEachPacketInLfpd) {
+  serve_udp({9000, 9001});
+  const std::string callout = "4c460000-0000-4000-8000-0000000000cd";
+  json policy = callout_policy("INBOUND_TRANSPORT_V4", callout, "block-odd:IP_LOCAL_PORT block:SECRET",
+                               {when("IP_PROTOCOL", "UDP")});
+  policy["filters"].push_back(filter(kF1, "B sends nothing to A over v6", "OUTBOUND_IPPACKET_V6", "BLOCK",
+                                     {when("IP_REMOTE_ADDRESS", sb_->ip6(Side::A))}));
+  lfpd_->connect()->apply(policy);
+  const json q = lfpd_->connect()->call("packet_queue");
+  EXPECT_EQ(q["queued_hooks"], 1 << (1 * 2));  // LOCAL_IN v4 only (LFP_QUEUED_HOOK)
+  EXPECT_TRUE(udp_answered(Side::A, 9000));
+  EXPECT_FALSE(answered(udp(Side::A, 9001)));  // odd: the callout blocks it
+  // By the packet's bytes: a datagram that holds SECRET to the even port.
+  EXPECT_FALSE(answered(sb_->run("printf SECRET | socat -t 3 -T 3 - UDP4:" + sb_->ip4(Side::B) + ":9000,null-eof",
+                                 {.side = Side::A, .timeout = std::chrono::seconds(6)})));
+  EXPECT_FALSE(ping(Side::B, true).ok());  // decided in the kernel, as before
+  const json ev = drop_by("ca110000-0000-4000-8000-000000000017");
+  ASSERT_FALSE(ev.is_null());
+  EXPECT_EQ(ev["layer"], "INBOUND_TRANSPORT_V4");
+  EXPECT_EQ(ev["direction"], "INBOUND");
+  EXPECT_EQ(drop_by(kF1)["layer"], "OUTBOUND_IPPACKET_V6");
+  const json after = lfpd_->connect()->call("packet_queue");
+  EXPECT_GE(after["dropped"].get<uint64_t>(), 2u) << after.dump();
+  // The filter gone, nothing is queued any more and the odd port answers.
+  lfpd_->connect()->remove("filter", "ca110000-0000-4000-8000-000000000017");
+  EXPECT_EQ(lfpd_->connect()->call("packet_queue")["queued_hooks"], 0);
+  EXPECT_TRUE(udp_answered(Side::A, 9001));
 }
 
 }  // namespace

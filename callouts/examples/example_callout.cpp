@@ -16,6 +16,9 @@
 //   "rewrite:FROM=TO": the datagram goes on with every FROM in its payload made TO;
 //   "answer:WORD=REPLY": a datagram holding WORD is blocked, and a datagram with REPLY comes back
 //   to its sender as if from its destination (injected on the receive path).
+// 4c460000-0000-4000-8000-0000000000cd at INBOUND_TRANSPORT_V4 (a packet layer: lfpd --packet-queue):
+//   "block:WORD": BLOCK a packet holding WORD;   "block-odd:FIELD": BLOCK when FIELD's value is odd;
+//   else PERMIT.
 #include <unistd.h>
 
 #include <csignal>
@@ -171,10 +174,19 @@ void datagram_classify(const lfp_callout_classify_in2* in2, lfp_callout_classify
   }
 }
 
+void packet_classify(const lfp_callout_classify_in2* in2, lfp_callout_classify_out2* out) {
+  const lfp_callout_classify_in* in = &in2->v1;
+  const std::string_view config = in->provider_context;
+  const std::string odd = option(config, "block-odd");
+  const char* v = odd.empty() ? nullptr : field(in, odd.c_str());
+  out->v1.action = holds(in, option(config, "block")) || (v && std::atoi(v) % 2) ? LFP_CALLOUT_BLOCK : LFP_CALLOUT_PERMIT;
+}
+
 const lfp_callout2 kCallouts[] = {
     {"4c460000-0000-4000-8000-0000000000ca", "ALE_AUTH_CONNECT_V4", connect_classify, nullptr, nullptr},
     {"4c460000-0000-4000-8000-0000000000cb", "STREAM_V4", stream_classify, nullptr, stream_flow_delete},
     {"4c460000-0000-4000-8000-0000000000cc", "DATAGRAM_DATA_V4", datagram_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-0000000000cd", "INBOUND_TRANSPORT_V4", packet_classify, nullptr, nullptr},
 };
 const lfp_callout_plugin2 kPlugin = {2, "lfp example callout", kCallouts, std::size(kCallouts)};
 

@@ -171,7 +171,10 @@ struct lfp_config {
   lfp_u32 no_packet_cache; /* the packet layers classify every packet (lfp-packet-bench: a first packet's cost) */
   lfp_u32 keep_dropped;    /* the packet layers copy what they drop to lfp_dropped (lfp capture) */
   lfp_u32 datagrams_inspected; /* lfpd's data layers decide DATAGRAM_DATA next: a defer there passes on to them */
+  lfp_u32 queued_hooks; /* LFP_QUEUED_HOOK bits: lfpd's packet queue decides that hook's layers (packet_queue.hpp) */
 };
+/* A netfilter hook of the packet layers (LFP_HOOK_PRE .. _OUT, lfp_packet.h) and family 4 or 6. */
+#define LFP_QUEUED_HOOK(hook, family) (1u << ((hook) * 2 + ((family) == 6)))
 
 /* A packet the packet layers dropped, its first LFP_DROP_SNAP bytes (ring buffer lfp_dropped). */
 #define LFP_DROP_SNAP 256

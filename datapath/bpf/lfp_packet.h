@@ -362,12 +362,13 @@ static __always_inline int hook_idle(int family, int hook) {
  * they quote is part of their values, and they are rare). */
 static __always_inline int packet_hook(struct bpf_nf_ctx *ctx, int family, int hook) {
   if (hook_idle(family, hook)) return LFP_NF_ACCEPT;
+  struct lfp_config *cfg = config();
+  if (!cfg) return LFP_NF_ACCEPT;
+  if (cfg->queued_hooks & LFP_QUEUED_HOOK(hook, family)) return LFP_NF_ACCEPT; /* lfpd's packet queue decides */
   struct pkt_info k = {};
   if (!parse_pkt(ctx, family, &k)) return LFP_NF_ACCEPT; /* not IP as the hook says: not ours to judge */
   const struct nf_hook_state *st = ctx->state;
   const __u32 in_if = st->in ? st->in->ifindex : 0, out_if = st->out ? st->out->ifindex : 0;
-  struct lfp_config *cfg = config();
-  if (!cfg) return LFP_NF_ACCEPT;
 
   struct pkt_key key = {.gen = read_gen(cfg), .hook = hook, .family = family, .proto = k.proto, .frag = k.frag,
                         .in_if = in_if, .out_if = out_if, .sport = k.sport, .dport = k.dport};

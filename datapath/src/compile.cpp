@@ -357,6 +357,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
       if (action == LFP_A_USERSPACE) {
         last_userspace = ends.size();
         ++out.userspace_filters;
+        ++out.layer_userspace[kl];
       }
       const auto rule_end = static_cast<uint32_t>(out.bank.size());
       for (size_t i = start; i < out.bank.size(); ++i) {
@@ -370,6 +371,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
       out.bank.back().c.flags |= LFP_C_RULE_END;
       ends.push_back(out.bank.size() - 1);
       ++out.filters;
+      ++out.layer_filters[kl];
       if (out.bank.size() > LFP_BANK_ENTRIES)
         throw std::length_error("the ALE policy needs more than " + std::to_string(LFP_MAX_CONDS) +
                                 " kernel conditions");

@@ -16,6 +16,7 @@
 
 #include "lfp/datapath/userpath.hpp"
 #include "command.hpp"
+#include "nfqueue.hpp"
 #include "lfp/packet/parse.hpp"
 
 #undef IP_PROTOCOL  // (linux/in.h's socket option, not the engine's field)
@@ -175,48 +176,20 @@ size_t DataInspector::FlowKeyHash::operator()(const FlowKey& k) const {
 
 DataInspector::DataInspector(const FilterEngine& engine, uint16_t queue, bool fail_open)
     : engine_(engine), queue_(queue), fail_open_(fail_open) {
-  nl_ = mnl_socket_open(NETLINK_NETFILTER);
-  if (!nl_ || mnl_socket_bind(nl_, 0, MNL_SOCKET_AUTOPID) < 0) {
-    if (nl_) mnl_socket_close(nl_);
-    throw std::runtime_error(std::string("NFQUEUE: cannot open netlink: ") + std::strerror(errno));
-  }
-  portid_ = mnl_socket_get_portid(nl_);
-  int on = 1, rcvbuf = 8 << 20;
-  setsockopt(mnl_socket_get_fd(nl_), SOL_NETLINK, NETLINK_NO_ENOBUFS, &on, sizeof on);
-  setsockopt(mnl_socket_get_fd(nl_), SOL_SOCKET, SO_RCVBUFFORCE, &rcvbuf, sizeof rcvbuf);
-  auto config = [&](auto&& fill) {
-    char buf[MNL_SOCKET_BUFFER_SIZE];
-    nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_CONFIG, queue_);
-    nlh->nlmsg_flags |= NLM_F_ACK;
-    fill(nlh);
-    if (mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len) < 0) return false;
-    const ssize_t n = mnl_socket_recvfrom(nl_, buf, sizeof buf);
-    return n > 0 && mnl_cb_run(buf, static_cast<size_t>(n), 0, portid_, nullptr, nullptr) >= 0;
-  };
-  const bool ok = config([](nlmsghdr* h) { nfq_nlmsg_cfg_put_cmd(h, AF_INET, NFQNL_CFG_CMD_BIND); }) &&
-                  config([](nlmsghdr* h) { nfq_nlmsg_cfg_put_params(h, NFQNL_COPY_PACKET, 0xffff); }) &&
-                  config([](nlmsghdr* h) { nfq_nlmsg_cfg_put_qmaxlen(h, 8192); }) && config([&](nlmsghdr* h) {
-                    // GSO: whole segments as the stack has them (no re-segmenting); FAIL_OPEN: --fail open.
-                    const uint32_t flags = NFQA_CFG_F_GSO | (fail_open_ ? NFQA_CFG_F_FAIL_OPEN : 0);
-                    mnl_attr_put_u32(h, NFQA_CFG_FLAGS, htonl(flags));
-                    mnl_attr_put_u32(h, NFQA_CFG_MASK, htonl(NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN));
-                  });
-  if (!ok) {
-    const int e = errno;
-    mnl_socket_close(nl_);
-    throw std::runtime_error("NFQUEUE: cannot bind queue " + std::to_string(queue_) + ": " + std::strerror(e) +
-                             " (another reader?)");
-  }
+  // GSO: whole segments as the stack has them (no re-segmenting); FAIL_OPEN: --fail open.
+  NfQueue::Options o;
+  o.flags = NFQA_CFG_F_GSO | (fail_open_ ? NFQA_CFG_F_FAIL_OPEN : 0);
+  o.flags_mask = NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN;
+  q_ = std::make_unique<NfQueue>(queue_, o);
 }
 
 DataInspector::~DataInspector() {
   rules(false, false);
   for (auto& [key, f] : flows_)
     for (const auto& [callout, ctx] : f->contexts) engine_.flow_delete(callout, f->handle, ctx);
-  mnl_socket_close(nl_);  // (unanswered packets are accepted when the queue goes)
 }
 
-int DataInspector::fd() const { return mnl_socket_get_fd(nl_); }
+int DataInspector::fd() const { return q_->fd(); }
 
 void DataInspector::update() {
   FilterTemplate t;
@@ -264,8 +237,7 @@ void DataInspector::rules(bool tcp, bool udp) {
 
 void DataInspector::verdict(uint32_t id, bool accept, bool mark_done, const std::string* packet) {
   alignas(8) char buf[MNL_SOCKET_BUFFER_SIZE + 0x10000];
-  nlmsghdr* nlh = nfq_nlmsg_put(buf, NFQNL_MSG_VERDICT, queue_);
-  nfq_nlmsg_verdict_put(nlh, static_cast<int>(id), accept ? NF_ACCEPT : NF_DROP);
+  nlmsghdr* nlh = q_->start_verdict(buf, id, accept ? NF_ACCEPT : NF_DROP);
   if (packet) nfq_nlmsg_verdict_put_pkt(nlh, packet->data(), static_cast<uint32_t>(packet->size()));  // modified
   if (mark_done) {  // the conntrack entry's mark, through ctnetlink's glue: only our bit changes
     nlattr* nest = mnl_attr_nest_start(nlh, NFQA_CT);
@@ -273,7 +245,7 @@ void DataInspector::verdict(uint32_t id, bool accept, bool mark_done, const std:
     mnl_attr_put_u32(nlh, CTA_MARK_MASK, htonl(~kFlowDoneMark));
     mnl_attr_nest_end(nlh, nest);
   }
-  mnl_socket_sendto(nl_, nlh, nlh->nlmsg_len);
+  q_->send(nlh);
 }
 
 void DataInspector::drain() {
@@ -282,7 +254,7 @@ void DataInspector::drain() {
     const ssize_t n = ::recv(fd(), buf, sizeof buf, MSG_DONTWAIT);
     if (n <= 0) break;
     mnl_cb_run(
-        buf, static_cast<size_t>(n), 0, portid_,
+        buf, static_cast<size_t>(n), 0, q_->portid(),
         [](const nlmsghdr* nlh, void* self_ptr) -> int {
           auto* self = static_cast<DataInspector*>(self_ptr);
           nlattr* attr[NFQA_MAX + 1] = {};

@@ -135,6 +135,7 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
   cfg->log_allows = opts_.log_allows;
   cfg->no_packet_cache = opts_.no_packet_cache;
   cfg->keep_dropped = 0;  // (a capture turns it on)
+  cfg->queued_hooks = 0;  // (the packet queue, when there is one, takes its hooks again)
 
   rb_ = ring_buffer__new(
       bpf_map__fd(skel_->maps.lfp_events),
@@ -275,6 +276,8 @@ KernelPath::~KernelPath() { release(); }
 
 void KernelPath::set_userspace(bool on) { static_cast<lfp_config*>(cfg_)->userspace = on; }
 void KernelPath::set_datagrams_inspected(bool on) { static_cast<lfp_config*>(cfg_)->datagrams_inspected = on; }
+void KernelPath::set_queued_hooks(uint32_t mask) { static_cast<lfp_config*>(cfg_)->queued_hooks = mask; }
+uint32_t KernelPath::queued_hooks() const { return static_cast<const lfp_config*>(cfg_)->queued_hooks; }
 
 std::optional<lfp_pending> KernelPath::pending(uint32_t slot) const {
   lfp_pending p{};

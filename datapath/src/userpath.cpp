@@ -1,6 +1,7 @@
 #include "lfp/datapath/userpath.hpp"
 
 #include "command.hpp"
+#include "nfqueue.hpp"
 
 #include <arpa/inet.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
@@ -103,20 +104,7 @@ UserPath::~UserPath() {
 
 int UserPath::fd() const { return nfq_fd(h_); }
 
-uint64_t UserPath::overflowed() const {
-  // Columns: queue number, peer port id, queue total, copy mode, copy range, queue dropped,
-  // user dropped, id sequence, 1.
-  FILE* f = std::fopen("/proc/net/netfilter/nfnetlink_queue", "r");
-  if (!f) return 0;
-  unsigned num, mode, range;
-  unsigned long long portid, total, qdropped, udropped, seq, one;
-  uint64_t out = 0;
-  while (std::fscanf(f, "%u %llu %llu %u %u %llu %llu %llu %llu", &num, &portid, &total, &mode, &range, &qdropped,
-                     &udropped, &seq, &one) == 9)
-    if (num == queue_) out = qdropped + udropped;
-  std::fclose(f);
-  return out;
-}
+uint64_t UserPath::overflowed() const { return NfQueue::overflowed(queue_); }
 
 void UserPath::rules(bool install) {
   for (const char* tool : {"iptables", "ip6tables"}) {

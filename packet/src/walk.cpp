@@ -256,23 +256,35 @@ bool Walk::run_stage(Stage s) {
 
 void Walk::fill(LayerId layer, bool out, bool fragment_flag) {
   layer_ = layer;
-  values_.clear();
-  const LayerInfo& info = layer_info(layer);
-  const bool mac_layer = info.family == IpFamily::NONE;
   // The MAC layers and INBOUND_IPPACKET see this frame (a fragment); the others see the datagram,
   // with its first fragment's headers.
-  const bool per_fragment = mac_layer || layer == pick(LayerId::INBOUND_IPPACKET_V4, *pkt_);
-  const Packet& h = per_fragment ? *pkt_ : *hdr_;
+  const bool per_fragment = layer_info(layer).family == IpFamily::NONE || layer == pick(LayerId::INBOUND_IPPACKET_V4, *pkt_);
+  LayerView view;
+  view.outbound = out;
+  view.fragment = fragment_flag;
+  view.loopback = dir_ == Direction::LOOPBACK;
+  view.iface = opt_.ifindex;  // replay knows one interface: a forwarded packet's outgoing one is unknown
+  layer_values(layer, per_fragment ? *pkt_ : *hdr_, view, values_);
+}
+
+void layer_values(LayerId layer, const Packet& h, const LayerView& view, FieldValues& values) {
+  values.clear();
+  const LayerInfo& info = layer_info(layer);
+  const bool out = view.outbound;
   const IpFamily fam = info.family;
   const IpAddr& local = out ? h.src : h.dst;
   const IpAddr& remote = out ? h.dst : h.src;
   const Mac& mac_local = out ? h.eth_src : h.eth_dst;
   const Mac& mac_remote = out ? h.eth_dst : h.eth_src;
   const bool icmp = h.has_transport && !h.has_ports() && needs_transport_header(h);
-  auto num = [&](FieldId f, uint64_t v) { values_.set(f, Value{field_type(f, fam), v}); };
+  const bool forward = layer == LayerId::IPFORWARD_V4 || layer == LayerId::IPFORWARD_V6;
+  auto num = [&](FieldId f, uint64_t v) { values.set(f, Value{field_type(f, fam), v}); };
   auto addr = [&](FieldId f, const IpAddr& a) {
     if (a.v6 != (fam == IpFamily::V6)) return;  // e.g. an IPv6 packet quoted by ICMPv4: no value
-    values_.set(f, a.v6 ? Value::ip6(a.b) : Value::uint32(a.v4()));
+    values.set(f, a.v6 ? Value::ip6(a.b) : Value::uint32(a.v4()));
+  };
+  auto iface = [&](FieldId f, const std::optional<uint32_t>& i) {
+    if (i) num(f, *i);
   };
   const Embedded& e = h.embedded;
   const bool emb = e.present;
@@ -294,19 +306,15 @@ void Walk::fill(LayerId layer, bool out, bool fragment_flag) {
         break;
       case FieldId::IP_PROTOCOL: num(f, h.protocol); break;
       case FieldId::FLAGS:
-        num(f, (fragment_flag ? condition_flag::IS_FRAGMENT : 0u) |
-                   (dir_ == Direction::LOOPBACK ? condition_flag::IS_LOOPBACK : 0u));
+        num(f, (view.fragment ? condition_flag::IS_FRAGMENT : 0u) | (view.loopback ? condition_flag::IS_LOOPBACK : 0u));
         break;
+      case FieldId::IP_LOCAL_INTERFACE: iface(f, forward ? view.out_iface : view.iface); break;
       case FieldId::INTERFACE_INDEX:
-      case FieldId::IP_LOCAL_INTERFACE:
       case FieldId::INTERFACE:
-        // Replay knows one interface: a forwarded packet's outgoing one is unknown.
-        if (opt_.ifindex && !(layer == pick(LayerId::IPFORWARD_V4, *pkt_) && f == FieldId::IP_LOCAL_INTERFACE))
-          num(f, *opt_.ifindex);
-        break;
       case FieldId::SOURCE_INTERFACE_INDEX:
-        if (opt_.ifindex) num(f, *opt_.ifindex);
-        break;
+      case FieldId::IP_ARRIVAL_INTERFACE: iface(f, view.iface); break;
+      case FieldId::DESTINATION_INTERFACE_INDEX:
+      case FieldId::IP_FORWARD_INTERFACE: iface(f, view.out_iface); break;
       case FieldId::ICMP_TYPE: num(f, h.icmp_type); break;
       case FieldId::ICMP_CODE: num(f, h.icmp_code); break;
       // The quoted packet is one the host sent: its destination is the remote end.
@@ -326,8 +334,8 @@ void Walk::fill(LayerId layer, bool out, bool fragment_flag) {
         if (emb && e.has_ports) num(f, e.dst_port);
         break;
       case FieldId::DIRECTION: num(f, out ? DIRECTION_OUTBOUND : DIRECTION_INBOUND); break;
-      case FieldId::MAC_LOCAL_ADDRESS: values_.set(f, Value::mac(mac_local)); break;
-      case FieldId::MAC_REMOTE_ADDRESS: values_.set(f, Value::mac(mac_remote)); break;
+      case FieldId::MAC_LOCAL_ADDRESS: values.set(f, Value::mac(mac_local)); break;
+      case FieldId::MAC_REMOTE_ADDRESS: values.set(f, Value::mac(mac_remote)); break;
       case FieldId::MAC_LOCAL_ADDRESS_TYPE: num(f, dl_address_type(mac_local)); break;
       case FieldId::MAC_REMOTE_ADDRESS_TYPE: num(f, dl_address_type(mac_remote)); break;
       case FieldId::ETHER_TYPE: num(f, h.ether_type); break;

@@ -2,6 +2,7 @@
 // Compiles the engine's enforced ALE filters into the kernel's form (datapath/bpf/lfp_kernel.h).
 // Pure: no kernel, no files. The BPF programs evaluate the result with the engine's arbitration;
 // what the kernel cannot decide (callouts, string matches on ALE_APP_ID) becomes LFP_A_USERSPACE.
+#include <array>
 #include <compare>
 #include <cstdint>
 #include <functional>
@@ -44,6 +45,8 @@ struct KernelPolicy {
   std::map<uint64_t, lfp_redirect> redirects;  // ALE_CONNECT_REDIRECT targets by filter id
   size_t filters = 0;            // filters compiled
   size_t userspace_filters = 0;  // of which the kernel hands to user space
+  std::array<uint32_t, LFP_KL_COUNT> layer_filters{};    // filters compiled, per kernel layer
+  std::array<uint32_t, LFP_KL_COUNT> layer_userspace{};  // of which need user space
 };
 
 // Throws std::length_error when the conditions do not fit a bank (LFP_MAX_CONDS).

@@ -26,9 +26,9 @@
 
 #include "lfp/engine/engine.hpp"
 
-struct mnl_socket;
-
 namespace lfp::datapath {
+
+class NfQueue;
 
 struct InspectStats {
   uint64_t packets = 0, datagrams = 0, classifies = 0, bytes_inspected = 0;
@@ -119,8 +119,7 @@ class DataInspector {
   const FilterEngine& engine_;
   uint16_t queue_;
   bool fail_open_;
-  mnl_socket* nl_ = nullptr;
-  uint32_t portid_ = 0;
+  std::unique_ptr<NfQueue> q_;
   bool tcp_ = false, udp_ = false;
   uint64_t next_handle_ = 1;
   std::unordered_map<FlowKey, std::unique_ptr<Flow>, FlowKeyHash> flows_;

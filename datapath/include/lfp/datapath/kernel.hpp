@@ -66,6 +66,10 @@ class KernelPath {
   // The data layers (inspect.hpp) take datagrams after the packet layers: a DATAGRAM_DATA filter the
   // kernel defers passes on to them instead of following --fail.
   void set_datagrams_inspected(bool on);
+  // The packet queue (packet_queue.hpp) decides these hooks (LFP_QUEUED_HOOK bits): their programs
+  // let every packet through to it.
+  void set_queued_hooks(uint32_t mask);
+  uint32_t queued_hooks() const;
   std::optional<lfp_pending> pending(uint32_t slot) const;
   // A redirected connection's record, by its local address and port (redirect.hpp).
   std::optional<lfp_redirect_record> redirect_record(const lfp_redirect_key& k) const;

@@ -41,6 +41,19 @@ struct WalkOptions {
   uint64_t fragment_timeout_ns = 30'000'000'000;  // Linux's ipfrag_time; needs begin()'s time
 };
 
+// How a layer sees a packet: the values it gets also depend on the direction it is seen from, the
+// hook's interfaces and flags the packet alone does not tell.
+struct LayerView {
+  bool outbound = false;   // local is the source
+  bool fragment = false;   // FLAGS IS_FRAGMENT
+  bool loopback = false;   // FLAGS IS_LOOPBACK
+  std::optional<uint32_t> iface;      // the layer's interface (arrival, or the one it leaves by)
+  std::optional<uint32_t> out_iface;  // IPFORWARD: the interface it leaves by
+};
+// The values `layer` gets for packet `h` (its fields of the catalogue the packet supplies; the
+// rest EMPTY). The walk below uses it, and so does lfpd's user-space packet path.
+void layer_values(LayerId layer, const Packet& h, const LayerView& view, FieldValues& values);
+
 class Walk {
  public:
   explicit Walk(WalkOptions options = {});

@@ -279,6 +279,36 @@ TEST_F(PacketLive, MacFramesByMacEtherTypeAndVlan) {
   EXPECT_EQ(drop_by("5e11f000-0000-4000-8000-0000000000a3")["direction"], "OUTBOUND");
 }
 
+// INTERFACE_TYPE at the IP layers (loopback against the veth), and at the MAC layers the interface's
+// own MAC (INTERFACE_MAC_ADDRESS) and L2_FLAGS: B drops the IPv4 fragments that reach its veth.
+TEST_P(PacketPaths, InterfaceTypeInterfaceMacAndL2Flags) {
+  const std::string link = sb_->run("ip -o link show " + sb_->ifname(Side::B), {.side = Side::B}).out;
+  const size_t at = link.find("link/ether ");
+  ASSERT_NE(at, std::string::npos) << link;
+  const std::string mac_b = link.substr(at + 11, 17);
+  const std::string mac_a = [&] {
+    const std::string l = sb_->run("ip -o link show " + sb_->ifname(Side::A), {.side = Side::A}).out;
+    return l.substr(l.find("link/ether ") + 11, 17);
+  }();
+  apply({filter(kF1, "no ICMP over loopback", "INBOUND_TRANSPORT_V4", "BLOCK",
+                {when("INTERFACE_TYPE", "SOFTWARE_LOOPBACK"), when("IP_PROTOCOL", "ICMP")}),
+         filter(kF2, "no ICMPv6 over Ethernet", "INBOUND_TRANSPORT_V6", "BLOCK",
+                {when("INTERFACE_TYPE", "ETHERNET_CSMACD"), when("IP_PROTOCOL", "ICMPV6"), when("IP_LOCAL_PORT", 128)}),
+         filter("5e11f000-0000-4000-8000-0000000000a3", "no fragments into B's veth", "INBOUND_MAC_FRAME_ETHERNET", "BLOCK",
+                {when("INTERFACE_MAC_ADDRESS", mac_b), when("L2_FLAGS", "IS_NATIVE_ETHERNET|IS_IP_FRAGMENT_GROUP", "FLAGS_ALL_SET")}),
+         filter("5e11f000-0000-4000-8000-0000000000a4", "another interface's MAC: never", "INBOUND_MAC_FRAME_ETHERNET",
+                "BLOCK", {when("INTERFACE_MAC_ADDRESS", mac_a)})});
+  EXPECT_FALSE(sb_->run("ping -c 1 -W 2 127.0.0.1", {.side = Side::B}).ok());
+  EXPECT_TRUE(sb_->run("ping -c 1 -W 2 ::1", {.side = Side::B}).ok());
+  EXPECT_TRUE(ping(Side::A, false).ok());
+  EXPECT_FALSE(ping(Side::A, true).ok());
+  EXPECT_FALSE(ping(Side::A, false, 3000).ok());  // fragments over the 1500-byte MTU
+  EXPECT_EQ(drop_by(kF1)["interface_index"], 1);
+  EXPECT_EQ(drop_by(kF2)["layer"], "INBOUND_TRANSPORT_V6");
+  EXPECT_EQ(drop_by("5e11f000-0000-4000-8000-0000000000a3")["layer"], "INBOUND_MAC_FRAME_ETHERNET");
+  EXPECT_TRUE(drop_by("5e11f000-0000-4000-8000-0000000000a4").is_null());
+}
+
 // lfp replay decides as the kernel did: traffic into B is captured (tcpdump, before B's hooks) while
 // the kernel enforces a policy at several layers; replaying the capture through the same policy
 // blocks the same packets at the same layers by the same filters, counted per filter.

@@ -78,7 +78,8 @@ enum lfp_slot {
   LFP_S_IFACE,        /* IP_LOCAL_INTERFACE, INTERFACE_INDEX: the ifindex */
   LFP_S_USER,         /* ALE_USER_ID: uid and gid */
   LFP_S_DIRECTION,    /* DIRECTION: 0 outbound, 1 inbound */
-  LFP_S_EXTRA,        /* EMBEDDED_REMOTE_ADDRESS (ICMP error layers) */
+  LFP_S_EXTRA,        /* EMBEDDED_REMOTE_ADDRESS (ICMP error layers), INTERFACE_MAC_ADDRESS (MAC frame layers) */
+  LFP_S_IFTYPE,       /* INTERFACE_TYPE: the IANA ifType of the layer's interface (lfp_ifaces) */
   LFP_NSLOTS,
   LFP_S_NONE = 31     /* a field no hook supplies: always empty */
 };
@@ -97,7 +98,15 @@ enum lfp_slot {
 #define LFP_S_VLAN_ID LFP_S_REMOTE_PORT
 #define LFP_S_MAC_LOCAL_TYPE LFP_S_APP    /* MAC_LOCAL_ADDRESS_TYPE (DL_ADDRESS_TYPE) */
 #define LFP_S_MAC_REMOTE_TYPE LFP_S_USER  /* MAC_REMOTE_ADDRESS_TYPE */
-/* INTERFACE and INTERFACE_INDEX in LFP_S_IFACE; L2_FLAGS is not supplied (EMPTY, as in lfp replay). */
+/* INTERFACE and INTERFACE_INDEX in LFP_S_IFACE, INTERFACE_MAC_ADDRESS in LFP_S_EXTRA, L2_FLAGS in LFP_S_FLAGS
+ * (IS_NATIVE_ETHERNET, IS_IP_FRAGMENT_GROUP). */
+
+/* lfpd's interfaces, by ifindex (lfp_ifaces, kept by lfpd from getifaddrs and rtnetlink). */
+struct lfp_iface {
+  lfp_u32 iftype; /* IANA ifType (iftype_of_arphrd) */
+  lfp_u8 mac[6];  /* its hardware address (zero when it has none) */
+  lfp_u8 pad[2];
+};
 
 /* The host's own addresses in lfpd's namespace (lfp_local_addrs), which make a packet inbound. */
 struct lfp_local_key {

@@ -33,6 +33,14 @@ struct {
   __type(value, __u8);
 } lfp_local_addrs SEC(".maps");
 
+/* The interfaces' types and MAC addresses (lfpd keeps them current). */
+struct {
+  __uint(type, BPF_MAP_TYPE_HASH);
+  __uint(max_entries, 4096);
+  __type(key, __u32);
+  __type(value, struct lfp_iface);
+} lfp_ifaces SEC(".maps");
+
 /* A hook's decision for the values it classified, under one policy generation: a packet whose values
  * were classified before costs one lookup (classification is a function of the values alone). */
 struct pkt_key {
@@ -260,6 +268,8 @@ static __always_inline void host_values(struct lfp_values *v, const struct pkt_i
   set_addr(v, LFP_S_REMOTE_ADDR, k->family, remote);
   set_u(v, LFP_S_ADDR_TYPE, local_type);
   set_u(v, LFP_S_IFACE, ifindex);
+  const struct lfp_iface *ifi = bpf_map_lookup_elem(&lfp_ifaces, &ifindex);
+  if (ifi) set_u(v, LFP_S_IFTYPE, ifi->iftype);
   /* The loopback device is ifindex 1 in every namespace. */
   set_u(v, LFP_S_FLAGS, (k->frag ? 0x20 /* IS_FRAGMENT */ : 0) | (ifindex == 1 ? 0x1 /* IS_LOOPBACK */ : 0));
 }
@@ -452,17 +462,25 @@ static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
   if (bpf_skb_load_bytes(skb, 0, eth, 14)) return LFP_TC_OK;
   const __u64 dst = mac48(eth), src = mac48(eth + 6);
   __u16 type = eth[12] << 8 | eth[13], vlan = 0;
+  __u32 l3 = 14;
+  __u8 frag = 0;
   if (skb->vlan_present) { /* the outer tag, taken off by the driver or the stack */
     vlan = skb->vlan_tci & 0xfff;
   } else if ((type == 0x8100 || type == 0x88a8) && !bpf_skb_load_bytes(skb, 14, eth + 14, 4)) {
     vlan = (eth[14] << 8 | eth[15]) & 0xfff;
     type = eth[16] << 8 | eth[17];
+    l3 = 18;
   }
+  /* L2_FLAGS IS_IP_FRAGMENT_GROUP: an IPv4 fragment, or IPv6 whose first header after the fixed one is
+   * a fragment header (lfp replay reads it the same way). */
+  __u8 ipb[8];
+  if (type == 0x0800 && !bpf_skb_load_bytes(skb, l3, ipb, 8)) frag = ((ipb[6] << 8 | ipb[7]) & 0x3fff) != 0;
+  else if (type == 0x86dd && !bpf_skb_load_bytes(skb, l3, ipb, 8)) frag = ipb[6] == 44;
   struct lfp_config *cfg = config();
   if (!cfg) return LFP_TC_OK;
   const __u64 local = inbound ? dst : src, remote = inbound ? src : dst;
   struct pkt_key key = {.gen = read_gen(cfg), .hook = inbound ? LFP_HOOK_MAC_IN : LFP_HOOK_MAC_OUT,
-                        .in_if = skb->ifindex, .sport = type, .dport = vlan};
+                        .in_if = skb->ifindex, .sport = type, .dport = vlan, .frag = frag};
   key.saddr[0] = (__u32)local, key.saddr[1] = local >> 32;
   key.daddr[0] = (__u32)remote, key.daddr[1] = remote >> 32;
   struct pkt_decision dec = {};
@@ -483,6 +501,11 @@ static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
     set_u(v, LFP_S_MAC_LOCAL_TYPE, mac_type(local));
     set_u(v, LFP_S_MAC_REMOTE_TYPE, mac_type(remote));
     set_u(v, LFP_S_IFACE, skb->ifindex);
+    __u32 ifindex = skb->ifindex;
+    const struct lfp_iface *ifi = bpf_map_lookup_elem(&lfp_ifaces, &ifindex);
+    if (ifi) set_u(v, LFP_S_EXTRA, mac48(ifi->mac)); /* INTERFACE_MAC_ADDRESS */
+    set_u(v, LFP_S_FLAGS, (ifi && ifi->iftype == 6 ? 0x1 /* IS_NATIVE_ETHERNET */ : 0) |
+                              (frag ? 0x40 /* IS_IP_FRAGMENT_GROUP */ : 0)); /* L2_FLAGS */
     pkt_layer(kl, v, &dec);
     scratch_pop(slot);
     if (cache && !dec.defer) bpf_map_update_elem(&lfp_pkt_cache, &key, &dec, BPF_ANY);

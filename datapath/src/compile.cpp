@@ -44,6 +44,8 @@ int slot_of(lfp_kl kl, F f) {
       case F::MAC_REMOTE_ADDRESS_TYPE: return LFP_S_MAC_REMOTE_TYPE;
       case F::INTERFACE:
       case F::INTERFACE_INDEX: return LFP_S_IFACE;
+      case F::INTERFACE_MAC_ADDRESS: return LFP_S_EXTRA;
+      case F::L2_FLAGS: return LFP_S_FLAGS;
       default: return LFP_S_NONE;
     }
   }
@@ -88,6 +90,7 @@ int slot_of(lfp_kl kl, F f) {
     case F::IP_LOCAL_INTERFACE:
     case F::INTERFACE_INDEX: return LFP_S_IFACE;
     case F::DIRECTION: return LFP_S_DIRECTION;
+    case F::INTERFACE_TYPE: return packet_layer(kl) ? LFP_S_IFTYPE : LFP_S_NONE;
     default: return LFP_S_NONE;
   }
 }
@@ -97,7 +100,7 @@ uint32_t supplied_slots(lfp_kl kl) {
   constexpr uint32_t common = 1u << LFP_S_LOCAL_ADDR | 1u << LFP_S_LOCAL_PORT | 1u << LFP_S_APP |
                               1u << LFP_S_FLAGS | 1u << LFP_S_USER;
   constexpr uint32_t ip = 1u << LFP_S_LOCAL_ADDR | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_ADDR_TYPE |
-                          1u << LFP_S_FLAGS | 1u << LFP_S_IFACE;
+                          1u << LFP_S_FLAGS | 1u << LFP_S_IFACE | 1u << LFP_S_IFTYPE;
   constexpr uint32_t ports = 1u << LFP_S_LOCAL_PORT | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL;
   switch (kl) {
     case LFP_KL_CONNECT_V4:
@@ -140,7 +143,8 @@ uint32_t supplied_slots(lfp_kl kl) {
     case LFP_KL_MAC_IN:
     case LFP_KL_MAC_OUT:
       return 1u << LFP_S_LOCAL_ADDR | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_ETHER_TYPE | 1u << LFP_S_VLAN_ID |
-             1u << LFP_S_MAC_LOCAL_TYPE | 1u << LFP_S_MAC_REMOTE_TYPE | 1u << LFP_S_IFACE;  // (L2_FLAGS: EMPTY)
+             1u << LFP_S_MAC_LOCAL_TYPE | 1u << LFP_S_MAC_REMOTE_TYPE | 1u << LFP_S_IFACE | 1u << LFP_S_EXTRA |
+             1u << LFP_S_FLAGS;
     default: return 0;
   }
 }

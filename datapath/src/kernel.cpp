@@ -5,6 +5,7 @@
 #include <dirent.h>
 #include <fcntl.h>
 #include <ifaddrs.h>
+#include <linux/if_packet.h>
 #include <linux/rtnetlink.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -238,6 +239,7 @@ void KernelPath::refresh_interfaces() {
     ::if_freenameindex(ifs);
   }
   std::map<std::vector<uint8_t>, uint8_t> want;  // lfp_local_key bytes -> type
+  std::map<uint32_t, lfp_iface> ifaces;          // INTERFACE_TYPE, INTERFACE_MAC_ADDRESS by ifindex
   ifaddrs* all = nullptr;
   if (::getifaddrs(&all) != 0) fail("getifaddrs", errno);
   auto add = [&](const sockaddr* sa, uint8_t type) {
@@ -254,6 +256,13 @@ void KernelPath::refresh_interfaces() {
     want.emplace(std::vector<uint8_t>(b, b + sizeof k), type);
   };
   for (ifaddrs* a = all; a; a = a->ifa_next) {
+    if (a->ifa_addr && a->ifa_addr->sa_family == AF_PACKET) {  // one a link: its type and address
+      const auto* ll = reinterpret_cast<const sockaddr_ll*>(a->ifa_addr);
+      lfp_iface info{};
+      info.iftype = iftype_of_arphrd(ll->sll_hatype);
+      if (ll->sll_halen == 6) std::memcpy(info.mac, ll->sll_addr, 6);
+      ifaces[static_cast<uint32_t>(ll->sll_ifindex)] = info;
+    }
     add(a->ifa_addr, LFP_NLAT_UNICAST);
     if ((a->ifa_flags & IFF_BROADCAST) && a->ifa_addr && a->ifa_addr->sa_family == AF_INET)
       add(a->ifa_broadaddr, LFP_NLAT_BROADCAST);
@@ -270,6 +279,18 @@ void KernelPath::refresh_interfaces() {
   for (auto& key : stale) bpf_map_delete_elem(fd, &key);
   for (const auto& [bytes, type] : want)
     if (int e = bpf_map_update_elem(fd, bytes.data(), &type, BPF_ANY)) fail("local address map", e);
+  const int ifd = bpf_map__fd(skel_->maps.lfp_ifaces);
+  for (const auto& [index, info] : ifaces_)
+    if (!ifaces.count(index)) bpf_map_delete_elem(ifd, &index);
+  for (const auto& [index, info] : ifaces)
+    if (int e = bpf_map_update_elem(ifd, &index, &info, BPF_ANY)) fail("interface map", e);
+  ifaces_ = std::move(ifaces);
+}
+
+std::optional<lfp_iface> KernelPath::iface(uint32_t ifindex) const {
+  auto it = ifaces_.find(ifindex);
+  if (it == ifaces_.end()) return std::nullopt;
+  return it->second;
 }
 
 KernelPath::~KernelPath() { release(); }

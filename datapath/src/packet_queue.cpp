@@ -245,6 +245,7 @@ int PacketQueue::decide(int hook, uint32_t in_if, uint32_t out_if, const uint8_t
     view.out_iface = out_if;
     view.loopback = false;
   }
+  if (const auto ifi = kernel_.iface(*view.iface)) view.iface_type = ifi->iftype;
   // The hook's layers, in the order lfp_packet.h's walk() has them.
   std::array<LayerId, 3> layers;
   size_t n = 0;

@@ -192,6 +192,18 @@ DataType field_type(FieldId f, IpFamily family) {
 
 bool field_is_linux_only(FieldId f) { return f == F::CGROUP_PATH; }
 
+uint32_t iftype_of_arphrd(uint32_t arphrd) {
+  switch (arphrd) {
+    case 1: return iftype::ETHERNET_CSMACD;  // ARPHRD_ETHER
+    case 512: return iftype::PPP;            // ARPHRD_PPP
+    case 772: return iftype::SOFTWARE_LOOPBACK;
+    case 801: case 802: case 803: return iftype::IEEE80211;  // ARPHRD_IEEE80211(_PRISM, _RADIOTAP)
+    case 768: case 769: case 776: case 778: case 823: case 0xfffe:  // IPIP, IP6IP6, SIT, GRE, IP6GRE, NONE (tun, wg)
+      return iftype::TUNNEL;
+    default: return iftype::OTHER;
+  }
+}
+
 std::optional<uint64_t> named_constant(FieldId f, std::string_view name) {
   struct Named {
     std::string_view name;
@@ -211,6 +223,13 @@ std::optional<uint64_t> named_constant(FieldId f, std::string_view name) {
                                         {"GRE", 47}, {"ESP", 50},   {"AH", 51},      {"ICMPV6", 58},
                                         {"SCTP", 132}, {"UDPLITE", 136}};
   static constexpr Named kEther[] = {{"IPV4", 0x0800}, {"ARP", 0x0806}, {"VLAN", 0x8100}, {"IPV6", 0x86DD}};
+  static constexpr Named kL2Flags[] = {  // FWP_CONDITION_L2_*
+      {"IS_NATIVE_ETHERNET", 0x1}, {"IS_WIFI", 0x2},             {"IS_MOBILE_BROADBAND", 0x4},
+      {"IS_WIFI_DIRECT_DATA", 0x8}, {"IS_VM2VM", 0x10},          {"IS_MALFORMED_PACKET", 0x20},
+      {"IS_IP_FRAGMENT_GROUP", 0x40}, {"IF_CONNECTOR_PRESENT", 0x80}};
+  static constexpr Named kIfType[] = {  // IANA ifType, the values INTERFACE_TYPE takes
+      {"OTHER", iftype::OTHER}, {"ETHERNET_CSMACD", iftype::ETHERNET_CSMACD}, {"PPP", iftype::PPP},
+      {"SOFTWARE_LOOPBACK", iftype::SOFTWARE_LOOPBACK}, {"IEEE80211", iftype::IEEE80211}, {"TUNNEL", iftype::TUNNEL}};
   std::span<const Named> table;
   switch (f) {
     case F::FLAGS: table = kFlags; break;
@@ -218,6 +237,8 @@ std::optional<uint64_t> named_constant(FieldId f, std::string_view name) {
     case F::IP_PROTOCOL:
     case F::EMBEDDED_PROTOCOL: table = kProtocol; break;
     case F::ETHER_TYPE: table = kEther; break;
+    case F::L2_FLAGS: table = kL2Flags; break;
+    case F::INTERFACE_TYPE: table = kIfType; break;
     default: return std::nullopt;
   }
   std::string upper(name);

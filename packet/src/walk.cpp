@@ -264,6 +264,14 @@ void Walk::fill(LayerId layer, bool out, bool fragment_flag) {
   view.fragment = fragment_flag;
   view.loopback = dir_ == Direction::LOOPBACK;
   view.iface = opt_.ifindex;  // replay knows one interface: a forwarded packet's outgoing one is unknown
+  // A frame read from an Ethernet capture came over an Ethernet interface, whose address is the local
+  // end's (of a unicast frame).
+  const bool ale = layer == pick(LayerId::ALE_AUTH_CONNECT_V4, *hdr_) || layer == pick(LayerId::ALE_AUTH_RECV_ACCEPT_V4, *hdr_);
+  if (pkt_->has_ethernet && !ale) {  // (the kernel's ALE hooks do not supply these)
+    view.iface_type = iftype::ETHERNET_CSMACD;
+    const Mac& local_mac = out ? pkt_->eth_src : pkt_->eth_dst;
+    if (dl_address_type(local_mac) == 0) view.iface_mac = local_mac;
+  }
   layer_values(layer, per_fragment ? *pkt_ : *hdr_, view, values_);
 }
 
@@ -311,8 +319,10 @@ void layer_values(LayerId layer, const Packet& h, const LayerView& view, FieldVa
       case FieldId::IP_LOCAL_INTERFACE: iface(f, forward ? view.out_iface : view.iface); break;
       case FieldId::INTERFACE_INDEX:
       case FieldId::INTERFACE:
-      case FieldId::SOURCE_INTERFACE_INDEX:
-      case FieldId::IP_ARRIVAL_INTERFACE: iface(f, view.iface); break;
+      case FieldId::SOURCE_INTERFACE_INDEX: iface(f, view.iface); break;
+      case FieldId::IP_ARRIVAL_INTERFACE:  // (at the ICMP error layers: the kernel's ALE hooks do not supply it)
+        if (layer == LayerId::INBOUND_ICMP_ERROR_V4 || layer == LayerId::INBOUND_ICMP_ERROR_V6) iface(f, view.iface);
+        break;
       case FieldId::DESTINATION_INTERFACE_INDEX:
       case FieldId::IP_FORWARD_INTERFACE: iface(f, view.out_iface); break;
       case FieldId::ICMP_TYPE: num(f, h.icmp_type); break;
@@ -340,6 +350,19 @@ void layer_values(LayerId layer, const Packet& h, const LayerView& view, FieldVa
       case FieldId::MAC_REMOTE_ADDRESS_TYPE: num(f, dl_address_type(mac_remote)); break;
       case FieldId::ETHER_TYPE: num(f, h.ether_type); break;
       case FieldId::VLAN_ID: num(f, h.vlan_id()); break;
+      case FieldId::INTERFACE_TYPE:
+        if (view.iface_type) num(f, *view.iface_type);
+        break;
+      case FieldId::INTERFACE_MAC_ADDRESS:
+        if (view.iface_mac) values.set(f, Value::mac(*view.iface_mac));
+        break;
+      case FieldId::L2_FLAGS: {  // (an IPv6 fragment: its first extension header is one, as the kernel reads it)
+        const bool frag_group = h.ip_version == 4 ? h.is_fragment
+                                                  : h.ip_version == 6 && h.ext_count && h.ext_headers[0] == proto::FRAGMENT;
+        num(f, (view.iface_type == iftype::ETHERNET_CSMACD ? l2_flag::IS_NATIVE_ETHERNET : 0u) |
+                   (frag_group ? l2_flag::IS_IP_FRAGMENT_GROUP : 0u));
+        break;
+      }
       default: break;  // no value from a packet: EMPTY
     }
   }

@@ -81,6 +81,8 @@ class KernelPath {
   // then call refresh_interfaces() again. -1 without packet layers.
   void refresh_interfaces();
   int address_fd() const { return addr_fd_; }
+  // An interface's INTERFACE_TYPE and MAC address, as the last refresh_interfaces() read them.
+  std::optional<lfp_iface> iface(uint32_t ifindex) const;
 
   // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).
   static void remove_pins(const std::string& pin_dir);
@@ -106,6 +108,7 @@ class KernelPath {
   std::vector<bpf_link*> links_;
   std::vector<int> nf_links_;  // the packet layers' netfilter and tcx links
   std::set<unsigned> mac_ifs_;  // interfaces the MAC frame layers are attached to
+  std::map<uint32_t, lfp_iface> ifaces_;  // what lfp_ifaces holds
 };
 
 }  // namespace lfp::datapath

@@ -100,6 +100,20 @@ inline constexpr uint32_t IS_CONNECTION_REDIRECTED = 0x100000;
 inline constexpr uint32_t IS_PROXY_CONNECTION = 0x200000;
 }  // namespace condition_flag
 
+// L2_FLAGS bits (FWP_CONDITION_L2_*) the data path sets.
+namespace l2_flag {
+inline constexpr uint32_t IS_NATIVE_ETHERNET = 0x1;
+inline constexpr uint32_t IS_IP_FRAGMENT_GROUP = 0x40;
+}  // namespace l2_flag
+
+// INTERFACE_TYPE values (IANA ifType, as WFP's): what Linux's device types (ARPHRD_*) map to.
+namespace iftype {
+inline constexpr uint32_t OTHER = 1, ETHERNET_CSMACD = 6, PPP = 23, SOFTWARE_LOOPBACK = 24, IEEE80211 = 71,
+                          TUNNEL = 131;
+}  // namespace iftype
+// The ifType of a Linux device of type `arphrd` (ARPHRD_*; wireless devices are ARPHRD_ETHER too).
+uint32_t iftype_of_arphrd(uint32_t arphrd);
+
 // DIRECTION values (FWP_DIRECTION_*).
 inline constexpr uint32_t DIRECTION_OUTBOUND = 0;
 inline constexpr uint32_t DIRECTION_INBOUND = 1;

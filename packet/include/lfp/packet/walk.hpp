@@ -49,6 +49,8 @@ struct LayerView {
   bool loopback = false;   // FLAGS IS_LOOPBACK
   std::optional<uint32_t> iface;      // the layer's interface (arrival, or the one it leaves by)
   std::optional<uint32_t> out_iface;  // IPFORWARD: the interface it leaves by
+  std::optional<uint32_t> iface_type;  // INTERFACE_TYPE (IANA ifType)
+  std::optional<Mac> iface_mac;        // INTERFACE_MAC_ADDRESS (the MAC frame layers)
 };
 // The values `layer` gets for packet `h` (its fields of the catalogue the packet supplies; the
 // rest EMPTY). The walk below uses it, and so does lfpd's user-space packet path.

@@ -221,10 +221,10 @@ int main(int argc, char** argv) {
   std::string show_what, tmpl_sublayer;
   show->add_option("what", show_what,
                    "state | filters | providers | sublayers | callouts | provider_contexts | netevents | coverage | "
-                   "options | redirect | flows")
+                   "options | redirect | flows | packet-queue")
       ->required()
       ->check(CLI::IsMember({"state", "filters", "providers", "sublayers", "callouts", "provider_contexts",
-                             "netevents", "coverage", "options", "redirect", "flows"}));
+                             "netevents", "coverage", "options", "redirect", "flows", "packet-queue"}));
   std::string redirect_peer;
   show->add_option("--peer", redirect_peer, "redirect: the redirected connection's address as the proxy sees it (ADDR:PORT)");
   // --layer and --provider narrow objects and net events alike.
@@ -503,6 +503,7 @@ int main(int argc, char** argv) {
     if (*show && show_what == "coverage") return cli::show_coverage(c, as_json);
     if (*show && show_what == "options") return cli::show_options(c, as_json);
     if (*show && show_what == "flows") return cli::show_flows(c, as_json);
+    if (*show && show_what == "packet-queue") return cli::show_packet_queue(c, as_json);
     if (*prompt) {
       std::signal(SIGINT, on_signal);
       std::signal(SIGTERM, on_signal);

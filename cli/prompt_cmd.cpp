@@ -143,4 +143,22 @@ int show_flows(client::Client& c, bool as_json) {
   return 0;
 }
 
+int show_packet_queue(client::Client& c, bool as_json) {
+  const json r = c.call("packet_queue");
+  if (as_json) {
+    std::cout << r.dump() << '\n';
+    return 0;
+  }
+  // LFP_QUEUED_HOOK bits: hook * 2 + (IPv6).
+  static const char* kHooks[] = {"PRE_ROUTING", "LOCAL_IN", "FORWARD", "LOCAL_OUT"};
+  std::string hooks;
+  const uint32_t mask = r.value("queued_hooks", 0u);
+  for (int b = 0; b < 8; ++b)
+    if (mask >> b & 1) hooks += std::string(hooks.empty() ? "" : " ") + kHooks[b / 2] + (b % 2 ? "/v6" : "/v4");
+  std::cout << "hooks decided in lfpd: " << (hooks.empty() ? "none" : hooks) << '\n';
+  for (const char* k : {"packets", "dropped", "classifies", "reads", "verdict_messages", "unparsed", "overflowed"})
+    std::cout << k << ' ' << r.value(k, uint64_t{0}) << '\n';
+  return 0;
+}
+
 }  // namespace lfp::cli

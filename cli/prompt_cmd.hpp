@@ -22,5 +22,7 @@ CLI::App* add_prompt_command(CLI::App& app, PromptArgs& a);
 // forever]") from standard input until it ends or `stop` is set.
 int run_prompt(client::Client& c, const PromptArgs& a, bool as_json, volatile std::sig_atomic_t& stop);
 int show_flows(client::Client& c, bool as_json);
+// lfp show packet-queue: what lfpd's packet queue (--packet-queue) decides, and its counters.
+int show_packet_queue(client::Client& c, bool as_json);
 
 }  // namespace lfp::cli

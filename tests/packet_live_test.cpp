@@ -483,6 +483,8 @@ TEST_F(PacketCallout, ACalloutAtInboundTransportDecidesEachPacketInLfpd) {
   lfpd_->connect()->apply(policy);
   const json q = lfpd_->connect()->call("packet_queue");
   EXPECT_EQ(q["queued_hooks"], 1 << (1 * 2));  // LOCAL_IN v4 only (LFP_QUEUED_HOOK)
+  const RunResult shown = sb_->run(lfp() + " show packet-queue", {.side = Side::B});
+  EXPECT_NE(shown.out.find("hooks decided in lfpd: LOCAL_IN/v4\n"), std::string::npos) << shown.out << shown.err;
   EXPECT_TRUE(udp_answered(Side::A, 9000));
   EXPECT_FALSE(answered(udp(Side::A, 9001)));  // odd: the callout blocks it
   // By the packet's bytes: a datagram that holds SECRET to the even port.

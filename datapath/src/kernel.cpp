@@ -69,9 +69,26 @@ constexpr uint32_t kNfInet4 = 2, kNfInet6 = 10;
 constexpr NfHook kNfHooks[] = {
     {"lfp_nf_pre4", kNfInet4, 0, -450, 0}, {"lfp_nf_pre6", kNfInet6, 0, -450, 0},
     {"lfp_nf_in4", kNfInet4, 1, -100, kNetfilterDefrag}, {"lfp_nf_in6", kNfInet6, 1, -100, kNetfilterDefrag},
-    {"lfp_nf_fwd4", kNfInet4, 2, -100, 0}, {"lfp_nf_fwd6", kNfInet6, 2, -100, 0},
+    {"lfp_nf_fwd4", kNfInet4, 2, -100, kNetfilterDefrag}, {"lfp_nf_fwd6", kNfInet6, 2, -100, kNetfilterDefrag},
     {"lfp_nf_out4", kNfInet4, 3, -100, 0}, {"lfp_nf_out6", kNfInet6, 3, -100, 0},
 };
+
+// Whether a netfilter program's layers (lfp_packet.h's walk()) hold a filter in `p`: it is linked
+// only then, so that a hook with no filter costs nothing at all.
+bool nf_hook_wanted(const NfHook& h, const KernelPolicy& p) {
+  const int v6 = h.pf == kNfInet6;
+  auto any = [&](std::initializer_list<int> kls) {
+    for (int kl : kls)
+      if (p.layer_filters[kl + v6]) return true;
+    return false;
+  };
+  switch (h.hook) {
+    case 0: return any({LFP_KL_IPPACKET_IN_V4});
+    case 1: return any({LFP_KL_TRANSPORT_IN_V4, LFP_KL_ICMP_ERR_IN_V4, LFP_KL_DATAGRAM_V4});
+    case 2: return any({LFP_KL_FORWARD_V4});
+    default: return any({LFP_KL_DATAGRAM_V4, LFP_KL_TRANSPORT_OUT_V4, LFP_KL_ICMP_ERR_OUT_V4, LFP_KL_IPPACKET_OUT_V4});
+  }
+}
 
 // BPF_LINK_CREATE's netfilter form, as in the kernel's union bpf_attr.
 struct NfLinkAttr {
@@ -182,14 +199,11 @@ void KernelPath::attach_and_pin() {
     }
   }
   if (opts_.packet_layers) {
+    // Every hook at first, replacing a previous daemon's pinned ones (which enforce its last policy
+    // until then); install() unlinks those whose layers the policy leaves empty.
+    want_mac_ = {true, true};
     refresh_interfaces();  // before the hooks run: they need the host's addresses
-    for (const NfHook& h : kNfHooks) {
-      bpf_program* p = bpf_object__find_program_by_name(skel_->obj, h.prog);
-      const int fd = p ? link_netfilter(bpf_program__fd(p), h) : -1;
-      if (fd < 0) fail(std::string("cannot link ") + h.prog + " into this network namespace's netfilter hooks", errno);
-      nf_links_.push_back(fd);  // (libbpf 1.1 has no bpf_link for it)
-      pin_link(fd, link_pin(opts_.pin_dir, p));
-    }
+    for (size_t i = 0; i < std::size(kNfHooks); ++i) link_nf_hook(i, true);
     // Address and interface changes, so that the table and the MAC hooks stay current.
     addr_fd_ = ::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
     sockaddr_nl sa{};
@@ -219,24 +233,40 @@ void KernelPath::refresh_interfaces() {
     while (::recv(addr_fd_, buf, sizeof buf, 0) > 0) {
     }
   }
-  // The MAC frame layers on every interface but loopback, new ones included.
+  // The MAC frame layers on every interface but loopback (ifindex 1 in every namespace), new ones
+  // included, while they hold filters.
+  std::map<unsigned, std::string> names;
   if (struct if_nameindex* ifs = ::if_nameindex()) {
-    for (struct if_nameindex* i = ifs; i->if_index; ++i) {
-      if (i->if_index == 1 || mac_ifs_.count(i->if_index)) continue;  // (lo is ifindex 1 in every namespace)
-      for (auto [prog, type] : {std::pair{skel_->progs.lfp_tc_ingress, kAttachTcxIngress},
-                                std::pair{skel_->progs.lfp_tc_egress, kAttachTcxEgress}}) {
-        const int fd = link_tcx(bpf_program__fd(prog), static_cast<int>(i->if_index), type);
-        if (fd < 0) {
-          const int e = errno;
-          ::if_freenameindex(ifs);
-          fail(std::string("cannot attach ") + bpf_program__name(prog) + " to " + i->if_name, e);
-        }
-        nf_links_.push_back(fd);
-        pin_link(fd, link_pin(opts_.pin_dir, prog) + "_" + i->if_name);
-      }
-      mac_ifs_.insert(i->if_index);
-    }
+    for (struct if_nameindex* i = ifs; i->if_index; ++i)
+      if (i->if_index != 1) names[i->if_index] = i->if_name;
     ::if_freenameindex(ifs);
+  }
+  for (auto it = tcx_.begin(); it != tcx_.end();)  // gone: their links went with them
+    if (!names.count(it->first)) {
+      for (int fd : it->second.fd)
+        if (fd >= 0) ::close(fd);
+      if (!opts_.pin_dir.empty())
+        for (bpf_program* prog : {skel_->progs.lfp_tc_ingress, skel_->progs.lfp_tc_egress})
+          ::unlink((link_pin(opts_.pin_dir, prog) + "_" + it->second.name).c_str());
+      it = tcx_.erase(it);
+    } else {
+      ++it;
+    }
+  for (const auto& [index, name] : names) {
+    TcxLinks& t = tcx_[index];
+    t.name = name;
+    for (int dir = 0; dir < 2; ++dir) {
+      bpf_program* prog = dir == 0 ? skel_->progs.lfp_tc_ingress : skel_->progs.lfp_tc_egress;
+      const std::string pin = link_pin(opts_.pin_dir, prog) + "_" + name;
+      if (want_mac_[dir] && t.fd[dir] < 0) {
+        const int fd = link_tcx(bpf_program__fd(prog), static_cast<int>(index), dir == 0 ? kAttachTcxIngress : kAttachTcxEgress);
+        if (fd < 0) fail(std::string("cannot attach ") + bpf_program__name(prog) + " to " + name, errno);
+        t.fd[dir] = fd;
+        pin_link(fd, pin);
+      } else if (!want_mac_[dir] && t.fd[dir] >= 0) {
+        unlink_hook(t.fd[dir], pin);
+      }
+    }
   }
   std::map<std::vector<uint8_t>, uint8_t> want;  // lfp_local_key bytes -> type
   std::map<uint32_t, lfp_iface> ifaces;          // INTERFACE_TYPE, INTERFACE_MAC_ADDRESS by ifindex
@@ -320,11 +350,53 @@ void KernelPath::set_log_allows(bool on) {
   static_cast<lfp_config*>(cfg_)->log_allows = on;
 }
 
+void KernelPath::link_nf_hook(size_t i, bool on) {
+  const NfHook& h = kNfHooks[i];
+  bpf_program* p = bpf_object__find_program_by_name(skel_->obj, h.prog);
+  if (!p) fail(std::string("no program ") + h.prog, ENOENT);
+  if (!on) {
+    if (nf_fd_[i] >= 0) unlink_hook(nf_fd_[i], link_pin(opts_.pin_dir, p));
+    return;
+  }
+  if (nf_fd_[i] >= 0) return;
+  const int fd = link_netfilter(bpf_program__fd(p), h);  // (libbpf 1.1 has no bpf_link for it)
+  if (fd < 0) fail(std::string("cannot link ") + h.prog + " into this network namespace's netfilter hooks", errno);
+  nf_fd_[i] = fd;
+  pin_link(fd, link_pin(opts_.pin_dir, p));
+}
+
+// A link's last references are its pin and our descriptor: without both it is detached.
+void KernelPath::unlink_hook(int& fd, const std::string& pin) {
+  if (!opts_.pin_dir.empty()) ::unlink(pin.c_str());
+  ::close(fd);
+  fd = -1;
+}
+
+void KernelPath::sync_hooks(const KernelPolicy& p, bool attach) {
+  if (!opts_.packet_layers) return;
+  for (size_t i = 0; i < std::size(kNfHooks); ++i) {
+    const bool want = nf_hook_wanted(kNfHooks[i], p);
+    if (want == attach) link_nf_hook(i, want);
+  }
+  const std::array<bool, 2> mac = {p.layer_filters[LFP_KL_MAC_IN] > 0, p.layer_filters[LFP_KL_MAC_OUT] > 0};
+  bool changed = false;
+  for (int dir = 0; dir < 2; ++dir)
+    if (mac[dir] == attach && mac[dir] != want_mac_[dir]) {
+      want_mac_[dir] = mac[dir];
+      changed = true;
+    }
+  if (changed) refresh_interfaces();
+}
+
 void KernelPath::release() {
   for (bpf_link* l : links_) bpf_link__destroy(l);  // a pinned link stays attached
   links_.clear();
-  for (int fd : nf_links_) ::close(fd);  // likewise
-  nf_links_.clear();
+  for (int& fd : nf_fd_)  // likewise
+    if (fd >= 0) ::close(fd), fd = -1;
+  for (auto& [index, t] : tcx_)
+    for (int fd : t.fd)
+      if (fd >= 0) ::close(fd);
+  tcx_.clear();
   if (rb_) ring_buffer__free(rb_);
   rb_ = nullptr;
   if (banks_ && banks_ != MAP_FAILED) ::munmap(banks_, 2 * kBankBytes);
@@ -362,7 +434,9 @@ const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t onl
   for (const auto& [id, t] : next.redirects)
     if (int e = bpf_map_update_elem(redirects, &id, &t, BPF_ANY)) fail("redirect map", e);
   std::memcpy(static_cast<char*>(banks_) + bank * kBankBytes, next.bank.data(), next.bank.size() * sizeof(lfp_entry));
+  sync_hooks(next, true);  // hooks the policy needs are linked before it is in force,
   __atomic_store_n(&cfg->gen_bank, (++gen_ << 1) | bank, __ATOMIC_RELEASE);
+  sync_hooks(next, false);  // and those it leaves idle go after
   policy_ = std::move(next);
   return policy_;
 }

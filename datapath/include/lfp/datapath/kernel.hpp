@@ -2,6 +2,7 @@
 // The kernel side of the ALE layers: loads the BPF programs (datapath/bpf/lfp_ale.bpf.c), attaches
 // them to one cgroup v2, pins what must outlive lfpd, and installs compiled policy with an atomic
 // bank swap. Needs root (CAP_BPF, CAP_NET_ADMIN).
+#include <array>
 #include <cstdint>
 #include <functional>
 #include <map>
@@ -91,6 +92,10 @@ class KernelPath {
   uint64_t counter(uint32_t i) const;
   void attach_and_pin();
   void pin_link(int link_fd, const std::string& path);
+  void link_nf_hook(size_t i, bool on);
+  void unlink_hook(int& fd, const std::string& pin);
+  // attach: links the hooks `p` needs; else unlinks those it leaves idle.
+  void sync_hooks(const KernelPolicy& p, bool attach);
   void release();  // frees what the constructor acquired (also when it fails half way)
 
   KernelOptions opts_;
@@ -106,8 +111,14 @@ class KernelPath {
   int cgroup_fd_ = -1;
   int addr_fd_ = -1;
   std::vector<bpf_link*> links_;
-  std::vector<int> nf_links_;  // the packet layers' netfilter and tcx links
-  std::set<unsigned> mac_ifs_;  // interfaces the MAC frame layers are attached to
+  // The packet layers' links, each there only while its layers hold filters (sync_hooks).
+  std::array<int, 8> nf_fd_ = {-1, -1, -1, -1, -1, -1, -1, -1};  // kernel.cpp's kNfHooks, in order
+  struct TcxLinks {
+    std::string name;
+    int fd[2] = {-1, -1};  // ingress, egress
+  };
+  std::map<unsigned, TcxLinks> tcx_;  // by ifindex: the MAC frame layers
+  std::array<bool, 2> want_mac_ = {false, false};
   std::map<uint32_t, lfp_iface> ifaces_;  // what lfp_ifaces holds
 };
 

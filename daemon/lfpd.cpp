@@ -13,6 +13,7 @@
 #include "lfp/datapath/events.hpp"
 #include "lfp/datapath/inspect.hpp"
 #include "lfp/datapath/kernel.hpp"
+#include "lfp/datapath/notify.hpp"
 #include "lfp/datapath/packet_queue.hpp"
 #include "lfp/datapath/pending.hpp"
 #include "lfp/datapath/redirect.hpp"
@@ -51,9 +52,15 @@ struct DataPath {
   }
   void drain() {
     kernel.drain_events([&](const lfp_event& ev) {
-      nlohmann::json j = lfp::datapath::describe(ev, *engine, kernel.installed());
-      spdlog::info("net event: {}", lfp::datapath::summary(j));
-      events.ingest(j);
+      // A released socket: its layer's callouts are called; recorded only when permits are logged.
+      std::optional<nlohmann::json> j;
+      if (lfp::datapath::notification_layer(ev.kl))
+        j = lfp::datapath::notify_release(ev, *engine, kernel.installed(), kernel.log_allows());
+      else
+        j = lfp::datapath::describe(ev, *engine, kernel.installed());
+      if (!j) return;
+      spdlog::info("net event: {}", lfp::datapath::summary(*j));
+      events.ingest(*j);
     });
     // Events the hooks could not put in a full ring: a gap in the log, with their number.
     const int64_t now = lfp::netevents::now_ns();
@@ -206,6 +213,14 @@ int main(int argc, char** argv) {
           if (pending) pending->complete(handle, permit, "callout");
       });
     }
+    // A plugin that failed during a drain's classifies: its callouts go now (not inside a classify).
+    auto reap_failed_plugins = [&] {
+      for (auto& h : hosts)
+        if (!h->alive() && h->reap(server.engine())) {
+          server.unwatch_fd(h->fd());
+          server.notify_policy_changed();
+        }
+    };
     lfp::daemon::NetEventService events(server, cfg.state_dir + "/netevents.db", retention);
     std::unique_ptr<DataPath> dp;
     std::unique_ptr<lfp::datapath::UserPath> userpath;
@@ -281,12 +296,7 @@ int main(int argc, char** argv) {
         server.watch_fd(userpath->fd(), [&, overflow_seen = userpath->overflowed(),
                                           checked = lfp::netevents::now_ns()]() mutable {
           userpath->drain([&](const lfp::datapath::QueuedFlow& f, uint32_t id) { return pending->decide(f, id); });
-          // A plugin that failed during those decisions: its callouts go now (not inside a classify).
-          for (auto& h : hosts)
-            if (!h->alive() && h->reap(server.engine())) {
-              server.unwatch_fd(h->fd());
-              server.notify_policy_changed();
-            }
+          reap_failed_plugins();
           // Flows the queue could not take were decided by --fail, unseen: counted and logged.
           const int64_t now = lfp::netevents::now_ns();
           if (const uint64_t o = userpath->overflowed(); o > overflow_seen) {
@@ -298,7 +308,10 @@ int main(int argc, char** argv) {
           checked = now;
         });
       }
-      server.watch_fd(dp->kernel.events_fd(), [&] { dp->drain(); });
+      server.watch_fd(dp->kernel.events_fd(), [&] {
+        dp->drain();
+        reap_failed_plugins();  // (the release layers' callouts are called there)
+      });
     }
     // The data layers in user space (datapath/inspect.hpp).
     std::unique_ptr<lfp::datapath::DataInspector> inspector;
@@ -317,11 +330,7 @@ int main(int argc, char** argv) {
       });
       server.watch_fd(inspector->fd(), [&] {
         inspector->drain();
-        for (auto& h : hosts)  // a plugin that failed during those decisions: its callouts go now
-          if (!h->alive() && h->reap(server.engine())) {
-            server.unwatch_fd(h->fd());
-            server.notify_policy_changed();
-          }
+        reap_failed_plugins();
       });
       server.add_op("flows", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json&) {
         const auto& st = inspector->stats();

@@ -292,5 +292,84 @@ TEST_F(AleLive, FailClosedOrOpenForDecisionsThatNeedUserSpace) {
   }
 }
 
+// ALE_ENDPOINT_CLOSURE and ALE_RESOURCE_RELEASE, notification layers fed by cgroup/sock_release: the
+// example plugin's callouts there log each socket the cgroup releases, "LAYER LOCAL_PORT REMOTE_PORT".
+// A TCP connection is an endpoint closed, a bound UDP socket without a remote a port released. With
+// no filter at those layers the kernel reports nothing, not even with --log-allows.
+TEST_F(AleLive, ClosedEndpointsAndReleasedPortsReachTheirCallouts) {
+  lfpd_.reset();
+  start_daemon({"--callout", LFP_EXAMPLE_CALLOUT, "--log-allows"});
+  sb_->spawn("exec socat TCP6-LISTEN:8090,fork,reuseaddr SYSTEM:'echo port=$SOCAT_PEERPORT'", {.side = Side::B});
+  ASSERT_TRUE(sb_->wait_for_port(Side::B, 8090));
+  // A TCP connection to B:8090 (returns the client's port, which the server saw) and a UDP socket
+  // bound to port 7001 that sends one datagram, both from the cgroup.
+  auto tcp = [&](bool v6 = false) -> std::string {
+    const std::string to = v6 ? "TCP6:[" + sb_->ip6(Side::B) + "]" : "TCP4:" + sb_->ip4(Side::B);
+    const RunResult r = sb_->run("socat -T3 - " + to + ":8090 </dev/null", {.side = Side::A, .in_cgroup = true});
+    const size_t at = r.out.find("port=");
+    EXPECT_NE(at, std::string::npos) << r.out << r.err;
+    return at == std::string::npos ? "" : r.out.substr(at + 5, r.out.find('\n', at) - at - 5);
+  };
+  auto udp = [&] {
+    const RunResult r = sb_->run("echo x | socat -T1 - UDP4-SENDTO:" + sb_->ip4(Side::B) + ":5000,bind=0.0.0.0:7001",
+                                 {.side = Side::A, .in_cgroup = true});
+    EXPECT_TRUE(r.ok()) << r.err;
+  };
+  auto events_at = [&](const std::string& layer) {  // (at once: wait_for_events waits for one)
+    const json conditions = {{{"field", "LAYER_KEY"}, {"value", layer}}};
+    return lfpd_->connect()->call("netevents_enum", {{"template", {{"conditions", conditions}}}})["events"];
+  };
+  const std::string log = sb_->tmpdir() + "/closed.log";
+
+  // Nothing at these layers: the permits at ALE_AUTH_CONNECT are logged, no release is.
+  apply({filter("connects", "ALE_AUTH_CONNECT_V4", "PERMIT", {when("IP_REMOTE_PORT", 8090)})});
+  tcp();
+  udp();
+  ASSERT_FALSE(wait_for_events(*lfpd_->connect(), {{{"field", "LAYER_KEY"}, {"value", "ALE_AUTH_CONNECT_V4"}}}).empty());
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));
+  for (const char* layer : {"ALE_ENDPOINT_CLOSURE_V4", "ALE_RESOURCE_RELEASE_V4"})
+    EXPECT_TRUE(events_at(layer).empty()) << layer;
+
+  // The callouts, and a plain permit at ALE_ENDPOINT_CLOSURE_V6 (decided in the kernel, logged).
+  const std::string closure = "4c460000-0000-4000-8000-0000000000ce", release = "4c460000-0000-4000-8000-0000000000cf";
+  const std::string pc = "4c460000-0000-4000-8000-0000000000c3";
+  auto by = [&](const std::string& callout) {
+    return json{{"action", {{"type", "CALLOUT_TERMINATING"}, {"callout", callout}}},
+                {"flags", {"HAS_PROVIDER_CONTEXT"}}, {"provider_context", pc}};
+  };
+  apply({filter("closed endpoints", "ALE_ENDPOINT_CLOSURE_V4", "PERMIT", json::array(), by(closure)),
+         filter("released ports", "ALE_RESOURCE_RELEASE_V4", "PERMIT", json::array(), by(release)),
+         filter("closed v6 endpoints", "ALE_ENDPOINT_CLOSURE_V6", "PERMIT", {when("IP_REMOTE_PORT", 8090)})},
+        {{"callouts", {{{"key", closure}, {"name", "log closures"}, {"layer", "ALE_ENDPOINT_CLOSURE_V4"}},
+                       {{"key", release}, {"name", "log releases"}, {"layer", "ALE_RESOURCE_RELEASE_V4"}}}},
+         {"provider_contexts", {{{"key", pc}, {"name", "log"}, {"data", "log:" + log}}}}});
+  const std::string port = tcp();
+  udp();
+  tcp(true);
+  const std::string want = "ALE_ENDPOINT_CLOSURE_V4 " + port + " 8090\nALE_RESOURCE_RELEASE_V4 7001 -\n";
+  for (int i = 0; i < 40 && read_text(log).size() < want.size(); ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(50));
+  std::this_thread::sleep_for(std::chrono::milliseconds(300));  // and nothing more comes
+  EXPECT_EQ(read_text(log), want);
+
+  // With --log-allows each is a CLASSIFY_ALLOW naming its filter (nothing is dropped there).
+  const json closed = events_at("ALE_ENDPOINT_CLOSURE_V4");
+  ASSERT_EQ(closed.size(), 1u) << closed.dump();
+  EXPECT_EQ(closed[0]["type"], "CLASSIFY_ALLOW");
+  EXPECT_EQ(closed[0]["filter_name"], "closed endpoints");
+  EXPECT_EQ(std::to_string(closed[0].value("local_port", 0)), port);
+  EXPECT_EQ(closed[0]["local_address"], sb_->ip4(Side::A));
+  EXPECT_EQ(closed[0]["remote_address"], sb_->ip4(Side::B));
+  const json released = events_at("ALE_RESOURCE_RELEASE_V4");
+  ASSERT_EQ(released.size(), 1u) << released.dump();
+  EXPECT_EQ(released[0]["local_port"], 7001);
+  EXPECT_FALSE(released[0].contains("remote_port"));
+  const json v6 = wait_for_events(*lfpd_->connect(), {{{"field", "LAYER_KEY"}, {"value", "ALE_ENDPOINT_CLOSURE_V6"}}});
+  ASSERT_EQ(v6.size(), 1u) << v6.dump();
+  EXPECT_EQ(v6[0]["remote_address"], sb_->ip6(Side::B));
+  EXPECT_EQ(v6[0]["remote_port"], 8090);
+  EXPECT_EQ(v6[0]["filter_name"], "closed v6 endpoints");
+}
+
 }  // namespace
 }  // namespace lfp::test

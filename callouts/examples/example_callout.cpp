@@ -19,6 +19,9 @@
 // 4c460000-0000-4000-8000-0000000000cd at INBOUND_TRANSPORT_V4 (a packet layer: lfpd --packet-queue):
 //   "block:WORD": BLOCK a packet holding WORD;   "block-odd:FIELD": BLOCK when FIELD's value is odd;
 //   else PERMIT.
+// 4c460000-0000-4000-8000-0000000000ce at ALE_ENDPOINT_CLOSURE_V4 and ...cf at ALE_RESOURCE_RELEASE_V4
+// (notification layers: a socket is released):
+//   "log:FILE": appends "LAYER LOCAL_PORT REMOTE_PORT" to FILE ("-" for a field the layer lacks).
 #include <unistd.h>
 
 #include <csignal>
@@ -182,11 +185,24 @@ void packet_classify(const lfp_callout_classify_in2* in2, lfp_callout_classify_o
   out->v1.action = holds(in, option(config, "block")) || (v && std::atoi(v) % 2) ? LFP_CALLOUT_BLOCK : LFP_CALLOUT_PERMIT;
 }
 
+void release_classify(const lfp_callout_classify_in2* in2, lfp_callout_classify_out2* out) {
+  const lfp_callout_classify_in* in = &in2->v1;
+  const std::string file = option(in->provider_context, "log");
+  if (FILE* f = file.empty() ? nullptr : std::fopen(file.c_str(), "a")) {
+    const char *local = field(in, "IP_LOCAL_PORT"), *remote = field(in, "IP_REMOTE_PORT");
+    std::fprintf(f, "%s %s %s\n", in->layer, local ? local : "-", remote ? remote : "-");
+    std::fclose(f);
+  }
+  out->v1.action = LFP_CALLOUT_PERMIT;  // (nothing is refused at these layers)
+}
+
 const lfp_callout2 kCallouts[] = {
     {"4c460000-0000-4000-8000-0000000000ca", "ALE_AUTH_CONNECT_V4", connect_classify, nullptr, nullptr},
     {"4c460000-0000-4000-8000-0000000000cb", "STREAM_V4", stream_classify, nullptr, stream_flow_delete},
     {"4c460000-0000-4000-8000-0000000000cc", "DATAGRAM_DATA_V4", datagram_classify, nullptr, nullptr},
     {"4c460000-0000-4000-8000-0000000000cd", "INBOUND_TRANSPORT_V4", packet_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-0000000000ce", "ALE_ENDPOINT_CLOSURE_V4", release_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-0000000000cf", "ALE_RESOURCE_RELEASE_V4", release_classify, nullptr, nullptr},
 };
 const lfp_callout_plugin2 kPlugin = {2, "lfp example callout", kCallouts, std::size(kCallouts)};
 

@@ -388,15 +388,15 @@ static __always_inline void set_bound_local(struct lfp_values *v, int family, co
 
 /* ---- Events ---------------------------------------------------------------------------------- */
 
-static __always_inline void report_event(__u32 kl, const struct lfp_verdict *d, const struct lfp_sock_attr *a,
-                                         int family, __u8 proto, const __u32 *local, __u16 lport,
-                                         const __u32 *remote, __u16 rport, __u32 ifindex, int blocked, __u8 packet_dir) {
-  struct lfp_config *cfg = config();
-  if (!blocked && !(cfg && cfg->log_allows)) return;
+/* A filled event the caller submits (0 when the ring is full: counted). */
+static __always_inline struct lfp_event *new_event(__u32 kl, const struct lfp_verdict *d, const struct lfp_sock_attr *a,
+                                                   int family, __u8 proto, const __u32 *local, __u16 lport,
+                                                   const __u32 *remote, __u16 rport, __u32 ifindex, int blocked,
+                                                   __u8 packet_dir) {
   struct lfp_event *e = bpf_ringbuf_reserve(&lfp_events, sizeof(*e), 0);
   if (!e) {
     count(0);
-    return;
+    return 0;
   }
   __builtin_memset(e, 0, sizeof(*e));
   e->boot_ns = bpf_ktime_get_boot_ns();
@@ -421,7 +421,17 @@ static __always_inline void report_event(__u32 kl, const struct lfp_verdict *d, 
   e->remote_port = rport;
   if (local) __builtin_memcpy(e->local_addr, local, 16);
   if (remote) __builtin_memcpy(e->remote_addr, remote, 16);
-  bpf_ringbuf_submit(e, 0);
+  return e;
+}
+
+/* Every block, and every permit with log_allows. */
+static __always_inline void report_event(__u32 kl, const struct lfp_verdict *d, const struct lfp_sock_attr *a,
+                                         int family, __u8 proto, const __u32 *local, __u16 lport,
+                                         const __u32 *remote, __u16 rport, __u32 ifindex, int blocked, __u8 packet_dir) {
+  struct lfp_config *cfg = config();
+  if (!blocked && !(cfg && cfg->log_allows)) return;
+  struct lfp_event *e = new_event(kl, d, a, family, proto, local, lport, remote, rport, ifindex, blocked, packet_dir);
+  if (e) bpf_ringbuf_submit(e, 0);
 }
 
 static __always_inline void report(__u32 kl, const struct lfp_verdict *d, const struct lfp_sock_attr *a, int family,
@@ -651,6 +661,84 @@ int lfp_sock_create(struct bpf_sock *sk) {
   current_app(&a);
   struct lfp_sock_attr *s = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
   if (s) *s = a;
+  return 1;
+}
+
+/* ---- ALE_ENDPOINT_CLOSURE and ALE_RESOURCE_RELEASE: the socket is released -------------------------
+ * Notification layers: the socket is going away, nothing is refused. A socket with a remote (TCP, a
+ * connected UDP socket) is an endpoint closed, else one that holds a port releases it. The hook
+ * reports to lfpd only when the layer's callouts must be called (a filter needing user space was
+ * reached) or permits are logged; lfpd then classifies there with the engine (notify.hpp). */
+
+/* sock_release's context may not read src_ip4/6 or src_port (the kernel allows them at post_bind
+ * only), so the addresses come from the socket itself through CO-RE. The local port is inet_sport:
+ * a TCP connection gone to TIME_WAIT has already given its bound port (inet_num) to the timewait
+ * socket. */
+struct sock_common {
+  __be32 skc_daddr;
+  __be32 skc_rcv_saddr;
+  __be16 skc_dport;
+  struct in6_addr skc_v6_daddr;
+  struct in6_addr skc_v6_rcv_saddr;
+} __attribute__((preserve_access_index));
+struct sock { struct sock_common __sk_common; } __attribute__((preserve_access_index));
+struct inet_sock { __be16 inet_sport; } __attribute__((preserve_access_index));
+
+SEC("cgroup/sock_release")
+int lfp_sock_release(struct bpf_sock *ctx) {
+  const int family = ctx->family;
+  const __u8 proto = ctx->protocol;
+  if ((family != AF_INET && family != AF_INET6) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)) return 1;
+  const struct sock *sk = (const struct sock *)ctx; /* (the context is the kernel's struct sock) */
+  const __u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+  const int v4 = family == AF_INET;
+  const __u32 kl = rport ? (v4 ? LFP_KL_CLOSURE_V4 : LFP_KL_CLOSURE_V6) : (v4 ? LFP_KL_RELEASE_V4 : LFP_KL_RELEASE_V6);
+  if (layer_empty(kl)) return 1; /* what almost every close() costs: one read, one lookup */
+  const __u16 lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)ctx, inet_sport));
+  if (!rport && !lport) return 1; /* never bound: it held nothing */
+
+  struct lfp_values v = {};
+  struct lfp_sock_attr a = {};
+  struct lfp_verdict d;
+  __u32 local[4] = {}, remote[4] = {};
+  const struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, ctx, 0, 0);
+  if (!ap) { /* created before the hooks were attached: the process closing it */
+    current_app(&a);
+    ap = &a;
+  }
+  set_attr(&v, ap);
+  set_u(&v, LFP_S_PROTOCOL, proto);
+  if (lport) set_u(&v, LFP_S_LOCAL_PORT, lport);
+  if (v4) {
+    local[0] = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+    remote[0] = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+  } else {
+    bpf_core_read(local, sizeof local, &sk->__sk_common.skc_v6_rcv_saddr);
+    bpf_core_read(remote, sizeof remote, &sk->__sk_common.skc_v6_daddr);
+  }
+  if (rport) {
+    set_u(&v, LFP_S_REMOTE_PORT, rport);
+    if (v4) {
+      set_u(&v, LFP_S_LOCAL_ADDR, bpf_ntohl(local[0]));
+      set_u(&v, LFP_S_REMOTE_ADDR, bpf_ntohl(remote[0]));
+      set_u(&v, LFP_S_FLAGS, ip4_loopback(bpf_ntohl(remote[0])) ? 0x1 /* IS_LOOPBACK */ : 0);
+    } else {
+      set_ip6(&v, LFP_S_LOCAL_ADDR, local);
+      set_ip6(&v, LFP_S_REMOTE_ADDR, remote);
+      set_u(&v, LFP_S_FLAGS, ip6_loopback(remote) ? 0x1 : 0);
+    }
+  } else {
+    set_bound_local(&v, family, local);
+  }
+  lfp_eval(kl, &v, &d);
+  struct lfp_config *cfg = config();
+  if (!d.defer && !(d.decided && cfg && cfg->log_allows)) return 1;
+  struct lfp_event *e = new_event(kl, &d, ap, family, proto, local, lport, rport ? remote : 0, rport, 0, 0, 0);
+  if (e) {
+    e->cookie = bpf_get_socket_cookie(ctx);
+    e->flags = v.v[LFP_S_FLAGS][1];
+    bpf_ringbuf_submit(e, 0);
+  }
   return 1;
 }
 

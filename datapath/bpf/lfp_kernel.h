@@ -42,6 +42,10 @@ enum lfp_kl {
   LFP_KL_FLOW_V6,
   LFP_KL_BIND_REDIRECT_V4, /* ALE_BIND_REDIRECT_V4: bind4, before the bind (and ALE_RESOURCE_ASSIGNMENT) */
   LFP_KL_BIND_REDIRECT_V6,
+  LFP_KL_RELEASE_V4,      /* ALE_RESOURCE_RELEASE_V4: sock_release of a socket without a remote that holds a port */
+  LFP_KL_RELEASE_V6,
+  LFP_KL_CLOSURE_V4,      /* ALE_ENDPOINT_CLOSURE_V4: sock_release of a socket with a remote (TCP, connected UDP) */
+  LFP_KL_CLOSURE_V6,
   /* The packet layers (lfp_packet.h): netfilter hooks in lfpd's network namespace. */
   LFP_KL_IPPACKET_IN_V4,   /* INBOUND_IPPACKET_V4: PRE_ROUTING, before reassembly, for local destinations */
   LFP_KL_IPPACKET_IN_V6,
@@ -311,6 +315,10 @@ struct lfp_event {
   lfp_u8 pad;
   lfp_u8 local_addr[16];  /* v4: the first 4 bytes, network order */
   lfp_u8 remote_addr[16];
+  /* At RESOURCE_RELEASE and ENDPOINT_CLOSURE (else 0), what lfpd classifies with there (notify.hpp): */
+  lfp_u64 cookie; /* the socket cookie (a callout's flow handle, as at ALE_AUTH_CONNECT) */
+  lfp_u32 flags;  /* FLAGS */
+  lfp_u32 pad2;
 };
 
 #define LFP_DIR_OUTBOUND 1

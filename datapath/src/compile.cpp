@@ -120,6 +120,10 @@ uint32_t supplied_slots(lfp_kl kl) {
     case LFP_KL_FLOW_V4:
     case LFP_KL_FLOW_V6:
       return common | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL | 1u << LFP_S_DIRECTION;
+    case LFP_KL_RELEASE_V4:
+    case LFP_KL_RELEASE_V6: return common | 1u << LFP_S_PROTOCOL;
+    case LFP_KL_CLOSURE_V4:
+    case LFP_KL_CLOSURE_V6: return common | 1u << LFP_S_REMOTE_ADDR | 1u << LFP_S_REMOTE_PORT | 1u << LFP_S_PROTOCOL;
     case LFP_KL_IPPACKET_IN_V4:
     case LFP_KL_IPPACKET_IN_V6:
     case LFP_KL_IPPACKET_OUT_V4:
@@ -265,18 +269,20 @@ Compiled compile_condition(const Condition& cond, Ctx& cx) {
 }  // namespace
 
 LayerId engine_layer(lfp_kl kl) {
-  static constexpr LayerId kMap[LFP_KL_COUNT] = {
+  static constexpr LayerId kMap[] = {
       LayerId::ALE_AUTH_CONNECT_V4,     LayerId::ALE_AUTH_CONNECT_V6,      LayerId::ALE_AUTH_RECV_ACCEPT_V4,
       LayerId::ALE_AUTH_RECV_ACCEPT_V6, LayerId::ALE_AUTH_LISTEN_V4,       LayerId::ALE_AUTH_LISTEN_V6,
       LayerId::ALE_RESOURCE_ASSIGNMENT_V4, LayerId::ALE_RESOURCE_ASSIGNMENT_V6, LayerId::ALE_CONNECT_REDIRECT_V4,
       LayerId::ALE_CONNECT_REDIRECT_V6,   LayerId::ALE_FLOW_ESTABLISHED_V4,   LayerId::ALE_FLOW_ESTABLISHED_V6,
-      LayerId::ALE_BIND_REDIRECT_V4,      LayerId::ALE_BIND_REDIRECT_V6,
+      LayerId::ALE_BIND_REDIRECT_V4,      LayerId::ALE_BIND_REDIRECT_V6,      LayerId::ALE_RESOURCE_RELEASE_V4,
+      LayerId::ALE_RESOURCE_RELEASE_V6,   LayerId::ALE_ENDPOINT_CLOSURE_V4,   LayerId::ALE_ENDPOINT_CLOSURE_V6,
       LayerId::INBOUND_IPPACKET_V4,       LayerId::INBOUND_IPPACKET_V6,       LayerId::OUTBOUND_IPPACKET_V4,
       LayerId::OUTBOUND_IPPACKET_V6,      LayerId::IPFORWARD_V4,              LayerId::IPFORWARD_V6,
       LayerId::INBOUND_TRANSPORT_V4,      LayerId::INBOUND_TRANSPORT_V6,      LayerId::OUTBOUND_TRANSPORT_V4,
       LayerId::OUTBOUND_TRANSPORT_V6,     LayerId::INBOUND_ICMP_ERROR_V4,     LayerId::INBOUND_ICMP_ERROR_V6,
       LayerId::OUTBOUND_ICMP_ERROR_V4,    LayerId::OUTBOUND_ICMP_ERROR_V6,    LayerId::DATAGRAM_DATA_V4,
       LayerId::DATAGRAM_DATA_V6,          LayerId::INBOUND_MAC_FRAME_ETHERNET, LayerId::OUTBOUND_MAC_FRAME_ETHERNET};
+  static_assert(std::size(kMap) == LFP_KL_COUNT, "one engine layer per kernel layer, in lfp_kl's order");
   return kMap[kl];
 }
 

@@ -1,4 +1,5 @@
 #include "lfp/datapath/events.hpp"
+#include "lfp/datapath/notify.hpp"
 
 #include <time.h>
 #include <unistd.h>
@@ -84,21 +85,22 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
     j["local_port"] = ev.local_port;
   }
   if (!frame && ev.kl != LFP_KL_LISTEN_V4 && ev.kl != LFP_KL_LISTEN_V6 && ev.kl != LFP_KL_RESOURCE_V4 &&
-      ev.kl != LFP_KL_RESOURCE_V6) {
+      ev.kl != LFP_KL_RESOURCE_V6 && ev.kl != LFP_KL_RELEASE_V4 && ev.kl != LFP_KL_RELEASE_V6) {
     j["remote_address"] = address(ev.remote_addr, v6);
     j["remote_port"] = ev.remote_port;
     const bool inbound = ev.packet_dir ? ev.packet_dir == LFP_DIR_INBOUND
                                        : ev.kl == LFP_KL_RECV_ACCEPT_V4 || ev.kl == LFP_KL_RECV_ACCEPT_V6;
     // (A forwarded packet is neither: WFP's events have no direction at IPFORWARD.)
     const bool forward = ev.kl == LFP_KL_FORWARD_V4 || ev.kl == LFP_KL_FORWARD_V6;
-    if (!forward && ev.kl != LFP_KL_FLOW_V4 && ev.kl != LFP_KL_FLOW_V6) j["direction"] = inbound ? "INBOUND" : "OUTBOUND";
+    if (!forward && ev.kl != LFP_KL_FLOW_V4 && ev.kl != LFP_KL_FLOW_V6 && !notification_layer(ev.kl))
+      j["direction"] = inbound ? "INBOUND" : "OUTBOUND";
     const bool loop4 = !v6 && ev.remote_addr[0] == 127;
     static const uint8_t one[16] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
     j["loopback"] = loop4 || (v6 && std::memcmp(ev.remote_addr, one, 16) == 0) ||
                     (std::memcmp(ev.remote_addr, ev.local_addr, v6 ? 16 : 4) == 0);
   }
   if (ev.ifindex) j["interface_index"] = ev.ifindex;
-  if (ev.defer) {
+  if (ev.defer && !notification_layer(ev.kl)) {  // (at a notification layer lfpd classifies: notify.hpp)
     j["reason"] = "needs user space, which could not decide (--fail)";
   } else if (ev.filter_id) {
     j["hard"] = bool(ev.hard);

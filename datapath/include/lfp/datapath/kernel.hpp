@@ -56,6 +56,7 @@ class KernelPath {
   void drain_events(const std::function<void(const lfp_event&)>& cb);
   uint64_t events_lost() const { return counter(0); }
   void set_log_allows(bool on);  // report permits as events too (takes effect at once)
+  bool log_allows() const { return opts_.log_allows; }
   // Packets the packet layers drop, their first LFP_DROP_SNAP bytes, while keep_dropped is on:
   // delivered to the sink by drain_events (lfp capture).
   void set_keep_dropped(bool on);

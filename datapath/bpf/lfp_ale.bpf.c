@@ -329,11 +329,14 @@ static __always_inline int layer_empty(__u32 kl) {
 /* ---- Attribution ----------------------------------------------------------------------------- */
 
 static __always_inline void current_app(struct lfp_sock_attr *a) {
-  struct task_struct *t = (struct task_struct *)bpf_get_current_task();
-  struct inode *ino = BPF_CORE_READ(t, mm, exe_file, f_inode);
+  /* A BTF pointer: the loads below are plain (fault-safe) loads, not a helper call each. */
+  struct task_struct *t = bpf_get_current_task_btf();
+  struct mm_struct *mm = t->mm;
+  struct file *exe = mm ? mm->exe_file : 0;
+  struct inode *ino = exe ? exe->f_inode : 0;
   if (ino) {
-    a->app_ino = BPF_CORE_READ(ino, i_ino);
-    a->app_dev = BPF_CORE_READ(ino, i_sb, s_dev);
+    a->app_ino = ino->i_ino;
+    a->app_dev = ino->i_sb->s_dev;
   }
   __u64 ug = bpf_get_current_uid_gid();
   a->uid = (__u32)ug;
@@ -509,6 +512,11 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
   __u16 rport = bpf_ntohs(ctx->user_port), lport = 0;
   int loop;
 
+  /* No filter to meet (and no permit to log): the connect costs nothing more. */
+  const struct lfp_config *cfg = config();
+  if (cfg && !cfg->log_allows && layer_empty(kl) &&
+      (dgram_cache || layer_empty(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6)))
+    return 1;
   current_app(&a);
   set_attr(&v, &a);
   set_u(&v, LFP_S_PROTOCOL, proto);
@@ -689,11 +697,13 @@ int lfp_sock_release(struct bpf_sock *ctx) {
   const int family = ctx->family;
   const __u8 proto = ctx->protocol;
   if ((family != AF_INET && family != AF_INET6) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)) return 1;
+  const int v4 = family == AF_INET;
+  if (layer_empty(v4 ? LFP_KL_CLOSURE_V4 : LFP_KL_CLOSURE_V6) && layer_empty(v4 ? LFP_KL_RELEASE_V4 : LFP_KL_RELEASE_V6))
+    return 1; /* what almost every close() costs: two lookups */
   const struct sock *sk = (const struct sock *)ctx; /* (the context is the kernel's struct sock) */
   const __u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-  const int v4 = family == AF_INET;
   const __u32 kl = rport ? (v4 ? LFP_KL_CLOSURE_V4 : LFP_KL_CLOSURE_V6) : (v4 ? LFP_KL_RELEASE_V4 : LFP_KL_RELEASE_V6);
-  if (layer_empty(kl)) return 1; /* what almost every close() costs: one read, one lookup */
+  if (layer_empty(kl)) return 1;
   const __u16 lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)ctx, inet_sport));
   if (!rport && !lport) return 1; /* never bound: it held nothing */
 

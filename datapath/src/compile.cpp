@@ -292,6 +292,16 @@ std::optional<lfp_kl> kernel_layer(LayerId layer) {
   return std::nullopt;
 }
 
+const std::vector<lfp_kl>& hook_layers(int nf_hook) {
+  static const std::vector<lfp_kl> kLayers[4] = {
+      {LFP_KL_IPPACKET_IN_V4},
+      {LFP_KL_TRANSPORT_IN_V4, LFP_KL_ICMP_ERR_IN_V4, LFP_KL_DATAGRAM_V4},
+      {LFP_KL_FORWARD_V4},
+      {LFP_KL_DATAGRAM_V4, LFP_KL_TRANSPORT_OUT_V4, LFP_KL_ICMP_ERR_OUT_V4, LFP_KL_IPPACKET_OUT_V4}};
+  static const std::vector<lfp_kl> none;
+  return nf_hook >= 0 && nf_hook < 4 ? kLayers[nf_hook] : none;
+}
+
 int kernel_slot(lfp_kl kl, FieldId f) { return kernel_supplies(kl, f) ? slot_of(kl, f) : LFP_S_NONE; }
 
 bool kernel_supplies(lfp_kl kl, FieldId f) {

@@ -76,18 +76,9 @@ constexpr NfHook kNfHooks[] = {
 // Whether a netfilter program's layers (lfp_packet.h's walk()) hold a filter in `p`: it is linked
 // only then, so that a hook with no filter costs nothing at all.
 bool nf_hook_wanted(const NfHook& h, const KernelPolicy& p) {
-  const int v6 = h.pf == kNfInet6;
-  auto any = [&](std::initializer_list<int> kls) {
-    for (int kl : kls)
-      if (p.layer_filters[kl + v6]) return true;
-    return false;
-  };
-  switch (h.hook) {
-    case 0: return any({LFP_KL_IPPACKET_IN_V4});
-    case 1: return any({LFP_KL_TRANSPORT_IN_V4, LFP_KL_ICMP_ERR_IN_V4, LFP_KL_DATAGRAM_V4});
-    case 2: return any({LFP_KL_FORWARD_V4});
-    default: return any({LFP_KL_DATAGRAM_V4, LFP_KL_TRANSPORT_OUT_V4, LFP_KL_ICMP_ERR_OUT_V4, LFP_KL_IPPACKET_OUT_V4});
-  }
+  for (lfp_kl kl : hook_layers(static_cast<int>(h.hook)))
+    if (p.layer_filters[kl + (h.pf == kNfInet6)]) return true;
+  return false;
 }
 
 // BPF_LINK_CREATE's netfilter form, as in the kernel's union bpf_attr.

@@ -87,15 +87,10 @@ uint64_t PacketQueue::overflowed() const {
 void PacketQueue::update(const KernelPolicy& policy) {
   layer_filters_ = policy.layer_filters;
   // A hook is queued when one of its layers needs user space (or, all_hooks, holds a filter).
-  static const std::vector<int> kLayers[kHooks] = {
-      {LFP_KL_IPPACKET_IN_V4},
-      {LFP_KL_TRANSPORT_IN_V4, LFP_KL_ICMP_ERR_IN_V4, LFP_KL_DATAGRAM_V4},
-      {LFP_KL_FORWARD_V4},
-      {LFP_KL_DATAGRAM_V4, LFP_KL_TRANSPORT_OUT_V4, LFP_KL_ICMP_ERR_OUT_V4, LFP_KL_IPPACKET_OUT_V4}};
   uint32_t hooks = 0;
   for (int h = 0; h < kHooks; ++h)
     for (int v6 = 0; v6 < 2; ++v6)
-      for (int kl4 : kLayers[h]) {
+      for (lfp_kl kl4 : hook_layers(h)) {
         const int kl = kl4 + v6;
         if (kl4 == LFP_KL_DATAGRAM_V4 && skip_datagram_) continue;  // the data layers' queue has it
         if (policy.layer_userspace[kl] || (all_hooks_ && policy.layer_filters[kl])) hooks |= LFP_QUEUED_HOOK(h, v6 ? 6 : 4);

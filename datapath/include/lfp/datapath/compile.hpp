@@ -19,6 +19,10 @@ extern "C" {
 
 namespace lfp::datapath {
 
+// The _V4 packet layers a netfilter hook walks (NF_INET_PRE_ROUTING .. NF_INET_LOCAL_OUT, as
+// lfp_packet.h's walk(); the _V6 layer of each is the next one).
+const std::vector<lfp_kl>& hook_layers(int nf_hook);
+
 // The kernel layer a hook feeds, and the engine layer it stands for.
 LayerId engine_layer(lfp_kl kl);
 std::optional<lfp_kl> kernel_layer(LayerId layer);

@@ -21,16 +21,18 @@
 // own ratio to a. Before each configuration is measured, lfpd must have reported compiling the
 // expected number of filters, and a probe datagram to a port that only that policy blocks must be lost.
 //
-//   lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] [--only CONFIGS]
+//   lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] [--only CONFIGS] [--pin]
+// (--pin: the sender on CPU 0, the sink on CPU 1.)
 // Modes run inside the sandbox (argv[1]):
-//   lfp-packet-bench sink PORT SECS        counts datagrams for SECS after the first; prints the count
-//   lfp-packet-bench blast IP PORT SECS FLOWS
+//   lfp-packet-bench sink PORT SECS CPU    counts datagrams for SECS after the first; prints the count
+//   lfp-packet-bench blast IP PORT SECS FLOWS CPU   (CPU -1: not pinned)
 //   lfp-packet-bench nfq-reader QUEUE       accepts every packet queue QUEUE holds, until killed
 #include <arpa/inet.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
 #include <linux/netfilter.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
+#include <sched.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -68,7 +70,17 @@ sockaddr_in addr_of(const char* ip, int port) {
   return a;
 }
 
-int sink(int port, double secs) {
+// The sender on CPU 0 and the sink on CPU 1 (--pin): fewer migrations on a small machine.
+void pin_to(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) std::perror("sched_setaffinity");
+}
+
+int sink(int port, double secs, int cpu) {
+  pin_to(cpu);
   const int fd = socket(AF_INET, SOCK_DGRAM, 0);
   int big = 32 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
@@ -102,7 +114,8 @@ int sink(int port, double secs) {
   return 0;
 }
 
-int blast(const char* ip, int port, double secs, int flows) {
+int blast(const char* ip, int port, double secs, int flows, int cpu) {
+  pin_to(cpu);
   const sockaddr_in to = addr_of(ip, port);
   std::vector<int> fds;
   for (int i = 0; i < flows; ++i) {
@@ -165,6 +178,7 @@ struct Options {
   int rounds = 5, flows = 1, small = 10, large = 10000;
   double secs = 2;
   bool as_json = false;
+  bool pin = false;  // sender on CPU 0, sink on CPU 1
   std::string only = "ahslntuv";  // the configurations to measure (a is always one)
 };
 
@@ -231,10 +245,11 @@ class Bench {
     const bool user = c == 'u' || c == 'v';
     auto queued = [&] { return lfpd_->connect()->call("packet_queue")["packets"].get<uint64_t>(); };
     const uint64_t before = user ? queued() : 0;
-    auto sink = sb_.spawn_argv({self_, "sink", std::to_string(kPort), std::to_string(o_.secs)}, {.side = Side::B});
+    auto sink = sb_.spawn_argv({self_, "sink", std::to_string(kPort), std::to_string(o_.secs), o_.pin ? "1" : "-1"},
+                               {.side = Side::B});
     sb_.wait_for_port(Side::B, kPort, std::chrono::seconds(5), true);
     sb_.run_argv({self_, "blast", sb_.ip4(Side::B), std::to_string(kPort), std::to_string(o_.secs),
-                  std::to_string(o_.flows)},
+                  std::to_string(o_.flows), o_.pin ? "0" : "-1"},
                  {.side = Side::A, .timeout = std::chrono::seconds(static_cast<int>(o_.secs) + 30)});
     sink.wait(std::chrono::seconds(static_cast<int>(o_.secs) + 30));
     const double received = std::atof(sink.out().c_str());
@@ -303,10 +318,11 @@ class Bench {
 
 int main(int argc, char** argv) {
   const std::vector<std::string> a(argv + 1, argv + argc);
-  if (a.size() == 3 && a[0] == "sink") return sink(std::atoi(a[1].c_str()), std::atof(a[2].c_str()));
+  if (a.size() == 4 && a[0] == "sink") return sink(std::atoi(a[1].c_str()), std::atof(a[2].c_str()), std::atoi(a[3].c_str()));
   if (a.size() == 2 && a[0] == "nfq-reader") return nfq_reader(std::atoi(a[1].c_str()));
-  if (a.size() == 5 && a[0] == "blast")
-    return blast(a[1].c_str(), std::atoi(a[2].c_str()), std::atof(a[3].c_str()), std::atoi(a[4].c_str()));
+  if (a.size() == 6 && a[0] == "blast")
+    return blast(a[1].c_str(), std::atoi(a[2].c_str()), std::atof(a[3].c_str()), std::atoi(a[4].c_str()),
+                 std::atoi(a[5].c_str()));
   Options o;
   for (size_t i = 0; i < a.size(); ++i) {
     auto num = [&](const char* name) {
@@ -314,6 +330,7 @@ int main(int argc, char** argv) {
       return std::atof(a[++i].c_str());
     };
     if (a[i] == "--json") o.as_json = true;
+    else if (a[i] == "--pin") o.pin = true;
     else if (a[i] == "--rounds") o.rounds = static_cast<int>(num("--rounds"));
     else if (a[i] == "--secs") o.secs = num("--secs");
     else if (a[i] == "--flows") o.flows = static_cast<int>(num("--flows"));
@@ -322,7 +339,7 @@ int main(int argc, char** argv) {
     else if (a[i] == "--only" && i + 1 < a.size()) o.only = a[++i];
     else {
       std::fprintf(stderr, "usage: lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] "
-                           "[--only CONFIGS]\n");
+                           "[--only CONFIGS] [--pin]\n");
       return 2;
     }
   }

@@ -58,7 +58,10 @@ int link_tcx(int prog_fd, int ifindex, uint32_t attach_type) {
 }
 
 // Where each packet-layer program hooks (lfp_packet.h): family, hook, priority, flags. PRE_ROUTING
-// runs before the kernel's reassembly (-400); LOCAL_IN asks for it.
+// runs before the kernel's reassembly (-400). IPv4 reaches LOCAL_IN reassembled by the stack itself
+// (ip_local_deliver); IPv6 reassembles after LOCAL_IN, so its program asks for netfilter's
+// reassembly, as FORWARD's do (the flag costs every packet of the namespace a defrag hook: only
+// where it is needed).
 struct NfHook {
   const char* prog;
   uint32_t pf, hook;
@@ -68,7 +71,7 @@ struct NfHook {
 constexpr uint32_t kNfInet4 = 2, kNfInet6 = 10;
 constexpr NfHook kNfHooks[] = {
     {"lfp_nf_pre4", kNfInet4, 0, -450, 0}, {"lfp_nf_pre6", kNfInet6, 0, -450, 0},
-    {"lfp_nf_in4", kNfInet4, 1, -100, kNetfilterDefrag}, {"lfp_nf_in6", kNfInet6, 1, -100, kNetfilterDefrag},
+    {"lfp_nf_in4", kNfInet4, 1, -100, 0}, {"lfp_nf_in6", kNfInet6, 1, -100, kNetfilterDefrag},
     {"lfp_nf_fwd4", kNfInet4, 2, -100, kNetfilterDefrag}, {"lfp_nf_fwd6", kNfInet6, 2, -100, kNetfilterDefrag},
     {"lfp_nf_out4", kNfInet4, 3, -100, 0}, {"lfp_nf_out6", kNfInet6, 3, -100, 0},
 };

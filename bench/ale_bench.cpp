@@ -104,14 +104,6 @@ int child_serve(int port) {
   }
 }
 
-// Pins the calling process to one CPU (cpu < 0: leaves it alone).
-void pin_to(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) std::perror("sched_setaffinity");
-}
 
 // COUNT measured connections after WARMUP unmeasured ones. Each: socket, SO_LINGER 0 (the close
 // sends a RST, so no TIME_WAIT uses up the ephemeral ports), connect, close. Writes, per connection,
@@ -855,11 +847,11 @@ void print_table(const json& r) {
 
 int main(int argc, char** argv) {
   if (argc >= 2 && std::strcmp(argv[1], "serve") == 0 && argc == 4) {
-    pin_to(std::atoi(argv[3]));
+    lfp::test::pin_to(std::atoi(argv[3]));
     return child_serve(std::atoi(argv[2]));
   }
   if (argc >= 2 && std::strcmp(argv[1], "connect") == 0 && argc == 8) {
-    pin_to(std::atoi(argv[7]));
+    lfp::test::pin_to(std::atoi(argv[7]));
     return child_connect(argv[2], std::atoi(argv[3]), std::atol(argv[4]), std::atol(argv[5]), argv[6]);
   }
   if (argc >= 2 && std::strcmp(argv[1], "probe") == 0 && argc == 4) return child_probe(argv[2], std::atoi(argv[3]));

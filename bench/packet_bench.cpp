@@ -70,17 +70,9 @@ sockaddr_in addr_of(const char* ip, int port) {
   return a;
 }
 
-// The sender on CPU 0 and the sink on CPU 1 (--pin): fewer migrations on a small machine.
-void pin_to(int cpu) {
-  if (cpu < 0) return;
-  cpu_set_t set;
-  CPU_ZERO(&set);
-  CPU_SET(cpu, &set);
-  if (sched_setaffinity(0, sizeof set, &set) != 0) std::perror("sched_setaffinity");
-}
 
 int sink(int port, double secs, int cpu) {
-  pin_to(cpu);
+  lfp::test::pin_to(cpu);
   const int fd = socket(AF_INET, SOCK_DGRAM, 0);
   int big = 32 << 20;
   setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
@@ -115,7 +107,7 @@ int sink(int port, double secs, int cpu) {
 }
 
 int blast(const char* ip, int port, double secs, int flows, int cpu) {
-  pin_to(cpu);
+  lfp::test::pin_to(cpu);
   const sockaddr_in to = addr_of(ip, port);
   std::vector<int> fds;
   for (int i = 0; i < flows; ++i) {

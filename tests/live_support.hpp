@@ -1,7 +1,10 @@
 #pragma once
 // What the live data-path tests share: "hi" servers in the sandbox, whether a client got the answer,
 // and waiting for lfpd's net events (its loop drains the kernel's ring on its own time).
+#include <sched.h>
+
 #include <chrono>
+#include <cstdio>
 #include <fstream>
 #include <sstream>
 #include <initializer_list>
@@ -48,6 +51,15 @@ inline nlohmann::json wait_for_events(client::Client& c, const nlohmann::json& c
     std::this_thread::sleep_for(std::chrono::milliseconds(50));
   }
   return r["events"];
+}
+
+// Pins the calling process to one CPU (cpu < 0: leaves it alone); the benchmarks pin their loops.
+inline void pin_to(int cpu) {
+  if (cpu < 0) return;
+  cpu_set_t set;
+  CPU_ZERO(&set);
+  CPU_SET(cpu, &set);
+  if (sched_setaffinity(0, sizeof set, &set) != 0) std::perror("sched_setaffinity");
 }
 
 // A policy of one filter at `layer` whose callout (the example plugin's, callouts/examples) acts on

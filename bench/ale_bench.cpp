@@ -20,7 +20,8 @@
 // (EPERM) exactly when they should be. Defaults take about 40 s. Notes: docs/ale-bench-notes.md.
 //
 //   lfp-ale-bench [--json] [--rounds N] [--conns N] [--warmup N] [--filters N] [--large N]
-//                 [--iperf-secs S] [--iperf-rounds N] [--no-hooks-only] [--no-userspace] [--no-pin] [--port P]
+//                 [--iperf-secs S] [--iperf-rounds N] [--no-hooks-only] [--no-userspace] [--no-pin] [--bpf-stats]
+//                 [--port P]
 //                 [--lfpd PATH]
 //
 // The same binary also serves as the programs that run inside the sandbox (selected by argv[1]):
@@ -30,6 +31,7 @@
 // (CPU: the one to pin to, -1 for none.)
 #include <arpa/inet.h>
 #include <fcntl.h>
+#include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
@@ -50,6 +52,7 @@
 #include <cstring>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <optional>
 #include <stdexcept>
@@ -175,12 +178,33 @@ struct Options {
   bool hooks_only = true;  // configuration h: lfpd attached, no filter
   bool pin = true;         // the connect loop on CPU 0, its accept loop on CPU 1 (iperf3 is left alone)
   bool userspace = true;   // configuration u: every connect decided by lfpd through NFQUEUE
+  bool bpf_stats = false;  // the kernel's run time of each LFP program, per connection (BPF_ENABLE_STATS)
   int port = 18080;      // the accept loop; port+1 and port+2 are probes nothing listens on
   int iperf_port = 5201;
   std::string lfpd = LFPD_PATH;
 };
 
 void note(const std::string& s) { std::fprintf(stderr, "lfp-ale-bench: %s\n", s.c_str()); }
+
+// The run time and run count the kernel kept for each loaded lfp_* program (while BPF_ENABLE_STATS
+// is on), summed by program name.
+using ProgStats = std::map<std::string, std::pair<uint64_t, uint64_t>>;
+ProgStats lfp_prog_stats() {
+  ProgStats out;
+  for (uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
+    const int fd = bpf_prog_get_fd_by_id(id);
+    if (fd < 0) continue;
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "lfp_", 4) == 0) {
+      auto& s = out[info.name];
+      s.first += info.run_time_ns;
+      s.second += info.run_cnt;
+    }
+    ::close(fd);
+  }
+  return out;
+}
 
 std::string self_exe() {
   std::error_code ec;
@@ -461,6 +485,8 @@ struct Config {
   int filters = 0;
   std::vector<ConnectRun> runs;
   std::vector<double> fwd_gbps, rev_gbps;
+  ProgStats bpf;         // --bpf-stats: what its connect loops ran, by program
+  uint64_t bpf_conns = 0;  // connections those loops made (warm-up included)
 };
 
 // ---- the benchmark ----
@@ -480,6 +506,10 @@ class Bench {
     const int ncpu = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
     if (o_.pin && ncpu < 2) o_.pin = false;
 
+    if (o_.bpf_stats) {
+      stats_fd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);  // on until the descriptor is closed
+      if (stats_fd_ < 0) throw std::runtime_error(std::string("BPF_ENABLE_STATS: ") + strerror(errno));
+    }
     note("setting up the sandbox");
     sb_ = std::make_unique<Sandbox>();
     pins_ = sb_->mount_bpffs();
@@ -514,7 +544,17 @@ class Bench {
       for (size_t i : order) {
         Config& c = configs_[i];
         enter(c.level);
+        const ProgStats before = o_.bpf_stats ? lfp_prog_stats() : ProgStats{};
         c.runs.push_back(measure_connect());
+        if (o_.bpf_stats) {
+          for (const auto& [name, s] : lfp_prog_stats()) {
+            auto b = before.find(name);
+            auto& acc = c.bpf[name];
+            acc.first += s.first - (b == before.end() ? 0 : b->second.first);
+            acc.second += s.second - (b == before.end() ? 0 : b->second.second);
+          }
+          c.bpf_conns += static_cast<uint64_t>(o_.conns + o_.warmup);
+        }
         const bool iperf = (c.level == kNone || c.level == kBase) && r < o_.iperf_rounds;
         if (iperf) {
           c.fwd_gbps.push_back(measure_iperf(false));
@@ -530,6 +570,7 @@ class Bench {
     lfpd_.reset();
     sb_->cleanup();
     sb_.reset();
+    if (stats_fd_ >= 0) ::close(stats_fd_);
     return report(std::chrono::duration<double>(Clock::now() - t_start).count());
   }
 
@@ -720,6 +761,19 @@ class Bench {
         j["rounds_iperf_a_to_b_gbps"] = c.fwd_gbps;
         j["rounds_iperf_b_to_a_gbps"] = c.rev_gbps;
       }
+      if (c.bpf_conns > 0) {
+        json progs = json::object();
+        double total = 0;
+        for (const auto& [name, s] : c.bpf) {
+          if (s.second == 0) continue;
+          const double ns = static_cast<double>(s.first) / static_cast<double>(c.bpf_conns);
+          progs[name] = {{"ns_per_connection", ns},
+                         {"runs_per_connection", static_cast<double>(s.second) / static_cast<double>(c.bpf_conns)}};
+          total += ns;
+        }
+        j["bpf_ns_per_connection"] = total;
+        j["bpf_programs"] = progs;
+      }
       out["order"].push_back(c.id);
       out["configs"][c.id] = j;
     }
@@ -779,6 +833,7 @@ class Bench {
   std::string exe_, iperf3_, pins_, ip_b_;
   json base_, bulk_;
   std::vector<Config> configs_;
+  int stats_fd_ = -1;
 };
 
 void print_table(const json& r) {
@@ -821,6 +876,21 @@ void print_table(const json& r) {
       std::printf(", iperf3 A->B %.3f, B->A %.3f", x["iperf_a_to_b"].get<double>(), x["iperf_b_to_a"].get<double>());
     std::printf("\n");
   }
+  bool stats = false;
+  for (auto& id : r["order"]) stats = stats || r["configs"][id.get<std::string>()].contains("bpf_programs");
+  if (stats) {
+    std::printf("\nthe kernel's run time of LFP's programs per connection (BPF_ENABLE_STATS; the timing adds a\n"
+                "little to each run), ns and runs per connection\n");
+    for (auto& id : r["order"]) {
+      const json& c = r["configs"][id.get<std::string>()];
+      if (!c.contains("bpf_programs")) continue;
+      std::printf("  %s: %.0f ns", id.get<std::string>().c_str(), c["bpf_ns_per_connection"].get<double>());
+      for (auto& [name, p] : c["bpf_programs"].items())
+        std::printf("; %s %.0f (%.1f)", name.c_str(), p["ns_per_connection"].get<double>(),
+                    p["runs_per_connection"].get<double>());
+      std::printf("\n");
+    }
+  }
   std::printf("\n(%.1f s)\n", r["seconds"].get<double>());
 }
 
@@ -828,7 +898,8 @@ void print_table(const json& r) {
   std::fprintf(stderr,
                "%s\n"
                "usage: lfp-ale-bench [--json] [--rounds N] [--conns N] [--warmup N] [--filters N] [--large N]\n"
-               "                     [--iperf-secs S] [--iperf-rounds N] [--no-hooks-only] [--no-pin] [--port P]\n"
+               "                     [--iperf-secs S] [--iperf-rounds N] [--no-hooks-only] [--no-pin] [--bpf-stats]\n"
+               "                     [--port P]\n"
                "                     [--lfpd PATH]\n"
                "  --rounds N        rounds of connect loops, each configuration once per round (default 21)\n"
                "  --conns N         measured connections per loop (3000), after --warmup N more (300)\n"
@@ -838,7 +909,8 @@ void print_table(const json& r) {
                "  --iperf-rounds N  iperf3 runs each way, with and without lfpd; 0: no iperf3 (7)\n"
                "  --no-hooks-only   leave out configuration h (lfpd attached, no filter)\n"
                "  --no-userspace    leave out configuration u (each connect decided in user space, NFQUEUE)\n"
-               "  --no-pin          do not pin the connect loop to CPU 0 and its accept loop to CPU 1\n",
+               "  --no-pin          do not pin the connect loop to CPU 0 and its accept loop to CPU 1\n"
+               "  --bpf-stats       also the kernel's run time of each LFP program per connection\n",
                why);
   std::exit(2);
 }
@@ -877,6 +949,7 @@ int main(int argc, char** argv) {
     else if (a == "--no-hooks-only") o.hooks_only = false;
     else if (a == "--no-userspace") o.userspace = false;
     else if (a == "--no-pin") o.pin = false;
+    else if (a == "--bpf-stats") o.bpf_stats = true;
     else if (a == "--port") o.port = static_cast<int>(std::clamp(num(), 1024L, 65533L));
     else if (a == "--lfpd") {
       if (i + 1 >= argc) usage("missing value after --lfpd");

@@ -69,7 +69,13 @@ struct DataPath {
       lost_seen = lost;
     }
     lost_checked = now;
+    if (const uint64_t u = kernel.flows_untracked(); u > untracked_seen) {
+      spdlog::warn("kernel: {} more outbound TCP flows not tracked for re-authorization (more than {} open)",
+                   u - untracked_seen, LFP_FLOWS);
+      untracked_seen = u;
+    }
   }
+  uint64_t untracked_seen = 0;
 };
 
 }  // namespace

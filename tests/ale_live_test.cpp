@@ -1,8 +1,13 @@
 // The ALE layers on real sockets: lfpd attaches its hooks to the sandbox's child cgroup, and real
 // programs (socat, a copy of it under another path, a process running as nobody) connect, send,
 // bind, listen and accept inside the sandbox's namespaces. Nothing outside the sandbox is touched.
+#include <fcntl.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <thread>
+
+#include <bpf/bpf.h>
 
 #include <gtest/gtest.h>
 
@@ -160,6 +165,56 @@ TEST_F(AleLive, AnOpenFlowIsCutWhenANewPolicyBlocksIt) {
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   EXPECT_EQ(echoes(), after_cut);  // nothing passes any more
   EXPECT_TRUE(refused(connect(8082)));  // and a new connection is refused
+}
+
+// Re-authorization of an inbound flow: the accepted connection inherits its listener's record (and
+// the policy generation its SYN was authorized under), so a new ALE_AUTH_RECV_ACCEPT block cuts it.
+TEST_F(AleLive, AnAcceptedFlowIsCutWhenANewPolicyBlocksIt) {
+  sb_->spawn("exec socat TCP4-LISTEN:9095,fork,reuseaddr EXEC:cat", {.side = Side::A, .in_cgroup = true});
+  ASSERT_TRUE(sb_->wait_for_port(Side::A, 9095));
+  Process client = sb_->spawn("(while :; do echo ping; sleep 0.1; done) | exec socat -T30 - TCP4:" + sb_->ip4(Side::A) + ":9095",
+                              {.side = Side::B});
+  auto echoes = [&] {
+    std::string o = client.out();
+    return std::count(o.begin(), o.end(), '\n');
+  };
+  std::this_thread::sleep_for(std::chrono::milliseconds(600));
+  ASSERT_GT(echoes(), 2);
+  apply({filter("no inbound 9095", "ALE_AUTH_RECV_ACCEPT_V4", "BLOCK", {when("IP_LOCAL_PORT", 9095)})});
+  const json ev = wait_for_events(*lfpd_->connect(), {{{"field", "LAYER_KEY"}, {"value", "ALE_AUTH_RECV_ACCEPT_V4"}}});
+  ASSERT_FALSE(ev.empty());
+  EXPECT_EQ(ev[0]["filter_name"], "no inbound 9095");
+  EXPECT_EQ(ev[0]["local_port"], 9095);
+  const auto after_cut = echoes();
+  std::this_thread::sleep_for(std::chrono::milliseconds(800));
+  EXPECT_EQ(echoes(), after_cut);  // nothing passes any more
+}
+
+// sock_ops runs several times on every TCP connection, so lfpd attaches it only while a layer it
+// feeds (ALE_AUTH_LISTEN, ALE_FLOW_ESTABLISHED, ALE_CONNECT_REDIRECT) holds a filter.
+TEST_F(AleLive, SockOpsIsAttachedOnlyWhileItsLayersHoldFilters) {
+  auto sock_ops = [&] {
+    const int fd = ::open(sb_->cgroup().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    EXPECT_GE(fd, 0);
+    uint32_t n = 0;
+    EXPECT_EQ(bpf_prog_query(fd, BPF_CGROUP_SOCK_OPS, 0, nullptr, nullptr, &n), 0);
+    ::close(fd);
+    return n;
+  };
+  const json connect_only = filter("no 8081", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("IP_REMOTE_PORT", 8081)});
+  apply({connect_only});
+  EXPECT_EQ(sock_ops(), 0u);
+  EXPECT_TRUE(refused(connect(8081)));
+  EXPECT_TRUE(answered(connect(8080)));
+  const std::string listen_key = "3d1b2a67-0c5f-4e42-9a55-0b7f3c2d9a01";
+  apply({filter("no listen 9096", "ALE_AUTH_LISTEN_V4", "BLOCK", {when("IP_LOCAL_PORT", 9096)}, {{"key", listen_key}})});
+  EXPECT_EQ(sock_ops(), 1u);
+  sb_->spawn("exec socat TCP4-LISTEN:9096,fork,reuseaddr SYSTEM:'echo hi'", {.side = Side::A, .in_cgroup = true});
+  ASSERT_TRUE(sb_->wait_for_port(Side::A, 9096));
+  EXPECT_FALSE(answered(sb_->run("socat -T2 - TCP4:" + sb_->ip4(Side::A) + ":9096,connect-timeout=2 </dev/null", {.side = Side::B})));
+  lfpd_->connect()->remove("filter", listen_key);
+  EXPECT_EQ(sock_ops(), 0u);
+  EXPECT_TRUE(refused(connect(8081)));
 }
 
 TEST_F(AleLive, PersistentFiltersStayEnforcedAfterSigkillAndRestart) {

@@ -70,6 +70,22 @@ struct {
   __type(value, struct lfp_sock_attr);
 } lfp_sk_attr SEC(".maps");
 
+/* Outbound TCP flows: who connected, and the policy generation the flow was authorized under
+ * (re-authorization). A slot is claimed at connect() and freed at close(), rather than socket storage
+ * or a hash map entry: allocating storage cost a connection about 1 us here and a hash map's
+ * insert and delete about 0.9 us, a slot a few loads and one compare-and-swap. A flow is not tracked
+ * when the slots of its group all hold other open flows (counted). */
+struct lfp_flow_slot {
+  __u64 cookie; /* 0: free */
+  struct lfp_sock_attr a;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY);
+  __uint(max_entries, LFP_FLOWS);
+  __type(key, __u32);
+  __type(value, struct lfp_flow_slot);
+} lfp_flows SEC(".maps");
+
 /* Datagram flows already authorized (or refused): key socket cookie, remote, generation. */
 struct dgram_key {
   __u64 cookie;
@@ -115,7 +131,8 @@ struct {
   __type(value, struct lfp_pending);
 } lfp_pending SEC(".maps");
 
-/* Counters user space reads: [0] events lost (ring full), [1] decisions deferred to user space. */
+/* Counters user space reads: [0] events lost (ring full), [1] decisions deferred to user space,
+ * [2] outbound TCP flows not tracked for re-authorization (lfp_flows full). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, 4);
@@ -502,7 +519,52 @@ static __always_inline int to_userspace(struct bpf_sock_addr *ctx, __u32 kl, con
   return 1;
 }
 
-static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, int dgram_cache) {
+/* A flow's slot is one of the LFP_FLOW_WAYS of the group its socket cookie's low bits name (cookies
+ * count up, so the flows of one moment sit side by side, in memory already touched). */
+static __always_inline struct lfp_flow_slot *flow_slot(__u64 cookie, __u32 way) {
+  __u32 i = ((__u32)cookie & (LFP_FLOWS / LFP_FLOW_WAYS - 1)) * LFP_FLOW_WAYS + way;
+  return bpf_map_lookup_elem(&lfp_flows, &i);
+}
+
+/* The slot of a tracked outbound flow (0: none). */
+static __always_inline struct lfp_flow_slot *flow_find(__u64 cookie) {
+  for (__u32 w = 0; w < LFP_FLOW_WAYS; ++w) {
+    struct lfp_flow_slot *e = flow_slot(cookie, w);
+    if (e && e->cookie == cookie) return e;
+  }
+  return 0;
+}
+
+static __always_inline struct lfp_sock_attr *flow_of_cookie(__u64 cookie) {
+  struct lfp_flow_slot *e = flow_find(cookie);
+  return e ? &e->a : 0;
+}
+
+/* An outbound TCP flow authorized under policy generation `gen`: lfp_flows keeps it, with who
+ * connected, for re-authorization until the socket is released. */
+static __always_inline void track_flow(struct bpf_sock_addr *ctx, __u64 gen) {
+  const __u64 cookie = bpf_get_socket_cookie(ctx);
+  struct lfp_sock_attr *f = 0;
+  for (__u32 w = 0; w < LFP_FLOW_WAYS && !f; ++w) { /* the first that holds it (connect() again) or is free */
+    struct lfp_flow_slot *e = flow_slot(cookie, w);
+    if (!e) break;
+    const __u64 held = __sync_val_compare_and_swap(&e->cookie, 0, cookie);
+    if (held == 0 || held == cookie) f = &e->a;
+  }
+  if (!f) { /* its group holds LFP_FLOW_WAYS other open flows */
+    count(2);
+    return;
+  }
+  __builtin_memset(f, 0, sizeof(*f));
+  current_app(f);
+  f->flow = LFP_FLOW_OUTBOUND;
+  f->auth_gen = gen;
+}
+
+/* 1 allow, 0 refuse; 2 allow a TCP connect(), which the caller tracks as authorized under *gen_out
+ * (track_flow after this function's locals are dead: connect's deepest call chain, through lfp_eval,
+ * has no stack to spare). */
+static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, int dgram_cache, __u64 *gen_out) {
   struct lfp_values v = {};
   struct lfp_sock_attr a = {};
   struct lfp_verdict d;
@@ -512,12 +574,20 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
   __u16 rport = bpf_ntohs(ctx->user_port), lport = 0;
   int loop;
 
-  /* No filter to meet (and no permit to log): the connect costs nothing more. */
-  const struct lfp_config *cfg = config();
+  struct lfp_config *cfg = config();
+  /* The generation the decision is made under, read before the walk: a policy flipped during it
+   * makes the flow re-authorized. */
+  *gen_out = cfg ? read_gen(cfg) : 0;
+  const int track = !dgram_cache && proto == IPPROTO_TCP ? 2 : 1;
+  /* No filter to meet (and no permit to log): the connect costs nothing more than being tracked. */
   if (cfg && !cfg->log_allows && layer_empty(kl) &&
-      (dgram_cache || layer_empty(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6)))
-    return 1;
+      (dgram_cache || layer_empty(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6))) {
+    return track;
+  }
   current_app(&a);
+  /* Kept in memory, read where needed: else the compiler holds its fields in registers and spills
+   * them, and connect's deepest call chain has no stack to spare. */
+  if (!dgram_cache) asm volatile("" ::"r"(&a) : "memory");
   set_attr(&v, &a);
   set_u(&v, LFP_S_PROTOCOL, proto);
   set_u(&v, LFP_S_REMOTE_PORT, rport);
@@ -564,8 +634,9 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
       return 0;
     }
     struct lfp_redirect *t = d.decided && d.filter_id ? bpf_map_lookup_elem(&lfp_redirects, &d.filter_id) : 0;
-    struct lfp_sock_attr *ap = t ? bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0) : 0;
+    struct lfp_sock_attr *ap = t ? bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
     if (t && ap) {
+      *ap = a;
       ap->redirected = 1;
       ap->redirect_filter = d.filter_id;
       ap->orig_port = rport;
@@ -588,24 +659,33 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
     }
   }
   lfp_eval(kl, &v, &d);
-  if (d.defer && to_userspace(ctx, kl, &a)) return 1; /* the queue decides on the first packet */
-  int ok = allowed(&d);
-  report(kl, &d, &a, family, proto, local, lport, remote, rport, 0, !ok);
-  if (dgram_cache) dgram_store(&dk, &d, ok);
-  return ok;
+  int ok = 1;
+  if (!(d.defer && to_userspace(ctx, kl, &a))) { /* (else the queue decides on the first packet) */
+    ok = allowed(&d);
+    report(kl, &d, &a, family, proto, local, lport, remote, rport, 0, !ok);
+    if (dgram_cache) dgram_store(&dk, &d, ok);
+  }
+  return ok ? track : 0;
+}
+
+static __always_inline int connect_hook(struct bpf_sock_addr *ctx, int family, int dgram_cache) {
+  __u64 gen = 0;
+  const int r = auth_connect(ctx, family, dgram_cache, &gen);
+  if (r == 2) track_flow(ctx, gen);
+  return r != 0;
 }
 
 SEC("cgroup/connect4")
-int lfp_connect4(struct bpf_sock_addr *ctx) { return auth_connect(ctx, AF_INET, 0); }
+int lfp_connect4(struct bpf_sock_addr *ctx) { return connect_hook(ctx, AF_INET, 0); }
 
 SEC("cgroup/connect6")
-int lfp_connect6(struct bpf_sock_addr *ctx) { return auth_connect(ctx, AF_INET6, 0); }
+int lfp_connect6(struct bpf_sock_addr *ctx) { return connect_hook(ctx, AF_INET6, 0); }
 
 SEC("cgroup/sendmsg4")
-int lfp_sendmsg4(struct bpf_sock_addr *ctx) { return auth_connect(ctx, AF_INET, 1); }
+int lfp_sendmsg4(struct bpf_sock_addr *ctx) { return connect_hook(ctx, AF_INET, 1); }
 
 SEC("cgroup/sendmsg6")
-int lfp_sendmsg6(struct bpf_sock_addr *ctx) { return auth_connect(ctx, AF_INET6, 1); }
+int lfp_sendmsg6(struct bpf_sock_addr *ctx) { return connect_hook(ctx, AF_INET6, 1); }
 
 /* ---- ALE_BIND_REDIRECT: bind() ---------------------------------------------------------------------
  * An explicit bind() may be sent to another local address (and port) before it happens; a BLOCK
@@ -663,8 +743,12 @@ int lfp_bind6(struct bpf_sock_addr *ctx) { return bind_redirect(ctx, AF_INET6); 
 
 /* ---- Who created a socket ------------------------------------------------------------------------ */
 
+/* Every socket but a TCP one keeps its creator in its storage. A TCP socket gets storage only when
+ * it binds (a listener's creator is what its connections inherit) or listens: a connect()'s flow is
+ * in lfp_flows. */
 SEC("cgroup/sock_create")
 int lfp_sock_create(struct bpf_sock *sk) {
+  if (sk->protocol == IPPROTO_TCP) return 1;
   struct lfp_sock_attr a = {};
   current_app(&a);
   struct lfp_sock_attr *s = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
@@ -698,8 +782,18 @@ int lfp_sock_release(struct bpf_sock *ctx) {
   const __u8 proto = ctx->protocol;
   if ((family != AF_INET && family != AF_INET6) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)) return 1;
   const int v4 = family == AF_INET;
+  struct lfp_sock_attr a = {}, *ap = 0;
+  if (proto == IPPROTO_TCP) { /* an outbound flow ends here for re-authorization */
+    const __u64 cookie = bpf_get_socket_cookie(ctx);
+    struct lfp_flow_slot *e = flow_find(cookie);
+    if (e) {
+      a = e->a;
+      ap = &a;
+      e->cookie = 0; /* free again (only this socket's release frees it) */
+    }
+  }
   if (layer_empty(v4 ? LFP_KL_CLOSURE_V4 : LFP_KL_CLOSURE_V6) && layer_empty(v4 ? LFP_KL_RELEASE_V4 : LFP_KL_RELEASE_V6))
-    return 1; /* what almost every close() costs: two lookups */
+    return 1; /* what almost every close() costs: two lookups (and a TCP flow's removal) */
   const struct sock *sk = (const struct sock *)ctx; /* (the context is the kernel's struct sock) */
   const __u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
   const __u32 kl = rport ? (v4 ? LFP_KL_CLOSURE_V4 : LFP_KL_CLOSURE_V6) : (v4 ? LFP_KL_RELEASE_V4 : LFP_KL_RELEASE_V6);
@@ -708,10 +802,9 @@ int lfp_sock_release(struct bpf_sock *ctx) {
   if (!rport && !lport) return 1; /* never bound: it held nothing */
 
   struct lfp_values v = {};
-  struct lfp_sock_attr a = {};
   struct lfp_verdict d;
   __u32 local[4] = {}, remote[4] = {};
-  const struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, ctx, 0, 0);
+  if (!ap) ap = bpf_sk_storage_get(&lfp_sk_attr, ctx, 0, 0);
   if (!ap) { /* created before the hooks were attached: the process closing it */
     current_app(&a);
     ap = &a;
@@ -777,6 +870,10 @@ static __always_inline int resource_assignment(struct bpf_sock *sk, int family) 
   lfp_eval(kl, &v, &d);
   int ok = allowed(&d);
   report(kl, &d, &a, family, sk->protocol, local, sk->src_port, 0, 0, 0, !ok);
+  if (ok && sk->protocol == IPPROTO_TCP) { /* a listener, most likely: see lfp_sock_create */
+    struct lfp_sock_attr *s = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (s) *s = a;
+  }
   return ok;
 }
 
@@ -785,6 +882,14 @@ int lfp_post_bind4(struct bpf_sock *sk) { return resource_assignment(sk, AF_INET
 
 SEC("cgroup/post_bind6")
 int lfp_post_bind6(struct bpf_sock *sk) { return resource_assignment(sk, AF_INET6); }
+
+/* Cuts a flow: its packets are dropped from now on. The mark also goes in the socket's storage: an
+ * outbound flow's record goes with its slot at close(), while data it queued may still leave. */
+static __always_inline void cut_flow(struct bpf_sock *sk, struct lfp_sock_attr *a) {
+  a->cut = 1;
+  struct lfp_sock_attr *s = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+  if (s) s->cut = 1;
+}
 
 /* ---- ALE_AUTH_LISTEN: listen() ---------------------------------------------------------------------
  * This kernel refuses BPF LSM programs (lockdown), and no cgroup hook can fail listen(). So the
@@ -828,23 +933,27 @@ static __always_inline void flow_established(struct bpf_sock_ops *ops, struct lf
   lfp_eval(kl, &v, &d);
   /* A decision that needs user space follows --fail here: the flow's first packet has gone. */
   int ok = allowed(&d);
-  if (!ok) ap->cut = 1;
+  if (!ok && ops->sk) cut_flow(ops->sk, ap);
   report(kl, &d, ap, family, IPPROTO_TCP, local, lport, remote, rport, 0, !ok);
 }
 
 SEC("sockops")
 int lfp_sockops(struct bpf_sock_ops *ops) {
-  if (ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB || ops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
-    /* The flow is authorized under the policy of now; reauthorize() checks it again when that changes. */
+  const int active = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB;
+  if (active || ops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
     struct bpf_sock *sk = ops->sk;
-    struct lfp_config *cfg = config();
-    if (!sk || !cfg) return 1;
-    struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
-    if (!ap) return 1;
-    ap->flow = ops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ? LFP_FLOW_OUTBOUND : LFP_FLOW_INBOUND;
-    ap->auth_gen = read_gen(cfg);
-    flow_established(ops, ap);
-    if (ap->redirected) {
+    if (!sk) return 1;
+    /* Who the flow belongs to: an accepted connection has its listener's storage (cloned, with the
+     * generation its SYN was authorized under); a connect()'s flow is in lfp_flows. */
+    struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0), *f = ap;
+    if (active) {
+      f = flow_of_cookie(bpf_get_socket_cookie(ops));
+      if (!f) f = ap;
+    }
+    if (!f) return 1;
+    if (!active) f->flow = LFP_FLOW_INBOUND;
+    flow_established(ops, f);
+    if (active && ap && ap->redirected) {
       /* The proxy accepts this connection with our local address and port as its peer. */
       struct lfp_redirect_key k = {};
       struct lfp_redirect_record r = {};
@@ -877,7 +986,11 @@ int lfp_sockops(struct bpf_sock_ops *ops) {
   struct bpf_sock *sk = ops->sk;
   if (!sk) return 1;
   struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
-  if (!ap) return 1;
+  if (!ap) { /* listen() without bind(): its creator is the process listening (in listen()'s context) */
+    ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+    if (!ap) return 1;
+    current_app(ap);
+  }
   struct lfp_values v = {};
   struct lfp_verdict d;
   __u32 local[4] = {};
@@ -974,11 +1087,23 @@ static __always_inline void packet_values(struct lfp_values *v, const struct pkt
 
 /* Re-authorization (WFP's ALE reauthorization): an established TCP flow authorized under an older
  * policy is classified again, with IS_REAUTHORIZE, at the layer that let it in. A flow the new policy
- * blocks is cut: its packets are dropped from then on. One storage lookup per packet otherwise. */
+ * blocks is cut: its packets are dropped from then on. Otherwise a packet costs a look-up of its
+ * socket's storage and, for an outbound flow, of its slot. */
 static __always_inline int reauthorize(struct __sk_buff *skb, struct bpf_sock *sk, int inbound) {
+  /* An accepted flow's record is its storage (cloned from its listener), a connect()'s is in lfp_flows. */
   struct lfp_sock_attr *a = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
-  if (!a || !a->flow) return 1;
+  /* Once we have sent our FIN, an outbound flow's slot is most likely free (close()): what else it
+   * sends (data queued before, the FIN, ACKs) is not looked for there. (A cut flow's mark is in its
+   * storage.) */
+  const __u32 st = sk->state;
+  const int fin_sent = !inbound && (st == BPF_TCP_FIN_WAIT1 || st == BPF_TCP_FIN_WAIT2 || st == BPF_TCP_CLOSING ||
+                                    st == BPF_TCP_LAST_ACK);
+  if ((!a || !(a->flow || a->cut)) && !fin_sent) {
+    a = flow_of_cookie(bpf_get_socket_cookie(skb));
+  }
+  if (!a) return 1;
   if (a->cut) return 0;
+  if (!a->flow) return 1;
   struct lfp_config *cfg = config();
   if (!cfg) return 1;
   __u64 g = read_gen(cfg);
@@ -996,7 +1121,7 @@ static __always_inline int reauthorize(struct __sk_buff *skb, struct bpf_sock *s
   lfp_eval(kl, &v, &d);
   a->auth_gen = g;
   if (d.defer || !d.decided || d.permit) return 1; /* a flow is never cut for want of user space */
-  a->cut = 1;
+  cut_flow(sk, a);
   report(kl, &d, a, p->family, p->proto, p->local, p->lport, p->remote, p->rport, out ? 0 : ifindex, 1);
   return 0;
 }
@@ -1006,7 +1131,8 @@ int lfp_egress(struct __sk_buff *skb) {
   struct bpf_sock *sk = skb->sk;
   if (!sk) return 1;
   sk = bpf_sk_fullsock(sk);
-  if (!sk || sk->protocol != IPPROTO_TCP) return 1;
+  /* A connect() in progress was authorized a moment ago: its first packets need no look-up. */
+  if (!sk || sk->protocol != IPPROTO_TCP || sk->state == BPF_TCP_SYN_SENT) return 1;
   return reauthorize(skb, sk, 0);
 }
 
@@ -1018,16 +1144,22 @@ int lfp_ingress(struct __sk_buff *skb) {
   if (!sk) return 1;
   sk = bpf_sk_fullsock(sk);
   if (!sk) return 1;
-  if (sk->protocol == IPPROTO_TCP && sk->state != BPF_TCP_LISTEN) return reauthorize(skb, sk, 1);
+  if (sk->protocol == IPPROTO_TCP && sk->state != BPF_TCP_LISTEN)
+    return sk->state == BPF_TCP_SYN_SENT ? 1 : reauthorize(skb, sk, 1); /* (as in lfp_egress) */
   struct pkt p = {};
   if (!parse(skb, 1, &p)) return 1;
+  struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
   if (p.proto == IPPROTO_TCP) {
     if (!p.syn_only) return 1; /* only a new connection */
-    struct lfp_sock_attr *ls = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
-    if (ls && ls->listen_refused) return 0;
+    if (ap && ap->listen_refused) return 0;
+    /* The connection this SYN opens inherits the listener's storage (BPF_F_CLONE): it is authorized
+     * under the policy of now (read before the walk, as in auth_connect). */
+    struct lfp_config *cfg = config();
+    if (ap && cfg) {
+      ap->flow = LFP_FLOW_INBOUND;
+      ap->auth_gen = read_gen(cfg);
+    }
   }
-
-  struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
   struct lfp_sock_attr a = {};
   struct lfp_values v = {};
   if (ap) {

@@ -254,7 +254,8 @@ struct lfp_sock_attr {
   lfp_u32 gid;
   lfp_u32 listen_refused; /* ALE_AUTH_LISTEN refused this listener: its SYNs are dropped */
   /* Re-authorization of established TCP flows (lfp_ale.bpf.c, reauthorize). */
-  lfp_u64 auth_gen;        /* the policy generation the flow was last authorized under */
+  lfp_u64 auth_gen;        /* the policy generation the flow was last authorized under (a listener's:
+                              its last SYN's, which the connection it completes inherits) */
   lfp_u8 flow;             /* LFP_FLOW_* */
   lfp_u8 cut;              /* a new policy blocks it: every packet is dropped */
   lfp_u8 redirected;       /* ALE_CONNECT_REDIRECT rewrote its connect(): orig_* is where it was going */
@@ -263,6 +264,8 @@ struct lfp_sock_attr {
   lfp_u8 orig_addr[16];    /* v4: the first 4 bytes; network order */
   lfp_u64 redirect_filter;
 };
+#define LFP_FLOWS 16384u  /* slots for outbound TCP flows tracked for re-authorization (lfp_flows) */
+#define LFP_FLOW_WAYS 4u  /* the slots a flow may take (one group); when all hold open flows it is counted */
 #define LFP_FLOW_OUTBOUND 1 /* connect(): re-authorized at ALE_AUTH_CONNECT */
 #define LFP_FLOW_INBOUND 2  /* accepted: re-authorized at ALE_AUTH_RECV_ACCEPT */
 

@@ -185,12 +185,13 @@ void KernelPath::attach_and_pin() {
     if (cgroup_fd_ < 0) fail("cgroup " + opts_.cgroup, errno);
     bpf_program* p;
     bpf_object__for_each_program(p, skel_->obj) {
-      if (p == skel_->progs.lfp_test_eval || is_netfilter(p) || is_tc(p)) continue;
+      if (p == skel_->progs.lfp_test_eval || is_netfilter(p) || is_tc(p) || p == skel_->progs.lfp_sockops) continue;
       bpf_link* link = bpf_program__attach_cgroup(p, cgroup_fd_);
       if (!link) fail(std::string("cannot attach ") + bpf_program__name(p) + " to " + opts_.cgroup, errno);
       links_.push_back(link);
       pin_link(bpf_link__fd(link), link_pin(opts_.pin_dir, p));
     }
+    link_sockops(true);  // (replacing a previous daemon's; install() unlinks it when its layers are empty)
   }
   if (opts_.packet_layers) {
     // Every hook at first, replacing a previous daemon's pinned ones (which enforce its last policy
@@ -366,7 +367,30 @@ void KernelPath::unlink_hook(int& fd, const std::string& pin) {
   fd = -1;
 }
 
+// sock_ops runs several times on every TCP connection (connect, RTO and window set-up,
+// established), so it is attached only while a layer it feeds holds a filter.
+void KernelPath::link_sockops(bool on) {
+  const std::string pin = link_pin(opts_.pin_dir, skel_->progs.lfp_sockops);
+  if (!on) {
+    if (!sockops_) return;
+    if (!opts_.pin_dir.empty()) ::unlink(pin.c_str());
+    bpf_link__destroy(sockops_);
+    sockops_ = nullptr;
+    return;
+  }
+  if (sockops_) return;
+  sockops_ = bpf_program__attach_cgroup(skel_->progs.lfp_sockops, cgroup_fd_);
+  if (!sockops_) fail("cannot attach lfp_sockops to " + opts_.cgroup, errno);
+  pin_link(bpf_link__fd(sockops_), pin);
+}
+
 void KernelPath::sync_hooks(const KernelPolicy& p, bool attach) {
+  if (cgroup_fd_ >= 0) {
+    bool want = false;
+    for (lfp_kl kl : {LFP_KL_LISTEN_V4, LFP_KL_LISTEN_V6, LFP_KL_FLOW_V4, LFP_KL_FLOW_V6, LFP_KL_REDIRECT_V4, LFP_KL_REDIRECT_V6})
+      want = want || p.layer_filters[kl] > 0;
+    if (want == attach) link_sockops(want);
+  }
   if (!opts_.packet_layers) return;
   for (size_t i = 0; i < std::size(kNfHooks); ++i) {
     const bool want = nf_hook_wanted(kNfHooks[i], p);
@@ -385,6 +409,8 @@ void KernelPath::sync_hooks(const KernelPolicy& p, bool attach) {
 void KernelPath::release() {
   for (bpf_link* l : links_) bpf_link__destroy(l);  // a pinned link stays attached
   links_.clear();
+  if (sockops_) bpf_link__destroy(sockops_);
+  sockops_ = nullptr;
   for (int& fd : nf_fd_)  // likewise
     if (fd >= 0) ::close(fd), fd = -1;
   for (auto& [index, t] : tcx_)

@@ -76,6 +76,8 @@ class KernelPath {
   // A redirected connection's record, by its local address and port (redirect.hpp).
   std::optional<lfp_redirect_record> redirect_record(const lfp_redirect_key& k) const;
   uint64_t deferred() const { return counter(1); }
+  // Outbound TCP flows left out of re-authorization because lfp_flows was full (LFP_FLOWS).
+  uint64_t flows_untracked() const { return counter(2); }
 
   // The packet layers tell inbound from forwarded by the host's own addresses, and the MAC frame
   // layers hook each interface: this reads the addresses (getifaddrs) into the kernel's table and
@@ -94,6 +96,7 @@ class KernelPath {
   void attach_and_pin();
   void pin_link(int link_fd, const std::string& path);
   void link_nf_hook(size_t i, bool on);
+  void link_sockops(bool on);
   void unlink_hook(int& fd, const std::string& pin);
   // attach: links the hooks `p` needs; else unlinks those it leaves idle.
   void sync_hooks(const KernelPolicy& p, bool attach);
@@ -112,6 +115,7 @@ class KernelPath {
   int cgroup_fd_ = -1;
   int addr_fd_ = -1;
   std::vector<bpf_link*> links_;
+  bpf_link* sockops_ = nullptr;  // only while ALE_AUTH_LISTEN, ALE_FLOW_ESTABLISHED or ALE_CONNECT_REDIRECT hold filters
   // The packet layers' links, each there only while its layers hold filters (sync_hooks).
   std::array<int, 8> nf_fd_ = {-1, -1, -1, -1, -1, -1, -1, -1};  // kernel.cpp's kNfHooks, in order
   struct TcxLinks {

@@ -77,8 +77,12 @@ struct {
  * when the slots of its group all hold other open flows (counted). */
 struct lfp_flow_slot {
   __u64 cookie; /* 0: free */
-  struct lfp_sock_attr a;
+  /* The flow's record: the first LFP_FLOW_REC bytes of a struct lfp_sock_attr (an outbound flow has
+   * no redirect fields here: a redirected one keeps them in its storage). One cache line a slot. */
+  __u8 rec[LFP_FLOW_REC];
+  __u8 pad[64 - 8 - LFP_FLOW_REC];
 };
+static __always_inline struct lfp_sock_attr *slot_rec(struct lfp_flow_slot *e) { return (struct lfp_sock_attr *)e->rec; }
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
   __uint(max_entries, LFP_FLOWS);
@@ -236,30 +240,16 @@ static __always_inline int eval_start(struct eval_state *st, struct lfp_config *
   return 1;
 }
 
-/* One condition per call; st->j jumps to the next filter when one fails or its sublayer is done. */
-static long eval_step(__u32 i, void *ctx) {
-  __u32 slot = *(__u32 *)ctx;
-  struct scratch *s = bpf_map_lookup_elem(&lfp_scratch, &slot);
-  struct lfp_config *cfg = config();
-  if (!s || !cfg) return 1;
+/* One condition: 0 to go on, 1 when the walk is over. st->j jumps to the next filter when one fails
+ * or its sublayer is done. */
+static __always_inline int eval_cond(struct scratch *s) {
   struct eval_state *st = &s->st;
-  if (!st->started && !eval_start(st, cfg)) return 1;
   if (st->j >= st->end) return 1;
   __u32 idx = st->base + st->j;
   const union lfp_entry *e = bpf_map_lookup_elem(&lfp_banks, &idx);
   if (!e) return 1;
   const struct lfp_cond *c = &e->c;
   int m = cond_matches(c, &s->v);
-  /* Seqlock: the entry is ours only if the policy did not change while we read it. */
-  if (read_gen(cfg) != st->gen_bank) {
-    st->started = 0;
-    if (++st->restarts > 3) { /* the policy keeps changing under us: let user space decide */
-      __builtin_memset(&st->out, 0, sizeof(st->out));
-      st->out.defer = 1;
-      return 1;
-    }
-    return 0;
-  }
   if (c->sublayer == st->done_sub) {
     st->j = c->rule_end;
     return 0;
@@ -292,6 +282,32 @@ static long eval_step(__u32 i, void *ctx) {
   }
   st->j++;
   return 0;
+}
+
+/* A few conditions per call: the call, its look-ups and the seqlock's check cost as much as a
+ * condition. */
+#define LFP_CONDS_PER_STEP 8
+static long eval_step(__u32 i, void *ctx) {
+  __u32 slot = *(__u32 *)ctx;
+  struct scratch *s = bpf_map_lookup_elem(&lfp_scratch, &slot);
+  struct lfp_config *cfg = config();
+  if (!s || !cfg) return 1;
+  struct eval_state *st = &s->st;
+  if (!st->started && !eval_start(st, cfg)) return 1;
+  int done = 0;
+  for (int k = 0; k < LFP_CONDS_PER_STEP && !done; ++k) done = eval_cond(s);
+  /* Seqlock: what this step read is ours only if the policy did not change meanwhile (then the walk
+   * starts again on the new one). */
+  if (read_gen(cfg) != st->gen_bank) {
+    st->started = 0;
+    if (++st->restarts > 3) { /* the policy keeps changing under us: let user space decide */
+      __builtin_memset(&st->out, 0, sizeof(st->out));
+      st->out.defer = 1;
+      return 1;
+    }
+    return 0;
+  }
+  return done;
 }
 
 /* Takes the scratch slot of this nesting depth (a softirq hook may interrupt a process-context one on
@@ -537,36 +553,26 @@ static __always_inline struct lfp_flow_slot *flow_find(__u64 cookie) {
 
 static __always_inline struct lfp_sock_attr *flow_of_cookie(__u64 cookie) {
   struct lfp_flow_slot *e = flow_find(cookie);
-  return e ? &e->a : 0;
+  return e ? slot_rec(e) : 0;
 }
 
-/* An outbound TCP flow authorized under policy generation `gen`: lfp_flows keeps it, with who
- * connected, for re-authorization until the socket is released. */
-static __always_inline void track_flow(struct bpf_sock_addr *ctx, __u64 gen) {
-  const __u64 cookie = bpf_get_socket_cookie(ctx);
-  struct lfp_sock_attr *f = 0;
-  for (__u32 w = 0; w < LFP_FLOW_WAYS && !f; ++w) { /* the first that holds it (connect() again) or is free */
+/* A slot for an outbound TCP flow: the first of its group that holds it already (connect() again)
+ * or is free. 0 when all hold other open flows (counted: the flow is not re-authorized). */
+static __always_inline struct lfp_flow_slot *flow_claim(__u64 cookie) {
+  for (__u32 w = 0; w < LFP_FLOW_WAYS; ++w) {
     struct lfp_flow_slot *e = flow_slot(cookie, w);
     if (!e) break;
     const __u64 held = __sync_val_compare_and_swap(&e->cookie, 0, cookie);
-    if (held == 0 || held == cookie) f = &e->a;
+    if (held == 0 || held == cookie) return e;
   }
-  if (!f) { /* its group holds LFP_FLOW_WAYS other open flows */
-    count(2);
-    return;
-  }
-  __builtin_memset(f, 0, sizeof(*f));
-  current_app(f);
-  f->flow = LFP_FLOW_OUTBOUND;
-  f->auth_gen = gen;
+  count(2);
+  return 0;
 }
 
-/* 1 allow, 0 refuse; 2 allow a TCP connect(), which the caller tracks as authorized under *gen_out
- * (track_flow after this function's locals are dead: connect's deepest call chain, through lfp_eval,
- * has no stack to spare). */
-static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, int dgram_cache, __u64 *gen_out) {
+/* 1 allow, 0 refuse. `a` is who connects, filled here: for a TCP connect() it is the flow's record
+ * in its slot (lfp_flows), kept with the generation the decision is made under. */
+static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, int dgram_cache, struct lfp_sock_attr *a) {
   struct lfp_values v = {};
-  struct lfp_sock_attr a = {};
   struct lfp_verdict d;
   __u32 remote[4] = {}, local[4] = {};
   __u8 proto = ctx->protocol;
@@ -575,20 +581,15 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
   int loop;
 
   struct lfp_config *cfg = config();
+  current_app(a);
   /* The generation the decision is made under, read before the walk: a policy flipped during it
    * makes the flow re-authorized. */
-  *gen_out = cfg ? read_gen(cfg) : 0;
-  const int track = !dgram_cache && proto == IPPROTO_TCP ? 2 : 1;
-  /* No filter to meet (and no permit to log): the connect costs nothing more than being tracked. */
+  a->auth_gen = cfg ? read_gen(cfg) : 0;
+  /* No filter to meet (and no permit to log): the connect costs nothing more. */
   if (cfg && !cfg->log_allows && layer_empty(kl) &&
-      (dgram_cache || layer_empty(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6))) {
-    return track;
-  }
-  current_app(&a);
-  /* Kept in memory, read where needed: else the compiler holds its fields in registers and spills
-   * them, and connect's deepest call chain has no stack to spare. */
-  if (!dgram_cache) asm volatile("" ::"r"(&a) : "memory");
-  set_attr(&v, &a);
+      (dgram_cache || layer_empty(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6)))
+    return 1;
+  set_attr(&v, a);
   set_u(&v, LFP_S_PROTOCOL, proto);
   set_u(&v, LFP_S_REMOTE_PORT, rport);
   if (family == AF_INET) {
@@ -629,14 +630,14 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
     /* ALE_CONNECT_REDIRECT first: a connect() may be sent elsewhere, then authorized there. */
     lfp_eval(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6, &v, &d);
     if (d.decided && !d.permit) {
-      report(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6, &d, &a, family, proto, local, lport, remote,
+      report(family == AF_INET ? LFP_KL_REDIRECT_V4 : LFP_KL_REDIRECT_V6, &d, a, family, proto, local, lport, remote,
              rport, 0, 1);
       return 0;
     }
     struct lfp_redirect *t = d.decided && d.filter_id ? bpf_map_lookup_elem(&lfp_redirects, &d.filter_id) : 0;
     struct lfp_sock_attr *ap = t ? bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE) : 0;
     if (t && ap) {
-      *ap = a;
+      __builtin_memcpy(ap, a, LFP_FLOW_REC); /* (`a` may be a slot's record: only that much) */
       ap->redirected = 1;
       ap->redirect_filter = d.filter_id;
       ap->orig_port = rport;
@@ -660,19 +661,27 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
   }
   lfp_eval(kl, &v, &d);
   int ok = 1;
-  if (!(d.defer && to_userspace(ctx, kl, &a))) { /* (else the queue decides on the first packet) */
+  if (!(d.defer && to_userspace(ctx, kl, a))) { /* (else the queue decides on the first packet) */
     ok = allowed(&d);
-    report(kl, &d, &a, family, proto, local, lport, remote, rport, 0, !ok);
+    report(kl, &d, a, family, proto, local, lport, remote, rport, 0, !ok);
     if (dgram_cache) dgram_store(&dk, &d, ok);
   }
-  return ok ? track : 0;
+  return ok;
 }
 
 static __always_inline int connect_hook(struct bpf_sock_addr *ctx, int family, int dgram_cache) {
-  __u64 gen = 0;
-  const int r = auth_connect(ctx, family, dgram_cache, &gen);
-  if (r == 2) track_flow(ctx, gen);
-  return r != 0;
+  struct lfp_sock_attr local = {};
+  struct lfp_flow_slot *slot = 0;
+  if (!dgram_cache && ctx->protocol == IPPROTO_TCP) {
+    slot = flow_claim(bpf_get_socket_cookie(ctx));
+    if (slot) {
+      __builtin_memset(slot->rec, 0, LFP_FLOW_REC);
+      slot_rec(slot)->flow = LFP_FLOW_OUTBOUND;
+    }
+  }
+  const int ok = auth_connect(ctx, family, dgram_cache, slot ? slot_rec(slot) : &local);
+  if (slot && !ok) slot->cookie = 0; /* refused: no flow */
+  return ok;
 }
 
 SEC("cgroup/connect4")
@@ -787,7 +796,7 @@ int lfp_sock_release(struct bpf_sock *ctx) {
     const __u64 cookie = bpf_get_socket_cookie(ctx);
     struct lfp_flow_slot *e = flow_find(cookie);
     if (e) {
-      a = e->a;
+      __builtin_memcpy(&a, e->rec, LFP_FLOW_REC);
       ap = &a;
       e->cookie = 0; /* free again (only this socket's release frees it) */
     }

@@ -14,6 +14,7 @@
 #define LFP_KERNEL_H
 
 #ifdef __cplusplus
+#include <cstddef>
 #include <cstdint>
 typedef uint8_t lfp_u8;
 typedef uint16_t lfp_u16;
@@ -266,6 +267,11 @@ struct lfp_sock_attr {
 };
 #define LFP_FLOWS 16384u  /* slots for outbound TCP flows tracked for re-authorization (lfp_flows) */
 #define LFP_FLOW_WAYS 4u  /* the slots a flow may take (one group); when all hold open flows it is counted */
+/* What an outbound flow's slot keeps of its lfp_sock_attr (lfp_flows): everything before orig_addr. */
+#define LFP_FLOW_REC 48u
+#ifdef __cplusplus
+static_assert(offsetof(lfp_sock_attr, orig_addr) == LFP_FLOW_REC, "a flow slot keeps what comes before orig_addr");
+#endif
 #define LFP_FLOW_OUTBOUND 1 /* connect(): re-authorized at ALE_AUTH_CONNECT */
 #define LFP_FLOW_INBOUND 2  /* accepted: re-authorized at ALE_AUTH_RECV_ACCEPT */
 

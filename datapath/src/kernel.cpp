@@ -470,6 +470,35 @@ lfp_verdict KernelPath::evaluate(lfp_kl kl, const lfp_values& v) const {
   return ctx.out;
 }
 
+double KernelPath::time_evaluate(lfp_kl kl, const lfp_values& v, uint32_t runs) const {
+  // BPF_PROG_TEST_RUN of a syscall program has no `repeat`: the kernel's own run-time statistics
+  // (on while `stats` is open) time the runs, without the system calls around them.
+  const int stats = bpf_enable_stats(BPF_STATS_RUN_TIME);
+  if (stats < 0) fail("BPF_ENABLE_STATS", errno);
+  const int fd = bpf_program__fd(skel_->progs.lfp_test_eval);
+  auto read = [&] {
+    bpf_prog_info info{};
+    uint32_t len = sizeof info;
+    if (int e = bpf_obj_get_info_by_fd(fd, &info, &len)) fail("program info", e);
+    return std::pair<uint64_t, uint64_t>{info.run_time_ns, info.run_cnt};
+  };
+  lfp_test_ctx ctx{};
+  ctx.kl = kl;
+  ctx.values = v;
+  LIBBPF_OPTS(bpf_test_run_opts, run, .ctx_in = &ctx, .ctx_size_in = sizeof ctx);
+  const auto before = read();
+  for (uint32_t i = 0; i < runs; ++i)
+    if (int e = bpf_prog_test_run_opts(fd, &run)) {
+      ::close(stats);
+      fail("test run", e);
+    }
+  const auto after = read();
+  ::close(stats);
+  return after.second > before.second
+             ? static_cast<double>(after.first - before.first) / static_cast<double>(after.second - before.second)
+             : 0;
+}
+
 int KernelPath::events_fd() const { return ring_buffer__epoll_fd(rb_); }
 
 void KernelPath::drain_events(const std::function<void(const lfp_event&)>& cb) {

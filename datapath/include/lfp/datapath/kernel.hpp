@@ -50,6 +50,8 @@ class KernelPath {
 
   // The kernel's own evaluator (lfp_eval, run through BPF_PROG_TEST_RUN) on chosen values.
   lfp_verdict evaluate(lfp_kl kl, const lfp_values& v) const;
+  // Its mean run time in ns over `runs` evaluations, as the kernel timed them (lfp-kernel-eval-bench).
+  double time_evaluate(lfp_kl kl, const lfp_values& v, uint32_t runs) const;
 
   // Decisions the hooks reported. events_fd() is readable when some wait; drain delivers them.
   int events_fd() const;

@@ -31,7 +31,6 @@
 // (CPU: the one to pin to, -1 for none.)
 #include <arpa/inet.h>
 #include <fcntl.h>
-#include <bpf/bpf.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
 #include <sys/prctl.h>
@@ -63,6 +62,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lfp/client/client.hpp"
+#include "bpf_stats.hpp"
 #include "live_support.hpp"
 #include "sandbox.hpp"
 
@@ -186,25 +186,7 @@ struct Options {
 
 void note(const std::string& s) { std::fprintf(stderr, "lfp-ale-bench: %s\n", s.c_str()); }
 
-// The run time and run count the kernel kept for each loaded lfp_* program (while BPF_ENABLE_STATS
-// is on), summed by program name.
-using ProgStats = std::map<std::string, std::pair<uint64_t, uint64_t>>;
-ProgStats lfp_prog_stats() {
-  ProgStats out;
-  for (uint32_t id = 0; bpf_prog_get_next_id(id, &id) == 0;) {
-    const int fd = bpf_prog_get_fd_by_id(id);
-    if (fd < 0) continue;
-    bpf_prog_info info{};
-    uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(fd, &info, &len) == 0 && std::strncmp(info.name, "lfp_", 4) == 0) {
-      auto& s = out[info.name];
-      s.first += info.run_time_ns;
-      s.second += info.run_cnt;
-    }
-    ::close(fd);
-  }
-  return out;
-}
+using lfp::bench::ProgStats;
 
 std::string self_exe() {
   std::error_code ec;
@@ -506,10 +488,7 @@ class Bench {
     const int ncpu = static_cast<int>(sysconf(_SC_NPROCESSORS_ONLN));
     if (o_.pin && ncpu < 2) o_.pin = false;
 
-    if (o_.bpf_stats) {
-      stats_fd_ = bpf_enable_stats(BPF_STATS_RUN_TIME);  // on until the descriptor is closed
-      if (stats_fd_ < 0) throw std::runtime_error(std::string("BPF_ENABLE_STATS: ") + strerror(errno));
-    }
+    if (o_.bpf_stats) stats_ = std::make_unique<lfp::bench::StatsOn>();
     note("setting up the sandbox");
     sb_ = std::make_unique<Sandbox>();
     pins_ = sb_->mount_bpffs();
@@ -544,15 +523,10 @@ class Bench {
       for (size_t i : order) {
         Config& c = configs_[i];
         enter(c.level);
-        const ProgStats before = o_.bpf_stats ? lfp_prog_stats() : ProgStats{};
+        const ProgStats before = stats_ ? lfp::bench::lfp_prog_stats() : ProgStats{};
         c.runs.push_back(measure_connect());
-        if (o_.bpf_stats) {
-          for (const auto& [name, s] : lfp_prog_stats()) {
-            auto b = before.find(name);
-            auto& acc = c.bpf[name];
-            acc.first += s.first - (b == before.end() ? 0 : b->second.first);
-            acc.second += s.second - (b == before.end() ? 0 : b->second.second);
-          }
+        if (stats_) {
+          lfp::bench::add_since(c.bpf, before);
           c.bpf_conns += static_cast<uint64_t>(o_.conns + o_.warmup);
         }
         const bool iperf = (c.level == kNone || c.level == kBase) && r < o_.iperf_rounds;
@@ -570,7 +544,7 @@ class Bench {
     lfpd_.reset();
     sb_->cleanup();
     sb_.reset();
-    if (stats_fd_ >= 0) ::close(stats_fd_);
+    stats_.reset();
     return report(std::chrono::duration<double>(Clock::now() - t_start).count());
   }
 
@@ -833,7 +807,7 @@ class Bench {
   std::string exe_, iperf3_, pins_, ip_b_;
   json base_, bulk_;
   std::vector<Config> configs_;
-  int stats_fd_ = -1;
+  std::unique_ptr<lfp::bench::StatsOn> stats_;  // --bpf-stats
 };
 
 void print_table(const json& r) {

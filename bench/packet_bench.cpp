@@ -22,7 +22,9 @@
 // expected number of filters, and a probe datagram to a port that only that policy blocks must be lost.
 //
 //   lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] [--only CONFIGS] [--pin]
-// (--pin: the sender on CPU 0, the sink on CPU 1.)
+//                    [--bpf-stats]
+// (--pin: the sender on CPU 0, the sink on CPU 1. --bpf-stats: also what LFP's programs cost per
+// packet, as the kernel timed them, which the machine's noise hardly moves.)
 // Modes run inside the sandbox (argv[1]):
 //   lfp-packet-bench sink PORT SECS CPU    counts datagrams for SECS after the first; prints the count
 //   lfp-packet-bench blast IP PORT SECS FLOWS CPU   (CPU -1: not pinned)
@@ -48,6 +50,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "bpf_stats.hpp"
 #include "daemon_support.hpp"
 #include "live_support.hpp"
 #include "sandbox.hpp"
@@ -171,6 +174,7 @@ struct Options {
   double secs = 2;
   bool as_json = false;
   bool pin = false;  // sender on CPU 0, sink on CPU 1
+  bool bpf_stats = false;  // the kernel's run time of LFP's programs per packet (BPF_ENABLE_STATS)
   std::string only = "ahslntuv";  // the configurations to measure (a is always one)
 };
 
@@ -256,13 +260,22 @@ class Bench {
   json run() {
     const std::string& order = o_.only;
     std::map<char, std::vector<double>> pps, ratio;
+    std::unique_ptr<lfp::bench::StatsOn> stats;
+    if (o_.bpf_stats) stats = std::make_unique<lfp::bench::StatsOn>();
+    std::map<char, lfp::bench::ProgStats> progs;
+    std::map<char, double> packets;  // received while `progs` were counted
     for (int r = 0; r < o_.rounds; ++r) {
       std::string seq = order;
       if (r % 2) std::reverse(seq.begin(), seq.end());
       std::map<char, double> got;
       for (char c : seq) {
         enter(c);
+        const lfp::bench::ProgStats before = stats ? lfp::bench::lfp_prog_stats() : lfp::bench::ProgStats{};
         got[c] = measure(c);
+        if (stats) {
+          lfp::bench::add_since(progs[c], before);
+          packets[c] += got[c] * o_.secs;
+        }
         std::fprintf(stderr, "lfp-packet-bench: round %d %c %.0f pps\n", r + 1, c, got[c]);
       }
       for (char c : order) {
@@ -272,6 +285,21 @@ class Bench {
     }
     json out = {{"rounds", o_.rounds}, {"secs", o_.secs}, {"flows", o_.flows}, {"small", o_.small}, {"large", o_.large}};
     for (char c : order) out[std::string(1, c)] = {{"pps", median(pps[c])}, {"ratio", median(ratio[c])}, {"each", pps[c]}};
+    for (auto& [c, ps] : progs) {  // --bpf-stats: ns per received packet, and per run, of each program
+      json j = json::object();
+      double total = 0;
+      for (const auto& [name, st] : ps) {
+        if (st.second == 0 || packets[c] <= 0) continue;
+        j[name] = {{"ns_per_run", static_cast<double>(st.first) / static_cast<double>(st.second)},
+                   {"ns_per_packet", static_cast<double>(st.first) / packets[c]}};
+        total += static_cast<double>(st.first) / packets[c];
+      }
+      out[std::string(1, c)]["bpf_programs"] = j;
+      out[std::string(1, c)]["bpf_ns_per_packet"] = total;
+      // What LFP's programs cost against what a packet costs without LFP (a's median rate).
+      if (out.contains("a") && out["a"]["pps"].get<double>() > 0)
+        out[std::string(1, c)]["bpf_share_of_a"] = total / (1e9 / out["a"]["pps"].get<double>());
+    }
     for (char c : {'u', 'v'}) {  // the user-space path against the trivial reader, round by round
       if (!pps.count(c) || !pps.count('t')) continue;
       std::vector<double> r;
@@ -323,6 +351,7 @@ int main(int argc, char** argv) {
     };
     if (a[i] == "--json") o.as_json = true;
     else if (a[i] == "--pin") o.pin = true;
+    else if (a[i] == "--bpf-stats") o.bpf_stats = true;
     else if (a[i] == "--rounds") o.rounds = static_cast<int>(num("--rounds"));
     else if (a[i] == "--secs") o.secs = num("--secs");
     else if (a[i] == "--flows") o.flows = static_cast<int>(num("--flows"));
@@ -331,7 +360,7 @@ int main(int argc, char** argv) {
     else if (a[i] == "--only" && i + 1 < a.size()) o.only = a[++i];
     else {
       std::fprintf(stderr, "usage: lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] "
-                           "[--only CONFIGS] [--pin]\n");
+                           "[--only CONFIGS] [--pin] [--bpf-stats]\n");
       return 2;
     }
   }
@@ -364,6 +393,18 @@ int main(int argc, char** argv) {
                   r[id]["ratio"].get<double>());
       if (r[id].contains("ratio_to_t")) std::printf("   %.3f of t", r[id]["ratio_to_t"].get<double>());
       std::printf("\n");
+    }
+    if (o.bpf_stats) {
+      std::printf("\nthe kernel's run time of LFP's programs per packet received (BPF_ENABLE_STATS), and against\n"
+                  "a packet's cost without LFP (1 / a's rate)\n");
+      for (const auto& [id, what] : rows) {
+        if (!r.contains(id) || !r[id].contains("bpf_ns_per_packet") || r[id]["bpf_programs"].empty()) continue;
+        std::printf("  %s: %.0f ns a packet (%.1f%% of a's)", id, r[id]["bpf_ns_per_packet"].get<double>(),
+                    100 * r[id].value("bpf_share_of_a", 0.0));
+        for (auto& [name, p] : r[id]["bpf_programs"].items())
+          std::printf("; %s %.0f ns a run", name.c_str(), p["ns_per_run"].get<double>());
+        std::printf("\n");
+      }
     }
   } catch (const std::exception& e) {
     std::fprintf(stderr, "lfp-packet-bench: %s\n", e.what());

@@ -63,6 +63,74 @@ struct {
   __type(value, struct pkt_decision);
 } lfp_pkt_cache SEC(".maps");
 
+/* In front of lfp_pkt_cache, each CPU's own small direct-mapped copy of the decisions it used last:
+ * no lock, no hash of the whole key, memory this CPU has just touched. [LFP_FAST_SLOTS] is not a slot:
+ * its key.gen is set while this CPU writes one (a hook interrupting the write then does not write). */
+#define LFP_FAST_SLOTS 1024u
+struct fast_entry {
+  struct pkt_key key; /* key.gen 0: being written (or empty) */
+  struct pkt_decision dec;
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, LFP_FAST_SLOTS + 1);
+  __type(key, __u32);
+  __type(value, struct fast_entry);
+} lfp_pkt_fast SEC(".maps");
+
+static __always_inline __u32 fast_index(const struct pkt_key *k) {
+  __u64 h = ((__u64)k->saddr[0] << 32 | k->daddr[0]) ^ ((__u64)k->saddr[3] << 32 | k->daddr[3]) ^
+            ((__u64)k->sport << 48 | (__u64)k->dport << 32 | k->in_if) ^ ((__u64)k->proto << 8 | k->hook);
+  return (__u32)((h * 0x9E3779B97F4A7C15ull) >> 54) & (LFP_FAST_SLOTS - 1);
+}
+
+static __always_inline int key_eq(const struct pkt_key *a, const struct pkt_key *b) {
+  const __u64 *x = (const __u64 *)a, *y = (const __u64 *)b;
+  return x[0] == y[0] && x[1] == y[1] && x[2] == y[2] && x[3] == y[3] && x[4] == y[4] && x[5] == y[5] &&
+         x[6] == y[6];
+}
+
+static __always_inline void fast_put(const struct pkt_key *k, const struct pkt_decision *d) {
+  __u32 i = fast_index(k), b = LFP_FAST_SLOTS;
+  struct fast_entry *busy = bpf_map_lookup_elem(&lfp_pkt_fast, &b);
+  struct fast_entry *e = bpf_map_lookup_elem(&lfp_pkt_fast, &i);
+  if (!busy || !e || busy->key.gen) return;
+  busy->key.gen = 1;
+  /* The key's generation last: a hook that interrupts this on the same CPU sees no half-written entry. */
+  e->key.gen = 0;
+  asm volatile("" ::: "memory");
+  e->dec = *d;
+  __builtin_memcpy((char *)&e->key + sizeof(e->key.gen), (const char *)k + sizeof(k->gen), sizeof(*k) - sizeof(k->gen));
+  asm volatile("" ::: "memory");
+  e->key.gen = k->gen;
+  asm volatile("" ::: "memory");
+  busy->key.gen = 0;
+}
+
+/* The cached decision for `k`, from this CPU's copy or from lfp_pkt_cache; 0 when there is none. */
+static __always_inline int cache_get(const struct pkt_key *k, struct pkt_decision *dec) {
+  __u32 i = fast_index(k);
+  struct fast_entry *e = bpf_map_lookup_elem(&lfp_pkt_fast, &i);
+  if (e && e->key.gen == k->gen) {
+    const struct pkt_decision d = e->dec;
+    asm volatile("" ::: "memory");
+    if (key_eq(&e->key, k)) { /* (checked after the copy: a write in between changes the key) */
+      *dec = d;
+      return 1;
+    }
+  }
+  const struct pkt_decision *hit = bpf_map_lookup_elem(&lfp_pkt_cache, k);
+  if (!hit) return 0;
+  *dec = *hit;
+  fast_put(k, dec);
+  return 1;
+}
+
+static __always_inline void cache_put(const struct pkt_key *k, const struct pkt_decision *dec) {
+  bpf_map_update_elem(&lfp_pkt_cache, k, dec, BPF_ANY);
+  fast_put(k, dec);
+}
+
 struct {
   __uint(type, BPF_MAP_TYPE_RINGBUF);
   __uint(max_entries, 1 << 20);
@@ -357,21 +425,10 @@ static __always_inline void walk(int family, int hook, const struct pkt_info *k,
   }
 }
 
-/* True when none of the layers a hook walks holds a filter: the packet costs nothing more. */
-static __always_inline int hook_idle(int family, int hook) {
-  if (hook == LFP_HOOK_PRE) return layer_empty(klv(family, LFP_KL_IPPACKET_IN_V4));
-  if (hook == LFP_HOOK_FWD) return layer_empty(klv(family, LFP_KL_FORWARD_V4));
-  if (hook == LFP_HOOK_IN)
-    return layer_empty(klv(family, LFP_KL_TRANSPORT_IN_V4)) && layer_empty(klv(family, LFP_KL_ICMP_ERR_IN_V4)) &&
-           layer_empty(klv(family, LFP_KL_DATAGRAM_V4));
-  return layer_empty(klv(family, LFP_KL_TRANSPORT_OUT_V4)) && layer_empty(klv(family, LFP_KL_ICMP_ERR_OUT_V4)) &&
-         layer_empty(klv(family, LFP_KL_DATAGRAM_V4)) && layer_empty(klv(family, LFP_KL_IPPACKET_OUT_V4));
-}
-
 /* A hook: the decision is cached by the values it depends on (ICMP errors are not cached: the packet
  * they quote is part of their values, and they are rare). */
 static __always_inline int packet_hook(struct bpf_nf_ctx *ctx, int family, int hook) {
-  if (hook_idle(family, hook)) return LFP_NF_ACCEPT;
+  /* (A hook is linked only while one of its layers holds a filter: kernel.cpp, sync_hooks.) */
   struct lfp_config *cfg = config();
   if (!cfg) return LFP_NF_ACCEPT;
   if (cfg->queued_hooks & LFP_QUEUED_HOOK(hook, family)) return LFP_NF_ACCEPT; /* lfpd's packet queue decides */
@@ -387,17 +444,14 @@ static __always_inline int packet_hook(struct bpf_nf_ctx *ctx, int family, int h
   if (k.l4 && !(k.proto == IPPROTO_TCP || k.proto == IPPROTO_UDP)) key.sport = k.icmp_type << 8 | k.icmp_code;
   struct pkt_decision dec = {};
   const int cache = !k.icmp_err && !cfg->no_packet_cache;
-  struct pkt_decision *hit = cache ? bpf_map_lookup_elem(&lfp_pkt_cache, &key) : 0;
-  if (hit) {
-    dec = *hit;
-  } else {
+  if (!cache || !cache_get(&key, &dec)) {
     __u32 slot;
     struct scratch *s = scratch_push(&slot);
     if (!s) return LFP_NF_ACCEPT;
     s->v.present = 0;
     walk(family, hook, &k, in_if, out_if, &s->v, &dec);
     scratch_pop(slot);
-    if (cache && !dec.defer) bpf_map_update_elem(&lfp_pkt_cache, &key, &dec, BPF_ANY);
+    if (cache && !dec.defer) cache_put(&key, &dec);
   }
   if (dec.drop && cfg->keep_dropped) {
     const __u32 len = ctx->skb->len;
@@ -485,10 +539,7 @@ static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
   key.daddr[0] = (__u32)remote, key.daddr[1] = remote >> 32;
   struct pkt_decision dec = {};
   const int cache = !cfg->no_packet_cache;
-  struct pkt_decision *hit = cache ? bpf_map_lookup_elem(&lfp_pkt_cache, &key) : 0;
-  if (hit) {
-    dec = *hit;
-  } else {
+  if (!cache || !cache_get(&key, &dec)) {
     __u32 slot;
     struct scratch *sc = scratch_push(&slot);
     if (!sc) return LFP_TC_OK;
@@ -508,7 +559,7 @@ static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
                               (frag ? 0x40 /* IS_IP_FRAGMENT_GROUP */ : 0)); /* L2_FLAGS */
     pkt_layer(kl, v, &dec);
     scratch_pop(slot);
-    if (cache && !dec.defer) bpf_map_update_elem(&lfp_pkt_cache, &key, &dec, BPF_ANY);
+    if (cache && !dec.defer) cache_put(&key, &dec);
   }
   if (dec.drop && cfg->keep_dropped) {
     struct lfp_dropped *e = dropped_reserve(skb->len, kl, dec.filter_id, skb->ifindex, LFP_LINK_ETHERNET);

@@ -5,6 +5,8 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <csignal>
+#include <cstring>
 #include <thread>
 
 #include <bpf/bpf.h>
@@ -14,6 +16,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
+#include "lfp_kernel.h"
 #include "live_support.hpp"
 
 namespace lfp::test {
@@ -188,6 +191,40 @@ TEST_F(AleLive, AnAcceptedFlowIsCutWhenANewPolicyBlocksIt) {
   const auto after_cut = echoes();
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
   EXPECT_EQ(echoes(), after_cut);  // nothing passes any more
+}
+
+// A connect()'s flow takes a slot in lfp_flows (its record for re-authorization) and gives it back at
+// close(); a refused connect() keeps none.
+TEST_F(AleLive, AnOutboundFlowHoldsItsSlotUntilItIsClosed) {
+  auto slots_held = [&] {
+    const int fd = bpf_obj_get((pins_ + "/lfp_flows").c_str());
+    EXPECT_GE(fd, 0);
+    size_t n = 0;
+    uint8_t slot[64];
+    for (uint32_t i = 0; i < LFP_FLOWS; ++i) {
+      uint64_t cookie = 0;
+      if (bpf_map_lookup_elem(fd, &i, slot) == 0) std::memcpy(&cookie, slot, sizeof cookie);
+      n += cookie != 0;
+    }
+    ::close(fd);
+    return n;
+  };
+  apply({filter("no 8081", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("IP_REMOTE_PORT", 8081)})});
+  sb_->spawn("exec socat TCP4-LISTEN:8083,fork,reuseaddr EXEC:cat", {.side = Side::B});
+  ASSERT_TRUE(sb_->wait_for_port(Side::B, 8083));
+  EXPECT_EQ(slots_held(), 0u);
+  Process client = sb_->spawn("(echo ping; sleep 30) | exec socat - TCP4:" + sb_->ip4(Side::B) + ":8083",
+                              {.side = Side::A, .in_cgroup = true});
+  for (int i = 0; i < 100 && client.out().find("ping") == std::string::npos; ++i)
+    std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  ASSERT_NE(client.out().find("ping"), std::string::npos);
+  EXPECT_EQ(slots_held(), 1u);  // the open connection
+  EXPECT_TRUE(refused(connect(8081)));
+  EXPECT_TRUE(answered(connect(8080)));  // opened and closed
+  EXPECT_EQ(slots_held(), 1u);
+  client.kill(SIGKILL);
+  client.wait();
+  EXPECT_EQ(slots_held(), 0u);
 }
 
 // sock_ops runs several times on every TCP connection, so lfpd attaches it only while a layer it

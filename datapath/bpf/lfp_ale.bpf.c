@@ -535,6 +535,16 @@ static __always_inline int to_userspace(struct bpf_sock_addr *ctx, __u32 kl, con
   return 1;
 }
 
+/* ---- Who created a socket ----------------------------------------------------------------------
+ * A socket's creator is kept in its storage where hooks that run outside its process need it: a UDP
+ * socket's when it first binds, connects or sends (any of which it does before it can receive), a TCP
+ * listener's when it binds or listens (the connections it accepts inherit it). A TCP connect()'s flow
+ * is in lfp_flows instead. (No sock_create hook: it would run on every socket, mostly for nothing.) */
+static __always_inline void keep_creator(struct bpf_sock *sk) {
+  struct lfp_sock_attr *s = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+  if (s && !s->pid) current_app(s); /* (new: no process has pid 0) */
+}
+
 /* A flow's slot is one of the LFP_FLOW_WAYS of the group its socket cookie's low bits name (cookies
  * count up, so the flows of one moment sit side by side, in memory already touched). */
 static __always_inline struct lfp_flow_slot *flow_slot(__u64 cookie, __u32 way) {
@@ -672,6 +682,7 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
 static __always_inline int connect_hook(struct bpf_sock_addr *ctx, int family, int dgram_cache) {
   struct lfp_sock_attr local = {};
   struct lfp_flow_slot *slot = 0;
+  if (ctx->protocol == IPPROTO_UDP && ctx->sk) keep_creator(ctx->sk);
   if (!dgram_cache && ctx->protocol == IPPROTO_TCP) {
     slot = flow_claim(bpf_get_socket_cookie(ctx));
     if (slot) {
@@ -749,21 +760,6 @@ int lfp_bind4(struct bpf_sock_addr *ctx) { return bind_redirect(ctx, AF_INET); }
 
 SEC("cgroup/bind6")
 int lfp_bind6(struct bpf_sock_addr *ctx) { return bind_redirect(ctx, AF_INET6); }
-
-/* ---- Who created a socket ------------------------------------------------------------------------ */
-
-/* Every socket but a TCP one keeps its creator in its storage. A TCP socket gets storage only when
- * it binds (a listener's creator is what its connections inherit) or listens: a connect()'s flow is
- * in lfp_flows. */
-SEC("cgroup/sock_create")
-int lfp_sock_create(struct bpf_sock *sk) {
-  if (sk->protocol == IPPROTO_TCP) return 1;
-  struct lfp_sock_attr a = {};
-  current_app(&a);
-  struct lfp_sock_attr *s = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
-  if (s) *s = a;
-  return 1;
-}
 
 /* ---- ALE_ENDPOINT_CLOSURE and ALE_RESOURCE_RELEASE: the socket is released -------------------------
  * Notification layers: the socket is going away, nothing is refused. A socket with a remote (TCP, a
@@ -879,7 +875,7 @@ static __always_inline int resource_assignment(struct bpf_sock *sk, int family) 
   lfp_eval(kl, &v, &d);
   int ok = allowed(&d);
   report(kl, &d, &a, family, sk->protocol, local, sk->src_port, 0, 0, 0, !ok);
-  if (ok && sk->protocol == IPPROTO_TCP) { /* a listener, most likely: see lfp_sock_create */
+  if (ok && (sk->protocol == IPPROTO_TCP || sk->protocol == IPPROTO_UDP)) { /* see keep_creator */
     struct lfp_sock_attr *s = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
     if (s) *s = a;
   }

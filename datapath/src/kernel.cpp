@@ -192,6 +192,7 @@ void KernelPath::attach_and_pin() {
       pin_link(bpf_link__fd(link), link_pin(opts_.pin_dir, p));
     }
     link_sockops(true);  // (replacing a previous daemon's; install() unlinks it when its layers are empty)
+    drop_stale_links();
   }
   if (opts_.packet_layers) {
     // Every hook at first, replacing a previous daemon's pinned ones (which enforce its last policy
@@ -206,6 +207,35 @@ void KernelPath::attach_and_pin() {
     sa.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_LINK;
     if (addr_fd_ < 0 || ::bind(addr_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
       fail("rtnetlink (address changes)", errno);
+  }
+}
+
+// A previous version's pinned links to programs this one no longer has (lfp_sock_create, say) would
+// stay attached, running its program: they are detached.
+void KernelPath::drop_stale_links() {
+  if (opts_.pin_dir.empty()) return;
+  DIR* d = ::opendir(opts_.pin_dir.c_str());
+  if (!d) return;
+  std::vector<std::string> stale;
+  while (dirent* e = ::readdir(d)) {
+    const std::string n = e->d_name;
+    if (n.rfind("link_", 0) != 0) continue;
+    bool ours = false;  // link_<program> or link_<program>_<interface>
+    bpf_program* p;
+    bpf_object__for_each_program(p, skel_->obj) {
+      const std::string prog = bpf_program__name(p);
+      ours = ours || n.compare(5, std::string::npos, prog) == 0 || n.rfind("link_" + prog + "_", 0) == 0;
+    }
+    if (!ours) stale.push_back(n);
+  }
+  ::closedir(d);
+  for (const auto& n : stale) {
+    const std::string path = opts_.pin_dir + "/" + n;
+    if (int fd = bpf_obj_get(path.c_str()); fd >= 0) {
+      bpf_link_detach(fd);
+      ::close(fd);
+    }
+    ::unlink(path.c_str());
   }
 }
 

@@ -99,6 +99,7 @@ class KernelPath {
   void pin_link(int link_fd, const std::string& path);
   void link_nf_hook(size_t i, bool on);
   void link_sockops(bool on);
+  void drop_stale_links();
   void unlink_hook(int& fd, const std::string& pin);
   // attach: links the hooks `p` needs; else unlinks those it leaves idle.
   void sync_hooks(const KernelPolicy& p, bool attach);

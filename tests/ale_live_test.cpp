@@ -68,6 +68,16 @@ class AleLive : public ::testing::Test {
                     {.side = Side::A, .in_cgroup = true, .uid = uid, .timeout = std::chrono::seconds(8)});
   }
   static bool refused(const RunResult& r) { return !r.ok() && r.err.find("Operation not permitted") != std::string::npos; }
+  // A client on `side` that sends a line every 100 ms to an echo server at `ip`:`port` and prints
+  // the echoes (echoes() counts them).
+  Process pinging_client(Side side, const std::string& ip, int port) {
+    return sb_->spawn("(while :; do echo ping; sleep 0.1; done) | exec socat -T30 - TCP4:" + ip + ":" + std::to_string(port),
+                      {.side = side, .in_cgroup = side == Side::A});
+  }
+  static long echoes(const Process& client) {
+    const std::string o = client.out();
+    return std::count(o.begin(), o.end(), '\n');
+  }
 
   std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
@@ -153,20 +163,14 @@ TEST_F(AleLive, HardPermitInAHigherSublayerBeatsABlockBelow) {
 TEST_F(AleLive, AnOpenFlowIsCutWhenANewPolicyBlocksIt) {
   sb_->spawn("exec socat TCP4-LISTEN:8082,fork,reuseaddr EXEC:cat", {.side = Side::B});
   ASSERT_TRUE(sb_->wait_for_port(Side::B, 8082));
-  // A client that sends a line every 100 ms and prints the echoes.
-  Process client = sb_->spawn("(while :; do echo ping; sleep 0.1; done) | exec socat -T30 - TCP4:" + sb_->ip4(Side::B) + ":8082",
-                              {.side = Side::A, .in_cgroup = true});
-  auto echoes = [&] {
-    std::string o = client.out();
-    return std::count(o.begin(), o.end(), '\n');
-  };
+  Process client = pinging_client(Side::A, sb_->ip4(Side::B), 8082);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
-  ASSERT_GT(echoes(), 2);
+  ASSERT_GT(echoes(client), 2);
   apply({filter("no 8082", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("IP_REMOTE_PORT", 8082)})});
   std::this_thread::sleep_for(std::chrono::milliseconds(300));
-  const auto after_cut = echoes();
+  const auto after_cut = echoes(client);
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
-  EXPECT_EQ(echoes(), after_cut);  // nothing passes any more
+  EXPECT_EQ(echoes(client), after_cut);  // nothing passes any more
   EXPECT_TRUE(refused(connect(8082)));  // and a new connection is refused
 }
 
@@ -175,22 +179,17 @@ TEST_F(AleLive, AnOpenFlowIsCutWhenANewPolicyBlocksIt) {
 TEST_F(AleLive, AnAcceptedFlowIsCutWhenANewPolicyBlocksIt) {
   sb_->spawn("exec socat TCP4-LISTEN:9095,fork,reuseaddr EXEC:cat", {.side = Side::A, .in_cgroup = true});
   ASSERT_TRUE(sb_->wait_for_port(Side::A, 9095));
-  Process client = sb_->spawn("(while :; do echo ping; sleep 0.1; done) | exec socat -T30 - TCP4:" + sb_->ip4(Side::A) + ":9095",
-                              {.side = Side::B});
-  auto echoes = [&] {
-    std::string o = client.out();
-    return std::count(o.begin(), o.end(), '\n');
-  };
+  Process client = pinging_client(Side::B, sb_->ip4(Side::A), 9095);
   std::this_thread::sleep_for(std::chrono::milliseconds(600));
-  ASSERT_GT(echoes(), 2);
+  ASSERT_GT(echoes(client), 2);
   apply({filter("no inbound 9095", "ALE_AUTH_RECV_ACCEPT_V4", "BLOCK", {when("IP_LOCAL_PORT", 9095)})});
   const json ev = wait_for_events(*lfpd_->connect(), {{{"field", "LAYER_KEY"}, {"value", "ALE_AUTH_RECV_ACCEPT_V4"}}});
   ASSERT_FALSE(ev.empty());
   EXPECT_EQ(ev[0]["filter_name"], "no inbound 9095");
   EXPECT_EQ(ev[0]["local_port"], 9095);
-  const auto after_cut = echoes();
+  const auto after_cut = echoes(client);
   std::this_thread::sleep_for(std::chrono::milliseconds(800));
-  EXPECT_EQ(echoes(), after_cut);  // nothing passes any more
+  EXPECT_EQ(echoes(client), after_cut);  // nothing passes any more
 }
 
 // A connect()'s flow takes a slot in lfp_flows (its record for re-authorization) and gives it back at

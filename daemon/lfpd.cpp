@@ -70,8 +70,9 @@ struct DataPath {
     }
     lost_checked = now;
     if (const uint64_t u = kernel.flows_untracked(); u > untracked_seen) {
-      spdlog::warn("kernel: {} more outbound TCP flows not tracked for re-authorization (more than {} open)",
-                   u - untracked_seen, LFP_FLOWS);
+      spdlog::warn("kernel: {} more outbound TCP flows not tracked for re-authorization (the {} slots their "
+                   "cookies name in the {} of lfp_flows all held open flows)",
+                   u - untracked_seen, LFP_FLOW_WAYS, LFP_FLOWS);
       untracked_seen = u;
     }
   }

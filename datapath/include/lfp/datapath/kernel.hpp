@@ -78,7 +78,7 @@ class KernelPath {
   // A redirected connection's record, by its local address and port (redirect.hpp).
   std::optional<lfp_redirect_record> redirect_record(const lfp_redirect_key& k) const;
   uint64_t deferred() const { return counter(1); }
-  // Outbound TCP flows left out of re-authorization because lfp_flows was full (LFP_FLOWS).
+  // Outbound TCP flows left out of re-authorization: the slots their group of lfp_flows offers were all taken.
   uint64_t flows_untracked() const { return counter(2); }
 
   // The packet layers tell inbound from forwarded by the host's own addresses, and the MAC frame

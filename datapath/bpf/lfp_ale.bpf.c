@@ -136,7 +136,7 @@ struct {
 } lfp_pending SEC(".maps");
 
 /* Counters user space reads: [0] events lost (ring full), [1] decisions deferred to user space,
- * [2] outbound TCP flows not tracked for re-authorization (lfp_flows full). */
+ * [2] outbound TCP flows not tracked for re-authorization (the slots of their group all taken). */
 struct {
   __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
   __uint(max_entries, 4);

@@ -735,18 +735,10 @@ class Bench {
         j["rounds_iperf_a_to_b_gbps"] = c.fwd_gbps;
         j["rounds_iperf_b_to_a_gbps"] = c.rev_gbps;
       }
-      if (c.bpf_conns > 0) {
-        json progs = json::object();
+      if (c.bpf_conns > 0) {  // (units: connections)
         double total = 0;
-        for (const auto& [name, s] : c.bpf) {
-          if (s.second == 0) continue;
-          const double ns = static_cast<double>(s.first) / static_cast<double>(c.bpf_conns);
-          progs[name] = {{"ns_per_connection", ns},
-                         {"runs_per_connection", static_cast<double>(s.second) / static_cast<double>(c.bpf_conns)}};
-          total += ns;
-        }
+        j["bpf_programs"] = lfp::bench::per_unit(c.bpf, static_cast<double>(c.bpf_conns), &total);
         j["bpf_ns_per_connection"] = total;
-        j["bpf_programs"] = progs;
       }
       out["order"].push_back(c.id);
       out["configs"][c.id] = j;
@@ -860,8 +852,7 @@ void print_table(const json& r) {
       if (!c.contains("bpf_programs")) continue;
       std::printf("  %s: %.0f ns", id.get<std::string>().c_str(), c["bpf_ns_per_connection"].get<double>());
       for (auto& [name, p] : c["bpf_programs"].items())
-        std::printf("; %s %.0f (%.1f)", name.c_str(), p["ns_per_connection"].get<double>(),
-                    p["runs_per_connection"].get<double>());
+        std::printf("; %s %.0f (%.1f)", name.c_str(), p["ns_per_unit"].get<double>(), p["runs_per_unit"].get<double>());
       std::printf("\n");
     }
   }

@@ -12,6 +12,7 @@
 #include <string>
 
 #include <bpf/bpf.h>
+#include <nlohmann/json.hpp>
 
 namespace lfp::bench {
 
@@ -43,6 +44,23 @@ inline void add_since(ProgStats& acc, const ProgStats& before) {
     a.first += s.first - (b == before.end() ? 0 : b->second.first);
     a.second += s.second - (b == before.end() ? 0 : b->second.second);
   }
+}
+
+// Each program's cost per unit of work (a connection, a packet received): ns and runs per unit and
+// ns per run; *total is the sum of their ns per unit.
+inline nlohmann::json per_unit(const ProgStats& stats, double units, double* total) {
+  nlohmann::json out = nlohmann::json::object();
+  *total = 0;
+  if (units <= 0) return out;
+  for (const auto& [name, s] : stats) {
+    if (s.second == 0) continue;
+    const double ns = static_cast<double>(s.first) / units;
+    out[name] = {{"ns_per_unit", ns},
+                 {"runs_per_unit", static_cast<double>(s.second) / units},
+                 {"ns_per_run", static_cast<double>(s.first) / static_cast<double>(s.second)}};
+    *total += ns;
+  }
+  return out;
 }
 
 // The kernel keeps the statistics while this lives (BPF_ENABLE_STATS: no sysctl to restore).

@@ -5,7 +5,8 @@
 // Each policy holds N filters at ALE_AUTH_CONNECT_V4 in two sublayers, none of which matches (other
 // remote ports, a remote address range, another application, in turn), and one permit that does:
 // the walk goes through all of them, as a connect() that is allowed does. The kernel side is
-// BPF_PROG_TEST_RUN of lfp_test_eval with `repeat` runs (the kernel times them); nothing is attached
+// `--repeat` runs of lfp_test_eval through BPF_PROG_TEST_RUN, timed by the kernel's own statistics
+// (BPF_ENABLE_STATS: a syscall program's test run has no repeat of its own); nothing is attached
 // anywhere. Needs root (loading BPF programs).
 //
 //   lfp-kernel-eval-bench [--json] [--repeat N] [--sizes N,N,...]

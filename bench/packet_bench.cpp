@@ -73,7 +73,6 @@ sockaddr_in addr_of(const char* ip, int port) {
   return a;
 }
 
-
 int sink(int port, double secs, int cpu) {
   lfp::test::pin_to(cpu);
   const int fd = socket(AF_INET, SOCK_DGRAM, 0);
@@ -285,16 +284,9 @@ class Bench {
     }
     json out = {{"rounds", o_.rounds}, {"secs", o_.secs}, {"flows", o_.flows}, {"small", o_.small}, {"large", o_.large}};
     for (char c : order) out[std::string(1, c)] = {{"pps", median(pps[c])}, {"ratio", median(ratio[c])}, {"each", pps[c]}};
-    for (auto& [c, ps] : progs) {  // --bpf-stats: ns per received packet, and per run, of each program
-      json j = json::object();
+    for (auto& [c, ps] : progs) {  // --bpf-stats (units: packets the sink received)
       double total = 0;
-      for (const auto& [name, st] : ps) {
-        if (st.second == 0 || packets[c] <= 0) continue;
-        j[name] = {{"ns_per_run", static_cast<double>(st.first) / static_cast<double>(st.second)},
-                   {"ns_per_packet", static_cast<double>(st.first) / packets[c]}};
-        total += static_cast<double>(st.first) / packets[c];
-      }
-      out[std::string(1, c)]["bpf_programs"] = j;
+      out[std::string(1, c)]["bpf_programs"] = lfp::bench::per_unit(ps, packets[c], &total);
       out[std::string(1, c)]["bpf_ns_per_packet"] = total;
       // What LFP's programs cost against what a packet costs without LFP (a's median rate).
       if (out.contains("a") && out["a"]["pps"].get<double>() > 0)

@@ -80,8 +80,9 @@ struct lfp_flow_slot {
   /* The flow's record: the first LFP_FLOW_REC bytes of a struct lfp_sock_attr (an outbound flow has
    * no redirect fields here: a redirected one keeps them in its storage). One cache line a slot. */
   __u8 rec[LFP_FLOW_REC];
-  __u8 pad[64 - 8 - LFP_FLOW_REC];
+  __u64 sk; /* the socket's address: one a socket that never closed (no release) left is taken back */
 };
+_Static_assert(sizeof(struct lfp_flow_slot) == 64, "one cache line a slot");
 static __always_inline struct lfp_sock_attr *slot_rec(struct lfp_flow_slot *e) { return (struct lfp_sock_attr *)e->rec; }
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -545,35 +546,79 @@ static __always_inline void keep_creator(struct bpf_sock *sk) {
   if (s && !s->pid) current_app(s); /* (new: no process has pid 0) */
 }
 
-/* A flow's slot is one of the LFP_FLOW_WAYS of the group its socket cookie's low bits name (cookies
- * count up, so the flows of one moment sit side by side, in memory already touched). */
-static __always_inline struct lfp_flow_slot *flow_slot(__u64 cookie, __u32 way) {
-  __u32 i = ((__u32)cookie & (LFP_FLOWS / LFP_FLOW_WAYS - 1)) * LFP_FLOW_WAYS + way;
+/* A socket's address in the kernel, as a number (0: none). The verifier lets a privileged program
+ * store a pointer in a map and read it back as a number; a program that interrupts this one on the
+ * same CPU may use the buffer in between, so the number is checked against the pointer. */
+struct {
+  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+  __uint(max_entries, 1);
+  __type(key, __u32);
+  __type(value, __u64);
+} lfp_sk_addr SEC(".maps");
+
+static __always_inline __u64 sock_addr(const void *sk) {
+  __u32 zero = 0;
+  __u64 *b = bpf_map_lookup_elem(&lfp_sk_addr, &zero);
+  if (!b || !sk) return 0;
+  *(const void *volatile *)b = sk;
+  const __u64 n = *(volatile __u64 *)b;
+  return n == (__u64)sk ? n : 0;
+}
+
+/* Where a flow's slots are: the LFP_FLOW_WAYS slots of the group its socket's address names. The
+ * kernel hands a new socket the memory of the one closed last, so a connect()/close() loop keeps
+ * taking the slot it just gave back, in cache (the cookie, which counts up, would walk the whole
+ * table: a cold cache line a connection). */
+struct flow_at {
+  __u64 cookie, sk;
+  __u32 group;
+};
+static __always_inline struct flow_at flow_at(const void *sk, __u64 cookie) {
+  struct flow_at f = {.cookie = cookie, .sk = sock_addr(sk)};
+  /* (a TCP socket is over 2 KB: the low bits say nothing) */
+  f.group = (__u32)(((f.sk >> 11) * 0x9E3779B97F4A7C15ull) >> 40) & (LFP_FLOWS / LFP_FLOW_WAYS - 1);
+  return f;
+}
+
+static __always_inline struct lfp_flow_slot *flow_slot(const struct flow_at *f, __u32 way) {
+  __u32 i = f->group * LFP_FLOW_WAYS + way;
   return bpf_map_lookup_elem(&lfp_flows, &i);
 }
 
 /* The slot of a tracked outbound flow (0: none). */
-static __always_inline struct lfp_flow_slot *flow_find(__u64 cookie) {
+static __always_inline struct lfp_flow_slot *flow_find(const void *sk, __u64 cookie) {
+  const struct flow_at f = flow_at(sk, cookie);
+  if (!f.sk) return 0;
   for (__u32 w = 0; w < LFP_FLOW_WAYS; ++w) {
-    struct lfp_flow_slot *e = flow_slot(cookie, w);
+    struct lfp_flow_slot *e = flow_slot(&f, w);
     if (e && e->cookie == cookie) return e;
   }
   return 0;
 }
 
-static __always_inline struct lfp_sock_attr *flow_of_cookie(__u64 cookie) {
-  struct lfp_flow_slot *e = flow_find(cookie);
+static __always_inline struct lfp_sock_attr *flow_record(const void *sk, __u64 cookie) {
+  struct lfp_flow_slot *e = flow_find(sk, cookie);
   return e ? slot_rec(e) : 0;
 }
 
-/* A slot for an outbound TCP flow: the first of its group that holds it already (connect() again)
- * or is free. 0 when all hold other open flows (counted: the flow is not re-authorized). */
-static __always_inline struct lfp_flow_slot *flow_claim(__u64 cookie) {
-  for (__u32 w = 0; w < LFP_FLOW_WAYS; ++w) {
-    struct lfp_flow_slot *e = flow_slot(cookie, w);
-    if (!e) break;
-    const __u64 held = __sync_val_compare_and_swap(&e->cookie, 0, cookie);
-    if (held == 0 || held == cookie) return e;
+/* A slot for an outbound TCP flow: the first of its group that holds it already (connect() again),
+ * is free, or was left by a socket at this same address (so gone without a release: one created
+ * before the hooks were attached). 0 when all hold other open flows (counted: the flow is not
+ * re-authorized). */
+static __always_inline struct lfp_flow_slot *flow_claim(const void *sk, __u64 cookie) {
+  const struct flow_at f = flow_at(sk, cookie);
+  if (f.sk) {
+    for (__u32 w = 0; w < LFP_FLOW_WAYS; ++w) {
+      struct lfp_flow_slot *e = flow_slot(&f, w);
+      if (!e) break;
+      const __u64 seen = e->cookie;
+      const __u64 expect = seen && seen != cookie && e->sk == f.sk ? seen : 0;
+      const __u64 held = __sync_val_compare_and_swap(&e->cookie, expect, cookie);
+      if (held == expect || held == cookie) {
+        e->sk = f.sk;
+        return e;
+      }
+    }
   }
   count(2);
   return 0;
@@ -684,7 +729,7 @@ static __always_inline int connect_hook(struct bpf_sock_addr *ctx, int family, i
   struct lfp_flow_slot *slot = 0;
   if (ctx->protocol == IPPROTO_UDP && ctx->sk) keep_creator(ctx->sk);
   if (!dgram_cache && ctx->protocol == IPPROTO_TCP) {
-    slot = flow_claim(bpf_get_socket_cookie(ctx));
+    slot = flow_claim(ctx->sk, bpf_get_socket_cookie(ctx));
     if (slot) {
       __builtin_memset(slot->rec, 0, LFP_FLOW_REC);
       slot_rec(slot)->flow = LFP_FLOW_OUTBOUND;
@@ -790,7 +835,7 @@ int lfp_sock_release(struct bpf_sock *ctx) {
   struct lfp_sock_attr a = {}, *ap = 0;
   if (proto == IPPROTO_TCP) { /* an outbound flow ends here for re-authorization */
     const __u64 cookie = bpf_get_socket_cookie(ctx);
-    struct lfp_flow_slot *e = flow_find(cookie);
+    struct lfp_flow_slot *e = flow_find(ctx, cookie);
     if (e) {
       __builtin_memcpy(&a, e->rec, LFP_FLOW_REC);
       ap = &a;
@@ -952,7 +997,7 @@ int lfp_sockops(struct bpf_sock_ops *ops) {
      * generation its SYN was authorized under); a connect()'s flow is in lfp_flows. */
     struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0), *f = ap;
     if (active) {
-      f = flow_of_cookie(bpf_get_socket_cookie(ops));
+      f = flow_record(sk, bpf_get_socket_cookie(ops));
       if (!f) f = ap;
     }
     if (!f) return 1;
@@ -1104,7 +1149,7 @@ static __always_inline int reauthorize(struct __sk_buff *skb, struct bpf_sock *s
   const int fin_sent = !inbound && (st == BPF_TCP_FIN_WAIT1 || st == BPF_TCP_FIN_WAIT2 || st == BPF_TCP_CLOSING ||
                                     st == BPF_TCP_LAST_ACK);
   if ((!a || !(a->flow || a->cut)) && !fin_sent) {
-    a = flow_of_cookie(bpf_get_socket_cookie(skb));
+    a = flow_record(sk, bpf_get_socket_cookie(skb));
   }
   if (!a) return 1;
   if (a->cut) return 0;

@@ -21,12 +21,22 @@
 // own ratio to a. Before each configuration is measured, lfpd must have reported compiling the
 // expected number of filters, and a probe datagram to a port that only that policy blocks must be lost.
 //
+// --interleave measures s and l (of --only) another way, for a machine whose speed changes from one
+// second to the next: one sender and one sink run throughout while lfpd, in B all along, goes from no
+// filter (h: no LFP program at any hook, checked) to s or l and back; windows of --secs alternate
+// h X h Y h X ..., and each X window's rate is a ratio to the mean of the h windows on either side of
+// it (so both were measured within a second or two of each other). It reports the medians of those
+// ratios; --rounds is the number of windows of each of s and l. Before each window, the programs
+// linked at B's netfilter hooks are checked (none in h; lfp_nf_in4 in s and l).
+//
 //   lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] [--only CONFIGS] [--pin]
-//                    [--bpf-stats]
+//                    [--bpf-stats] [--interleave]
 // (--pin: the sender on CPU 0, the sink on CPU 1. --bpf-stats: also what LFP's programs cost per
 // packet, as the kernel timed them, which the machine's noise hardly moves.)
 // Modes run inside the sandbox (argv[1]):
 //   lfp-packet-bench sink PORT SECS CPU    counts datagrams for SECS after the first; prints the count
+//   lfp-packet-bench sink-timeline PORT CPU   counts datagrams until SIGTERM, then prints "NS COUNT"
+//                                          lines: the steady clock and the count so far, every ms
 //   lfp-packet-bench blast IP PORT SECS FLOWS CPU   (CPU -1: not pinned)
 //   lfp-packet-bench nfq-reader QUEUE       accepts every packet queue QUEUE holds, until killed
 #include <arpa/inet.h>
@@ -39,11 +49,14 @@
 
 #include <algorithm>
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <filesystem>
 #include <map>
+#include <set>
+#include <sstream>
 #include <string>
 #include <thread>
 #include <vector>
@@ -106,6 +119,67 @@ int sink(int port, double secs, int cpu) {
   }
   std::printf("%ld\n", n);
   return 0;
+}
+
+volatile std::sig_atomic_t g_stop = 0;
+
+int sink_timeline(int port, int cpu) {
+  lfp::test::pin_to(cpu);
+  std::signal(SIGTERM, [](int) { g_stop = 1; });
+  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
+  int big = 32 << 20;
+  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+  sockaddr_in a = addr_of("0.0.0.0", port);
+  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return perror("bind"), 1;
+  constexpr int kBatch = 256;
+  static char bufs[kBatch][64];
+  mmsghdr msgs[kBatch]{};
+  iovec iov[kBatch];
+  for (int i = 0; i < kBatch; ++i) {
+    iov[i] = {bufs[i], sizeof bufs[i]};
+    msgs[i].msg_hdr.msg_iov = &iov[i];
+    msgs[i].msg_hdr.msg_iovlen = 1;
+  }
+  timeval tv{0, 20000};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  std::vector<std::pair<int64_t, long>> samples;
+  samples.reserve(1 << 20);
+  long n = 0;
+  int64_t last = 0;
+  while (!g_stop) {
+    const int got = recvmmsg(fd, msgs, kBatch, 0, nullptr);
+    if (got > 0) n += got;
+    const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
+    if (now - last >= 1000000 && samples.size() < samples.capacity()) {
+      samples.emplace_back(now, n);
+      last = now;
+    }
+  }
+  for (const auto& [t, c] : samples) std::printf("%lld %ld\n", static_cast<long long>(t), c);
+  return 0;
+}
+
+// LFP's programs linked at netfilter hooks now, by name.
+std::multiset<std::string> lfp_nf_links() {
+  std::multiset<std::string> out;
+  for (uint32_t id = 0; bpf_link_get_next_id(id, &id) == 0;) {
+    const int fd = bpf_link_get_fd_by_id(id);
+    if (fd < 0) continue;
+    bpf_link_info link{};
+    uint32_t len = sizeof link;
+    if (bpf_obj_get_info_by_fd(fd, &link, &len) == 0) {
+      const int pfd = bpf_prog_get_fd_by_id(link.prog_id);
+      bpf_prog_info prog{};
+      uint32_t plen = sizeof prog;
+      constexpr uint32_t kProgTypeNetfilter = 32;  // (newer than this system's headers)
+      if (pfd >= 0 && bpf_obj_get_info_by_fd(pfd, &prog, &plen) == 0 && prog.type == kProgTypeNetfilter &&
+          std::strncmp(prog.name, "lfp_", 4) == 0)
+        out.insert(prog.name);
+      if (pfd >= 0) ::close(pfd);
+    }
+    ::close(fd);
+  }
+  return out;
 }
 
 int blast(const char* ip, int port, double secs, int flows, int cpu) {
@@ -174,6 +248,7 @@ struct Options {
   bool as_json = false;
   bool pin = false;  // sender on CPU 0, sink on CPU 1
   bool bpf_stats = false;  // the kernel's run time of LFP's programs per packet (BPF_ENABLE_STATS)
+  bool interleave = false;  // s and l in windows between windows of h, one sender and sink throughout
   std::string only = "ahslntuv";  // the configurations to measure (a is always one)
 };
 
@@ -256,6 +331,99 @@ class Bench {
     return received / o_.secs;
   }
 
+  // --interleave (see the header).
+  json interleaved() {
+    std::vector<char> xs;
+    for (char c : {'s', 'l', 'e'})
+      if (o_.only.find(c) != std::string::npos) xs.push_back(c);
+    if (xs.empty()) throw std::runtime_error("--interleave measures s, l or e: --only names none");
+    enter('h');  // lfpd in B, no filter: the probe checks it lets everything through
+    // Puts configuration c in place without a probe (the sender is running) and checks the hooks.
+    auto toggle = [&](char c) {
+      // e: an empty nftables base chain at B's input hook, no LFP program: what any netfilter hook costs.
+      const bool chain = c == 'e';
+      if (chain != empty_chain_) {
+        const std::string cmd = chain ? "nft add table inet lfp_bench_e && nft add chain inet lfp_bench_e in '{ type filter hook input priority 0; }'"
+                                      : "nft delete table inet lfp_bench_e";
+        if (!sb_.run(cmd, {.side = Side::B}).ok()) throw std::runtime_error("cannot run: " + cmd);
+        empty_chain_ = chain;
+      }
+      const int want = c == 'h' || c == 'e' ? 0 : c == 's' ? o_.small : o_.large;
+      if (want != filters_) {
+        session_.reset();
+        if (want) {
+          session_ = lfpd_->connect({.name = "lfp-packet-bench", .dynamic = true});
+          session_->apply(policy(want));  // (lfpd installs a policy before it answers)
+        } else {
+          auto frame = lfpd_->connect();
+          for (int i = 0; !frame->enumerate("filter").empty(); ++i) {
+            if (i > 500) throw std::runtime_error("lfpd kept the benchmark's filters after its session closed");
+            std::this_thread::sleep_for(std::chrono::milliseconds(5));
+          }
+        }
+        filters_ = want;
+      }
+      const auto links = lfp_nf_links();
+      if (c == 'h' || c == 'e' ? !links.empty() : links.count("lfp_nf_in4") != 1)
+        throw std::runtime_error(std::string("configuration ") + c + ": " + std::to_string(links.size()) +
+                                 " LFP programs linked at netfilter hooks, lfp_nf_in4 " +
+                                 (links.count("lfp_nf_in4") ? "among them" : "not among them"));
+    };
+    std::vector<char> seq = {'h'};
+    for (int r = 0; r < o_.rounds; ++r)
+      for (char x : xs) seq.insert(seq.end(), {x, 'h'});
+    auto sink = sb_.spawn_argv({self_, "sink-timeline", std::to_string(kPort), o_.pin ? "1" : "-1"}, {.side = Side::B});
+    sb_.wait_for_port(Side::B, kPort, std::chrono::seconds(5), true);
+    auto sender = sb_.spawn_argv({self_, "blast", sb_.ip4(Side::B), std::to_string(kPort), "100000",
+                                  std::to_string(o_.flows), o_.pin ? "0" : "-1"},
+                                 {.side = Side::A});
+    std::this_thread::sleep_for(std::chrono::milliseconds(500));
+    struct Window { char c; Clock::time_point t0, t1; };
+    std::vector<Window> windows;
+    for (char c : seq) {
+      toggle(c);
+      std::this_thread::sleep_for(std::chrono::milliseconds(100));  // what was queued before goes first
+      const auto t0 = Clock::now();
+      std::this_thread::sleep_for(std::chrono::duration<double>(o_.secs));
+      windows.push_back({c, t0, Clock::now()});
+      std::fprintf(stderr, "lfp-packet-bench: window %zu of %zu: %c\n", windows.size(), seq.size(), c);
+    }
+    sender.kill(SIGKILL);
+    sender.wait();
+    sink.kill(SIGTERM);
+    sink.wait(std::chrono::seconds(10));
+    // The sink's count at time t, between its samples.
+    std::vector<std::pair<double, double>> tl;
+    {
+      std::istringstream in(sink.out());
+      long long t;
+      long n;
+      while (in >> t >> n) tl.emplace_back(static_cast<double>(t), static_cast<double>(n));
+    }
+    auto count_at = [&](Clock::time_point tp) {
+      const double t = static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(tp.time_since_epoch()).count());
+      auto it = std::lower_bound(tl.begin(), tl.end(), std::make_pair(t, -1.0));
+      if (it == tl.begin() || it == tl.end()) throw std::runtime_error("the sink's timeline does not cover a window");
+      const auto& [t1, n1] = *it;
+      const auto& [t0, n0] = *(it - 1);
+      return n0 + (n1 - n0) * (t - t0) / (t1 - t0);
+    };
+    std::vector<double> rate;
+    for (const auto& w : windows)
+      rate.push_back((count_at(w.t1) - count_at(w.t0)) / std::chrono::duration<double>(w.t1 - w.t0).count());
+    json out = {{"windows", windows.size()}, {"secs", o_.secs}, {"flows", o_.flows}, {"small", o_.small}, {"large", o_.large}};
+    std::map<char, std::vector<double>> pps, ratio;
+    for (size_t i = 0; i < windows.size(); ++i) {
+      pps[windows[i].c].push_back(rate[i]);
+      if (windows[i].c != 'h') ratio[windows[i].c].push_back(rate[i] / ((rate[i - 1] + rate[i + 1]) / 2));
+    }
+    for (auto& [c, v] : pps) {
+      out[std::string(1, c)] = {{"pps", median(v)}, {"each", v}};
+      if (ratio.count(c)) out[std::string(1, c)]["ratio"] = median(ratio[c]), out[std::string(1, c)]["ratios"] = ratio[c];
+    }
+    return out;
+  }
+
   json run() {
     const std::string& order = o_.only;
     std::map<char, std::vector<double>> pps, ratio;
@@ -323,6 +491,7 @@ class Bench {
   std::unique_ptr<lfp::client::Client> session_;
   lfp::test::Process reader_;
   char mode_ = 'k';  // lfpd's: k kernel, n no decision cache, u user space
+  bool empty_chain_ = false;  // --interleave's e: an nftables table in B
   int filters_ = 0;
 };
 
@@ -331,6 +500,7 @@ class Bench {
 int main(int argc, char** argv) {
   const std::vector<std::string> a(argv + 1, argv + argc);
   if (a.size() == 4 && a[0] == "sink") return sink(std::atoi(a[1].c_str()), std::atof(a[2].c_str()), std::atoi(a[3].c_str()));
+  if (a.size() == 3 && a[0] == "sink-timeline") return sink_timeline(std::atoi(a[1].c_str()), std::atoi(a[2].c_str()));
   if (a.size() == 2 && a[0] == "nfq-reader") return nfq_reader(std::atoi(a[1].c_str()));
   if (a.size() == 6 && a[0] == "blast")
     return blast(a[1].c_str(), std::atoi(a[2].c_str()), std::atof(a[3].c_str()), std::atoi(a[4].c_str()),
@@ -344,6 +514,7 @@ int main(int argc, char** argv) {
     if (a[i] == "--json") o.as_json = true;
     else if (a[i] == "--pin") o.pin = true;
     else if (a[i] == "--bpf-stats") o.bpf_stats = true;
+    else if (a[i] == "--interleave") o.interleave = true;
     else if (a[i] == "--rounds") o.rounds = static_cast<int>(num("--rounds"));
     else if (a[i] == "--secs") o.secs = num("--secs");
     else if (a[i] == "--flows") o.flows = static_cast<int>(num("--flows"));
@@ -352,11 +523,11 @@ int main(int argc, char** argv) {
     else if (a[i] == "--only" && i + 1 < a.size()) o.only = a[++i];
     else {
       std::fprintf(stderr, "usage: lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] "
-                           "[--only CONFIGS] [--pin] [--bpf-stats]\n");
+                           "[--only CONFIGS] [--pin] [--bpf-stats] [--interleave]\n");
       return 2;
     }
   }
-  if (o.only.find_first_not_of("ahslntuv") != std::string::npos || o.only.find('a') == std::string::npos ||
+  if (o.only.find_first_not_of(o.interleave ? "ahslntuve" : "ahslntuv") != std::string::npos || o.only.find('a') == std::string::npos ||
       (o.only.find_first_of("uv") != std::string::npos && o.only.find('t') == std::string::npos)) {
     std::fprintf(stderr, "lfp-packet-bench: --only takes letters of ahslntuv, with a (and t with u or v)\n");
     return 2;
@@ -365,8 +536,29 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lfp-packet-bench: --rounds, --secs, --flows must be positive, --small and --large at least 2\n");
     return 2;
   }
+  if (o.interleave && o.bpf_stats) {
+    std::fprintf(stderr, "lfp-packet-bench: --interleave measures rates: leave --bpf-stats out\n");
+    return 2;
+  }
   try {
     Bench b(o);
+    if (o.interleave) {
+      const json r = b.interleaved();
+      if (o.as_json) {
+        std::printf("%s\n", r.dump(2).c_str());
+        return 0;
+      }
+      std::printf("packets/s through a veth pair, 64-byte UDP, %d flow(s), windows of %.2f s interleaved with\n"
+                  "windows of h (lfpd, no filter, no program at any hook); medians\n", o.flows, o.secs);
+      for (const auto& [id, what] : std::vector<std::pair<std::string, std::string>>{
+               {"h", "no LFP program"}, {"s", std::to_string(o.small) + " filters"}, {"l", std::to_string(o.large) + " filters"}}) {
+        if (!r.contains(id)) continue;
+        std::printf("%s  %-24s %12.0f pps", id.c_str(), what.c_str(), r[id]["pps"].get<double>());
+        if (r[id].contains("ratio")) std::printf("   %.3f of the h windows beside it", r[id]["ratio"].get<double>());
+        std::printf("\n");
+      }
+      return 0;
+    }
     const json r = b.run();
     if (o.as_json) {
       std::printf("%s\n", r.dump(2).c_str());

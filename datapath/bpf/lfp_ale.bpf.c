@@ -174,6 +174,8 @@ struct eval_state {
   __u32 kl;
   __u32 base;    /* bank offset */
   __u32 j, end;  /* bank-relative */
+  __u32 gj, gend; /* the next guard, and the layer's end (guard index) */
+  __u32 in_filter; /* 0: at a guard; 1: at the conditions of the filter it let through */
   __u32 done_sub;
   __u32 restarts;
   __u32 any;
@@ -234,6 +236,9 @@ static __always_inline int eval_start(struct eval_state *st, struct lfp_config *
   if (!h) return 0;
   st->j = h->h.first;
   st->end = h->h.first + h->h.count;
+  st->gj = h->h.gfirst;
+  st->gend = h->h.gfirst + h->h.gcount;
+  st->in_filter = 0;
   st->done_sub = 0xffffffff;
   st->any = 0;
   __builtin_memset(&st->out, 0, sizeof(st->out));
@@ -241,26 +246,43 @@ static __always_inline int eval_start(struct eval_state *st, struct lfp_config *
   return 1;
 }
 
-/* One condition: 0 to go on, 1 when the walk is over. st->j jumps to the next filter when one fails
- * or its sublayer is done. */
+static __always_inline int guard_holds(const struct lfp_guard *g, const struct lfp_values *v) {
+  __u32 slot = g->slot;
+  if (slot == LFP_S_NONE) return 1;
+  if (slot >= LFP_NSLOTS || !(v->present & (1u << slot))) return (g->flags & LFP_C_IF_EMPTY) != 0;
+  const __u64 vl = v->v[slot][1];
+  return v->v[slot][0] == g->high && g->lo <= vl && vl <= g->hi;
+}
+
+/* One step of the walk, a guard or a condition: 0 to go on, 1 when the walk is over. A filter whose
+ * guard fails, or whose sublayer is done, is not read; one whose condition group fails is left at
+ * once (st->j is then the next filter's first condition). */
 static __always_inline int eval_cond(struct scratch *s) {
   struct eval_state *st = &s->st;
+  if (!st->in_filter) {
+    if (st->gj >= st->gend) return 1;
+    const __u32 gi = st->gj++;
+    __u32 gidx = st->base + (gi >> 1);
+    const union lfp_entry *ge = bpf_map_lookup_elem(&lfp_banks, &gidx);
+    if (!ge) return 1;
+    const struct lfp_guard *g = &ge->g[gi & 1];
+    if (g->sublayer == st->done_sub || !guard_holds(g, &s->v)) return 0;
+    st->j = g->cond;
+    st->in_filter = 1;
+    return 0;
+  }
   if (st->j >= st->end) return 1;
   __u32 idx = st->base + st->j;
   const union lfp_entry *e = bpf_map_lookup_elem(&lfp_banks, &idx);
   if (!e) return 1;
   const struct lfp_cond *c = &e->c;
   int m = cond_matches(c, &s->v);
-  if (c->sublayer == st->done_sub) {
-    st->j = c->rule_end;
-    return 0;
-  }
   st->any |= m;
   if (c->flags & LFP_C_GROUP_END) {
     int ok = st->any;
     st->any = 0;
     if (!ok) {
-      st->j = c->rule_end;
+      st->in_filter = 0;
       return 0;
     }
   }
@@ -280,6 +302,8 @@ static __always_inline int eval_cond(struct scratch *s) {
     st->done_sub = c->sublayer;
     /* After a hard decision only a callout (user space) could still veto. */
     if (st->out.hard && (c->flags & LFP_C_NO_DEFER_AFTER)) return 1;
+    st->in_filter = 0;
+    return 0;
   }
   st->j++;
   return 0;

@@ -162,16 +162,32 @@ struct lfp_cond {
   lfp_u8 pad[9];
 };
 
-/* Entries [0, LFP_KL_COUNT) of a bank: where each layer's conditions are. */
+/* A filter's guard: one of its conditions that is alone on its field (so the filter matches only if
+ * it holds), tested before any of the filter's conditions is read. Most filters of a layer fail
+ * theirs; a layer's guards sit side by side, two an entry, after the bank's conditions, so the walk
+ * reads one cache line for two filters it skips rather than one or more for each. */
+struct lfp_guard {
+  lfp_u64 lo, hi;  /* the value's low half in [lo, hi] */
+  lfp_u64 high;    /* and its high half this */
+  lfp_u32 cond;    /* bank index of the filter's first condition */
+  lfp_u16 sublayer;
+  lfp_u8 slot;     /* LFP_S_NONE: no guard (the filter's conditions are read) */
+  lfp_u8 flags;    /* LFP_C_IF_EMPTY: holds when the hook has no value for the field */
+};
+
+/* Entries [0, LFP_KL_COUNT) of a bank: where each layer's conditions and guards are. */
 struct lfp_layer_hdr {
   lfp_u32 first;
   lfp_u32 count;
-  lfp_u8 pad[56];
+  lfp_u32 gfirst; /* guard index (two an entry: entry gfirst / 2) */
+  lfp_u32 gcount; /* one a filter, in evaluation order */
+  lfp_u8 pad[48];
 };
 
 union lfp_entry {
   struct lfp_cond c;
   struct lfp_layer_hdr h;
+  struct lfp_guard g[2];
 };
 
 #define LFP_BANK_ENTRIES 65536u

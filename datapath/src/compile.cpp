@@ -309,10 +309,39 @@ bool kernel_supplies(lfp_kl kl, FieldId f) {
   return s != LFP_S_NONE && (supplied_slots(kl) >> s & 1) && layer_has_field(layer_info(engine_layer(kl)), f);
 }
 
+namespace {
+
+// The guard of the filter whose conditions are bank[start, end): of its conditions that are alone on
+// their field, the range test on a value with one high half that admits the fewest values (a port
+// rather than a protocol); none when it has no such condition.
+lfp_guard guard_of(const std::vector<lfp_entry>& bank, size_t start, size_t end, uint16_t sublayer) {
+  lfp_guard g{};
+  g.cond = static_cast<uint32_t>(start);
+  g.sublayer = sublayer;
+  g.slot = LFP_S_NONE;
+  uint64_t width = UINT64_MAX;
+  for (size_t i = start; i < end; ++i) {
+    const lfp_cond& c = bank[i].c;
+    const bool alone = (c.flags & LFP_C_GROUP_END) && (i == start || (bank[i - 1].c.flags & LFP_C_GROUP_END));
+    if (!alone || c.op != LFP_OP_IN_RANGE || c.slot >= LFP_NSLOTS || c.lo[0] != c.hi[0]) continue;
+    if (g.slot != LFP_S_NONE && c.hi[1] - c.lo[1] >= width) continue;
+    width = c.hi[1] - c.lo[1];
+    g.slot = c.slot;
+    g.lo = c.lo[1];
+    g.hi = c.hi[1];
+    g.high = c.lo[0];
+    g.flags = c.flags & LFP_C_IF_EMPTY;
+  }
+  return g;
+}
+
+}  // namespace
+
 KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base, uint32_t only_flags) {
   KernelPolicy out;
   out.bank.resize(LFP_KL_COUNT);
   Ctx cx{apps, out, user_set_base};
+  std::vector<std::vector<lfp_guard>> guards(LFP_KL_COUNT);
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     const auto kl = static_cast<lfp_kl>(k);
     cx.kl = kl;
@@ -389,6 +418,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
         c.hard = hard;
       }
       out.bank.back().c.flags |= LFP_C_RULE_END;
+      guards[k].push_back(guard_of(out.bank, start, out.bank.size(), sub_ordinal));
       ends.push_back(out.bank.size() - 1);
       ++out.filters;
       ++out.layer_filters[kl];
@@ -401,6 +431,18 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     out.bank[k].h.first = first;
     out.bank[k].h.count = static_cast<uint32_t>(out.bank.size()) - first;
   }
+  // The guards, after all conditions: each layer's from a fresh entry, two an entry.
+  for (int k = 0; k < LFP_KL_COUNT; ++k) {
+    out.bank[k].h.gfirst = static_cast<uint32_t>(2 * out.bank.size());
+    out.bank[k].h.gcount = static_cast<uint32_t>(guards[k].size());
+    for (size_t i = 0; i < guards[k].size(); ++i) {
+      if (i % 2 == 0) out.bank.emplace_back();
+      out.bank.back().g[i % 2] = guards[k][i];
+    }
+  }
+  if (out.bank.size() > LFP_BANK_ENTRIES)
+    throw std::length_error("the ALE policy needs more than " + std::to_string(LFP_BANK_ENTRIES) +
+                            " kernel entries (conditions, and a guard for every two filters)");
   return out;
 }
 

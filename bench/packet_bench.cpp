@@ -27,7 +27,9 @@
 // h X h Y h X ..., and each X window's rate is a ratio to the mean of the h windows on either side of
 // it (so both were measured within a second or two of each other). It reports the medians of those
 // ratios; --rounds is the number of windows of each of s and l. Before each window, the programs
-// linked at B's netfilter hooks are checked (none in h; lfp_nf_in4 in s and l).
+// linked at B's netfilter hooks are checked (none in h; lfp_nf_in4 in s and l). With e in --only it
+// also measures e: no LFP program, but an empty nftables base chain at B's input hook (what any
+// netfilter hook costs this path, the floor for a program there).
 //
 //   lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] [--only CONFIGS] [--pin]
 //                    [--bpf-stats] [--interleave]
@@ -52,6 +54,7 @@
 #include <csignal>
 #include <cstdio>
 #include <cstdlib>
+#include <cerrno>
 #include <cstring>
 #include <filesystem>
 #include <map>
@@ -86,28 +89,42 @@ sockaddr_in addr_of(const char* ip, int port) {
   return a;
 }
 
+// The sink's socket: UDP on `port` with a large receive buffer, read 256 datagrams at a time;
+// receive() waits at most timeout_us.
+class SinkSocket {
+ public:
+  SinkSocket(int port, long timeout_us) : fd_(socket(AF_INET, SOCK_DGRAM, 0)) {
+    int big = 32 << 20;
+    setsockopt(fd_, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
+    sockaddr_in a = addr_of("0.0.0.0", port);
+    if (bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0)
+      throw std::runtime_error("bind to port " + std::to_string(port) + ": " + std::strerror(errno));
+    for (int i = 0; i < kBatch; ++i) {
+      iov_[i] = {bufs_[i], sizeof bufs_[i]};
+      msgs_[i].msg_hdr.msg_iov = &iov_[i];
+      msgs_[i].msg_hdr.msg_iovlen = 1;
+    }
+    timeval tv{0, timeout_us};
+    setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  }
+  ~SinkSocket() { ::close(fd_); }
+  int receive() { return recvmmsg(fd_, msgs_, kBatch, 0, nullptr); }
+
+ private:
+  static constexpr int kBatch = 256;
+  int fd_;
+  char bufs_[kBatch][64];
+  mmsghdr msgs_[kBatch]{};
+  iovec iov_[kBatch];
+};
+
 int sink(int port, double secs, int cpu) {
   lfp::test::pin_to(cpu);
-  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  int big = 32 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
-  sockaddr_in a = addr_of("0.0.0.0", port);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return perror("bind"), 1;
-  constexpr int kBatch = 256;
-  static char bufs[kBatch][64];
-  mmsghdr msgs[kBatch]{};
-  iovec iov[kBatch];
-  for (int i = 0; i < kBatch; ++i) {
-    iov[i] = {bufs[i], sizeof bufs[i]};
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-  }
-  timeval tv{0, 100000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  SinkSocket sock(port, 100000);
   long n = 0;
   Clock::time_point start{}, idle = Clock::now();
   for (;;) {
-    const int got = recvmmsg(fd, msgs, kBatch, 0, nullptr);
+    const int got = sock.receive();
     const auto now = Clock::now();
     if (got > 0) {
       if (start == Clock::time_point{}) start = now;
@@ -126,28 +143,13 @@ volatile std::sig_atomic_t g_stop = 0;
 int sink_timeline(int port, int cpu) {
   lfp::test::pin_to(cpu);
   std::signal(SIGTERM, [](int) { g_stop = 1; });
-  const int fd = socket(AF_INET, SOCK_DGRAM, 0);
-  int big = 32 << 20;
-  setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &big, sizeof big);
-  sockaddr_in a = addr_of("0.0.0.0", port);
-  if (bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0) return perror("bind"), 1;
-  constexpr int kBatch = 256;
-  static char bufs[kBatch][64];
-  mmsghdr msgs[kBatch]{};
-  iovec iov[kBatch];
-  for (int i = 0; i < kBatch; ++i) {
-    iov[i] = {bufs[i], sizeof bufs[i]};
-    msgs[i].msg_hdr.msg_iov = &iov[i];
-    msgs[i].msg_hdr.msg_iovlen = 1;
-  }
-  timeval tv{0, 20000};
-  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+  SinkSocket sock(port, 20000);
   std::vector<std::pair<int64_t, long>> samples;
   samples.reserve(1 << 20);
   long n = 0;
   int64_t last = 0;
   while (!g_stop) {
-    const int got = recvmmsg(fd, msgs, kBatch, 0, nullptr);
+    const int got = sock.receive();
     if (got > 0) n += got;
     const int64_t now = std::chrono::duration_cast<std::chrono::nanoseconds>(Clock::now().time_since_epoch()).count();
     if (now - last >= 1000000 && samples.size() < samples.capacity()) {
@@ -499,8 +501,13 @@ class Bench {
 
 int main(int argc, char** argv) {
   const std::vector<std::string> a(argv + 1, argv + argc);
-  if (a.size() == 4 && a[0] == "sink") return sink(std::atoi(a[1].c_str()), std::atof(a[2].c_str()), std::atoi(a[3].c_str()));
-  if (a.size() == 3 && a[0] == "sink-timeline") return sink_timeline(std::atoi(a[1].c_str()), std::atoi(a[2].c_str()));
+  try {
+    if (a.size() == 4 && a[0] == "sink") return sink(std::atoi(a[1].c_str()), std::atof(a[2].c_str()), std::atoi(a[3].c_str()));
+    if (a.size() == 3 && a[0] == "sink-timeline") return sink_timeline(std::atoi(a[1].c_str()), std::atoi(a[2].c_str()));
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "lfp-packet-bench %s: %s\n", a[0].c_str(), e.what());
+    return 1;
+  }
   if (a.size() == 2 && a[0] == "nfq-reader") return nfq_reader(std::atoi(a[1].c_str()));
   if (a.size() == 6 && a[0] == "blast")
     return blast(a[1].c_str(), std::atoi(a[2].c_str()), std::atof(a[3].c_str()), std::atoi(a[4].c_str()),
@@ -551,7 +558,8 @@ int main(int argc, char** argv) {
       std::printf("packets/s through a veth pair, 64-byte UDP, %d flow(s), windows of %.2f s interleaved with\n"
                   "windows of h (lfpd, no filter, no program at any hook); medians\n", o.flows, o.secs);
       for (const auto& [id, what] : std::vector<std::pair<std::string, std::string>>{
-               {"h", "no LFP program"}, {"s", std::to_string(o.small) + " filters"}, {"l", std::to_string(o.large) + " filters"}}) {
+               {"h", "no LFP program"}, {"s", std::to_string(o.small) + " filters"}, {"l", std::to_string(o.large) + " filters"},
+               {"e", "an empty nftables chain"}}) {
         if (!r.contains(id)) continue;
         std::printf("%s  %-24s %12.0f pps", id.c_str(), what.c_str(), r[id]["pps"].get<double>());
         if (r[id].contains("ratio")) std::printf("   %.3f of the h windows beside it", r[id]["ratio"].get<double>());

@@ -50,7 +50,16 @@ TEST(DatapathCompile, LayoutFollowsEvaluationOrder) {
   EXPECT_EQ(c[2].filter_id, block_id);
   EXPECT_EQ(c[2].action, LFP_A_BLOCK);
   EXPECT_EQ(c[2].lo[1], fake_app("/usr/bin/curl").ino);
-  EXPECT_EQ(c[0].rule_end, h.first + 3);
+  // A guard a filter: the block's is its app (the ports are two conditions on one field), the
+  // permit has none (a PREFIX is not a range); each names where its filter's conditions begin.
+  ASSERT_EQ(h.gcount, 2u);
+  const lfp_guard* g = k.bank[h.gfirst / 2].g;
+  EXPECT_EQ(g[0].cond, h.first);
+  EXPECT_EQ(g[0].slot, LFP_S_APP);
+  EXPECT_EQ(g[0].lo, fake_app("/usr/bin/curl").ino);
+  EXPECT_EQ(g[0].hi, g[0].lo);
+  EXPECT_EQ(g[1].cond, h.first + 3);
+  EXPECT_EQ(g[1].slot, LFP_S_NONE);
   EXPECT_EQ(c[3].filter_id, permit_id);
   EXPECT_EQ(c[3].action, LFP_A_USERSPACE);
   EXPECT_EQ(c[3].op, LFP_OP_TRUE);

@@ -594,11 +594,11 @@ static __always_inline __u64 sock_addr(const void *sk) {
  * taking the slot it just gave back, in cache (the cookie, which counts up, would walk the whole
  * table: a cold cache line a connection). */
 struct flow_at {
-  __u64 cookie, sk;
+  __u64 sk;
   __u32 group;
 };
-static __always_inline struct flow_at flow_at(const void *sk, __u64 cookie) {
-  struct flow_at f = {.cookie = cookie, .sk = sock_addr(sk)};
+static __always_inline struct flow_at flow_at(const void *sk) {
+  struct flow_at f = {.sk = sock_addr(sk)};
   /* (a TCP socket is over 2 KB: the low bits say nothing) */
   f.group = (__u32)(((f.sk >> 11) * 0x9E3779B97F4A7C15ull) >> 40) & (LFP_FLOWS / LFP_FLOW_WAYS - 1);
   return f;
@@ -611,7 +611,7 @@ static __always_inline struct lfp_flow_slot *flow_slot(const struct flow_at *f, 
 
 /* The slot of a tracked outbound flow (0: none). */
 static __always_inline struct lfp_flow_slot *flow_find(const void *sk, __u64 cookie) {
-  const struct flow_at f = flow_at(sk, cookie);
+  const struct flow_at f = flow_at(sk);
   if (!f.sk) return 0;
   for (__u32 w = 0; w < LFP_FLOW_WAYS; ++w) {
     struct lfp_flow_slot *e = flow_slot(&f, w);
@@ -630,7 +630,7 @@ static __always_inline struct lfp_sock_attr *flow_record(const void *sk, __u64 c
  * before the hooks were attached). 0 when all hold other open flows (counted: the flow is not
  * re-authorized). */
 static __always_inline struct lfp_flow_slot *flow_claim(const void *sk, __u64 cookie) {
-  const struct flow_at f = flow_at(sk, cookie);
+  const struct flow_at f = flow_at(sk);
   if (f.sk) {
     for (__u32 w = 0; w < LFP_FLOW_WAYS; ++w) {
       struct lfp_flow_slot *e = flow_slot(&f, w);

@@ -152,14 +152,13 @@ struct lfp_cond {
   lfp_u64 lo[2];
   lfp_u64 hi[2];
   lfp_u64 filter_id;
-  lfp_u32 rule_end;  /* bank index of the next filter's first condition */
   lfp_u16 sublayer;  /* ordinal of the filter's sublayer in evaluation order */
   lfp_u8 slot;
   lfp_u8 op;
   lfp_u8 flags;
   lfp_u8 action;
   lfp_u8 hard;
-  lfp_u8 pad[9];
+  lfp_u8 pad[13];
 };
 
 /* A filter's guard: one of its conditions that is alone on its field (so the filter matches only if

@@ -408,10 +408,8 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
         ++out.userspace_filters;
         ++out.layer_userspace[kl];
       }
-      const auto rule_end = static_cast<uint32_t>(out.bank.size());
       for (size_t i = start; i < out.bank.size(); ++i) {
         lfp_cond& c = out.bank[i].c;
-        c.rule_end = rule_end;
         c.sublayer = sub_ordinal;
         c.filter_id = f->id;
         c.action = action;

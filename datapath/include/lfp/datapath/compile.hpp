@@ -53,7 +53,7 @@ struct KernelPolicy {
   std::array<uint32_t, LFP_KL_COUNT> layer_userspace{};  // of which need user space
 };
 
-// Throws std::length_error when the conditions do not fit a bank (LFP_MAX_CONDS).
+// Throws std::length_error when the conditions, or they and the guards, do not fit a bank.
 // User sets get ids from `user_set_base` on, so two policies' sets can coexist during a swap.
 // only_flags: compile only the filters with all these flags (lfpd --boot: BOOTTIME).
 KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base,

@@ -69,14 +69,14 @@ struct DataPath {
       lost_seen = lost;
     }
     lost_checked = now;
-    if (const uint64_t u = kernel.flows_untracked(); u > untracked_seen) {
-      spdlog::warn("kernel: {} more outbound TCP flows not tracked for re-authorization (the {} slots their "
-                   "cookies name in the {} of lfp_flows all held open flows)",
-                   u - untracked_seen, LFP_FLOW_WAYS, LFP_FLOWS);
-      untracked_seen = u;
+    if (const uint64_t u = kernel.flows_in_storage(); u > in_storage_seen) {
+      spdlog::info("kernel: {} more outbound TCP flows kept in their sockets' storage (the {} slots their "
+                   "addresses name in the {} of lfp_flows all held open flows)",
+                   u - in_storage_seen, LFP_FLOW_WAYS, LFP_FLOWS);
+      in_storage_seen = u;
     }
   }
-  uint64_t untracked_seen = 0;
+  uint64_t in_storage_seen = 0;
 };
 
 }  // namespace

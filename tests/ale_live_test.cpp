@@ -5,6 +5,7 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <csignal>
 #include <cstring>
 #include <thread>
@@ -226,31 +227,40 @@ TEST_F(AleLive, AnOutboundFlowHoldsItsSlotUntilItIsClosed) {
   EXPECT_EQ(slots_held(), 0u);
 }
 
-// sock_ops runs several times on every TCP connection, so lfpd attaches it only while a layer it
-// feeds (ALE_AUTH_LISTEN, ALE_FLOW_ESTABLISHED, ALE_CONNECT_REDIRECT) holds a filter.
-TEST_F(AleLive, SockOpsIsAttachedOnlyWhileItsLayersHoldFilters) {
-  auto sock_ops = [&] {
+// sock_ops runs several times on every TCP connection and cgroup_skb on every packet, so lfpd
+// attaches them only while a layer they feed holds a filter: sock_ops for ALE_AUTH_LISTEN,
+// ALE_FLOW_ESTABLISHED and ALE_CONNECT_REDIRECT, ingress for ALE_AUTH_RECV_ACCEPT, ALE_AUTH_LISTEN
+// and ALE_FLOW_ESTABLISHED, egress for ALE_FLOW_ESTABLISHED. (Re-authorization needs none of them.)
+TEST_F(AleLive, PerConnectionHooksAreAttachedOnlyWhileTheirLayersHoldFilters) {
+  // How many programs are attached at sock_ops, cgroup_skb ingress and egress.
+  auto attached = [&] {
     const int fd = ::open(sb_->cgroup().c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC);
     EXPECT_GE(fd, 0);
-    uint32_t n = 0;
-    EXPECT_EQ(bpf_prog_query(fd, BPF_CGROUP_SOCK_OPS, 0, nullptr, nullptr, &n), 0);
+    std::array<uint32_t, 3> n{};
+    const bpf_attach_type types[] = {BPF_CGROUP_SOCK_OPS, BPF_CGROUP_INET_INGRESS, BPF_CGROUP_INET_EGRESS};
+    for (size_t i = 0; i < n.size(); ++i) EXPECT_EQ(bpf_prog_query(fd, types[i], 0, nullptr, nullptr, &n[i]), 0);
     ::close(fd);
     return n;
   };
+  using N = std::array<uint32_t, 3>;
   const json connect_only = filter("no 8081", "ALE_AUTH_CONNECT_V4", "BLOCK", {when("IP_REMOTE_PORT", 8081)});
   apply({connect_only});
-  EXPECT_EQ(sock_ops(), 0u);
+  EXPECT_EQ(attached(), (N{0, 0, 0}));
   EXPECT_TRUE(refused(connect(8081)));
   EXPECT_TRUE(answered(connect(8080)));
   const std::string listen_key = "3d1b2a67-0c5f-4e42-9a55-0b7f3c2d9a01";
   apply({filter("no listen 9096", "ALE_AUTH_LISTEN_V4", "BLOCK", {when("IP_LOCAL_PORT", 9096)}, {{"key", listen_key}})});
-  EXPECT_EQ(sock_ops(), 1u);
+  EXPECT_EQ(attached(), (N{1, 1, 0}));
   sb_->spawn("exec socat TCP4-LISTEN:9096,fork,reuseaddr SYSTEM:'echo hi'", {.side = Side::A, .in_cgroup = true});
   ASSERT_TRUE(sb_->wait_for_port(Side::A, 9096));
   EXPECT_FALSE(answered(sb_->run("socat -T2 - TCP4:" + sb_->ip4(Side::A) + ":9096,connect-timeout=2 </dev/null", {.side = Side::B})));
   lfpd_->connect()->remove("filter", listen_key);
-  EXPECT_EQ(sock_ops(), 0u);
+  EXPECT_EQ(attached(), (N{0, 0, 0}));
   EXPECT_TRUE(refused(connect(8081)));
+  apply({filter("no inbound 9097", "ALE_AUTH_RECV_ACCEPT_V4", "BLOCK", {when("IP_LOCAL_PORT", 9097)})});
+  EXPECT_EQ(attached(), (N{0, 1, 0}));
+  apply({filter("no flows to 8081", "ALE_FLOW_ESTABLISHED_V4", "BLOCK", {when("IP_REMOTE_PORT", 8081)})});
+  EXPECT_EQ(attached(), (N{1, 1, 1}));
 }
 
 TEST_F(AleLive, PersistentFiltersStayEnforcedAfterSigkillAndRestart) {

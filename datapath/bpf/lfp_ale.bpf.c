@@ -627,8 +627,8 @@ static __always_inline struct lfp_sock_attr *flow_record(const void *sk, __u64 c
 
 /* A slot for an outbound TCP flow: the first of its group that holds it already (connect() again),
  * is free, or was left by a socket at this same address (so gone without a release: one created
- * before the hooks were attached). 0 when all hold other open flows (counted: the flow is not
- * re-authorized). */
+ * before the hooks were attached). 0 when all hold other open flows (counted: the record goes in the
+ * socket's storage). */
 static __always_inline struct lfp_flow_slot *flow_claim(const void *sk, __u64 cookie) {
   const struct flow_at f = flow_at(sk);
   if (f.sk) {
@@ -749,18 +749,25 @@ static __always_inline int auth_connect(struct bpf_sock_addr *ctx, int family, i
 }
 
 static __always_inline int connect_hook(struct bpf_sock_addr *ctx, int family, int dgram_cache) {
-  struct lfp_sock_attr local = {};
+  struct lfp_sock_attr local = {}, *a = &local;
   struct lfp_flow_slot *slot = 0;
   if (ctx->protocol == IPPROTO_UDP && ctx->sk) keep_creator(ctx->sk);
   if (!dgram_cache && ctx->protocol == IPPROTO_TCP) {
     slot = flow_claim(ctx->sk, bpf_get_socket_cookie(ctx));
     if (slot) {
       __builtin_memset(slot->rec, 0, LFP_FLOW_REC);
-      slot_rec(slot)->flow = LFP_FLOW_OUTBOUND;
+      a = slot_rec(slot);
+    } else if (ctx->sk) { /* its group is full: the record goes in its storage (dearer) */
+      struct lfp_sock_attr *s = bpf_sk_storage_get(&lfp_sk_attr, ctx->sk, 0, BPF_SK_STORAGE_GET_F_CREATE);
+      if (s) a = s;
     }
+    a->flow = LFP_FLOW_OUTBOUND;
   }
-  const int ok = auth_connect(ctx, family, dgram_cache, slot ? slot_rec(slot) : &local);
-  if (slot && !ok) slot->cookie = 0; /* refused: no flow */
+  const int ok = auth_connect(ctx, family, dgram_cache, a);
+  if (!ok) {
+    if (slot) slot->cookie = 0; /* refused: no flow */
+    a->flow = 0;
+  }
   return ok;
 }
 
@@ -844,11 +851,59 @@ struct sock_common {
   __be32 skc_daddr;
   __be32 skc_rcv_saddr;
   __be16 skc_dport;
+  unsigned short skc_family;
+  volatile unsigned char skc_state;
   struct in6_addr skc_v6_daddr;
   struct in6_addr skc_v6_rcv_saddr;
 } __attribute__((preserve_access_index));
-struct sock { struct sock_common __sk_common; } __attribute__((preserve_access_index));
+struct sock {
+  struct sock_common __sk_common;
+  int sk_rx_dst_ifindex;
+} __attribute__((preserve_access_index));
 struct inet_sock { __be16 inet_sport; } __attribute__((preserve_access_index));
+
+/* A packet's addresses and ports, seen from the socket: local and remote. */
+struct pkt {
+  __u32 local[4], remote[4];
+  __u16 lport, rport;
+  __u8 proto;
+  __u8 syn_only;
+  int family;
+};
+
+/* A socket's own addresses and ports (TCP or UDP). */
+static __always_inline void sock_pkt(const struct sock *sk, int v4, __u8 proto, struct pkt *p) {
+  p->family = v4 ? AF_INET : AF_INET6;
+  p->proto = proto;
+  p->rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
+  p->lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)sk, inet_sport));
+  if (v4) {
+    p->local[0] = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
+    p->remote[0] = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+  } else {
+    bpf_core_read(p->local, sizeof p->local, &sk->__sk_common.skc_v6_rcv_saddr);
+    bpf_core_read(p->remote, sizeof p->remote, &sk->__sk_common.skc_v6_daddr);
+  }
+}
+
+static __always_inline void packet_values(struct lfp_values *v, const struct pkt *p, __u32 ifindex, __u32 flags) {
+  int loop;
+  set_u(v, LFP_S_PROTOCOL, p->proto);
+  set_u(v, LFP_S_LOCAL_PORT, p->lport);
+  set_u(v, LFP_S_REMOTE_PORT, p->rport);
+  if (ifindex) set_u(v, LFP_S_IFACE, ifindex);
+  if (p->family == AF_INET) {
+    set_u(v, LFP_S_LOCAL_ADDR, bpf_ntohl(p->local[0]));
+    set_u(v, LFP_S_REMOTE_ADDR, bpf_ntohl(p->remote[0]));
+    loop = ip4_loopback(bpf_ntohl(p->remote[0]));
+  } else {
+    set_ip6(v, LFP_S_LOCAL_ADDR, p->local);
+    set_ip6(v, LFP_S_REMOTE_ADDR, p->remote);
+    loop = ip6_loopback(p->remote);
+  }
+  set_u(v, LFP_S_FLAGS, (loop ? 0x1 /* IS_LOOPBACK */ : 0) | flags);
+}
+
 
 SEC("cgroup/sock_release")
 int lfp_sock_release(struct bpf_sock *ctx) {
@@ -857,60 +912,43 @@ int lfp_sock_release(struct bpf_sock *ctx) {
   if ((family != AF_INET && family != AF_INET6) || (proto != IPPROTO_TCP && proto != IPPROTO_UDP)) return 1;
   const int v4 = family == AF_INET;
   struct lfp_sock_attr a = {}, *ap = 0;
-  if (proto == IPPROTO_TCP) { /* an outbound flow ends here for re-authorization */
-    const __u64 cookie = bpf_get_socket_cookie(ctx);
-    struct lfp_flow_slot *e = flow_find(ctx, cookie);
-    if (e) {
-      __builtin_memcpy(&a, e->rec, LFP_FLOW_REC);
-      ap = &a;
-      e->cookie = 0; /* free again (only this socket's release frees it) */
-    }
-  }
-  if (layer_empty(v4 ? LFP_KL_CLOSURE_V4 : LFP_KL_CLOSURE_V6) && layer_empty(v4 ? LFP_KL_RELEASE_V4 : LFP_KL_RELEASE_V6))
+  /* An outbound flow ends here for re-authorization: its slot is free again (only this socket's
+   * release frees it), its record kept for the closure layer if that holds filters. */
+  struct lfp_flow_slot *slot = proto == IPPROTO_TCP ? flow_find(ctx, bpf_get_socket_cookie(ctx)) : 0;
+  if (layer_empty(v4 ? LFP_KL_CLOSURE_V4 : LFP_KL_CLOSURE_V6) && layer_empty(v4 ? LFP_KL_RELEASE_V4 : LFP_KL_RELEASE_V6)) {
+    if (slot) slot->cookie = 0;
     return 1; /* what almost every close() costs: two lookups (and a TCP flow's removal) */
-  const struct sock *sk = (const struct sock *)ctx; /* (the context is the kernel's struct sock) */
-  const __u16 rport = bpf_ntohs(BPF_CORE_READ(sk, __sk_common.skc_dport));
-  const __u32 kl = rport ? (v4 ? LFP_KL_CLOSURE_V4 : LFP_KL_CLOSURE_V6) : (v4 ? LFP_KL_RELEASE_V4 : LFP_KL_RELEASE_V6);
+  }
+  if (slot) {
+    __builtin_memcpy(&a, slot->rec, LFP_FLOW_REC);
+    ap = &a;
+    slot->cookie = 0;
+  }
+  struct pkt p = {};
+  sock_pkt((const struct sock *)ctx, v4, proto, &p); /* (the context is the kernel's struct sock) */
+  const __u32 kl = p.rport ? (v4 ? LFP_KL_CLOSURE_V4 : LFP_KL_CLOSURE_V6) : (v4 ? LFP_KL_RELEASE_V4 : LFP_KL_RELEASE_V6);
   if (layer_empty(kl)) return 1;
-  const __u16 lport = bpf_ntohs(BPF_CORE_READ((const struct inet_sock *)ctx, inet_sport));
-  if (!rport && !lport) return 1; /* never bound: it held nothing */
+  if (!p.rport && !p.lport) return 1; /* never bound: it held nothing */
 
   struct lfp_values v = {};
   struct lfp_verdict d;
-  __u32 local[4] = {}, remote[4] = {};
   if (!ap) ap = bpf_sk_storage_get(&lfp_sk_attr, ctx, 0, 0);
   if (!ap) { /* created before the hooks were attached: the process closing it */
     current_app(&a);
     ap = &a;
   }
   set_attr(&v, ap);
-  set_u(&v, LFP_S_PROTOCOL, proto);
-  if (lport) set_u(&v, LFP_S_LOCAL_PORT, lport);
-  if (v4) {
-    local[0] = BPF_CORE_READ(sk, __sk_common.skc_rcv_saddr);
-    remote[0] = BPF_CORE_READ(sk, __sk_common.skc_daddr);
+  if (p.rport) {
+    packet_values(&v, &p, 0, 0);
   } else {
-    bpf_core_read(local, sizeof local, &sk->__sk_common.skc_v6_rcv_saddr);
-    bpf_core_read(remote, sizeof remote, &sk->__sk_common.skc_v6_daddr);
-  }
-  if (rport) {
-    set_u(&v, LFP_S_REMOTE_PORT, rport);
-    if (v4) {
-      set_u(&v, LFP_S_LOCAL_ADDR, bpf_ntohl(local[0]));
-      set_u(&v, LFP_S_REMOTE_ADDR, bpf_ntohl(remote[0]));
-      set_u(&v, LFP_S_FLAGS, ip4_loopback(bpf_ntohl(remote[0])) ? 0x1 /* IS_LOOPBACK */ : 0);
-    } else {
-      set_ip6(&v, LFP_S_LOCAL_ADDR, local);
-      set_ip6(&v, LFP_S_REMOTE_ADDR, remote);
-      set_u(&v, LFP_S_FLAGS, ip6_loopback(remote) ? 0x1 : 0);
-    }
-  } else {
-    set_bound_local(&v, family, local);
+    set_u(&v, LFP_S_PROTOCOL, proto);
+    if (p.lport) set_u(&v, LFP_S_LOCAL_PORT, p.lport);
+    set_bound_local(&v, family, p.local);
   }
   lfp_eval(kl, &v, &d);
   struct lfp_config *cfg = config();
   if (!d.defer && !(d.decided && cfg && cfg->log_allows)) return 1;
-  struct lfp_event *e = new_event(kl, &d, ap, family, proto, local, lport, rport ? remote : 0, rport, 0, 0, 0);
+  struct lfp_event *e = new_event(kl, &d, ap, family, proto, p.local, p.lport, p.rport ? p.remote : 0, p.rport, 0, 0, 0);
   if (e) {
     e->cookie = bpf_get_socket_cookie(ctx);
     e->flags = v.v[LFP_S_FLAGS][1];
@@ -1092,15 +1130,6 @@ int lfp_sockops(struct bpf_sock_ops *ops) {
 
 /* ---- Packets: ALE_AUTH_RECV_ACCEPT and re-authorization ------------------------------------------- */
 
-/* A packet's addresses and ports, seen from the socket: local and remote. */
-struct pkt {
-  __u32 local[4], remote[4];
-  __u16 lport, rport;
-  __u8 proto;
-  __u8 syn_only;
-  int family;
-};
-
 static __always_inline int parse(struct __sk_buff *skb, int inbound, struct pkt *p) {
   __u32 off;
   __u32 *src = inbound ? p->remote : p->local, *dst = inbound ? p->local : p->remote;
@@ -1141,63 +1170,11 @@ static __always_inline int parse(struct __sk_buff *skb, int inbound, struct pkt 
   return 1;
 }
 
-static __always_inline void packet_values(struct lfp_values *v, const struct pkt *p, __u32 ifindex, __u32 flags) {
-  int loop;
-  set_u(v, LFP_S_PROTOCOL, p->proto);
-  set_u(v, LFP_S_LOCAL_PORT, p->lport);
-  set_u(v, LFP_S_REMOTE_PORT, p->rport);
-  if (ifindex) set_u(v, LFP_S_IFACE, ifindex);
-  if (p->family == AF_INET) {
-    set_u(v, LFP_S_LOCAL_ADDR, bpf_ntohl(p->local[0]));
-    set_u(v, LFP_S_REMOTE_ADDR, bpf_ntohl(p->remote[0]));
-    loop = ip4_loopback(bpf_ntohl(p->remote[0]));
-  } else {
-    set_ip6(v, LFP_S_LOCAL_ADDR, p->local);
-    set_ip6(v, LFP_S_REMOTE_ADDR, p->remote);
-    loop = ip6_loopback(p->remote);
-  }
-  set_u(v, LFP_S_FLAGS, (loop ? 0x1 /* IS_LOOPBACK */ : 0) | flags);
-}
-
-/* Re-authorization (WFP's ALE reauthorization): an established TCP flow authorized under an older
- * policy is classified again, with IS_REAUTHORIZE, at the layer that let it in. A flow the new policy
- * blocks is cut: its packets are dropped from then on. Otherwise a packet costs a look-up of its
- * socket's storage and, for an outbound flow, of its slot. */
-static __always_inline int reauthorize(struct __sk_buff *skb, struct bpf_sock *sk, int inbound) {
-  /* An accepted flow's record is its storage (cloned from its listener), a connect()'s is in lfp_flows. */
-  struct lfp_sock_attr *a = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
-  /* Once we have sent our FIN, an outbound flow's slot is most likely free (close()): what else it
-   * sends (data queued before, the FIN, ACKs) is not looked for there. (A cut flow's mark is in its
-   * storage.) */
-  const __u32 st = sk->state;
-  const int fin_sent = !inbound && (st == BPF_TCP_FIN_WAIT1 || st == BPF_TCP_FIN_WAIT2 || st == BPF_TCP_CLOSING ||
-                                    st == BPF_TCP_LAST_ACK);
-  if ((!a || !(a->flow || a->cut)) && !fin_sent) {
-    a = flow_record(sk, bpf_get_socket_cookie(skb));
-  }
-  if (!a) return 1;
-  if (a->cut) return 0;
-  if (!a->flow) return 1;
-  struct lfp_config *cfg = config();
-  if (!cfg) return 1;
-  __u64 g = read_gen(cfg);
-  if (a->auth_gen == g) return 1; /* the common case: the packet is not even parsed */
-  struct pkt pk = {}, *p = &pk;
-  if (!parse(skb, inbound, p)) return 1;
-  const __u32 ifindex = inbound ? skb->ifindex : 0;
-  struct lfp_values v = {};
-  int out = a->flow == LFP_FLOW_OUTBOUND;
-  __u32 kl = p->family == AF_INET ? (out ? LFP_KL_CONNECT_V4 : LFP_KL_RECV_ACCEPT_V4)
-                                  : (out ? LFP_KL_CONNECT_V6 : LFP_KL_RECV_ACCEPT_V6);
-  set_attr(&v, a);
-  packet_values(&v, p, out ? 0 : ifindex, 0x4 /* IS_REAUTHORIZE */);
-  struct lfp_verdict d;
-  lfp_eval(kl, &v, &d);
-  a->auth_gen = g;
-  if (d.defer || !d.decided || d.permit) return 1; /* a flow is never cut for want of user space */
-  cut_flow(sk, a);
-  report(kl, &d, a, p->family, p->proto, p->local, p->lport, p->remote, p->rport, out ? 0 : ifindex, 1);
-  return 0;
+/* A flow cut (ALE_FLOW_ESTABLISHED blocked it) sends nothing more. Attached only while the
+ * ALE_FLOW_ESTABLISHED layers hold filters: re-authorization walks the sockets instead (lfp_reauth). */
+static __always_inline int cut(struct bpf_sock *sk) {
+  const struct lfp_sock_attr *a = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
+  return a && a->cut;
 }
 
 SEC("cgroup_skb/egress")
@@ -1205,21 +1182,19 @@ int lfp_egress(struct __sk_buff *skb) {
   struct bpf_sock *sk = skb->sk;
   if (!sk) return 1;
   sk = bpf_sk_fullsock(sk);
-  /* A connect() in progress was authorized a moment ago: its first packets need no look-up. */
-  if (!sk || sk->protocol != IPPROTO_TCP || sk->state == BPF_TCP_SYN_SENT) return 1;
-  return reauthorize(skb, sk, 0);
+  return !(sk && sk->protocol == IPPROTO_TCP && cut(sk));
 }
 
-/* ALE_AUTH_RECV_ACCEPT: an inbound TCP SYN to a listener, or a datagram from a new remote; and the
- * re-authorization of established flows. */
+/* ALE_AUTH_RECV_ACCEPT: an inbound TCP SYN to a listener, or a datagram from a new remote; and a cut
+ * flow's packets. Attached only while ALE_AUTH_RECV_ACCEPT, ALE_AUTH_LISTEN or ALE_FLOW_ESTABLISHED
+ * hold filters. */
 SEC("cgroup_skb/ingress")
 int lfp_ingress(struct __sk_buff *skb) {
   struct bpf_sock *sk = skb->sk;
   if (!sk) return 1;
   sk = bpf_sk_fullsock(sk);
   if (!sk) return 1;
-  if (sk->protocol == IPPROTO_TCP && sk->state != BPF_TCP_LISTEN)
-    return sk->state == BPF_TCP_SYN_SENT ? 1 : reauthorize(skb, sk, 1); /* (as in lfp_egress) */
+  if (sk->protocol == IPPROTO_TCP && sk->state != BPF_TCP_LISTEN) return !cut(sk);
   struct pkt p = {};
   if (!parse(skb, 1, &p)) return 1;
   struct lfp_sock_attr *ap = bpf_sk_storage_get(&lfp_sk_attr, sk, 0, 0);
@@ -1255,6 +1230,70 @@ int lfp_ingress(struct __sk_buff *skb) {
   report(kl, &d, &a, p.family, p.proto, p.local, p.lport, p.remote, p.rport, skb->ifindex, !ok);
   if (dgram) dgram_store(&dk, &d, ok);
   return ok;
+}
+
+/* ---- Re-authorization (WFP's ALE reauthorization) -------------------------------------------------
+ * When the policy changes, lfpd walks the TCP sockets of each network namespace its cgroup's
+ * processes are in with this iterator (KernelPath::reauthorize). A flow authorized under an older
+ * policy is classified again, with IS_REAUTHORIZE, at the layer that let it in: a connect()'s at
+ * ALE_AUTH_CONNECT (its record is its slot in lfp_flows), an accepted connection's at
+ * ALE_AUTH_RECV_ACCEPT (its record is its storage, cloned from its listener's). A flow the new policy
+ * blocks, or one cut at ALE_FLOW_ESTABLISHED, is aborted (bpf_sock_destroy: the application sees
+ * ECONNABORTED, the peer a reset). So no packet pays for re-authorization. */
+struct bpf_iter_meta;
+struct bpf_iter__tcp {
+  struct bpf_iter_meta *meta;
+  struct sock_common *sk_common;
+} __attribute__((preserve_access_index));
+struct tcp_sock;
+extern int bpf_sock_destroy(struct sock_common *sk) __ksym;
+
+SEC("iter/tcp")
+int lfp_reauth(struct bpf_iter__tcp *ctx) {
+  struct sock_common *skc = ctx->sk_common;
+  if (!skc) return 0;
+  const int family = skc->skc_family;
+  const __u8 st = skc->skc_state;
+  /* (a listener, a closed socket, and the kernel's mini-sockets for TIME_WAIT and a SYN received:
+   * no flow of an application) */
+  if ((family != AF_INET && family != AF_INET6) || st == BPF_TCP_LISTEN || st == BPF_TCP_CLOSE ||
+      st == BPF_TCP_TIME_WAIT || st == BPF_TCP_NEW_SYN_RECV)
+    return 0;
+  struct tcp_sock *tp = bpf_skc_to_tcp_sock(skc);
+  struct lfp_config *cfg = config();
+  if (!tp || !cfg) return 0;
+  struct lfp_sock_attr *s = bpf_sk_storage_get(&lfp_sk_attr, tp, 0, 0);
+  struct lfp_sock_attr *a = flow_record(tp, bpf_get_socket_cookie(tp));
+  int out = 1;
+  if (!a) { /* no slot: an accepted connection, or a connect() that found its group full */
+    a = s;
+    out = s && s->flow == LFP_FLOW_OUTBOUND;
+  }
+  if (!a) return 0; /* not created in the cgroup, or before the hooks were attached */
+  if (a->cut || (s && s->cut)) {
+    bpf_sock_destroy(skc);
+    return 0;
+  }
+  const __u64 g = read_gen(cfg);
+  if (a->auth_gen == g) return 0;
+  struct pkt p = {};
+  sock_pkt((const struct sock *)tp, family == AF_INET, IPPROTO_TCP, &p);
+  __u32 ifindex = 0;
+  if (!out && bpf_core_field_exists(((struct sock *)0)->sk_rx_dst_ifindex))
+    ifindex = BPF_CORE_READ((const struct sock *)tp, sk_rx_dst_ifindex);
+  struct lfp_values v = {};
+  const __u32 kl = family == AF_INET ? (out ? LFP_KL_CONNECT_V4 : LFP_KL_RECV_ACCEPT_V4)
+                                     : (out ? LFP_KL_CONNECT_V6 : LFP_KL_RECV_ACCEPT_V6);
+  set_attr(&v, a);
+  packet_values(&v, &p, ifindex, 0x4 /* IS_REAUTHORIZE */);
+  struct lfp_verdict d;
+  lfp_eval(kl, &v, &d);
+  a->auth_gen = g;
+  if (d.defer || !d.decided || d.permit) return 0; /* a flow is never cut for want of user space */
+  a->cut = 1;
+  report(kl, &d, a, p.family, p.proto, p.local, p.lport, p.remote, p.rport, ifindex, 1);
+  bpf_sock_destroy(skc);
+  return 0;
 }
 
 /* ---- The equivalence test's way in: the same lfp_eval on values the test chooses ------------------ */

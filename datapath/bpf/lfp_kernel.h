@@ -269,7 +269,7 @@ struct lfp_sock_attr {
   lfp_u32 uid;
   lfp_u32 gid;
   lfp_u32 listen_refused; /* ALE_AUTH_LISTEN refused this listener: its SYNs are dropped */
-  /* Re-authorization of established TCP flows (lfp_ale.bpf.c, reauthorize). */
+  /* Re-authorization of TCP flows (lfp_ale.bpf.c, lfp_reauth). */
   lfp_u64 auth_gen;        /* the policy generation the flow was last authorized under (a listener's:
                               its last SYN's, which the connection it completes inherits) */
   lfp_u8 flow;             /* LFP_FLOW_* */

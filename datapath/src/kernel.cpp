@@ -16,11 +16,17 @@
 #include <sys/sysmacros.h>
 #include <unistd.h>
 
+#include <sched.h>
+
+#include <algorithm>
 #include <cerrno>
+#include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <map>
 #include <set>
 #include <stdexcept>
+#include <thread>
 #include <vector>
 
 #include "lfp_ale.skel.h"
@@ -185,14 +191,19 @@ void KernelPath::attach_and_pin() {
     if (cgroup_fd_ < 0) fail("cgroup " + opts_.cgroup, errno);
     bpf_program* p;
     bpf_object__for_each_program(p, skel_->obj) {
-      if (p == skel_->progs.lfp_test_eval || is_netfilter(p) || is_tc(p) || p == skel_->progs.lfp_sockops) continue;
+      if (p == skel_->progs.lfp_test_eval || p == skel_->progs.lfp_reauth || is_netfilter(p) || is_tc(p) ||
+          on_demand(p))
+        continue;
       bpf_link* link = bpf_program__attach_cgroup(p, cgroup_fd_);
       if (!link) fail(std::string("cannot attach ") + bpf_program__name(p) + " to " + opts_.cgroup, errno);
       links_.push_back(link);
       pin_link(bpf_link__fd(link), link_pin(opts_.pin_dir, p));
     }
-    link_sockops(true);  // (replacing a previous daemon's; install() unlinks it when its layers are empty)
+    // (replacing a previous daemon's; install() unlinks those whose layers are empty)
+    for (bpf_program* p : on_demand_programs()) link_cgroup(p, true);
     drop_stale_links();
+    reauth_ = bpf_program__attach_iter(skel_->progs.lfp_reauth, nullptr);
+    if (!reauth_) fail("cannot create the re-authorization iterator", errno);
   }
   if (opts_.packet_layers) {
     // Every hook at first, replacing a previous daemon's pinned ones (which enforce its last policy
@@ -397,29 +408,49 @@ void KernelPath::unlink_hook(int& fd, const std::string& pin) {
   fd = -1;
 }
 
-// sock_ops runs several times on every TCP connection (connect, RTO and window set-up,
-// established), so it is attached only while a layer it feeds holds a filter.
-void KernelPath::link_sockops(bool on) {
-  const std::string pin = link_pin(opts_.pin_dir, skel_->progs.lfp_sockops);
+// Cgroup hooks a connection should not pay for while their layers are empty: sock_ops runs several
+// times on every TCP connection (connect, RTO and window set-up, established), cgroup_skb on every
+// packet.
+std::vector<bpf_program*> KernelPath::on_demand_programs() const {
+  return {skel_->progs.lfp_sockops, skel_->progs.lfp_ingress, skel_->progs.lfp_egress};
+}
+
+bool KernelPath::on_demand(const bpf_program* p) const {
+  const auto all = on_demand_programs();
+  return std::find(all.begin(), all.end(), p) != all.end();
+}
+
+void KernelPath::link_cgroup(bpf_program* prog, bool on) {
+  const std::string pin = link_pin(opts_.pin_dir, prog);
+  bpf_link*& link = on_demand_[prog];
   if (!on) {
-    if (!sockops_) return;
+    if (!link) return;
     if (!opts_.pin_dir.empty()) ::unlink(pin.c_str());
-    bpf_link__destroy(sockops_);
-    sockops_ = nullptr;
+    bpf_link__destroy(link);
+    link = nullptr;
     return;
   }
-  if (sockops_) return;
-  sockops_ = bpf_program__attach_cgroup(skel_->progs.lfp_sockops, cgroup_fd_);
-  if (!sockops_) fail("cannot attach lfp_sockops to " + opts_.cgroup, errno);
-  pin_link(bpf_link__fd(sockops_), pin);
+  if (link) return;
+  link = bpf_program__attach_cgroup(prog, cgroup_fd_);
+  if (!link) fail(std::string("cannot attach ") + bpf_program__name(prog) + " to " + opts_.cgroup, errno);
+  pin_link(bpf_link__fd(link), pin);
 }
 
 void KernelPath::sync_hooks(const KernelPolicy& p, bool attach) {
   if (cgroup_fd_ >= 0) {
-    bool want = false;
-    for (lfp_kl kl : {LFP_KL_LISTEN_V4, LFP_KL_LISTEN_V6, LFP_KL_FLOW_V4, LFP_KL_FLOW_V6, LFP_KL_REDIRECT_V4, LFP_KL_REDIRECT_V6})
-      want = want || p.layer_filters[kl] > 0;
-    if (want == attach) link_sockops(want);
+    auto holds = [&](std::initializer_list<lfp_kl> kls) {
+      return std::any_of(kls.begin(), kls.end(), [&](lfp_kl kl) { return p.layer_filters[kl] > 0; });
+    };
+    // A flow cut at ALE_FLOW_ESTABLISHED is dropped by the packet hooks; ingress also decides
+    // ALE_AUTH_RECV_ACCEPT and drops a refused listener's SYNs.
+    const bool flow = holds({LFP_KL_FLOW_V4, LFP_KL_FLOW_V6});
+    const bool listen = holds({LFP_KL_LISTEN_V4, LFP_KL_LISTEN_V6});
+    const std::pair<bpf_program*, bool> want[] = {
+        {skel_->progs.lfp_sockops, flow || listen || holds({LFP_KL_REDIRECT_V4, LFP_KL_REDIRECT_V6})},
+        {skel_->progs.lfp_ingress, flow || listen || holds({LFP_KL_RECV_ACCEPT_V4, LFP_KL_RECV_ACCEPT_V6})},
+        {skel_->progs.lfp_egress, flow}};
+    for (const auto& [prog, on] : want)
+      if (on == attach) link_cgroup(prog, on);
   }
   if (!opts_.packet_layers) return;
   for (size_t i = 0; i < std::size(kNfHooks); ++i) {
@@ -439,8 +470,11 @@ void KernelPath::sync_hooks(const KernelPolicy& p, bool attach) {
 void KernelPath::release() {
   for (bpf_link* l : links_) bpf_link__destroy(l);  // a pinned link stays attached
   links_.clear();
-  if (sockops_) bpf_link__destroy(sockops_);
-  sockops_ = nullptr;
+  for (auto& [prog, link] : on_demand_)
+    if (link) bpf_link__destroy(link);
+  on_demand_.clear();
+  if (reauth_) bpf_link__destroy(reauth_);
+  reauth_ = nullptr;
   for (int& fd : nf_fd_)  // likewise
     if (fd >= 0) ::close(fd), fd = -1;
   for (auto& [index, t] : tcx_)
@@ -488,7 +522,67 @@ const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t onl
   __atomic_store_n(&cfg->gen_bank, (++gen_ << 1) | bank, __ATOMIC_RELEASE);
   sync_hooks(next, false);  // and those it leaves idle go after
   policy_ = std::move(next);
+  reauthorize();
   return policy_;
+}
+
+namespace {
+
+// The network namespaces of the processes in `cgroup` and below it, one open descriptor each.
+std::vector<int> cgroup_netns(const std::string& cgroup) {
+  std::vector<int> fds;
+  std::set<std::pair<dev_t, ino_t>> seen;
+  std::vector<std::string> dirs = {cgroup};
+  while (!dirs.empty()) {
+    const std::string dir = dirs.back();
+    dirs.pop_back();
+    if (FILE* f = std::fopen((dir + "/cgroup.procs").c_str(), "re")) {
+      for (long pid; std::fscanf(f, "%ld", &pid) == 1;) {
+        const std::string ns = "/proc/" + std::to_string(pid) + "/ns/net";
+        struct stat st;
+        if (::stat(ns.c_str(), &st) != 0 || !seen.insert({st.st_dev, st.st_ino}).second) continue;
+        if (int fd = ::open(ns.c_str(), O_RDONLY | O_CLOEXEC); fd >= 0) fds.push_back(fd);
+      }
+      std::fclose(f);
+    }
+    if (DIR* d = ::opendir(dir.c_str())) {
+      while (dirent* e = ::readdir(d))
+        if (e->d_type == DT_DIR && e->d_name[0] != '.') dirs.push_back(dir + "/" + e->d_name);
+      ::closedir(d);
+    }
+  }
+  return fds;
+}
+
+// Runs the iterator `link` in each namespace: a thread of its own enters them (lfpd stays where it is).
+void run_iterator_in(bpf_link* link, const std::vector<int>& netns) {
+  std::thread([&] {
+    for (int ns : netns) {
+      if (::setns(ns, CLONE_NEWNET) != 0) continue;  // (the namespace's last process is gone)
+      const int it = bpf_iter_create(bpf_link__fd(link));
+      if (it < 0) continue;
+      char buf[64];
+      while (::read(it, buf, sizeof buf) > 0) {
+      }
+      ::close(it);
+    }
+  }).join();
+}
+
+}  // namespace
+
+// WFP re-authorizes every flow when the policy changes; here the iterator lfp_reauth does, in each
+// namespace the cgroup's processes are in (an iterator sees the namespace it is created in). A
+// connect() that read the old generation may not be in the kernel's socket table yet at the first
+// pass: it is by the second, a moment later.
+void KernelPath::reauthorize() {
+  if (!reauth_ || opts_.cgroup.empty()) return;
+  for (int pass = 0; pass < 2; ++pass) {
+    if (pass) std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    std::vector<int> netns = cgroup_netns(opts_.cgroup);
+    run_iterator_in(reauth_, netns);
+    for (int fd : netns) ::close(fd);
+  }
 }
 
 lfp_verdict KernelPath::evaluate(lfp_kl kl, const lfp_values& v) const {

@@ -78,8 +78,8 @@ class KernelPath {
   // A redirected connection's record, by its local address and port (redirect.hpp).
   std::optional<lfp_redirect_record> redirect_record(const lfp_redirect_key& k) const;
   uint64_t deferred() const { return counter(1); }
-  // Outbound TCP flows left out of re-authorization: the slots their group of lfp_flows offers were all taken.
-  uint64_t flows_untracked() const { return counter(2); }
+  // Outbound TCP flows whose group of lfp_flows slots was full: their record went in the socket's storage.
+  uint64_t flows_in_storage() const { return counter(2); }
 
   // The packet layers tell inbound from forwarded by the host's own addresses, and the MAC frame
   // layers hook each interface: this reads the addresses (getifaddrs) into the kernel's table and
@@ -98,7 +98,10 @@ class KernelPath {
   void attach_and_pin();
   void pin_link(int link_fd, const std::string& path);
   void link_nf_hook(size_t i, bool on);
-  void link_sockops(bool on);
+  std::vector<bpf_program*> on_demand_programs() const;
+  bool on_demand(const bpf_program* p) const;
+  void link_cgroup(bpf_program* prog, bool on);
+  void reauthorize();
   void drop_stale_links();
   void unlink_hook(int& fd, const std::string& pin);
   // attach: links the hooks `p` needs; else unlinks those it leaves idle.
@@ -118,7 +121,8 @@ class KernelPath {
   int cgroup_fd_ = -1;
   int addr_fd_ = -1;
   std::vector<bpf_link*> links_;
-  bpf_link* sockops_ = nullptr;  // only while ALE_AUTH_LISTEN, ALE_FLOW_ESTABLISHED or ALE_CONNECT_REDIRECT hold filters
+  std::map<bpf_program*, bpf_link*> on_demand_;  // linked only while their layers hold filters (sync_hooks)
+  bpf_link* reauth_ = nullptr;                   // the re-authorization iterator
   // The packet layers' links, each there only while its layers hold filters (sync_hooks).
   std::array<int, 8> nf_fd_ = {-1, -1, -1, -1, -1, -1, -1, -1};  // kernel.cpp's kNfHooks, in order
   struct TcxLinks {

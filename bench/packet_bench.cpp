@@ -29,7 +29,9 @@
 // ratios; --rounds is the number of windows of each of s and l. Before each window, the programs
 // linked at B's netfilter hooks are checked (none in h; lfp_nf_in4 in s and l). With e in --only it
 // also measures e: no LFP program, but an empty nftables base chain at B's input hook (what any
-// netfilter hook costs this path, the floor for a program there).
+// netfilter hook costs this path, the floor for a program there). With m, it measures SMALL filters
+// at INBOUND_MAC_FRAME_ETHERNET instead: LFP's tcx program alone, no netfilter hook (what deciding
+// at tcx would cost against deciding at netfilter).
 //
 //   lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] [--only CONFIGS] [--pin]
 //                    [--bpf-stats] [--interleave]
@@ -161,8 +163,8 @@ int sink_timeline(int port, int cpu) {
   return 0;
 }
 
-// LFP's programs linked at netfilter hooks now, by name.
-std::multiset<std::string> lfp_nf_links() {
+// LFP's programs linked at netfilter hooks or tcx now, by name.
+std::multiset<std::string> lfp_links() {
   std::multiset<std::string> out;
   for (uint32_t id = 0; bpf_link_get_next_id(id, &id) == 0;) {
     const int fd = bpf_link_get_fd_by_id(id);
@@ -174,7 +176,8 @@ std::multiset<std::string> lfp_nf_links() {
       bpf_prog_info prog{};
       uint32_t plen = sizeof prog;
       constexpr uint32_t kProgTypeNetfilter = 32;  // (newer than this system's headers)
-      if (pfd >= 0 && bpf_obj_get_info_by_fd(pfd, &prog, &plen) == 0 && prog.type == kProgTypeNetfilter &&
+      if (pfd >= 0 && bpf_obj_get_info_by_fd(pfd, &prog, &plen) == 0 &&
+          (prog.type == kProgTypeNetfilter || prog.type == BPF_PROG_TYPE_SCHED_CLS) &&
           std::strncmp(prog.name, "lfp_", 4) == 0)
         out.insert(prog.name);
       if (pfd >= 0) ::close(pfd);
@@ -241,6 +244,18 @@ json policy(int n) {
                                        when("IP_REMOTE_PORT", 1 + i % 1000)}}});
   filters.push_back({{"name", "the benchmark"}, {"layer", "INBOUND_TRANSPORT_V4"}, {"action", "PERMIT"},
                      {"weight", {{"explicit", 0}}}, {"conditions", {when("IP_LOCAL_PORT", kPort)}}});
+  return {{"filters", filters}};
+}
+
+// n filters at INBOUND_MAC_FRAME_ETHERNET, decided at tcx: n-1 blocks of EtherTypes nothing sends,
+// then one permit for IPv4 frames.
+json mac_policy(int n) {
+  json filters = json::array();
+  for (int i = 0; i < n - 1; ++i)
+    filters.push_back({{"name", "other " + std::to_string(i)}, {"layer", "INBOUND_MAC_FRAME_ETHERNET"}, {"action", "BLOCK"},
+                       {"conditions", {when("ETHER_TYPE", 0x9000 + i % 0x1000)}}});
+  filters.push_back({{"name", "the benchmark"}, {"layer", "INBOUND_MAC_FRAME_ETHERNET"}, {"action", "PERMIT"},
+                     {"weight", {{"explicit", 0}}}, {"conditions", {when("ETHER_TYPE", 0x0800)}}});
   return {{"filters", filters}};
 }
 
@@ -336,9 +351,9 @@ class Bench {
   // --interleave (see the header).
   json interleaved() {
     std::vector<char> xs;
-    for (char c : {'s', 'l', 'e'})
+    for (char c : {'s', 'l', 'e', 'm'})
       if (o_.only.find(c) != std::string::npos) xs.push_back(c);
-    if (xs.empty()) throw std::runtime_error("--interleave measures s, l or e: --only names none");
+    if (xs.empty()) throw std::runtime_error("--interleave measures s, l, e or m: --only names none");
     enter('h');  // lfpd in B, no filter: the probe checks it lets everything through
     // Puts configuration c in place without a probe (the sender is running) and checks the hooks.
     auto toggle = [&](char c) {
@@ -350,12 +365,13 @@ class Bench {
         if (!sb_.run(cmd, {.side = Side::B}).ok()) throw std::runtime_error("cannot run: " + cmd);
         empty_chain_ = chain;
       }
-      const int want = c == 'h' || c == 'e' ? 0 : c == 's' ? o_.small : o_.large;
+      // (m's filters are told from s's by their sign)
+      const int want = c == 'h' || c == 'e' ? 0 : c == 's' ? o_.small : c == 'm' ? -o_.small : o_.large;
       if (want != filters_) {
         session_.reset();
         if (want) {
           session_ = lfpd_->connect({.name = "lfp-packet-bench", .dynamic = true});
-          session_->apply(policy(want));  // (lfpd installs a policy before it answers)
+          session_->apply(want > 0 ? policy(want) : mac_policy(-want));  // (lfpd installs a policy before it answers)
         } else {
           auto frame = lfpd_->connect();
           for (int i = 0; !frame->enumerate("filter").empty(); ++i) {
@@ -365,11 +381,15 @@ class Bench {
         }
         filters_ = want;
       }
-      const auto links = lfp_nf_links();
-      if (c == 'h' || c == 'e' ? !links.empty() : links.count("lfp_nf_in4") != 1)
+      // What must be linked: nothing in h and e, lfp_nf_in4 alone in s and l, lfp_tc_ingress alone
+      // (on each interface of B but lo) in m.
+      const auto links = lfp_links();
+      const char* want_link = c == 'm' ? "lfp_tc_ingress" : "lfp_nf_in4";
+      const bool none = c == 'h' || c == 'e';
+      if (none ? !links.empty() : links.count(want_link) < 1 || links.count(want_link) != links.size())
         throw std::runtime_error(std::string("configuration ") + c + ": " + std::to_string(links.size()) +
-                                 " LFP programs linked at netfilter hooks, lfp_nf_in4 " +
-                                 (links.count("lfp_nf_in4") ? "among them" : "not among them"));
+                                 " LFP programs linked at netfilter hooks or tcx, " + want_link + " " +
+                                 (links.count(want_link) ? "among them" : "not among them"));
     };
     std::vector<char> seq = {'h'};
     for (int r = 0; r < o_.rounds; ++r)
@@ -534,9 +554,10 @@ int main(int argc, char** argv) {
       return 2;
     }
   }
-  if (o.only.find_first_not_of(o.interleave ? "ahslntuve" : "ahslntuv") != std::string::npos || o.only.find('a') == std::string::npos ||
+  if (o.only.find_first_not_of(o.interleave ? "ahslntuvem" : "ahslntuv") != std::string::npos || o.only.find('a') == std::string::npos ||
       (o.only.find_first_of("uv") != std::string::npos && o.only.find('t') == std::string::npos)) {
-    std::fprintf(stderr, "lfp-packet-bench: --only takes letters of ahslntuv, with a (and t with u or v)\n");
+    std::fprintf(stderr, "lfp-packet-bench: --only takes letters of ahslntuv (and e, m with --interleave), with a "
+                         "(and t with u or v)\n");
     return 2;
   }
   if (o.rounds < 1 || o.secs <= 0 || o.flows < 1 || o.small < 2 || o.large < 2) {
@@ -559,7 +580,7 @@ int main(int argc, char** argv) {
                   "windows of h (lfpd, no filter, no program at any hook); medians\n", o.flows, o.secs);
       for (const auto& [id, what] : std::vector<std::pair<std::string, std::string>>{
                {"h", "no LFP program"}, {"s", std::to_string(o.small) + " filters"}, {"l", std::to_string(o.large) + " filters"},
-               {"e", "an empty nftables chain"}}) {
+               {"e", "an empty nftables chain"}, {"m", std::to_string(o.small) + " MAC-layer filters (tcx)"}}) {
         if (!r.contains(id)) continue;
         std::printf("%s  %-24s %12.0f pps", id.c_str(), what.c_str(), r[id]["pps"].get<double>());
         if (r[id].contains("ratio")) std::printf("   %.3f of the h windows beside it", r[id]["ratio"].get<double>());

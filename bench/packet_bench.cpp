@@ -26,8 +26,8 @@
 // filter (h: no LFP program at any hook, checked) to s or l and back; windows of --secs alternate
 // h X h Y h X ..., and each X window's rate is a ratio to the mean of the h windows on either side of
 // it (so both were measured within a second or two of each other). It reports the medians of those
-// ratios; --rounds is the number of windows of each of s and l. Before each window, the programs
-// linked at B's netfilter hooks are checked (none in h; lfp_nf_in4 in s and l). With e in --only it
+// ratios; --rounds is the number of windows of each of s and l. Before each window, LFP's programs
+// linked at B's netfilter hooks and tcx are checked (none in h; lfp_nf_in4 alone in s and l). With e in --only it
 // also measures e: no LFP program, but an empty nftables base chain at B's input hook (what any
 // netfilter hook costs this path, the floor for a program there). With m, it measures SMALL filters
 // at INBOUND_MAC_FRAME_ETHERNET instead: LFP's tcx program alone, no netfilter hook (what deciding
@@ -582,7 +582,7 @@ int main(int argc, char** argv) {
                {"h", "no LFP program"}, {"s", std::to_string(o.small) + " filters"}, {"l", std::to_string(o.large) + " filters"},
                {"e", "an empty nftables chain"}, {"m", std::to_string(o.small) + " MAC-layer filters (tcx)"}}) {
         if (!r.contains(id)) continue;
-        std::printf("%s  %-24s %12.0f pps", id.c_str(), what.c_str(), r[id]["pps"].get<double>());
+        std::printf("%s  %-26s %12.0f pps", id.c_str(), what.c_str(), r[id]["pps"].get<double>());
         if (r[id].contains("ratio")) std::printf("   %.3f of the h windows beside it", r[id]["ratio"].get<double>());
         std::printf("\n");
       }

@@ -31,12 +31,14 @@
 // also measures e: no LFP program, but an empty nftables base chain at B's input hook (what any
 // netfilter hook costs this path, the floor for a program there). With m, it measures SMALL filters
 // at INBOUND_MAC_FRAME_ETHERNET instead: LFP's tcx program alone, no netfilter hook (what deciding
-// at tcx would cost against deciding at netfilter).
+// at tcx would cost against deciding at netfilter). With o and --compare PATH, it measures s with the
+// lfpd at PATH too (restarted between windows, while no program is linked): two versions of the
+// packet path, side by side in the same run.
 //
 //   lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] [--only CONFIGS] [--pin]
-//                    [--bpf-stats] [--interleave]
-// (--pin: the sender on CPU 0, the sink on CPU 1. --bpf-stats: also what LFP's programs cost per
-// packet, as the kernel timed them, which the machine's noise hardly moves.)
+//                    [--bpf-stats] [--interleave] [--lfpd PATH] [--compare PATH]
+// (--pin: the sender on CPU 0, the sink on CPU 1. --lfpd: that lfpd binary instead of the one built
+// beside the bench. --bpf-stats: also what LFP's programs cost per packet, as the kernel timed them.)
 // Modes run inside the sandbox (argv[1]):
 //   lfp-packet-bench sink PORT SECS CPU    counts datagrams for SECS after the first; prints the count
 //   lfp-packet-bench sink-timeline PORT CPU   counts datagrams until SIGTERM, then prints "NS COUNT"
@@ -266,6 +268,7 @@ struct Options {
   bool pin = false;  // sender on CPU 0, sink on CPU 1
   bool bpf_stats = false;  // the kernel's run time of LFP's programs per packet (BPF_ENABLE_STATS)
   bool interleave = false;  // s and l in windows between windows of h, one sender and sink throughout
+  std::string compare;  // --interleave's o: s with this lfpd binary
   std::string only = "ahslntuv";  // the configurations to measure (a is always one)
 };
 
@@ -283,17 +286,7 @@ class Bench {
       return;
     }
     const char mode = c == 'n' ? 'n' : c == 'u' || c == 'v' ? 'u' : 'k';
-    if (!lfpd_ || mode != mode_) {
-      session_.reset();
-      lfpd_.reset();
-      std::vector<std::string> args = {"--cgroup", "none", "--packet-layers", "--bpf-pin", ""};
-      if (mode == 'n') args.push_back("--no-packet-cache");
-      // (--fail closed: what the queue cannot take is dropped, as the trivial reader's is, not passed)
-      if (mode == 'u') args.insert(args.end(), {"--packet-queue", "7501", "--packet-userspace", "--fail", "closed"});
-      lfpd_ = std::make_unique<lfp::test::Daemon>(args, sb_.ns_path(Side::B));
-      mode_ = mode;
-      filters_ = 0;
-    }
+    if (!lfpd_ || mode != mode_) start_lfpd(mode, main_lfpd_);
     const int want = c == 'h' ? 0 : c == 's' || c == 'u' ? o_.small : o_.large;
     if (want != filters_) {
       session_.reset();  // a dynamic session's filters go with it
@@ -309,6 +302,21 @@ class Bench {
                                                      (lost ? "lost" : "delivered"));
     if (mode_ == 'u' && lfpd_->connect()->call("packet_queue")["dropped"].get<uint64_t>() == 0)
       throw std::runtime_error(std::string("configuration ") + c + ": lfpd's packet queue did not see the probe");
+  }
+
+  // lfpd in B, in mode m (k kernel, n no decision cache, u user space), from binary exe; no filter.
+  void start_lfpd(char mode, const std::string& exe) {
+    session_.reset();
+    lfpd_.reset();
+    std::vector<std::string> args = {"--cgroup", "none", "--packet-layers", "--bpf-pin", ""};
+    if (mode == 'n') args.push_back("--no-packet-cache");
+    // (--fail closed: what the queue cannot take is dropped, as the trivial reader's is, not passed)
+    if (mode == 'u') args.insert(args.end(), {"--packet-queue", "7501", "--packet-userspace", "--fail", "closed"});
+    lfp::test::lfpd_path() = exe;
+    lfpd_ = std::make_unique<lfp::test::Daemon>(args, sb_.ns_path(Side::B));
+    mode_ = mode;
+    exe_ = exe;
+    filters_ = 0;
   }
 
   // The trivial reader and its rule in B, while configuration t is measured.
@@ -351,9 +359,9 @@ class Bench {
   // --interleave (see the header).
   json interleaved() {
     std::vector<char> xs;
-    for (char c : {'s', 'l', 'e', 'm'})
+    for (char c : {'s', 'l', 'e', 'm', 'o'})
       if (o_.only.find(c) != std::string::npos) xs.push_back(c);
-    if (xs.empty()) throw std::runtime_error("--interleave measures s, l, e or m: --only names none");
+    if (xs.empty()) throw std::runtime_error("--interleave measures s, l, e, m or o: --only names none");
     enter('h');  // lfpd in B, no filter: the probe checks it lets everything through
     // Puts configuration c in place without a probe (the sender is running) and checks the hooks.
     auto toggle = [&](char c) {
@@ -365,8 +373,11 @@ class Bench {
         if (!sb_.run(cmd, {.side = Side::B}).ok()) throw std::runtime_error("cannot run: " + cmd);
         empty_chain_ = chain;
       }
+      // o: s with the other lfpd (restarted while no program is linked, so h windows do not care)
+      const std::string& exe = c == 'o' ? o_.compare : main_lfpd_;
+      if (c != 'h' && c != 'e' && exe != exe_) start_lfpd('k', exe);
       // (m's filters are told from s's by their sign)
-      const int want = c == 'h' || c == 'e' ? 0 : c == 's' ? o_.small : c == 'm' ? -o_.small : o_.large;
+      const int want = c == 'h' || c == 'e' ? 0 : c == 's' || c == 'o' ? o_.small : c == 'm' ? -o_.small : o_.large;
       if (want != filters_) {
         session_.reset();
         if (want) {
@@ -381,7 +392,7 @@ class Bench {
         }
         filters_ = want;
       }
-      // What must be linked: nothing in h and e, lfp_nf_in4 alone in s and l, lfp_tc_ingress alone
+      // What must be linked: nothing in h and e, lfp_nf_in4 alone in s, l and o, lfp_tc_ingress alone
       // (on each interface of B but lo) in m.
       const auto links = lfp_links();
       const char* want_link = c == 'm' ? "lfp_tc_ingress" : "lfp_nf_in4";
@@ -513,6 +524,8 @@ class Bench {
   std::unique_ptr<lfp::client::Client> session_;
   lfp::test::Process reader_;
   char mode_ = 'k';  // lfpd's: k kernel, n no decision cache, u user space
+  const std::string main_lfpd_ = lfp::test::lfpd_path();  // (after --lfpd)
+  std::string exe_;  // the running lfpd's binary
   bool empty_chain_ = false;  // --interleave's e: an nftables table in B
   int filters_ = 0;
 };
@@ -548,16 +561,22 @@ int main(int argc, char** argv) {
     else if (a[i] == "--small") o.small = static_cast<int>(num("--small"));
     else if (a[i] == "--large") o.large = static_cast<int>(num("--large"));
     else if (a[i] == "--only" && i + 1 < a.size()) o.only = a[++i];
+    else if (a[i] == "--lfpd" && i + 1 < a.size()) lfp::test::lfpd_path() = a[++i];
+    else if (a[i] == "--compare" && i + 1 < a.size()) o.compare = a[++i];
     else {
       std::fprintf(stderr, "usage: lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] "
-                           "[--only CONFIGS] [--pin] [--bpf-stats] [--interleave]\n");
+                           "[--only CONFIGS] [--pin] [--bpf-stats] [--interleave] [--lfpd PATH] [--compare PATH]\n");
       return 2;
     }
   }
-  if (o.only.find_first_not_of(o.interleave ? "ahslntuvem" : "ahslntuv") != std::string::npos || o.only.find('a') == std::string::npos ||
+  if (o.only.find_first_not_of(o.interleave ? "ahslntuvemo" : "ahslntuv") != std::string::npos || o.only.find('a') == std::string::npos ||
       (o.only.find_first_of("uv") != std::string::npos && o.only.find('t') == std::string::npos)) {
-    std::fprintf(stderr, "lfp-packet-bench: --only takes letters of ahslntuv (and e, m with --interleave), with a "
+    std::fprintf(stderr, "lfp-packet-bench: --only takes letters of ahslntuv (and e, m, o with --interleave), with a "
                          "(and t with u or v)\n");
+    return 2;
+  }
+  if ((o.only.find('o') != std::string::npos) != !o.compare.empty()) {
+    std::fprintf(stderr, "lfp-packet-bench: o in --only and --compare PATH go together\n");
     return 2;
   }
   if (o.rounds < 1 || o.secs <= 0 || o.flows < 1 || o.small < 2 || o.large < 2) {
@@ -580,9 +599,10 @@ int main(int argc, char** argv) {
                   "windows of h (lfpd, no filter, no program at any hook); medians\n", o.flows, o.secs);
       for (const auto& [id, what] : std::vector<std::pair<std::string, std::string>>{
                {"h", "no LFP program"}, {"s", std::to_string(o.small) + " filters"}, {"l", std::to_string(o.large) + " filters"},
-               {"e", "an empty nftables chain"}, {"m", std::to_string(o.small) + " MAC-layer filters (tcx)"}}) {
+               {"e", "an empty nftables chain"}, {"m", std::to_string(o.small) + " MAC-layer filters (tcx)"},
+               {"o", std::to_string(o.small) + " filters, --compare's lfpd"}}) {
         if (!r.contains(id)) continue;
-        std::printf("%s  %-26s %12.0f pps", id.c_str(), what.c_str(), r[id]["pps"].get<double>());
+        std::printf("%s  %-30s %12.0f pps", id.c_str(), what.c_str(), r[id]["pps"].get<double>());
         if (r[id].contains("ratio")) std::printf("   %.3f of the h windows beside it", r[id]["ratio"].get<double>());
         std::printf("\n");
       }

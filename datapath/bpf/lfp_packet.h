@@ -512,24 +512,33 @@ static __always_inline __u8 mac_type(__u64 m) {
 static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
   const int kl = inbound ? LFP_KL_MAC_IN : LFP_KL_MAC_OUT;
   if (layer_empty(kl)) return LFP_TC_OK;
-  __u8 eth[18];
-  if (bpf_skb_load_bytes(skb, 0, eth, 14)) return LFP_TC_OK;
+  /* The frame's first 26 bytes: Ethernet, one tag, and the IP header's first 8. Read in place when
+   * the linear part holds them (15 to 20 ns a run less than a copy: docs/packet-layers.md), else copied. */
+  __u8 buf[26] = {};
+  const __u8 *eth = (const __u8 *)(long)skb->data;
+  const __u32 have = skb->len < sizeof buf ? skb->len : sizeof buf;
+  if (have < 14) return LFP_TC_OK;
+  if (eth + sizeof buf > (const __u8 *)(long)skb->data_end) {
+    if (bpf_skb_load_bytes(skb, 0, buf, have)) return LFP_TC_OK;
+    eth = buf;
+  }
   const __u64 dst = mac48(eth), src = mac48(eth + 6);
   __u16 type = eth[12] << 8 | eth[13], vlan = 0;
-  __u32 l3 = 14;
+  const __u8 *ip = eth + 14;
   __u8 frag = 0;
   if (skb->vlan_present) { /* the outer tag, taken off by the driver or the stack */
     vlan = skb->vlan_tci & 0xfff;
-  } else if ((type == 0x8100 || type == 0x88a8) && !bpf_skb_load_bytes(skb, 14, eth + 14, 4)) {
+  } else if ((type == 0x8100 || type == 0x88a8) && have >= 18) {
     vlan = (eth[14] << 8 | eth[15]) & 0xfff;
     type = eth[16] << 8 | eth[17];
-    l3 = 18;
+    ip = eth + 18;
   }
   /* L2_FLAGS IS_IP_FRAGMENT_GROUP: an IPv4 fragment, or IPv6 whose first header after the fixed one is
    * a fragment header (lfp replay reads it the same way). */
-  __u8 ipb[8];
-  if (type == 0x0800 && !bpf_skb_load_bytes(skb, l3, ipb, 8)) frag = ((ipb[6] << 8 | ipb[7]) & 0x3fff) != 0;
-  else if (type == 0x86dd && !bpf_skb_load_bytes(skb, l3, ipb, 8)) frag = ipb[6] == 44;
+  if (ip + 8 <= eth + have) {
+    if (type == 0x0800) frag = ((ip[6] << 8 | ip[7]) & 0x3fff) != 0;
+    else if (type == 0x86dd) frag = ip[6] == 44;
+  }
   struct lfp_config *cfg = config();
   if (!cfg) return LFP_TC_OK;
   const __u64 local = inbound ? dst : src, remote = inbound ? src : dst;

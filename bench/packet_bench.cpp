@@ -304,7 +304,7 @@ class Bench {
       throw std::runtime_error(std::string("configuration ") + c + ": lfpd's packet queue did not see the probe");
   }
 
-  // lfpd in B, in mode m (k kernel, n no decision cache, u user space), from binary exe; no filter.
+  // lfpd in B in `mode` (k kernel, n no decision cache, u user space), from binary `exe`; no filter.
   void start_lfpd(char mode, const std::string& exe) {
     session_.reset();
     lfpd_.reset();

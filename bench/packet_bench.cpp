@@ -1,7 +1,8 @@
 // lfp-packet-bench: what the in-kernel packet layers cost, in packets per second through a veth pair,
-// measured in one run inside a test Sandbox (tests/sandbox.hpp). Namespace A blasts 64-byte UDP
-// datagrams (sendmmsg) from FLOWS source ports at namespace B, where a sink counts what arrives
-// (recvmmsg). lfpd runs in B with --packet-layers, so its programs sit at B's netfilter hooks only.
+// measured in one run inside a test Sandbox (tests/sandbox.hpp). Namespace A blasts UDP datagrams (64
+// bytes of payload, or --payload's; sendmmsg) from FLOWS source ports at namespace B, where a sink
+// counts what arrives (recvmmsg). lfpd runs in B with --packet-layers, so its programs sit at B's
+// netfilter hooks only.
 //
 // Configurations, measured in every round in alternating order (a h s l n, then n l s h a, ...):
 //   a  no lfpd: nothing at B's hooks
@@ -36,14 +37,15 @@
 // packet path, side by side in the same run.
 //
 //   lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] [--only CONFIGS] [--pin]
-//                    [--bpf-stats] [--interleave] [--lfpd PATH] [--compare PATH]
+//                    [--bpf-stats] [--interleave] [--lfpd PATH] [--compare PATH] [--payload BYTES]
 // (--pin: the sender on CPU 0, the sink on CPU 1. --lfpd: that lfpd binary instead of the one built
-// beside the bench. --bpf-stats: also what LFP's programs cost per packet, as the kernel timed them.)
+// beside the bench. --payload: UDP payload bytes, 1 to 1472; the sink reads the first 64 of each.
+// --bpf-stats: also what LFP's programs cost per packet, as the kernel timed them.)
 // Modes run inside the sandbox (argv[1]):
 //   lfp-packet-bench sink PORT SECS CPU    counts datagrams for SECS after the first; prints the count
 //   lfp-packet-bench sink-timeline PORT CPU   counts datagrams until SIGTERM, then prints "NS COUNT"
 //                                          lines: the steady clock and the count so far, every ms
-//   lfp-packet-bench blast IP PORT SECS FLOWS CPU   (CPU -1: not pinned)
+//   lfp-packet-bench blast IP PORT SECS FLOWS CPU PAYLOAD   (CPU -1: not pinned)
 //   lfp-packet-bench nfq-reader QUEUE       accepts every packet queue QUEUE holds, until killed
 #include <arpa/inet.h>
 #include <libnetfilter_queue/libnetfilter_queue.h>
@@ -84,6 +86,7 @@ using lfp::test::Side;
 using lfp::test::when;
 
 constexpr int kPort = 9100, kProbePort = 9101;
+constexpr int kMaxPayload = 1472;  // one UDP datagram in a 1500-byte MTU, unfragmented
 
 sockaddr_in addr_of(const char* ip, int port) {
   sockaddr_in a{};
@@ -189,7 +192,7 @@ std::multiset<std::string> lfp_links() {
   return out;
 }
 
-int blast(const char* ip, int port, double secs, int flows, int cpu) {
+int blast(const char* ip, int port, double secs, int flows, int cpu, int payload) {
   lfp::test::pin_to(cpu);
   const sockaddr_in to = addr_of(ip, port);
   std::vector<int> fds;
@@ -199,9 +202,9 @@ int blast(const char* ip, int port, double secs, int flows, int cpu) {
     fds.push_back(fd);
   }
   constexpr int kBatch = 64;
-  char buf[64] = {};
+  char buf[kMaxPayload] = {};
   mmsghdr msgs[kBatch]{};
-  iovec iov{buf, sizeof buf};
+  iovec iov{buf, static_cast<size_t>(payload)};
   for (auto& m : msgs) m.msg_hdr.msg_iov = &iov, m.msg_hdr.msg_iovlen = 1;
   const auto end = Clock::now() + std::chrono::duration<double>(secs + 0.5);
   for (size_t i = 0; Clock::now() < end; ++i) sendmmsg(fds[i % fds.size()], msgs, kBatch, 0);
@@ -263,6 +266,7 @@ json mac_policy(int n) {
 
 struct Options {
   int rounds = 5, flows = 1, small = 10, large = 10000;
+  int payload = 64;  // UDP payload bytes a datagram
   double secs = 2;
   bool as_json = false;
   bool pin = false;  // sender on CPU 0, sink on CPU 1
@@ -344,7 +348,7 @@ class Bench {
                                {.side = Side::B});
     sb_.wait_for_port(Side::B, kPort, std::chrono::seconds(5), true);
     sb_.run_argv({self_, "blast", sb_.ip4(Side::B), std::to_string(kPort), std::to_string(o_.secs),
-                  std::to_string(o_.flows), o_.pin ? "0" : "-1"},
+                  std::to_string(o_.flows), o_.pin ? "0" : "-1", std::to_string(o_.payload)},
                  {.side = Side::A, .timeout = std::chrono::seconds(static_cast<int>(o_.secs) + 30)});
     sink.wait(std::chrono::seconds(static_cast<int>(o_.secs) + 30));
     const double received = std::atof(sink.out().c_str());
@@ -408,7 +412,7 @@ class Bench {
     auto sink = sb_.spawn_argv({self_, "sink-timeline", std::to_string(kPort), o_.pin ? "1" : "-1"}, {.side = Side::B});
     sb_.wait_for_port(Side::B, kPort, std::chrono::seconds(5), true);
     auto sender = sb_.spawn_argv({self_, "blast", sb_.ip4(Side::B), std::to_string(kPort), "100000",
-                                  std::to_string(o_.flows), o_.pin ? "0" : "-1"},
+                                  std::to_string(o_.flows), o_.pin ? "0" : "-1", std::to_string(o_.payload)},
                                  {.side = Side::A});
     std::this_thread::sleep_for(std::chrono::milliseconds(500));
     struct Window { char c; Clock::time_point t0, t1; };
@@ -444,7 +448,8 @@ class Bench {
     std::vector<double> rate;
     for (const auto& w : windows)
       rate.push_back((count_at(w.t1) - count_at(w.t0)) / std::chrono::duration<double>(w.t1 - w.t0).count());
-    json out = {{"windows", windows.size()}, {"secs", o_.secs}, {"flows", o_.flows}, {"small", o_.small}, {"large", o_.large}};
+    json out = {{"windows", windows.size()}, {"secs", o_.secs}, {"flows", o_.flows}, {"payload", o_.payload},
+                {"small", o_.small}, {"large", o_.large}};
     std::map<char, std::vector<double>> pps, ratio;
     for (size_t i = 0; i < windows.size(); ++i) {
       pps[windows[i].c].push_back(rate[i]);
@@ -483,7 +488,8 @@ class Bench {
         ratio[c].push_back(got[c] / got['a']);
       }
     }
-    json out = {{"rounds", o_.rounds}, {"secs", o_.secs}, {"flows", o_.flows}, {"small", o_.small}, {"large", o_.large}};
+    json out = {{"rounds", o_.rounds}, {"secs", o_.secs}, {"flows", o_.flows}, {"payload", o_.payload},
+                {"small", o_.small}, {"large", o_.large}};
     for (char c : order) out[std::string(1, c)] = {{"pps", median(pps[c])}, {"ratio", median(ratio[c])}, {"each", pps[c]}};
     for (auto& [c, ps] : progs) {  // --bpf-stats (units: packets the sink received)
       double total = 0;
@@ -542,9 +548,9 @@ int main(int argc, char** argv) {
     return 1;
   }
   if (a.size() == 2 && a[0] == "nfq-reader") return nfq_reader(std::atoi(a[1].c_str()));
-  if (a.size() == 6 && a[0] == "blast")
+  if (a.size() == 7 && a[0] == "blast")
     return blast(a[1].c_str(), std::atoi(a[2].c_str()), std::atof(a[3].c_str()), std::atoi(a[4].c_str()),
-                 std::atoi(a[5].c_str()));
+                 std::atoi(a[5].c_str()), std::atoi(a[6].c_str()));
   Options o;
   for (size_t i = 0; i < a.size(); ++i) {
     auto num = [&](const char* name) {
@@ -560,12 +566,14 @@ int main(int argc, char** argv) {
     else if (a[i] == "--flows") o.flows = static_cast<int>(num("--flows"));
     else if (a[i] == "--small") o.small = static_cast<int>(num("--small"));
     else if (a[i] == "--large") o.large = static_cast<int>(num("--large"));
+    else if (a[i] == "--payload") o.payload = static_cast<int>(num("--payload"));
     else if (a[i] == "--only" && i + 1 < a.size()) o.only = a[++i];
     else if (a[i] == "--lfpd" && i + 1 < a.size()) lfp::test::lfpd_path() = a[++i];
     else if (a[i] == "--compare" && i + 1 < a.size()) o.compare = a[++i];
     else {
       std::fprintf(stderr, "usage: lfp-packet-bench [--json] [--rounds N] [--secs S] [--flows N] [--small N] [--large N] "
-                           "[--only CONFIGS] [--pin] [--bpf-stats] [--interleave] [--lfpd PATH] [--compare PATH]\n");
+                           "[--only CONFIGS] [--pin] [--bpf-stats] [--interleave] [--lfpd PATH] [--compare PATH] "
+                           "[--payload BYTES]\n");
       return 2;
     }
   }
@@ -583,6 +591,10 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "lfp-packet-bench: --rounds, --secs, --flows must be positive, --small and --large at least 2\n");
     return 2;
   }
+  if (o.payload < 1 || o.payload > kMaxPayload) {
+    std::fprintf(stderr, "lfp-packet-bench: --payload takes 1 to %d bytes (one datagram in a 1500-byte MTU)\n", kMaxPayload);
+    return 2;
+  }
   if (o.interleave && o.bpf_stats) {
     std::fprintf(stderr, "lfp-packet-bench: --interleave measures rates: leave --bpf-stats out\n");
     return 2;
@@ -595,8 +607,8 @@ int main(int argc, char** argv) {
         std::printf("%s\n", r.dump(2).c_str());
         return 0;
       }
-      std::printf("packets/s through a veth pair, 64-byte UDP, %d flow(s), windows of %.2f s interleaved with\n"
-                  "windows of h (lfpd, no filter, no program at any hook); medians\n", o.flows, o.secs);
+      std::printf("packets/s through a veth pair, %d-byte UDP, %d flow(s), windows of %.2f s interleaved with\n"
+                  "windows of h (lfpd, no filter, no program at any hook); medians\n", o.payload, o.flows, o.secs);
       for (const auto& [id, what] : std::vector<std::pair<std::string, std::string>>{
                {"h", "no LFP program"}, {"s", std::to_string(o.small) + " filters"}, {"l", std::to_string(o.large) + " filters"},
                {"e", "an empty nftables chain"}, {"m", std::to_string(o.small) + " MAC-layer filters (tcx)"},
@@ -613,7 +625,7 @@ int main(int argc, char** argv) {
       std::printf("%s\n", r.dump(2).c_str());
       return 0;
     }
-    std::printf("packets/s through a veth pair, 64-byte UDP, %d flow(s), median of %d rounds of %.1f s\n", o.flows,
+    std::printf("packets/s through a veth pair, %d-byte UDP, %d flow(s), median of %d rounds of %.1f s\n", o.payload, o.flows,
                 o.rounds, o.secs);
     const std::pair<const char*, std::string> rows[] = {
         {"a", "no LFP"}, {"h", "lfpd, packet layers, no filter"}, {"s", std::to_string(o.small) + " filters"},

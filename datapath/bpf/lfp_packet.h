@@ -19,11 +19,19 @@
 /* What the programs read of the kernel's types (CO-RE: offsets relocated against the running kernel). */
 struct net_device { int ifindex; } __attribute__((preserve_access_index));
 struct nf_hook_state { struct net_device *in; struct net_device *out; } __attribute__((preserve_access_index));
-struct sk_buff { unsigned int len; } __attribute__((preserve_access_index));
+struct sk_buff {
+  unsigned int len;
+  unsigned int tail; /* sk_buff_data_t: an offset from head on 64-bit kernels */
+  __u16 network_header;
+  unsigned char *head;
+} __attribute__((preserve_access_index));
 struct bpf_nf_ctx { const struct nf_hook_state *state; struct sk_buff *skb; } __attribute__((preserve_access_index));
 
 extern int bpf_dynptr_from_skb(struct __sk_buff *skb, __u64 flags, struct bpf_dynptr *ptr__uninit) __ksym;
 extern void *bpf_dynptr_slice(const struct bpf_dynptr *ptr, __u32 offset, void *buffer__opt, __u32 buffer__szk) __ksym;
+/* A kernel address as a read-only pointer to a kernel type: the verifier turns it into no instruction,
+ * and loads through it into plain loads that read 0 if the address faults. */
+extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym;
 
 /* The host's addresses (lfpd keeps them current): value LFP_NLAT_UNICAST or LFP_NLAT_BROADCAST. */
 struct {
@@ -425,6 +433,39 @@ static __always_inline void walk(int family, int hook, const struct pkt_info *k,
   }
 }
 
+/* The common packet's key, read in place from the skb's linear part with plain loads (no kfunc, no
+ * copy): unfragmented TCP or UDP whose ports follow the IPv4 header or the fixed IPv6 header. The
+ * key is the one packet_hook builds from parse_pkt for the same packet. 0 for anything else. */
+static __always_inline int peek_key(const struct sk_buff *skb, int family, struct pkt_key *key) {
+  const __u64 head = (__u64)(unsigned long)skb->head;
+  const __u32 nh = skb->network_header, tail = skb->tail;
+  __u32 l4;
+  if (family == 4) {
+    if (nh + 20 > tail) return 0;
+    const struct iphdr *ip = bpf_rdonly_cast((void *)(unsigned long)(head + nh), bpf_core_type_id_kernel(struct iphdr));
+    const __u8 ihl = ip->ihl;
+    if (ihl < 5 || (bpf_ntohs(ip->frag_off) & 0x3fff)) return 0;
+    key->proto = ip->protocol;
+    key->saddr[0] = ip->saddr;
+    key->daddr[0] = ip->daddr;
+    l4 = nh + ihl * 4;
+  } else {
+    if (nh + 40 > tail) return 0;
+    const struct ipv6hdr *ip6 = bpf_rdonly_cast((void *)(unsigned long)(head + nh), bpf_core_type_id_kernel(struct ipv6hdr));
+    key->proto = ip6->nexthdr;
+    for (int i = 0; i < 4; ++i) {
+      key->saddr[i] = ip6->saddr.in6_u.u6_addr32[i];
+      key->daddr[i] = ip6->daddr.in6_u.u6_addr32[i];
+    }
+    l4 = nh + 40;
+  }
+  if ((key->proto != IPPROTO_TCP && key->proto != IPPROTO_UDP) || l4 + 4 > tail) return 0;
+  const struct udphdr *ports = bpf_rdonly_cast((void *)(unsigned long)(head + l4), bpf_core_type_id_kernel(struct udphdr));
+  key->sport = bpf_ntohs(ports->source);
+  key->dport = bpf_ntohs(ports->dest);
+  return 1;
+}
+
 /* A hook: the decision is cached by the values it depends on (ICMP errors are not cached: the packet
  * they quote is part of their values, and they are rare). */
 static __always_inline int packet_hook(struct bpf_nf_ctx *ctx, int family, int hook) {
@@ -432,17 +473,26 @@ static __always_inline int packet_hook(struct bpf_nf_ctx *ctx, int family, int h
   struct lfp_config *cfg = config();
   if (!cfg) return LFP_NF_ACCEPT;
   if (cfg->queued_hooks & LFP_QUEUED_HOOK(hook, family)) return LFP_NF_ACCEPT; /* lfpd's packet queue decides */
-  struct pkt_info k = {};
-  if (!parse_pkt(ctx, family, &k)) return LFP_NF_ACCEPT; /* not IP as the hook says: not ours to judge */
   const struct nf_hook_state *st = ctx->state;
   const __u32 in_if = st->in ? st->in->ifindex : 0, out_if = st->out ? st->out->ifindex : 0;
+  struct pkt_key key = {.gen = read_gen(cfg), .hook = hook, .family = family, .in_if = in_if, .out_if = out_if};
+  struct pkt_decision dec = {};
+  /* Most packets: a cached permit with nothing to report, found without parsing or a call (the rest,
+   * a drop among them, go the whole way below, which finds the same cache entry). */
+  if (!cfg->no_packet_cache && peek_key(ctx->skb, family, &key) && cache_get(&key, &dec) &&
+      !dec.drop && !(cfg->log_allows && dec.kl))
+    return LFP_NF_ACCEPT;
 
-  struct pkt_key key = {.gen = read_gen(cfg), .hook = hook, .family = family, .proto = k.proto, .frag = k.frag,
-                        .in_if = in_if, .out_if = out_if, .sport = k.sport, .dport = k.dport};
+  struct pkt_info k = {};
+  if (!parse_pkt(ctx, family, &k)) return LFP_NF_ACCEPT; /* not IP as the hook says: not ours to judge */
+  key.proto = k.proto;
+  key.frag = k.frag;
+  key.sport = k.sport;
+  key.dport = k.dport;
   __builtin_memcpy(key.saddr, k.saddr, 16);
   __builtin_memcpy(key.daddr, k.daddr, 16);
   if (k.l4 && !(k.proto == IPPROTO_TCP || k.proto == IPPROTO_UDP)) key.sport = k.icmp_type << 8 | k.icmp_code;
-  struct pkt_decision dec = {};
+  dec = (struct pkt_decision){};
   const int cache = !k.icmp_err && !cfg->no_packet_cache;
   if (!cache || !cache_get(&key, &dec)) {
     __u32 slot;

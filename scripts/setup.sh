@@ -8,7 +8,8 @@ PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev 
           nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev liblzma-dev
           libsqlite3-dev libsystemd-dev util-linux
           libbpf-dev bpftool linux-libc-dev iproute2 socat iperf3 curl iputils-ping
-          libnftables-dev nftables libnetfilter-queue-dev libmnl-dev iptables libxml2-dev libpcap-dev tcpdump openssl bind9-dnsutils)
+          libnftables-dev nftables libnetfilter-queue-dev libmnl-dev iptables libxml2-dev libpcap-dev tcpdump openssl bind9-dnsutils
+          ccache libtomlplusplus-dev dpkg-dev fakeroot lintian systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -20,5 +21,5 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
 
-cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
+cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo -DCMAKE_CXX_COMPILER_LAUNCHER=ccache >/dev/null
 cmake --build build -j"$(nproc)"

@@ -401,6 +401,30 @@ void KernelPath::link_nf_hook(size_t i, bool on) {
   pin_link(fd, link_pin(opts_.pin_dir, p));
 }
 
+std::vector<std::string> KernelPath::attached_hooks() const {
+  std::vector<std::string> out;
+  for (bpf_link* l : links_) {
+    bpf_link_info info{};
+    uint32_t len = sizeof info;
+    if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &info, &len) != 0) continue;
+    bpf_program* p;
+    bpf_object__for_each_program(p, skel_->obj) {
+      bpf_prog_info pi{};
+      uint32_t plen = sizeof pi;
+      if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &pi, &plen) == 0 && pi.id == info.prog_id)
+        out.emplace_back(bpf_program__name(p));
+    }
+  }
+  for (const auto& [prog, link] : on_demand_)
+    if (link) out.emplace_back(bpf_program__name(prog));
+  for (size_t i = 0; i < std::size(kNfHooks); ++i)
+    if (nf_fd_[i] >= 0) out.emplace_back(kNfHooks[i].prog);
+  for (const auto& [index, t] : tcx_)
+    for (int dir = 0; dir < 2; ++dir)
+      if (t.fd[dir] >= 0) out.push_back(std::string(dir ? "lfp_tc_egress@" : "lfp_tc_ingress@") + t.name);
+  return out;
+}
+
 // A link's last references are its pin and our descriptor: without both it is detached.
 void KernelPath::unlink_hook(int& fd, const std::string& pin) {
   if (!opts_.pin_dir.empty()) ::unlink(pin.c_str());

@@ -90,6 +90,11 @@ class KernelPath {
   // An interface's INTERFACE_TYPE and MAC address, as the last refresh_interfaces() read them.
   std::optional<lfp_iface> iface(uint32_t ifindex) const;
 
+  // The hooks linked now, each as "PROGRAM" (cgroup), "PROGRAM" (netfilter) or "PROGRAM@IFNAME" (tcx),
+  // for lfp status.
+  std::vector<std::string> attached_hooks() const;
+  const KernelOptions& options() const { return opts_; }
+
   // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).
   static void remove_pins(const std::string& pin_dir);
 

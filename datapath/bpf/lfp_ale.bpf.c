@@ -40,9 +40,10 @@ struct file { struct inode *f_inode; } __attribute__((preserve_access_index));
 struct mm_struct { struct file *exe_file; } __attribute__((preserve_access_index));
 struct task_struct { struct mm_struct *mm; } __attribute__((preserve_access_index));
 
+/* Two banks of lfp_config.bank_entries each (user space sizes the map before loading it). */
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 2 * LFP_BANK_ENTRIES);
+  __uint(max_entries, 2 * LFP_BANK_ENTRIES_DEFAULT);
   __uint(map_flags, BPF_F_MMAPABLE);
   __type(key, __u32);
   __type(value, union lfp_entry);
@@ -174,12 +175,17 @@ struct eval_state {
   __u32 kl;
   __u32 base;    /* bank offset */
   __u32 j, end;  /* bank-relative */
-  __u32 gj, gend; /* the next guard, and the layer's end (guard index) */
-  __u32 in_filter; /* 0: at a guard; 1: at the conditions of the filter it let through */
+  __u32 in_filter; /* 0: at the next candidate's guard; 1: at the conditions of the filter it let through */
   __u32 done_sub;
   __u32 restarts;
   __u32 any;
   __u32 started;
+  __u32 ncur;    /* the lists being merged (the index's cursors) */
+  __u32 pos[LFP_CURSORS], end_pos[LFP_CURSORS]; /* bank-relative lfp_u32 units */
+  __u32 head[LFP_CURSORS]; /* each list's next guard index; ~0: the list is done */
+  struct lfp_layer_hdr hdr; /* the layer's, while the lists are found */
+  __u64 key[2];
+  __u32 home, pad;
   struct lfp_verdict out;
 };
 struct scratch {
@@ -226,24 +232,99 @@ static __always_inline int cond_matches(const struct lfp_cond *c, const struct l
   }
 }
 
+/* Element p of a bank's lists (bank-relative lfp_u32 units); ~0 when out of the map. */
+static __always_inline __u32 list_at(__u32 base, __u32 p) {
+  __u32 idx = base + (p >> 4);
+  const union lfp_entry *e = bpf_map_lookup_elem(&lfp_banks, &idx);
+  return e ? e->l[p & 15] : ~0u;
+}
+
+/* Adds a list to merge: its first element becomes its head. */
+static __always_inline void add_cursor(struct eval_state *st, __u32 list, __u32 count) {
+  const __u32 c = st->ncur;
+  if (!count || c >= LFP_CURSORS) return;
+  st->pos[c] = list;
+  st->end_pos[c] = list + count;
+  st->head[c] = list_at(st->base, list);
+  st->ncur = c + 1;
+}
+
+/* Probe i of the layer: the bucket of the hook's value in its slot cut to its prefix length, as a list
+ * to merge. (What the loop needs is read from *st, not held in registers: the frames of these global
+ * functions add to the deepest hook's stack.) A global function, verified once, not once a probe. */
+__attribute__((noinline)) int lfp_probe(struct eval_state *st, const struct lfp_values *v, __u32 i) {
+  if (!st || !v || i >= LFP_PROBES) return 0;
+  const __u32 slot = st->hdr.probe_slot[i], plen = st->hdr.probe_plen[i];
+  if (slot >= LFP_NSLOTS || !(v->present & (1u << slot))) return 0;
+  st->key[0] = v->v[slot][0] & lfp_mask_high(plen);
+  st->key[1] = v->v[slot][1] & lfp_mask_low(plen);
+  st->home = (__u32)lfp_hash(st->key[0], st->key[1], slot, plen);
+  for (__u32 j = 0; j < LFP_MAX_PROBE; ++j) {
+    const __u32 b = st->hdr.hfirst + ((st->home + j) & st->hdr.hmask);
+    __u32 idx = st->base + (b >> 1);
+    const union lfp_entry *e = bpf_map_lookup_elem(&lfp_banks, &idx);
+    if (!e) return 0;
+    const struct lfp_bucket *bk = &e->b[b & 1];
+    if (!bk->used) return 0;
+    if (i < LFP_PROBES && bk->slot == st->hdr.probe_slot[i] && bk->plen == st->hdr.probe_plen[i] &&
+        bk->v[0] == st->key[0] && bk->v[1] == st->key[1]) {
+      add_cursor(st, bk->list, bk->count);
+      return 1;
+    }
+  }
+  return 0;
+}
+
+/* The lists a decision merges: the layer's residual list and the buckets of the values the hook has.
+ * A global function: the verifier checks it once, apart from the walk. */
+__attribute__((noinline)) int lfp_index_start(struct eval_state *st, const struct lfp_values *v) {
+  if (!st || !v) return 0;
+  __u32 hidx = st->base + st->kl;
+  const union lfp_entry *he = bpf_map_lookup_elem(&lfp_banks, &hidx);
+  if (!he) return 0;
+  st->hdr = he->h;
+  st->end = st->hdr.first + st->hdr.count;
+  st->ncur = 0;
+  add_cursor(st, st->hdr.residual, st->hdr.nresidual);
+  for (__u32 i = 0; i < LFP_PROBES; ++i) {
+    if (i >= st->hdr.nprobes) break;
+    lfp_probe(st, v, i);
+  }
+  return 1;
+}
+
 /* (Re)starts an evaluation on the policy that is active now. */
-static __always_inline int eval_start(struct eval_state *st, struct lfp_config *cfg) {
+static __always_inline int eval_start(struct scratch *s, struct lfp_config *cfg) {
+  struct eval_state *st = &s->st;
   st->gen_bank = read_gen(cfg);
   if (st->gen_bank == 0) return 0; /* no policy yet: nothing to evaluate */
-  st->base = (st->gen_bank & 1) ? LFP_BANK_ENTRIES : 0;
-  __u32 hidx = st->base + st->kl;
-  const union lfp_entry *h = bpf_map_lookup_elem(&lfp_banks, &hidx);
-  if (!h) return 0;
-  st->j = h->h.first;
-  st->end = h->h.first + h->h.count;
-  st->gj = h->h.gfirst;
-  st->gend = h->h.gfirst + h->h.gcount;
+  st->base = (st->gen_bank & 1) ? cfg->bank_entries : 0;
+  if (!lfp_index_start(st, &s->v)) return 0;
   st->in_filter = 0;
   st->done_sub = 0xffffffff;
   st->any = 0;
   __builtin_memset(&st->out, 0, sizeof(st->out));
   st->started = 1;
   return 1;
+}
+
+/* The next candidate in evaluation order, the least head of the lists (whose list moves on); -1 at the
+ * end. A global function: the verifier checks it once, not within every step of the walk. */
+__attribute__((noinline)) int lfp_next_candidate(struct eval_state *st) {
+  if (!st) return -1;
+  __u32 best = ~0u, at = 0;
+  for (__u32 c = 0; c < LFP_CURSORS; ++c) {
+    if (c >= st->ncur) break;
+    const __u32 h = st->head[c];
+    if (h < best) {
+      best = h;
+      at = c;
+    }
+  }
+  if (best >= 0x80000000u || at >= LFP_CURSORS) return -1;
+  const __u32 p = ++st->pos[at];
+  st->head[at] = p < st->end_pos[at] ? list_at(st->base, p) : ~0u;
+  return (int)best;
 }
 
 static __always_inline int guard_holds(const struct lfp_guard *g, const struct lfp_values *v) {
@@ -254,23 +335,37 @@ static __always_inline int guard_holds(const struct lfp_guard *g, const struct l
   return v->v[slot][0] == g->high && g->lo <= vl && vl <= g->hi;
 }
 
-/* One step of the walk, a guard or a condition: 0 to go on, 1 when the walk is over. A filter whose
- * guard fails, or whose sublayer is done, is not read; one whose condition group fails is left at
- * once (st->j is then the next filter's first condition). */
-static __always_inline int eval_cond(struct scratch *s) {
+/* The walk, in steps of bpf_loop. A step first finds the next filter whose guard holds (up to
+ * LFP_PER_STEP candidates: one whose guard fails, or whose sublayer is done, is not read), then reads
+ * that filter's conditions (up to LFP_PER_STEP of them; the next step goes on where this one stopped).
+ * The two loops are apart so that the verifier checks each once rather than every mix of the two.
+ * A few items a step: the call, its look-ups and the seqlock's check cost as much as an item. */
+#define LFP_PER_STEP 8
+
+/* 0: st->j is at a filter's first condition (in_filter); 1: none in this step's candidates; 2: no
+ * candidate is left. */
+static __always_inline int find_filter(struct scratch *s) {
   struct eval_state *st = &s->st;
-  if (!st->in_filter) {
-    if (st->gj >= st->gend) return 1;
-    const __u32 gi = st->gj++;
+  for (int k = 0; k < LFP_PER_STEP; ++k) {
+    const int next = lfp_next_candidate(st);
+    if (next < 0) return 2;
+    const __u32 gi = (__u32)next;
     __u32 gidx = st->base + (gi >> 1);
     const union lfp_entry *ge = bpf_map_lookup_elem(&lfp_banks, &gidx);
-    if (!ge) return 1;
+    if (!ge) return 2;
     const struct lfp_guard *g = &ge->g[gi & 1];
-    if (g->sublayer == st->done_sub || !guard_holds(g, &s->v)) return 0;
+    if (g->sublayer == st->done_sub || !guard_holds(g, &s->v)) continue;
     st->j = g->cond;
     st->in_filter = 1;
     return 0;
   }
+  return 1;
+}
+
+/* One condition of the filter at st->j: 0 to go on, 1 when the walk is over, 2 when the filter is left
+ * (a condition group failed, or it matched and the walk goes on). */
+static __always_inline int eval_cond(struct scratch *s) {
+  struct eval_state *st = &s->st;
   if (st->j >= st->end) return 1;
   __u32 idx = st->base + st->j;
   const union lfp_entry *e = bpf_map_lookup_elem(&lfp_banks, &idx);
@@ -281,10 +376,7 @@ static __always_inline int eval_cond(struct scratch *s) {
   if (c->flags & LFP_C_GROUP_END) {
     int ok = st->any;
     st->any = 0;
-    if (!ok) {
-      st->in_filter = 0;
-      return 0;
-    }
+    if (!ok) return 2;
   }
   if (c->flags & LFP_C_RULE_END) {
     /* The filter matches: WFP's arbitration (engine/src/engine.cpp, FilterEngine::arbitrate). */
@@ -302,35 +394,38 @@ static __always_inline int eval_cond(struct scratch *s) {
     st->done_sub = c->sublayer;
     /* After a hard decision only a callout (user space) could still veto. */
     if (st->out.hard && (c->flags & LFP_C_NO_DEFER_AFTER)) return 1;
-    st->in_filter = 0;
-    return 0;
+    return 2;
   }
   st->j++;
   return 0;
 }
 
-/* A few conditions per call: the call, its look-ups and the seqlock's check cost as much as a
- * condition. */
-#define LFP_CONDS_PER_STEP 8
 static long eval_step(__u32 i, void *ctx) {
   __u32 slot = *(__u32 *)ctx;
   struct scratch *s = bpf_map_lookup_elem(&lfp_scratch, &slot);
   struct lfp_config *cfg = config();
   if (!s || !cfg) return 1;
   struct eval_state *st = &s->st;
-  if (!st->started && !eval_start(st, cfg)) return 1;
+  if (!st->started) return 1;
   int done = 0;
-  for (int k = 0; k < LFP_CONDS_PER_STEP && !done; ++k) done = eval_cond(s);
-  /* Seqlock: what this step read is ours only if the policy did not change meanwhile (then the walk
-   * starts again on the new one). */
+  if (!st->in_filter) {
+    const int f = find_filter(s);
+    done = f == 2;
+  }
+  if (st->in_filter && !done) {
+    for (int k = 0; k < LFP_PER_STEP; ++k) {
+      const int r = eval_cond(s);
+      if (r == 0) continue;
+      if (r == 1) done = 1;
+      else st->in_filter = 0;
+      break;
+    }
+  }
+  /* Seqlock: what this step read is ours only if the policy did not change meanwhile (then lfp_eval
+   * starts the walk again on the new one). */
   if (read_gen(cfg) != st->gen_bank) {
     st->started = 0;
-    if (++st->restarts > 3) { /* the policy keeps changing under us: let user space decide */
-      __builtin_memset(&st->out, 0, sizeof(st->out));
-      st->out.defer = 1;
-      return 1;
-    }
-    return 0;
+    return 1;
   }
   return done;
 }
@@ -366,7 +461,19 @@ __attribute__((noinline)) int lfp_eval(__u32 kl, const struct lfp_values *v, str
   s->v = *v;
   __builtin_memset(&s->st, 0, sizeof(s->st));
   s->st.kl = kl;
-  bpf_loop(LFP_BANK_ENTRIES + 16, eval_step, &slot, 0);
+  /* A walk whose policy was replaced under it starts again once on the new one; should that one be
+   * replaced too, user space decides (one bpf_loop call site a try: the verifier checks each). */
+  struct lfp_config *cfg = config();
+  if (cfg && eval_start(s, cfg)) {
+    bpf_loop(1 << 23, eval_step, &slot, 0); /* (the most bpf_loop allows: a walk ends long before) */
+    if (!s->st.started && eval_start(s, cfg)) {
+      bpf_loop(1 << 23, eval_step, &slot, 0);
+      if (!s->st.started) {
+        __builtin_memset(&s->st.out, 0, sizeof(s->st.out));
+        s->st.out.defer = 1;
+      }
+    }
+  }
   *out = s->st.out;
   scratch_pop(slot);
   return 0;
@@ -379,7 +486,7 @@ static __always_inline int layer_empty(__u32 kl) {
   if (!cfg) return 1;
   const __u64 gb = read_gen(cfg);
   if (gb == 0) return 1;
-  __u32 idx = ((gb & 1) ? LFP_BANK_ENTRIES : 0) + kl;
+  __u32 idx = ((gb & 1) ? cfg->bank_entries : 0) + kl;
   const union lfp_entry *h = bpf_map_lookup_elem(&lfp_banks, &idx);
   return !h || h->h.count == 0;
 }

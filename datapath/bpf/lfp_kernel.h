@@ -174,23 +174,70 @@ struct lfp_guard {
   lfp_u8 flags;    /* LFP_C_IF_EMPTY: holds when the hook has no value for the field */
 };
 
-/* Entries [0, LFP_KL_COUNT) of a bank: where each layer's conditions and guards are. */
+/* The index (docs/kernel-index.md): a decision visits only the filters that can match, not every
+ * filter of the layer. A filter with a condition alone on its field that admits one aligned block of
+ * values (an exact address, port, protocol or app; an address prefix; a port block such as 1024-2047)
+ * is listed in the layer's hash table under (slot, prefix length, the block's first value); the others
+ * are on the layer's residual list. A decision probes each (slot, prefix length) the layer's header
+ * names with its own value cut to that length, then merges the lists it found with the residual one
+ * in evaluation order (a list holds guard indices, which follow evaluation order), so WFP's
+ * arbitration sees the same filters in the same order as a walk of the whole layer would, less those
+ * that cannot match. Values are 128 bits (lfp_values); a prefix length counts from the top bit, so a
+ * v4 /24 is 120 and an exact port 128. */
+struct lfp_bucket {
+  lfp_u64 v[2];    /* the block's first value, as lfp_values holds it */
+  lfp_u32 list;    /* its filters' guard indices: lfp_u32 units from the bank's start (entry list / 16) */
+  lfp_u32 count;
+  lfp_u8 slot;
+  lfp_u8 plen;
+  lfp_u8 used;
+  lfp_u8 pad[5];
+};
+#define LFP_MAX_PROBE 32  /* a key is within this many buckets of its home (user space grows the table) */
+#define LFP_PROBES 13     /* (slot, prefix length) pairs a layer's table holds */
+#define LFP_CURSORS (LFP_PROBES + 1) /* lists merged by one decision: the residual one and one a probe */
+
+/* The bucket a key starts its probe at: the same mix in the hooks and in the compiler (murmur3's
+ * 64-bit finalizer, so that keys differing only in their high bits, as prefixes do, spread too). */
+static inline lfp_u64 lfp_hash(lfp_u64 high, lfp_u64 low, lfp_u32 slot, lfp_u32 plen) {
+  lfp_u64 h = low ^ (high * 0x9e3779b97f4a7c15ull) ^ ((lfp_u64)(slot << 8 | plen) << 48);
+  h ^= h >> 33;
+  h *= 0xff51afd7ed558ccdull;
+  h ^= h >> 33;
+  h *= 0xc4ceb9fe1a85ec53ull;
+  return h ^ (h >> 33);
+}
+/* The top `plen` bits of a 128-bit value's high and low halves. */
+static inline lfp_u64 lfp_mask_high(lfp_u32 plen) { return plen == 0 ? 0 : plen >= 64 ? ~0ull : ~0ull << (64 - plen); }
+static inline lfp_u64 lfp_mask_low(lfp_u32 plen) { return plen <= 64 ? 0 : plen >= 128 ? ~0ull : ~0ull << (128 - plen); }
+
+/* Entries [0, LFP_KL_COUNT) of a bank: where each layer's conditions, guards and index are. */
 struct lfp_layer_hdr {
   lfp_u32 first;
   lfp_u32 count;
-  lfp_u32 gfirst; /* guard index (two an entry: entry gfirst / 2) */
-  lfp_u32 gcount; /* one a filter, in evaluation order */
-  lfp_u8 pad[48];
+  lfp_u32 gfirst;     /* guard index (two an entry: entry gfirst / 2) */
+  lfp_u32 gcount;     /* one a filter, in evaluation order */
+  lfp_u32 residual;   /* the filters no bucket holds: a list (lfp_u32 units), in evaluation order */
+  lfp_u32 nresidual;
+  lfp_u32 hfirst;     /* the hash table: bucket index (two an entry: entry hfirst / 2) */
+  lfp_u32 hmask;      /* buckets - 1 (a power of two) */
+  lfp_u8 nprobes;     /* the (slot, prefix length) pairs its buckets are under */
+  lfp_u8 probe_slot[LFP_PROBES];
+  lfp_u8 probe_plen[LFP_PROBES];
+  lfp_u8 pad[5];
 };
 
 union lfp_entry {
   struct lfp_cond c;
   struct lfp_layer_hdr h;
   struct lfp_guard g[2];
+  struct lfp_bucket b[2];
+  lfp_u32 l[16]; /* list elements */
 };
 
-#define LFP_BANK_ENTRIES 65536u
-#define LFP_MAX_CONDS (LFP_BANK_ENTRIES - LFP_KL_COUNT)
+/* A bank's entries by default (lfpd --kernel-entries): each filter takes one a condition, half a guard,
+ * and a sixteenth for its list element, and its value's bucket half an entry or less. */
+#define LFP_BANK_ENTRIES_DEFAULT 262144u
 
 struct lfp_config {
   lfp_u64 gen_bank;   /* generation << 1 | active bank; 0: no policy yet (everything permitted) */
@@ -201,6 +248,8 @@ struct lfp_config {
   lfp_u32 keep_dropped;    /* the packet layers copy what they drop to lfp_dropped (lfp capture) */
   lfp_u32 datagrams_inspected; /* lfpd's data layers decide DATAGRAM_DATA next: a defer there passes on to them */
   lfp_u32 queued_hooks; /* LFP_QUEUED_HOOK bits: lfpd's packet queue decides that hook's layers (packet_queue.hpp) */
+  lfp_u32 bank_entries; /* entries a bank: bank 1 starts there in lfp_banks */
+  lfp_u32 pad;
 };
 /* A netfilter hook of the packet layers (LFP_HOOK_PRE .. _OUT, lfp_packet.h) and family 4 or 6. */
 #define LFP_QUEUED_HOOK(hook, family) (1u << ((hook) * 2 + ((family) == 6)))

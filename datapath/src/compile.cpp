@@ -1,6 +1,9 @@
 #include "lfp/datapath/compile.hpp"
 #include "lfp/datapath/redirect.hpp"
 
+#include <algorithm>
+#include <bit>
+#include <set>
 #include <stdexcept>
 
 #include "lfp/engine/condition.hpp"
@@ -335,6 +338,99 @@ lfp_guard guard_of(const std::vector<lfp_entry>& bank, size_t start, size_t end,
   return g;
 }
 
+// A block of values the index can hold a filter under: a slot's values whose top `plen` bits are
+// (high, low)'s.
+struct IndexKey {
+  uint8_t slot, plen;
+  uint64_t high, low;
+  friend auto operator<=>(const IndexKey&, const IndexKey&) = default;
+};
+
+// The prefix length of [lo, hi] when it is one aligned block of 2^k values (128 - k), else -1.
+int block_plen(U128 lo, U128 hi) {
+  const U128 span{hi.h - lo.h - (hi.l < lo.l), hi.l - lo.l};  // hi - lo
+  const bool ones = span.h == 0 ? (span.l & (span.l + 1)) == 0 : span.l == ~0ull && (span.h & (span.h + 1)) == 0;
+  if (!ones || (lo.h & span.h) || (lo.l & span.l)) return -1;  // not 2^k - 1, or not aligned
+  return 128 - std::popcount(span.h) - std::popcount(span.l);
+}
+
+// The filter bank[start, end)'s conditions that let the index hold it: each alone on its field, one
+// aligned block of values, false when the hook has no value (so a decision whose value is outside the
+// block, or missing, cannot match the filter and need not visit it).
+std::vector<IndexKey> index_keys(const std::vector<lfp_entry>& bank, size_t start, size_t end) {
+  std::vector<IndexKey> keys;
+  for (size_t i = start; i < end; ++i) {
+    const lfp_cond& c = bank[i].c;
+    const bool alone = (c.flags & LFP_C_GROUP_END) && (i == start || (bank[i - 1].c.flags & LFP_C_GROUP_END));
+    if (!alone || c.op != LFP_OP_IN_RANGE || (c.flags & LFP_C_IF_EMPTY) || c.slot >= LFP_NSLOTS) continue;
+    const int plen = block_plen({c.lo[0], c.lo[1]}, {c.hi[0], c.hi[1]});
+    if (plen > 0) keys.push_back({c.slot, static_cast<uint8_t>(plen), c.lo[0], c.lo[1]});
+  }
+  return keys;
+}
+
+// Below this many filters a layer is walked whole: a probe costs about as much as the filters it skips.
+constexpr size_t kIndexMin = 16;
+
+// One layer's index: each filter under the key it shares with the fewest others (or on the residual
+// list), at most LFP_PROBES (slot, prefix length) pairs, the keys' buckets in an open-addressing
+// table. Lists hold filters' positions in the layer; compile makes them guard indices.
+struct LayerIndex {
+  std::vector<uint32_t> residual;
+  std::map<IndexKey, std::vector<uint32_t>> lists;
+  std::vector<std::pair<uint8_t, uint8_t>> probes;  // (slot, plen)
+  std::vector<const IndexKey*> table;               // bucket -> key (nullptr: unused); a power of two
+};
+
+LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
+  LayerIndex ix;
+  if (keys.size() < kIndexMin) {
+    for (uint32_t i = 0; i < keys.size(); ++i) ix.residual.push_back(i);
+    return ix;
+  }
+  std::map<IndexKey, uint32_t> sharing;
+  for (const auto& ks : keys)
+    for (const auto& k : ks) ++sharing[k];
+  // Each filter's best key; the pairs most filters chose are probed, up to LFP_PROBES.
+  auto best_of = [&](const std::vector<IndexKey>& ks, const std::set<std::pair<uint8_t, uint8_t>>* among) {
+    const IndexKey* best = nullptr;
+    for (const auto& k : ks)
+      if ((!among || among->count({k.slot, k.plen})) && (!best || sharing[k] < sharing[*best])) best = &k;
+    return best;
+  };
+  std::map<std::pair<uint8_t, uint8_t>, size_t> chosen;
+  for (const auto& ks : keys)
+    if (const IndexKey* k = best_of(ks, nullptr)) ++chosen[{k->slot, k->plen}];
+  std::vector<std::pair<size_t, std::pair<uint8_t, uint8_t>>> by_use;
+  for (const auto& [pair, n] : chosen) by_use.push_back({n, pair});
+  std::sort(by_use.rbegin(), by_use.rend());
+  std::set<std::pair<uint8_t, uint8_t>> kept;
+  for (size_t i = 0; i < by_use.size() && i < LFP_PROBES; ++i) kept.insert(by_use[i].second);
+  for (uint32_t i = 0; i < keys.size(); ++i) {
+    if (const IndexKey* k = best_of(keys[i], &kept)) ix.lists[*k].push_back(i);
+    else ix.residual.push_back(i);
+  }
+  if (ix.lists.empty()) return ix;
+  ix.probes.assign(kept.begin(), kept.end());
+  // Each key within LFP_MAX_PROBE buckets of its home: the table doubles until they are.
+  for (size_t n = 2;; n *= 2) {
+    if (n < 2 * ix.lists.size()) continue;
+    ix.table.assign(n, nullptr);
+    bool fits = true;
+    for (const auto& [k, list] : ix.lists) {
+      const uint64_t home = lfp_hash(k.high, k.low, k.slot, k.plen);
+      size_t d = 0;
+      while (d < LFP_MAX_PROBE && ix.table[(home + d) & (n - 1)]) ++d;
+      if (d == LFP_MAX_PROBE) {
+        fits = false;
+        break;
+      }
+      ix.table[(home + d) & (n - 1)] = &k;
+    }
+    if (fits) return ix;
+  }
+}
+
 }  // namespace
 
 KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base, uint32_t only_flags) {
@@ -342,6 +438,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   out.bank.resize(LFP_KL_COUNT);
   Ctx cx{apps, out, user_set_base};
   std::vector<std::vector<lfp_guard>> guards(LFP_KL_COUNT);
+  std::vector<std::vector<std::vector<IndexKey>>> keys(LFP_KL_COUNT);  // per layer, per filter
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     const auto kl = static_cast<lfp_kl>(k);
     cx.kl = kl;
@@ -417,12 +514,10 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
       }
       out.bank.back().c.flags |= LFP_C_RULE_END;
       guards[k].push_back(guard_of(out.bank, start, out.bank.size(), sub_ordinal));
+      keys[k].push_back(index_keys(out.bank, start, out.bank.size()));
       ends.push_back(out.bank.size() - 1);
       ++out.filters;
       ++out.layer_filters[kl];
-      if (out.bank.size() > LFP_BANK_ENTRIES)
-        throw std::length_error("the ALE policy needs more than " + std::to_string(LFP_MAX_CONDS) +
-                                " kernel conditions");
     }
     for (size_t i = (last_userspace == SIZE_MAX ? 0 : last_userspace); i < ends.size(); ++i)
       out.bank[ends[i]].c.flags |= LFP_C_NO_DEFER_AFTER;
@@ -438,9 +533,59 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
       out.bank.back().g[i % 2] = guards[k][i];
     }
   }
-  if (out.bank.size() > LFP_BANK_ENTRIES)
-    throw std::length_error("the ALE policy needs more than " + std::to_string(LFP_BANK_ENTRIES) +
-                            " kernel entries (conditions, and a guard for every two filters)");
+  // The index: each layer's hash table (two buckets an entry), then every list, sixteen elements an
+  // entry. A list element is a guard index, so a list's order is evaluation order.
+  std::vector<uint32_t> lists;
+  auto add_list = [&](const std::vector<uint32_t>& filters, uint32_t gfirst) {
+    const auto at = static_cast<uint32_t>(lists.size());
+    for (uint32_t i : filters) lists.push_back(gfirst + i);
+    return at;
+  };
+  for (int k = 0; k < LFP_KL_COUNT; ++k) {
+    const LayerIndex ix = build_index(keys[k]);
+    const uint32_t gfirst = out.bank[k].h.gfirst;
+    out.bank[k].h.residual = add_list(ix.residual, gfirst);
+    out.bank[k].h.nresidual = static_cast<uint32_t>(ix.residual.size());
+    if (ix.table.empty()) continue;
+    const auto hfirst = static_cast<uint32_t>(2 * out.bank.size());
+    out.bank.resize(out.bank.size() + ix.table.size() / 2);  // (references into the bank end here)
+    lfp_layer_hdr& h = out.bank[k].h;
+    h.nprobes = static_cast<uint8_t>(ix.probes.size());
+    for (size_t i = 0; i < ix.probes.size(); ++i) {
+      h.probe_slot[i] = ix.probes[i].first;
+      h.probe_plen[i] = ix.probes[i].second;
+    }
+    h.hfirst = hfirst;
+    h.hmask = static_cast<uint32_t>(ix.table.size() - 1);
+    for (size_t b = 0; b < ix.table.size(); ++b) {
+      const IndexKey* key = ix.table[b];
+      if (!key) continue;
+      lfp_bucket& bk = out.bank[(hfirst + b) / 2].b[(hfirst + b) % 2];
+      const auto& filters = ix.lists.at(*key);
+      bk.v[0] = key->high;
+      bk.v[1] = key->low;
+      bk.slot = key->slot;
+      bk.plen = key->plen;
+      bk.used = 1;
+      bk.list = add_list(filters, gfirst);
+      bk.count = static_cast<uint32_t>(filters.size());
+      ++out.index_keys;
+    }
+  }
+  // List positions become bank-relative now that the lists' first entry is known.
+  const auto lists_at = static_cast<uint32_t>(16 * out.bank.size());
+  for (int k = 0; k < LFP_KL_COUNT; ++k) {
+    lfp_layer_hdr& h = out.bank[k].h;
+    h.residual += lists_at;
+    for (uint32_t b = 0; h.nprobes && b <= h.hmask; ++b) {
+      lfp_bucket& bk = out.bank[(h.hfirst + b) / 2].b[(h.hfirst + b) % 2];
+      if (bk.used) bk.list += lists_at;
+    }
+    out.residual_filters += h.nresidual;
+  }
+  const size_t first_list_entry = out.bank.size();
+  out.bank.resize(first_list_entry + (lists.size() + 15) / 16);
+  for (size_t i = 0; i < lists.size(); ++i) out.bank[first_list_entry + i / 16].l[i % 16] = lists[i];
   return out;
 }
 

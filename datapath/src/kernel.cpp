@@ -19,6 +19,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -35,7 +36,6 @@ namespace lfp::datapath {
 
 namespace {
 
-constexpr size_t kBankBytes = size_t{LFP_BANK_ENTRIES} * sizeof(lfp_entry);
 // User-set ids are split between the banks, so the idle bank's sets can be replaced while the
 // active bank's stay.
 constexpr uint32_t kSetBase[2] = {1, 0x80000000u};
@@ -118,9 +118,51 @@ AppKey resolve_app(const std::string& path) {
   return AppKey{uint64_t{major(st.st_dev)} << 20 | minor(st.st_dev), st.st_ino};
 }
 
+// Whether a previous daemon left this pin (a link it had).
+bool pinned(const std::string& pin) {
+  struct stat st;
+  return ::stat(pin.c_str(), &st) == 0;
+}
+
+bool pinned_with_prefix(const std::string& dir, const std::string& prefix) {
+  if (dir.empty()) return false;
+  DIR* d = ::opendir(dir.c_str());
+  if (!d) return false;
+  bool found = false;
+  while (dirent* e = ::readdir(d))
+    if (std::string(e->d_name).rfind(prefix, 0) == 0) found = true;
+  ::closedir(d);
+  return found;
+}
+
+// The entries a bank of the pinned lfp_banks holds; 0 when there is none.
+uint32_t pinned_bank_entries(const std::string& pin_dir) {
+  if (pin_dir.empty()) return 0;
+  const int fd = bpf_obj_get((pin_dir + "/lfp_banks").c_str());
+  if (fd < 0) return 0;
+  bpf_map_info info{};
+  uint32_t len = sizeof info;
+  const int r = bpf_obj_get_info_by_fd(fd, &info, &len);
+  ::close(fd);
+  return r == 0 ? info.max_entries / 2 : 0;
+}
+
 KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
+  const uint32_t pinned = pinned_bank_entries(opts_.pin_dir);
+  if (pinned && opts_.bank_entries && opts_.bank_entries != pinned)
+    throw std::runtime_error("the kernel image pinned under " + opts_.pin_dir + " holds " + std::to_string(pinned) +
+                             " entries a bank, not " + std::to_string(opts_.bank_entries) +
+                             ": lfpd --detach removes it (the hooks stop until lfpd starts again)");
+  bank_entries_ = pinned ? pinned : opts_.bank_entries ? opts_.bank_entries : LFP_BANK_ENTRIES_DEFAULT;
+  if (bank_entries_ < 2 * LFP_KL_COUNT || bank_entries_ > kMaxBankEntries)
+    throw std::runtime_error("kernel entries a bank must be between " + std::to_string(2 * LFP_KL_COUNT) + " and " +
+                             std::to_string(kMaxBankEntries) + ", not " + std::to_string(bank_entries_));
   skel_ = lfp_ale__open();
   if (!skel_) fail("cannot open the BPF object", errno);
+  if (int e = bpf_map__set_max_entries(skel_->maps.lfp_banks, 2 * bank_entries_)) {
+    lfp_ale__destroy(skel_);
+    fail("cannot size the policy banks", e);
+  }
   if (!opts_.pin_dir.empty()) {
     bpf_map* m;
     bpf_object__for_each_map(m, skel_->obj) {
@@ -140,7 +182,7 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
     lfp_ale__destroy(skel_);
     fail("cannot load the BPF programs (pinned maps from another version? lfpd --detach removes them)", e);
   }
-  banks_ = ::mmap(nullptr, 2 * kBankBytes, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel_->maps.lfp_banks), 0);
+  banks_ = ::mmap(nullptr, bank_bytes() * 2, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel_->maps.lfp_banks), 0);
   cfg_ = ::mmap(nullptr, sizeof(lfp_config), PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel_->maps.lfp_cfg), 0);
   if (banks_ == MAP_FAILED || cfg_ == MAP_FAILED) {
     int e = errno;
@@ -149,6 +191,7 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
   }
   auto* cfg = static_cast<lfp_config*>(cfg_);
   gen_ = cfg->gen_bank >> 1;  // a pinned policy keeps counting
+  cfg->bank_entries = bank_entries_;
   cfg->fail_closed = opts_.fail_closed;
   cfg->log_allows = opts_.log_allows;
   cfg->no_packet_cache = opts_.no_packet_cache;
@@ -200,17 +243,23 @@ void KernelPath::attach_and_pin() {
       pin_link(bpf_link__fd(link), link_pin(opts_.pin_dir, p));
     }
     // (replacing a previous daemon's; install() unlinks those whose layers are empty)
-    for (bpf_program* p : on_demand_programs()) link_cgroup(p, true);
+    for (bpf_program* p : on_demand_programs())
+      if (pinned(link_pin(opts_.pin_dir, p))) link_cgroup(p, true);
     drop_stale_links();
     reauth_ = bpf_program__attach_iter(skel_->progs.lfp_reauth, nullptr);
     if (!reauth_) fail("cannot create the re-authorization iterator", errno);
   }
   if (opts_.packet_layers) {
-    // Every hook at first, replacing a previous daemon's pinned ones (which enforce its last policy
-    // until then); install() unlinks those whose layers the policy leaves empty.
-    want_mac_ = {true, true};
+    // The hooks a previous daemon pinned, replaced (they enforce its last policy until then); install()
+    // links those the policy needs and unlinks those it leaves empty. Nothing else is linked before.
+    for (int dir = 0; dir < 2; ++dir)
+      want_mac_[dir] = pinned_with_prefix(opts_.pin_dir, std::string("link_") +
+                                          (dir ? "lfp_tc_egress" : "lfp_tc_ingress") + "_");
     refresh_interfaces();  // before the hooks run: they need the host's addresses
-    for (size_t i = 0; i < std::size(kNfHooks); ++i) link_nf_hook(i, true);
+    for (size_t i = 0; i < std::size(kNfHooks); ++i)
+      if (bpf_program* p = bpf_object__find_program_by_name(skel_->obj, kNfHooks[i].prog);
+          p && pinned(link_pin(opts_.pin_dir, p)))
+        link_nf_hook(i, true);
     // Address and interface changes, so that the table and the MAC hooks stay current.
     addr_fd_ = ::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
     sockaddr_nl sa{};
@@ -507,7 +556,7 @@ void KernelPath::release() {
   tcx_.clear();
   if (rb_) ring_buffer__free(rb_);
   rb_ = nullptr;
-  if (banks_ && banks_ != MAP_FAILED) ::munmap(banks_, 2 * kBankBytes);
+  if (banks_ && banks_ != MAP_FAILED) ::munmap(banks_, 2 * bank_bytes());
   if (cfg_ && cfg_ != MAP_FAILED) ::munmap(cfg_, sizeof(lfp_config));
   banks_ = cfg_ = nullptr;
   if (cgroup_fd_ >= 0) ::close(cgroup_fd_);
@@ -523,6 +572,11 @@ const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t onl
   const uint64_t active = __atomic_load_n(&cfg->gen_bank, __ATOMIC_ACQUIRE);
   const unsigned bank = active == 0 ? 0 : !(active & 1);
   KernelPolicy next = compile(engine, resolve_app, kSetBase[bank], only_flags);
+  if (next.bank.size() > bank_entries_)
+    throw std::length_error("the kernel cannot hold this policy: its " + std::to_string(next.filters) +
+                            " filters need " + std::to_string(next.bank.size()) + " kernel entries and a bank holds " +
+                            std::to_string(bank_entries_) + " (lfpd --kernel-entries " +
+                            std::to_string(std::bit_ceil(next.bank.size())) + " raises the limit)");
 
   // The idle bank's user sets are stale: replace them.
   const int sets = bpf_map__fd(skel_->maps.lfp_user_sets);
@@ -541,7 +595,7 @@ const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t onl
   const int redirects = bpf_map__fd(skel_->maps.lfp_redirects);
   for (const auto& [id, t] : next.redirects)
     if (int e = bpf_map_update_elem(redirects, &id, &t, BPF_ANY)) fail("redirect map", e);
-  std::memcpy(static_cast<char*>(banks_) + bank * kBankBytes, next.bank.data(), next.bank.size() * sizeof(lfp_entry));
+  std::memcpy(static_cast<char*>(banks_) + bank * bank_bytes(), next.bank.data(), next.bank.size() * sizeof(lfp_entry));
   sync_hooks(next, true);  // hooks the policy needs are linked before it is in force,
   __atomic_store_n(&cfg->gen_bank, (++gen_ << 1) | bank, __ATOMIC_RELEASE);
   sync_hooks(next, false);  // and those it leaves idle go after

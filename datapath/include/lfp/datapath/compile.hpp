@@ -48,12 +48,14 @@ struct KernelPolicy {
   std::map<AppKey, std::string> apps;  // the executables the policy names
   std::map<uint64_t, lfp_redirect> redirects;  // ALE_CONNECT_REDIRECT targets by filter id
   size_t filters = 0;            // filters compiled
+  size_t index_keys = 0;         // values the layers' hash tables hold (docs/kernel-index.md)
+  size_t residual_filters = 0;   // filters no value indexes: every decision at their layer visits them
   size_t userspace_filters = 0;  // of which the kernel hands to user space
   std::array<uint32_t, LFP_KL_COUNT> layer_filters{};    // filters compiled, per kernel layer
   std::array<uint32_t, LFP_KL_COUNT> layer_userspace{};  // of which need user space
 };
 
-// Throws std::length_error when the conditions, or they and the guards, do not fit a bank.
+// The bank's size is the policy's (KernelPath checks it against the map's capacity).
 // User sets get ids from `user_set_base` on, so two policies' sets can coexist during a swap.
 // only_flags: compile only the filters with all these flags (lfpd --boot: BOOTTIME).
 KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base,

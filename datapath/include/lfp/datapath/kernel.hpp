@@ -30,7 +30,12 @@ struct KernelOptions {
   // namespace. They turn on the kernel's IP reassembly there, as conntrack does.
   bool packet_layers = false;
   bool no_packet_cache = false;  // classify every packet, not each set of values once (for benchmarks)
+  // Entries a policy bank holds (two banks: one in force, one being filled), 64 bytes each; 0: the
+  // pinned banks' size when there are pins, else LFP_BANK_ENTRIES_DEFAULT. A policy that needs more
+  // is refused by install().
+  uint32_t bank_entries = 0;
 };
+constexpr uint32_t kMaxBankEntries = 1u << 26;  // 4 GiB a bank
 
 // The executable's (dev, inode) as the kernel reports it for `path` (stat, following links).
 AppKey resolve_app(const std::string& path);
@@ -44,7 +49,8 @@ class KernelPath {
   KernelPath(const KernelPath&) = delete;
   KernelPath& operator=(const KernelPath&) = delete;
 
-  // Compiles the engine's ALE filters and swaps them in. Throws std::length_error when too large.
+  // Compiles the engine's filters and swaps them in; nothing changes when it throws
+  // (std::length_error: the policy needs more entries than a bank holds; std::runtime_error: a map).
   const KernelPolicy& install(const FilterEngine& engine, uint32_t only_flags = 0);  // (compile's only_flags)
   const KernelPolicy& installed() const { return policy_; }
 
@@ -94,12 +100,14 @@ class KernelPath {
   // for lfp status.
   std::vector<std::string> attached_hooks() const;
   const KernelOptions& options() const { return opts_; }
+  uint32_t bank_entries() const { return bank_entries_; }
 
   // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).
   static void remove_pins(const std::string& pin_dir);
 
  private:
   uint64_t counter(uint32_t i) const;
+  size_t bank_bytes() const { return size_t{bank_entries_} * sizeof(lfp_entry); }
   void attach_and_pin();
   void pin_link(int link_fd, const std::string& path);
   void link_nf_hook(size_t i, bool on);
@@ -122,6 +130,7 @@ class KernelPath {
   uint64_t gen_ = 0;
   uint32_t set_base_ = 1;
   void* banks_ = nullptr;  // mmap of lfp_banks
+  uint32_t bank_entries_ = 0;
   void* cfg_ = nullptr;    // mmap of lfp_cfg
   int cgroup_fd_ = -1;
   int addr_fd_ = -1;

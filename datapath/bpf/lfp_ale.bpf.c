@@ -40,14 +40,27 @@ struct file { struct inode *f_inode; } __attribute__((preserve_access_index));
 struct mm_struct { struct file *exe_file; } __attribute__((preserve_access_index));
 struct task_struct { struct mm_struct *mm; } __attribute__((preserve_access_index));
 
-/* Two banks of lfp_config.bank_entries each (user space sizes the map before loading it). */
-struct {
+/* The policy: two banks (lfp_config.gen_bank says which is in force), each an array map of its own
+ * that user space sizes to the policy it holds (BPF_F_INNER_MAP: banks of any size). */
+struct lfp_bank {
   __uint(type, BPF_MAP_TYPE_ARRAY);
-  __uint(max_entries, 2 * LFP_BANK_ENTRIES_DEFAULT);
-  __uint(map_flags, BPF_F_MMAPABLE);
+  __uint(max_entries, 1);
+  __uint(map_flags, BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+  __uint(key_size, sizeof(__u32));
+  __uint(value_size, sizeof(union lfp_entry)); /* (libbpf 1.1 cannot size a union named by __type here) */
+};
+struct {
+  __uint(type, BPF_MAP_TYPE_ARRAY_OF_MAPS);
+  __uint(max_entries, 2);
   __type(key, __u32);
-  __type(value, union lfp_entry);
+  __array(values, struct lfp_bank);
 } lfp_banks SEC(".maps");
+
+/* Entry idx of bank `bank`; 0 past its end or when it has no map. */
+static __always_inline const union lfp_entry *bank_entry(__u32 bank, __u32 idx) {
+  void *m = bpf_map_lookup_elem(&lfp_banks, &bank);
+  return m ? bpf_map_lookup_elem(m, &idx) : 0;
+}
 
 struct {
   __uint(type, BPF_MAP_TYPE_ARRAY);
@@ -173,7 +186,7 @@ static __always_inline __u64 read_gen(struct lfp_config *cfg) {
 struct eval_state {
   __u64 gen_bank;
   __u32 kl;
-  __u32 base;    /* bank offset */
+  __u32 bank;    /* the bank in force when the walk started */
   __u32 j, end;  /* bank-relative */
   __u32 in_filter; /* 0: at the next candidate's guard; 1: at the conditions of the filter it let through */
   __u32 done_sub;
@@ -233,9 +246,8 @@ static __always_inline int cond_matches(const struct lfp_cond *c, const struct l
 }
 
 /* Element p of a bank's lists (bank-relative lfp_u32 units); ~0 when out of the map. */
-static __always_inline __u32 list_at(__u32 base, __u32 p) {
-  __u32 idx = base + (p >> 4);
-  const union lfp_entry *e = bpf_map_lookup_elem(&lfp_banks, &idx);
+static __always_inline __u32 list_at(__u32 bank, __u32 p) {
+  const union lfp_entry *e = bank_entry(bank, p >> 4);
   return e ? e->l[p & 15] : ~0u;
 }
 
@@ -245,7 +257,7 @@ static __always_inline void add_cursor(struct eval_state *st, __u32 list, __u32 
   if (!count || c >= LFP_CURSORS) return;
   st->pos[c] = list;
   st->end_pos[c] = list + count;
-  st->head[c] = list_at(st->base, list);
+  st->head[c] = list_at(st->bank, list);
   st->ncur = c + 1;
 }
 
@@ -261,8 +273,7 @@ __attribute__((noinline)) int lfp_probe(struct eval_state *st, const struct lfp_
   st->home = (__u32)lfp_hash(st->key[0], st->key[1], slot, plen);
   for (__u32 j = 0; j < LFP_MAX_PROBE; ++j) {
     const __u32 b = st->hdr.hfirst + ((st->home + j) & st->hdr.hmask);
-    __u32 idx = st->base + (b >> 1);
-    const union lfp_entry *e = bpf_map_lookup_elem(&lfp_banks, &idx);
+    const union lfp_entry *e = bank_entry(st->bank, b >> 1);
     if (!e) return 0;
     const struct lfp_bucket *bk = &e->b[b & 1];
     if (!bk->used) return 0;
@@ -279,8 +290,7 @@ __attribute__((noinline)) int lfp_probe(struct eval_state *st, const struct lfp_
  * A global function: the verifier checks it once, apart from the walk. */
 __attribute__((noinline)) int lfp_index_start(struct eval_state *st, const struct lfp_values *v) {
   if (!st || !v) return 0;
-  __u32 hidx = st->base + st->kl;
-  const union lfp_entry *he = bpf_map_lookup_elem(&lfp_banks, &hidx);
+  const union lfp_entry *he = bank_entry(st->bank, st->kl);
   if (!he) return 0;
   st->hdr = he->h;
   st->end = st->hdr.first + st->hdr.count;
@@ -298,7 +308,7 @@ static __always_inline int eval_start(struct scratch *s, struct lfp_config *cfg)
   struct eval_state *st = &s->st;
   st->gen_bank = read_gen(cfg);
   if (st->gen_bank == 0) return 0; /* no policy yet: nothing to evaluate */
-  st->base = (st->gen_bank & 1) ? cfg->bank_entries : 0;
+  st->bank = st->gen_bank & 1;
   if (!lfp_index_start(st, &s->v)) return 0;
   st->in_filter = 0;
   st->done_sub = 0xffffffff;
@@ -323,7 +333,7 @@ __attribute__((noinline)) int lfp_next_candidate(struct eval_state *st) {
   }
   if (best >= 0x80000000u || at >= LFP_CURSORS) return -1;
   const __u32 p = ++st->pos[at];
-  st->head[at] = p < st->end_pos[at] ? list_at(st->base, p) : ~0u;
+  st->head[at] = p < st->end_pos[at] ? list_at(st->bank, p) : ~0u;
   return (int)best;
 }
 
@@ -350,8 +360,7 @@ static __always_inline int find_filter(struct scratch *s) {
     const int next = lfp_next_candidate(st);
     if (next < 0) return 2;
     const __u32 gi = (__u32)next;
-    __u32 gidx = st->base + (gi >> 1);
-    const union lfp_entry *ge = bpf_map_lookup_elem(&lfp_banks, &gidx);
+    const union lfp_entry *ge = bank_entry(st->bank, gi >> 1);
     if (!ge) return 2;
     const struct lfp_guard *g = &ge->g[gi & 1];
     if (g->sublayer == st->done_sub || !guard_holds(g, &s->v)) continue;
@@ -367,8 +376,7 @@ static __always_inline int find_filter(struct scratch *s) {
 static __always_inline int eval_cond(struct scratch *s) {
   struct eval_state *st = &s->st;
   if (st->j >= st->end) return 1;
-  __u32 idx = st->base + st->j;
-  const union lfp_entry *e = bpf_map_lookup_elem(&lfp_banks, &idx);
+  const union lfp_entry *e = bank_entry(st->bank, st->j);
   if (!e) return 1;
   const struct lfp_cond *c = &e->c;
   int m = cond_matches(c, &s->v);
@@ -486,8 +494,7 @@ static __always_inline int layer_empty(__u32 kl) {
   if (!cfg) return 1;
   const __u64 gb = read_gen(cfg);
   if (gb == 0) return 1;
-  __u32 idx = ((gb & 1) ? cfg->bank_entries : 0) + kl;
-  const union lfp_entry *h = bpf_map_lookup_elem(&lfp_banks, &idx);
+  const union lfp_entry *h = bank_entry(gb & 1, kl);
   return !h || h->h.count == 0;
 }
 

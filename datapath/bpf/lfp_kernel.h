@@ -235,10 +235,6 @@ union lfp_entry {
   lfp_u32 l[16]; /* list elements */
 };
 
-/* A bank's entries by default (lfpd --kernel-entries): each filter takes one a condition, half a guard,
- * and a sixteenth for its list element, and its value's bucket half an entry or less. */
-#define LFP_BANK_ENTRIES_DEFAULT 262144u
-
 struct lfp_config {
   lfp_u64 gen_bank;   /* generation << 1 | active bank; 0: no policy yet (everything permitted) */
   lfp_u32 fail_closed; /* a decision that needs user space blocks when user space is not there */
@@ -248,8 +244,6 @@ struct lfp_config {
   lfp_u32 keep_dropped;    /* the packet layers copy what they drop to lfp_dropped (lfp capture) */
   lfp_u32 datagrams_inspected; /* lfpd's data layers decide DATAGRAM_DATA next: a defer there passes on to them */
   lfp_u32 queued_hooks; /* LFP_QUEUED_HOOK bits: lfpd's packet queue decides that hook's layers (packet_queue.hpp) */
-  lfp_u32 bank_entries; /* entries a bank: bank 1 starts there in lfp_banks */
-  lfp_u32 pad;
 };
 /* A netfilter hook of the packet layers (LFP_HOOK_PRE .. _OUT, lfp_packet.h) and family 4 or 6. */
 #define LFP_QUEUED_HOOK(hook, family) (1u << ((hook) * 2 + ((family) == 6)))

@@ -135,34 +135,12 @@ bool pinned_with_prefix(const std::string& dir, const std::string& prefix) {
   return found;
 }
 
-// The entries a bank of the pinned lfp_banks holds; 0 when there is none.
-uint32_t pinned_bank_entries(const std::string& pin_dir) {
-  if (pin_dir.empty()) return 0;
-  const int fd = bpf_obj_get((pin_dir + "/lfp_banks").c_str());
-  if (fd < 0) return 0;
-  bpf_map_info info{};
-  uint32_t len = sizeof info;
-  const int r = bpf_obj_get_info_by_fd(fd, &info, &len);
-  ::close(fd);
-  return r == 0 ? info.max_entries / 2 : 0;
-}
-
 KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
-  const uint32_t pinned = pinned_bank_entries(opts_.pin_dir);
-  if (pinned && opts_.bank_entries && opts_.bank_entries != pinned)
-    throw std::runtime_error("the kernel image pinned under " + opts_.pin_dir + " holds " + std::to_string(pinned) +
-                             " entries a bank, not " + std::to_string(opts_.bank_entries) +
-                             ": lfpd --detach removes it (the hooks stop until lfpd starts again)");
-  bank_entries_ = pinned ? pinned : opts_.bank_entries ? opts_.bank_entries : LFP_BANK_ENTRIES_DEFAULT;
-  if (bank_entries_ < 2 * LFP_KL_COUNT || bank_entries_ > kMaxBankEntries)
-    throw std::runtime_error("kernel entries a bank must be between " + std::to_string(2 * LFP_KL_COUNT) + " and " +
-                             std::to_string(kMaxBankEntries) + ", not " + std::to_string(bank_entries_));
+  if (opts_.bank_entries > kMaxBankEntries)
+    throw std::runtime_error("kernel entries a bank: at most " + std::to_string(kMaxBankEntries) + ", not " +
+                             std::to_string(opts_.bank_entries));
   skel_ = lfp_ale__open();
   if (!skel_) fail("cannot open the BPF object", errno);
-  if (int e = bpf_map__set_max_entries(skel_->maps.lfp_banks, 2 * bank_entries_)) {
-    lfp_ale__destroy(skel_);
-    fail("cannot size the policy banks", e);
-  }
   if (!opts_.pin_dir.empty()) {
     bpf_map* m;
     bpf_object__for_each_map(m, skel_->obj) {
@@ -182,16 +160,32 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
     lfp_ale__destroy(skel_);
     fail("cannot load the BPF programs (pinned maps from another version? lfpd --detach removes them)", e);
   }
-  banks_ = ::mmap(nullptr, bank_bytes() * 2, PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel_->maps.lfp_banks), 0);
   cfg_ = ::mmap(nullptr, sizeof(lfp_config), PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel_->maps.lfp_cfg), 0);
-  if (banks_ == MAP_FAILED || cfg_ == MAP_FAILED) {
+  if (cfg_ == MAP_FAILED) {
     int e = errno;
     release();
-    fail("cannot map the policy banks", e);
+    fail("cannot map lfp_cfg", e);
+  }
+  // A previous daemon's banks (pinned): the one in force keeps enforcing until install() flips.
+  for (unsigned b = 0; b < 2; ++b) {
+    uint32_t id = 0;
+    if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lfp_banks), &b, &id) != 0) continue;
+    Bank& bank = banks_[b];
+    bank.fd = bpf_map_get_fd_by_id(id);
+    bpf_map_info info{};
+    uint32_t len = sizeof info;
+    if (bank.fd >= 0 && bpf_obj_get_info_by_fd(bank.fd, &info, &len) == 0) {
+      bank.capacity = info.max_entries;
+      bank.mem = ::mmap(nullptr, bank.capacity * sizeof(lfp_entry), PROT_READ | PROT_WRITE, MAP_SHARED, bank.fd, 0);
+    }
+    if (bank.fd < 0 || bank.mem == MAP_FAILED) {
+      int e = errno;
+      release();
+      fail("cannot map the pinned policy bank", e);
+    }
   }
   auto* cfg = static_cast<lfp_config*>(cfg_);
   gen_ = cfg->gen_bank >> 1;  // a pinned policy keeps counting
-  cfg->bank_entries = bank_entries_;
   cfg->fail_closed = opts_.fail_closed;
   cfg->log_allows = opts_.log_allows;
   cfg->no_packet_cache = opts_.no_packet_cache;
@@ -556,9 +550,13 @@ void KernelPath::release() {
   tcx_.clear();
   if (rb_) ring_buffer__free(rb_);
   rb_ = nullptr;
-  if (banks_ && banks_ != MAP_FAILED) ::munmap(banks_, 2 * bank_bytes());
+  for (Bank& b : banks_) {
+    if (b.mem && b.mem != MAP_FAILED) ::munmap(b.mem, b.capacity * sizeof(lfp_entry));
+    if (b.fd >= 0) ::close(b.fd);
+    b = Bank{};
+  }
   if (cfg_ && cfg_ != MAP_FAILED) ::munmap(cfg_, sizeof(lfp_config));
-  banks_ = cfg_ = nullptr;
+  cfg_ = nullptr;
   if (cgroup_fd_ >= 0) ::close(cgroup_fd_);
   cgroup_fd_ = -1;
   if (addr_fd_ >= 0) ::close(addr_fd_);
@@ -567,16 +565,51 @@ void KernelPath::release() {
   skel_ = nullptr;
 }
 
+// A new array map of `entries` for bank `bank`, put in lfp_banks in place of the old one (the bank is
+// idle: a walk still reading the old one sees the generation change and starts again).
+void KernelPath::resize_bank(unsigned bank, size_t entries) {
+  LIBBPF_OPTS(bpf_map_create_opts, o, .map_flags = BPF_F_MMAPABLE | BPF_F_INNER_MAP);
+  Bank fresh;
+  fresh.capacity = entries;
+  fresh.fd = bpf_map_create(BPF_MAP_TYPE_ARRAY, "lfp_bank", sizeof(uint32_t), sizeof(lfp_entry),
+                            static_cast<uint32_t>(entries), &o);
+  if (fresh.fd < 0)
+    fail("the kernel cannot give a policy bank of " + std::to_string(entries * sizeof(lfp_entry) >> 20) + " MiB", errno);
+  fresh.mem = ::mmap(nullptr, entries * sizeof(lfp_entry), PROT_READ | PROT_WRITE, MAP_SHARED, fresh.fd, 0);
+  if (fresh.mem == MAP_FAILED) {
+    const int e = errno;
+    ::close(fresh.fd);
+    fail("cannot map a policy bank", e);
+  }
+  if (bpf_map_update_elem(bpf_map__fd(skel_->maps.lfp_banks), &bank, &fresh.fd, BPF_ANY) != 0) {
+    const int e = errno;
+    ::munmap(fresh.mem, entries * sizeof(lfp_entry));
+    ::close(fresh.fd);
+    fail("cannot put a policy bank in lfp_banks", e);
+  }
+  Bank& old = banks_[bank];
+  if (old.mem) ::munmap(old.mem, old.capacity * sizeof(lfp_entry));
+  if (old.fd >= 0) ::close(old.fd);
+  old = fresh;
+}
+
+size_t KernelPath::bank_bytes() const { return (banks_[0].capacity + banks_[1].capacity) * sizeof(lfp_entry); }
+
 const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t only_flags) {
   auto* cfg = static_cast<lfp_config*>(cfg_);
   const uint64_t active = __atomic_load_n(&cfg->gen_bank, __ATOMIC_ACQUIRE);
   const unsigned bank = active == 0 ? 0 : !(active & 1);
   KernelPolicy next = compile(engine, resolve_app, kSetBase[bank], only_flags);
-  if (next.bank.size() > bank_entries_)
+  const size_t limit = opts_.bank_entries ? opts_.bank_entries : kMaxBankEntries;
+  if (next.bank.size() > limit)
     throw std::length_error("the kernel cannot hold this policy: its " + std::to_string(next.filters) +
-                            " filters need " + std::to_string(next.bank.size()) + " kernel entries and a bank holds " +
-                            std::to_string(bank_entries_) + " (lfpd --kernel-entries " +
-                            std::to_string(std::bit_ceil(next.bank.size())) + " raises the limit)");
+                            " filters need " + std::to_string(next.bank.size()) + " kernel entries (" +
+                            std::to_string(next.bank.size() * sizeof(lfp_entry) >> 20) + " MiB) and a bank may take " +
+                            std::to_string(limit) + (opts_.bank_entries ? " (lfpd --kernel-entries)" : ""));
+  // The idle bank, sized to this policy: a new map when it is too small, or much too large.
+  const size_t need = next.bank.size();
+  if (banks_[bank].capacity < need || banks_[bank].capacity > 4 * need + 65536)
+    resize_bank(bank, std::min(limit, need + need / 4 + 4096));
 
   // The idle bank's user sets are stale: replace them.
   const int sets = bpf_map__fd(skel_->maps.lfp_user_sets);
@@ -595,7 +628,7 @@ const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t onl
   const int redirects = bpf_map__fd(skel_->maps.lfp_redirects);
   for (const auto& [id, t] : next.redirects)
     if (int e = bpf_map_update_elem(redirects, &id, &t, BPF_ANY)) fail("redirect map", e);
-  std::memcpy(static_cast<char*>(banks_) + bank * bank_bytes(), next.bank.data(), next.bank.size() * sizeof(lfp_entry));
+  std::memcpy(banks_[bank].mem, next.bank.data(), need * sizeof(lfp_entry));
   sync_hooks(next, true);  // hooks the policy needs are linked before it is in force,
   __atomic_store_n(&cfg->gen_bank, (++gen_ << 1) | bank, __ATOMIC_RELEASE);
   sync_hooks(next, false);  // and those it leaves idle go after

@@ -30,9 +30,8 @@ struct KernelOptions {
   // namespace. They turn on the kernel's IP reassembly there, as conntrack does.
   bool packet_layers = false;
   bool no_packet_cache = false;  // classify every packet, not each set of values once (for benchmarks)
-  // Entries a policy bank holds (two banks: one in force, one being filled), 64 bytes each; 0: the
-  // pinned banks' size when there are pins, else LFP_BANK_ENTRIES_DEFAULT. A policy that needs more
-  // is refused by install().
+  // The most entries (64 bytes each) a policy bank may take; 0: kMaxBankEntries. A bank is sized to
+  // its policy (there are two: one in force, one being filled); a policy that needs more is refused.
   uint32_t bank_entries = 0;
 };
 constexpr uint32_t kMaxBankEntries = 1u << 26;  // 4 GiB a bank
@@ -100,14 +99,15 @@ class KernelPath {
   // for lfp status.
   std::vector<std::string> attached_hooks() const;
   const KernelOptions& options() const { return opts_; }
-  uint32_t bank_entries() const { return bank_entries_; }
+  // The kernel memory the two policy banks take now.
+  size_t bank_bytes() const;
 
   // Detaches every hook pinned under pin_dir and removes the pins (lfpd --detach).
   static void remove_pins(const std::string& pin_dir);
 
  private:
   uint64_t counter(uint32_t i) const;
-  size_t bank_bytes() const { return size_t{bank_entries_} * sizeof(lfp_entry); }
+  void resize_bank(unsigned bank, size_t entries);
   void attach_and_pin();
   void pin_link(int link_fd, const std::string& path);
   void link_nf_hook(size_t i, bool on);
@@ -129,8 +129,12 @@ class KernelPath {
   KernelPolicy policy_;
   uint64_t gen_ = 0;
   uint32_t set_base_ = 1;
-  void* banks_ = nullptr;  // mmap of lfp_banks
-  uint32_t bank_entries_ = 0;
+  struct Bank {
+    int fd = -1;            // the array map lfp_banks holds at this index
+    void* mem = nullptr;    // its mmap
+    size_t capacity = 0;    // entries
+  };
+  std::array<Bank, 2> banks_;
   void* cfg_ = nullptr;    // mmap of lfp_cfg
   int cgroup_fd_ = -1;
   int addr_fd_ = -1;

@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <bit>
 #include <set>
+#include <unordered_map>
 #include <stdexcept>
 
 #include "lfp/engine/condition.hpp"
@@ -345,6 +346,9 @@ struct IndexKey {
   uint64_t high, low;
   friend auto operator<=>(const IndexKey&, const IndexKey&) = default;
 };
+struct IndexKeyHash {
+  size_t operator()(const IndexKey& k) const { return lfp_hash(k.high, k.low, k.slot, k.plen); }
+};
 
 // The prefix length of [lo, hi] when it is one aligned block of 2^k values (128 - k), else -1.
 int block_plen(U128 lo, U128 hi) {
@@ -376,10 +380,11 @@ constexpr size_t kIndexMin = 16;
 // list), at most LFP_PROBES (slot, prefix length) pairs, the keys' buckets in an open-addressing
 // table. Lists hold filters' positions in the layer; compile makes them guard indices.
 struct LayerIndex {
+  using Lists = std::unordered_map<IndexKey, std::vector<uint32_t>, IndexKeyHash>;
   std::vector<uint32_t> residual;
-  std::map<IndexKey, std::vector<uint32_t>> lists;
-  std::vector<std::pair<uint8_t, uint8_t>> probes;  // (slot, plen)
-  std::vector<const IndexKey*> table;               // bucket -> key (nullptr: unused); a power of two
+  Lists lists;
+  std::vector<std::pair<uint8_t, uint8_t>> probes;    // (slot, plen)
+  std::vector<const Lists::value_type*> table;         // bucket -> key and list (nullptr: unused); a power of two
 };
 
 LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
@@ -388,14 +393,15 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
     for (uint32_t i = 0; i < keys.size(); ++i) ix.residual.push_back(i);
     return ix;
   }
-  std::map<IndexKey, uint32_t> sharing;
+  std::unordered_map<IndexKey, uint32_t, IndexKeyHash> sharing;
+  sharing.reserve(keys.size());
   for (const auto& ks : keys)
     for (const auto& k : ks) ++sharing[k];
   // Each filter's best key; the pairs most filters chose are probed, up to LFP_PROBES.
   auto best_of = [&](const std::vector<IndexKey>& ks, const std::set<std::pair<uint8_t, uint8_t>>* among) {
     const IndexKey* best = nullptr;
     for (const auto& k : ks)
-      if ((!among || among->count({k.slot, k.plen})) && (!best || sharing[k] < sharing[*best])) best = &k;
+      if ((!among || among->count({k.slot, k.plen})) && (!best || sharing.at(k) < sharing.at(*best))) best = &k;
     return best;
   };
   std::map<std::pair<uint8_t, uint8_t>, size_t> chosen;
@@ -417,7 +423,8 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
     if (n < 2 * ix.lists.size()) continue;
     ix.table.assign(n, nullptr);
     bool fits = true;
-    for (const auto& [k, list] : ix.lists) {
+    for (const auto& entry : ix.lists) {
+      const IndexKey& k = entry.first;
       const uint64_t home = lfp_hash(k.high, k.low, k.slot, k.plen);
       size_t d = 0;
       while (d < LFP_MAX_PROBE && ix.table[(home + d) & (n - 1)]) ++d;
@@ -425,7 +432,7 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
         fits = false;
         break;
       }
-      ix.table[(home + d) & (n - 1)] = &k;
+      ix.table[(home + d) & (n - 1)] = &entry;
     }
     if (fits) return ix;
   }
@@ -437,16 +444,18 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   KernelPolicy out;
   out.bank.resize(LFP_KL_COUNT);
   Ctx cx{apps, out, user_set_base};
+  // Every layer's enforced filters from one enumeration (one pass over the engine, not one a layer).
+  FilterTemplate t;
+  t.include_disabled = false;
+  t.flags_all_set = only_flags;
+  std::map<LayerId, std::vector<const Filter*>> by_layer;
+  for (const Filter* f : engine.filters(t)) by_layer[f->layer].push_back(f);  // (each in evaluation order)
   std::vector<std::vector<lfp_guard>> guards(LFP_KL_COUNT);
   std::vector<std::vector<std::vector<IndexKey>>> keys(LFP_KL_COUNT);  // per layer, per filter
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     const auto kl = static_cast<lfp_kl>(k);
     cx.kl = kl;
-    FilterTemplate t;
-    t.layer = engine_layer(kl);
-    t.include_disabled = false;
-    t.flags_all_set = only_flags;
-    const auto filters = engine.filters(t);  // evaluation order
+    const auto& filters = by_layer[engine_layer(kl)];  // evaluation order
     const uint32_t first = static_cast<uint32_t>(out.bank.size());
     size_t last_userspace = SIZE_MAX;  // index in `ends` of the last filter needing user space
     std::vector<size_t> ends;          // bank index of each filter's last condition
@@ -558,10 +567,10 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     h.hfirst = hfirst;
     h.hmask = static_cast<uint32_t>(ix.table.size() - 1);
     for (size_t b = 0; b < ix.table.size(); ++b) {
-      const IndexKey* key = ix.table[b];
-      if (!key) continue;
+      if (!ix.table[b]) continue;
+      const auto& [key_value, filters] = *ix.table[b];
+      const IndexKey* key = &key_value;
       lfp_bucket& bk = out.bank[(hfirst + b) / 2].b[(hfirst + b) % 2];
-      const auto& filters = ix.lists.at(*key);
       bk.v[0] = key->high;
       bk.v[1] = key->low;
       bk.slot = key->slot;

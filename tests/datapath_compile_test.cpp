@@ -9,6 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "lfp/datapath/compile.hpp"
+#include "classbench_io.hpp"
 #include "lfp/datapath/kernel.hpp"
 
 namespace lfp::datapath {
@@ -40,7 +41,7 @@ TEST(DatapathCompile, LayoutFollowsEvaluationOrder) {
 
   KernelPolicy k = compile(e, fake_app, 1);
   const lfp_layer_hdr& h = k.bank[LFP_KL_CONNECT_V4].h;
-  ASSERT_EQ(h.first, unsigned{LFP_KL_COUNT});
+  ASSERT_EQ(h.first, unsigned{LFP_HEADER_ENTRIES});
   ASSERT_EQ(h.count, 4u);  // 3 conditions, then 1
   const lfp_cond* c = &k.bank[h.first].c;
   EXPECT_EQ(c[0].slot, LFP_S_REMOTE_PORT);
@@ -401,6 +402,70 @@ TEST(DatapathKernel, LargeBlocklistIsIndexed) {
   const double one = k.time_evaluate(LFP_KL_CONNECT_V4, v, 20000);
   std::printf("one decision: %.0f ns with 100,001 filters, %.0f ns with 1\n", big, one);
   EXPECT_LT(big, 5 * one + 500);
+}
+
+// A ClassBench firewall set (prefixes on both addresses, port ranges, protocols) at
+// INBOUND_TRANSPORT_V4: keys of one and two fields, and the residual list, against the engine on the
+// set's own trace.
+TEST(DatapathKernel, ClassBenchPolicyGivesTheEnginesAnswer) {
+  if (::geteuid() != 0) GTEST_SKIP() << "loading BPF programs needs root";
+  const std::string dir = std::string(LFP_SOURCE_DIR) + "/../shared/classbench/";
+  const auto rules = classbench::read_rules(dir + "fw1_1k.rules.xz");  // (a missing file fails the test)
+  const auto trace = classbench::read_trace(dir + "fw1_1k.trace.xz");
+  FilterEngine e;
+  auto weight = static_cast<uint32_t>(rules.size());
+  for (const auto& r : rules) {
+    Filter f;
+    f.display.name = "classbench";
+    f.layer = LayerId::INBOUND_TRANSPORT_V4;
+    f.action.type = weight % 3 ? ActionType::BLOCK : ActionType::PERMIT;
+    f.weight = Weight::explicit_weight(weight--);
+    if (r.src_len) f.conditions.push_back(cond(FieldId::IP_REMOTE_ADDRESS, MatchType::EQUAL, ConditionValue::v4_prefix(r.src, r.src_len)));
+    if (r.dst_len) f.conditions.push_back(cond(FieldId::IP_LOCAL_ADDRESS, MatchType::EQUAL, ConditionValue::v4_prefix(r.dst, r.dst_len)));
+    auto ports = [&](FieldId field, uint16_t lo, uint16_t hi) {
+      if (lo == 0 && hi == 65535) return;
+      f.conditions.push_back(lo == hi ? cond(field, MatchType::EQUAL, u(DataType::UINT16, lo))
+                                      : cond(field, MatchType::RANGE, ConditionValue::range({DataType::UINT16, lo}, {DataType::UINT16, hi})));
+    };
+    ports(FieldId::IP_REMOTE_PORT, r.sport_lo, r.sport_hi);
+    ports(FieldId::IP_LOCAL_PORT, r.dport_lo, r.dport_hi);
+    if (r.proto_mask) f.conditions.push_back(cond(FieldId::IP_PROTOCOL, MatchType::EQUAL, u(DataType::UINT8, r.proto)));
+    e.add_filter(f);
+  }
+  KernelPath k(KernelOptions{});
+  const KernelPolicy& pol = k.install(e);
+  const lfp_layer_hdr& h = pol.bank[LFP_KL_TRANSPORT_IN_V4].h;
+  EXPECT_GT(h.nprobes, 0u);
+  EXPECT_LT(h.nresidual, pol.filters / 4) << "most filters should be indexed";
+  bool two_fields = false;
+  for (uint32_t i = 0; i < h.nprobes; ++i) two_fields |= pol.bank[LFP_KL_COUNT + LFP_KL_TRANSPORT_IN_V4].p.p[i].slot[1] != LFP_S_NONE;
+  size_t matched = 0, checked = 0;
+  for (size_t line = 0; line < trace.size(); line += 7) {  // (a seventh of the trace: a second or so)
+    const classbench::Packet& p = trace[line];
+    ++checked;
+    lfp_values v{};
+    auto put = [&](int slot, uint64_t x) {
+      v.v[slot][1] = x;
+      v.present |= 1u << slot;
+    };
+    put(LFP_S_REMOTE_ADDR, p.src);
+    put(LFP_S_LOCAL_ADDR, p.dst);
+    put(LFP_S_REMOTE_PORT, p.sport);
+    put(LFP_S_LOCAL_PORT, p.dport);
+    put(LFP_S_PROTOCOL, p.proto);
+    const lfp_verdict d = k.evaluate(LFP_KL_TRANSPORT_IN_V4, v);
+    Token token;
+    FieldValues fv;
+    to_field_values(LFP_KL_TRANSPORT_IN_V4, v, pol.apps, token, fv);
+    const ClassifyResult want = e.classify(LayerId::INBOUND_TRANSPORT_V4, fv);
+    ASSERT_FALSE(d.defer);
+    ASSERT_EQ(d.filter_id, want.filter ? want.filter->id : 0) << "trace line " << line + 1;
+    matched += want.filter != nullptr;
+  }
+  EXPECT_GT(matched, checked / 2);
+  EXPECT_TRUE(two_fields) << "no key of two fields: the test would not check them";
+  std::printf("%zu packets, %zu matched; %zu filters, %u on the residual list, %u probes%s\n", checked, matched,
+              pol.filters, h.nresidual, h.nprobes, two_fields ? " (some of two fields)" : "");
 }
 
 // A policy larger than a bank may be (lfpd --kernel-entries) is refused, and the kernel keeps the one it had.

@@ -197,7 +197,8 @@ struct eval_state {
   __u32 pos[LFP_CURSORS], end_pos[LFP_CURSORS]; /* bank-relative lfp_u32 units */
   __u32 head[LFP_CURSORS]; /* each list's next guard index; ~0: the list is done */
   struct lfp_layer_hdr hdr; /* the layer's, while the lists are found */
-  __u64 key[2];
+  struct lfp_probes probes;
+  __u64 key[2][2];
   __u32 home, pad;
   struct lfp_verdict out;
 };
@@ -261,24 +262,28 @@ static __always_inline void add_cursor(struct eval_state *st, __u32 list, __u32 
   st->ncur = c + 1;
 }
 
-/* Probe i of the layer: the bucket of the hook's value in its slot cut to its prefix length, as a list
- * to merge. (What the loop needs is read from *st, not held in registers: the frames of these global
- * functions add to the deepest hook's stack.) A global function, verified once, not once a probe. */
+/* Probe i of the layer: the bucket of the hook's values cut to the probe's shape, as a list to merge.
+ * (What the loop needs is read from *st, not held in registers: the frames of these global functions
+ * add to the deepest hook's stack.) A global function, verified once, not once a probe. */
 __attribute__((noinline)) int lfp_probe(struct eval_state *st, const struct lfp_values *v, __u32 i) {
   if (!st || !v || i >= LFP_PROBES) return 0;
-  const __u32 slot = st->hdr.probe_slot[i], plen = st->hdr.probe_plen[i];
-  if (slot >= LFP_NSLOTS || !(v->present & (1u << slot))) return 0;
-  st->key[0] = v->v[slot][0] & lfp_mask_high(plen);
-  st->key[1] = v->v[slot][1] & lfp_mask_low(plen);
-  st->home = (__u32)lfp_hash(st->key[0], st->key[1], slot, plen);
+  for (int f = 0; f < 2; ++f) {
+    const __u32 slot = st->probes.p[i].slot[f], plen = st->probes.p[i].plen[f];
+    if (slot == LFP_S_NONE && f == 1) {
+      st->key[1][0] = st->key[1][1] = 0;
+      break;
+    }
+    if (slot >= LFP_NSLOTS || !(v->present & (1u << slot))) return 0; /* the key's condition fails */
+    st->key[f][0] = v->v[slot][0] & lfp_mask_high(plen);
+    st->key[f][1] = v->v[slot][1] & lfp_mask_low(plen);
+  }
+  st->home = (__u32)lfp_hash(st->key, i);
   for (__u32 j = 0; j < LFP_MAX_PROBE; ++j) {
-    const __u32 b = st->hdr.hfirst + ((st->home + j) & st->hdr.hmask);
-    const union lfp_entry *e = bank_entry(st->bank, b >> 1);
-    if (!e) return 0;
-    const struct lfp_bucket *bk = &e->b[b & 1];
-    if (!bk->used) return 0;
-    if (i < LFP_PROBES && bk->slot == st->hdr.probe_slot[i] && bk->plen == st->hdr.probe_plen[i] &&
-        bk->v[0] == st->key[0] && bk->v[1] == st->key[1]) {
+    const union lfp_entry *e = bank_entry(st->bank, st->hdr.hfirst + ((st->home + j) & st->hdr.hmask));
+    if (!e || !e->b.used) return 0;
+    const struct lfp_bucket *bk = &e->b;
+    if (bk->probe == i && bk->v[0][0] == st->key[0][0] && bk->v[0][1] == st->key[0][1] &&
+        bk->v[1][0] == st->key[1][0] && bk->v[1][1] == st->key[1][1]) {
       add_cursor(st, bk->list, bk->count);
       return 1;
     }
@@ -296,6 +301,10 @@ __attribute__((noinline)) int lfp_index_start(struct eval_state *st, const struc
   st->end = st->hdr.first + st->hdr.count;
   st->ncur = 0;
   add_cursor(st, st->hdr.residual, st->hdr.nresidual);
+  if (!st->hdr.nprobes) return 1;
+  const union lfp_entry *pe = bank_entry(st->bank, LFP_KL_COUNT + st->kl);
+  if (!pe) return 0;
+  st->probes = pe->p;
   for (__u32 i = 0; i < LFP_PROBES; ++i) {
     if (i >= st->hdr.nprobes) break;
     lfp_probe(st, v, i);

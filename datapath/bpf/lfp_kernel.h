@@ -175,32 +175,43 @@ struct lfp_guard {
 };
 
 /* The index (docs/kernel-index.md): a decision visits only the filters that can match, not every
- * filter of the layer. A filter with a condition alone on its field that admits one aligned block of
- * values (an exact address, port, protocol or app; an address prefix; a port block such as 1024-2047)
- * is listed in the layer's hash table under (slot, prefix length, the block's first value); the others
- * are on the layer's residual list. A decision probes each (slot, prefix length) the layer's header
- * names with its own value cut to that length, then merges the lists it found with the residual one
- * in evaluation order (a list holds guard indices, which follow evaluation order), so WFP's
- * arbitration sees the same filters in the same order as a walk of the whole layer would, less those
- * that cannot match. Values are 128 bits (lfp_values); a prefix length counts from the top bit, so a
- * v4 /24 is 120 and an exact port 128. */
+ * filter of the layer. A filter's key is one or two of its conditions, each alone on its field and
+ * admitting one aligned block of values (an exact address, port, protocol or app; an address prefix; a
+ * port block such as 1024-2047): (slot, prefix length, the block's first value) for each. It is listed
+ * in its layer's hash table under the key; a filter without one is on the layer's residual list. A
+ * layer's keys are of at most LFP_PROBES shapes (lfp_probe: which slots, cut to which lengths). A
+ * decision probes each shape with its own values cut to it, then merges the lists it found with the
+ * residual one in evaluation order (a list holds guard indices, which follow evaluation order), so
+ * WFP's arbitration sees the same filters in the same order as a walk of the whole layer would, less
+ * those that cannot match. Values are 128 bits (lfp_values); a prefix length counts from the top bit,
+ * so a v4 /24 is 120 and an exact port 128. */
+struct lfp_probe {
+  lfp_u8 slot[2]; /* the key's slots; slot[1] LFP_S_NONE: a key of one field */
+  lfp_u8 plen[2];
+};
+#define LFP_PROBES 15     /* key shapes a layer's table holds */
+#define LFP_CURSORS (LFP_PROBES + 1) /* lists merged by one decision: the residual one and one a probe */
+/* Entries [LFP_KL_COUNT, 2 * LFP_KL_COUNT) of a bank: each layer's key shapes. */
+struct lfp_probes {
+  struct lfp_probe p[16];
+};
+#define LFP_HEADER_ENTRIES (2 * LFP_KL_COUNT)
+
 struct lfp_bucket {
-  lfp_u64 v[2];    /* the block's first value, as lfp_values holds it */
+  lfp_u64 v[2][2]; /* the key's values (each as lfp_values holds it, cut to its length); [1] zero for one field */
   lfp_u32 list;    /* its filters' guard indices: lfp_u32 units from the bank's start (entry list / 16) */
   lfp_u32 count;
-  lfp_u8 slot;
-  lfp_u8 plen;
+  lfp_u8 probe;    /* its shape: the layer's probe */
   lfp_u8 used;
-  lfp_u8 pad[5];
+  lfp_u8 pad[22];
 };
 #define LFP_MAX_PROBE 32  /* a key is within this many buckets of its home (user space grows the table) */
-#define LFP_PROBES 13     /* (slot, prefix length) pairs a layer's table holds */
-#define LFP_CURSORS (LFP_PROBES + 1) /* lists merged by one decision: the residual one and one a probe */
 
 /* The bucket a key starts its probe at: the same mix in the hooks and in the compiler (murmur3's
  * 64-bit finalizer, so that keys differing only in their high bits, as prefixes do, spread too). */
-static inline lfp_u64 lfp_hash(lfp_u64 high, lfp_u64 low, lfp_u32 slot, lfp_u32 plen) {
-  lfp_u64 h = low ^ (high * 0x9e3779b97f4a7c15ull) ^ ((lfp_u64)(slot << 8 | plen) << 48);
+static inline lfp_u64 lfp_hash(const lfp_u64 v[2][2], lfp_u32 probe) {
+  lfp_u64 h = v[0][1] ^ (v[0][0] * 0x9e3779b97f4a7c15ull) ^ (v[1][1] * 0xc2b2ae3d27d4eb4full) ^
+              (v[1][0] * 0x165667b19e3779f9ull) ^ ((lfp_u64)probe << 56);
   h ^= h >> 33;
   h *= 0xff51afd7ed558ccdull;
   h ^= h >> 33;
@@ -219,19 +230,18 @@ struct lfp_layer_hdr {
   lfp_u32 gcount;     /* one a filter, in evaluation order */
   lfp_u32 residual;   /* the filters no bucket holds: a list (lfp_u32 units), in evaluation order */
   lfp_u32 nresidual;
-  lfp_u32 hfirst;     /* the hash table: bucket index (two an entry: entry hfirst / 2) */
+  lfp_u32 hfirst;     /* the hash table's first entry (one bucket an entry) */
   lfp_u32 hmask;      /* buckets - 1 (a power of two) */
-  lfp_u8 nprobes;     /* the (slot, prefix length) pairs its buckets are under */
-  lfp_u8 probe_slot[LFP_PROBES];
-  lfp_u8 probe_plen[LFP_PROBES];
-  lfp_u8 pad[5];
+  lfp_u32 nprobes;    /* key shapes, in entry LFP_KL_COUNT + the layer */
+  lfp_u8 pad[28];
 };
 
 union lfp_entry {
   struct lfp_cond c;
   struct lfp_layer_hdr h;
   struct lfp_guard g[2];
-  struct lfp_bucket b[2];
+  struct lfp_bucket b;
+  struct lfp_probes p;
   lfp_u32 l[16]; /* list elements */
 };
 

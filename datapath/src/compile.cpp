@@ -2,6 +2,7 @@
 #include "lfp/datapath/redirect.hpp"
 
 #include <algorithm>
+#include <cstring>
 #include <bit>
 #include <set>
 #include <unordered_map>
@@ -339,15 +340,17 @@ lfp_guard guard_of(const std::vector<lfp_entry>& bank, size_t start, size_t end,
   return g;
 }
 
-// A block of values the index can hold a filter under: a slot's values whose top `plen` bits are
-// (high, low)'s.
+// A key the index can hold a filter under: one or two of its conditions, each a block of values (a
+// slot's values whose top `plen` bits are the value's). The second is absent (slot LFP_S_NONE) for a
+// key of one field.
 struct IndexKey {
-  uint8_t slot, plen;
-  uint64_t high, low;
-  friend auto operator<=>(const IndexKey&, const IndexKey&) = default;
+  lfp_probe shape{};
+  uint64_t v[2][2]{};
+  friend bool operator==(const IndexKey& a, const IndexKey& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 };
+uint32_t shape_id(const lfp_probe& p) { return uint32_t{p.slot[0]} << 24 | p.plen[0] << 16 | p.slot[1] << 8 | p.plen[1]; }
 struct IndexKeyHash {
-  size_t operator()(const IndexKey& k) const { return lfp_hash(k.high, k.low, k.slot, k.plen); }
+  size_t operator()(const IndexKey& k) const { return lfp_hash(k.v, shape_id(k.shape)); }
 };
 
 // The prefix length of [lo, hi] when it is one aligned block of 2^k values (128 - k), else -1.
@@ -358,18 +361,32 @@ int block_plen(U128 lo, U128 hi) {
   return 128 - std::popcount(span.h) - std::popcount(span.l);
 }
 
-// The filter bank[start, end)'s conditions that let the index hold it: each alone on its field, one
-// aligned block of values, false when the hook has no value (so a decision whose value is outside the
-// block, or missing, cannot match the filter and need not visit it).
+// The keys of the filter bank[start, end): its conditions each alone on its field, one aligned block
+// of values, false when the hook has no value (so a decision whose value is outside the block, or
+// missing, cannot match the filter and need not visit it); each alone, and each two of them.
 std::vector<IndexKey> index_keys(const std::vector<lfp_entry>& bank, size_t start, size_t end) {
-  std::vector<IndexKey> keys;
+  std::vector<IndexKey> singles;
   for (size_t i = start; i < end; ++i) {
     const lfp_cond& c = bank[i].c;
     const bool alone = (c.flags & LFP_C_GROUP_END) && (i == start || (bank[i - 1].c.flags & LFP_C_GROUP_END));
     if (!alone || c.op != LFP_OP_IN_RANGE || (c.flags & LFP_C_IF_EMPTY) || c.slot >= LFP_NSLOTS) continue;
     const int plen = block_plen({c.lo[0], c.lo[1]}, {c.hi[0], c.hi[1]});
-    if (plen > 0) keys.push_back({c.slot, static_cast<uint8_t>(plen), c.lo[0], c.lo[1]});
+    if (plen <= 0) continue;
+    IndexKey k;
+    k.shape = {{c.slot, LFP_S_NONE}, {static_cast<uint8_t>(plen), 0}};
+    k.v[0][0] = c.lo[0], k.v[0][1] = c.lo[1];
+    singles.push_back(k);
   }
+  std::vector<IndexKey> keys = singles;
+  for (size_t a = 0; a < singles.size(); ++a)
+    for (size_t b = a + 1; b < singles.size(); ++b) {
+      if (singles[a].shape.slot[0] == singles[b].shape.slot[0]) continue;
+      IndexKey k = singles[a];
+      k.shape.slot[1] = singles[b].shape.slot[0];
+      k.shape.plen[1] = singles[b].shape.plen[0];
+      k.v[1][0] = singles[b].v[0][0], k.v[1][1] = singles[b].v[0][1];
+      keys.push_back(k);
+    }
   return keys;
 }
 
@@ -377,14 +394,14 @@ std::vector<IndexKey> index_keys(const std::vector<lfp_entry>& bank, size_t star
 constexpr size_t kIndexMin = 16;
 
 // One layer's index: each filter under the key it shares with the fewest others (or on the residual
-// list), at most LFP_PROBES (slot, prefix length) pairs, the keys' buckets in an open-addressing
-// table. Lists hold filters' positions in the layer; compile makes them guard indices.
+// list), keys of at most LFP_PROBES shapes, their buckets in an open-addressing table. Lists hold
+// filters' positions in the layer; compile makes them guard indices.
 struct LayerIndex {
   using Lists = std::unordered_map<IndexKey, std::vector<uint32_t>, IndexKeyHash>;
   std::vector<uint32_t> residual;
   Lists lists;
-  std::vector<std::pair<uint8_t, uint8_t>> probes;    // (slot, plen)
-  std::vector<const Lists::value_type*> table;         // bucket -> key and list (nullptr: unused); a power of two
+  std::vector<uint32_t> shapes;                 // the probes' shape_ids, in probe order
+  std::vector<const Lists::value_type*> table;  // bucket -> key and list (nullptr: unused); a power of two
 };
 
 LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
@@ -397,35 +414,52 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
   sharing.reserve(keys.size());
   for (const auto& ks : keys)
     for (const auto& k : ks) ++sharing[k];
-  // Each filter's best key; the pairs most filters chose are probed, up to LFP_PROBES.
-  auto best_of = [&](const std::vector<IndexKey>& ks, const std::set<std::pair<uint8_t, uint8_t>>* among) {
-    const IndexKey* best = nullptr;
-    for (const auto& k : ks)
-      if ((!among || among->count({k.slot, k.plen})) && (!best || sharing.at(k) < sharing.at(*best))) best = &k;
-    return best;
-  };
-  std::map<std::pair<uint8_t, uint8_t>, size_t> chosen;
-  for (const auto& ks : keys)
-    if (const IndexKey* k = best_of(ks, nullptr)) ++chosen[{k->slot, k->plen}];
-  std::vector<std::pair<size_t, std::pair<uint8_t, uint8_t>>> by_use;
-  for (const auto& [pair, n] : chosen) by_use.push_back({n, pair});
-  std::sort(by_use.rbegin(), by_use.rend());
-  std::set<std::pair<uint8_t, uint8_t>> kept;
-  for (size_t i = 0; i < by_use.size() && i < LFP_PROBES; ++i) kept.insert(by_use[i].second);
+  // The shapes to probe, greedily: each round takes the shape that gives the most filters not yet
+  // covered a key shared by at most kSmallBucket filters (a key many share, such as a /1 prefix, saves
+  // a walk little), then, when none does, a key of any size.
+  constexpr uint32_t kSmallBucket = 64;
+  std::set<uint32_t> kept;
+  std::vector<bool> covered(keys.size());
+  for (bool small : {true, false})
+    while (kept.size() < LFP_PROBES) {
+      std::unordered_map<uint32_t, size_t> gain;
+      for (uint32_t i = 0; i < keys.size(); ++i) {
+        if (covered[i]) continue;
+        std::set<uint32_t> shapes;  // (a filter counts once a shape)
+        for (const auto& k : keys[i])
+          if (!small || sharing.at(k) <= kSmallBucket) shapes.insert(shape_id(k.shape));
+        for (uint32_t sh : shapes) ++gain[sh];
+      }
+      if (gain.empty()) break;
+      const auto best = std::max_element(gain.begin(), gain.end(), [](const auto& a, const auto& b) {
+        return a.second != b.second ? a.second < b.second : a.first > b.first;
+      });
+      kept.insert(best->first);
+      for (uint32_t i = 0; i < keys.size(); ++i)
+        for (const auto& k : keys[i])
+          if (shape_id(k.shape) == best->first && (!small || sharing.at(k) <= kSmallBucket)) covered[i] = true;
+    }
+  // Each filter under its key of a kept shape that the fewest share (of equals, the first: one field
+  // before two); a filter with none goes on the residual list.
   for (uint32_t i = 0; i < keys.size(); ++i) {
-    if (const IndexKey* k = best_of(keys[i], &kept)) ix.lists[*k].push_back(i);
+    const IndexKey* best = nullptr;
+    for (const auto& k : keys[i])
+      if (kept.count(shape_id(k.shape)) && (!best || sharing.at(k) < sharing.at(*best))) best = &k;
+    if (best) ix.lists[*best].push_back(i);
     else ix.residual.push_back(i);
   }
   if (ix.lists.empty()) return ix;
-  ix.probes.assign(kept.begin(), kept.end());
+  ix.shapes.assign(kept.begin(), kept.end());
+  auto probe_of = [&](const IndexKey& k) {
+    return static_cast<uint32_t>(std::find(ix.shapes.begin(), ix.shapes.end(), shape_id(k.shape)) - ix.shapes.begin());
+  };
   // Each key within LFP_MAX_PROBE buckets of its home: the table doubles until they are.
   for (size_t n = 2;; n *= 2) {
     if (n < 2 * ix.lists.size()) continue;
     ix.table.assign(n, nullptr);
     bool fits = true;
     for (const auto& entry : ix.lists) {
-      const IndexKey& k = entry.first;
-      const uint64_t home = lfp_hash(k.high, k.low, k.slot, k.plen);
+      const uint64_t home = lfp_hash(entry.first.v, probe_of(entry.first));
       size_t d = 0;
       while (d < LFP_MAX_PROBE && ix.table[(home + d) & (n - 1)]) ++d;
       if (d == LFP_MAX_PROBE) {
@@ -442,7 +476,7 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
 
 KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base, uint32_t only_flags) {
   KernelPolicy out;
-  out.bank.resize(LFP_KL_COUNT);
+  out.bank.resize(LFP_HEADER_ENTRIES);  // each layer's header, then its key shapes
   Ctx cx{apps, out, user_set_base};
   // Every layer's enforced filters from one enumeration (one pass over the engine, not one a layer).
   FilterTemplate t;
@@ -556,25 +590,23 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     out.bank[k].h.residual = add_list(ix.residual, gfirst);
     out.bank[k].h.nresidual = static_cast<uint32_t>(ix.residual.size());
     if (ix.table.empty()) continue;
-    const auto hfirst = static_cast<uint32_t>(2 * out.bank.size());
-    out.bank.resize(out.bank.size() + ix.table.size() / 2);  // (references into the bank end here)
+    const auto hfirst = static_cast<uint32_t>(out.bank.size());
+    out.bank.resize(out.bank.size() + ix.table.size());  // (references into the bank end here)
     lfp_layer_hdr& h = out.bank[k].h;
-    h.nprobes = static_cast<uint8_t>(ix.probes.size());
-    for (size_t i = 0; i < ix.probes.size(); ++i) {
-      h.probe_slot[i] = ix.probes[i].first;
-      h.probe_plen[i] = ix.probes[i].second;
+    h.nprobes = static_cast<uint32_t>(ix.shapes.size());
+    for (size_t i = 0; i < ix.shapes.size(); ++i) {
+      const uint32_t s = ix.shapes[i];
+      out.bank[LFP_KL_COUNT + k].p.p[i] = {{static_cast<uint8_t>(s >> 24), static_cast<uint8_t>(s >> 8)},
+                                           {static_cast<uint8_t>(s >> 16), static_cast<uint8_t>(s)}};
     }
     h.hfirst = hfirst;
     h.hmask = static_cast<uint32_t>(ix.table.size() - 1);
     for (size_t b = 0; b < ix.table.size(); ++b) {
       if (!ix.table[b]) continue;
-      const auto& [key_value, filters] = *ix.table[b];
-      const IndexKey* key = &key_value;
-      lfp_bucket& bk = out.bank[(hfirst + b) / 2].b[(hfirst + b) % 2];
-      bk.v[0] = key->high;
-      bk.v[1] = key->low;
-      bk.slot = key->slot;
-      bk.plen = key->plen;
+      const auto& [key, filters] = *ix.table[b];
+      lfp_bucket& bk = out.bank[hfirst + b].b;
+      std::memcpy(bk.v, key.v, sizeof bk.v);
+      bk.probe = static_cast<uint8_t>(std::find(ix.shapes.begin(), ix.shapes.end(), shape_id(key.shape)) - ix.shapes.begin());
       bk.used = 1;
       bk.list = add_list(filters, gfirst);
       bk.count = static_cast<uint32_t>(filters.size());
@@ -587,7 +619,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     lfp_layer_hdr& h = out.bank[k].h;
     h.residual += lists_at;
     for (uint32_t b = 0; h.nprobes && b <= h.hmask; ++b) {
-      lfp_bucket& bk = out.bank[(h.hfirst + b) / 2].b[(h.hfirst + b) % 2];
+      lfp_bucket& bk = out.bank[h.hfirst + b].b;
       if (bk.used) bk.list += lists_at;
     }
     out.residual_filters += h.nresidual;

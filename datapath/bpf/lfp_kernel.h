@@ -205,7 +205,7 @@ struct lfp_bucket {
   lfp_u8 used;
   lfp_u8 pad[22];
 };
-#define LFP_MAX_PROBE 32  /* a key is within this many buckets of its home (user space grows the table) */
+#define LFP_MAX_PROBE 64  /* a key is within this many buckets of its home (user space grows the table) */
 
 /* The bucket a key starts its probe at: the same mix in the hooks and in the compiler (murmur3's
  * 64-bit finalizer, so that keys differing only in their high bits, as prefixes do, spread too). */

@@ -418,6 +418,12 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
   // covered a key shared by at most kSmallBucket filters (a key many share, such as a /1 prefix, saves
   // a walk little), then, when none does, a key of any size.
   constexpr uint32_t kSmallBucket = 64;
+  struct Choice {
+    uint32_t shape, sharing;
+  };
+  std::vector<std::vector<Choice>> choices(keys.size());  // each filter's keys: shape and sharing
+  for (uint32_t i = 0; i < keys.size(); ++i)
+    for (const auto& k : keys[i]) choices[i].push_back({shape_id(k.shape), sharing.at(k)});
   std::set<uint32_t> kept;
   std::vector<bool> covered(keys.size());
   for (bool small : {true, false})
@@ -425,10 +431,13 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
       std::unordered_map<uint32_t, size_t> gain;
       for (uint32_t i = 0; i < keys.size(); ++i) {
         if (covered[i]) continue;
-        std::set<uint32_t> shapes;  // (a filter counts once a shape)
-        for (const auto& k : keys[i])
-          if (!small || sharing.at(k) <= kSmallBucket) shapes.insert(shape_id(k.shape));
-        for (uint32_t sh : shapes) ++gain[sh];
+        const auto& cs = choices[i];
+        for (size_t c = 0; c < cs.size(); ++c) {
+          if (small && cs[c].sharing > kSmallBucket) continue;
+          bool seen = false;  // (a filter counts once a shape)
+          for (size_t d = 0; d < c && !seen; ++d) seen = cs[d].shape == cs[c].shape && (!small || cs[d].sharing <= kSmallBucket);
+          if (!seen) ++gain[cs[c].shape];
+        }
       }
       if (gain.empty()) break;
       const auto best = std::max_element(gain.begin(), gain.end(), [](const auto& a, const auto& b) {
@@ -436,16 +445,17 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
       });
       kept.insert(best->first);
       for (uint32_t i = 0; i < keys.size(); ++i)
-        for (const auto& k : keys[i])
-          if (shape_id(k.shape) == best->first && (!small || sharing.at(k) <= kSmallBucket)) covered[i] = true;
+        for (const Choice& c : choices[i])
+          if (c.shape == best->first && (!small || c.sharing <= kSmallBucket)) covered[i] = true;
     }
   // Each filter under its key of a kept shape that the fewest share (of equals, the first: one field
   // before two); a filter with none goes on the residual list.
   for (uint32_t i = 0; i < keys.size(); ++i) {
-    const IndexKey* best = nullptr;
-    for (const auto& k : keys[i])
-      if (kept.count(shape_id(k.shape)) && (!best || sharing.at(k) < sharing.at(*best))) best = &k;
-    if (best) ix.lists[*best].push_back(i);
+    int best = -1;
+    for (size_t c = 0; c < choices[i].size(); ++c)
+      if (kept.count(choices[i][c].shape) && (best < 0 || choices[i][c].sharing < choices[i][best].sharing))
+        best = static_cast<int>(c);
+    if (best >= 0) ix.lists[keys[i][best]].push_back(i);
     else ix.residual.push_back(i);
   }
   if (ix.lists.empty()) return ix;

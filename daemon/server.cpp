@@ -14,8 +14,6 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
-#include <fstream>
-#include <sstream>
 #include <type_traits>
 #include <variant>
 
@@ -68,24 +66,33 @@ std::string_view role_name(Role r) {
   }
 }
 
-// The peer's supplementary groups, from /proc (read once, when it connects).
-std::vector<gid_t> peer_groups(pid_t pid) {
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  std::vector<gid_t> out;
-  while (std::getline(in, line))
-    if (line.rfind("Groups:", 0) == 0) {
-      std::istringstream ss(line.substr(7));
-      gid_t g;
-      while (ss >> g) out.push_back(g);
-    }
-  return out;
+// A role's group, by name (--admin-group, --writer-group). Resolved once: a name that does not
+// resolve is logged, and nobody is in it.
+std::optional<gid_t> group_id(const std::string& name, std::string_view role) {
+  if (name.empty()) return std::nullopt;
+  std::vector<char> buf(16384);
+  group g{}, *found = nullptr;
+  int err;
+  while ((err = getgrnam_r(name.c_str(), &g, buf.data(), buf.size(), &found)) == ERANGE) buf.resize(buf.size() * 2);
+  if (found) return found->gr_gid;
+  spdlog::warn("{} group '{}' {}: nobody has the {} role through a group", role, name,
+               err ? std::string("cannot be read: ") + std::strerror(err) : std::string("does not exist"), role);
+  return std::nullopt;
 }
 
-std::optional<gid_t> group_id(const std::string& name) {
-  if (name.empty()) return std::nullopt;
-  struct group* g = getgrnam(name.c_str());
-  return g ? std::optional<gid_t>(g->gr_gid) : std::nullopt;
+// The groups the peer of a Unix socket had when it connected (the kernel's copy: a pid read
+// later could be another process's). Empty if the kernel cannot tell.
+std::vector<gid_t> socket_peer_groups(int fd) {
+  std::vector<gid_t> groups(64);
+  for (;;) {
+    socklen_t len = static_cast<socklen_t>(groups.size() * sizeof(gid_t));
+    if (::getsockopt(fd, SOL_SOCKET, SO_PEERGROUPS, groups.data(), &len) == 0) {
+      groups.resize(len / sizeof(gid_t));
+      return groups;
+    }
+    if (errno != ERANGE) return {};
+    groups.resize(len / sizeof(gid_t) + 1);  // (len now says how much is needed)
+  }
 }
 
 }  // namespace
@@ -148,7 +155,10 @@ struct Server::WriteTxn {
   std::deque<std::string> texts;  // the request texts of the persistent objects added, for the store
 };
 
-Server::Server(Config cfg) : cfg_(std::move(cfg)) {}
+Server::Server(Config cfg)
+    : cfg_(std::move(cfg)),
+      admin_gid_(group_id(cfg_.admin_group, "admin")),
+      writer_gid_(group_id(cfg_.writer_group, "writer")) {}
 
 Server::~Server() {
   for (auto& [id, s] : sessions_) ::close(s->fd);
@@ -196,7 +206,9 @@ void Server::load_store() {
 
 void Server::start() {
   load();
-  policy_changed();  // the data path enforces persistent policy before anyone connects
+  // The data path enforces persistent policy before anyone connects. If it cannot, lfpd serves
+  // anyway, degraded (op "state" says why), so that the policy can be fixed.
+  policy_changed();
 
   sigset_t mask;
   sigemptyset(&mask);
@@ -298,24 +310,22 @@ void Server::accept_client() {
       ::close(fd);
       continue;
     }
-    adopt(fd, cred);
+    adopt(fd, cred, socket_peer_groups(fd));
   }
 }
 
-uint64_t Server::adopt(int fd, const ucred& cred) {
+uint64_t Server::adopt(int fd, const ucred& cred, std::vector<gid_t> groups) {
   auto s = std::make_unique<Session>();
   s->id = next_session_++;
   s->fd = fd;
   s->cred = cred;
-  // Who may do what (docs/lfpd.md "Access control").
-  auto groups = peer_groups(cred.pid);
+  // Who may do what (docs/lfpd.md "Access control"), from what the socket says of the peer.
   groups.push_back(cred.gid);
-  auto in = [&](const std::string& name) {
-    auto g = group_id(name);
+  auto in = [&](const std::optional<gid_t>& g) {
     return g && std::find(groups.begin(), groups.end(), *g) != groups.end();
   };
-  if (cred.uid == 0 || in(cfg_.admin_group)) s->role = Role::ADMIN;
-  else if (in(cfg_.writer_group)) s->role = Role::WRITER;
+  if (cred.uid == 0 || in(admin_gid_)) s->role = Role::ADMIN;
+  else if (in(writer_gid_)) s->role = Role::WRITER;
   else s->role = cfg_.readers_all ? Role::READER : Role::NONE;
   s->txn_wait_ms = cfg_.default_txn_wait_ms;
   spdlog::debug("session {}: connected (uid {}, pid {}, {})", s->id, cred.uid, cred.pid, role_name(s->role));
@@ -609,15 +619,29 @@ bool Server::has_subscribers(ObjKind kind) const {
   return false;
 }
 
+// A committed policy is an enforced policy: the enforcer (the kernel's install) takes the engine as
+// the transaction leaves it before the store commits; if either refuses, the transaction is undone
+// in the engine and the enforcer is given the previous policy back.
 void Server::commit_write(Session& s) {
   WriteTxn& t = *txn_;
+  if (t.undo.empty() && !policy_change_deferred_) {  // nothing to enforce, store or announce
+    abort_write(s);
+    return;
+  }
+  auto refuse = [&](const std::string& why) {
+    spdlog::error("commit of session {} refused: {}; rolling back", s.id, why);
+    policy_change_deferred_ = true;  // (abort_write: the enforcer and observers see the old policy again)
+    abort_write(s);
+    throw Error(ErrorCode::TXN_ABORTED, why);
+  };
+  if (auto why = enforce()) refuse("the kernel cannot enforce this policy: " + *why);
   try {
     persist(t);
   } catch (const std::exception& e) {
-    spdlog::error("commit of session {} failed: {}; rolling back", s.id, e.what());
-    abort_write(s);
-    throw Error(ErrorCode::TXN_ABORTED, std::string("the store could not commit: ") + e.what());
+    refuse(std::string("the store could not commit: ") + e.what());
   }
+  if (enforcer_) clear_degraded("kernel");
+  policy_change_deferred_ = false;
   std::vector<json> changes;
   for (auto& u : t.undo)
     if (!u.body.is_null())
@@ -626,11 +650,20 @@ void Server::commit_write(Session& s) {
   txn_.reset();
   writer_.reset();
   s.txn = Session::Txn::NONE;
-  policy_changed();
+  run_policy_observers();
   notify_changes(changes);
 }
 
 void Server::policy_changed() {
+  if (txn_) {
+    policy_change_deferred_ = true;
+    return;
+  }
+  enforce_or_degrade();
+  run_policy_observers();
+}
+
+void Server::run_policy_observers() {
   for (auto& cb : policy_observers_) {
     try {
       cb(engine_);
@@ -640,11 +673,98 @@ void Server::policy_changed() {
   }
 }
 
+std::optional<std::string> Server::enforce() {
+  if (!enforcer_) return std::nullopt;
+  try {
+    enforcer_(engine_);
+  } catch (const std::exception& e) {
+    return e.what();
+  } catch (...) {
+    return "unknown error";
+  }
+  return std::nullopt;
+}
+
+void Server::enforce_or_degrade() {
+  if (auto why = enforce()) set_degraded("kernel", *why);
+  else if (enforcer_) clear_degraded("kernel");
+}
+
+void Server::set_degraded(const std::string& part, const std::string& why) {
+  auto [it, added] = degraded_.try_emplace(part, why);
+  if (!added && it->second == why) return;
+  it->second = why;
+  spdlog::error("degraded: {}: {}", part, why);
+  tell_degraded(part, why);
+}
+
+void Server::clear_degraded(const std::string& part) {
+  if (!degraded_.erase(part)) return;
+  spdlog::info("{}: enforcing again", part);
+  tell_degraded(part, std::nullopt);
+}
+
+void Server::tell_degraded(const std::string& part, const std::optional<std::string>& why) {
+  for (auto& cb : degraded_observers_) {
+    try {
+      cb(part, why);
+    } catch (const std::exception& e) {
+      spdlog::error("degraded state observer: {}", e.what());
+    }
+  }
+}
+
+std::map<std::string, std::string> Server::unenforced_layers() const {
+  std::map<std::string, std::string> out;
+  if (!layer_check_) return out;
+  for (const LayerInfo& l : all_layers()) {
+    auto why = layer_check_(l.id);
+    if (!why) continue;
+    FilterTemplate t;
+    t.layer = l.id;
+    for (const Filter* f : engine_.filters(t))
+      if (!(f->flags & DISABLED)) {
+        out.emplace(std::string(l.name), *why);
+        break;
+      }
+  }
+  return out;
+}
+
+// What an add or apply answers besides its result: the filters it added at layers nothing enforces
+// here (one warning per layer).
+std::vector<std::string> Server::layer_warnings(const std::vector<Guid>& filters) const {
+  std::vector<std::string> out;
+  if (!layer_check_) return out;
+  std::map<LayerId, std::pair<std::optional<std::string>, std::vector<Guid>>> by_layer;
+  std::vector<LayerId> order;
+  for (const Guid& key : filters) {
+    const Filter* f = engine_.filter(key);
+    if (!f || (f->flags & DISABLED)) continue;
+    auto [it, first] = by_layer.try_emplace(f->layer);
+    if (first) {
+      it->second.first = layer_check_(f->layer);
+      order.push_back(f->layer);
+    }
+    if (it->second.first) it->second.second.push_back(key);
+  }
+  for (LayerId layer : order) {
+    const auto& [why, keys] = by_layer[layer];
+    if (keys.empty()) continue;
+    const std::string name(layer_info(layer).name);
+    out.push_back(keys.size() == 1 ? "filter " + keys[0].str() + " at " + name + " is accepted but not enforced: " + *why
+                                   : std::to_string(keys.size()) + " filters at " + name +
+                                         " are accepted but not enforced: " + *why);
+  }
+  return out;
+}
+
 void Server::abort_write(Session& s) {
   if (txn_) undo_to(*txn_, 0);
   txn_.reset();
   writer_.reset();
   s.txn = Session::Txn::NONE;
+  if (std::exchange(policy_change_deferred_, false)) policy_changed();
 }
 
 void Server::cleanup_dynamic(uint64_t session_id) {
@@ -963,6 +1083,7 @@ json Server::op_state() const {
       sessions.push_back({{"key", s->key.str()}, {"name", s->name}, {"uid", s->cred.uid}, {"pid", s->cred.pid},
                           {"dynamic", s->dynamic}, {"role", role_name(s->role)}});
   j["sessions"] = sessions;
+  j["enforcement"] = {{"degraded", degraded_}, {"unenforced_layers", unenforced_layers()}};
   return j;
 }
 
@@ -1059,6 +1180,7 @@ bool Server::handle(Session& s, const Request& request) {
     const size_t mark = txn_->undo.size();
     json result;
     std::string result_text;
+    std::vector<Guid> added_filters;
     try {
       if (op == "add") {
         result = op_add(s, kind_arg(req), request);
@@ -1084,12 +1206,20 @@ bool Server::handle(Session& s, const Request& request) {
       if (implicit) abort_write(s);
       throw;
     }
+    for (size_t i = mark; i < txn_->undo.size(); ++i)
+      if (txn_->undo[i].added && txn_->undo[i].kind == ObjKind::FILTER) added_filters.push_back(txn_->undo[i].key);
+    const std::vector<std::string> warnings = layer_warnings(added_filters);
     if (implicit) commit_write(s);
     if (op == "apply") {
       // {"id": ..., "ok": true, "result": <text>}: the id as the client sent it.
+      if (!warnings.empty()) {
+        result_text.pop_back();  // the result's closing brace
+        result_text += ",\"warnings\":" + wire::to_json_text(json(warnings), true) + "}";
+      }
       reply_text(s, id, "{\"id\":" + wire::to_json_text(id, true) + ",\"ok\":true,\"result\":" +
                         result_text + "}");
     } else {
+      if (!warnings.empty()) result["warnings"] = warnings;
       ok(std::move(result));
     }
     return true;

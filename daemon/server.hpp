@@ -68,15 +68,38 @@ class Server {
   void run();
   // One turn of the loop: waits at most max_wait_ms (-1: until something happens).
   void serve_once(int max_wait_ms);
-  // Serves a connected socket as a session of the peer `cred` (tests and fuzzing use socketpairs).
-  uint64_t adopt(int fd, const ucred& cred);
+  // Serves a connected socket as a session of the peer `cred`, whose supplementary groups are
+  // `groups` (both as the socket gave them at connect: SO_PEERCRED, SO_PEERGROUPS). Tests and
+  // fuzzing use socketpairs.
+  uint64_t adopt(int fd, const ucred& cred, std::vector<gid_t> groups = {});
   size_t session_count() const { return sessions_.size(); }
   const FilterEngine& engine() const { return engine_; }
   FilterEngine& engine() { return engine_; }
 
-  // Extension points for the data path, which stands beside the server:
-  // called after the store is loaded and after every change to the enforced policy is committed;
+  // Extension points for the data path, which stands beside the server.
+  // The data path's install: called with the engine as a write transaction leaves it, BEFORE the
+  // store commits; an exception aborts the transaction (the engine and the kernel keep the previous
+  // policy, nothing is stored) and the client gets TXN_ABORTED naming the cause. Also called at
+  // start (after the store loads), after a dynamic session's objects go, and by
+  // notify_policy_changed(): a failure there cannot be refused, so it puts lfpd in the degraded
+  // state (part "kernel"), which the next successful call clears.
+  void set_enforcer(std::function<void(const FilterEngine&)> enforce) { enforcer_ = std::move(enforce); }
+  // Why filters at `layer` are not enforced in this configuration (nullopt: they are).
+  void set_layer_check(std::function<std::optional<std::string>(LayerId)> check) { layer_check_ = std::move(check); }
+  // Called after the enforcer, once the policy is committed (and at start, and on
+  // notify_policy_changed); failures are logged.
   void on_policy_change(std::function<void(const FilterEngine&)> cb) { policy_observers_.push_back(std::move(cb)); }
+  // Parts of enforcement that are down: part -> why ("kernel" -> "the kernel image holds at most
+  // ..."). Observers hear of each change (why = nullopt: the part is back).
+  void set_degraded(const std::string& part, const std::string& why);
+  void clear_degraded(const std::string& part);
+  const std::map<std::string, std::string>& degraded() const { return degraded_; }
+  void on_degraded(std::function<void(const std::string& part, const std::optional<std::string>& why)> cb) {
+    degraded_observers_.push_back(std::move(cb));
+  }
+  // Layers holding filters (not DISABLED) that nothing enforces here: layer name -> why (the layer check).
+  std::map<std::string, std::string> unenforced_layers() const;
+  std::chrono::steady_clock::time_point started_at() const { return started_at_; }
   // `fd` is polled with the sessions; `on_readable` runs in the loop when it is readable.
   void watch_fd(int fd, std::function<void()> on_readable) { watched_.push_back({fd, std::move(on_readable)}); }
   void unwatch_fd(int fd) {  // (safe inside a watch callback: the entry stays, poll skips it)
@@ -84,7 +107,7 @@ class Server {
       if (w.first == fd) w.first = -1;
   }
   // Something besides a commit changed what the engine decides (a callout driver came or went):
-  // the policy observers (the data path) run again.
+  // the enforcer and the policy observers run again (an enforcer failure: degraded, never thrown).
   void notify_policy_changed() { policy_changed(); }
   // Parts beside the engine (the net event log, diagnostics) serve ops of their own: `name` for
   // sessions with at least `min_role`. They may push frames without "id" to a session (a live
@@ -118,12 +141,24 @@ class Server {
   bool can_read(const Session& s) const;
   bool can_write(const Session& s) const;
   void begin_write(Session& s, bool explicit_txn);
-  void commit_write(Session& s);  // throws lfp::Error on a store failure (then everything is undone)
+  // Enforces, stores and announces the transaction; throws lfp::Error (TXN_ABORTED) when the
+  // enforcer or the store refuses it, after undoing it in the engine and the kernel.
+  void commit_write(Session& s);
   void abort_write(Session& s);
   void undo_to(WriteTxn& t, size_t mark);
   void engine_add(ObjKind kind, policy::Policy& one);
   void engine_delete(ObjKind kind, const Guid& key);
   void cleanup_dynamic(uint64_t session_id);
+  // The enforcer, then the observers, on the engine as it is (outside a transaction's commit).
+  // Inside an open write transaction, deferred to its end (the kernel never sees half of one).
+  void policy_changed();
+  // The enforcer on the engine as it is: why it failed, or nullopt. Never throws.
+  std::optional<std::string> enforce();
+  // The same where a failure cannot be refused: it sets the "kernel" degraded part, a success clears it.
+  void enforce_or_degrade();
+  void run_policy_observers();  // (their failures are logged)
+  void tell_degraded(const std::string& part, const std::optional<std::string>& why);
+  std::vector<std::string> layer_warnings(const std::vector<Guid>& filters) const;
 
   // Object operations inside a write transaction. `text`: the request text the object was read
   // from (a persistent object's is kept for the store until the commit).
@@ -156,12 +191,19 @@ class Server {
   std::optional<uint64_t> writer_;
   std::set<uint64_t> readers_;
   std::unique_ptr<WriteTxn> txn_;
-  std::deque<uint64_t> pending_cleanups_;
+  std::deque<uint64_t> pending_cleanups_;  // ended dynamic sessions whose objects wait for the lock
+  bool policy_change_deferred_ = false;     // notify_policy_changed() came inside a write transaction
+  std::function<void(const FilterEngine&)> enforcer_;
+  std::function<std::optional<std::string>(LayerId)> layer_check_;
+  std::map<std::string, std::string> degraded_;
+  std::vector<std::function<void(const std::string&, const std::optional<std::string>&)>> degraded_observers_;
+  Clock::time_point started_at_ = Clock::now();
+  // --admin-group and --writer-group, resolved when the server is made (nullopt: nobody is in it).
+  std::optional<gid_t> admin_gid_, writer_gid_;
   std::vector<std::function<void(const FilterEngine&)>> policy_observers_;
   std::vector<std::pair<int, std::function<void()>>> watched_;
   std::map<std::string, std::pair<Role, OpHandler>, std::less<>> extra_ops_;
   std::vector<std::function<void(uint64_t)>> close_observers_;
-  void policy_changed();  // ended dynamic sessions whose objects wait for the lock
 };
 
 std::string_view kind_name(ObjKind k);

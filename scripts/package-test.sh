@@ -10,8 +10,9 @@ cd "$(dirname "$0")/.."
 
 # dpkg -r runs `lfpd --detach` on the default pin directory, /sys/fs/bpf/lfp: the test runs in a
 # mount namespace of its own with an empty /sys/fs/bpf, so that no other lfpd's pins are touched.
-if [ "$(readlink /proc/self/ns/mnt)" = "$(readlink /proc/1/ns/mnt)" ]; then
-  exec unshare --mount --propagation private "$(realpath "$0")" "$@"
+# (A marker, not a comparison with PID 1's namespace: in a container the shell's namespace is not PID 1's.)
+if [ -z "${LFP_PACKAGE_TEST_NS:-}" ]; then
+  LFP_PACKAGE_TEST_NS=1 exec unshare --mount --propagation private "$(realpath "$0")" "$@"
 fi
 mount -t tmpfs lfp-package-test /sys/fs/bpf
 

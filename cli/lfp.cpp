@@ -175,6 +175,60 @@ void print_objects(const std::string& kind, const std::vector<json>& objs) {
   }
 }
 
+// An add or apply lfpd accepted with warnings (filters at layers nothing enforces there): each on
+// standard error; the exit code stays 0.
+void print_warnings(const json& reply) {
+  if (reply.is_object() && reply.contains("warnings"))
+    for (const auto& w : reply["warnings"]) std::cerr << "lfp: warning: " << (w.is_string() ? w.get<std::string>() : w.dump()) << '\n';
+}
+
+std::string duration_text(int64_t s) {
+  std::string out;
+  if (s >= 86400) out += std::to_string(s / 86400) + "d ";
+  if (s >= 3600) out += std::to_string(s / 3600 % 24) + "h ";
+  if (s >= 60) out += std::to_string(s / 60 % 60) + "m ";
+  return out + std::to_string(s % 60) + "s";
+}
+
+// lfp status, as a person reads it (docs/cli.md).
+void print_status(const json& st) {
+  auto str = [](const json& v) { return v.is_string() ? v.get<std::string>() : v.dump(); };
+  std::cout << "lfpd " << str(st["version"]) << ", pid " << st["pid"] << ", up " << duration_text(st.value("uptime_s", 0))
+            << ", configuration " << (st["config"].is_null() ? "none" : str(st["config"])) << '\n';
+  std::cout << "governs: cgroup " << (st["cgroup"].is_null() ? "none" : str(st["cgroup"])) << ", network namespace "
+            << str(st["netns"]) << " (packet layers " << (st.value("packet_layers", false) ? "on" : "off") << "), fail "
+            << str(st["fail"]) << '\n';
+  if (const json& k = st["kernel"]; k.is_object()) {
+    std::cout << "kernel: " << k["filters"] << " filters installed (" << k["userspace_filters"] << " need user space), "
+              << k["entries"] << " entries (at most " << k["entries_max"] << "), " << k["kernel_bytes"]
+              << " bytes, " << k["events_lost"] << " events lost; pins " << str(k["bpf_pin"]) << '\n';
+    std::cout << "hooks attached (" << k["hooks"].size() << "):";
+    for (const auto& h : k["hooks"]) std::cout << ' ' << str(h);
+    std::cout << '\n';
+  } else {
+    std::cout << "kernel: no data path (--cgroup none --no-packet-layers)\n";
+  }
+  std::cout << "degraded: " << (st["degraded"].empty() ? "no" : "") << '\n';
+  for (const auto& [part, why] : st["degraded"].items()) std::cout << "  " << part << ": " << str(why) << '\n';
+  std::cout << "filters: " << st["filters"] << '\n';
+  for (const auto& [layer, l] : st["layers"].items()) {
+    std::cout << "  " << layer << ' ' << l["filters"];
+    if (l.contains("not_enforced")) std::cout << "  NOT ENFORCED: " << str(l["not_enforced"]);
+    std::cout << '\n';
+  }
+  std::cout << "queues:" << (st["queues"].empty() ? " none" : "") << '\n';
+  for (const auto& [name, q] : st["queues"].items()) {
+    std::cout << "  " << name << ':';
+    for (const auto& [k, v] : q.items()) std::cout << ' ' << k << ' ' << str(v);
+    std::cout << '\n';
+  }
+  const json& ne = st["netevents"];
+  std::cout << "net event log: " << ne["events"] << " events, complete since " << str(ne["complete_since"]) << ", "
+            << ne["gaps"].size() << " gaps";
+  if (!ne["gaps"].empty()) std::cout << " (the latest: " << str(ne["gaps"].back()["reason"]) << ')';
+  std::cout << '\n';
+}
+
 volatile std::sig_atomic_t g_interrupted = 0;
 void on_signal(int) { g_interrupted = 1; }
 }  // namespace
@@ -242,6 +296,11 @@ int main(int argc, char** argv) {
   cli::PromptArgs prompt_args;
   auto* prompt = cli::add_prompt_command(app, prompt_args);
   for (auto* sc : {prompt, prompt_args.list, prompt_args.answer}) sc->add_flag("--json", as_json, "JSON output");
+
+  // lfp status
+  auto* status = app.add_subcommand("status", "lfpd's version, uptime, what it governs, hooks, filters per layer, "
+                                              "kernel state, queues and net event log coverage");
+  status->add_flag("--json", as_json, "JSON output");
 
   // lfp add KIND OBJECT
   auto* add = app.add_subcommand("add", "Add one object (JSON in the policy format) to lfpd");
@@ -448,6 +507,7 @@ int main(int argc, char** argv) {
       } else if (imp_apply) {
         client::Client c(socket, client::SessionOptions{.name = "lfp import"});
         report["applied"] = c.apply(r.policy);
+        print_warnings(report["applied"]);
       }
       if (as_json) {
         if (imp_out.empty() && !imp_apply) report["policy"] = r.policy;
@@ -494,6 +554,12 @@ int main(int argc, char** argv) {
         std::cout << '\n';
         if (r.contains("explain")) std::cout << r["explain"].dump(2) << '\n';
       }
+      return kOk;
+    }
+    if (*status) {
+      const json st = c.call("status");
+      if (as_json) std::cout << st.dump(2) << '\n';
+      else print_status(st);
       return kOk;
     }
     if (*set) return cli::run_set(c, set_args, as_json);
@@ -560,6 +626,7 @@ int main(int argc, char** argv) {
         return kBadInput;
       }
       json r = c.add(add_kind, obj);
+      print_warnings(r);
       if (as_json) std::cout << r.dump() << '\n';
       else std::cout << "added " << add_kind << ' ' << r.value("key", "") << (r.contains("id") ? " id " + r["id"].dump() : "") << '\n';
       return kOk;
@@ -584,6 +651,7 @@ int main(int argc, char** argv) {
         return kBadInput;
       }
       json r = c.apply(pol);
+      print_warnings(r);
       if (as_json) std::cout << r.dump() << '\n';
       else std::cout << "applied " << apply_path << ": " << r["added"].size() << " objects" << '\n';
       std::cout.flush();

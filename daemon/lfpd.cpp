@@ -1,7 +1,12 @@
 // lfpd: the base filtering engine daemon. Runs in the foreground (systemd Type=notify).
 #include <CLI/CLI.hpp>
+#include <charconv>
+#include <chrono>
 #include <deque>
 #include <filesystem>
+#include <iostream>
+#include <sstream>
+#include <sys/stat.h>
 #include <sys/timerfd.h>
 #include <systemd/sd-daemon.h>
 #include <unistd.h>
@@ -20,12 +25,14 @@
 #include "lfp/datapath/userpath.hpp"
 #include "lfp/engine/error.hpp"
 #include "lfp/netevents/event.hpp"
+#include "lfp/sys/mounts.hpp"
 #include "netevents_service.hpp"
 #include "server.hpp"
 
 namespace {
 
-// The ALE layers in the kernel, kept in step with the engine's committed policy.
+// The kernel's layers (ALE and packet), kept in step with the engine's committed policy: lfpd's
+// enforcer, so a policy the kernel cannot take is refused, not committed.
 struct DataPath {
   lfp::datapath::KernelPath kernel;
   lfp::daemon::NetEventService& events;
@@ -47,8 +54,8 @@ struct DataPath {
   void install(const lfp::FilterEngine& e) {
     engine = &e;
     const auto& p = kernel.install(e);
-    spdlog::info("kernel: {} filters installed ({} need user space, {} conditions)", p.filters,
-                 p.userspace_filters, p.bank.size() - LFP_KL_COUNT);
+    spdlog::info("kernel: {} filters installed ({} need user space, {} entries, {} bytes of kernel memory)", p.filters,
+                 p.userspace_filters, p.bank.size(), kernel.bank_bytes());
   }
   void drain() {
     kernel.drain_events([&](const lfp_event& ev) {
@@ -79,6 +86,69 @@ struct DataPath {
   uint64_t in_storage_seen = 0;
 };
 
+// The configuration file (docs/lfpd.md) and the command line are one parser, CLI11's TOML reader:
+// every option is a key, named as its long flag without "--"; the command line wins.
+constexpr const char* kDefaultConfig = "/etc/lfp/lfpd.conf";
+
+std::string toml_quote(const std::string& v) {
+  std::string q = "\"";
+  for (char c : v) {
+    if (c == '"' || c == '\\') q += '\\';
+    q += c;
+  }
+  return q + '"';
+}
+
+// An option's value as TOML: what the file or the command line gave, else its default; nullopt when
+// it has none (the option is off).
+std::optional<std::string> toml_value(const CLI::Option& o) {
+  if (o.get_expected_min() == 0) return o.as<bool>() ? "true" : "false";  // a flag (its default_str when not given)
+  std::vector<std::string> values = o.results();
+  if (values.empty() && !o.get_default_str().empty()) values = {o.get_default_str()};
+  auto scalar = [](const std::string& v) {
+    double number;
+    const auto [end, ec] = std::from_chars(v.data(), v.data() + v.size(), number);
+    return !v.empty() && ec == std::errc() && end == v.data() + v.size() ? v : toml_quote(v);
+  };
+  if (values.empty()) return std::nullopt;  // (an empty array is not a value CLI11 reads back)
+  if (o.get_expected_max() > 1) {          // repeatable: an array
+    std::string a = "[";
+    for (size_t i = 0; i < values.size(); ++i) a += (i ? ", " : "") + scalar(values[i]);
+    return a + "]";
+  }
+  return scalar(values.back());
+}
+
+// lfpd --print-config: every key with its description, set to what the file and the command line
+// make it (a key with no value is off, or has the default its description names).
+void print_config(const CLI::App& app, const std::string& config_read) {
+  std::cout << "# lfpd's configuration (" << (config_read.empty() ? "no file" : config_read)
+            << " and the command line; lfpd --print-config)\n";
+  for (const CLI::Option* o : app.get_options()) {
+    if (!o->get_configurable() || o->get_lnames().empty()) continue;
+    std::cout << '\n';
+    std::istringstream words(o->get_description());  // as comment lines of at most 100 characters
+    std::string line = "#", word;
+    while (words >> word) {
+      if (line.size() + 1 + word.size() > 100) {
+        std::cout << line << '\n';
+        line = "#";
+      }
+      line += " " + word;
+    }
+    std::cout << line << '\n';
+    const auto v = toml_value(*o);
+    if (v) std::cout << o->get_lnames().front() << " = " << *v << '\n';
+    else std::cout << "# " << o->get_lnames().front() << " =\n";
+  }
+}
+
+// The configuration file actually read: the one --config names, else the default when it exists.
+std::string config_read(const CLI::Option& config) {
+  const std::string path = config.count() > 0 ? config.as<std::string>() : kDefaultConfig;
+  return path.empty() || !std::filesystem::is_regular_file(path) ? "" : path;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -86,11 +156,18 @@ int main(int argc, char** argv) {
   std::string level = "info", read_access = "all", fail = "open";
   lfp::datapath::KernelOptions kopts;
   kopts.pin_dir = "/sys/fs/bpf/lfp";
-  bool detach = false;
+  kopts.packet_layers = true;  // with the cgroup2 root: lfpd governs the machine unless told less
+  std::string cgroup;          // "": the cgroup2 root; "none": no ALE hooks
+  bool detach = false, show_config = false;
   lfp::netevents::Retention retention;
   double max_age_days = 7;
   CLI::App app{"lfpd - the LFP base filtering engine"};
-  app.set_version_flag("--version", "lfpd 0.1.0");
+  app.set_version_flag("--version", "lfpd " LFP_VERSION);
+  CLI::Option* config = app.set_config("--config", kDefaultConfig,
+                                       "TOML file of options (keys: the long options without --; the command line "
+                                       "overrides it); read when it exists; none: no file")
+                             ->transform([](std::string path) { return path == "none" ? std::string() : path; });
+  app.allow_config_extras(CLI::config_extras_mode::error);  // a misspelt key is an error, not ignored
   app.add_option("--state-dir", cfg.state_dir, "Where persistent policy is kept")->capture_default_str();
   app.add_option("--socket", cfg.socket_path, "Unix socket to serve")->capture_default_str();
   app.add_option("--admin-group", cfg.admin_group, "Group whose members may change any policy")->capture_default_str();
@@ -101,17 +178,25 @@ int main(int argc, char** argv) {
   app.add_option("--txn-wait-ms", cfg.default_txn_wait_ms, "Default transaction wait timeout")->capture_default_str();
   app.add_option("--log-level", level, "trace | debug | info | warn | error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))->capture_default_str();
-  app.add_option("--cgroup", kopts.cgroup,
-                 "cgroup v2 whose sockets the ALE layers govern (e.g. /sys/fs/cgroup for the whole machine); "
-                 "none: no kernel data path");
-  app.add_flag("--packet-layers", kopts.packet_layers,
+  app.add_option("--cgroup", cgroup,
+                 "cgroup v2 whose sockets the ALE layers govern (default: the cgroup2 root, the whole machine); "
+                 "none: no ALE hooks");
+  app.add_flag("--packet-layers,!--no-packet-layers", kopts.packet_layers,
                "enforce the packet layers (IPPACKET, IPFORWARD, TRANSPORT, ICMP_ERROR, DATAGRAM_DATA, MAC_FRAME) on "
-               "lfpd's network namespace: BPF programs at its netfilter hooks and on its interfaces (docs/packet-layers.md)");
+               "lfpd's network namespace: BPF programs at its netfilter hooks and on its interfaces, linked while "
+               "their layers hold filters (docs/packet-layers.md)")
+      ->default_str("true");  // (a flag's default is not captured)
   app.add_flag("--no-packet-cache", kopts.no_packet_cache,
                "the packet layers classify every packet instead of caching each decision by its values "
-               "(lfp-packet-bench measures a flow's first packet so)");
+               "(lfp-packet-bench measures a flow's first packet so)")
+      ->default_str("false");
   app.add_option("--bpf-pin", kopts.pin_dir, "bpffs directory where hooks and maps outlive lfpd")
       ->capture_default_str();
+  app.add_option("--kernel-entries", kopts.bank_entries,
+                 "the most entries the kernel's policy image may take (64 bytes each; the image is sized to the "
+                 "policy, twice while a new one is filled); a policy that needs more is refused; 0: " +
+                     std::to_string(lfp::datapath::kMaxBankEntries))
+      ->check(CLI::Range(uint32_t{0}, lfp::datapath::kMaxBankEntries))->capture_default_str();
   int queue = -1;
   app.add_option("--queue", queue,
                  "NFQUEUE number for decisions the kernel cannot make (installs mangle OUTPUT rules in lfpd's "
@@ -120,7 +205,8 @@ int main(int argc, char** argv) {
   app.add_option("--fail", fail, "new flows needing user space while it cannot decide: open | closed")
       ->check(CLI::IsMember({"open", "closed"}))->capture_default_str();
   app.add_flag("--log-allows", kopts.log_allows,
-               "collect permitted flows as net events too (the CLASSIFY_ALLOW keyword; lfp set options --allows changes it)");
+               "collect permitted flows as net events too (the CLASSIFY_ALLOW keyword; lfp set options --allows changes it)")
+      ->default_str("false");
   app.add_option("--netevents-max", retention.max_events, "net events kept (the oldest go first)")
       ->check(CLI::Range(uint64_t{1000}, uint64_t{1} << 40))->capture_default_str();
   app.add_option("--netevents-max-age-days", max_age_days, "net events older than this go")
@@ -132,7 +218,7 @@ int main(int argc, char** argv) {
   app.add_option("--callout-timeout-ms", callout_timeout_ms,
                  "how long a classify waits for a plugin; then the plugin is stopped and its callouts act as unregistered")
       ->check(CLI::Range(1, 60000))->capture_default_str();
-  app.add_option("--callout-host", callout_host, "the lfp-callout-host program (default: beside lfpd)");
+  app.add_option("--callout-host", callout_host, "the lfp-callout-host program (default: beside lfpd, in ../callouts or ../lib/lfp)");
   int pend_timeout_ms = 30000;
   std::string pend_default = "block";
   app.add_option("--pend-timeout-ms", pend_timeout_ms,
@@ -161,16 +247,42 @@ int main(int argc, char** argv) {
       ->check(CLI::Range(1, 64))->capture_default_str();
   app.add_flag("--packet-userspace", packet_userspace,
                "with --packet-queue: decide every packet layer that holds a filter in lfpd, not only those that need "
-               "it (lfp-packet-bench measures the user-space path so)");
+               "it (lfp-packet-bench measures the user-space path so)")
+      ->default_str("false");
   bool boot = false;
   app.add_flag("--boot", boot,
                "load the stored BOOTTIME filters into the kernel (hooks on --cgroup, pinned under --bpf-pin) "
-               "and exit: they are enforced from then until lfpd takes over");
-  app.add_flag("--detach", detach, "detach the hooks pinned under --bpf-pin, remove the pins, and exit");
-  CLI11_PARSE(app, argc, argv);
+               "and exit: they are enforced from then until lfpd takes over")
+      ->configurable(false);
+  app.add_flag("--detach", detach, "detach the hooks pinned under --bpf-pin, remove the pins, and exit")
+      ->configurable(false);
+  app.add_flag("--print-config", show_config,
+               "print the configuration the file and the command line make, as a configuration file, and exit")
+      ->configurable(false);
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    if (e.get_exit_code() == 0) return app.exit(e);  // --help, --version
+    // CLI11 names a key the file should not have "INI was not able to parse KEY" (a section: "KEY.++").
+    std::string msg = e.what();
+    if (const std::string unknown = "INI was not able to parse "; msg.rfind(unknown, 0) == 0) {
+      std::string key = msg.substr(unknown.size());
+      const bool section = key.size() > 3 && key.ends_with(".++");
+      if (section) key.resize(key.size() - 3);
+      msg = (section ? "unknown section [" + key + "]" : "unknown key '" + key + "'") +
+            " (the keys are lfpd's long options without --: lfpd --print-config lists them)";
+    }
+    if (dynamic_cast<const CLI::ConfigError*>(&e)) msg = config_read(*config) + ": " + msg;
+    if (dynamic_cast<const CLI::FileError*>(&e)) msg = "--config " + msg;  // ("PATH was not readable (missing?)")
+    std::cerr << "lfpd: " << msg << '\n';
+    return 1;
+  }
+  if (show_config) {
+    print_config(app, config_read(*config));
+    return 0;
+  }
   kopts.fail_closed = fail == "closed";
   retention.max_age_ns = static_cast<int64_t>(max_age_days * 86400e9);
-  if (kopts.cgroup == "none") kopts.cgroup.clear();
   cfg.readers_all = read_access == "all";
 
   auto logger = spdlog::stderr_color_mt("lfpd");
@@ -179,13 +291,29 @@ int main(int argc, char** argv) {
   spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
 
   try {
+    const std::string config_path = config_read(*config);
+    if (!config_path.empty()) spdlog::info("configuration: {}", config_path);
     if (detach) {
       lfp::datapath::KernelPath::remove_pins(kopts.pin_dir);
       spdlog::info("detached and removed the pins under {}", kopts.pin_dir);
       return 0;
     }
+    if (cgroup.empty()) {  // the default: the whole machine
+      kopts.cgroup = lfp::sys::cgroup2_mount();
+      if (kopts.cgroup.empty())
+        throw std::runtime_error("no cgroup v2 is mounted (mount -t cgroup2 none /sys/fs/cgroup), or give --cgroup PATH "
+                                 "or --cgroup none");
+    } else if (cgroup != "none") {
+      kopts.cgroup = cgroup;
+    }
+    // The pins need a bpffs: mounted at /sys/fs/bpf when the pins go there and none is (as bpftool
+    // does), else a one-line reason.
+    auto prepare_pins = [&] {
+      if (!kopts.pin_dir.empty()) lfp::sys::ensure_bpffs(kopts.pin_dir);
+    };
     if (boot) {
-      if (kopts.cgroup.empty()) throw std::runtime_error("--boot needs --cgroup");
+      if (kopts.cgroup.empty()) throw std::runtime_error("--boot needs a cgroup (not --cgroup none)");
+      prepare_pins();
       lfp::daemon::Server store_only(cfg);
       lfp::datapath::register_redirect_callouts(store_only.engine());  // (before the store: filters use them)
       store_only.load();
@@ -202,9 +330,10 @@ int main(int argc, char** argv) {
     std::unique_ptr<lfp::datapath::PendingDecisions> pending;  // (with --queue)
     if (!plugins.empty() && callout_host.empty()) {
       const auto dir = std::filesystem::read_symlink("/proc/self/exe").parent_path();
-      for (const auto& c : {dir / "lfp-callout-host", dir.parent_path() / "callouts" / "lfp-callout-host"})
+      for (const auto& c : {dir / "lfp-callout-host", dir.parent_path() / "callouts" / "lfp-callout-host",
+                            dir.parent_path() / "lib" / "lfp" / "lfp-callout-host"})  // (as installed: /usr/lib/lfp)
         if (std::filesystem::exists(c)) callout_host = c.string();
-      if (callout_host.empty()) throw std::runtime_error("lfp-callout-host not found beside lfpd; give --callout-host");
+      if (callout_host.empty()) throw std::runtime_error("lfp-callout-host not found beside lfpd, in ../callouts or ../lib/lfp; give --callout-host");
     }
     for (const auto& plugin : plugins) {
       auto& h = hosts.emplace_back(std::make_unique<lfp::callouts::CalloutHost>(plugin, callout_host, callout_timeout_ms));
@@ -231,8 +360,9 @@ int main(int argc, char** argv) {
     lfp::daemon::NetEventService events(server, cfg.state_dir + "/netevents.db", retention);
     std::unique_ptr<DataPath> dp;
     std::unique_ptr<lfp::datapath::UserPath> userpath;
-    if (queue >= 0 && kopts.cgroup.empty()) throw std::runtime_error("--queue needs --cgroup (the hooks that fill it)");
+    if (queue >= 0 && kopts.cgroup.empty()) throw std::runtime_error("--queue needs a cgroup (the hooks that fill it), not --cgroup none");
     if (!kopts.cgroup.empty() || kopts.packet_layers) {
+      prepare_pins();
       dp = std::make_unique<DataPath>(kopts, events);
       lfp::datapath::register_redirect_callouts(server.engine());
       lfp::datapath::register_prompt_callouts(server.engine());
@@ -264,7 +394,7 @@ int main(int argc, char** argv) {
                                 {"packets", packets}};
         });
       }
-      server.on_policy_change([&](const lfp::FilterEngine& e) { dp->install(e); });
+      server.set_enforcer([&](const lfp::FilterEngine& e) { dp->install(e); });
       if (kopts.log_allows && !events.log().settings().has("CLASSIFY_ALLOW")) {
         auto s = events.log().settings();
         s.keywords.push_back("CLASSIFY_ALLOW");
@@ -322,6 +452,13 @@ int main(int argc, char** argv) {
     }
     // The data layers in user space (datapath/inspect.hpp).
     std::unique_ptr<lfp::datapath::DataInspector> inspector;
+    auto inspect_stats = [&] {
+      const auto& st = inspector->stats();
+      return nlohmann::json{{"packets", st.packets}, {"datagrams", st.datagrams}, {"classifies", st.classifies},
+                            {"bytes_inspected", st.bytes_inspected}, {"flows", st.flows},
+                            {"flows_allowed", st.flows_allowed}, {"flows_blocked", st.flows_blocked},
+                            {"out_of_order", st.out_of_order}, {"modified", st.modified}, {"injected", st.injected}};
+    };
     int tick_fd = -1;
     if (inspect_queue >= 0) {
       if (queue == inspect_queue) throw std::runtime_error("--inspect-queue and --queue must be different queues");
@@ -340,22 +477,23 @@ int main(int argc, char** argv) {
         reap_failed_plugins();
       });
       server.add_op("flows", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json&) {
-        const auto& st = inspector->stats();
-        return nlohmann::json{{"flows", inspector->flows_json()},
-                              {"stats", {{"packets", st.packets}, {"datagrams", st.datagrams}, {"classifies", st.classifies},
-                                         {"bytes_inspected", st.bytes_inspected}, {"flows", st.flows},
-                                         {"flows_allowed", st.flows_allowed}, {"flows_blocked", st.flows_blocked},
-                                         {"out_of_order", st.out_of_order}, {"modified", st.modified},
-                                         {"injected", st.injected}}}};
+        return nlohmann::json{{"flows", inspector->flows_json()}, {"stats", inspect_stats()}};
       });
       spdlog::info("data layers: NFQUEUE {} for STREAM and DATAGRAM_DATA (rules while the policy has filters there)",
                    inspect_queue);
     }
     // The packet layers' user-space path (datapath/packet_queue.hpp).
     std::unique_ptr<lfp::datapath::PacketQueue> packet_path;
+    auto packet_queue_stats = [&] {
+      const auto& st = packet_path->stats();
+      return nlohmann::json{{"queued_hooks", packet_path->queued_hooks()}, {"packets", st.packets},
+                            {"dropped", st.dropped}, {"classifies", st.classifies}, {"reads", st.reads},
+                            {"verdict_messages", st.verdict_messages}, {"unparsed", st.unparsed},
+                            {"overflowed", packet_path->overflowed()}};
+    };
     std::function<void()> packet_overflow;  // (the queues' callbacks share it)
     if (packet_queue >= 0) {
-      if (!kopts.packet_layers) throw std::runtime_error("--packet-queue needs --packet-layers");
+      if (!kopts.packet_layers) throw std::runtime_error("--packet-queue needs the packet layers (not --no-packet-layers)");
       for (int q : {queue, inspect_queue})
         if (q >= packet_queue && q < packet_queue + packet_queues)
           throw std::runtime_error("--packet-queue's queues must differ from --queue and --inspect-queue");
@@ -391,13 +529,8 @@ int main(int argc, char** argv) {
           packet_path->drain(i);
           packet_overflow();
         });
-      server.add_op("packet_queue", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json&) {
-        const auto& st = packet_path->stats();
-        return nlohmann::json{{"queued_hooks", packet_path->queued_hooks()}, {"packets", st.packets},
-                              {"dropped", st.dropped}, {"classifies", st.classifies}, {"reads", st.reads},
-                              {"verdict_messages", st.verdict_messages}, {"unparsed", st.unparsed},
-                              {"overflowed", packet_path->overflowed()}};
-      });
+      server.add_op("packet_queue", lfp::daemon::Role::READER,
+                    [&](const lfp::daemon::OpContext&, const nlohmann::json&) { return packet_queue_stats(); });
       spdlog::info("packet layers: NFQUEUE {}..{} for the hooks that need user space{}", packet_queue,
                    packet_queue + packet_queues - 1, packet_userspace ? " (all hooks with filters: --packet-userspace)" : "");
     } else if (packet_userspace) {
@@ -415,6 +548,77 @@ int main(int argc, char** argv) {
         if (inspector) inspector->sweep(120'000'000'000LL, int64_t{stream_hold_ms} * 1'000'000);
       });
     }
+    // Which layers nothing enforces in this configuration: lfp status, lfp show state, and the
+    // warnings of add and apply.
+    server.set_layer_check([&](lfp::LayerId layer) -> std::optional<std::string> {
+      const auto kl = lfp::datapath::kernel_layer(layer);
+      const bool data_layer = layer == lfp::LayerId::STREAM_V4 || layer == lfp::LayerId::STREAM_V6 ||
+                              layer == lfp::LayerId::DATAGRAM_DATA_V4 || layer == lfp::LayerId::DATAGRAM_DATA_V6;
+      if (data_layer && inspector) return std::nullopt;  // the data layers in user space decide them all
+      if (!kl) return "lfpd decides this layer in user space only, with --inspect-queue";
+      const bool ale = *kl < LFP_KL_FIRST_PACKET;
+      if (ale && kopts.cgroup.empty()) return "no cgroup is governed (--cgroup none)";
+      if (!ale && !kopts.packet_layers)
+        return std::string("the packet layers are off (--no-packet-layers)") + (data_layer ? " and there is no --inspect-queue" : "");
+      // Filters the kernel hands to user space (a callout, a condition it cannot evaluate) with no
+      // queue to take them follow --fail (as the policy the kernel holds now says).
+      const uint32_t deferred = dp ? dp->kernel.installed().layer_userspace[*kl] : 0;
+      const bool mac = *kl == LFP_KL_MAC_IN || *kl == LFP_KL_MAC_OUT;
+      if (deferred > 0 && (ale ? !userpath : (mac || !packet_path)))
+        return std::to_string(deferred) + " of its filters need user space and " +
+               (ale ? std::string("there is no --queue") : mac ? std::string("the MAC frame layers have no queue")
+                                                               : std::string("there is no --packet-queue")) +
+               ": they follow --fail " + fail;
+      return std::nullopt;
+    });
+    // A part of enforcement that goes down (or comes back) is a mark in the net event log's coverage.
+    server.on_degraded([&](const std::string& part, const std::optional<std::string>& why) { events.degraded(part, why); });
+    // lfp status: what this lfpd governs and how it is doing.
+    const std::string netns = [] {
+      struct stat st {};
+      return ::stat("/proc/self/ns/net", &st) == 0 ? "net:[" + std::to_string(st.st_ino) + "]" : std::string("unknown");
+    }();
+    server.add_op("status", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json&) {
+      using nlohmann::json;
+      const auto& engine = server.engine();
+      std::map<std::string, size_t> per_layer;
+      for (const lfp::Filter* f : engine.filters()) ++per_layer[std::string(lfp::layer_info(f->layer).name)];
+      json layers = json::object();
+      const auto unenforced = server.unenforced_layers();
+      for (const auto& [name, n] : per_layer) {
+        json l = {{"filters", n}};
+        if (auto it = unenforced.find(name); it != unenforced.end()) l["not_enforced"] = it->second;
+        layers[name] = l;
+      }
+      json kernel = nullptr;
+      if (dp) {
+        const auto& p = dp->kernel.installed();
+        kernel = {{"filters", p.filters}, {"userspace_filters", p.userspace_filters},
+                  {"entries", p.bank.size()}, {"entries_max", kopts.bank_entries ? kopts.bank_entries : lfp::datapath::kMaxBankEntries},
+                  {"kernel_bytes", dp->kernel.bank_bytes()},
+                  {"hooks", dp->kernel.attached_hooks()}, {"events_lost", dp->kernel.events_lost()},
+                  {"bpf_pin", kopts.pin_dir}};
+      }
+      json queues = json::object();
+      if (userpath) queues["user_space_path"] = {{"queue", queue}, {"overflowed", userpath->overflowed()}};
+      if (packet_path) queues["packet_queue"] = packet_queue_stats();
+      if (inspector) queues["inspect"] = inspect_stats();
+      const auto uptime = std::chrono::steady_clock::now() - server.started_at();
+      return json{{"version", LFP_VERSION},
+                  {"pid", ::getpid()},
+                  {"uptime_s", std::chrono::duration_cast<std::chrono::seconds>(uptime).count()},
+                  {"config", config_path.empty() ? json() : json(config_path)},
+                  {"cgroup", kopts.cgroup.empty() ? json() : json(kopts.cgroup)},
+                  {"netns", netns},
+                  {"packet_layers", kopts.packet_layers},
+                  {"fail", fail},
+                  {"filters", engine.filter_count()},
+                  {"layers", layers},
+                  {"kernel", kernel},
+                  {"degraded", server.degraded()},
+                  {"queues", queues},
+                  {"netevents", events.coverage_json()}};
+    });
     server.start();
     sd_notify(0, "READY=1");
     server.run();

@@ -49,16 +49,7 @@ NetEventService::NetEventService(Server& server, const std::string& path, Retent
   });
   server.add_op("netevents_settings", Role::READER,
                 [this](const OpContext& ctx, const json& req) { return op_settings(ctx, req); });
-  server.add_op("netevents_coverage", Role::READER, [this](const OpContext&, const json&) {
-    log_->flush();
-    json j = to_json(log_->coverage());
-    j["now"] = format_time(now_ns());
-    j["events"] = log_->size();
-    j["retention"] = {{"max_events", log_->retention().max_events},
-                      {"max_age_s", log_->retention().max_age_ns / 1'000'000'000}};
-    j["path"] = log_->path();
-    return j;
-  });
+  server.add_op("netevents_coverage", Role::READER, [this](const OpContext&, const json&) { return coverage_json(); });
   server.add_op("netevents_ingest", Role::ADMIN, [this](const OpContext&, const json& req) { return op_ingest(req); });
   server.add_op("diagnose", Role::READER, [this](const OpContext&, const json& req) { return op_diagnose(req); });
   server.on_session_closed([this](uint64_t id) { subscribers_.erase(id); });
@@ -85,6 +76,29 @@ void NetEventService::ingest(const json& event) {
 void NetEventService::lost(int64_t from, int64_t until, uint64_t n, const std::string& reason) {
   spdlog::warn("net event log: {} events lost ({})", n, reason);
   log_->add_gap(from, until, n, reason);
+}
+
+json NetEventService::coverage_json() {
+  log_->flush();
+  json j = to_json(log_->coverage());
+  j["now"] = format_time(now_ns());
+  j["events"] = log_->size();
+  j["retention"] = {{"max_events", log_->retention().max_events},
+                    {"max_age_s", log_->retention().max_age_ns / 1'000'000'000}};
+  j["path"] = log_->path();
+  return j;
+}
+
+void NetEventService::degraded(const std::string& part, const std::optional<std::string>& why) {
+  // A mark when the part goes down, and the whole span once it is back (gaps are closed intervals).
+  const int64_t now = now_ns();
+  if (why) {
+    degraded_since_.try_emplace(part, now);
+    log_->add_gap(now, now, 0, part + " not enforced: " + *why);
+  } else if (auto it = degraded_since_.find(part); it != degraded_since_.end()) {
+    log_->add_gap(it->second, now, 0, part + " was not enforced");
+    degraded_since_.erase(it);
+  }
 }
 
 json NetEventService::op_enum(const json& req) {

@@ -6,6 +6,8 @@
 #include <vector>
 #include <map>
 #include <memory>
+#include <optional>
+#include <string>
 
 #include "lfp/netevents/log.hpp"
 #include "server.hpp"
@@ -22,6 +24,11 @@ class NetEventService {
   void ingest(const nlohmann::json& event);
   // `lost` events a source could not report between `from` and `until` (e.g. its ring was full).
   void lost(int64_t from, int64_t until, uint64_t lost, const std::string& reason);
+  // A part of enforcement went down (why) or came back (nullopt): the coverage record gets a mark
+  // then, since the log cannot vouch for what that part should have decided (docs/lfpd.md, Status).
+  void degraded(const std::string& part, const std::optional<std::string>& why);
+  // The coverage record with the log's size and retention (op netevents_coverage, lfp status).
+  nlohmann::json coverage_json();
   netevents::EventLog& log() { return *log_; }
   // Each is called with the settings now, and whenever they change (a data path reports allows only when asked).
   void on_settings(std::function<void(const netevents::Settings&)> cb) {
@@ -41,6 +48,7 @@ class NetEventService {
   std::map<uint64_t, netevents::Template> subscribers_;  // session -> its template
   uint64_t malformed_ = 0;
   std::vector<std::function<void(const netevents::Settings&)>> settings_cbs_;
+  std::map<std::string, int64_t> degraded_since_;  // part -> when it went down
 };
 
 }  // namespace lfp::daemon

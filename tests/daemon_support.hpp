@@ -3,12 +3,16 @@
 #include <fcntl.h>
 #include <sched.h>
 #include <signal.h>
+#include <sys/mount.h>
 #include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
 #include <filesystem>
+#include <fstream>
+#include <iterator>
 #include <memory>
 #include <stdexcept>
 #include <string>
@@ -32,11 +36,24 @@ inline std::string lfp_cli_path() {
   return d.substr(0, d.rfind("/daemon/")) + "/cli/lfp";
 }
 
+struct DaemonOptions {
+  // lfpd's own defaults for what the extra args do not name (the packet layers): only inside a
+  // sandbox's network namespace, with its child --cgroup.
+  bool lfpd_defaults = false;
+  // A mount namespace of its own (private propagation) with nothing at /sys/fs/bpf: the bpffs lfpd
+  // mounts there stays in it, and goes with it.
+  bool private_mounts = false;
+  // lfpd's standard error goes to dir()/lfpd.log, which a failure to start quotes.
+  bool log_file = false;
+};
+
 class Daemon {
  public:
   // netns: a network namespace file (/run/netns/NAME) lfpd runs in; empty: the caller's.
-  explicit Daemon(std::vector<std::string> extra_args = {}, std::string netns = {})
-      : extra_(std::move(extra_args)), netns_(std::move(netns)) {
+  explicit Daemon(std::vector<std::string> extra_args = {}, std::string netns = {}, DaemonOptions opts = {})
+      : extra_(std::move(extra_args)), netns_(std::move(netns)), opts_(opts) {
+    if (opts_.lfpd_defaults && (netns_.empty() || !named("--cgroup")))
+      throw std::invalid_argument("lfpd's defaults in a test need a sandbox network namespace and a child --cgroup");
     char tmpl[] = "/tmp/lfpd-test-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;
@@ -57,9 +74,22 @@ class Daemon {
         int fd = ::open(netns_.c_str(), O_RDONLY | O_CLOEXEC);
         if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) _exit(126);
       }
+      if (opts_.private_mounts) {
+        if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(125);
+        while (::umount2("/sys/fs/bpf", MNT_DETACH) == 0) {}  // (the host's bpffs, if any, is not lfpd's to use)
+      }
+      if (opts_.log_file) {
+        const int log = ::open((dir_ + "/lfpd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+        if (log < 0 || ::dup2(log, 2) < 0) _exit(124);
+      }
       const std::string exe = lfpd_path();
       std::vector<std::string> args = {exe, "--state-dir", dir_ + "/state", "--socket", socket_,
                                        "--log-level", "warn"};
+      // lfpd's defaults govern the whole machine (the cgroup2 root, packet layers in its namespace) and
+      // read /etc/lfp/lfpd.conf: a test gets only what it asks for.
+      if (!named("--cgroup")) args.insert(args.end(), {"--cgroup", "none"});
+      if (!named("--packet-layers") && !opts_.lfpd_defaults) args.push_back("--no-packet-layers");
+      if (!named("--config")) args.insert(args.end(), {"--config", "none"});
       args.insert(args.end(), extra_.begin(), extra_.end());
       std::vector<char*> argv;
       for (auto& a : args) argv.push_back(a.data());
@@ -67,8 +97,8 @@ class Daemon {
       execv(exe.c_str(), argv.data());
       _exit(127);
     }
-    // Ready when a session can be opened.
-    for (int i = 0; i < 500; ++i) {
+    // Ready when a session can be opened (loading the BPF programs takes seconds on a busy machine).
+    for (int i = 0; i < 2000; ++i) {
       try {
         client::Client probe(socket_);
         return;
@@ -78,10 +108,10 @@ class Daemon {
       int status;
       if (waitpid(pid_, &status, WNOHANG) == pid_) {
         pid_ = -1;
-        throw std::runtime_error("lfpd exited at start");
+        throw std::runtime_error("lfpd exited at start" + log_text());
       }
     }
-    throw std::runtime_error("lfpd did not start");
+    throw std::runtime_error("lfpd did not start" + log_text());
   }
   void stop(int sig = SIGTERM) {
     if (pid_ <= 0) return;
@@ -102,8 +132,18 @@ class Daemon {
   pid_t pid() const { return pid_; }
 
  private:
+  std::string log_text() const {
+    if (!opts_.log_file) return "";
+    std::ifstream in(dir_ + "/lfpd.log");
+    return ": " + std::string(std::istreambuf_iterator<char>(in), {});
+  }
+  bool named(const std::string& flag) const {  // (--flag VALUE or --flag=VALUE)
+    return std::any_of(extra_.begin(), extra_.end(), [&](const std::string& a) { return a == flag || a.rfind(flag + "=", 0) == 0; });
+  }
+
   std::vector<std::string> extra_;
   std::string netns_;
+  DaemonOptions opts_;
   std::string dir_, socket_;
   pid_t pid_ = -1;
 };

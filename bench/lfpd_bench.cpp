@@ -1,7 +1,12 @@
 // lfpd's speed through its real socket: a 10k-filter transaction, enumerating 100k filters, and the
 // latency of classify, each with an in-process baseline measured in the same run.
 //   lfpd-bench [--json] [--txn-only] [--repeat N] [--filters N] [--lfpd PATH] [--compare PATH]
+//   lfpd-bench --bulk N,N,... [--bulk-orders NAME,...] [--repeat N] [--json] [--lfpd PATH] [--compare PATH]
+// --bulk: one transaction of N one-condition BLOCK filters (distinct remote /32s) at
+// ALE_AUTH_CONNECT_V4 on a fresh lfpd, in front of a default permit committed before, or not.
+// Every lfpd here runs without a kernel data path (--cgroup none).
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -54,11 +59,95 @@ Latency summarize(std::vector<double>& us) {
   return {std::accumulate(us.begin(), us.end(), 0.0) / us.size(), us[us.size() / 2], us[us.size() * 99 / 100]};
 }
 
+// --- bulk: one transaction of n filters, by load order ------------------------------------------
+
+const char* const kBulkOrders[] = {"permit", "empty", "identical"};
+
+json block_json(int i, bool identical) {
+  const int a = identical ? 0 : i;
+  return {{"name", "block " + std::to_string(i)},
+          {"layer", "ALE_AUTH_CONNECT_V4"},
+          {"action", "BLOCK"},
+          {"conditions", json::array({{{"field", "IP_REMOTE_ADDRESS"},
+                                       {"value", "10." + std::to_string((a >> 16) & 255) + "." +
+                                                     std::to_string((a >> 8) & 255) + "." + std::to_string(a & 255)}}})}};
+}
+
+// Milliseconds from begin to the commit's acknowledgement, on a fresh lfpd. "permit": a default
+// permit (no condition, weight 0) is committed first, so every block goes in front of it;
+// "empty": none; "identical": in front of the permit, all on one address.
+double bulk_ms(const std::string& order, int n) {
+  lfp::test::Daemon d({"--cgroup", "none"});
+  auto c = d.connect();
+  if (order != "empty")
+    c->apply({{"filters", json::array({{{"name", "default permit"},
+                                        {"layer", "ALE_AUTH_CONNECT_V4"},
+                                        {"action", "PERMIT"},
+                                        {"weight", {{"explicit", 0}}}}})}});
+  json pol = {{"filters", json::array()}};
+  for (int i = 0; i < n; ++i) pol["filters"].push_back(block_json(i, order == "identical"));
+  auto t0 = Clock::now();
+  c->begin();
+  c->apply(pol);
+  c->commit();
+  return ms_since(t0);
+}
+
+// Each count and order, each lfpd in turn (interleaved), `repeat` times; medians.
+int run_bulk(const std::vector<int>& counts, const std::vector<std::string>& orders, int repeat,
+             const std::string& compare, bool as_json) {
+  std::vector<std::string> lfpds = {lfp::test::lfpd_path()};
+  if (!compare.empty()) lfpds.push_back(compare);
+  json out = json::array();
+  for (int n : counts)
+    for (const auto& order : orders) {
+      std::vector<std::vector<double>> ms(lfpds.size());
+      for (int r = 0; r < repeat; ++r)
+        for (size_t l = 0; l < lfpds.size(); ++l) {
+          lfp::test::lfpd_path() = lfpds[l];
+          std::fprintf(stderr, "lfpd-bench: %d filters, %s, %s\n", n, order.c_str(), lfpds[l].c_str());
+          ms[l].push_back(bulk_ms(order, n));
+        }
+      for (size_t l = 0; l < lfpds.size(); ++l) {
+        std::sort(ms[l].begin(), ms[l].end());
+        const double median = ms[l][ms[l].size() / 2];
+        out.push_back({{"filters", n}, {"order", order}, {"lfpd", lfpds[l]}, {"runs", repeat}, {"ms", median}});
+        if (!as_json)
+          std::printf("%8d filters  %-9s  %10.1f ms  %s (median of %d)\n", n, order.c_str(), median,
+                      lfpds[l].c_str(), repeat);
+        std::fflush(stdout);
+      }
+    }
+  lfp::test::lfpd_path() = lfpds.front();
+  if (as_json) std::cout << out.dump(2) << '\n';
+  return 0;
+}
+
+// A positive count, or a one-line error and exit status 2.
+int count_of(const std::string& flag, const std::string& v) {
+  char* end = nullptr;
+  errno = 0;
+  const long x = std::strtol(v.c_str(), &end, 10);
+  if (errno || end == v.c_str() || *end || x < 1 || x > 100'000'000) {
+    std::fprintf(stderr, "lfpd-bench: %s wants a count from 1 to 100000000, got '%s'\n", flag.c_str(), v.c_str());
+    std::exit(2);
+  }
+  return static_cast<int>(x);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t b = 0;
+  for (size_t e; (e = s.find(',', b)) != std::string::npos; b = e + 1) out.push_back(s.substr(b, e - b));
+  out.push_back(s.substr(b));
+  return out;
+}
+
 // 1. One transaction adding n filters: a single apply, and n separate adds; static and persistent.
 // Figures in ms, each from a fresh lfpd.
 json txn_figures(int n) {
   json out;
-  lfp::test::Daemon d;
+  lfp::test::Daemon d({"--cgroup", "none"});
   auto c = d.connect();
   // Baseline: the same policy parsed and applied in process, no socket, no store.
   lfp::FilterEngine engine;
@@ -118,7 +207,11 @@ void usage() {
                "  --repeat N      run the transaction figures N times (fresh lfpd each), report medians\n"
                "  --filters N     filters per transaction (default 10000)\n"
                "  --lfpd PATH     the lfpd to measure (default: the one built with this bench)\n"
-               "  --compare PATH  also measure another lfpd, interleaved run by run, and report both\n");
+               "  --compare PATH  also measure another lfpd, interleaved run by run, and report both\n"
+               "  --bulk N,N,...  instead: one transaction of N BLOCK filters (distinct remote /32s) at\n"
+               "                  ALE_AUTH_CONNECT_V4 on a fresh lfpd, begin to commit acknowledged, per order:\n"
+               "  --bulk-orders   permit (in front of a default permit, committed first), empty (no permit),\n"
+               "                  identical (in front of the permit, all one address); default: all\n");
 }
 
 }  // namespace
@@ -127,6 +220,8 @@ int main(int argc, char** argv) {
   bool as_json = false, txn_only = false;
   int repeat = 1, n = 10000;
   std::string compare;
+  std::vector<int> bulk_counts;
+  std::vector<std::string> bulk_orders(std::begin(kBulkOrders), std::end(kBulkOrders));
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
     auto value = [&]() -> std::string {
@@ -138,15 +233,25 @@ int main(int argc, char** argv) {
     };
     if (a == "--json") as_json = true;
     else if (a == "--txn-only") txn_only = true;
-    else if (a == "--repeat") repeat = std::max(1, std::stoi(value()));
-    else if (a == "--filters") n = std::max(1, std::stoi(value()));
+    else if (a == "--repeat") repeat = count_of(a, value());
+    else if (a == "--filters") n = count_of(a, value());
     else if (a == "--lfpd") lfp::test::lfpd_path() = value();
     else if (a == "--compare") compare = value();
-    else {
+    else if (a == "--bulk")
+      for (const auto& c : split_list(value())) bulk_counts.push_back(count_of(a, c));
+    else if (a == "--bulk-orders") {
+      bulk_orders = split_list(value());
+      for (const auto& o : bulk_orders)
+        if (std::find(std::begin(kBulkOrders), std::end(kBulkOrders), o) == std::end(kBulkOrders)) {
+          std::fprintf(stderr, "lfpd-bench: unknown --bulk-orders order '%s'\n", o.c_str());
+          return 2;
+        }
+    } else {
       usage();
       return 2;
     }
   }
+  if (!bulk_counts.empty()) return run_bulk(bulk_counts, bulk_orders, repeat, compare, as_json);
   json out;
 
   step("one transaction: apply 10k filters (static, persistent, implicit), 10k separate adds");
@@ -187,7 +292,7 @@ int main(int argc, char** argv) {
 
   // 2. Enumerating 100k filters (paged, in one read transaction).
   {
-    lfp::test::Daemon d;
+    lfp::test::Daemon d({"--cgroup", "none"});
     auto c = d.connect();
     step("loading 100k filters");
     for (int chunk = 0; chunk < 10; ++chunk) c->apply(policy_of(chunk * 10000, 10000, false));

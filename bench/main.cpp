@@ -1,11 +1,14 @@
-// lfp-bench: benchmarks of LFP's compiled classifier.
+// lfp-bench: benchmarks of LFP's compiled classifier and engine.
 //
 //   lfp-bench classbench --rules FILE --trace FILE [--batch N] [--json] [--sample N] [--updates N]
+//   lfp-bench bulk [--filters N,N,...] [--orders NAME,...] [--json]
 //
-// Builds an lfp::cls::V4Classifier from a ClassBench filter set (rule i of n has priority n - i),
-// checks every trace packet against the trace's rule column and a sample against a linear scan,
-// and measures lookups, build, memory and updates. Exit status 1 when any result is wrong, 2 on
-// bad usage or unreadable input.
+// classbench builds an lfp::cls::V4Classifier from a ClassBench filter set (rule i of n has
+// priority n - i), checks every trace packet against the trace's rule column and a sample against
+// a linear scan, and measures lookups, build, memory and updates.
+// bulk times FilterEngine::add_filter for N one-condition BLOCK filters at ALE_AUTH_CONNECT_V4 in
+// several load orders (see bulk_usage) and checks the loaded policy's decisions.
+// Exit status 1 when any result is wrong, 2 on bad usage or unreadable input.
 #include <algorithm>
 #include <chrono>
 #include <cstdint>
@@ -178,6 +181,7 @@ struct Options {
   std::fprintf(stderr,
                "usage: lfp-bench classbench --rules FILE --trace FILE [--batch N] [--json]\n"
                "                 [--sample N] [--updates N] [--passes N]\n"
+               "       lfp-bench bulk --help\n"
                "  --batch N     also measure match_batch() with batches of N packets\n"
                "  --sample N    packets checked against (and timed with) a linear scan (default 10000)\n"
                "  --updates N   random rules deleted and re-inserted to time updates (default 10000)\n"
@@ -361,9 +365,152 @@ int run(const Options& o) {
   return wrong ? 1 : 0;
 }
 
+// --- bulk: load orders -------------------------------------------------------------------------
+
+const char* const kBulkOrders[] = {"permit", "empty", "ascending", "descending", "random", "identical"};
+
+[[noreturn]] void bulk_usage(const char* msg) {
+  if (msg) std::fprintf(stderr, "lfp-bench: %s\n", msg);
+  std::fprintf(stderr,
+               "usage: lfp-bench bulk [--filters N,N,...] [--orders NAME,...] [--json]\n"
+               "  N BLOCK filters, each IP_REMOTE_ADDRESS = one distinct /32, at ALE_AUTH_CONNECT_V4, added one\n"
+               "  by one to a fresh FilterEngine; the time of the N adds in each order:\n"
+               "    permit      after a default PERMIT (no condition, weight 0), automatic weights: each goes\n"
+               "                just in front of the permit\n"
+               "    empty       the same on an empty layer\n"
+               "    ascending   after the default permit, explicit weights 1..N: each goes first\n"
+               "    descending  after the default permit, explicit weights N..1: each goes just before the permit\n"
+               "    random      after the default permit, explicit weights in random order\n"
+               "    identical   after the default permit, all on the same address\n"
+               "  --filters  counts (default 30000,100000,1000000)\n"
+               "  --orders   orders (default all)\n");
+  std::exit(2);
+}
+
+std::vector<std::string> split_list(const std::string& s) {
+  std::vector<std::string> out;
+  size_t b = 0;
+  for (size_t e; (e = s.find(',', b)) != std::string::npos; b = e + 1) out.push_back(s.substr(b, e - b));
+  out.push_back(s.substr(b));
+  return out;
+}
+
+struct BulkFigures {
+  double seconds = 0;
+  size_t wrong = 0;
+};
+
+// Loads n filters in `order` and checks decisions: a blocked address, and one no filter matches.
+BulkFigures run_bulk(const std::string& order, size_t n) {
+  using namespace lfp;
+  const LayerId layer = LayerId::ALE_AUTH_CONNECT_V4;
+  const bool identical = order == "identical";
+  const uint32_t base = 0x0a000000;  // 10.0.0.0: filter i blocks 10.0.0.0 + i
+  std::vector<uint64_t> weights(n);
+  for (size_t i = 0; i < n; ++i) weights[i] = order == "ascending" ? i + 1 : n - i;
+  if (order == "random") std::shuffle(weights.begin(), weights.end(), std::mt19937_64(12345));
+  const bool explicit_weights = order == "ascending" || order == "descending" || order == "random";
+  std::vector<Filter> filters(n);
+  for (size_t i = 0; i < n; ++i) {
+    Filter& f = filters[i];
+    f.display.name = "bulk";
+    f.layer = layer;
+    f.action.type = ActionType::BLOCK;
+    if (explicit_weights) f.weight = Weight::explicit_weight(weights[i]);
+    const uint32_t addr = identical ? base : base + uint32_t(i);
+    f.conditions.push_back({FieldId::IP_REMOTE_ADDRESS, MatchType::EQUAL, ConditionValue::uint(DataType::UINT32, addr)});
+  }
+  FilterEngine engine;
+  if (order != "empty") {
+    Filter permit;
+    permit.display.name = "default permit";
+    permit.layer = layer;
+    permit.action.type = ActionType::PERMIT;
+    permit.weight = Weight::explicit_weight(0);
+    engine.add_filter(permit);
+  }
+  const double t0 = thread_seconds();
+  for (Filter& f : filters) engine.add_filter(std::move(f));
+  BulkFigures out;
+  out.seconds = thread_seconds() - t0;
+
+  FieldValues v;
+  v.set(FieldId::IP_LOCAL_ADDRESS, Value::uint32(0xc0000201));
+  v.set(FieldId::IP_REMOTE_PORT, Value::uint16(443));
+  v.set(FieldId::IP_LOCAL_PORT, Value::uint16(40000));
+  v.set(FieldId::IP_PROTOCOL, Value::uint8(6));
+  auto permitted = [&](uint32_t addr) {
+    v.set(FieldId::IP_REMOTE_ADDRESS, Value::uint32(addr));
+    return engine.classify(layer, v).permit;
+  };
+  out.wrong += permitted(base + uint32_t(identical ? 0 : n / 2));
+  out.wrong += !permitted(0x0b000001);  // 11.0.0.1: no block
+  return out;
+}
+
+int run_bulk_mode(int argc, char** argv) {
+  std::vector<size_t> counts = {30000, 100000, 1000000};
+  std::vector<std::string> orders(std::begin(kBulkOrders), std::end(kBulkOrders));
+  bool json = false;
+  for (int i = 2; i < argc; ++i) {
+    std::string a = argv[i];
+    auto value = [&]() -> std::string {
+      if (i + 1 >= argc) bulk_usage((a + " needs a value").c_str());
+      return argv[++i];
+    };
+    if (a == "--filters") {
+      counts.clear();
+      for (const auto& c : split_list(value())) counts.push_back(parse_count("--filters", c.c_str()));
+    } else if (a == "--orders") {
+      orders = split_list(value());
+      for (const auto& o : orders)
+        if (std::find(std::begin(kBulkOrders), std::end(kBulkOrders), o) == std::end(kBulkOrders))
+          bulk_usage(("unknown order '" + o + "'").c_str());
+    } else if (a == "--json") {
+      json = true;
+    } else if (a == "-h" || a == "--help") {
+      bulk_usage(nullptr);
+    } else {
+      bulk_usage(("unknown option '" + a + "'").c_str());
+    }
+  }
+  size_t wrong = 0;
+  if (json) std::printf("[");
+  const char* sep = "";
+  for (size_t n : counts) {
+    double best = 0, worst = 0;
+    for (const auto& order : orders) {
+      const BulkFigures f = run_bulk(order, n);
+      wrong += f.wrong;
+      best = best == 0 ? f.seconds : std::min(best, f.seconds);
+      worst = std::max(worst, f.seconds);
+      if (json)
+        std::printf("%s\n  {\"filters\": %zu, \"order\": \"%s\", \"seconds\": %.4f, \"ns_per_filter\": %.0f, "
+                    "\"wrong\": %zu}",
+                    sep, n, order.c_str(), f.seconds, f.seconds * 1e9 / double(n), f.wrong);
+      else
+        std::printf("%8zu filters  %-10s  %9.3f s  %7.0f ns/filter%s\n", n, order.c_str(), f.seconds,
+                    f.seconds * 1e9 / double(n), f.wrong ? "  WRONG DECISIONS" : "");
+      sep = ",";
+      std::fflush(stdout);
+    }
+    if (!json) std::printf("%8zu filters  worst/best %.2f\n", n, worst / best);
+  }
+  if (json) std::printf("\n]\n");
+  return wrong ? 1 : 0;
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
+  if (argc >= 2 && std::string(argv[1]) == "bulk") {
+    try {
+      return run_bulk_mode(argc, argv);
+    } catch (const std::exception& e) {
+      std::fprintf(stderr, "lfp-bench: %s\n", e.what());
+      return 2;
+    }
+  }
   Options o = parse_args(argc, argv);
   try {
     return run(o);

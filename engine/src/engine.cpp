@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <cassert>
+#include <cmath>
 
 #include "layer_index.hpp"
 #include "lfp/engine/error.hpp"
@@ -37,16 +38,20 @@ struct EvaluatedBefore {
   }
 };
 
-constexpr uint32_t kLabelMax = UINT32_MAX - 1;  // priorities stay below the "no bound" value
-constexpr uint32_t kLabelStep = 1u << 12;       // gap left when appending at either end
+// Labels are 32-bit (the classifier's priorities), in [1, kLabelMax]: 0 and UINT32_MAX stay free
+// as "below everything" and "no bound".
+constexpr uint32_t kLabelMax = UINT32_MAX - 1;
+constexpr uint32_t kLabelStep = 1u << 12;  // a label's distance from its neighbour when the gap allows
+constexpr unsigned kLabelBits = 32;
 
 }  // namespace
 
 struct FilterEngine::LayerState {
+  using OrderMap = std::map<OrderKey, FilterRecord*, EvaluatedBefore>;
   explicit LayerState(const LayerInfo& l) : info(l), index(make_layer_index(l)) {}
   const LayerInfo& info;
   std::unique_ptr<LayerIndex> index;
-  std::map<OrderKey, FilterRecord*, EvaluatedBefore> order;  // enforced filters, evaluation order
+  OrderMap order;  // enforced filters, evaluation order
   std::vector<FilterRecord*> slots;                         // classifier rule id -> filter
   std::vector<uint32_t> free_slots;
   // Per sublayer with filters here, the lowest label among them (a bound that skips the sublayer),
@@ -69,24 +74,77 @@ struct FilterEngine::LayerState {
     }
     auto [it, inserted] = order.emplace(key_of(*r), r);
     assert(inserted);
-    // A label between the neighbours' (higher = earlier); relabel everything when there is no gap.
-    const bool has_prev = it != order.begin();
-    const bool has_next = std::next(it) != order.end();
-    const uint64_t prev = has_prev ? std::prev(it)->second->priority : uint64_t{kLabelMax} + 1;
-    const uint64_t next = has_next ? std::next(it)->second->priority : 0;
-    uint64_t label;
-    if (!has_prev && !has_next) label = kLabelMax / 2;
-    else if (!has_prev) label = next + kLabelStep;
-    else if (!has_next) label = prev > kLabelStep ? prev - kLabelStep : prev / 2;
-    else label = next + (prev - next) / 2;
-    if (label <= next || label >= prev || label == 0 || label > kLabelMax) {
-      relabel();
-    } else {
-      r->priority = static_cast<uint32_t>(label);
-      index->insert(r->slot, r->priority, r->filter);
-    }
+    if (!take_gap(it)) relabel_around(it);
+    index->insert(r->slot, r->priority, r->filter);
     r->enforced = true;
     update_floor(*r->sublayer);
+  }
+
+  // A label between the new filter's neighbours (higher = earlier), if they leave a gap: a fixed
+  // step after the filter before it (or before the first filter), so that a run of inserts at one
+  // place (the usual load: each filter after the previous one, in front of a default permit)
+  // leaves room for the next; the midpoint once the gap is small.
+  bool take_gap(OrderMap::iterator it) {
+    const bool has_prev = it != order.begin();
+    const bool has_next = std::next(it) != order.end();
+    const uint64_t upper = has_prev ? std::prev(it)->second->priority : uint64_t{kLabelMax} + 1;
+    const uint64_t lower = has_next ? std::next(it)->second->priority : 0;
+    const uint64_t gap = upper - lower;
+    if (gap < 2) return false;
+    uint64_t label;
+    if (!has_prev && !has_next) label = kLabelMax / 2;
+    else if (!has_prev) label = lower + std::min<uint64_t>(kLabelStep, gap / 2);
+    else label = upper - std::min<uint64_t>(kLabelStep, gap / 2);
+    it->second->priority = static_cast<uint32_t>(label);
+    return true;
+  }
+
+  // No gap at the new filter: relabel the smallest aligned label block around it whose filters are
+  // sparse enough, spreading them evenly (order maintenance, Bender et al. 2002). A block of 2^b
+  // labels may hold 2^b / T^b filters, T chosen so that the whole range holds twice the layer: an
+  // insert relabels O(log n) filters amortized, whatever the order of inserts.
+  void relabel_around(OrderMap::iterator it) {
+    const double t =
+        std::clamp(std::pow(double(kLabelMax) / (2.0 * double(order.size())), 1.0 / kLabelBits), 1.1, 1.5);
+    const uint64_t anchor =
+        it != order.begin() ? std::prev(it)->second->priority : std::next(it)->second->priority;
+    auto first = it, last = it;  // the block's filters, in evaluation order (labels descending)
+    uint64_t count = 1, lo = 0, hi = 0;
+    double capacity = 1;
+    for (unsigned bits = 1; bits <= kLabelBits; ++bits) {
+      const uint64_t size = uint64_t{1} << bits;
+      lo = std::max<uint64_t>(anchor & ~(size - 1), 1);
+      hi = std::min<uint64_t>((anchor & ~(size - 1)) + size - 1, kLabelMax);
+      auto inside = [&](OrderMap::iterator i) { return i->second->priority >= lo && i->second->priority <= hi; };
+      while (first != order.begin() && inside(std::prev(first))) --first, ++count;
+      while (std::next(last) != order.end() && inside(std::next(last))) ++last, ++count;
+      capacity *= 2 / t;
+      if (double(count) <= capacity) break;
+    }
+    // The last block is the whole range: it always fits (a layer holds far fewer than 2^32 filters).
+    // Filters whose label goes up are relabelled first to last, then those going down last to
+    // first: so no label ever passes another, and the classifier's rank of each rule holds at
+    // every step (set_priority stays O(1)).
+    const unsigned __int128 span = hi - lo + 1;
+    std::vector<std::pair<FilterRecord*, uint32_t>> moves;  // evaluation order, new label
+    const Sublayer* sub = nullptr;
+    std::vector<const Sublayer*> subs;
+    uint64_t k = 0;
+    for (auto i = first;; ++i, ++k) {
+      const auto offset = static_cast<uint64_t>((2 * k + 1) * span / (2 * count));  // the middle of slice k
+      moves.emplace_back(i->second, static_cast<uint32_t>(hi - offset));
+      if (i->second->sublayer != sub) subs.push_back(sub = i->second->sublayer);
+      if (i == last) break;
+    }
+    auto move = [&](const std::pair<FilterRecord*, uint32_t>& m) {
+      m.first->priority = m.second;
+      if (m.first->enforced) index->set_priority(m.first->slot, m.second);
+    };
+    for (auto& m : moves)
+      if (m.second > m.first->priority || !m.first->enforced) move(m);
+    for (auto m = moves.rbegin(); m != moves.rend(); ++m)
+      if (m->second < m->first->priority) move(*m);
+    for (const Sublayer* s : subs) update_floor(*s);
   }
 
   void remove(FilterRecord* r) {
@@ -110,20 +168,6 @@ struct FilterEngine::LayerState {
       floors.emplace_back(&s, std::prev(last)->second->priority);
     }
     min_label = order.empty() ? 0 : order.rbegin()->second->priority;
-  }
-
-  // Spreads labels evenly over the whole range and re-inserts every rule.
-  void relabel() {
-    const uint64_t gap = kLabelMax / (order.size() + 1);
-    uint64_t label = kLabelMax;
-    for (auto& [k, r] : order) {
-      label -= gap;
-      if (r->enforced) index->erase(r->slot);
-      r->priority = static_cast<uint32_t>(label);
-      index->insert(r->slot, r->priority, r->filter);
-    }
-    auto subs = floors;
-    for (auto& [sub, floor] : subs) update_floor(*sub);
   }
 
   // The lowest label used by a sublayer's filters (a bound that skips the whole sublayer).

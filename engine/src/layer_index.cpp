@@ -162,6 +162,7 @@ class LayerIndexImpl final : public LayerIndex {
   }
 
   void erase(uint32_t slot) override { cls_.erase(slot); }
+  void set_priority(uint32_t slot, uint32_t priority) override { cls_.set_priority(slot, priority, true); }
 
   bool make_key(const FieldValues& values, KeyBuf& key) const override {
     for (size_t pos = 0; pos < kMaxKeyFields; ++pos) {

@@ -17,6 +17,9 @@ class LayerIndex {
   virtual ~LayerIndex() = default;
   virtual void insert(uint32_t slot, uint32_t priority, const Filter& f) = 0;
   virtual void erase(uint32_t slot) = 0;
+  // A present rule's new priority, of the same rank among the index's rules (the engine's
+  // relabelling); the rule keeps its place in the index.
+  virtual void set_priority(uint32_t slot, uint32_t priority) = 0;
   // False when a key field's value is missing or of another type: the caller falls back to a scan.
   virtual bool make_key(const FieldValues& values, KeyBuf& key) const = 0;
   // Highest-priority slot below bound matching key (kNoRule if none).

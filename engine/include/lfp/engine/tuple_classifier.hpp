@@ -16,6 +16,10 @@
 //  * Buckets. A table is an array of 64-byte buckets of 15 four-byte slots and an overflow counter
 //    (F14-style). A slot holds (rule_id + 1) << tag_bits | tag, the tag being hash bits, so a lookup
 //    compares the 15 slots with the tag at once and reads only the records of tag hits.
+//  * Duplicates. Rules with the same intervals in every dimension cannot be told apart by any
+//    tuple: past the collision limit of the finest table they form a group, of which only the
+//    highest-priority rule (its head) sits in the table; a lookup that needs a lower one (below a
+//    bound, or a residual refused) finds it in the group, by priority.
 //  * Order. Tables are kept sorted by their highest priority; a lookup stops at the first table
 //    whose highest priority is below the best match so far. The hashes of 8 tables are computed at
 //    once (AVX-512 when the CPU has it, chosen at run time; SSE2/scalar otherwise).
@@ -29,8 +33,10 @@
 #include <cstring>
 #include <limits>
 #include <new>
+#include <set>
 #include <stdexcept>
 #include <type_traits>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -330,6 +336,11 @@ class TupleClassifier {
   void insert(uint32_t rule_id, const Rule& r);
   // Removes a rule; false if the id is absent.
   bool erase(uint32_t rule_id);
+  // Changes a present rule's priority in place (its table stays: tables hash intervals, not
+  // priorities). False if the id is absent. `same_rank`: the caller guarantees that no other
+  // rule's priority lies between the old and the new one (the engine's relabelling keeps the
+  // order): then O(1) (O(log g) in a duplicate group); else a table may rescan its priorities.
+  bool set_priority(uint32_t rule_id, uint32_t priority, bool same_rank = false);
   size_t size() const { return n_; }
   void clear();
 
@@ -407,6 +418,7 @@ class TupleClassifier {
   static constexpr uint32_t kMaxTables = S::kTidxMask;
   static constexpr int kTop = 4;
   static constexpr int kLW = (D + 7) / 8;  // 64-bit words of packed tuple lengths
+  static constexpr size_t kGroupedBytes = 96;  // a grouped rule's set and map nodes, about
 
   struct Table {
     std::array<uint8_t, D> lens{};
@@ -504,17 +516,48 @@ class TupleClassifier {
   uint32_t slot_of(uint32_t id, uint32_t h) const { return ((id + 1) << tb_) | (h & tbm_); }
   uint32_t slot_id(uint32_t s) const { return (s >> tb_) - 1; }
 
-  uint32_t count_key(size_t pos, const uint64_t* mw, uint32_t h) const;
+  bool key_full(size_t pos, const uint64_t* mw, uint32_t h) const;
+  // --- duplicate groups ---
+  template <int d>
+  bool same_dim(const uint8_t* a, uint64_t ta, const uint8_t* b, uint64_t tb) const {
+    const uint64_t va = S::template get<d>(a, S::layout.val[d]), vb = S::template get<d>(b, S::layout.val[d]);
+    if constexpr (S::is_prefix(d)) {
+      if (S::kind(ta, d) != S::kind(tb, d)) return false;
+      return S::kind(ta, d) == 2 ? ext_[va] == ext_[vb] : va == vb;
+    } else {
+      return va == vb && S::template get<d>(a, S::layout.hi[d]) == S::template get<d>(b, S::layout.hi[d]);
+    }
+  }
+  bool same_intervals(const uint8_t* a, const uint8_t* b) const {
+    return [&]<int... d>(std::integer_sequence<int, d...>) {
+      return (same_dim<d>(a, S::tail(a), b, S::tail(b)) && ...);
+    }(std::make_integer_sequence<int, D>{});
+  }
+  uint32_t find_identical(uint32_t tidx, uint32_t id) const;
+  void join_group(uint32_t head, uint32_t id);
+  void replace_head(uint32_t old_head, uint32_t new_head, uint32_t old_p);
+  void table_priority_changed(Table& t, uint32_t old_p, uint32_t new_p, bool same_rank = false);
+  // The group's best rule for a lookup: priority below `limit` and >= best1 - 1, residual accepted.
+  template <class F>
+  __attribute__((noinline)) uint32_t group_pick(uint32_t head, uint32_t limit, uint64_t best1, F& ok) const {
+    auto g = group_of_.find(head);
+    if (g == group_of_.end() || limit == 0) return kNoRule;
+    const Group& members = groups_[g->second];
+    for (auto it = members.lower_bound({limit - 1, kNoRule}); it != members.end() && it->first >= best1; ++it)
+      if (!S::residual(S::tail(rec(it->second))) || ok(it->second)) return it->second;
+    return kNoRule;
+  }
   static void place(uint32_t* bk, uint32_t nb, uint32_t b, uint32_t slot);
   static bool unplace(uint32_t* bk, uint32_t nb, uint32_t b, uint32_t slot);
   void rehash(size_t pos, uint32_t nb);
-  uint32_t choose_table(const uint8_t* r, const std::array<uint8_t, D>& nat);
+  uint32_t choose_table(const uint8_t* r, const std::array<uint8_t, D>& nat, bool& full);
   uint32_t find_or_make(const std::array<uint8_t, D>& lens);
   void drop_table(uint32_t tidx);
   void reserve_positions(size_t cap);
   void swap_positions(size_t a, size_t b);
   void reposition(size_t pos);
   void top_insert(Table& t, uint32_t p);
+  static void top_drop(Table& t, uint32_t p);
   void top_refill(uint32_t tidx);
   static void top_put(Table& t, uint32_t p);
   static unsigned level(int d, int i);
@@ -606,6 +649,9 @@ class TupleClassifier {
     std::swap(free_tables_, o.free_tables_);
     std::swap(ext_, o.ext_);
     std::swap(ext_free_, o.ext_free_);
+    std::swap(groups_, o.groups_);
+    std::swap(free_groups_, o.free_groups_);
+    std::swap(group_of_, o.group_of_);
     std::swap(n_, o.n_);
     std::swap(n_resid_, o.n_resid_);
     std::swap(bucket_bytes_, o.bucket_bytes_);
@@ -630,6 +676,11 @@ class TupleClassifier {
   std::vector<uint32_t> free_tables_;
   std::vector<std::array<uint64_t, 2>> ext_;
   std::vector<uint32_t> ext_free_;
+  // Duplicate groups: (priority, id), highest first; the first is the head, in the table.
+  using Group = std::set<std::pair<uint32_t, uint32_t>, std::greater<>>;
+  std::vector<Group> groups_;
+  std::vector<uint32_t> free_groups_;
+  std::unordered_map<uint32_t, uint32_t> group_of_;  // id of every grouped rule -> its group
   size_t n_ = 0;
   size_t n_resid_ = 0;
   size_t bucket_bytes_ = 0;
@@ -658,6 +709,9 @@ void TupleClassifier<Ws...>::clear() {
   std::vector<uint32_t>().swap(free_tables_);
   std::vector<std::array<uint64_t, 2>>().swap(ext_);
   std::vector<uint32_t>().swap(ext_free_);
+  std::vector<Group>().swap(groups_);
+  std::vector<uint32_t>().swap(free_groups_);
+  std::unordered_map<uint32_t, uint32_t>().swap(group_of_);
   n_ = 0;
   n_resid_ = 0;
   bucket_bytes_ = 0;
@@ -678,7 +732,8 @@ auto TupleClassifier<Ws...>::memory_stats() const -> MemoryStats {
   }
   m.tables = pmax_.capacity() * 4 + (pmask_.capacity() + pnb_.capacity() + pbk_.capacity() + plw_.capacity()) * 8 +
              ptidx_.capacity() * 2 + tables_.capacity() * sizeof(Table) + free_tables_.capacity() * 4 +
-             ext_.capacity() * sizeof(ext_[0]) + ext_free_.capacity() * 4;
+             ext_.capacity() * sizeof(ext_[0]) + ext_free_.capacity() * 4 + groups_.capacity() * sizeof(Group) +
+             group_of_.size() * kGroupedBytes;
   return m;
 }
 
@@ -831,8 +886,10 @@ void TupleClassifier<Ws...>::rehash(size_t pos, uint32_t nb) {
   pnb_[pos] = nb;
 }
 
+// Whether collide_limit_ rules of the table share the hashed key mw. Stops at the limit: a key
+// that many rules share (identical conditions) costs the limit, not the chain.
 template <unsigned... Ws>
-uint32_t TupleClassifier<Ws...>::count_key(size_t pos, const uint64_t* mw, uint32_t h) const {
+bool TupleClassifier<Ws...>::key_full(size_t pos, const uint64_t* mw, uint32_t h) const {
   uint32_t n = 0;
   const uint32_t nb = static_cast<uint32_t>(pnb_[pos]);
   uint32_t b = detail::home(h, nb);
@@ -844,12 +901,12 @@ uint32_t TupleClassifier<Ws...>::count_key(size_t pos, const uint64_t* mw, uint3
       pack_rec(rec(slot_id(p[std::countr_zero(m)])), w);
       bool same = true;
       for (int i = 0; i < NW; ++i) same &= (w[i] & pmask_[size_t(i) * cap_ + pos]) == mw[i];
-      n += same;
+      if ((n += same) >= collide_limit_) return true;
     }
     if (p[detail::kSlots] == 0) break;
     b = b + 1 == nb ? 0 : b + 1;
   }
-  return n;
+  return false;
 }
 
 template <unsigned... Ws>
@@ -997,7 +1054,8 @@ void TupleClassifier<Ws...>::drop_table(uint32_t tidx) {
 }
 
 template <unsigned... Ws>
-uint32_t TupleClassifier<Ws...>::choose_table(const uint8_t* r, const std::array<uint8_t, D>& nat) {
+uint32_t TupleClassifier<Ws...>::choose_table(const uint8_t* r, const std::array<uint8_t, D>& nat, bool& full) {
+  full = false;
   uint64_t rlw[kLW] = {};
   for (int d = 0; d < D; ++d) rlw[d / 8] |= uint64_t{nat[d]} << (8 * (d % 8));
   uint64_t w[NW];
@@ -1008,7 +1066,7 @@ uint32_t TupleClassifier<Ws...>::choose_table(const uint8_t* r, const std::array
     uint64_t mw[NW];
     for (int i = 0; i < NW; ++i) mw[i] = w[i] & pmask_[size_t(i) * cap_ + pos];
     uint32_t h = detail::hash_words<NW>(mw);
-    if (count_key(pos, mw, h) < collide_limit_) return ptidx_[pos];
+    if (!key_full(pos, mw, h)) return ptidx_[pos];
   }
   // No table has room: a new table, as coarse as possible. An existing table with a tuple no
   // longer than the rule's is compatible, so it was full for this key: go one step finer.
@@ -1018,7 +1076,9 @@ uint32_t TupleClassifier<Ws...>::choose_table(const uint8_t* r, const std::array
     for (size_t pos = 0; pos < nt_ && !exists; ++pos) exists = tables_[ptidx_[pos]].lens == t;
     if (!exists || !refine(t, nat)) break;
   }
-  return find_or_make(t);
+  const uint32_t tidx = find_or_make(t);
+  full = tables_[tidx].count > 0;  // an existing table is compatible: the loop found it full for this key
+  return tidx;
 }
 
 template <unsigned... Ws>
@@ -1077,8 +1137,16 @@ void TupleClassifier<Ws...>::insert(uint32_t id, const Rule& r) {
   // Table index absent while choosing (the record is not in any table yet).
   S::set_tail(rp, tail | (uint64_t{kAbsent} << S::kTidxShift));
 
-  uint32_t tidx = choose_table(rp, nat);
+  bool full;
+  uint32_t tidx = choose_table(rp, nat, full);
   S::set_tail(rp, tail | (uint64_t{tidx} << S::kTidxShift));
+  n_resid_ += r.residual;
+  ++n_;
+  if (full) {
+    // Even the finest table has no room for this key: a rule with the same intervals takes it
+    // into its group (or the key's chain grows, when no rule has the same intervals).
+    if (uint32_t head = find_identical(tidx, id); head != kNoRule) return join_group(head, id);
+  }
   Table& t = tables_[tidx];
   size_t pos = t.pos;
   if (!fits(t.count + 1, static_cast<uint32_t>(pnb_[pos]))) {
@@ -1089,8 +1157,6 @@ void TupleClassifier<Ws...>::insert(uint32_t id, const Rule& r) {
   place(bk(pos), static_cast<uint32_t>(pnb_[pos]), detail::home(h, pnb_[pos]), slot_of(id, h));
   ++t.count;
   top_insert(t, r.priority);
-  n_resid_ += r.residual;
-  ++n_;
   if (r.priority > pmax_[pos] || t.count == 1) {
     pmax_[pos] = r.priority;
     reposition(pos);
@@ -1106,8 +1172,26 @@ bool TupleClassifier<Ws...>::erase(uint32_t id) {
   const uint32_t p = S::prio(rp);
   Table& t = tables_[tidx];
   size_t pos = t.pos;
-  uint32_t h = rule_hash(pos, rp);
-  unplace(bk(pos), static_cast<uint32_t>(pnb_[pos]), detail::home(h, pnb_[pos]), slot_of(id, h));
+  bool grouped = false;
+  if (auto g = group_of_.empty() ? group_of_.end() : group_of_.find(id); g != group_of_.end()) {
+    // A grouped rule leaves its group (the next one heads it, if it was the head); the table
+    // keeps the group's entry.
+    grouped = true;
+    const uint32_t gi = g->second;
+    Group& members = groups_[gi];
+    const bool head = members.begin()->second == id;
+    members.erase({p, id});
+    group_of_.erase(g);
+    if (head) replace_head(id, members.begin()->second, p);
+    if (members.size() == 1) {
+      group_of_.erase(members.begin()->second);
+      members.clear();
+      free_groups_.push_back(gi);
+    }
+  } else {
+    uint32_t h = rule_hash(pos, rp);
+    unplace(bk(pos), static_cast<uint32_t>(pnb_[pos]), detail::home(h, pnb_[pos]), slot_of(id, h));
+  }
   [&]<int... d>(std::integer_sequence<int, d...>) {
     (
         [&] {
@@ -1125,16 +1209,12 @@ bool TupleClassifier<Ws...>::erase(uint32_t id) {
     std::vector<std::array<uint64_t, 2>>().swap(ext_);
     std::vector<uint32_t>().swap(ext_free_);
   }
+  if (grouped) return true;
   if (--t.count == 0) {
     drop_table(tidx);
     return true;
   }
-  for (uint32_t i = 0; i < t.ntop; ++i)
-    if (t.top[i] == p) {
-      for (uint32_t j = i; j + 1 < t.ntop; ++j) t.top[j] = t.top[j + 1];
-      --t.ntop;
-      break;
-    }
+  top_drop(t, p);
   if (t.ntop == 0) top_refill(tidx);
   const uint32_t nb = static_cast<uint32_t>(pnb_[pos]);
   if (nb > 1 && t.count * 8 < nb * uint32_t{detail::kSlots} * 3) {  // shrink below 3/8 load
@@ -1145,6 +1225,120 @@ bool TupleClassifier<Ws...>::erase(uint32_t id) {
     reposition(pos);
   }
   return true;
+}
+
+template <unsigned... Ws>
+bool TupleClassifier<Ws...>::set_priority(uint32_t id, uint32_t p, bool same_rank) {
+  if (p == UINT32_MAX) throw std::invalid_argument("TupleClassifier: priority UINT32_MAX is reserved");
+  if (!present(id)) return false;
+  uint8_t* rp = rec(id);
+  const uint32_t old = S::prio(rp);
+  if (old == p) return true;
+  std::memcpy(rp + S::layout.prio, &p, 4);
+  Table& t = tables_[S::tidx(S::tail(rp))];
+  auto g = group_of_.empty() ? group_of_.end() : group_of_.find(id);
+  if (g == group_of_.end()) {
+    table_priority_changed(t, old, p, same_rank);
+    return true;
+  }
+  // In a group: the table sees the head's priority only.
+  Group& members = groups_[g->second];
+  const auto [head_p, head] = *members.begin();
+  members.erase({old, id});
+  members.insert({p, id});
+  if (members.begin()->second != head) replace_head(head, members.begin()->second, head_p);
+  else if (members.begin()->first != head_p) table_priority_changed(t, head_p, members.begin()->first, same_rank);
+  return true;
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::table_priority_changed(Table& t, uint32_t old_p, uint32_t new_p, bool same_rank) {
+  if (same_rank) {
+    // Same rank among the table's rules: if it is one of the top priorities, it stays there.
+    std::replace(t.top.begin(), t.top.begin() + t.ntop, old_p, new_p);
+  } else {
+    top_drop(t, old_p);
+    if (t.ntop == 0) top_refill(static_cast<uint32_t>(&t - tables_.data()));  // it was the last one known
+    else top_insert(t, new_p);  // as if the rule were new among the table's other t.count - 1
+  }
+  const size_t pos = t.pos;
+  if (t.top[0] != pmax_[pos]) {
+    pmax_[pos] = t.top[0];
+    reposition(pos);
+  }
+}
+
+// A rule of the table with the same intervals as rule id (not in the table yet), or kNoRule.
+template <unsigned... Ws>
+uint32_t TupleClassifier<Ws...>::find_identical(uint32_t tidx, uint32_t id) const {
+  const size_t pos = tables_[tidx].pos;
+  const uint8_t* r = rec(id);
+  const uint32_t h = rule_hash(pos, r);
+  const uint32_t nb = static_cast<uint32_t>(pnb_[pos]);
+  uint32_t b = detail::home(h, nb);
+  for (uint32_t steps = 0; steps < nb; ++steps) {
+    const uint32_t* p = bk(pos) + size_t{b} * detail::kBucketWords;
+    for (uint32_t m = detail::bucket_match_generic(p, h & tbm_, tbm_) & 0x7fffu; m; m &= m - 1) {
+      const uint32_t other = slot_id(p[std::countr_zero(m)]);
+      if (same_intervals(rec(other), r)) return other;
+    }
+    if (p[detail::kSlots] == 0) break;
+    b = b + 1 == nb ? 0 : b + 1;
+  }
+  return kNoRule;
+}
+
+// Rule id (in the store, not in the table) joins the group of head (in the table).
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::join_group(uint32_t head, uint32_t id) {
+  auto g = group_of_.find(head);
+  if (g == group_of_.end()) {
+    uint32_t gi;
+    if (!free_groups_.empty()) {
+      gi = free_groups_.back();
+      free_groups_.pop_back();
+    } else {
+      gi = static_cast<uint32_t>(groups_.size());
+      groups_.emplace_back();
+    }
+    groups_[gi].insert({S::prio(rec(head)), head});
+    g = group_of_.emplace(head, gi).first;
+  }
+  const uint32_t gi = g->second;
+  group_of_.emplace(id, gi);
+  groups_[gi].insert({S::prio(rec(id)), id});
+  if (groups_[gi].begin()->second == id) replace_head(head, id, S::prio(rec(head)));
+}
+
+// The table's entry for a group passes from old_head (whose priority the table knew as old_p) to
+// new_head (same intervals, so the same hash).
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::replace_head(uint32_t old_head, uint32_t new_head, uint32_t old_p) {
+  Table& t = tables_[S::tidx(S::tail(rec(old_head)))];
+  const size_t pos = t.pos;
+  const uint32_t h = rule_hash(pos, rec(old_head));
+  const uint32_t nb = static_cast<uint32_t>(pnb_[pos]);
+  const uint32_t from = slot_of(old_head, h);
+  uint32_t b = detail::home(h, nb);
+  for (uint32_t steps = 0; steps < nb; ++steps, b = b + 1 == nb ? 0 : b + 1) {
+    uint32_t* p = bk(pos) + size_t{b} * detail::kBucketWords;
+    auto it = std::find(p, p + detail::kSlots, from);
+    if (it != p + detail::kSlots) {
+      *it = slot_of(new_head, h);
+      break;
+    }
+  }
+  table_priority_changed(t, old_p, S::prio(rec(new_head)));
+}
+
+template <unsigned... Ws>
+void TupleClassifier<Ws...>::top_drop(Table& t, uint32_t p) {
+  for (uint32_t i = 0; i < t.ntop; ++i)
+    if (t.top[i] == p) {
+      for (uint32_t j = i; j + 1 < t.ntop; ++j) t.top[j] = t.top[j + 1];
+      --t.ntop;
+      return;
+    }
 }
 
 template <unsigned... Ws>
@@ -1159,16 +1353,27 @@ LFP_CLS_INLINE void TupleClassifier<Ws...>::chain(Probe& q, size_t t, const uint
       const uint32_t id = (p[std::countr_zero(h)] >> tb) - 1;
       if constexpr (kStats) ++st->candidates;
       const uint8_t* r = rec(id);
-      const uint32_t pr = S::prio(r);
+      uint32_t pr = S::prio(r);
       if (pr < q.best1) continue;
-      if constexpr (kBound) {
-        if (pr >= bound) continue;
-      }
       const uint64_t tl = S::tail(r);
+      uint32_t take = id;
+      if constexpr (kBound) {
+        if (pr >= bound) {
+          // A group's head above the bound: one of its duplicates may be below it.
+          if (group_of_.empty() || !verify(r, tl, q.k)) continue;
+          if ((take = group_pick(id, bound, q.best1, ok)) == kNoRule) continue;
+          q.best1 = uint64_t{S::prio(rec(take))} + 1;
+          q.best = take;
+          continue;
+        }
+      }
       if (!verify(r, tl, q.k)) continue;
-      if (q.resid && S::residual(tl) && !ok(id)) continue;
+      if (q.resid && S::residual(tl) && !ok(id)) {
+        if (group_of_.empty() || (take = group_pick(id, pr, q.best1, ok)) == kNoRule) continue;
+        pr = S::prio(rec(take));
+      }
       q.best1 = uint64_t{pr} + 1;
-      q.best = id;
+      q.best = take;
     }
     // Every entry sits within nb buckets of its home: stop there even if all counters are set.
     if (!(m & 0x8000u) || ++steps == pnb_[t]) return;

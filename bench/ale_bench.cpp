@@ -272,8 +272,9 @@ class Lfpd {
     std::error_code ec;
     fs::remove_all(dir_ + "/state", ec);  // each start is a fresh lfpd (nothing is persistent anyway)
     const pid_t parent = getpid();
-    std::vector<std::string> args = {o_.lfpd, "--state-dir", dir_ + "/state", "--socket", socket_,
-                                     "--log-level", "info", "--cgroup", sb_.cgroup(), "--bpf-pin", pins_};
+    // The sandbox's cgroup; no packet layers (lfpd may run in the host's namespace, and this measures ALE).
+    std::vector<std::string> args = {o_.lfpd, "--state-dir", dir_ + "/state", "--socket", socket_, "--log-level",
+                                     "info", "--cgroup", sb_.cgroup(), "--no-packet-layers", "--bpf-pin", pins_};
     if (userspace) args.insert(args.end(), {"--queue", "7348"});
     userspace_ = userspace;
     const int netns = userspace ? open(sb_.ns_path(Side::A).c_str(), O_RDONLY | O_CLOEXEC) : -1;

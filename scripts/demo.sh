@@ -4,18 +4,40 @@
 # cgroup only; a per-app policy lets curl reach a web server and refuses a copy of curl under another
 # path; the net event log shows what was blocked and why. Then the engine's own state and decisions,
 # the same policy offline, and a ClassBench set through the compiled classifier.
+# LFP_BUILD=DIR: use the binaries of a build directory you built yourself (default: build/, which
+# scripts/setup.sh installs and builds first).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup.sh >/dev/null
-LFP=build/cli/lfp
-LFPD=build/daemon/lfpd
+[ -n "${LFP_BUILD:-}" ] || scripts/setup.sh >/dev/null
+BUILD=${LFP_BUILD:-build}
+LFP=$BUILD/cli/lfp
+LFPD=$BUILD/daemon/lfpd
+
+# The cgroup v2 mount, wherever this host has it (/sys/fs/cgroup under systemd, /sys/fs/cgroup/unified
+# in a hybrid layout): the first cgroup2 line of mountinfo that no later mount, at its point or above
+# it, hides (as lfp::sys::cgroup2_mount does).
+cgroup2_mount() {
+  awk '
+    { target[NR] = $5; split(substr($0, index($0, " - ") + 3), after, " "); fstype[NR] = after[1] }
+    END {
+      for (i = 1; i <= NR; i++) {
+        if (fstype[i] != "cgroup2") continue
+        hidden = 0
+        for (j = i + 1; j <= NR; j++)
+          if (target[j] == target[i] || target[j] == "/" || index(target[i], target[j] "/") == 1) hidden = 1
+        if (!hidden) { t = target[i]; gsub(/\\040/, " ", t); gsub(/\\011/, "\t", t); gsub(/\\012/, "\n", t); gsub(/\\134/, "\\", t); print t; exit }
+      }
+    }' /proc/self/mountinfo
+}
 
 work=$(mktemp -d /tmp/lfp-demo.XXXXXX)
 chmod 755 "$work"
 export LFP_SOCKET="$work/lfpd.sock"
 tag="lfpdemo$$"
 NS_HOST="$tag-host" NS_WEB="$tag-web"
-CG="/sys/fs/cgroup/unified/$tag"
+CGROUP2=$(cgroup2_mount)
+[ -n "$CGROUP2" ] || { echo "demo: no cgroup v2 is mounted (mount -t cgroup2 none /sys/fs/cgroup)" >&2; exit 1; }
+CG="$CGROUP2/$tag"
 daemon_pid="" web_pid=""
 cleanup() {
   [ -n "$web_pid" ] && kill "$web_pid" 2>/dev/null
@@ -30,6 +52,19 @@ trap cleanup EXIT
 
 # Runs a command inside the sandbox: in the cgroup (joined first), then in the host namespace.
 in_sandbox() { sh -c 'ns=$1; shift; echo $$ > "$0/cgroup.procs" && exec nsenter --net="/run/netns/$ns" "$@"' "$CG" "$NS_HOST" "$@"; }
+# Starts lfpd in the background, in the sandbox's host namespace (lfpd governs the packet layers of the
+# namespace it runs in), with only the options given here (--config none: not the host's lfpd.conf);
+# its log goes to $work/lfpd.log.
+start_lfpd() {
+  nsenter --net="/run/netns/$NS_HOST" "$LFPD" --config none --socket "$LFP_SOCKET" "$@" 2>>"$work/lfpd.log" &
+  daemon_pid=$!
+  for _ in $(seq 600); do  # (loading and verifying the BPF programs takes seconds on a busy machine)
+    $LFP show providers >/dev/null 2>&1 && return
+    kill -0 "$daemon_pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  cat "$work/lfpd.log" >&2; echo "demo: lfpd did not start" >&2; exit 1
+}
 
 echo "== sandbox: namespaces $NS_HOST <-> $NS_WEB (10.199.0.1 <-> 10.199.0.2), cgroup $CG"
 ip netns add "$NS_HOST"
@@ -47,11 +82,8 @@ nsenter --net="/run/netns/$NS_WEB" socat TCP-LISTEN:80,fork,reuseaddr SYSTEM:"ca
 web_pid=$!
 cp /usr/bin/curl "$work/not-curl"
 
-echo "== lfpd --cgroup $CG --bpf-pin $work/bpf --state-dir $work/state --socket $LFP_SOCKET"
-$LFPD --state-dir "$work/state" --socket "$LFP_SOCKET" --cgroup "$CG" --bpf-pin "$work/bpf" \
-  --log-level info 2>"$work/lfpd.log" &
-daemon_pid=$!
-for _ in $(seq 100); do $LFP show providers >/dev/null 2>&1 && break; sleep 0.05; done
+echo "== lfpd --cgroup $CG --bpf-pin $work/bpf --state-dir $work/state --socket $LFP_SOCKET (in $NS_HOST)"
+start_lfpd --state-dir "$work/state" --cgroup "$CG" --bpf-pin "$work/bpf" --log-level info
 
 echo "== lfp apply examples/ale-demo-policy.json (per-app: only /usr/bin/curl may reach port 80)"
 $LFP apply examples/ale-demo-policy.json
@@ -78,10 +110,8 @@ $LFP classify --daemon --layer ALE_AUTH_CONNECT_V4 --set IP_REMOTE_ADDRESS=10.19
   --set IP_PROTOCOL=TCP --set ALE_APP_ID="$work/not-curl" --set ALE_USER_ID=0 --explain
 kill "$daemon_pid"; wait "$daemon_pid" 2>/dev/null || true; daemon_pid=""
 
-echo "== lfpd --state-dir $work/state2 --socket $LFP_SOCKET (no data path: the engine alone)"
-$LFPD --state-dir "$work/state2" --socket "$LFP_SOCKET" --log-level warn &
-daemon_pid=$!
-for _ in $(seq 100); do $LFP show providers >/dev/null 2>&1 && break; sleep 0.05; done
+echo "== lfpd --cgroup none --no-packet-layers --state-dir $work/state2 --socket $LFP_SOCKET (no data path: the engine alone)"
+start_lfpd --state-dir "$work/state2" --cgroup none --no-packet-layers --log-level warn
 
 echo "== lfp apply examples/demo-policy.json"
 $LFP apply examples/demo-policy.json
@@ -107,5 +137,5 @@ $LFP classify --policy examples/demo-policy.json --layer ALE_AUTH_CONNECT_V4 \
 CB=../shared/classbench
 if [ -f "$CB/acl1_1k.rules.xz" ]; then
   echo "== ClassBench acl1_1k through the compiled classifier"
-  build/bench/lfp-bench classbench --rules "$CB/acl1_1k.rules.xz" --trace "$CB/acl1_1k.trace.xz"
+  "$BUILD/bench/lfp-bench" classbench --rules "$CB/acl1_1k.rules.xz" --trace "$CB/acl1_1k.trace.xz"
 fi

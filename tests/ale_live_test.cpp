@@ -35,8 +35,7 @@ json filter(const std::string& name, const std::string& layer, const std::string
 class AleLive : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!sandbox_available(&why)) GTEST_SKIP() << why;
+    LFP_REQUIRE_SANDBOX();
     sb_ = std::make_unique<Sandbox>();
     pins_ = sb_->mount_bpffs();
     start_daemon();

@@ -22,8 +22,7 @@ const std::string kFilter = "5e11f000-0000-4000-8000-000000000001";
 class AleUserPath : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!sandbox_available(&why)) GTEST_SKIP() << why;
+    LFP_REQUIRE_SANDBOX();
     sb_ = std::make_unique<Sandbox>();
     pins_ = sb_->mount_bpffs();
     ASSERT_TRUE(serve_hi(*sb_, Side::B, {8080, 8081}));

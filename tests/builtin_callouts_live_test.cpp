@@ -26,8 +26,7 @@ const std::string kSni = "4c460000-0000-4000-8000-000000000101", kHttp = "4c4600
 class BuiltinCallouts : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!sandbox_available(&why)) GTEST_SKIP() << why;
+    LFP_REQUIRE_SANDBOX();
     sb_ = std::make_unique<Sandbox>();
     log_ = sb_->tmpdir() + "/inspect.jsonl";
     const json config = {{"block", {"blocked.test", "*.ads.test"}}, {"log", log_}};

@@ -141,8 +141,7 @@ TEST(ImportIptables, MalformedInputGetsALineNumberedError) {
 // Loads the original rules in both sandbox namespaces, imports them, and sends real probes: every
 // one must be decided alike by the kernel's firewall and by LFP's engine on the imported policy.
 void expect_same_decisions(const std::string& file, const std::string& load_cmd, bool nft) {
-  std::string why;
-  if (!sandbox_available(&why)) GTEST_SKIP() << why;
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   const std::string a = sb.ip4(Side::A), b = sb.ip4(Side::B);
   const std::string net = a.substr(0, a.rfind('.')) + ".0/24";

@@ -177,8 +177,7 @@ std::string differences_text(const json& verify) {
 }
 
 TEST(ImportVerify, TheHostFirewallDecidesAlikeInTheKernelAndInLfp) {
-  std::string why;
-  if (!sandbox_available(&why)) GTEST_SKIP() << why;
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   const auto pkts = capture(true);
   const std::string rules = sb.write_file("host-firewall.rules", fixture("host-firewall.rules"));
@@ -200,8 +199,7 @@ TEST(ImportVerify, TheHostFirewallDecidesAlikeInTheKernelAndInLfp) {
 }
 
 TEST(ImportVerify, TheNftHostFirewallDecidesAlikeButForPingOnAnEthernetCapture) {
-  std::string why;
-  if (!sandbox_available(&why)) GTEST_SKIP() << why;
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   // What the importer reads is what `nft -j list ruleset` prints for the loaded rules (in the sandbox).
   const std::string nft = sb.write_file("host-firewall.nft", fixture("host-firewall.nft"));
@@ -230,8 +228,7 @@ TEST(ImportVerify, TheNftHostFirewallDecidesAlikeButForPingOnAnEthernetCapture) 
 }
 
 TEST(ImportVerify, ARuleTheImportCannotExpressShowsUpAsTheDifferencesItMakes) {
-  std::string why;
-  if (!sandbox_available(&why)) GTEST_SKIP() << why;
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   // -m limit has no LFP form: the import leaves the rule out (and says so), so LFP drops what the
   // kernel lets through (5 a second, a burst of 5: every probe here).
@@ -273,8 +270,7 @@ TEST(ImportVerify, ARuleTheImportCannotExpressShowsUpAsTheDifferencesItMakes) {
 }
 
 TEST(ImportVerify, RulesTheKernelRefusesAreAnErrorAndLeaveNothing) {
-  std::string why;
-  if (!sandbox_available(&why)) GTEST_SKIP() << why;
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   // The importer reads a match it does not know as not expressible; the kernel has no such match.
   const std::string rules = sb.write_file("bad.rules", "*filter\n:INPUT ACCEPT [0:0]\n-A INPUT -m nosuchmatch -j DROP\nCOMMIT\n");

@@ -40,8 +40,7 @@ json data_policy(const std::string& layer, const std::string& callout, const std
 class InspectLive : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!sandbox_available(&why)) GTEST_SKIP() << why;
+    LFP_REQUIRE_SANDBOX();
     sb_ = std::make_unique<Sandbox>();
   }
   void TearDown() override {

@@ -18,8 +18,7 @@ using nlohmann::json;
 class LfpdDefaultsLive : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!sandbox_available(&why)) GTEST_SKIP() << why;
+    LFP_REQUIRE_SANDBOX();
     sb_ = std::make_unique<Sandbox>();
     ASSERT_TRUE(serve_hi(*sb_, Side::B, {8080, 8081, 8082}));
   }

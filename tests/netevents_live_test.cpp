@@ -23,8 +23,7 @@ const std::string kFilt = "5eed0000-0000-4000-8000-0000000000f1";
 class NetEventsLive : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!sandbox_available(&why)) GTEST_SKIP() << why;
+    LFP_REQUIRE_SANDBOX();
     sb_ = std::make_unique<Sandbox>();
   }
   void TearDown() override {

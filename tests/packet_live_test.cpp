@@ -26,8 +26,7 @@ json filter(const std::string& key, const std::string& name, const std::string& 
 class PacketLive : public ::testing::Test {
  protected:
   void SetUp() override {
-    std::string why;
-    if (!sandbox_available(&why)) GTEST_SKIP() << why;
+    LFP_REQUIRE_SANDBOX();
     sb_ = std::make_unique<Sandbox>();
     std::vector<std::string> args = {"--cgroup", "none", "--packet-layers", "--bpf-pin", sb_->mount_bpffs()};
     for (auto& a : more_args()) args.push_back(a);

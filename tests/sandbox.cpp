@@ -2,6 +2,8 @@
 // fork), so the very same code runs from the destructor, from atexit and from the signal handlers.
 #include "sandbox.hpp"
 
+#include "lfp/sys/mounts.hpp"
+
 #include <fcntl.h>
 #include <grp.h>
 #include <poll.h>
@@ -39,7 +41,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kCgroupRoot = "/sys/fs/cgroup/unified";
 constexpr const char* kNetnsDir = "/run/netns";
 constexpr const char* kPrefix = "lfpt-";
 constexpr const char* kIfA = "veth-a";
@@ -52,6 +53,18 @@ std::atomic<Sandbox*> g_live[kMaxLive];
 std::atomic<unsigned> g_counter{0};
 struct sigaction g_old[NSIG];
 std::once_flag g_install_once;
+
+// The cgroup v2 mount that sandboxes make their cgroups in, whatever the layout; "" when there is none.
+const std::string& cgroup_root() {
+  static const std::string root = [] {
+    try {
+      return lfp::sys::cgroup2_mount();
+    } catch (const std::exception&) {
+      return std::string();
+    }
+  }();
+  return root;
+}
 
 // ---- async-signal-safe helpers (used by clean-up) ----
 
@@ -324,7 +337,7 @@ void sweep_stale() {
     kill_netns_procs(e.path().c_str());
     remove_netns(e.path().c_str());
   }
-  for (auto& e : fs::directory_iterator(kCgroupRoot, ec)) {
+  for (auto& e : fs::directory_iterator(cgroup_root(), ec)) {
     std::string n = e.path().filename();
     if (owner_dead(n)) remove_cgroup(e.path().c_str());
   }
@@ -333,14 +346,9 @@ void sweep_stale() {
     if (owner_dead(e.path().filename())) dirs.push_back(e.path());
   if (dirs.empty()) return;
   std::vector<std::string> mounts;  // bpffs mounts under them, innermost first
-  std::ifstream mi("/proc/self/mountinfo");
-  for (std::string line; std::getline(mi, line);) {
-    std::istringstream ls(line);
-    std::string id, parent, devno, root, point;
-    ls >> id >> parent >> devno >> root >> point;
+  for (const auto& m : lfp::sys::mounts())
     for (auto& d : dirs)
-      if (point.rfind(d + "/", 0) == 0) mounts.push_back(point);
-  }
+      if (m.target.rfind(d + "/", 0) == 0) mounts.push_back(m.target);
   std::sort(mounts.begin(), mounts.end(), [](auto& a, auto& b) { return a.size() > b.size(); });
   for (auto& m : mounts) umount2(m.c_str(), MNT_DETACH);
   for (auto& d : dirs) remove_tree(d.c_str());
@@ -360,12 +368,19 @@ bool sandbox_available(std::string* why) {
     return false;
   };
   if (geteuid() != 0) return no("not running as root");
+  const std::string& cgroup2 = cgroup_root();
+  if (cgroup2.empty()) return no("no cgroup2 mount in /proc/self/mountinfo");
   struct statfs fsinfo;
-  if (statfs(kCgroupRoot, &fsinfo) != 0 || fsinfo.f_type != CGROUP2_SUPER_MAGIC)
-    return no(std::string("cgroup2 is not mounted at ") + kCgroupRoot);
+  if (statfs(cgroup2.c_str(), &fsinfo) != 0 || fsinfo.f_type != CGROUP2_SUPER_MAGIC)
+    return no("cgroup2 is listed at " + cgroup2 + " but is not there");
   if (find_program("ip").empty()) return no("`ip` (iproute2) is not installed");
   if (access("/proc/self/ns/net", F_OK) != 0) return no("no network namespaces");
   return true;
+}
+
+bool live_required() {
+  const char* v = std::getenv("LFP_REQUIRE_LIVE");
+  return v && std::string_view(v) == "1";
 }
 
 std::string read_text(const std::string& path) {
@@ -418,7 +433,7 @@ Sandbox::Sandbox() : owner_(getpid()) {
   ip4_b_ = "10." + x + "." + y + ".2";
   ip6_a_ = "fd00:" + x + ":" + y + "::1";
   ip6_b_ = "fd00:" + x + ":" + y + "::2";
-  cgroup_ = std::string(kCgroupRoot) + "/" + base_;
+  cgroup_ = cgroup_root() + "/" + base_;
 
   SignalBlock block;  // a SIGINT during set-up is handled (and cleans up) right after it
   register_live(this);

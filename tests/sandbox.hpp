@@ -16,6 +16,7 @@
 #include <sys/types.h>
 
 #include <csignal>
+#include <cstdlib>
 
 #include <atomic>
 #include <chrono>
@@ -28,9 +29,27 @@
 
 namespace lfp::test {
 
-// True when sandboxes can be made here: root, cgroup2 at /sys/fs/cgroup/unified, `ip` installed.
-// Otherwise false, with the reason in *why. Tests: `if (std::string why; !sandbox_available(&why)) GTEST_SKIP() << why;`
+// True when sandboxes can be made here: root, a cgroup2 mount (wherever /proc/self/mountinfo says it
+// is), `ip` installed. Otherwise false, with the reason in *why. Live tests use LFP_REQUIRE_SANDBOX().
 bool sandbox_available(std::string* why = nullptr);
+
+// True when LFP_REQUIRE_LIVE=1 is in the environment (CI): a live test that cannot run fails.
+bool live_required();
+
+// The first statement of every live test (or of its fixture's SetUp): skips the test when no sandbox
+// can be made here, with the reason; fails it instead under LFP_REQUIRE_LIVE=1. Under ctest, also fails
+// a live test that tests/CMakeLists.txt does not label `live` (the stock-layout pass selects that label).
+#define LFP_REQUIRE_SANDBOX()                                                                         \
+  do {                                                                                                \
+    if (const char* lfp_label_ = std::getenv("LFP_CTEST_LABEL");                                      \
+        lfp_label_ && std::string_view(lfp_label_) != "live")                                         \
+      GTEST_FAIL() << "a live test without the ctest label `live`: add its suite to LFP_LIVE_SUITES " \
+                      "in tests/CMakeLists.txt";                                                      \
+    if (std::string lfp_why_; !::lfp::test::sandbox_available(&lfp_why_)) {                           \
+      if (::lfp::test::live_required()) GTEST_FAIL() << lfp_why_ << " (and LFP_REQUIRE_LIVE=1)";      \
+      GTEST_SKIP() << lfp_why_;                                                                       \
+    }                                                                                                 \
+  } while (0)
 
 // Cleans up every live sandbox of this process now (what the atexit and signal handlers call).
 void sandbox_cleanup_all() noexcept;
@@ -98,7 +117,7 @@ class Sandbox {
   const std::string& ip4(Side s) const { return s == Side::A ? ip4_a_ : ip4_b_; }  // 10.x.y.1 / .2 (/24)
   const std::string& ip6(Side s) const { return s == Side::A ? ip6_a_ : ip6_b_; }  // fd00:x:y::1 / ::2 (/64)
   static constexpr int kPrefix4 = 24, kPrefix6 = 64;
-  const std::string& cgroup() const { return cgroup_; }             // /sys/fs/cgroup/unified/<name>
+  const std::string& cgroup() const { return cgroup_; }             // <cgroup2 mount>/<name>
   const std::string& tmpdir() const { return tmpdir_; }             // /tmp/<name>-XXXXXX, mode 0755
 
   // Runs `/bin/sh -c cmd` (or argv, looked up in PATH) and waits for it, at most opts.timeout.

@@ -2,6 +2,8 @@
 // and that it leaves nothing behind, whether destroyed, exited from, killed by a signal or by SIGKILL.
 #include "sandbox.hpp"
 
+#include "lfp/sys/mounts.hpp"
+
 #include <fcntl.h>
 #include <gtest/gtest.h>
 #include <sys/resource.h>
@@ -23,12 +25,6 @@ namespace lfp::test {
 namespace {
 
 using namespace std::chrono_literals;
-
-#define REQUIRE_SANDBOX()                                   \
-  do {                                                      \
-    std::string why_;                                       \
-    if (!sandbox_available(&why_)) GTEST_SKIP() << why_;    \
-  } while (0)
 
 bool exists(const std::string& p) {
   struct stat st;
@@ -55,13 +51,8 @@ std::set<std::string> host_links() {
 }
 
 bool mounted(const std::string& path) {
-  std::ifstream mi("/proc/self/mountinfo");
-  for (std::string line; std::getline(mi, line);) {
-    std::istringstream ls(line);
-    std::string id, parent, devno, root, point;
-    ls >> id >> parent >> devno >> root >> point;
-    if (point == path) return true;
-  }
+  for (const auto& m : lfp::sys::mounts())
+    if (m.target == path) return true;
   return false;
 }
 
@@ -179,7 +170,7 @@ void expect_child_cleaned_up_on(int sig, const std::function<void(Sandbox*)>& en
 }
 
 TEST(Sandbox, PingsOverV4AndV6) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   auto r = sb.run("ping -c1 -W1 " + sb.ip4(Side::B));
   EXPECT_TRUE(r.ok()) << r.out << r.err;
@@ -192,7 +183,7 @@ TEST(Sandbox, PingsOverV4AndV6) {
 }
 
 TEST(Sandbox, NamespacesHoldOnlyTheirOwnLinksAndAddresses) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   auto before = host_links();
   Sandbox sb;
   EXPECT_EQ(host_links(), before);  // nothing was added to this machine's own stack
@@ -212,10 +203,10 @@ TEST(Sandbox, NamespacesHoldOnlyTheirOwnLinksAndAddresses) {
 }
 
 TEST(Sandbox, SpawnedProcessJoinsTheCgroupAndNamespace) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   EXPECT_TRUE(std::filesystem::is_directory(sb.cgroup()));
-  EXPECT_EQ(sb.cgroup(), "/sys/fs/cgroup/unified/" + sb.name());
+  EXPECT_EQ(sb.cgroup(), lfp::sys::cgroup2_mount() + "/" + sb.name());
   Process p = sb.spawn("exec sleep 30", {.side = Side::B, .in_cgroup = true});
   ASSERT_GT(p.pid(), 0);
   EXPECT_TRUE(p.running());
@@ -235,7 +226,7 @@ TEST(Sandbox, SpawnedProcessJoinsTheCgroupAndNamespace) {
 }
 
 TEST(Sandbox, RunsAsAnotherUser) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   auto r = sb.run("id -u; id -g; id -G", {.in_cgroup = true, .uid = 65534});
   ASSERT_TRUE(r.ok()) << r.err;
@@ -246,7 +237,7 @@ TEST(Sandbox, RunsAsAnotherUser) {
 }
 
 TEST(Sandbox, RunCapturesStatusOutputAndEnvironment) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   auto r = sb.run("echo \"$FOO\"; echo oops >&2; exit 3", {.env = {"FOO=bar baz"}});
   EXPECT_EQ(r.code, 3);
@@ -268,7 +259,7 @@ TEST(Sandbox, RunCapturesStatusOutputAndEnvironment) {
 }
 
 TEST(Sandbox, RunTimesOut) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   auto start = std::chrono::steady_clock::now();
   auto r = sb.run("echo started; sleep 30", {.timeout = 300ms});
@@ -279,7 +270,7 @@ TEST(Sandbox, RunTimesOut) {
 }
 
 TEST(Sandbox, WaitsForAListenerAndConnectsAcrossTheVeth) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   const uint16_t port = 18080;
   EXPECT_FALSE(sb.wait_for_port(Side::B, port, 100ms));
@@ -299,7 +290,7 @@ TEST(Sandbox, WaitsForAListenerAndConnectsAcrossTheVeth) {
 }
 
 TEST(Sandbox, MountsBpffsAndWritesFiles) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   Sandbox sb;
   std::string dir = sb.mount_bpffs();
   EXPECT_EQ(dir.rfind(sb.tmpdir() + "/", 0), 0u);
@@ -320,7 +311,7 @@ TEST(Sandbox, MountsBpffsAndWritesFiles) {
 }
 
 TEST(Sandbox, SeveralCoexist) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   Sandbox one, two;
   EXPECT_NE(one.name(), two.name());
   EXPECT_NE(one.cgroup(), two.cgroup());
@@ -333,7 +324,7 @@ TEST(Sandbox, SeveralCoexist) {
 }
 
 TEST(Sandbox, DestructionRemovesEverything) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   auto before = host_links();
   Made m;
   {
@@ -350,7 +341,7 @@ TEST(Sandbox, DestructionRemovesEverything) {
 }
 
 TEST(Sandbox, FailingTestStillCleansUp) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   Made m;
   try {
     Sandbox sb;
@@ -362,27 +353,27 @@ TEST(Sandbox, FailingTestStillCleansUp) {
 }
 
 TEST(Sandbox, SigtermCleansUp) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   expect_child_cleaned_up_on(SIGTERM, [](Sandbox*) { pause(); }, true);
 }
 
 TEST(Sandbox, SigintCleansUp) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   expect_child_cleaned_up_on(SIGINT, [](Sandbox*) { pause(); }, true);
 }
 
 TEST(Sandbox, SigabrtCleansUp) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   expect_child_cleaned_up_on(SIGABRT, [](Sandbox*) { abort(); }, false);
 }
 
 TEST(Sandbox, SigsegvCleansUp) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   expect_child_cleaned_up_on(SIGSEGV, [](Sandbox*) { raise(SIGSEGV); }, false);
 }
 
 TEST(Sandbox, ExitWithoutDestructorCleansUp) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   auto [m, status] = in_child([](Sandbox*) { exit(0); });
   ASSERT_FALSE(m.name.empty());
   ASSERT_TRUE(WIFEXITED(status));
@@ -391,7 +382,7 @@ TEST(Sandbox, ExitWithoutDestructorCleansUp) {
 }
 
 TEST(Sandbox, LeftoversOfAKilledProcessAreSwept) {
-  REQUIRE_SANDBOX();
+  LFP_REQUIRE_SANDBOX();
   auto [m, status] = in_child([](Sandbox*) { pause(); }, SIGKILL);
   ASSERT_FALSE(m.name.empty());
   ASSERT_TRUE(WIFSIGNALED(status));

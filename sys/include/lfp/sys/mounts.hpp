@@ -12,19 +12,21 @@ struct Mount {
   std::string source;
 };
 
-// The mounts `mountinfo` lists, in its order. Throws std::runtime_error when it cannot be read.
+// The mounts `mountinfo` lists, in its order (the order they were made). Throws std::runtime_error
+// when it cannot be read.
 std::vector<Mount> mounts(const std::string& mountinfo = "/proc/self/mountinfo");
 
-// The cgroup v2 hierarchy's mount point that this process can reach (statfs says cgroup2 there: a
-// mount hidden under a later one is skipped); "" when there is none.
+// The mount point of the first cgroup v2 mount in `mountinfo` that no later mount hides (a later mount
+// at the same point or above it, as when cgroup2 is mounted on /sys/fs/cgroup over a hybrid layout);
+// "" when there is none. Reads the table only: it does not look at the file system.
 std::string cgroup2_mount(const std::string& mountinfo = "/proc/self/mountinfo");
 
 // True when `path` is on a bpffs.
 bool on_bpffs(const std::string& path);
 
-// Makes `pin_dir` a directory on a bpffs. When its parent is /sys/fs/bpf and no bpffs is mounted
-// there, mounts one (as bpftool and systemd do); any other place must already be on a bpffs. Throws
-// std::runtime_error with a one-line reason.
+// Makes `pin_dir` a directory on a bpffs: nothing to do when it already is one; else it is created in
+// its parent, which must be on a bpffs, or be /sys/fs/bpf with nothing mounted there, and then one is
+// mounted (as bpftool and systemd do). Throws std::runtime_error with a one-line reason.
 void ensure_bpffs(const std::string& pin_dir);
 
 }  // namespace lfp::sys

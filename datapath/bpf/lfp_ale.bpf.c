@@ -194,6 +194,7 @@ struct eval_state {
   __u32 any;
   __u32 started;
   __u32 ncur;    /* the lists being merged (the index's cursors) */
+  __u32 all_guards; /* no index: cursor 0 runs over the layer's guards themselves */
   __u32 pos[LFP_CURSORS], end_pos[LFP_CURSORS]; /* bank-relative lfp_u32 units */
   __u32 head[LFP_CURSORS]; /* each list's next guard index; ~0: the list is done */
   struct lfp_layer_hdr hdr; /* the layer's, while the lists are found */
@@ -262,6 +263,15 @@ static __always_inline void add_cursor(struct eval_state *st, __u32 list, __u32 
   st->ncur = c + 1;
 }
 
+/* A layer with no index: its guards in order, read one after another (no list to read). */
+static __always_inline void add_all_guards(struct eval_state *st, __u32 gfirst, __u32 gcount) {
+  if (!gcount) return;
+  st->pos[0] = gfirst;
+  st->end_pos[0] = gfirst + gcount;
+  st->head[0] = gfirst;
+  st->ncur = 1;
+}
+
 /* Probe i of the layer: the bucket of the hook's values cut to the probe's shape, as a list to merge.
  * (What the loop needs is read from *st, not held in registers: the frames of these global functions
  * add to the deepest hook's stack.) A global function, verified once, not once a probe. */
@@ -300,8 +310,9 @@ __attribute__((noinline)) int lfp_index_start(struct eval_state *st, const struc
   st->hdr = he->h;
   st->end = st->hdr.first + st->hdr.count;
   st->ncur = 0;
+  st->all_guards = !st->hdr.nprobes; /* (eval_start sets the range up: this frame stays small) */
+  if (st->all_guards) return 1;
   add_cursor(st, st->hdr.residual, st->hdr.nresidual);
-  if (!st->hdr.nprobes) return 1;
   const union lfp_entry *pe = bank_entry(st->bank, LFP_KL_COUNT + st->kl);
   if (!pe) return 0;
   st->probes = pe->p;
@@ -319,6 +330,7 @@ static __always_inline int eval_start(struct scratch *s, struct lfp_config *cfg)
   if (st->gen_bank == 0) return 0; /* no policy yet: nothing to evaluate */
   st->bank = st->gen_bank & 1;
   if (!lfp_index_start(st, &s->v)) return 0;
+  if (st->all_guards) add_all_guards(st, st->hdr.gfirst, st->hdr.gcount);
   st->in_filter = 0;
   st->done_sub = 0xffffffff;
   st->any = 0;
@@ -366,7 +378,15 @@ static __always_inline int guard_holds(const struct lfp_guard *g, const struct l
 static __always_inline int find_filter(struct scratch *s) {
   struct eval_state *st = &s->st;
   for (int k = 0; k < LFP_PER_STEP; ++k) {
-    const int next = lfp_next_candidate(st);
+    int next;
+    if (st->all_guards) { /* one range, no list: the next guard */
+      const __u32 g = st->head[0];
+      if (g >= st->end_pos[0]) return 2;
+      st->head[0] = g + 1;
+      next = (int)g;
+    } else {
+      next = lfp_next_candidate(st);
+    }
     if (next < 0) return 2;
     const __u32 gi = (__u32)next;
     const union lfp_entry *ge = bank_entry(st->bank, gi >> 1);

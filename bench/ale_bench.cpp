@@ -63,6 +63,7 @@
 
 #include "lfp/client/client.hpp"
 #include "bpf_stats.hpp"
+#include "lfpd_ready.hpp"
 #include "live_support.hpp"
 #include "sandbox.hpp"
 
@@ -298,20 +299,8 @@ class Lfpd {
       _exit(127);
     }
     if (netns >= 0) close(netns);
-    for (int i = 0; i < 1000; ++i) {  // ready when a session opens (the hooks are attached by then)
-      try {
-        lfp::client::Client probe(socket_);
-        return;
-      } catch (const lfp::client::ClientError&) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("lfpd exited at start: " + lfp::test::read_text(log_));
-      }
-    }
-    throw std::runtime_error("lfpd did not start within 10 s: " + lfp::test::read_text(log_));
+    // (ready when a session opens: the hooks are attached by then)
+    lfp::test::wait_until_serving(socket_, pid_, 10, [&] { return ": " + lfp::test::read_text(log_); });
   }
 
   // Stops lfpd, then detaches the hooks it left pinned (`lfpd --detach`): no LFP at all afterwards.

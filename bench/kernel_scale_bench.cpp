@@ -70,6 +70,7 @@
 
 #include "classbench_io.hpp"
 #include "lfp/client/client.hpp"
+#include "lfpd_ready.hpp"
 #include "live_support.hpp"
 #include "sandbox.hpp"
 
@@ -516,20 +517,7 @@ class Lfpd {
       _exit(127);
     }
     close(netns);
-    for (int i = 0; i < 6000; ++i) {  // ready when a session opens (loading may be slow on a busy machine)
-      try {
-        lfp::client::Client probe(socket_);
-        return;
-      } catch (const lfp::client::ClientError&) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("lfpd exited at start: " + lfp::test::read_text(log_));
-      }
-    }
-    throw std::runtime_error("lfpd did not start within 60 s: " + lfp::test::read_text(log_));
+    lfp::test::wait_until_serving(socket_, pid_, 60, [&] { return ": " + lfp::test::read_text(log_); });
   }
   ~Lfpd() {
     if (pid_ > 0) {

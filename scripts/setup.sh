@@ -9,7 +9,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev 
           libsqlite3-dev libsystemd-dev util-linux
           libbpf-dev bpftool linux-libc-dev iproute2 socat iperf3 curl iputils-ping
           libnftables-dev nftables libnetfilter-queue-dev libmnl-dev iptables libxml2-dev libpcap-dev tcpdump openssl bind9-dnsutils
-          ccache libtomlplusplus-dev dpkg-dev fakeroot lintian systemd)
+          ccache dpkg-dev fakeroot lintian systemd)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "lfp/client/client.hpp"
+#include "lfpd_ready.hpp"
 
 namespace lfp::test {
 
@@ -97,21 +98,7 @@ class Daemon {
       execv(exe.c_str(), argv.data());
       _exit(127);
     }
-    // Ready when a session can be opened (loading the BPF programs takes seconds on a busy machine).
-    for (int i = 0; i < 2000; ++i) {
-      try {
-        client::Client probe(socket_);
-        return;
-      } catch (const client::ClientError&) {
-        std::this_thread::sleep_for(std::chrono::milliseconds(10));
-      }
-      int status;
-      if (waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        throw std::runtime_error("lfpd exited at start" + log_text());
-      }
-    }
-    throw std::runtime_error("lfpd did not start" + log_text());
+    wait_until_serving(socket_, pid_, 20, [&] { return log_text(); });
   }
   void stop(int sig = SIGTERM) {
     if (pid_ <= 0) return;

@@ -19,7 +19,6 @@
 #include <sched.h>
 
 #include <algorithm>
-#include <bit>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -234,6 +233,7 @@ void KernelPath::attach_and_pin() {
       bpf_link* link = bpf_program__attach_cgroup(p, cgroup_fd_);
       if (!link) fail(std::string("cannot attach ") + bpf_program__name(p) + " to " + opts_.cgroup, errno);
       links_.push_back(link);
+      link_names_.emplace_back(bpf_program__name(p));
       pin_link(bpf_link__fd(link), link_pin(opts_.pin_dir, p));
     }
     // (replacing a previous daemon's; install() unlinks those whose layers are empty)
@@ -445,19 +445,7 @@ void KernelPath::link_nf_hook(size_t i, bool on) {
 }
 
 std::vector<std::string> KernelPath::attached_hooks() const {
-  std::vector<std::string> out;
-  for (bpf_link* l : links_) {
-    bpf_link_info info{};
-    uint32_t len = sizeof info;
-    if (bpf_obj_get_info_by_fd(bpf_link__fd(l), &info, &len) != 0) continue;
-    bpf_program* p;
-    bpf_object__for_each_program(p, skel_->obj) {
-      bpf_prog_info pi{};
-      uint32_t plen = sizeof pi;
-      if (bpf_obj_get_info_by_fd(bpf_program__fd(p), &pi, &plen) == 0 && pi.id == info.prog_id)
-        out.emplace_back(bpf_program__name(p));
-    }
-  }
+  std::vector<std::string> out = link_names_;
   for (const auto& [prog, link] : on_demand_)
     if (link) out.emplace_back(bpf_program__name(prog));
   for (size_t i = 0; i < std::size(kNfHooks); ++i)
@@ -537,6 +525,7 @@ void KernelPath::sync_hooks(const KernelPolicy& p, bool attach) {
 void KernelPath::release() {
   for (bpf_link* l : links_) bpf_link__destroy(l);  // a pinned link stays attached
   links_.clear();
+  link_names_.clear();
   for (auto& [prog, link] : on_demand_)
     if (link) bpf_link__destroy(link);
   on_demand_.clear();

@@ -139,6 +139,7 @@ class KernelPath {
   int cgroup_fd_ = -1;
   int addr_fd_ = -1;
   std::vector<bpf_link*> links_;
+  std::vector<std::string> link_names_;  // their programs', in order
   std::map<bpf_program*, bpf_link*> on_demand_;  // linked only while their layers hold filters (sync_hooks)
   bpf_link* reauth_ = nullptr;                   // the re-authorization iterator
   // The packet layers' links, each there only while its layers hold filters (sync_hooks).

@@ -55,6 +55,13 @@ class Daemon {
       : extra_(std::move(extra_args)), netns_(std::move(netns)), opts_(opts) {
     if (opts_.lfpd_defaults && (netns_.empty() || !named("--cgroup")))
       throw std::invalid_argument("lfpd's defaults in a test need a sandbox network namespace and a child --cgroup");
+    // A data path pins under --bpf-pin, whose default (/sys/fs/bpf/lfp) is the host's own.
+    const auto cgroup = std::find(extra_.begin(), extra_.end(), "--cgroup");
+    const bool data_path = (cgroup != extra_.end() && cgroup + 1 != extra_.end() && cgroup[1] != "none") ||
+                           named("--packet-layers");
+    if (data_path && !named("--bpf-pin") && !opts_.private_mounts)
+      throw std::invalid_argument("a test's lfpd with a data path needs --bpf-pin on a sandbox's bpffs "
+                                  "(Sandbox::mount_bpffs): the default is the host's /sys/fs/bpf");
     char tmpl[] = "/tmp/lfpd-test-XXXXXX";
     if (!mkdtemp(tmpl)) throw std::runtime_error("mkdtemp failed");
     dir_ = tmpl;

@@ -26,7 +26,9 @@ class KernelScaleLive : public ::testing::Test {
       ASSERT_EQ(sb_->run("ip addr add " + a + " dev " + sb_->ifname(Side::B), {.side = Side::B}).code, 0) << a;
     sb_->spawn("exec socat TCP6-LISTEN:8090,fork,reuseaddr SYSTEM:'echo hi'", {.side = Side::B});  // (v4 and v6)
     ASSERT_TRUE(sb_->wait_for_port(Side::B, 8090));
-    lfpd_ = std::make_unique<Daemon>(std::vector<std::string>{"--cgroup", sb_->cgroup()}, sb_->ns_path(Side::A));
+    // (pins on the sandbox's own bpffs: the default, /sys/fs/bpf/lfp, is the host's)
+    lfpd_ = std::make_unique<Daemon>(std::vector<std::string>{"--cgroup", sb_->cgroup(), "--bpf-pin", sb_->mount_bpffs()},
+                                     sb_->ns_path(Side::A));
   }
   void TearDown() override {
     lfpd_.reset();

@@ -68,6 +68,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "args.hpp"
 #include "classbench_io.hpp"
 #include "lfp/client/client.hpp"
 #include "lfpd_ready.hpp"
@@ -1126,13 +1127,6 @@ void print_table(const json& r) {
   std::exit(2);
 }
 
-std::vector<std::string> split(const std::string& s) {
-  std::vector<std::string> out;
-  std::stringstream in(s);
-  for (std::string x; std::getline(in, x, ',');)
-    if (!x.empty()) out.push_back(x);
-  return out;
-}
 
 }  // namespace
 
@@ -1171,14 +1165,14 @@ int main(int argc, char** argv) {
     if (a[i] == "--json") o.json = true;
     else if (a[i] == "--sizes") {
       o.sizes.clear();
-      for (auto& s : split(value())) {
+      for (auto& s : lfp::bench::split_list(value())) {
         char* end;
         const long n = std::strtol(s.c_str(), &end, 10);
         if (*end || n < 3 || n > kMaxSize) usage("--sizes takes numbers from 3 to " + std::to_string(kMaxSize) + ": " + s);
         o.sizes.push_back(n);
       }
     } else if (a[i] == "--configs") {
-      o.configs = split(value());
+      o.configs = lfp::bench::split_list(value());
       for (auto& c : o.configs)
         if (c != "none" && c != "lfp" && c != "nft-set" && c != "nft-interval" && c != "nft-linear")
           usage("unknown configuration " + c);
@@ -1189,7 +1183,7 @@ int main(int argc, char** argv) {
     else if (a[i] == "--secs") o.secs = num(0.1, 60);
     else if (a[i] == "--flows") o.flows = static_cast<int>(num(1, 50000));
     else if (a[i] == "--classbench") {
-      o.classbench = split(value());
+      o.classbench = lfp::bench::split_list(value());
       if (o.classbench == std::vector<std::string>{"none"}) o.classbench.clear();
     } else if (a[i] == "--classbench-dir") o.classbench_dir = value();
     else if (a[i] == "--sample") o.sample = static_cast<size_t>(num(1, 1e7));

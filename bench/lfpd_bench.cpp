@@ -16,6 +16,7 @@
 #include <string>
 #include <vector>
 
+#include "args.hpp"
 #include "daemon_support.hpp"
 #include "lfp/engine/engine.hpp"
 #include "lfp/policy/policy.hpp"
@@ -135,13 +136,6 @@ int count_of(const std::string& flag, const std::string& v) {
   return static_cast<int>(x);
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t b = 0;
-  for (size_t e; (e = s.find(',', b)) != std::string::npos; b = e + 1) out.push_back(s.substr(b, e - b));
-  out.push_back(s.substr(b));
-  return out;
-}
 
 // 1. One transaction adding n filters: a single apply, and n separate adds; static and persistent.
 // Figures in ms, each from a fresh lfpd.
@@ -238,9 +232,9 @@ int main(int argc, char** argv) {
     else if (a == "--lfpd") lfp::test::lfpd_path() = value();
     else if (a == "--compare") compare = value();
     else if (a == "--bulk")
-      for (const auto& c : split_list(value())) bulk_counts.push_back(count_of(a, c));
+      for (const auto& c : lfp::bench::split_list(value())) bulk_counts.push_back(count_of(a, c));
     else if (a == "--bulk-orders") {
-      bulk_orders = split_list(value());
+      bulk_orders = lfp::bench::split_list(value());
       for (const auto& o : bulk_orders)
         if (std::find(std::begin(kBulkOrders), std::end(kBulkOrders), o) == std::end(kBulkOrders)) {
           std::fprintf(stderr, "lfpd-bench: unknown --bulk-orders order '%s'\n", o.c_str());

@@ -21,6 +21,7 @@
 #include <string>
 #include <vector>
 
+#include "args.hpp"
 #include "classbench_io.hpp"
 #include "lfp/engine/engine.hpp"
 #include "lfp/engine/tuple_classifier.hpp"
@@ -387,13 +388,6 @@ const char* const kBulkOrders[] = {"permit", "empty", "ascending", "descending",
   std::exit(2);
 }
 
-std::vector<std::string> split_list(const std::string& s) {
-  std::vector<std::string> out;
-  size_t b = 0;
-  for (size_t e; (e = s.find(',', b)) != std::string::npos; b = e + 1) out.push_back(s.substr(b, e - b));
-  out.push_back(s.substr(b));
-  return out;
-}
 
 struct BulkFigures {
   double seconds = 0;
@@ -460,9 +454,9 @@ int run_bulk_mode(int argc, char** argv) {
     };
     if (a == "--filters") {
       counts.clear();
-      for (const auto& c : split_list(value())) counts.push_back(parse_count("--filters", c.c_str()));
+      for (const auto& c : lfp::bench::split_list(value())) counts.push_back(parse_count("--filters", c.c_str()));
     } else if (a == "--orders") {
-      orders = split_list(value());
+      orders = lfp::bench::split_list(value());
       for (const auto& o : orders)
         if (std::find(std::begin(kBulkOrders), std::end(kBulkOrders), o) == std::end(kBulkOrders))
           bulk_usage(("unknown order '" + o + "'").c_str());

@@ -190,7 +190,6 @@ struct eval_state {
   __u32 j, end;  /* bank-relative */
   __u32 in_filter; /* 0: at the next candidate's guard; 1: at the conditions of the filter it let through */
   __u32 done_sub;
-  __u32 restarts;
   __u32 any;
   __u32 started;
   __u32 ncur;    /* the lists being merged (the index's cursors) */

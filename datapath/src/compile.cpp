@@ -402,6 +402,10 @@ struct LayerIndex {
   Lists lists;
   std::vector<uint32_t> shapes;                 // the probes' shape_ids, in probe order
   std::vector<const Lists::value_type*> table;  // bucket -> key and list (nullptr: unused); a power of two
+  // The probe a key's shape is (its place in `shapes`).
+  uint8_t probe_of(const IndexKey& k) const {
+    return static_cast<uint8_t>(std::find(shapes.begin(), shapes.end(), shape_id(k.shape)) - shapes.begin());
+  }
 };
 
 LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
@@ -460,16 +464,13 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
   }
   if (ix.lists.empty()) return ix;
   ix.shapes.assign(kept.begin(), kept.end());
-  auto probe_of = [&](const IndexKey& k) {
-    return static_cast<uint32_t>(std::find(ix.shapes.begin(), ix.shapes.end(), shape_id(k.shape)) - ix.shapes.begin());
-  };
   // Each key within LFP_MAX_PROBE buckets of its home: the table doubles until they are.
   for (size_t n = 2;; n *= 2) {
     if (n < 2 * ix.lists.size()) continue;
     ix.table.assign(n, nullptr);
     bool fits = true;
     for (const auto& entry : ix.lists) {
-      const uint64_t home = lfp_hash(entry.first.v, probe_of(entry.first));
+      const uint64_t home = lfp_hash(entry.first.v, ix.probe_of(entry.first));
       size_t d = 0;
       while (d < LFP_MAX_PROBE && ix.table[(home + d) & (n - 1)]) ++d;
       if (d == LFP_MAX_PROBE) {
@@ -616,7 +617,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
       const auto& [key, filters] = *ix.table[b];
       lfp_bucket& bk = out.bank[hfirst + b].b;
       std::memcpy(bk.v, key.v, sizeof bk.v);
-      bk.probe = static_cast<uint8_t>(std::find(ix.shapes.begin(), ix.shapes.end(), shape_id(key.shape)) - ix.shapes.begin());
+      bk.probe = ix.probe_of(key);
       bk.used = 1;
       bk.list = add_list(filters, gfirst);
       bk.count = static_cast<uint32_t>(filters.size());

@@ -690,8 +690,8 @@ json verify_import(const std::string& format, const std::string& rules, const js
       d["note"] = p.has_ports()
                       ? "not a flow's first packet for LFP (its ALE layers decide first packets only): the kernel's "
                         "conntrack did not take it as part of a flow it knows (a capture that starts mid-flow?)"
-                      : "LFP's ALE layers decide flows with ports (TCP, UDP): the imported INPUT/OUTPUT filters never "
-                        "see this packet, while the original chain decides it";
+                      : "the imported INPUT/OUTPUT filters decide flows with ports (TCP, UDP) at the ALE layers and ICMP "
+                        "requests at the transport layers, not this packet, while the original chain decides it";
     differences.push_back(std::move(d));
     return true;
   });

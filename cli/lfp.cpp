@@ -491,6 +491,9 @@ int main(int argc, char** argv) {
       }
       json report = {{"rules", r.rules}, {"filters", r.filters}, {"unmapped", json::array()}};
       for (const auto& u : r.unmapped) report["unmapped"].push_back({{"line", u.line}, {"rule", u.text}, {"reason", u.reason}});
+      if (!r.needs.empty()) report["needs"] = r.needs;
+      if (!r.coverage.empty()) report["coverage"] = json::array();
+      for (const auto& c : r.coverage) report["coverage"].push_back({{"line", c.line}, {"rule", c.text}, {"filters", c.filters}, {"notes", c.notes}});
       int imp_rc = kOk;
       if (!imp_verify.pcap.empty()) {  // before --apply: a policy that decides differently is not applied
         try {
@@ -514,10 +517,21 @@ int main(int argc, char** argv) {
         std::cout << report.dump(2) << '\n';
       } else {
         std::cerr << "lfp import: " << r.rules << " rules -> " << r.filters << " filters";
-        std::cerr << (r.unmapped.empty() ? "\n" : "; not imported or implied:\n");
-        for (const auto& u : r.unmapped) {
-          if (imp_format == "opensnitch") std::cerr << "  " << u.text << ": " << u.reason << '\n';  // the text is the rule's file
-          else std::cerr << "  " << imp_file << ":" << u.line << ": " << u.reason << "\n      " << u.text << '\n';
+        if (!r.coverage.empty()) {  // every rule, with its own line: the filters it became, or why none
+          std::cerr << "; " << r.unmapped.size() << " not imported or imported with a caveat; every rule:\n";
+          for (const auto& c : r.coverage) {
+            std::cerr << "  " << imp_file << ":" << c.line << ": ";
+            for (size_t i = 0; i < c.filters.size(); ++i) std::cerr << (i ? ", " : "-> ") << '"' << c.filters[i] << '"';
+            for (size_t i = 0; i < c.notes.size(); ++i) std::cerr << (i || !c.filters.empty() ? "; " : "") << c.notes[i];
+            std::cerr << "\n      " << c.text << '\n';
+          }
+          for (const auto& n : r.needs) std::cerr << "lfp import: the policy needs " << n << '\n';
+        } else {
+          std::cerr << (r.unmapped.empty() ? "\n" : "; not imported or implied:\n");
+          for (const auto& u : r.unmapped) {
+            if (imp_format == "opensnitch") std::cerr << "  " << u.text << ": " << u.reason << '\n';  // the text is the rule's file
+            else std::cerr << "  " << imp_file << ":" << u.line << ": " << u.reason << "\n      " << u.text << '\n';
+          }
         }
       }
       return imp_rc;

@@ -1,170 +1,601 @@
 #include "chains.hpp"
 
+#include <arpa/inet.h>
+#include <netdb.h>
+
 #include <algorithm>
+#include <array>
+#include <optional>
+#include <span>
 
 namespace lfp::import::detail {
 
 namespace {
 
-// Field names for a chain: which of -s/-d and --sport/--dport is local or remote.
-struct Fields {
-  const char *src_addr, *dst_addr, *src_port, *dst_port;
+// A set of values of one field: sorted, disjoint, non-adjacent closed intervals. Addresses (v6 too),
+// ports, protocols and the small enumerations below all fit in 128 bits.
+using U = unsigned __int128;
+struct Interval {
+  U low, high;
+  friend bool operator==(const Interval&, const Interval&) = default;
 };
-Fields fields_for(Hook h) {
-  switch (h) {
-    case Hook::INPUT: return {"IP_REMOTE_ADDRESS", "IP_LOCAL_ADDRESS", "IP_REMOTE_PORT", "IP_LOCAL_PORT"};
-    case Hook::OUTPUT: return {"IP_LOCAL_ADDRESS", "IP_REMOTE_ADDRESS", "IP_LOCAL_PORT", "IP_REMOTE_PORT"};
-    default: return {"IP_SOURCE_ADDRESS", "IP_DESTINATION_ADDRESS", nullptr, nullptr};
+using Set = std::vector<Interval>;
+
+Set normalized(Set s) {
+  std::sort(s.begin(), s.end(), [](const Interval& a, const Interval& b) { return a.low < b.low; });
+  Set out;
+  for (const Interval& i : s) {
+    if (!out.empty() && (i.low <= out.back().high || i.low - 1 == out.back().high)) out.back().high = std::max(out.back().high, i.high);
+    else out.push_back(i);
   }
+  return out;
 }
 
-// A flattened rule of a built-in chain.
+Set intersect(const Set& a, const Set& b) {
+  Set out;
+  for (size_t i = 0, j = 0; i < a.size() && j < b.size();) {
+    const U lo = std::max(a[i].low, b[j].low), hi = std::min(a[i].high, b[j].high);
+    if (lo <= hi) out.push_back({lo, hi});
+    (a[i].high < b[j].high ? i : j)++;
+  }
+  return out;
+}
+
+// `within` without `s`.
+Set subtract(const Set& within, const Set& s) {
+  Set complement;
+  U next = 0;
+  bool open = true;  // values from `next` up are not in s
+  for (const Interval& i : s) {
+    if (i.low > next) complement.push_back({next, i.low - 1});
+    if (i.high == ~U(0)) {
+      open = false;
+      break;
+    }
+    next = i.high + 1;
+  }
+  if (open) complement.push_back({next, ~U(0)});
+  return intersect(within, complement);
+}
+
+// The small enumerations, by index.
+constexpr std::array<const char*, 5> kCtStates = {"NEW", "ESTABLISHED", "RELATED", "INVALID", "UNTRACKED"};
+constexpr std::array<const char*, 12> kAddrTypes = {"UNSPEC",    "UNICAST",   "LOCAL",       "BROADCAST",
+                                                    "ANYCAST",   "MULTICAST", "BLACKHOLE",   "UNREACHABLE",
+                                                    "PROHIBIT",  "THROW",     "NAT",         "XRESOLVE"};
+constexpr U kNew = 0, kUnicast = 1, kLocal = 2, kBroadcast = 3, kMulticast = 5;
+
+// ICMP types by nftables' names (iptables-save writes numbers).
+constexpr std::pair<const char*, int> kIcmpTypes[] = {
+    {"echo-reply", 0},  {"destination-unreachable", 3}, {"source-quench", 4}, {"redirect", 5}, {"echo-request", 8},
+    {"router-advertisement", 9}, {"router-solicitation", 10}, {"time-exceeded", 11}, {"parameter-problem", 12},
+    {"timestamp-request", 13}, {"timestamp-reply", 14}, {"info-request", 15}, {"info-reply", 16},
+    {"address-mask-request", 17}, {"address-mask-reply", 18}};
+constexpr std::pair<const char*, int> kIcmp6Types[] = {
+    {"destination-unreachable", 1}, {"packet-too-big", 2}, {"time-exceeded", 3}, {"parameter-problem", 4},
+    {"echo-request", 128}, {"echo-reply", 129}, {"mld-listener-query", 130}, {"mld-listener-report", 131},
+    {"mld-listener-done", 132}, {"mld-listener-reduction", 132}, {"nd-router-solicit", 133}, {"nd-router-advert", 134},
+    {"nd-neighbor-solicit", 135}, {"nd-neighbor-advert", 136}, {"nd-redirect", 137}, {"router-renumbering", 138},
+    {"ind-neighbor-solicit", 141}, {"ind-neighbor-advert", 142}, {"mld2-listener-report", 143}};
+
+// The ICMP messages that start a flow in conntrack (NEW): echo, timestamp, information and address
+// mask requests; ICMPv6 echo and node information queries. Replies and errors belong to a flow.
+Set icmp_requests(int family) {
+  return family == 4 ? Set{{8, 8}, {13, 13}, {15, 15}, {17, 17}} : Set{{128, 128}, {139, 139}};
+}
+
+template <size_t N>
+int index_of(const std::array<const char*, N>& names, std::string s) {
+  std::transform(s.begin(), s.end(), s.begin(), ::toupper);
+  for (size_t i = 0; i < N; ++i)
+    if (s == names[i]) return static_cast<int>(i);
+  return -1;
+}
+
+bool is_address(const std::string& role) { return role == "src_addr" || role == "dst_addr"; }
+bool is_opaque(const std::string& role) { return role == "ALE_USER_ID"; }
+
+// One term of a conjunction: a field's set of values, or an opaque field's OR'ed values.
+struct Term {
+  std::string role;
+  Set set;
+  std::vector<json> values;  // opaque roles only
+};
+using Conj = std::vector<Term>;  // in the order the rules name the roles; a role absent allows any value
+
+Term* term(Conj& c, const std::string& role) {
+  for (Term& t : c)
+    if (t.role == role) return &t;
+  return nullptr;
+}
+
+// A flattened rule of a base chain: what it matches (with the path that leads to it) and its action.
 struct Flat {
-  std::vector<const Rule*> path;  // the jump rules that lead here, then the rule
-  std::vector<Cond> conds;
-  std::string action;             // PERMIT or BLOCK
+  const Rule* rule;
+  std::vector<int> via;  // the lines of the jumps that lead to it
+  Conj conj;
+  std::string action;  // PERMIT or BLOCK
   std::vector<std::string> problems;
 };
 
 // Rules a chain may expand to through its jumps (a chain jumped to from many places is flattened
-// once per place: a crafted rule set could expand exponentially).
+// once per place, and a conditional RETURN splits the rules after it: a crafted rule set could
+// expand exponentially), and the cases the RETURNs passed on one path may split into.
 constexpr size_t kMaxExpanded = 20000;
+constexpr size_t kMaxCases = 256;
 
-void flatten(const std::map<std::string, Chain>& chains, const std::string& name, std::vector<const Rule*> path,
-             std::vector<Cond> conds, std::vector<std::string> problems, std::vector<Flat>& out,
-             std::vector<Unmapped>& unmapped, int depth, size_t& budget) {
-  if (depth > 32) {
-    unmapped.push_back({path.back()->line, path.back()->text, "jumps nest too deep (a loop?)"});
-    return;
-  }
-  for (const Rule& r : chains.at(name).rules) {
-    if (budget == 0) return;
-    if (--budget == 0) {
-      unmapped.push_back({r.line, r.text, "the jumps expand to more than " + std::to_string(kMaxExpanded) +
-                                              " rules; the rest of this chain is not imported"});
-      return;
-    }
-    std::vector<const Rule*> p = path;
-    p.push_back(&r);
-    std::vector<Cond> c = conds;
-    std::vector<std::string> pr = problems;
-    pr.insert(pr.end(), r.problems.begin(), r.problems.end());
-    // AND the rule's conditions with the jumps' that lead here. LFP ORs conditions on one field, so
-    // a field both constrain works only when the rule narrows the jumps' list (a multiport list
-    // and one of its ports): then the rule's conditions stand for the field.
-    std::vector<std::string> fields;  // in the rule's order
-    for (const Cond& x : r.conds)
-      if (std::find(fields.begin(), fields.end(), x.field) == fields.end()) fields.push_back(x.field);
-    for (const std::string& field : fields) {
-      std::vector<Cond> mine, theirs;
-      for (const Cond& x : r.conds)
-        if (x.field == field) mine.push_back(x);
-      for (const Cond& y : c)
-        if (y.field == field) theirs.push_back(y);
-      const bool narrows = std::all_of(mine.begin(), mine.end(), [&](const Cond& x) {
-        return std::any_of(theirs.begin(), theirs.end(), [&](const Cond& y) { return y.match == x.match && y.value == x.value; });
-      });
-      if (!theirs.empty() && !narrows) {
-        pr.push_back("the jump and the rule both constrain " + field + " (LFP ORs conditions on one field)");
+// conj_of's answer for a rule whose protocol only the other walk (ALE or ICMP) sees.
+const std::string kOtherWalk = "(the other walk's)";
+
+// The problems of a rule, each once (`-i eth0 -o eth0` has one).
+std::string joined(const std::vector<std::string>& v) {
+  std::string s;
+  for (size_t i = 0; i < v.size(); ++i)
+    if (std::find(v.begin(), v.begin() + static_cast<long>(i), v[i]) == v.begin() + static_cast<long>(i)) s += (s.empty() ? "" : "; ") + v[i];
+  return s;
+}
+
+RuleReport& account(Ledger& ledger, const Rule& r) {
+  RuleReport& rep = ledger[r.line];
+  rep.line = r.line;
+  rep.text = r.text;
+  return rep;
+}
+
+void note(Ledger& ledger, const Rule& r, const std::string& what) {
+  RuleReport& rep = account(ledger, r);
+  if (std::find(rep.notes.begin(), rep.notes.end(), what) == rep.notes.end()) rep.notes.push_back(what);
+}
+
+class Walker {
+ public:
+  // `icmp`: the walk for ICMP requests at the transport layers; otherwise the ALE layers' walk (for
+  // every other protocol: the kernel answers ICMP itself, so no ALE layer sees it).
+  Walker(const std::map<std::string, Chain>& chains, Hook hook, int family, bool icmp, Ledger& ledger, std::vector<Unmapped>& unmapped)
+      : chains_(chains), hook_(hook), family_(family), icmp_(icmp), ledger_(ledger), unmapped_(unmapped) {}
+
+  std::vector<Flat> flats;
+
+  void walk(const std::string& name, const std::vector<Conj>& entry, const std::vector<int>& via) {
+    std::vector<Conj> ctx = entry;  // what reaches the next rule of this chain, as cases
+    for (const Rule& r : chains_.at(name).rules) {
+      if (budget_ == 0) return leave_out(r, "the jumps expand to more than " + std::to_string(kMaxExpanded) + " rules; the rest is not imported");
+      if (ctx.empty()) {
+        note(ledger_, r, "never reached: the rules before it decide or return every packet that gets here");
         continue;
       }
-      std::erase_if(c, [&](const Cond& y) { return y.field == field; });
-      c.insert(c.end(), mine.begin(), mine.end());
+      std::vector<std::string> problems = r.problems;
+      Conj own;
+      if (const std::string never = conj_of(r, own, problems); never == kOtherWalk) {
+        continue;  // its protocol is the other walk's
+      } else if (!never.empty()) {
+        if (r.target == "LOG" || r.target.empty() || r.target == "RETURN" || chains_.count(r.target)) note(ledger_, r, never);
+        else leave_out(r, never);
+        continue;
+      }
+      std::vector<Conj> here;  // what this rule matches, with the path that leads to it
+      for (const Conj& c : ctx)
+        if (auto both = conjoin(c, own, problems)) here.push_back(std::move(*both));
+      if (here.empty()) {
+        if (icmp_ && term(own, "icmp_type"))
+          note(ledger_, r, "ICMP replies and errors belong to a flow (ESTABLISHED, RELATED) and pass: only requests are filtered");
+        else
+          note(ledger_, r, "never matches here: the conditions that lead to it exclude it");
+        continue;
+      }
+      const bool user_chain = chains_.count(r.target) && chains_.at(r.target).policy == "-";
+      if (r.target == "ACCEPT" || r.target == "DROP" || r.target == "REJECT") {
+        for (Conj& c : here) {
+          if (budget_ == 0) break;
+          --budget_;
+          flats.push_back({&r, via, std::move(c), r.target == "ACCEPT" ? "PERMIT" : "BLOCK", problems});
+        }
+      } else if (user_chain || r.target == "RETURN") {
+        if (user_chain) {
+          const std::string jump = std::string(r.go ? "goto " : "jump to ") + r.target;
+          if (!problems.empty()) {
+            leave_out(r, jump + " is not imported (" + joined(problems) + "); nor are the rules it leads to on this path");
+            continue;
+          }
+          if (via.size() >= 32) return leave_out(r, "jumps nest too deep (a loop?)");
+          std::vector<int> deeper = via;
+          deeper.push_back(r.line);
+          walk(r.target, here, deeper);
+          note(ledger_, r, jump + ": its rules' filters carry this rule's conditions");
+          if (!r.go) continue;
+        }
+        // RETURN, or a goto's return: the rest of this chain sees only what this rule does not match.
+        const std::string what = r.go ? "the goto" : "the RETURN";
+        if (!problems.empty()) {
+          leave_out(r, what + " is not imported (" + joined(problems) + "): the later rules of " + name + " may decide what it returned");
+          continue;
+        }
+        if (std::any_of(own.begin(), own.end(), [](const Term& t) { return is_opaque(t.role); })) {
+          leave_out(r, what + " on a user or group has no negation in LFP: the later rules of " + name + " may decide what it returned");
+          continue;
+        }
+        std::vector<Conj> rest = without(ctx, own);
+        if (rest.size() > kMaxCases) {
+          leave_out(r, "the negation of " + what + " splits into more than " + std::to_string(kMaxCases) +
+                           " cases; the rest of " + name + " is not imported on this path");
+          return;
+        }
+        ctx = std::move(rest);
+        if (!r.go) note(ledger_, r, own.empty() ? "RETURN: the rest of " + name + " is not reached"
+                                                : "RETURN: the later rules of " + name + " carry its negation");
+      } else if (r.target == "LOG" || r.target.empty()) {
+        std::string why = r.target == "LOG" ? "LOG decides nothing (LFP's net events log what its filters decide)" : "no target: the rule only counts";
+        if (!problems.empty()) why += "; " + joined(problems);
+        leave_out(r, why);
+      } else {
+        leave_out(r, "target " + r.target + " has no LFP form");
+      }
     }
-    if (r.established_only) {
-      unmapped.push_back({r.line, r.text, r.target == "ACCEPT"
-                                               ? "implied: the ALE layers decide only a flow's first packet, so established and related flows pass"
-                                               : "acts on established flows only, which the ALE layers do not see again"});
+  }
+
+  // The policy conditions of one conjunction (its problems appended to `problems`); nothing when no
+  // packet at this layer matches them.
+  std::optional<json> conditions(Conj c, std::vector<std::string>& problems) const {
+    // The address type: only multicast or not is an address range at the ALE layers.
+    if (const Term* t = term(c, "dst_type")) {
+      const Set types = t->set;
+      std::erase_if(c, [](const Term& x) { return x.role == "dst_type"; });
+      const Set multicast = family_ == 4 ? Set{{U(0xE0000000u), U(0xEFFFFFFFu)}} : Set{{U(0xFF) << 120, ~U(0)}};
+      Set addrs = full("dst_addr");
+      if (types == Set{{kMulticast, kMulticast}}) addrs = multicast;
+      else if (types == subtract(full("dst_type"), {{kMulticast, kMulticast}})) addrs = subtract(addrs, multicast);
+      else problems.push_back("addrtype " + type_names(types) + ": the ALE layers do not see address types " +
+                              "(IP_DESTINATION_ADDRESS_TYPE is a packet-layer field); only multicast or not is an address range");
+      if (Term* d = term(c, "dst_addr")) d->set = intersect(d->set, addrs);
+      else if (addrs != full("dst_addr")) c.push_back({"dst_addr", addrs, {}});
+      if (const Term* d = term(c, "dst_addr"); d && d->set.empty()) return std::nullopt;
+    }
+    const bool in = hook_ == Hook::INPUT, out = hook_ == Hook::OUTPUT;
+    json conds = json::array();
+    for (const Term& t : c) {
+      std::string field = t.role;
+      if (t.role == "src_addr") field = in ? "IP_REMOTE_ADDRESS" : out ? "IP_LOCAL_ADDRESS" : "IP_SOURCE_ADDRESS";
+      else if (t.role == "dst_addr") field = in ? "IP_LOCAL_ADDRESS" : out ? "IP_REMOTE_ADDRESS" : "IP_DESTINATION_ADDRESS";
+      else if (t.role == "src_port") field = in ? "IP_REMOTE_PORT" : "IP_LOCAL_PORT";
+      else if (t.role == "dst_port") field = in ? "IP_LOCAL_PORT" : "IP_REMOTE_PORT";
+      else if (t.role == "icmp_type") field = "IP_LOCAL_PORT";  // WFP's convention at the transport layers
+      else if (t.role == "icmp_code") field = "IP_REMOTE_PORT";
+      if (t.role == "ct_state" && hook_ == Hook::FORWARD) {
+        problems.push_back("the connection state is not a field of IPFORWARD, which decides every packet");
+        continue;
+      }
+      if (t.role == "ct_state") continue;  // NEW: the only state the walk sees
+      if (icmp_ && is_opaque(t.role)) {
+        problems.push_back(t.role + " is not a field of the transport layers, where ICMP is decided");
+        continue;
+      }
+      if (hook_ == Hook::FORWARD && (t.role.ends_with("port") || t.role.starts_with("icmp") || t.role == "IP_PROTOCOL" || is_opaque(t.role))) {
+        problems.push_back((t.role.ends_with("port") ? std::string("ports are") : t.role + " is") + " not a field of IPFORWARD");
+        continue;
+      }
+      if (t.role.starts_with("icmp") && !icmp_) {
+        problems.push_back("ICMP types are not fields of the ALE layers");
+        continue;
+      }
+      if (is_opaque(t.role)) {
+        if (in) problems.push_back("-m owner applies to locally generated traffic only");
+        else
+          for (const json& v : t.values) conds.push_back({{"field", field}, {"match", "EQUAL"}, {"value", v}});
+        continue;
+      }
+      if (t.role == "loopback") {
+        conds.push_back({{"field", "FLAGS"}, {"match", t.set[0].low ? "FLAGS_ALL_SET" : "FLAGS_NONE_SET"}, {"value", "IS_LOOPBACK"}});
+        continue;
+      }
+      for (const Interval& i : t.set) {
+        if (is_address(t.role)) {
+          const int len = prefix_len(i);
+          if (i.low == i.high) conds.push_back({{"field", field}, {"match", "EQUAL"}, {"value", address(i.low)}});
+          else if (len >= 0) conds.push_back({{"field", field}, {"match", "EQUAL"}, {"value", address(i.low) + "/" + std::to_string(len)}});
+          else conds.push_back({{"field", field}, {"match", "RANGE"}, {"value", {{"low", address(i.low)}, {"high", address(i.high)}}}});
+        } else if (i.low == i.high) {
+          conds.push_back({{"field", field}, {"match", "EQUAL"}, {"value", number(t.role, i.low)}});
+        } else {
+          conds.push_back({{"field", field}, {"match", "RANGE"}, {"value", {{"low", number(t.role, i.low)}, {"high", number(t.role, i.high)}}}});
+        }
+      }
+    }
+    return conds;
+  }
+
+ private:
+  const std::map<std::string, Chain>& chains_;
+  Hook hook_;
+  int family_;
+  bool icmp_;
+  Ledger& ledger_;
+  std::vector<Unmapped>& unmapped_;
+  size_t budget_ = kMaxExpanded;
+
+  void leave_out(const Rule& r, const std::string& why) {
+    note(ledger_, r, why);
+    unmapped_.push_back({r.line, r.text, why});
+  }
+
+  // Every value a role can take where the filters are: the ALE layers (and the ICMP walk) decide a
+  // flow's first packet (conntrack's NEW), and see the destination address types a packet at this
+  // hook can have.
+  Set full(const std::string& role) const {
+    if (role == "IP_PROTOCOL" && hook_ != Hook::FORWARD) {
+      const Set icmp = {{U(family_ == 4 ? 1 : 58), U(family_ == 4 ? 1 : 58)}};
+      return icmp_ ? icmp : subtract(bounds(role), icmp);
+    }
+    if ((role == "src_port" || role == "dst_port") && icmp_) return {};  // ICMP has none
+    if (role == "ct_state") return hook_ == Hook::FORWARD ? Set{{0, kCtStates.size() - 1}} : Set{{kNew, kNew}};  // IPFORWARD sees every packet
+    if (role == "dst_type") {
+      if (hook_ == Hook::INPUT) return {{kLocal, kBroadcast}, {kMulticast, kMulticast}};
+      if (hook_ == Hook::OUTPUT) return {{kUnicast, kBroadcast}, {kMulticast, kMulticast}};
+      return {{kUnicast, kUnicast}, {kMulticast, kMulticast}};
+    }
+    return bounds(role);
+  }
+
+  // The values a role has at all.
+  Set bounds(const std::string& role) const {
+    if (is_address(role)) return {{0, family_ == 4 ? U(0xFFFFFFFFu) : ~U(0)}};
+    if (role == "src_port" || role == "dst_port") return {{0, 65535}};
+    if (role == "IP_PROTOCOL" || role == "icmp_type" || role == "icmp_code") return {{0, 255}};
+    if (role == "loopback") return {{0, 1}};
+    return {};
+  }
+
+  // One value as a set; empty (with a problem) when it has no form.
+  Set value_set(const std::string& role, const json& v, std::vector<std::string>& problems) const {
+    if (v.is_object() && v.contains("low") && v.contains("high")) {
+      const Set lo = value_set(role, v["low"], problems), hi = value_set(role, v["high"], problems);
+      if (lo.empty() || hi.empty()) return {};
+      if (lo[0].low > hi[0].high) return problems.push_back("range " + v.dump() + " is empty"), Set{};
+      return {{lo[0].low, hi[0].high}};
+    }
+    if (is_address(role) && v.is_string()) {
+      std::string a = v.get<std::string>();
+      int len = family_ == 4 ? 32 : 128;
+      if (const size_t slash = a.find('/'); slash != std::string::npos) {
+        const std::string l = a.substr(slash + 1);
+        len = l.empty() || l.size() > 3 || l.find_first_not_of("0123456789") != std::string::npos ? -1 : std::stoi(l);
+        a = a.substr(0, slash);
+      }
+      unsigned char bytes[16];
+      if (len < 0 || len > (family_ == 4 ? 32 : 128) || inet_pton(family_ == 4 ? AF_INET : AF_INET6, a.c_str(), bytes) != 1)
+        return problems.push_back("'" + v.get<std::string>() + "' is not an IPv" + std::to_string(family_) + " address or prefix"), Set{};
+      U x = 0;
+      for (int i = 0; i < (family_ == 4 ? 4 : 16); ++i) x = x << 8 | bytes[i];
+      const int bits = family_ == 4 ? 32 : 128;
+      const U host = len == 0 ? (bits == 128 ? ~U(0) : U(0xFFFFFFFFu)) : (U(1) << (bits - len)) - 1;
+      return {{x & ~host, x | host}};
+    }
+    if (role == "ct_state" || role == "dst_type") {
+      const int i = v.is_string() ? role == "ct_state" ? index_of(kCtStates, v.get<std::string>()) : index_of(kAddrTypes, v.get<std::string>()) : -1;
+      if (i < 0) return problems.push_back((role == "ct_state" ? "connection state " : "address type ") + v.dump() + " is not known"), Set{};
+      return {{U(i), U(i)}};
+    }
+    if (v.is_number_integer() && v.get<int64_t>() >= 0 && !bounds(role).empty() && U(v.get<uint64_t>()) <= bounds(role).back().high)
+      return {{v.get<uint64_t>(), v.get<uint64_t>()}};
+    if (role == "icmp_type" && v.is_string()) {
+      for (auto [name, type] : family_ == 4 ? std::span<const std::pair<const char*, int>>(kIcmpTypes) : std::span<const std::pair<const char*, int>>(kIcmp6Types))
+        if (v == name) return {{U(type), U(type)}};
+      const std::string t = v.get<std::string>();
+      if (!t.empty() && t.size() < 4 && t.find_first_not_of("0123456789") == std::string::npos && std::stoi(t) < 256) return {{U(std::stoi(t)), U(std::stoi(t))}};
+    }
+    if (role == "IP_PROTOCOL" && v.is_string()) {
+      std::string p = v.get<std::string>();
+      std::transform(p.begin(), p.end(), p.begin(), ::tolower);
+      if (p == "icmpv6" || p == "ipv6-icmp") return {{58, 58}};
+      if (const protoent* e = getprotobyname(p.c_str())) return {{U(e->p_proto), U(e->p_proto)}};
+    }
+    problems.push_back("value " + v.dump() + " has no LFP form for " + role);
+    return {};
+  }
+
+  // The rule's own conditions (`out`), or why it never matches here.
+  std::string conj_of(const Rule& r, Conj& out, std::vector<std::string>& problems) const {
+    for (const Cond& c : r.conds) {
+      if (term(out, c.role)) continue;
+      if (is_opaque(c.role)) {
+        Term t{c.role, {}, {}};
+        for (const Cond& x : r.conds)
+          if (x.role == c.role) {
+            if (x.negated) problems.push_back("a negated " + c.role + " has no LFP form");
+            else t.values.push_back(x.value);
+          }
+        if (!t.values.empty()) out.push_back(std::move(t));
+        continue;
+      }
+      Set any, none;
+      bool positive = false, bad = false;
+      for (const Cond& x : r.conds)
+        if (x.role == c.role) {
+          const Set s = value_set(c.role, x.value, problems);
+          bad = bad || s.empty();
+          (x.negated ? none : any).insert((x.negated ? none : any).end(), s.begin(), s.end());
+          positive = positive || !x.negated;
+        }
+      if (bad) continue;  // the rule has a problem: it is not imported
+      const Set all = full(c.role);
+      const Set s = subtract(intersect(positive ? normalized(any) : all, all), normalized(none));
+      if (s.empty()) {
+        if ((c.role == "IP_PROTOCOL" && !intersect(normalized(any), bounds(c.role)).empty()) || all.empty()) return kOtherWalk;
+        if (c.role == "ct_state")
+          return r.target == "ACCEPT" ? "implied: LFP decides only a flow's first packet, so established and related flows pass"
+                                      : "acts on established, related or invalid packets only, which LFP does not see (it decides a flow's first packet)";
+        if (c.role == "dst_type") return "matches destination address types no packet has at this hook's ALE layer";
+        return "never matches: its conditions on " + c.role + " exclude each other";
+      }
+      if (s != all) out.push_back({c.role, s, {}});
+    }
+    return "";
+  }
+
+  // a AND b, or nothing when no packet matches both.
+  std::optional<Conj> conjoin(const Conj& a, const Conj& b, std::vector<std::string>& problems) const {
+    Conj c = a;
+    for (const Term& t : b) {
+      Term* mine = term(c, t.role);
+      if (!mine) {
+        c.push_back(t);
+      } else if (is_opaque(t.role)) {
+        // Opaque values cannot be intersected: the rule may only repeat or narrow the jump's list.
+        if (std::all_of(t.values.begin(), t.values.end(), [&](const json& v) { return std::find(mine->values.begin(), mine->values.end(), v) != mine->values.end(); }))
+          mine->values = t.values;
+        else
+          problems.push_back("the jump and the rule both constrain " + t.role + " (LFP cannot intersect its values)");
+      } else {
+        mine->set = intersect(mine->set, t.set);
+        if (mine->set.empty()) return std::nullopt;
+      }
+    }
+    return c;
+  }
+
+  // The cases of `ctx` that `r` does not match: NOT(a AND b) = NOT a OR NOT b, one case per negated term.
+  std::vector<Conj> without(const std::vector<Conj>& ctx, const Conj& r) const {
+    std::vector<Conj> out;
+    std::vector<std::string> ignored;
+    for (const Conj& c : ctx) {
+      if (!conjoin(c, r, ignored)) {  // disjoint: all of it goes on
+        out.push_back(c);
+        continue;
+      }
+      for (const Term& t : r) {
+        Conj n = c;
+        Term* mine = term(n, t.role);
+        const Set rest = subtract(mine ? mine->set : full(t.role), t.set);
+        if (rest.empty()) continue;
+        if (mine) mine->set = rest;
+        else n.push_back({t.role, rest, {}});
+        out.push_back(std::move(n));
+      }
+    }
+    return out;
+  }
+
+  int prefix_len(const Interval& i) const {
+    const int bits = family_ == 4 ? 32 : 128;
+    for (int len = 0; len <= bits; ++len) {
+      const U host = len == 0 ? (bits == 128 ? ~U(0) : U(0xFFFFFFFFu)) : len == bits ? U(0) : (U(1) << (bits - len)) - 1;
+      if ((i.low & host) == 0 && i.high == (i.low | host)) return len;
+    }
+    return -1;
+  }
+
+  std::string address(U x) const {
+    unsigned char bytes[16];
+    const int n = family_ == 4 ? 4 : 16;
+    for (int i = n - 1; i >= 0; --i, x >>= 8) bytes[i] = static_cast<unsigned char>(x & 0xFF);
+    char buf[INET6_ADDRSTRLEN];
+    inet_ntop(family_ == 4 ? AF_INET : AF_INET6, bytes, buf, sizeof buf);
+    return buf;
+  }
+
+  static json number(const std::string& role, U x) {
+    if (role == "IP_PROTOCOL")
+      for (auto [n, name] : {std::pair{6, "TCP"}, {17, "UDP"}, {1, "ICMP"}, {58, "ICMPV6"}})
+        if (x == U(n)) return name;
+    return static_cast<uint64_t>(x);
+  }
+
+  static std::string type_names(const Set& s) {
+    std::string out;
+    for (const Interval& i : s)
+      for (U t = i.low; t <= i.high; ++t) out += (out.empty() ? "" : ",") + std::string(kAddrTypes[static_cast<size_t>(t)]);
+    return out;
+  }
+};
+
+}  // namespace
+
+namespace {
+
+// The filters of one walk at `layer`: the flattened rules, then the chain policy for what `scope`
+// (the walk's initial cases) matches.
+void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cname, const std::string& layer, const std::string& policy,
+               const std::string& suffix, const Output& o, json& pol, ImportResult& res, Ledger& ledger) {
+  w.walk(cname, scope, {});
+  const std::string policy_action = policy == "ACCEPT" ? "PERMIT" : "BLOCK";
+  std::vector<std::optional<json>> conds;
+  std::vector<std::vector<std::string>> problems;
+  for (const Flat& f : w.flats) {
+    problems.push_back(f.problems);
+    conds.push_back(w.conditions(f.conj, problems.back()));
+  }
+  // A rule that decides as every rule after it and the policy need not be a filter: one that cannot
+  // be expressed there is left out at no cost (ufw's "skip to policy" rules).
+  size_t tail = w.flats.size();
+  while (tail > 0 && w.flats[tail - 1].action == policy_action) --tail;
+
+  uint64_t weight = 1'000'000;
+  std::map<int, int> made;  // filters made per rule line
+  auto filter = [&](const std::string& name, const std::string& description, json conditions, const std::string& action, uint64_t w) {
+    pol["filters"].push_back({{"name", name}, {"description", description}, {"layer", layer}, {"provider", o.provider},
+                              {"sublayer", o.sublayer}, {"weight", {{"explicit", w}}}, {"conditions", std::move(conditions)}, {"action", action}});
+    ++res.filters;
+  };
+  for (size_t i = 0; i < w.flats.size(); ++i) {
+    const Flat& f = w.flats[i];
+    const Rule& r = *f.rule;
+    if (!conds[i]) {
+      note(ledger, r, "never matches here: its address types and addresses exclude each other");
       continue;
     }
-    if (r.target == "ACCEPT" || r.target == "DROP" || r.target == "REJECT") {
-      out.push_back({p, c, r.target == "ACCEPT" ? "PERMIT" : "BLOCK", pr});
-    } else if (r.target == "RETURN") {
-      if (!r.conds.empty() || !r.problems.empty()) {
-        unmapped.push_back({r.line, r.text, "a conditional RETURN has no LFP form; the chain's later rules may decide what it returned"});
-        continue;
+    if (!problems[i].empty()) {
+      std::string why = joined(problems[i]);
+      if (!f.via.empty()) {
+        why += " (reached through line";
+        for (int l : f.via) why += " " + std::to_string(l);
+        why += ")";
       }
-      return;  // the rest of this chain is never reached
-    } else if (r.target == "LOG" || r.target.empty()) {
-      std::string why = r.target == "LOG" ? "LOG decides nothing (net events log what LFP decides)"
-                        : r.problems.empty() ? "no target: the rule only counts" : "";
-      for (const auto& p : r.problems) why += (why.empty() ? "" : "; ") + p;
-      unmapped.push_back({r.line, r.text, why});
-    } else if (chains.count(r.target) && chains.at(r.target).policy == "-") {
-      flatten(chains, r.target, p, c, pr, out, unmapped, depth + 1, budget);
-    } else {
-      unmapped.push_back({r.line, r.text, "target " + r.target + " has no LFP form"});
+      note(ledger, r, i >= tail ? "not needed (" + why + "): it decides as every later rule and the chain policy" : why);
+      if (i < tail) res.unmapped.push_back({r.line, r.text, why});
+      continue;
     }
+    const int nth = ++made[r.line];
+    const std::string name = cname + " " + o.place + " " + std::to_string(r.line) + suffix + (nth > 1 ? " (" + std::to_string(nth) + ")" : "");
+    filter(name, (r.comment.empty() ? "" : r.comment + ": ") + r.text + (r.target == "REJECT" ? " (REJECT: refused, not answered)" : ""),
+           std::move(*conds[i]), f.action, weight--);
+    auto& names = account(ledger, r).filters;
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  }
+  // The chain's policy: what no rule decided.
+  for (const Conj& c : scope) {
+    std::vector<std::string> none;
+    filter(cname + " policy " + policy + suffix, "the chain policy of " + o.source, *w.conditions(c, none), policy_action, 0);
   }
 }
 
 }  // namespace
 
 void emit_chain(const std::map<std::string, Chain>& chains, const std::string& cname, Hook hook, int family,
-                const std::string& provider, const std::string& sublayer, const std::string& source, json& pol,
-                ImportResult& res) {
-  const char* layer = hook == Hook::INPUT ? "ALE_AUTH_RECV_ACCEPT" : hook == Hook::OUTPUT ? "ALE_AUTH_CONNECT" : "IPFORWARD";
-  const char* fam = family == 6 ? "_V6" : "_V4";
-    std::vector<Flat> flat;
-    size_t budget = kMaxExpanded;
-    flatten(chains, cname, {}, {}, {}, flat, res.unmapped, 0, budget);
-    const Fields fl = fields_for(hook);
-    uint64_t weight = 1'000'000;
-    for (const Flat& f : flat) {
-      const Rule& r = *f.path.back();
-      std::vector<std::string> problems = f.problems;
-      json conds = json::array();
-      for (const Cond& c : f.conds) {
-        std::string field = c.field;
-        if (field == "src_addr") field = fl.src_addr;
-        else if (field == "dst_addr") field = fl.dst_addr;
-        else if (field == "src_port" || field == "dst_port") {
-          const char* n = field == "src_port" ? fl.src_port : fl.dst_port;
-          if (!n) {
-            problems.push_back("ports are not fields of IPFORWARD");
-            continue;
-          }
-          field = n;
-        }
-        if (hook == Hook::FORWARD && (field == "IP_PROTOCOL" || field == "ALE_USER_ID")) {
-          problems.push_back(field + " is not a field of IPFORWARD");
-          continue;
-        }
-        if (field == "ALE_USER_ID" && hook == Hook::INPUT) {
-          problems.push_back("-m owner applies to locally generated traffic only");
-          continue;
-        }
-        conds.push_back({{"field", field}, {"match", c.match}, {"value", c.value}});
-      }
-      if (!problems.empty()) {
-        std::string why;
-        for (const auto& p : problems) why += (why.empty() ? "" : "; ") + p;
-        res.unmapped.push_back({r.line, r.text, why});
-        continue;
-      }
-      std::string name = std::string(cname) + " line " + std::to_string(r.line);
-      json filter = {{"name", name},
-                     {"description", (r.comment.empty() ? "" : r.comment + ": ") + r.text + (r.target == "REJECT" ? " (REJECT: refused, not answered)" : "")},
-                     {"layer", std::string(layer) + fam},
-                     {"provider", provider},
-                     {"sublayer", sublayer},
-                     {"weight", {{"explicit", weight--}}},
-                     {"conditions", conds},
-                     {"action", f.action}};
-      pol["filters"].push_back(filter);
-      ++res.filters;
-    }
-    // The chain's policy: what no rule decided.
-    const std::string& policy = chains.at(cname).policy;
-    pol["filters"].push_back({{"name", std::string(cname) + " policy " + policy},
-                              {"description", "the chain policy of " + source},
-                              {"layer", std::string(layer) + fam},
-                              {"provider", provider},
-                              {"sublayer", sublayer},
-                              {"weight", {{"explicit", 0}}},
-                              {"conditions", json::array()},
-                              {"action", policy == "ACCEPT" ? "PERMIT" : "BLOCK"}});
-    ++res.filters;
+                const Output& o, json& pol, ImportResult& res, Ledger& ledger) {
+  const std::string fam = family == 6 ? "_V6" : "_V4";
+  const std::string& policy = chains.at(cname).policy;
+  Walker ale(chains, hook, family, false, ledger, res.unmapped);
+  emit_walk(ale, {Conj{}}, cname, (hook == Hook::INPUT ? "ALE_AUTH_RECV_ACCEPT" : hook == Hook::OUTPUT ? "ALE_AUTH_CONNECT" : "IPFORWARD") + fam,
+            policy, "", o, pol, res, ledger);
+  if (hook == Hook::FORWARD) return;  // (IPFORWARD has no protocol field)
+  // ICMP requests at the transport layers, where their type is the local port.
+  Walker icmp(chains, hook, family, true, ledger, res.unmapped);
+  const U proto = family == 4 ? 1 : 58;
+  emit_walk(icmp, {Conj{{"IP_PROTOCOL", {{proto, proto}}, {}}, {"icmp_type", icmp_requests(family), {}}}}, cname,
+            (hook == Hook::INPUT ? "INBOUND_TRANSPORT" : "OUTBOUND_TRANSPORT") + fam, policy, " icmp", o, pol, res, ledger);
+  const std::string needs = "the packet layers (lfpd without --no-packet-layers): ICMP requests are decided at INBOUND_TRANSPORT and OUTBOUND_TRANSPORT";
+  if (std::find(res.needs.begin(), res.needs.end(), needs) == res.needs.end()) res.needs.push_back(needs);
+}
+
+void finish_coverage(Ledger& ledger, ImportResult& res) {
+  for (auto& [line, rep] : ledger) {
+    if (rep.filters.empty() && rep.notes.empty()) rep.notes.push_back("not imported: no imported jump leads to its chain");
+    res.coverage.push_back(std::move(rep));
+  }
+  auto by_line = [](const Unmapped& a, const Unmapped& b) { return a.line != b.line ? a.line < b.line : a.reason < b.reason; };
+  std::sort(res.unmapped.begin(), res.unmapped.end(), by_line);
+  res.unmapped.erase(std::unique(res.unmapped.begin(), res.unmapped.end(),
+                                 [](const Unmapped& a, const Unmapped& b) { return a.line == b.line && a.reason == b.reason; }),
+                     res.unmapped.end());
 }
 
 }  // namespace lfp::import::detail

@@ -1,7 +1,10 @@
 #pragma once
 // What the importers share: a rule set as chains of rules (conditions by role, a target), and the
-// step that turns one base chain into filters of one sublayer: jumps flattened in order, first match
-// as weight, the chain policy as a last filter, and everything that cannot be expressed reported.
+// step that turns one base chain into filters of one sublayer. The chain walk (jumps, gotos, RETURNs,
+// conditional or not) is flattened into a first-match list: each rule's conditions are ANDed with the
+// conditions that lead to it, including the negation of every conditional RETURN (or goto) passed on
+// the way; rule order becomes weight, the chain policy a last filter. Conditions are sets of values
+// per field, so AND is an intersection and NOT a complement, both exact.
 #include <map>
 #include <string>
 #include <vector>
@@ -14,11 +17,17 @@ namespace lfp::import::detail {
 
 using nlohmann::json;
 
-// Conditions use engine field names, except addresses and ports, which keep their role ("src_addr",
-// "dst_addr", "src_port", "dst_port") until the chain they end up in says local or remote.
+// One condition of a rule. Conditions on one role are OR'ed (a multiport list, an nft set), the
+// negated ones (`!`, `!=`) excluded from that; roles are ANDed. Roles: "src_addr", "dst_addr",
+// "src_port", "dst_port" (local or remote once the chain is known), "IP_PROTOCOL" (a number or a
+// name), "loopback" (1: the loopback interface), "ct_state" ("NEW", "ESTABLISHED", "RELATED",
+// "INVALID", "UNTRACKED"), "dst_type" (an addrtype name: "LOCAL", "BROADCAST", ...), and
+// "ALE_USER_ID" (its value as the policy format writes it; it cannot be negated).
+// Addresses: "a", "a/len" or {"low", "high"}; ports and protocols: a number or {"low", "high"}.
 struct Cond {
-  std::string field, match = "EQUAL";
+  std::string role;
   json value;
+  bool negated = false;
 };
 
 struct Rule {
@@ -26,8 +35,8 @@ struct Rule {
   std::string text, comment;
   std::vector<Cond> conds;
   std::string target;                 // ACCEPT, DROP, REJECT, RETURN, LOG, a chain name, or "" (no target)
+  bool go = false;                    // goto: the chain's RETURN returns from the caller too
   std::vector<std::string> problems;  // why it cannot be expressed
-  bool established_only = false;      // --ctstate ESTABLISHED,RELATED (and no NEW)
 };
 
 struct Chain {
@@ -37,10 +46,21 @@ struct Chain {
 
 enum class Hook { INPUT, OUTPUT, FORWARD };
 
-// The filters of base chain `name` at `hook` for one family (4 or 6), in sublayer `sublayer` of
-// `provider`, appended to pol["filters"]; what cannot be expressed goes to res.unmapped.
+// Where the filters go and how they are named.
+struct Output {
+  std::string provider, sublayer, source;
+  std::string place = "line";  // filters are named "CHAIN line N" ("item N" for nftables)
+};
+
+// Per rule (by line): the filters it became and what else happened to it.
+using Ledger = std::map<int, RuleReport>;
+
+// Appends the filters of base chain `name` at `hook` for one family (4 or 6) to pol["filters"]; what
+// cannot be expressed goes to res.unmapped, and every rule reached gets its account in `ledger`.
 void emit_chain(const std::map<std::string, Chain>& chains, const std::string& name, Hook hook, int family,
-                const std::string& provider, const std::string& sublayer, const std::string& source, json& pol,
-                ImportResult& res);
+                const Output& out, json& pol, ImportResult& res, Ledger& ledger);
+
+// The ledger's accounts as res.coverage, in line order; a rule no base chain reaches says so.
+void finish_coverage(Ledger& ledger, ImportResult& res);
 
 }  // namespace lfp::import::detail

@@ -81,6 +81,8 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
     if (i >= t.size()) throw ImportError(lineno, "'" + t[i - 1] + "' needs a value");
     return t[i];
   };
+  std::string match;  // the last -m
+  std::string rate;   // a limit, hashlimit or recent match with its options, as written
   for (size_t i = 2; i < t.size(); ++i) {
     bool neg = false;
     if (t[i] == "!") {
@@ -89,53 +91,28 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
       if (i >= t.size()) throw ImportError(lineno, "'!' at the end of the rule");
     }
     const std::string& o = t[i];
-    auto add = [&](const std::string& role, json v, const std::string& match = "EQUAL") {
-      if (neg) {
-        if (match != "EQUAL" || (v.is_string() && v.get<std::string>().find('/') != std::string::npos)) {
-          r.problems.push_back("a negated " + o + " on a range or prefix has no LFP form");
-          return;
-        }
-        r.conds.push_back({role, "NOT_EQUAL", v});
-      } else {
-        r.conds.push_back({role, match, v});
+    auto add = [&](const std::string& role, json v) { r.conds.push_back({role, std::move(v), neg}); };
+    auto port_list = [&](const std::string& role, const std::string& list) {
+      std::stringstream ss(list);
+      for (std::string p; std::getline(ss, p, ',');) {
+        std::string problem;
+        json v = port_value(p, &problem);
+        if (!problem.empty()) r.problems.push_back(problem);
+        else add(role, v);
       }
     };
     if (o == "-p" || o == "--protocol") {
       std::string p = need(++i);
       std::transform(p.begin(), p.end(), p.begin(), ::tolower);
-      if (p == "all") continue;
-      if (p == "ipv6-icmp" || p == "icmpv6") p = "ICMPV6";
-      add("IP_PROTOCOL", is_number(p) ? json(std::stoi(p)) : json(p == "ICMPV6" ? p : [&] {
-        std::string u = p;
-        std::transform(u.begin(), u.end(), u.begin(), ::toupper);
-        return u;
-      }()));
+      if (p != "all") add("IP_PROTOCOL", is_number(p) ? json(std::stoi(p)) : json(p));
     } else if (o == "-s" || o == "--source" || o == "-d" || o == "--destination") {
-      std::string a = need(++i);
+      const std::string a = need(++i);
       (a.find(':') != std::string::npos ? v6_seen : v4_seen) = true;
-      // iptables-save writes host addresses with /32 (/128): plain addresses in LFP.
-      if (a.size() > 3 && (a.ends_with("/32") || a.ends_with("/128"))) a = a.substr(0, a.rfind('/'));
-      if (a == "0.0.0.0/0" || a == "::/0") continue;
       add(o[1] == 's' || o == "--source" ? "src_addr" : "dst_addr", a);
     } else if (o == "--sport" || o == "--source-port" || o == "--dport" || o == "--destination-port") {
-      std::string problem;
-      json v = port_value(need(++i), &problem);
-      if (!problem.empty()) r.problems.push_back(problem);
-      else add(o == "--sport" || o == "--source-port" ? "src_port" : "dst_port", v, v.is_object() ? "RANGE" : "EQUAL");
+      port_list(o == "--sport" || o == "--source-port" ? "src_port" : "dst_port", need(++i));
     } else if (o == "--sports" || o == "--dports" || o == "--source-ports" || o == "--destination-ports") {
-      if (neg) {
-        r.problems.push_back("a negated multiport list has no LFP form");
-        ++i;
-        continue;
-      }
-      std::stringstream ss(need(++i));
-      std::string p;
-      while (std::getline(ss, p, ',')) {
-        std::string problem;
-        json v = port_value(p, &problem);
-        if (!problem.empty()) r.problems.push_back(problem);
-        else add(o == "--sports" || o == "--source-ports" ? "src_port" : "dst_port", v, v.is_object() ? "RANGE" : "EQUAL");
-      }
+      port_list(o == "--sports" || o == "--source-ports" ? "src_port" : "dst_port", need(++i));  // `!`: none of them
     } else if (o == "--ports") {
       ++i;
       r.problems.push_back("multiport --ports (source or destination) has no LFP form: one field per condition");
@@ -144,10 +121,10 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
       const size_t dash = v.find('-');
       if (dash == std::string::npos) throw ImportError(lineno, o + " takes FROM-TO");
       (v.find(':') != std::string::npos ? v6_seen : v4_seen) = true;
-      add(o == "--src-range" ? "src_addr" : "dst_addr", json{{"low", v.substr(0, dash)}, {"high", v.substr(dash + 1)}}, "RANGE");
+      add(o == "--src-range" ? "src_addr" : "dst_addr", json{{"low", v.substr(0, dash)}, {"high", v.substr(dash + 1)}});
     } else if (o == "-i" || o == "--in-interface" || o == "-o" || o == "--out-interface") {
       const std::string ifname = need(++i);
-      if (ifname == "lo" && !neg) r.conds.push_back({"FLAGS", "FLAGS_ALL_SET", "IS_LOOPBACK"});
+      if (ifname == "lo") add("loopback", 1);
       else r.problems.push_back("interface '" + ifname + "': LFP names interfaces by index, which only the host knows");
     } else if (o == "--uid-owner" || o == "--gid-owner") {
       const std::string who = need(++i);
@@ -158,41 +135,52 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
       if (!id) r.problems.push_back("owner '" + who + "' is not known on this host");
       else add("ALE_USER_ID", json{{o == "--uid-owner" ? "uids" : "gids", {*id}}});
     } else if (o == "--ctstate" || o == "--state") {
-      std::set<std::string> states;
       std::stringstream ss(need(++i));
-      for (std::string s; std::getline(ss, s, ',');) states.insert(s);
-      if (neg) r.problems.push_back("a negated connection state has no LFP form");
-      else if (states.count("NEW")) {
-        // The ALE layers see exactly the new flows: no condition needed.
-      } else if (std::all_of(states.begin(), states.end(), [](const std::string& s) { return s == "ESTABLISHED" || s == "RELATED"; })) {
-        r.established_only = true;
-      } else {
-        r.problems.push_back("connection state " + need(i) + " has no LFP form");
+      for (std::string s; std::getline(ss, s, ',');) add("ct_state", s);
+    } else if (o == "--syn") {
+      if (neg) add("ct_state", "NEW");  // a flow's first TCP packet, the one the ALE layers see, is a SYN
+    } else if ((o == "--dst-type" || o == "--src-type") && match == "addrtype") {
+      const std::string types = need(++i);
+      if (o == "--src-type") {
+        r.problems.push_back("addrtype --src-type " + types + ": the ALE layers do not see address types");
+        continue;
       }
+      std::stringstream ss(types);
+      for (std::string s; std::getline(ss, s, ',');) add("dst_type", s);
     } else if (o == "--comment") {
       r.comment = need(++i);
     } else if (o == "-m" || o == "--match") {
-      const std::string m = need(++i);
-      static const std::set<std::string> known = {"tcp", "udp", "multiport", "iprange", "owner", "conntrack", "state", "comment", "icmp", "icmp6"};
-      if (!known.count(m)) r.problems.push_back("match '" + m + "' has no LFP field");
-    } else if (o == "-j" || o == "--jump") {
+      match = need(++i);
+      static const std::set<std::string> known = {"tcp", "udp", "multiport", "iprange", "owner", "conntrack", "state", "comment", "addrtype"};
+      if (match == "limit" || match == "hashlimit" || match == "recent") rate = "-m " + match;
+      else if (match == "icmp" || match == "icmp6") continue;  // its --icmp-type is reported
+      else if (!known.count(match)) r.problems.push_back("match '" + match + "' has no LFP field");
+    } else if (o == "-j" || o == "--jump" || o == "-g" || o == "--goto") {
       r.target = need(++i);
-      if (r.target == "REJECT" || r.target == "LOG")  // their options follow
-        while (i + 1 < t.size() && t[i + 1].rfind("--", 0) == 0) i += 2;
-    } else if (o == "-g" || o == "--goto") {
-      ++i;
-      r.problems.push_back("goto has no LFP form (a filter cannot end its caller's chain)");
+      r.go = o == "-g" || o == "--goto";
+      while (i + 1 < t.size() && t[i + 1].rfind("--", 0) == 0) i += 2;  // a target's options (REJECT, LOG)
     } else if (o == "--icmp-type" || o == "--icmpv6-type") {
-      ++i;
-      r.problems.push_back("ICMP types are not fields of the ALE layers");
+      const std::string v = need(++i);  // TYPE, TYPE/CODE or a name
+      const size_t slash = v.find('/');
+      if (v == "any") continue;
+      if (slash != std::string::npos && neg) {
+        r.problems.push_back("a negated ICMP type and code has no LFP form");
+        continue;
+      }
+      add("icmp_type", is_number(v.substr(0, slash)) ? json(std::stoi(v.substr(0, slash))) : json(v.substr(0, slash)));
+      if (slash != std::string::npos) add("icmp_code", is_number(v.substr(slash + 1)) ? json(std::stoi(v.substr(slash + 1))) : json(v.substr(slash + 1)));
     } else if (o.rfind("--", 0) == 0 || o.rfind("-", 0) == 0) {
       // An option of a match we do not map: skip its value(s) until the next option.
-      r.problems.push_back("option " + o + " has no LFP field");
-      while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") ++i;
+      std::string values;
+      while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") values += " " + t[++i];
+      if (!rate.empty() && (match == "limit" || match == "hashlimit" || match == "recent")) rate += (neg ? " ! " : " ") + o + values;
+      else r.problems.push_back("option " + o + " has no LFP field");
     } else {
       throw ImportError(lineno, "unexpected '" + o + "'");
     }
   }
+  if (!rate.empty())
+    r.problems.push_back(rate + ": LFP has no rate or recent-source limit, so what this rule does only to some packets is not imported");
   return r;
 }
 
@@ -244,8 +232,8 @@ ImportResult import_iptables(const std::string& text, const ImportOptions& opts)
 
   ImportResult res;
   res.rules = nrules;
-  for (const auto& [l, text] : other_tables)
-    res.unmapped.push_back({l, text, "only the filter table is imported (NAT, mangle and raw rules do not filter)"});
+  const std::string other_table = "only the filter table is imported (NAT, mangle and raw rules do not filter)";
+  for (const auto& [l, text] : other_tables) res.unmapped.push_back({l, text, other_table});
 
   const std::string provider = opts.provider.empty() ? Guid::generate().str() : opts.provider;
   const std::string sublayer = opts.sublayer.empty() ? Guid::generate().str() : opts.sublayer;
@@ -254,11 +242,15 @@ ImportResult import_iptables(const std::string& text, const ImportOptions& opts)
   if (opts.sublayer.empty())
     pol["sublayers"].push_back({{"key", sublayer}, {"name", "imported from " + opts.source}, {"provider", provider}, {"weight", 0x8000}});
 
+  Ledger ledger;  // every rule has an account, even one no chain reaches
+  for (const auto& [name, chain] : chains)
+    for (const Rule& r : chain.rules) ledger[r.line] = {r.line, r.text, {}, {}};
+  for (const auto& [l, text] : other_tables) ledger[l] = {l, text, {}, {other_table}};
   const int family = v6 ? 6 : 4;
   for (const auto& [hook, cname] : {std::pair{Hook::INPUT, "INPUT"}, std::pair{Hook::OUTPUT, "OUTPUT"},
                                     std::pair{Hook::FORWARD, "FORWARD"}})
-    if (chains.count(cname)) emit_chain(chains, cname, hook, family, provider, sublayer, opts.source, pol, res);
-  std::sort(res.unmapped.begin(), res.unmapped.end(), [](const Unmapped& a, const Unmapped& b) { return a.line < b.line; });
+    if (chains.count(cname)) emit_chain(chains, cname, hook, family, {provider, sublayer, opts.source}, pol, res, ledger);
+  finish_coverage(ledger, res);
   res.policy = std::move(pol);
   return res;
 }

@@ -22,17 +22,13 @@ std::string key_of(const std::string& family, const std::string& table, const st
   return family + " " + table + " " + chain;
 }
 
-// A right-hand value as the policy format writes it; false when it has no form.
+// A right-hand value as the chains take it (see Cond); false when it has no form.
 bool value_of(const json& v, bool address, json& out) {
   if (v.is_number_unsigned()) return out = v, true;
   if (v.is_string()) {
     const std::string s = v.get<std::string>();
-    if (address || s.find_first_not_of("0123456789") == std::string::npos) return out = address ? json(s) : json(std::stoul(s)), true;
-    std::string u = s;
-    std::transform(u.begin(), u.end(), u.begin(), ::toupper);
-    if (u == "TCP" || u == "UDP" || u == "ICMP" || u == "ICMPV6" || u == "IPV6-ICMP" || u == "SCTP")
-      return out = json(u == "IPV6-ICMP" ? "ICMPV6" : u), true;
-    return false;
+    if (address || s.empty() || s.size() > 9 || s.find_first_not_of("0123456789") != std::string::npos) return out = s, true;  // a name: a protocol, a state
+    return out = json(std::stoul(s)), true;
   }
   if (v.is_object() && v.contains("prefix") && address)
     return out = v["prefix"].value("addr", "") + "/" + std::to_string(v["prefix"].value("len", 0)), true;
@@ -41,18 +37,32 @@ bool value_of(const json& v, bool address, json& out) {
     if (!value_of(v["range"][0], address, lo) || !value_of(v["range"][1], address, hi)) return false;
     return out = json{{"low", lo}, {"high", hi}}, true;
   }
+  if (v.is_object() && v.contains("elem") && v["elem"].is_object() && v["elem"].contains("val"))  // an element with a timeout or comment
+    return value_of(v["elem"]["val"], address, out);
   return false;
 }
 
 struct Ctx {
-  const std::map<std::string, json>* sets;  // "family table name" -> elements
+  const std::map<std::string, json>* sets;  // "family table name" -> elements (of sets and maps)
   std::string family, table;
 };
+
+// The elements `right` stands for: a named set's, an anonymous set's, a list's, or itself.
+std::vector<json> elements(json right, const Ctx& cx, std::string& problem) {
+  if (right.is_string() && right.get<std::string>().rfind("@", 0) == 0) {
+    auto it = cx.sets->find(key_of(cx.family, cx.table, right.get<std::string>().substr(1)));
+    if (it == cx.sets->end()) return problem = "set " + right.get<std::string>() + " is not in the ruleset", std::vector<json>{};
+    right = it->second;
+  }
+  if (right.is_object() && right.contains("set")) right = right["set"];
+  if (!right.is_array()) return {right};
+  return {right.begin(), right.end()};
+}
 
 // One "match" expression into conditions on `r` (or a problem).
 void add_match(const json& m, const Ctx& cx, Rule& r, int& family_only) {
   const json& left = m.contains("left") ? m["left"] : json();
-  json right = m.contains("right") ? m["right"] : json();
+  const json right = m.contains("right") ? m["right"] : json();
   const std::string op = m.value("op", "==");
   std::string role;
   bool address = false;
@@ -64,13 +74,14 @@ void add_match(const json& m, const Ctx& cx, Rule& r, int& family_only) {
       if (field == "saddr" || field == "daddr") role = field == "saddr" ? "src_addr" : "dst_addr", address = true;
       else if (field == "protocol" || field == "nexthdr") role = "IP_PROTOCOL";
     } else if (proto == "tcp" || proto == "udp" || proto == "th") {
-      if (proto != "th") {
-        std::string up = proto;
-        std::transform(up.begin(), up.end(), up.begin(), ::toupper);
-        if (std::none_of(r.conds.begin(), r.conds.end(), [&](const Cond& c) { return c.field == "IP_PROTOCOL"; }))
-          r.conds.push_back({"IP_PROTOCOL", "EQUAL", up});
-      }
+      if (proto != "th" && std::none_of(r.conds.begin(), r.conds.end(), [&](const Cond& c) { return c.role == "IP_PROTOCOL"; }))
+        r.conds.push_back({"IP_PROTOCOL", proto, false});
       if (field == "sport" || field == "dport") role = field == "sport" ? "src_port" : "dst_port";
+    } else if (proto == "icmp" || proto == "icmpv6") {
+      family_only = proto == "icmp" ? 4 : 6;
+      if (std::none_of(r.conds.begin(), r.conds.end(), [&](const Cond& c) { return c.role == "IP_PROTOCOL"; }))
+        r.conds.push_back({"IP_PROTOCOL", proto, false});
+      if (field == "type" || field == "code") role = "icmp_" + field;
     }
     if (role.empty()) return problem("payload " + proto + " " + field + " has no LFP field");
   } else if (left.contains("meta") && left["meta"].is_object()) {
@@ -80,50 +91,61 @@ void add_match(const json& m, const Ctx& cx, Rule& r, int& family_only) {
       if (right == "ipv4" || right == "ipv6") family_only = right == "ipv4" ? 4 : 6;
       else problem("meta nfproto " + right.dump());
       return;
-    } else if (key == "iifname" || key == "oifname") {
-      if (right == "lo" && op == "==") r.conds.push_back({"FLAGS", "FLAGS_ALL_SET", "IS_LOOPBACK"});
+    } else if (key == "iifname" || key == "oifname" || key == "iif" || key == "oif") {
+      if (right == "lo" && (op == "==" || op == "!=")) r.conds.push_back({"loopback", 1, op == "!="});
       else problem("interface " + right.dump() + ": LFP names interfaces by index, which only the host knows");
       return;
     } else if (key == "skuid" || key == "skgid") {
       json id;
       if (op != "==" || !value_of(right, false, id) || !id.is_number()) return problem("meta " + key + " " + right.dump());
-      r.conds.push_back({"ALE_USER_ID", "EQUAL", json{{key == "skuid" ? "uids" : "gids", {id}}}});
+      r.conds.push_back({"ALE_USER_ID", json{{key == "skuid" ? "uids" : "gids", {id}}}, false});
       return;
     } else {
       return problem("meta " + key + " has no LFP field");
     }
   } else if (left.contains("ct") && left["ct"].is_object() && left["ct"].value("key", "") == "state") {
-    std::set<std::string> states;
-    for (const json& s : right.is_array() ? right : json::array({right}))
-      if (s.is_string()) states.insert(s.get<std::string>());
-    if (op == "!=") return problem("a negated ct state has no LFP form");
-    if (states.count("new")) return;  // the ALE layers see exactly the new flows
-    if (!states.empty() && std::all_of(states.begin(), states.end(), [](const std::string& s) { return s == "established" || s == "related"; })) {
-      r.established_only = true;
-      return;
-    }
-    return problem("ct state " + right.dump() + " has no LFP form");
+    role = "ct_state";
+  } else if (left.contains("fib") && left["fib"].is_object() && left["fib"].value("result", "") == "type" &&
+             left["fib"].value("flags", json::array()) == json::array({"daddr"})) {
+    role = "dst_type";  // fib daddr type: iptables' addrtype --dst-type
   } else {
     return problem("match on " + left.dump() + " has no LFP field");
   }
-  // Named sets are expanded; anonymous sets are OR'ed conditions.
-  if (right.is_string() && right.get<std::string>().rfind("@", 0) == 0) {
-    auto it = cx.sets->find(key_of(cx.family, cx.table, right.get<std::string>().substr(1)));
-    if (it == cx.sets->end()) return problem("set " + right.get<std::string>() + " is not in the ruleset");
-    right = json{{"set", it->second}};
+  std::string why;
+  const std::vector<json> values = elements(right, cx, why);
+  if (!why.empty()) return problem(why);
+  const bool negated = op == "!=";
+  if (op != "==" && op != "in" && !negated) {
+    // A comparison on a port: a range.
+    json v;
+    if (values.size() != 1 || (role != "src_port" && role != "dst_port") || !value_of(values[0], false, v) || !v.is_number())
+      return problem("operator " + op + " has no LFP form here");
+    const uint64_t n = v.get<uint64_t>();
+    json range = op == "<" ? json{{"low", 0}, {"high", n == 0 ? 0 : n - 1}} : op == "<=" ? json{{"low", 0}, {"high", n}}
+               : op == ">" ? json{{"low", n + 1}, {"high", 65535}} : op == ">=" ? json{{"low", n}, {"high", 65535}} : json();
+    if (range.is_null() || (op == "<" && n == 0)) return problem("operator " + op + " has no LFP form here");
+    r.conds.push_back({role, range, false});
+    return;
   }
-  std::vector<json> values;
-  if (right.is_object() && right.contains("set") && right["set"].is_array()) values.assign(right["set"].begin(), right["set"].end());
-  else values.push_back(right);
-  if (op != "==" && op != "in" && !(op == "!=" && values.size() == 1)) return problem("operator " + op + " has no LFP form here");
   for (const json& v : values) {
     json out;
     if (!value_of(v, address, out)) return problem("value " + v.dump() + " has no LFP form");
-    const bool range = out.is_object();
-    if (op == "!=" && (range || (out.is_string() && out.get<std::string>().find('/') != std::string::npos)))
-      return problem("a negated range or prefix has no LFP form");
-    r.conds.push_back({role, op == "!=" ? "NOT_EQUAL" : range ? "RANGE" : "EQUAL", out});
+    r.conds.push_back({role, out, negated});
   }
+}
+
+// A verdict statement as a rule's target; false when it is not one.
+bool verdict(const std::string& kind, const json& v, const std::string& fam, const std::string& table, Rule& r) {
+  if (kind == "accept" || kind == "drop" || kind == "reject" || kind == "return") {
+    r.target = kind == "accept" ? "ACCEPT" : kind == "drop" ? "DROP" : kind == "reject" ? "REJECT" : "RETURN";
+    return true;
+  }
+  if (kind == "jump" || kind == "goto") {
+    r.target = key_of(fam, table, v.is_object() ? v.value("target", "") : "");
+    r.go = kind == "goto";
+    return true;
+  }
+  return kind == "continue";
 }
 
 }  // namespace
@@ -160,13 +182,14 @@ ImportResult import_doc(const json& doc, const ImportOptions& opts) {
   std::vector<BaseChain> bases;
   std::map<std::string, Chain> chains;  // by "family table name"
   std::map<std::string, std::vector<int>> families;  // chain key -> each rule's family (0: both)
+  size_t nrules = 0;
   for (size_t i = 0; i < items.size(); ++i) {
     const json& it = items[i];
     if (!it.is_object() || it.empty()) throw ImportError(0, "item " + std::to_string(i) + ": not an object");
     const std::string kind = it.begin().key();
     const json& o = it.begin().value();
     if (!o.is_object()) continue;
-    if (kind == "set") {
+    if (kind == "set" || kind == "map") {
       sets[key_of(o.value("family", ""), o.value("table", ""), o.value("name", ""))] = o.value("elem", json::array());
     } else if (kind == "chain") {
       const std::string k = key_of(o.value("family", ""), o.value("table", ""), o.value("name", ""));
@@ -175,35 +198,54 @@ ImportResult import_doc(const json& doc, const ImportOptions& opts) {
         bases.push_back({o.value("family", ""), o.value("table", ""), o.value("name", ""), o.value("hook", ""),
                          chains[k].policy, o.value("prio", 0)});
     } else if (kind == "rule") {
+      ++nrules;
       const std::string fam = o.value("family", ""), table = o.value("table", "");
       const std::string k = key_of(fam, table, o.value("chain", ""));
       if (!chains.count(k)) throw ImportError(0, "item " + std::to_string(i) + ": rule of an undeclared chain " + k);
       Rule r;
       r.line = static_cast<int>(i);
       r.text = "table " + fam + " " + table + " chain " + o.value("chain", "") + " handle " + o.value("handle", json()).dump();
+      if (o.contains("comment") && o["comment"].is_string()) r.comment = o["comment"];
       int family_only = fam == "ip" ? 4 : fam == "ip6" ? 6 : 0;
       const Ctx cx{&sets, fam, table};
+      std::vector<Rule> split;  // a verdict map: one rule per element (its keys are distinct)
       for (const json& e : o.value("expr", json::array())) {
         if (!e.is_object() || e.empty()) continue;
         const std::string ek = e.begin().key();
         const json& ev = e.begin().value();
         if (ek == "match") add_match(ev, cx, r, family_only);
-        else if (ek == "accept" || ek == "drop" || ek == "reject" || ek == "return")
-          r.target = ek == "accept" ? "ACCEPT" : ek == "drop" ? "DROP" : ek == "reject" ? "REJECT" : "RETURN";
-        else if (ek == "jump") r.target = key_of(fam, table, ev.is_object() ? ev.value("target", "") : "");
-        else if (ek == "goto") r.problems.push_back("goto has no LFP form (a filter cannot end its caller's chain)");
+        else if (verdict(ek, ev, fam, table, r)) continue;
         else if (ek == "counter" || ek == "comment") continue;
         else if (ek == "log") r.target = r.target.empty() ? "LOG" : r.target;
-        else r.problems.push_back("statement '" + ek + "' has no LFP form");
+        else if (ek == "limit") r.problems.push_back("limit " + ev.dump() + ": LFP has no rate limit, so what this rule does only to some packets is not imported");
+        else if (ek == "vmap" && ev.is_object()) {
+          std::string why;
+          for (const json& el : elements(ev.value("data", json()), cx, why)) {
+            Rule one = r;
+            if (!el.is_array() || el.size() != 2 || !el[1].is_object() || el[1].empty() ||
+                !verdict(el[1].begin().key(), el[1].begin().value(), fam, table, one)) {
+              r.problems.push_back("verdict map element " + el.dump() + " has no LFP form");
+              break;
+            }
+            add_match(json{{"op", "=="}, {"left", ev.value("key", json())}, {"right", el[0]}}, cx, one, family_only);
+            split.push_back(std::move(one));
+          }
+          if (!why.empty()) r.problems.push_back(why);
+        } else r.problems.push_back("statement '" + ek + "' has no LFP form");
       }
-      if (o.contains("comment") && o["comment"].is_string()) r.comment = o["comment"];
-      chains[k].rules.push_back(std::move(r));
-      families[k].push_back(family_only);
+      if (split.empty() || !r.problems.empty()) split = {std::move(r)};
+      for (Rule& one : split) {
+        chains[k].rules.push_back(std::move(one));
+        families[k].push_back(family_only);
+      }
     }
   }
 
   ImportResult res;
-  for (const auto& [k, c] : chains) res.rules += c.rules.size();
+  res.rules = nrules;
+  Ledger ledger;  // every rule has an account, even one no chain reaches
+  for (const auto& [k, c] : chains)
+    for (const Rule& r : c.rules) ledger[r.line] = {r.line, r.text, {}, {}};
   const std::string provider = opts.provider.empty() ? Guid::generate().str() : opts.provider;
   json pol = {{"version", 1}, {"providers", json::array()}, {"sublayers", json::array()}, {"filters", json::array()}};
   if (opts.provider.empty()) pol["providers"].push_back({{"key", provider}, {"name", "imported from " + opts.source}});
@@ -213,8 +255,11 @@ ImportResult import_doc(const json& doc, const ImportOptions& opts) {
   for (const BaseChain& b : bases) {
     const Hook hook = b.hook == "input" ? Hook::INPUT : b.hook == "output" ? Hook::OUTPUT : Hook::FORWARD;
     if (b.hook != "input" && b.hook != "output" && b.hook != "forward") {
-      for (const Rule& r : chains[key_of(b.family, b.table, b.name)].rules)
-        res.unmapped.push_back({r.line, r.text, "hook " + b.hook + ": the packet layers are not imported yet"});
+      for (const Rule& r : chains[key_of(b.family, b.table, b.name)].rules) {
+        const std::string why = "hook " + b.hook + ": the packet layers are not imported yet";
+        res.unmapped.push_back({r.line, r.text, why});
+        ledger[r.line].notes.push_back(why);
+      }
       continue;
     }
     const std::string sublayer = opts.sublayer.empty() ? Guid::generate().str() : opts.sublayer;
@@ -231,22 +276,10 @@ ImportResult import_doc(const json& doc, const ImportOptions& opts) {
           if (families[k][i] == 0 || families[k][i] == family) keep.push_back(c.rules[i]);
         c.rules = std::move(keep);
       }
-      ImportResult part;
-      emit_chain(view, key_of(b.family, b.table, b.name), hook, family, provider, sublayer, opts.source, pol, part);
-      res.filters += part.filters;
-      res.unmapped.insert(res.unmapped.end(), part.unmapped.begin(), part.unmapped.end());
+      emit_chain(view, key_of(b.family, b.table, b.name), hook, family, {provider, sublayer, opts.source, "item"}, pol, res, ledger);
     }
   }
-  // An inet rule reported for both families is reported once.
-  std::sort(res.unmapped.begin(), res.unmapped.end(), [](const Unmapped& a, const Unmapped& b) { return a.line < b.line; });
-  res.unmapped.erase(std::unique(res.unmapped.begin(), res.unmapped.end(),
-                                 [](const Unmapped& a, const Unmapped& b) { return a.line == b.line && a.reason == b.reason; }),
-                     res.unmapped.end());
-  // Filter names say "line": for nftables they are items of the array.
-  for (auto& f : pol["filters"]) {
-    std::string n = f["name"];
-    if (auto p = n.find(" line "); p != std::string::npos) f["name"] = n.replace(p, 6, " item ");
-  }
+  finish_coverage(ledger, res);  // (an inet rule reported for both families is reported once)
   res.policy = std::move(pol);
   return res;
 }

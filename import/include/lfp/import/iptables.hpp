@@ -4,10 +4,10 @@
 // The filter table's chains map to the ALE layers: INPUT to ALE_AUTH_RECV_ACCEPT, OUTPUT to
 // ALE_AUTH_CONNECT, FORWARD to IPFORWARD (_V4 or _V6 by the file's family). The ALE layers decide a
 // flow's first packet, so "--ctstate ESTABLISHED,RELATED -j ACCEPT" is what they do already. Rule
-// order becomes explicit weights in one sublayer (the first matching rule decides, as in a chain),
-// jumps to user chains are flattened in order, and each chain policy becomes a last filter with no
-// condition. Every rule that cannot be expressed is reported with its line and the reason; nothing is
-// dropped silently.
+// order becomes explicit weights in one sublayer (the first matching rule decides, as in a chain);
+// jumps, gotos and RETURNs (conditional or not) are flattened so that the filters decide as the
+// chain walk does, and each chain policy becomes a last filter with no condition. Every rule is
+// accounted for: the filters it became, or why not, with its line; nothing is dropped silently.
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -23,9 +23,19 @@ struct Unmapped {
   std::string text, reason;
 };
 
+// One original rule's account (iptables and nftables): the filters it became (by name) and notes:
+// why it is left out, a caveat, or what it does instead (a jump, a RETURN the later filters carry).
+struct RuleReport {
+  int line = 0;
+  std::string text;
+  std::vector<std::string> filters, notes;
+};
+
 struct ImportResult {
   nlohmann::json policy;          // an LFP policy file
   std::vector<Unmapped> unmapped; // rules left out (with why), or imported with a caveat
+  std::vector<RuleReport> coverage;  // every rule, in line order (iptables and nftables)
+  std::vector<std::string> needs;    // what lfpd needs to enforce the policy as imported
   size_t rules = 0, filters = 0;
 };
 

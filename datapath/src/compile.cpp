@@ -4,7 +4,10 @@
 #include <algorithm>
 #include <cstring>
 #include <bit>
+#include <optional>
 #include <set>
+#include <span>
+#include <tuple>
 #include <unordered_map>
 #include <stdexcept>
 
@@ -346,12 +349,29 @@ lfp_guard guard_of(const std::vector<lfp_entry>& bank, size_t start, size_t end,
 struct IndexKey {
   lfp_probe shape{};
   uint64_t v[2][2]{};
-  friend bool operator==(const IndexKey& a, const IndexKey& b) { return std::memcmp(&a, &b, sizeof a) == 0; }
 };
 uint32_t shape_id(const lfp_probe& p) { return uint32_t{p.slot[0]} << 24 | p.plen[0] << 16 | p.slot[1] << 8 | p.plen[1]; }
+lfp_probe probe_of_shape(uint32_t s) {
+  return {{static_cast<uint8_t>(s >> 24), static_cast<uint8_t>(s >> 8)}, {static_cast<uint8_t>(s >> 16), static_cast<uint8_t>(s)}};
+}
+auto key_tuple(const IndexKey& k) { return std::tie(k.v[0][0], k.v[0][1], k.v[1][0], k.v[1][1]); }
+bool operator==(const IndexKey& a, const IndexKey& b) {
+  return shape_id(a.shape) == shape_id(b.shape) && key_tuple(a) == key_tuple(b);
+}
+bool operator<(const IndexKey& a, const IndexKey& b) {
+  const uint32_t sa = shape_id(a.shape), sb = shape_id(b.shape);
+  return sa != sb ? sa < sb : key_tuple(a) < key_tuple(b);
+}
 struct IndexKeyHash {
   size_t operator()(const IndexKey& k) const { return lfp_hash(k.v, shape_id(k.shape)); }
 };
+
+// The key cut to the shape p, which reads no more bits of each field than k does.
+IndexKey widen(IndexKey k, const lfp_probe& p) {
+  k.shape = p;
+  for (int f = 0; f < 2; ++f) k.v[f][0] &= lfp_mask_high(p.plen[f]), k.v[f][1] &= lfp_mask_low(p.plen[f]);
+  return k;
+}
 
 // The prefix length of [lo, hi] when it is one aligned block of 2^k values (128 - k), else -1.
 int block_plen(U128 lo, U128 hi) {
@@ -361,11 +381,21 @@ int block_plen(U128 lo, U128 hi) {
   return 128 - std::popcount(span.h) - std::popcount(span.l);
 }
 
-// The keys of the filter bank[start, end): its conditions each alone on its field, one aligned block
-// of values, false when the hook has no value (so a decision whose value is outside the block, or
-// missing, cannot match the filter and need not visit it); each alone, and each two of them.
-std::vector<IndexKey> index_keys(const std::vector<lfp_entry>& bank, size_t start, size_t end) {
-  std::vector<IndexKey> singles;
+// A layer's filters' keys, one run a filter, in evaluation order.
+struct LayerKeys {
+  std::vector<IndexKey> keys;
+  std::vector<uint8_t> wider;    // the key is wider than the filter's conditions
+  std::vector<uint32_t> first{0};  // filter i's keys: [first[i], first[i + 1])
+  size_t filters() const { return first.size() - 1; }
+};
+
+// Adds the keys of the filter bank[start, end): its conditions each alone on its field, one aligned
+// block of values, false when the hook has no value (so a decision whose value is outside the block,
+// or missing, cannot match the filter and need not visit it); each alone, and each two of them. Each
+// prefix key also comes as the byte-aligned prefix it lies in (a /27 as its /24): policies whose
+// prefixes have every length then share a few shapes, as TupleMerge's relaxed tuples do.
+void add_index_keys(const std::vector<lfp_entry>& bank, size_t start, size_t end, LayerKeys& out) {
+  const size_t singles_at = out.keys.size();
   for (size_t i = start; i < end; ++i) {
     const lfp_cond& c = bank[i].c;
     const bool alone = (c.flags & LFP_C_GROUP_END) && (i == start || (bank[i - 1].c.flags & LFP_C_GROUP_END));
@@ -375,19 +405,35 @@ std::vector<IndexKey> index_keys(const std::vector<lfp_entry>& bank, size_t star
     IndexKey k;
     k.shape = {{c.slot, LFP_S_NONE}, {static_cast<uint8_t>(plen), 0}};
     k.v[0][0] = c.lo[0], k.v[0][1] = c.lo[1];
-    singles.push_back(k);
+    out.keys.push_back(k);
   }
-  std::vector<IndexKey> keys = singles;
-  for (size_t a = 0; a < singles.size(); ++a)
-    for (size_t b = a + 1; b < singles.size(); ++b) {
-      if (singles[a].shape.slot[0] == singles[b].shape.slot[0]) continue;
-      IndexKey k = singles[a];
-      k.shape.slot[1] = singles[b].shape.slot[0];
-      k.shape.plen[1] = singles[b].shape.plen[0];
-      k.v[1][0] = singles[b].v[0][0], k.v[1][1] = singles[b].v[0][1];
-      keys.push_back(k);
+  const size_t singles_end = out.keys.size();
+  for (size_t a = singles_at; a < singles_end; ++a)
+    for (size_t b = a + 1; b < singles_end; ++b) {
+      const IndexKey& x = out.keys[a];
+      const IndexKey& y = out.keys[b];
+      if (x.shape.slot[0] == y.shape.slot[0]) continue;
+      IndexKey k = x;
+      k.shape.slot[1] = y.shape.slot[0];
+      k.shape.plen[1] = y.shape.plen[0];
+      k.v[1][0] = y.v[0][0], k.v[1][1] = y.v[0][1];
+      out.keys.push_back(k);
     }
-  return keys;
+  const size_t own_end = out.keys.size();
+  out.wider.resize(own_end, 0);
+  // (Not to 96 bits, a v4 address's /0, nor to 0: such a key says nothing.)
+  const auto says = [](uint8_t plen) { return plen > 0 && plen != 96; };
+  for (size_t j = singles_at; j < own_end; ++j) {
+    lfp_probe p = out.keys[j].shape;
+    bool wider = false;
+    for (int f = 0; f < 2; ++f)
+      if (p.plen[f] % 8) p.plen[f] &= ~7, wider = true;
+    if (wider && says(p.plen[0]) && (p.slot[1] == LFP_S_NONE || says(p.plen[1]))) {
+      out.keys.push_back(widen(out.keys[j], p));
+      out.wider.push_back(1);
+    }
+  }
+  out.first.push_back(static_cast<uint32_t>(out.keys.size()));
 }
 
 // Below this many filters a layer is walked whole: a probe costs about as much as the filters it skips.
@@ -397,50 +443,58 @@ constexpr size_t kIndexMin = 16;
 // list), keys of at most LFP_PROBES shapes, their buckets in an open-addressing table. Lists hold
 // filters' positions in the layer; compile makes them guard indices.
 struct LayerIndex {
-  using Lists = std::unordered_map<IndexKey, std::vector<uint32_t>, IndexKeyHash>;
   std::vector<uint32_t> residual;
-  Lists lists;
-  std::vector<uint32_t> shapes;                 // the probes' shape_ids, in probe order
-  std::vector<const Lists::value_type*> table;  // bucket -> key and list (nullptr: unused); a power of two
+  std::vector<IndexKey> keys;         // each list's key
+  std::vector<uint32_t> list_first;   // list j: members[list_first[j], list_first[j + 1])
+  std::vector<uint32_t> members;      // every list, each in evaluation order
+  std::vector<uint32_t> shapes;       // the probes' shape_ids, in probe order
+  std::vector<uint32_t> table;        // bucket -> list + 1 (0: unused); a power of two
+  size_t widened = 0;                 // filters under a key wider than their conditions
   // The probe a key's shape is (its place in `shapes`).
   uint8_t probe_of(const IndexKey& k) const {
     return static_cast<uint8_t>(std::find(shapes.begin(), shapes.end(), shape_id(k.shape)) - shapes.begin());
   }
 };
 
-LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
+LayerIndex build_index(const LayerKeys& lk) {
   LayerIndex ix;
-  if (keys.size() < kIndexMin) {
-    for (uint32_t i = 0; i < keys.size(); ++i) ix.residual.push_back(i);
+  const size_t n = lk.filters();
+  if (n < kIndexMin) {
+    for (uint32_t i = 0; i < n; ++i) ix.residual.push_back(i);
     return ix;
   }
-  std::unordered_map<IndexKey, uint32_t, IndexKeyHash> sharing;
-  sharing.reserve(keys.size());
-  for (const auto& ks : keys)
-    for (const auto& k : ks) ++sharing[k];
+  // How many filters share each key: equal keys are neighbours once sorted (a sort, not a hash map
+  // of a million nodes).
+  std::vector<uint32_t> sharing(lk.keys.size());
+  {
+    std::vector<uint32_t> order(lk.keys.size());
+    for (uint32_t j = 0; j < order.size(); ++j) order[j] = j;
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return lk.keys[a] < lk.keys[b]; });
+    for (size_t r = 0; r < order.size();) {
+      size_t e = r + 1;
+      while (e < order.size() && lk.keys[order[e]] == lk.keys[order[r]]) ++e;
+      for (size_t j = r; j < e; ++j) sharing[order[j]] = static_cast<uint32_t>(e - r);
+      r = e;
+    }
+  }
+  std::vector<uint32_t> shape(lk.keys.size());
+  for (size_t j = 0; j < shape.size(); ++j) shape[j] = shape_id(lk.keys[j].shape);
   // The shapes to probe, greedily: each round takes the shape that gives the most filters not yet
   // covered a key shared by at most kSmallBucket filters (a key many share, such as a /1 prefix, saves
   // a walk little), then, when none does, a key of any size.
   constexpr uint32_t kSmallBucket = 64;
-  struct Choice {
-    uint32_t shape, sharing;
-  };
-  std::vector<std::vector<Choice>> choices(keys.size());  // each filter's keys: shape and sharing
-  for (uint32_t i = 0; i < keys.size(); ++i)
-    for (const auto& k : keys[i]) choices[i].push_back({shape_id(k.shape), sharing.at(k)});
   std::set<uint32_t> kept;
-  std::vector<bool> covered(keys.size());
+  std::vector<bool> covered(n);
   for (bool small : {true, false})
     while (kept.size() < LFP_PROBES) {
       std::unordered_map<uint32_t, size_t> gain;
-      for (uint32_t i = 0; i < keys.size(); ++i) {
+      for (uint32_t i = 0; i < n; ++i) {
         if (covered[i]) continue;
-        const auto& cs = choices[i];
-        for (size_t c = 0; c < cs.size(); ++c) {
-          if (small && cs[c].sharing > kSmallBucket) continue;
+        for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c) {
+          if (small && sharing[c] > kSmallBucket) continue;
           bool seen = false;  // (a filter counts once a shape)
-          for (size_t d = 0; d < c && !seen; ++d) seen = cs[d].shape == cs[c].shape && (!small || cs[d].sharing <= kSmallBucket);
-          if (!seen) ++gain[cs[c].shape];
+          for (uint32_t d = lk.first[i]; d < c && !seen; ++d) seen = shape[d] == shape[c] && (!small || sharing[d] <= kSmallBucket);
+          if (!seen) ++gain[shape[c]];
         }
       }
       if (gain.empty()) break;
@@ -448,36 +502,84 @@ LayerIndex build_index(const std::vector<std::vector<IndexKey>>& keys) {
         return a.second != b.second ? a.second < b.second : a.first > b.first;
       });
       kept.insert(best->first);
-      for (uint32_t i = 0; i < keys.size(); ++i)
-        for (const Choice& c : choices[i])
-          if (c.shape == best->first && (!small || c.sharing <= kSmallBucket)) covered[i] = true;
+      for (uint32_t i = 0; i < n; ++i)
+        for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c)
+          if (shape[c] == best->first && (!small || sharing[c] <= kSmallBucket)) covered[i] = true;
     }
   // Each filter under its key of a kept shape that the fewest share (of equals, the first: one field
-  // before two); a filter with none goes on the residual list.
-  for (uint32_t i = 0; i < keys.size(); ++i) {
-    int best = -1;
-    for (size_t c = 0; c < choices[i].size(); ++c)
-      if (kept.count(choices[i][c].shape) && (best < 0 || choices[i][c].sharing < choices[i][best].sharing))
-        best = static_cast<int>(c);
-    if (best >= 0) ix.lists[keys[i][best]].push_back(i);
-    else ix.residual.push_back(i);
+  // before two).
+  std::vector<std::pair<IndexKey, uint32_t>> placed;  // (key, filter)
+  placed.reserve(n);
+  std::vector<uint32_t> unplaced;
+  for (uint32_t i = 0; i < n; ++i) {
+    uint32_t best = UINT32_MAX;
+    for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c)
+      if (kept.count(shape[c]) && (best == UINT32_MAX || sharing[c] < sharing[best])) best = c;
+    if (best == UINT32_MAX) {
+      unplaced.push_back(i);
+      continue;
+    }
+    placed.emplace_back(lk.keys[best], i);
+    ix.widened += lk.wider[best];
   }
-  if (ix.lists.empty()) return ix;
-  ix.shapes.assign(kept.begin(), kept.end());
-  // Each key within LFP_MAX_PROBE buckets of its home: the table doubles until they are.
-  for (size_t n = 2;; n *= 2) {
-    if (n < 2 * ix.lists.size()) continue;
-    ix.table.assign(n, nullptr);
-    bool fits = true;
-    for (const auto& entry : ix.lists) {
-      const uint64_t home = lfp_hash(entry.first.v, ix.probe_of(entry.first));
-      size_t d = 0;
-      while (d < LFP_MAX_PROBE && ix.table[(home + d) & (n - 1)]) ++d;
-      if (d == LFP_MAX_PROBE) {
-        fits = false;
-        break;
+  // A filter with no key of a kept shape goes under a kept shape that reads fewer bits of the same
+  // fields (TupleMerge's relaxed tuples: a /24 under a /20 shape), in the smallest list that makes;
+  // the list's other filters are tested by their own conditions, so a wider key only costs visits.
+  // A filter nothing takes, or only a list already long, goes on the residual list.
+  constexpr uint32_t kWidenedMax = 4 * kSmallBucket;
+  if (!unplaced.empty()) {
+    std::unordered_map<IndexKey, uint32_t, IndexKeyHash> list_size;
+    for (const auto& [key, i] : placed) ++list_size[key];
+    for (uint32_t i : unplaced) {
+      std::optional<IndexKey> best;
+      uint32_t best_size = kWidenedMax;
+      for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c)
+        for (uint32_t s : kept) {
+          const lfp_probe p = probe_of_shape(s);
+          const IndexKey& k = lk.keys[c];
+          if (p.slot[0] != k.shape.slot[0] || p.slot[1] != k.shape.slot[1] || p.plen[0] > k.shape.plen[0] ||
+              p.plen[1] > k.shape.plen[1])
+            continue;
+          const IndexKey cut = widen(k, p);
+          const auto it = list_size.find(cut);
+          const uint32_t size = it == list_size.end() ? 0 : it->second;
+          if (size < best_size) best = cut, best_size = size;
+        }
+      if (!best) {
+        ix.residual.push_back(i);
+        continue;
       }
-      ix.table[(home + d) & (n - 1)] = &entry;
+      ++list_size[*best];
+      placed.emplace_back(*best, i);
+      ++ix.widened;
+    }
+  }
+  if (placed.empty()) return ix;
+  ix.shapes.assign(kept.begin(), kept.end());
+  // The lists: equal keys together, each list in evaluation order.
+  std::sort(placed.begin(), placed.end(), [](const auto& a, const auto& b) {
+    return a.first == b.first ? a.second < b.second : a.first < b.first;
+  });
+  for (size_t r = 0; r < placed.size(); ++r) {
+    if (r == 0 || !(placed[r].first == placed[r - 1].first)) {
+      ix.keys.push_back(placed[r].first);
+      ix.list_first.push_back(static_cast<uint32_t>(r));
+    }
+    ix.members.push_back(placed[r].second);
+  }
+  ix.list_first.push_back(static_cast<uint32_t>(placed.size()));
+  std::vector<uint32_t> home(ix.keys.size());
+  for (size_t j = 0; j < home.size(); ++j) home[j] = static_cast<uint32_t>(lfp_hash(ix.keys[j].v, ix.probe_of(ix.keys[j])));
+  // Each key within LFP_MAX_PROBE buckets of its home: the table doubles until they are.
+  for (size_t size = 2;; size *= 2) {
+    if (size < 2 * ix.keys.size()) continue;
+    ix.table.assign(size, 0);
+    bool fits = true;
+    for (uint32_t j = 0; j < ix.keys.size() && fits; ++j) {
+      size_t d = 0;
+      while (d < LFP_MAX_PROBE && ix.table[(home[j] + d) & (size - 1)]) ++d;
+      if (d == LFP_MAX_PROBE) fits = false;
+      else ix.table[(home[j] + d) & (size - 1)] = j + 1;
     }
     if (fits) return ix;
   }
@@ -496,7 +598,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   std::map<LayerId, std::vector<const Filter*>> by_layer;
   for (const Filter* f : engine.filters(t)) by_layer[f->layer].push_back(f);  // (each in evaluation order)
   std::vector<std::vector<lfp_guard>> guards(LFP_KL_COUNT);
-  std::vector<std::vector<std::vector<IndexKey>>> keys(LFP_KL_COUNT);  // per layer, per filter
+  std::vector<LayerKeys> keys(LFP_KL_COUNT);
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     const auto kl = static_cast<lfp_kl>(k);
     cx.kl = kl;
@@ -568,7 +670,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
       }
       out.bank.back().c.flags |= LFP_C_RULE_END;
       guards[k].push_back(guard_of(out.bank, start, out.bank.size(), sub_ordinal));
-      keys[k].push_back(index_keys(out.bank, start, out.bank.size()));
+      add_index_keys(out.bank, start, out.bank.size(), keys[k]);
       ends.push_back(out.bank.size() - 1);
       ++out.filters;
       ++out.layer_filters[kl];
@@ -590,13 +692,15 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   // The index: each layer's hash table (two buckets an entry), then every list, sixteen elements an
   // entry. A list element is a guard index, so a list's order is evaluation order.
   std::vector<uint32_t> lists;
-  auto add_list = [&](const std::vector<uint32_t>& filters, uint32_t gfirst) {
+  auto add_list = [&](std::span<const uint32_t> filters, uint32_t gfirst) {
     const auto at = static_cast<uint32_t>(lists.size());
     for (uint32_t i : filters) lists.push_back(gfirst + i);
     return at;
   };
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     const LayerIndex ix = build_index(keys[k]);
+    keys[k] = {};
+    out.widened_filters += ix.widened;
     const uint32_t gfirst = out.bank[k].h.gfirst;
     out.bank[k].h.residual = add_list(ix.residual, gfirst);
     out.bank[k].h.nresidual = static_cast<uint32_t>(ix.residual.size());
@@ -605,19 +709,16 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     out.bank.resize(out.bank.size() + ix.table.size());  // (references into the bank end here)
     lfp_layer_hdr& h = out.bank[k].h;
     h.nprobes = static_cast<uint32_t>(ix.shapes.size());
-    for (size_t i = 0; i < ix.shapes.size(); ++i) {
-      const uint32_t s = ix.shapes[i];
-      out.bank[LFP_KL_COUNT + k].p.p[i] = {{static_cast<uint8_t>(s >> 24), static_cast<uint8_t>(s >> 8)},
-                                           {static_cast<uint8_t>(s >> 16), static_cast<uint8_t>(s)}};
-    }
+    for (size_t i = 0; i < ix.shapes.size(); ++i) out.bank[LFP_KL_COUNT + k].p.p[i] = probe_of_shape(ix.shapes[i]);
     h.hfirst = hfirst;
     h.hmask = static_cast<uint32_t>(ix.table.size() - 1);
     for (size_t b = 0; b < ix.table.size(); ++b) {
       if (!ix.table[b]) continue;
-      const auto& [key, filters] = *ix.table[b];
+      const uint32_t j = ix.table[b] - 1;
+      const std::span<const uint32_t> filters(ix.members.data() + ix.list_first[j], ix.list_first[j + 1] - ix.list_first[j]);
       lfp_bucket& bk = out.bank[hfirst + b].b;
-      std::memcpy(bk.v, key.v, sizeof bk.v);
-      bk.probe = ix.probe_of(key);
+      std::memcpy(bk.v, ix.keys[j].v, sizeof bk.v);
+      bk.probe = ix.probe_of(ix.keys[j]);
       bk.used = 1;
       bk.list = add_list(filters, gfirst);
       bk.count = static_cast<uint32_t>(filters.size());

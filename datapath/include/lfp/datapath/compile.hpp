@@ -50,6 +50,7 @@ struct KernelPolicy {
   size_t filters = 0;            // filters compiled
   size_t index_keys = 0;         // values the layers' hash tables hold (docs/kernel-index.md)
   size_t residual_filters = 0;   // filters no value indexes: every decision at their layer visits them
+  size_t widened_filters = 0;    // filters under a key wider than their conditions (a /27 under its /24)
   size_t userspace_filters = 0;  // of which the kernel hands to user space
   std::array<uint32_t, LFP_KL_COUNT> layer_filters{};    // filters compiled, per kernel layer
   std::array<uint32_t, LFP_KL_COUNT> layer_userspace{};  // of which need user space

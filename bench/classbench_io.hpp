@@ -17,6 +17,7 @@
 #include <string_view>
 #include <vector>
 
+#include "lfp/engine/objects.hpp"
 #include "lfp/engine/tuple_classifier.hpp"
 
 namespace lfp::classbench {
@@ -218,6 +219,28 @@ inline std::vector<Packet> parse_trace(std::string_view text, const std::string&
 
 inline std::vector<Rule> read_rules(const std::string& path) { return parse_rules(read_file(path), path); }
 inline std::vector<Packet> read_trace(const std::string& path) { return parse_trace(read_file(path), path); }
+
+// A rule as the filter the benchmarks and tests classify with: INBOUND_TRANSPORT_V4, the source as
+// the remote end, a field a rule leaves whole left out.
+inline Filter to_filter(const Rule& r, uint64_t weight, ActionType action = ActionType::BLOCK) {
+  Filter f;
+  f.display.name = "classbench";
+  f.layer = LayerId::INBOUND_TRANSPORT_V4;
+  f.action.type = action;
+  f.weight = Weight::explicit_weight(weight);
+  auto add = [&](FieldId field, MatchType m, ConditionValue v) { f.conditions.push_back({field, m, std::move(v)}); };
+  if (r.src_len) add(FieldId::IP_REMOTE_ADDRESS, MatchType::EQUAL, ConditionValue::v4_prefix(r.src, r.src_len));
+  if (r.dst_len) add(FieldId::IP_LOCAL_ADDRESS, MatchType::EQUAL, ConditionValue::v4_prefix(r.dst, r.dst_len));
+  auto ports = [&](FieldId field, uint16_t lo, uint16_t hi) {
+    if (lo == 0 && hi == 65535) return;
+    if (lo == hi) add(field, MatchType::EQUAL, ConditionValue::uint(DataType::UINT16, lo));
+    else add(field, MatchType::RANGE, ConditionValue::range({DataType::UINT16, lo}, {DataType::UINT16, hi}));
+  };
+  ports(FieldId::IP_REMOTE_PORT, r.sport_lo, r.sport_hi);
+  ports(FieldId::IP_LOCAL_PORT, r.dport_lo, r.dport_hi);
+  if (r.proto_mask == 0xff) add(FieldId::IP_PROTOCOL, MatchType::EQUAL, ConditionValue::uint(DataType::UINT8, r.proto));
+  return f;
+}
 
 // Rule i of n gets priority n - i. Dimensions: source, destination, source port, destination port,
 // protocol (as lfp::cls::V4Classifier orders them: remote, local, remote port, local port, proto).

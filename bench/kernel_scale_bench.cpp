@@ -71,6 +71,7 @@
 #include "args.hpp"
 #include "classbench_io.hpp"
 #include "lfp/client/client.hpp"
+#include "lfp/datapath/compile.hpp"
 #include "lfpd_ready.hpp"
 #include "live_support.hpp"
 #include "sandbox.hpp"
@@ -1067,6 +1068,39 @@ std::string mb(const json& j, const char* key) {
   return j.contains(key) ? fmt(j[key].get<double>() / 1048576.0, 1) : "-";
 }
 
+// `index NAME`: a ClassBench set compiled as lfpd compiles it, without the kernel: how many filters
+// the index leaves on the residual list, and how many a decision visits over the set's trace.
+int print_index(const std::string& name) {
+  const std::string dir = std::string(LFP_CLASSBENCH_DIR) + "/";
+  const auto rules = lfp::classbench::read_rules(dir + name + ".rules.xz");
+  const auto trace = lfp::classbench::read_trace(dir + name + ".trace.xz");
+  lfp::FilterEngine engine;
+  auto weight = static_cast<uint64_t>(rules.size());
+  for (const auto& r : rules) engine.add_filter(lfp::classbench::to_filter(r, weight--));
+  const auto t0 = std::chrono::steady_clock::now();
+  const auto pol = lfp::datapath::compile(engine, [](const std::string&) { return lfp::datapath::AppKey{}; }, 1);
+  const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  std::vector<size_t> visits;
+  for (const auto& p : trace) {
+    lfp_values v{};
+    for (auto [slot, x] : {std::pair<int, uint64_t>{LFP_S_REMOTE_ADDR, p.src}, {LFP_S_LOCAL_ADDR, p.dst},
+                           {LFP_S_REMOTE_PORT, p.sport}, {LFP_S_LOCAL_PORT, p.dport}, {LFP_S_PROTOCOL, p.proto}}) {
+      v.v[slot][1] = x;
+      v.present |= 1u << slot;
+    }
+    visits.push_back(lfp::datapath::index_candidates(pol, LFP_KL_TRANSPORT_IN_V4, v));
+  }
+  std::sort(visits.begin(), visits.end());
+  double sum = 0;
+  for (size_t x : visits) sum += static_cast<double>(x);
+  const lfp_layer_hdr& h = pol.bank[LFP_KL_TRANSPORT_IN_V4].h;
+  std::printf("%s: %zu filters, %u probes, %zu keys, %u on the residual list, %zu under wider keys; compiled in %.2f s\n"
+              "filters a decision visits over %zu trace headers: mean %.1f, p50 %zu, p99 %zu, max %zu\n",
+              name.c_str(), pol.filters, h.nprobes, pol.index_keys, h.nresidual, pol.widened_filters, secs, visits.size(),
+              sum / static_cast<double>(visits.size()), visits[visits.size() / 2], visits[visits.size() * 99 / 100], visits.back());
+  return 0;
+}
+
 void print_table(const json& r) {
   std::printf("lfp-kernel-scale-bench: blocklists of N /32s + one permit; ratios to no firewall are medians of\n"
               "per-round ratios (%d rounds; connect: %ld connect() a window; packets: %.1f s windows, %d flows, uncached)\n",
@@ -1142,6 +1176,7 @@ int main(int argc, char** argv) {
     if (a.size() == 3 && a[0] == "blast") return child_blast(a[1].c_str(), std::stod(a[2]));
     if (a.size() == 3 && a[0] == "udp-recv") return child_udp_recv(std::stoi(a[1]), std::stoi(a[2]));
     if (a.size() == 2 && a[0] == "table") return print_table(json::parse(lfp::test::read_text(a[1]))), 0;  // a --json file
+    if (a.size() == 2 && a[0] == "index") return print_index(a[1]);
     if (a.size() >= 4 && a[0] == "udp-send")
       return child_udp_send(a[1], std::stoi(a[2]), std::vector<std::string>(a.begin() + 3, a.end()));
   } catch (const std::exception& e) {

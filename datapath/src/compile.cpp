@@ -506,6 +506,46 @@ LayerIndex build_index(const LayerKeys& lk) {
         for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c)
           if (shape[c] == best->first && (!small || sharing[c] <= kSmallBucket)) covered[i] = true;
     }
+  // Then, while it pays, a kept shape that few filters need gives its place to the shape most of the
+  // filters no kept shape can hold have (a greedy round cannot see that a later shape would take over
+  // most of an earlier one's filters).
+  const auto holds = [&](uint32_t s, const IndexKey& k) {  // shape s takes key k as it is or widened
+    const lfp_probe p = probe_of_shape(s);
+    return p.slot[0] == k.shape.slot[0] && p.slot[1] == k.shape.slot[1] && p.plen[0] <= k.shape.plen[0] &&
+           p.plen[1] <= k.shape.plen[1];
+  };
+  for (int round = 0; round < 8 && kept.size() == LFP_PROBES; ++round) {
+    std::unordered_map<uint32_t, size_t> needed_only;  // filters only this kept shape holds
+    std::unordered_map<uint32_t, size_t> gain;          // filters no kept shape holds, by a shape of theirs
+    size_t unheld = 0;
+    for (uint32_t i = 0; i < n; ++i) {
+      uint32_t holder = UINT32_MAX, holders = 0;
+      for (uint32_t s : kept) {
+        bool any = false;
+        for (uint32_t c = lk.first[i]; c < lk.first[i + 1] && !any; ++c) any = holds(s, lk.keys[c]);
+        if (any) holder = s, ++holders;
+        if (holders > 1) break;
+      }
+      if (holders == 1) ++needed_only[holder];
+      if (holders > 0) continue;
+      ++unheld;
+      for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c) {
+        bool seen = false;
+        for (uint32_t d = lk.first[i]; d < c && !seen; ++d) seen = shape[d] == shape[c];
+        if (!seen) ++gain[shape[c]];
+      }
+    }
+    if (unheld < 2 * kIndexMin) break;  // (a short residual list costs less than the lists would grow)
+    const auto best = std::max_element(gain.begin(), gain.end(), [](const auto& a, const auto& b) {
+      return a.second != b.second ? a.second < b.second : a.first > b.first;
+    });
+    uint32_t weakest = *kept.begin();
+    for (uint32_t s : kept)
+      if (needed_only[s] < needed_only[weakest]) weakest = s;
+    if (best->second <= 2 * needed_only[weakest] + 8) break;  // (a clear gain only: the lists grow too)
+    kept.erase(weakest);
+    kept.insert(best->first);
+  }
   // Each filter under its key of a kept shape that the fewest share (of equals, the first: one field
   // before two).
   std::vector<std::pair<IndexKey, uint32_t>> placed;  // (key, filter)
@@ -740,6 +780,35 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   out.bank.resize(first_list_entry + (lists.size() + 15) / 16);
   for (size_t i = 0; i < lists.size(); ++i) out.bank[first_list_entry + i / 16].l[i % 16] = lists[i];
   return out;
+}
+
+size_t index_candidates(const KernelPolicy& policy, lfp_kl kl, const lfp_values& v) {
+  const lfp_layer_hdr& h = policy.bank.at(kl).h;
+  if (!h.nprobes) return h.gcount;
+  size_t n = h.nresidual;
+  const lfp_probes& probes = policy.bank.at(LFP_KL_COUNT + kl).p;
+  for (uint32_t i = 0; i < h.nprobes; ++i) {
+    IndexKey k;
+    k.shape = probes.p[i];
+    bool present = true;
+    for (int f = 0; f < 2 && k.shape.slot[f] != LFP_S_NONE; ++f) {
+      const uint8_t slot = k.shape.slot[f];
+      present = present && slot < LFP_NSLOTS && (v.present & (1u << slot));
+      if (present) k.v[f][0] = v.v[slot][0], k.v[f][1] = v.v[slot][1];
+    }
+    if (!present) continue;
+    k = widen(k, k.shape);  // (cut to the shape's lengths)
+    const uint64_t home = lfp_hash(k.v, i);
+    for (uint32_t d = 0; d < LFP_MAX_PROBE; ++d) {
+      const lfp_bucket& b = policy.bank.at(h.hfirst + ((home + d) & h.hmask)).b;
+      if (!b.used) break;
+      if (b.probe == i && std::memcmp(b.v, k.v, sizeof b.v) == 0) {
+        n += b.count;
+        break;
+      }
+    }
+  }
+  return n;
 }
 
 void to_field_values(lfp_kl kl, const lfp_values& v, const std::map<AppKey, std::string>& app_paths, Token& token,

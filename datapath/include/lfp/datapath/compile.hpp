@@ -62,6 +62,11 @@ struct KernelPolicy {
 KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base,
                      uint32_t only_flags = 0);
 
+// The filters a decision at layer kl with values v visits in the kernel: the residual list and the
+// lists its probes find (docs/kernel-index.md), or the whole layer when it has no index. For the
+// benchmarks and tests that measure the index; the hooks' own walk is lfp_eval.
+size_t index_candidates(const KernelPolicy& policy, lfp_kl kl, const lfp_values& v);
+
 // The engine's view of kernel values: the same FieldValues a hook's lfp_values stand for.
 // `app_paths` names the executables; `token` receives the user. Both must outlive `out`.
 void to_field_values(lfp_kl kl, const lfp_values& v, const std::map<AppKey, std::string>& app_paths,

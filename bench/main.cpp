@@ -1,13 +1,14 @@
 // lfp-bench: benchmarks of LFP's compiled classifier and engine.
 //
 //   lfp-bench classbench --rules FILE --trace FILE [--batch N] [--json] [--sample N] [--updates N]
-//   lfp-bench bulk [--filters N,N,...] [--orders NAME,...] [--json]
+//   lfp-bench bulk [--filters N,N,...] [--orders NAME,...] [--rounds N] [--json]
 //
 // classbench builds an lfp::cls::V4Classifier from a ClassBench filter set (rule i of n has
 // priority n - i), checks every trace packet against the trace's rule column and a sample against
 // a linear scan, and measures lookups, build, memory and updates.
 // bulk times FilterEngine::add_filter for N one-condition BLOCK filters at ALE_AUTH_CONNECT_V4 in
-// several load orders (see bulk_usage) and checks the loaded policy's decisions.
+// several load orders (see bulk_usage), then the enumeration the kernel compiler makes, and checks
+// the loaded policy's decisions.
 // Exit status 1 when any result is wrong, 2 on bad usage or unreadable input.
 #include <algorithm>
 #include <chrono>
@@ -82,33 +83,13 @@ class LinearScan {
   std::vector<uint8_t> proto_, pmask_;
 };
 
-// The same set through the whole engine: rule i of n becomes an INBOUND_TRANSPORT_V4 filter of
-// explicit weight n - i (source -> IP_REMOTE_ADDRESS, destination -> IP_LOCAL_ADDRESS, ports
+// The same set through the whole engine: rule i of n becomes classbench::to_filter(rule, n - i), an
+// INBOUND_TRANSPORT_V4 filter (source -> IP_REMOTE_ADDRESS, destination -> IP_LOCAL_ADDRESS, ports
 // likewise, protocol -> IP_PROTOCOL), and each packet is classified under WFP arbitration.
 struct EngineFigures {
   double build_ms = 0, mpps = 0, add_ns = 0, delete_ns = 0, bytes_per_filter = 0;
   size_t wrong = 0;
 };
-
-lfp::Filter to_filter(const cb::Rule& r, uint64_t weight) {
-  using namespace lfp;
-  Filter f;
-  f.display.name = "classbench";
-  f.layer = LayerId::INBOUND_TRANSPORT_V4;
-  f.action.type = ActionType::BLOCK;
-  f.weight = Weight::explicit_weight(weight);
-  auto add = [&](FieldId field, MatchType m, ConditionValue v) { f.conditions.push_back({field, m, std::move(v)}); };
-  if (r.src_len) add(FieldId::IP_REMOTE_ADDRESS, MatchType::EQUAL, ConditionValue::v4_prefix(r.src, r.src_len));
-  if (r.dst_len) add(FieldId::IP_LOCAL_ADDRESS, MatchType::EQUAL, ConditionValue::v4_prefix(r.dst, r.dst_len));
-  auto ports = [&](FieldId field, uint16_t lo, uint16_t hi) {
-    if (lo == 0 && hi == 65535) return;
-    add(field, MatchType::RANGE, ConditionValue::range({DataType::UINT16, lo}, {DataType::UINT16, hi}));
-  };
-  ports(FieldId::IP_REMOTE_PORT, r.sport_lo, r.sport_hi);
-  ports(FieldId::IP_LOCAL_PORT, r.dport_lo, r.dport_hi);
-  if (r.proto_mask == 0xff) add(FieldId::IP_PROTOCOL, MatchType::EQUAL, ConditionValue::uint(DataType::UINT8, r.proto));
-  return f;
-}
 
 EngineFigures run_engine(const std::vector<cb::Rule>& rules, const std::vector<cb::Packet>& trace,
                          const std::vector<uint32_t>& expected, size_t updates, int passes) {
@@ -117,7 +98,7 @@ EngineFigures run_engine(const std::vector<cb::Rule>& rules, const std::vector<c
   const uint64_t n = rules.size();
   FilterEngine engine;
   std::vector<Filter> filters;
-  for (uint64_t i = 0; i < n; ++i) filters.push_back(to_filter(rules[i], n - i));
+  for (uint64_t i = 0; i < n; ++i) filters.push_back(cb::to_filter(rules[i], n - i));
   auto t0 = Clock::now();
   std::vector<uint64_t> ids(n);
   for (uint64_t i = 0; i < n; ++i) ids[i] = engine.add_filter(filters[i]);
@@ -373,7 +354,7 @@ const char* const kBulkOrders[] = {"permit", "empty", "ascending", "descending",
 [[noreturn]] void bulk_usage(const char* msg) {
   if (msg) std::fprintf(stderr, "lfp-bench: %s\n", msg);
   std::fprintf(stderr,
-               "usage: lfp-bench bulk [--filters N,N,...] [--orders NAME,...] [--json]\n"
+               "usage: lfp-bench bulk [--filters N,N,...] [--orders NAME,...] [--rounds N] [--json]\n"
                "  N BLOCK filters, each IP_REMOTE_ADDRESS = one distinct /32, at ALE_AUTH_CONNECT_V4, added one\n"
                "  by one to a fresh FilterEngine; the time of the N adds in each order:\n"
                "    permit      after a default PERMIT (no condition, weight 0), automatic weights: each goes\n"
@@ -383,14 +364,19 @@ const char* const kBulkOrders[] = {"permit", "empty", "ascending", "descending",
                "    descending  after the default permit, explicit weights N..1: each goes just before the permit\n"
                "    random      after the default permit, explicit weights in random order\n"
                "    identical   after the default permit, all on the same address\n"
+               "  and the time of FilterEngine::filters() (enabled filters, evaluation order: what the kernel\n"
+               "  compiler enumerates). Thread CPU time, the median of the rounds; every round runs every\n"
+               "  count and order once, so the orders are interleaved.\n"
                "  --filters  counts (default 30000,100000,1000000)\n"
-               "  --orders   orders (default all)\n");
+               "  --orders   orders (default all)\n"
+               "  --rounds   rounds (default 1)\n");
   std::exit(2);
 }
 
 
 struct BulkFigures {
-  double seconds = 0;
+  double seconds = 0;            // the N add_filter calls
+  double enumerate_seconds = 0;  // filters() of the loaded engine
   size_t wrong = 0;
 };
 
@@ -427,6 +413,12 @@ BulkFigures run_bulk(const std::string& order, size_t n) {
   for (Filter& f : filters) engine.add_filter(std::move(f));
   BulkFigures out;
   out.seconds = thread_seconds() - t0;
+  FilterTemplate enabled;
+  enabled.include_disabled = false;
+  const double t1 = thread_seconds();
+  const size_t listed = engine.filters(enabled).size();
+  out.enumerate_seconds = thread_seconds() - t1;
+  out.wrong += listed != engine.filter_count();
 
   FieldValues v;
   v.set(FieldId::IP_LOCAL_ADDRESS, Value::uint32(0xc0000201));
@@ -445,6 +437,7 @@ BulkFigures run_bulk(const std::string& order, size_t n) {
 int run_bulk_mode(int argc, char** argv) {
   std::vector<size_t> counts = {30000, 100000, 1000000};
   std::vector<std::string> orders(std::begin(kBulkOrders), std::end(kBulkOrders));
+  size_t rounds = 1;
   bool json = false;
   for (int i = 2; i < argc; ++i) {
     std::string a = argv[i];
@@ -460,6 +453,9 @@ int run_bulk_mode(int argc, char** argv) {
       for (const auto& o : orders)
         if (std::find(std::begin(kBulkOrders), std::end(kBulkOrders), o) == std::end(kBulkOrders))
           bulk_usage(("unknown order '" + o + "'").c_str());
+    } else if (a == "--rounds") {
+      rounds = parse_count("--rounds", value().c_str());
+      if (rounds == 0) bulk_usage("--rounds wants at least 1");
     } else if (a == "--json") {
       json = true;
     } else if (a == "-h" || a == "--help") {
@@ -468,25 +464,43 @@ int run_bulk_mode(int argc, char** argv) {
       bulk_usage(("unknown option '" + a + "'").c_str());
     }
   }
+  // runs[c][o]: every round's figures for counts[c], orders[o].
+  std::vector<std::vector<std::vector<BulkFigures>>> runs(counts.size(),
+                                                          std::vector<std::vector<BulkFigures>>(orders.size()));
   size_t wrong = 0;
+  for (size_t r = 0; r < rounds; ++r)
+    for (size_t c = 0; c < counts.size(); ++c)
+      for (size_t o = 0; o < orders.size(); ++o) {
+        const BulkFigures f = run_bulk(orders[o], counts[c]);
+        wrong += f.wrong;
+        runs[c][o].push_back(f);
+        if (!json && rounds > 1)
+          std::fprintf(stderr, "round %zu: %zu %s %.3f s\n", r + 1, counts[c], orders[o].c_str(), f.seconds);
+      }
   if (json) std::printf("[");
   const char* sep = "";
-  for (size_t n : counts) {
+  for (size_t c = 0; c < counts.size(); ++c) {
+    const size_t n = counts[c];
     double best = 0, worst = 0;
-    for (const auto& order : orders) {
-      const BulkFigures f = run_bulk(order, n);
-      wrong += f.wrong;
-      best = best == 0 ? f.seconds : std::min(best, f.seconds);
-      worst = std::max(worst, f.seconds);
+    for (size_t o = 0; o < orders.size(); ++o) {
+      std::vector<double> add, enumerate;
+      size_t bad = 0;
+      for (const BulkFigures& f : runs[c][o]) {
+        add.push_back(f.seconds);
+        enumerate.push_back(f.enumerate_seconds);
+        bad += f.wrong;
+      }
+      const double seconds = median3(add), enumerate_seconds = median3(enumerate);
+      best = best == 0 ? seconds : std::min(best, seconds);
+      worst = std::max(worst, seconds);
       if (json)
-        std::printf("%s\n  {\"filters\": %zu, \"order\": \"%s\", \"seconds\": %.4f, \"ns_per_filter\": %.0f, "
-                    "\"wrong\": %zu}",
-                    sep, n, order.c_str(), f.seconds, f.seconds * 1e9 / double(n), f.wrong);
+        std::printf("%s\n  {\"filters\": %zu, \"order\": \"%s\", \"rounds\": %zu, \"seconds\": %.4f, "
+                    "\"ns_per_filter\": %.0f, \"enumerate_seconds\": %.4f, \"wrong\": %zu}",
+                    sep, n, orders[o].c_str(), rounds, seconds, seconds * 1e9 / double(n), enumerate_seconds, bad);
       else
-        std::printf("%8zu filters  %-10s  %9.3f s  %7.0f ns/filter%s\n", n, order.c_str(), f.seconds,
-                    f.seconds * 1e9 / double(n), f.wrong ? "  WRONG DECISIONS" : "");
+        std::printf("%8zu filters  %-10s  %9.3f s  %7.0f ns/filter  enumerate %8.1f ms%s\n", n, orders[o].c_str(),
+                    seconds, seconds * 1e9 / double(n), enumerate_seconds * 1e3, bad ? "  WRONG DECISIONS" : "");
       sep = ",";
-      std::fflush(stdout);
     }
     if (!json) std::printf("%8zu filters  worst/best %.2f\n", n, worst / best);
   }

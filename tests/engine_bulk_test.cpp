@@ -164,7 +164,9 @@ TEST(EngineBulkLoad, EvaluationOrderExactAfterRandomInsertsAndDeletes) {
         r.sublayer_weight = e.sublayer(r.sublayer_key)->weight;
         ref.emplace(added->key, r);
       }
-      if (op % 200 == 199) ASSERT_NO_FATAL_FAILURE(check(op));
+      if (op % 200 == 199) {
+        ASSERT_NO_FATAL_FAILURE(check(op));
+      }
     }
     // The enumeration order is the evaluation order too.
     std::vector<RefFilter> all;
@@ -174,6 +176,83 @@ TEST(EngineBulkLoad, EvaluationOrderExactAfterRandomInsertsAndDeletes) {
     ASSERT_EQ(listed.size(), all.size());
     for (size_t i = 0; i < all.size(); ++i) EXPECT_EQ(listed[i]->id, all[i].id) << i;
   }
+}
+
+// The label paths a bulk load takes, each checked for exact order: two hot spots filled in
+// alternation (every insert between the same two filters, not next to the one added last: the
+// midpoint, then relabelling), then a long run after the filter added last (DOWN: ties at one
+// weight) and one before it (UP: rising weights), which relabel with the free labels left to the
+// run; disabled filters and deletes throughout. After each phase, filters() lists the reference
+// order (disabled ones too) and, with every filter matching a random window of addresses, the
+// compiled and linear paths decide every address as the first enabled match in that order.
+TEST(EngineBulkLoad, RunsAndHotSpotsKeepExactOrder) {
+  std::mt19937_64 rng(11);
+  auto pick = [&](uint64_t n) { return rng() % n; };
+  FilterEngine e;
+  e.add_filter(filter("default permit", L, ActionType::PERMIT, {}, Weight::explicit_weight(0)));
+  struct Ref {
+    uint64_t weight, id;
+    uint32_t lo;  // matches remote addresses lo..lo+63
+    bool block, disabled;
+  };
+  std::map<uint64_t, Ref> ref;  // by id
+  auto add = [&](uint64_t weight) {
+    Ref r{weight, 0, static_cast<uint32_t>(pick(4096)), pick(2) == 0, pick(20) == 0};
+    Filter f = filter("f", L, r.block ? ActionType::BLOCK : ActionType::PERMIT,
+                      {cond(FieldId::IP_REMOTE_ADDRESS, MatchType::RANGE,
+                            ConditionValue::range(OwnedValue{DataType::UINT32, r.lo}, OwnedValue{DataType::UINT32, r.lo + 63}))},
+                      Weight::explicit_weight(weight));
+    if (r.disabled) f.flags |= DISABLED;
+    r.id = e.add_filter(f);
+    ref.emplace(r.id, r);
+  };
+  auto check = [&](const char* phase) {
+    SCOPED_TRACE(phase);
+    std::vector<Ref> order;
+    for (auto& [id, r] : ref) order.push_back(r);
+    std::sort(order.begin(), order.end(), [](const Ref& a, const Ref& b) {
+      return a.weight != b.weight ? a.weight > b.weight : a.id < b.id;
+    });
+    auto listed = e.filters({.layer = L});
+    ASSERT_EQ(listed.size(), order.size() + 1);  // and the default permit, last
+    for (size_t i = 0; i < order.size(); ++i) ASSERT_EQ(listed[i]->id, order[i].id) << i;
+    for (uint32_t a = 0; a < 4096 + 64; a += 7) {
+      uint64_t want = listed.back()->id;
+      for (const Ref& r : order)
+        if (!r.disabled && a >= r.lo && a <= r.lo + 63) {
+          want = r.id;
+          break;
+        }
+      FieldValues v;
+      v.set(FieldId::IP_REMOTE_ADDRESS, Value::uint32(a));
+      v.set(FieldId::IP_LOCAL_ADDRESS, Value::uint32(1));
+      v.set(FieldId::IP_REMOTE_PORT, Value::uint16(443));
+      v.set(FieldId::IP_LOCAL_PORT, Value::uint16(40000));
+      v.set(FieldId::IP_PROTOCOL, Value::uint8(6));
+      const ClassifyResult got = e.classify(L, v), lin = e.classify_linear(L, v);
+      ASSERT_TRUE(got.filter && lin.filter) << "address " << a;
+      ASSERT_EQ(got.filter->id, want) << "address " << a;
+      ASSERT_EQ(lin.filter->id, want) << "address " << a;
+    }
+  };
+  auto erase_some = [&](size_t n) {
+    for (size_t i = 0; i < n && !ref.empty(); ++i) {
+      auto it = std::next(ref.begin(), static_cast<long>(pick(ref.size())));
+      e.delete_filter_by_id(it->first);
+      ref.erase(it);
+    }
+  };
+  for (int i = 0; i < 3000; ++i) add(i % 2 ? 1'000'000 : 1'000);  // two hot spots, in alternation
+  erase_some(300);
+  ASSERT_NO_FATAL_FAILURE(check("hot spots"));
+  for (int i = 0; i < 6000; ++i) add(1'000'000);  // a run after the filter added last
+  erase_some(300);
+  ASSERT_NO_FATAL_FAILURE(check("run after"));
+  for (uint64_t w = 2'000; w < 8'000; ++w) add(w);  // a run before it, below the first hot spot
+  erase_some(300);
+  ASSERT_NO_FATAL_FAILURE(check("run before"));
+  for (int i = 0; i < 3000; ++i) add(i % 2 ? 1'000'000 : 5'000);  // the hot spots again, now dense
+  ASSERT_NO_FATAL_FAILURE(check("hot spots again"));
 }
 
 // The classifier alone: rules of three interval sets (a host, a /24, an address range that is no

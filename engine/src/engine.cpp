@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cassert>
 #include <cmath>
+#include <memory_resource>
 
 #include "layer_index.hpp"
 #include "lfp/engine/error.hpp"
@@ -14,25 +15,26 @@ namespace lfp {
 struct FilterEngine::FilterRecord {
   Filter filter;
   const Sublayer* sublayer = nullptr;
-  bool enforced = false;     // in the classifier (not DISABLED)
-  uint32_t slot = 0;         // rule id in the layer's classifier
-  uint32_t priority = 0;     // order-preserving label: higher is evaluated first
+  bool enforced = false;  // in the classifier (not DISABLED)
+  uint32_t slot = 0;      // its place in the layer: index of its label, rule id in the classifier
 };
 
 namespace {
 
 // Evaluation order inside a layer: sublayer weight (high first, ties by key), then filter weight
-// (high first), then filter id (older first).
+// (high first), then filter id (older first). The sublayer by address (objects in an
+// unordered_map do not move): a small key keeps the order map's nodes small.
 struct OrderKey {
-  uint16_t sublayer_weight;
-  Guid sublayer_key;
+  const Sublayer* sublayer;
   uint64_t weight;
   uint64_t id;
 };
 struct EvaluatedBefore {
   bool operator()(const OrderKey& a, const OrderKey& b) const {
-    if (a.sublayer_weight != b.sublayer_weight) return a.sublayer_weight > b.sublayer_weight;
-    if (a.sublayer_key != b.sublayer_key) return a.sublayer_key < b.sublayer_key;
+    if (a.sublayer != b.sublayer) {
+      if (a.sublayer->weight != b.sublayer->weight) return a.sublayer->weight > b.sublayer->weight;
+      return a.sublayer->key < b.sublayer->key;
+    }
     if (a.weight != b.weight) return a.weight > b.weight;
     return a.id < b.id;
   }
@@ -41,73 +43,98 @@ struct EvaluatedBefore {
 // Labels are 32-bit (the classifier's priorities), in [1, kLabelMax]: 0 and UINT32_MAX stay free
 // as "below everything" and "no bound".
 constexpr uint32_t kLabelMax = UINT32_MAX - 1;
-constexpr uint32_t kLabelStep = 1u << 12;  // a label's distance from its neighbour when the gap allows
+constexpr uint32_t kLabelStep = 1u << 12;  // the most a run of inserts takes from a gap per filter
+constexpr uint64_t kRunShare = 16;          // a run's filter takes 1/kRunShare of the gap (at least 1)
 constexpr unsigned kLabelBits = 32;
 
 }  // namespace
 
 struct FilterEngine::LayerState {
-  using OrderMap = std::map<OrderKey, FilterRecord*, EvaluatedBefore>;
+  using OrderMap = std::pmr::map<OrderKey, uint32_t, EvaluatedBefore>;  // -> slot
   explicit LayerState(const LayerInfo& l) : info(l), index(make_layer_index(l)) {}
   const LayerInfo& info;
   std::unique_ptr<LayerIndex> index;
-  OrderMap order;  // enforced filters, evaluation order
-  std::vector<FilterRecord*> slots;                         // classifier rule id -> filter
+  // The order map's nodes from a pool of their own: packed together, a search or a walk touches
+  // fewer cache lines than with nodes spread among the filters' other allocations.
+  std::pmr::unsynchronized_pool_resource order_nodes;
+  // Every filter of the layer, disabled ones too (they take a label but no classifier rule), in
+  // evaluation order: enumeration walks it.
+  OrderMap order{&order_nodes};
+  std::vector<FilterRecord*> slots;  // slot -> filter
+  // slot -> order-preserving label, higher first: an enforced filter's priority in the classifier.
+  // Kept here, not in the filter's record, so that relabelling reads only the map and this.
+  std::vector<uint32_t> labels;
   std::vector<uint32_t> free_slots;
   // Per sublayer with filters here, the lowest label among them (a bound that skips the sublayer),
   // kept current on every change so classification never searches the order map.
   std::vector<std::pair<const Sublayer*, uint32_t>> floors;
   uint32_t min_label = 0;  // lowest label in the layer: a bound at or below it matches nothing
+  std::vector<std::pair<uint32_t, uint32_t>> moves;  // relabel_around's (slot, new label), reused
+  uint32_t last_added = UINT32_MAX;  // slot of the filter added last (runs of inserts follow it)
 
   static OrderKey key_of(const FilterRecord& r) {
-    return {r.sublayer->weight, r.sublayer->key, r.filter.effective_weight, r.filter.id};
+    return {r.sublayer, r.filter.effective_weight, r.filter.id};
   }
+  uint32_t label(OrderMap::const_iterator i) const { return labels[i->second]; }
+
+  // Whether the new filter continues a run of inserts at one place (the usual load: each filter
+  // just after the previous one, in front of a default permit or at the end; or just before it).
+  enum class Run { NONE, DOWN, UP };  // DOWN: after the filter added last; UP: before it
 
   void add(FilterRecord* r) {
     if (free_slots.empty()) {
       r->slot = static_cast<uint32_t>(slots.size());
       slots.push_back(r);
+      labels.push_back(0);
     } else {
       r->slot = free_slots.back();
       free_slots.pop_back();
       slots[r->slot] = r;
+      labels[r->slot] = 0;
     }
-    auto [it, inserted] = order.emplace(key_of(*r), r);
+    r->enforced = false;
+    auto [it, inserted] = order.emplace(key_of(*r), r->slot);
     assert(inserted);
-    if (!take_gap(it)) relabel_around(it);
-    index->insert(r->slot, r->priority, r->filter);
-    r->enforced = true;
-    update_floor(*r->sublayer);
+    const Run run = it != order.begin() && std::prev(it)->second == last_added      ? Run::DOWN
+                    : std::next(it) != order.end() && std::next(it)->second == last_added ? Run::UP
+                                                                                        : Run::NONE;
+    if (!take_gap(it, run)) relabel_around(it, run);
+    if (!(r->filter.flags & DISABLED)) {
+      index->insert(r->slot, labels[r->slot], r->filter);
+      r->enforced = true;
+    }
+    note_floor(it);
+    min_label = label(std::prev(order.end()));
+    last_added = r->slot;
   }
 
-  // A label between the new filter's neighbours (higher = earlier), if they leave a gap: a fixed
-  // step after the filter before it (or before the first filter), so that a run of inserts at one
-  // place (the usual load: each filter after the previous one, in front of a default permit)
-  // leaves room for the next; the midpoint once the gap is small.
-  bool take_gap(OrderMap::iterator it) {
+  // A label between the new filter's neighbours (higher = earlier), if they leave a gap. In a
+  // run, the new filter takes a small share of the gap next to the previous one and leaves the
+  // rest to the run; anything else takes the midpoint.
+  bool take_gap(OrderMap::iterator it, Run run) {
     const bool has_prev = it != order.begin();
     const bool has_next = std::next(it) != order.end();
-    const uint64_t upper = has_prev ? std::prev(it)->second->priority : uint64_t{kLabelMax} + 1;
-    const uint64_t lower = has_next ? std::next(it)->second->priority : 0;
+    const uint64_t upper = has_prev ? label(std::prev(it)) : uint64_t{kLabelMax} + 1;
+    const uint64_t lower = has_next ? label(std::next(it)) : 0;
     const uint64_t gap = upper - lower;
     if (gap < 2) return false;
-    uint64_t label;
-    if (!has_prev && !has_next) label = kLabelMax / 2;
-    else if (!has_prev) label = lower + std::min<uint64_t>(kLabelStep, gap / 2);
-    else label = upper - std::min<uint64_t>(kLabelStep, gap / 2);
-    it->second->priority = static_cast<uint32_t>(label);
+    const uint64_t step = std::clamp<uint64_t>(gap / kRunShare, 1, kLabelStep);
+    const uint64_t l = run == Run::DOWN ? upper - step : run == Run::UP ? lower + step : lower + gap / 2;
+    labels[it->second] = static_cast<uint32_t>(l);
     return true;
   }
 
   // No gap at the new filter: relabel the smallest aligned label block around it whose filters are
   // sparse enough, spreading them evenly (order maintenance, Bender et al. 2002). A block of 2^b
   // labels may hold 2^b / T^b filters, T chosen so that the whole range holds twice the layer: an
-  // insert relabels O(log n) filters amortized, whatever the order of inserts.
-  void relabel_around(OrderMap::iterator it) {
+  // insert relabels O(log n) filters amortized, whatever the order of inserts. In a run, the
+  // block's free labels are not spread but left at the run's side of the new filter, up to half
+  // the block (as an adaptive packed-memory array does for a hammered point, Bender and Hu 2006):
+  // the run then relabels every few hundred inserts instead of every few.
+  void relabel_around(OrderMap::iterator it, Run run) {
     const double t =
         std::clamp(std::pow(double(kLabelMax) / (2.0 * double(order.size())), 1.0 / kLabelBits), 1.1, 1.5);
-    const uint64_t anchor =
-        it != order.begin() ? std::prev(it)->second->priority : std::next(it)->second->priority;
+    const uint64_t anchor = label(it != order.begin() ? std::prev(it) : std::next(it));
     auto first = it, last = it;  // the block's filters, in evaluation order (labels descending)
     uint64_t count = 1, lo = 0, hi = 0;
     double capacity = 1;
@@ -115,7 +142,7 @@ struct FilterEngine::LayerState {
       const uint64_t size = uint64_t{1} << bits;
       lo = std::max<uint64_t>(anchor & ~(size - 1), 1);
       hi = std::min<uint64_t>((anchor & ~(size - 1)) + size - 1, kLabelMax);
-      auto inside = [&](OrderMap::iterator i) { return i->second->priority >= lo && i->second->priority <= hi; };
+      auto inside = [&](OrderMap::iterator i) { return label(i) >= lo && label(i) <= hi; };
       while (first != order.begin() && inside(std::prev(first))) --first, ++count;
       while (std::next(last) != order.end() && inside(std::next(last))) ++last, ++count;
       capacity *= 2 / t;
@@ -126,48 +153,64 @@ struct FilterEngine::LayerState {
     // first: so no label ever passes another, and the classifier's rank of each rule holds at
     // every step (set_priority stays O(1)).
     const unsigned __int128 span = hi - lo + 1;
-    std::vector<std::pair<FilterRecord*, uint32_t>> moves;  // evaluation order, new label
-    const Sublayer* sub = nullptr;
-    std::vector<const Sublayer*> subs;
-    uint64_t k = 0;
-    for (auto i = first;; ++i, ++k) {
-      const auto offset = static_cast<uint64_t>((2 * k + 1) * span / (2 * count));  // the middle of slice k
+    // `room` empty slices go after (DOWN) or before (UP) the new filter's; slices are at least 1 label.
+    const uint64_t free_labels = span > count ? static_cast<uint64_t>(span) - count : 0;
+    const uint64_t room = run == Run::NONE ? 0 : std::min(count, free_labels);
+    const uint64_t slices = count + room;
+    moves.clear();
+    uint64_t k = 0;  // slice
+    for (auto i = first;; ++i) {
+      if (run == Run::UP && i == it) k += room;
+      const auto offset = static_cast<uint64_t>((2 * k + 1) * span / (2 * slices));  // the middle of slice k
       moves.emplace_back(i->second, static_cast<uint32_t>(hi - offset));
-      if (i->second->sublayer != sub) subs.push_back(sub = i->second->sublayer);
+      k += run == Run::DOWN && i == it ? 1 + room : 1;
       if (i == last) break;
     }
-    auto move = [&](const std::pair<FilterRecord*, uint32_t>& m) {
-      m.first->priority = m.second;
-      if (m.first->enforced) index->set_priority(m.first->slot, m.second);
+    auto move = [&](const std::pair<uint32_t, uint32_t>& m) {
+      labels[m.first] = m.second;
+      if (slots[m.first]->enforced) index->set_priority(m.first, m.second);
     };
     for (auto& m : moves)
-      if (m.second > m.first->priority || !m.first->enforced) move(m);
+      if (m.second > labels[m.first] || !slots[m.first]->enforced) move(m);
     for (auto m = moves.rbegin(); m != moves.rend(); ++m)
-      if (m->second < m->first->priority) move(*m);
-    for (const Sublayer* s : subs) update_floor(*s);
+      if (m->second < labels[m->first]) move(*m);
+    for (auto i = first;; ++i) {
+      note_floor(i);
+      if (i == last) break;
+    }
   }
 
   void remove(FilterRecord* r) {
-    index->erase(r->slot);
-    order.erase(key_of(*r));
+    auto it = order.find(key_of(*r));
+    if (r->enforced) index->erase(r->slot);
+    r->enforced = false;
+    if (last_of_sublayer(it)) {
+      // Its sublayer's floor passes to the filter before it, or the sublayer leaves the layer.
+      auto f = std::find_if(floors.begin(), floors.end(), [&](auto& p) { return p.first == it->first.sublayer; });
+      if (it != order.begin() && std::prev(it)->first.sublayer == it->first.sublayer)
+        f->second = label(std::prev(it));
+      else
+        floors.erase(f);
+    }
+    order.erase(it);
+    min_label = order.empty() ? 0 : label(std::prev(order.end()));
     slots[r->slot] = nullptr;
     free_slots.push_back(r->slot);
-    r->enforced = false;
-    update_floor(*r->sublayer);
+    if (last_added == r->slot) last_added = UINT32_MAX;
   }
 
-  void update_floor(const Sublayer& s) {
-    auto it = std::find_if(floors.begin(), floors.end(), [&](auto& p) { return p.first == &s; });
-    auto last = order.upper_bound(OrderKey{s.weight, s.key, 0, UINT64_MAX});
-    const bool has = last != order.begin() && std::prev(last)->second->sublayer == &s;
-    if (!has) {
-      if (it != floors.end()) floors.erase(it);
-    } else if (it != floors.end()) {
-      it->second = std::prev(last)->second->priority;
-    } else {
-      floors.emplace_back(&s, std::prev(last)->second->priority);
-    }
-    min_label = order.empty() ? 0 : order.rbegin()->second->priority;
+  bool last_of_sublayer(OrderMap::iterator i) const {
+    auto n = std::next(i);
+    return n == order.end() || n->first.sublayer != i->first.sublayer;
+  }
+
+  // If i is the last filter of its sublayer, its label is the sublayer's floor.
+  void note_floor(OrderMap::iterator i) {
+    if (!last_of_sublayer(i)) return;
+    const Sublayer* sub = i->first.sublayer;
+    auto f = std::find_if(floors.begin(), floors.end(), [&](auto& p) { return p.first == sub; });
+    if (f != floors.end()) f->second = label(i);
+    else floors.emplace_back(sub, label(i));
   }
 
   // The lowest label used by a sublayer's filters (a bound that skips the whole sublayer).
@@ -313,28 +356,35 @@ uint64_t FilterEngine::add_filter(Filter f) {
   }
   for (const auto& c : f.conditions) validate_condition(c, layer);
   // Group conditions by field (stable): a field's conditions are OR'ed wherever they stand.
-  std::stable_sort(f.conditions.begin(), f.conditions.end(),
-                   [](const Condition& a, const Condition& b) { return a.field < b.field; });
+  auto by_field = [](const Condition& a, const Condition& b) { return a.field < b.field; };
+  if (!std::is_sorted(f.conditions.begin(), f.conditions.end(), by_field))
+    std::stable_sort(f.conditions.begin(), f.conditions.end(), by_field);
   f.effective_weight = effective_weight(f.weight, f.conditions, layer.family);
-  f.key = take_key(filters_by_key_, f.key, "filter");
   f.sublayer = sub_key;
   if (f.id != 0 && filters_by_id_.count(f.id))
     throw Error(ErrorCode::ALREADY_EXISTS, "filter id " + std::to_string(f.id) + " is in use");
   if (f.id == 0) f.id = next_filter_id_;
+  if (f.key.is_nil()) f.key = Guid::generate();
 
   auto rec = std::make_unique<FilterRecord>();
   rec->filter = std::move(f);
   rec->sublayer = &sit->second;
+  // The key's entry is taken now (one lookup for the check and the insert) and given back if the
+  // callout refuses the filter.
+  auto [entry, fresh] = filters_by_key_.try_emplace(rec->filter.key);
+  if (!fresh) throw Error(ErrorCode::ALREADY_EXISTS, "filter " + rec->filter.key.str() + " already exists");
   if (is_callout(rec->filter.action.type)) {
     auto d = drivers_.find(rec->filter.action.callout_key);
-    if (d != drivers_.end() && !d->second->notify(CalloutDriver::NotifyType::ADD_FILTER, rec->filter))
+    if (d != drivers_.end() && !d->second->notify(CalloutDriver::NotifyType::ADD_FILTER, rec->filter)) {
+      filters_by_key_.erase(entry);
       throw Error(ErrorCode::INVALID_PARAMETER, "the callout refused the filter (CALLOUT_NOTIFICATION_FAILED)");
+    }
   }
   next_filter_id_ = std::max(next_filter_id_, rec->filter.id + 1);
   FilterRecord* r = rec.get();
-  if (!(r->filter.flags & DISABLED)) layers_[static_cast<size_t>(r->filter.layer)]->add(r);
+  entry->second = std::move(rec);
+  layers_[static_cast<size_t>(r->filter.layer)]->add(r);
   filters_by_id_.emplace(r->filter.id, r);
-  filters_by_key_.emplace(r->filter.key, std::move(rec));
   return r->filter.id;
 }
 
@@ -348,7 +398,7 @@ void FilterEngine::delete_filter(const Guid& key) {
   auto it = filters_by_key_.find(key);
   if (it == filters_by_key_.end()) throw Error(ErrorCode::FILTER_NOT_FOUND, "filter " + key.str() + " not found");
   FilterRecord* r = it->second.get();
-  if (r->enforced) layers_[static_cast<size_t>(r->filter.layer)]->remove(r);
+  layers_[static_cast<size_t>(r->filter.layer)]->remove(r);
   notify(r->filter, CalloutDriver::NotifyType::DELETE_FILTER);
   filters_by_id_.erase(r->filter.id);
   filters_by_key_.erase(it);
@@ -436,24 +486,20 @@ std::vector<const Sublayer*> FilterEngine::sublayers() const {
 }
 
 std::vector<const Filter*> FilterEngine::filters(const FilterTemplate& t) const {
-  std::vector<const FilterRecord*> recs;
-  for (auto& [k, r] : filters_by_key_) {
-    const Filter& f = r->filter;
-    if (t.layer && f.layer != *t.layer) continue;
-    if (t.provider && f.provider != t.provider) continue;
-    if (t.sublayer && r->sublayer->key != *t.sublayer) continue;
-    if (t.action && f.action.type != *t.action) continue;
-    if ((f.flags & t.flags_all_set) != t.flags_all_set) continue;
-    if (!t.include_disabled && (f.flags & DISABLED)) continue;
-    recs.push_back(r.get());
-  }
-  std::sort(recs.begin(), recs.end(), [](const FilterRecord* a, const FilterRecord* b) {
-    if (a->filter.layer != b->filter.layer) return a->filter.layer < b->filter.layer;
-    return EvaluatedBefore{}(LayerState::key_of(*a), LayerState::key_of(*b));
-  });
+  // Each layer's order map holds its filters in evaluation order, and layers_ is in LayerId order.
   std::vector<const Filter*> out;
-  out.reserve(recs.size());
-  for (auto* r : recs) out.push_back(&r->filter);
+  for (const auto& ls : layers_) {
+    if (t.layer && ls->info.id != *t.layer) continue;
+    for (const auto& [k, slot] : ls->order) {
+      if (t.sublayer && k.sublayer->key != *t.sublayer) continue;
+      const Filter& f = ls->slots[slot]->filter;
+      if (t.provider && f.provider != t.provider) continue;
+      if (t.action && f.action.type != *t.action) continue;
+      if ((f.flags & t.flags_all_set) != t.flags_all_set) continue;
+      if (!t.include_disabled && (f.flags & DISABLED)) continue;
+      out.push_back(&f);
+    }
+  }
   return out;
 }
 
@@ -493,7 +539,7 @@ ClassifyResult FilterEngine::arbitrate(LayerId layer, const FieldValues& values,
     std::optional<bool> sub_permit;
     bool sub_hard = false, from_callout = false;
     const FilterRecord* decider = nullptr;
-    for (; r && r->sublayer == sub; r = next(r->priority)) {
+    for (; r && r->sublayer == sub; r = next(ls.labels[r->slot])) {
       const Filter& f = r->filter;
       std::string_view outcome;
       if (!is_callout(f.action.type)) {
@@ -603,8 +649,10 @@ ClassifyResult FilterEngine::classify_linear(LayerId layer, const FieldValues& v
   const LayerState& ls = *layers_[static_cast<size_t>(layer)];
   return arbitrate(layer, values, explain, meta, [&](uint32_t bound) -> const FilterRecord* {
     // Labels decrease along the evaluation order: skip to the first filter below bound.
-    for (auto& [k, r] : ls.order)
-      if (r->priority < bound && conditions_match(r->filter.conditions, values)) return r;
+    for (auto& [k, slot] : ls.order) {
+      const FilterRecord* r = ls.slots[slot];
+      if (r->enforced && ls.labels[slot] < bound && conditions_match(r->filter.conditions, values)) return r;
+    }
     return nullptr;
   });
 }

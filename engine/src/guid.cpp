@@ -54,11 +54,4 @@ bool Guid::is_nil() const {
   return true;
 }
 
-size_t GuidHash::operator()(const Guid& g) const noexcept {
-  uint64_t a, b;
-  std::memcpy(&a, g.bytes.data(), 8);
-  std::memcpy(&b, g.bytes.data() + 8, 8);
-  return static_cast<size_t>(a * 0x9E3779B97F4A7C15ull ^ b);
-}
-
 }  // namespace lfp

@@ -418,7 +418,7 @@ class TupleClassifier {
   static constexpr uint32_t kMaxTables = S::kTidxMask;
   static constexpr int kTop = 4;
   static constexpr int kLW = (D + 7) / 8;  // 64-bit words of packed tuple lengths
-  static constexpr size_t kGroupedBytes = 96;  // a grouped rule's set and map nodes, about
+  static constexpr size_t kGroupedBytes = 104;  // a grouped rule's set and map nodes, about
 
   struct Table {
     std::array<uint8_t, D> lens{};
@@ -542,7 +542,7 @@ class TupleClassifier {
   __attribute__((noinline)) uint32_t group_pick(uint32_t head, uint32_t limit, uint64_t best1, F& ok) const {
     auto g = group_of_.find(head);
     if (g == group_of_.end() || limit == 0) return kNoRule;
-    const Group& members = groups_[g->second];
+    const Group& members = groups_[g->second.group];
     for (auto it = members.lower_bound({limit - 1, kNoRule}); it != members.end() && it->first >= best1; ++it)
       if (!S::residual(S::tail(rec(it->second))) || ok(it->second)) return it->second;
     return kNoRule;
@@ -680,7 +680,11 @@ class TupleClassifier {
   using Group = std::set<std::pair<uint32_t, uint32_t>, std::greater<>>;
   std::vector<Group> groups_;
   std::vector<uint32_t> free_groups_;
-  std::unordered_map<uint32_t, uint32_t> group_of_;  // id of every grouped rule -> its group
+  struct Member {
+    uint32_t group;   // index in groups_
+    Group::iterator at;  // its (priority, id) there: a priority change needs no search
+  };
+  std::unordered_map<uint32_t, Member> group_of_;  // every grouped rule
   size_t n_ = 0;
   size_t n_resid_ = 0;
   size_t bucket_bytes_ = 0;
@@ -711,7 +715,7 @@ void TupleClassifier<Ws...>::clear() {
   std::vector<uint32_t>().swap(ext_free_);
   std::vector<Group>().swap(groups_);
   std::vector<uint32_t>().swap(free_groups_);
-  std::unordered_map<uint32_t, uint32_t>().swap(group_of_);
+  std::unordered_map<uint32_t, Member>().swap(group_of_);
   n_ = 0;
   n_resid_ = 0;
   bucket_bytes_ = 0;
@@ -875,11 +879,21 @@ template <unsigned... Ws>
 void TupleClassifier<Ws...>::rehash(size_t pos, uint32_t nb) {
   uint32_t* nbk = alloc_buckets(nb);
   uint32_t* old = bk(pos);
+  // Slots in batches whose records are fetched ahead: a large table's records are cache misses.
+  constexpr size_t kBatch = 16;
+  uint32_t batch[kBatch];
+  size_t n = 0;
+  auto flush = [&] {
+    for (size_t j = 0; j < n; ++j) place(nbk, nb, detail::home(rule_hash(pos, rec(slot_id(batch[j]))), nb), batch[j]);
+    n = 0;
+  };
   for (size_t i = 0; i < pnb_[pos] * detail::kBucketWords; ++i) {
     if ((i % detail::kBucketWords) == detail::kSlots || old[i] == 0) continue;
-    uint32_t h = rule_hash(pos, rec(slot_id(old[i])));
-    place(nbk, nb, detail::home(h, nb), old[i]);
+    __builtin_prefetch(rec(slot_id(old[i])));
+    batch[n++] = old[i];
+    if (n == kBatch) flush();
   }
+  flush();
   free_buckets(old);
   bucket_bytes_ = bucket_bytes_ - pnb_[pos] * 64 + size_t{nb} * 64;
   pbk_[pos] = reinterpret_cast<uint64_t>(nbk);
@@ -1177,10 +1191,10 @@ bool TupleClassifier<Ws...>::erase(uint32_t id) {
     // A grouped rule leaves its group (the next one heads it, if it was the head); the table
     // keeps the group's entry.
     grouped = true;
-    const uint32_t gi = g->second;
+    const uint32_t gi = g->second.group;
     Group& members = groups_[gi];
     const bool head = members.begin()->second == id;
-    members.erase({p, id});
+    members.erase(g->second.at);
     group_of_.erase(g);
     if (head) replace_head(id, members.begin()->second, p);
     if (members.size() == 1) {
@@ -1242,10 +1256,15 @@ bool TupleClassifier<Ws...>::set_priority(uint32_t id, uint32_t p, bool same_ran
     return true;
   }
   // In a group: the table sees the head's priority only.
-  Group& members = groups_[g->second];
+  Group& members = groups_[g->second.group];
   const auto [head_p, head] = *members.begin();
-  members.erase({old, id});
-  members.insert({p, id});
+  if (same_rank) {
+    const_cast<uint32_t&>(g->second.at->first) = p;  // the set's order holds: rewritten in place
+  } else {
+    auto node = members.extract(g->second.at);
+    node.value().first = p;
+    g->second.at = members.insert(std::move(node)).position;
+  }
   if (members.begin()->second != head) replace_head(head, members.begin()->second, head_p);
   else if (members.begin()->first != head_p) table_priority_changed(t, head_p, members.begin()->first, same_rank);
   return true;
@@ -1301,12 +1320,10 @@ void TupleClassifier<Ws...>::join_group(uint32_t head, uint32_t id) {
       gi = static_cast<uint32_t>(groups_.size());
       groups_.emplace_back();
     }
-    groups_[gi].insert({S::prio(rec(head)), head});
-    g = group_of_.emplace(head, gi).first;
+    g = group_of_.emplace(head, Member{gi, groups_[gi].insert({S::prio(rec(head)), head}).first}).first;
   }
-  const uint32_t gi = g->second;
-  group_of_.emplace(id, gi);
-  groups_[gi].insert({S::prio(rec(id)), id});
+  const uint32_t gi = g->second.group;
+  group_of_.emplace(id, Member{gi, groups_[gi].insert({S::prio(rec(id)), id}).first});
   if (groups_[gi].begin()->second == id) replace_head(head, id, S::prio(rec(head)));
 }
 

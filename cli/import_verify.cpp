@@ -13,11 +13,21 @@
 //   conntrack sees them, so only the capture's packets move the kernel's flows.
 // - One packet at a time, on one CPU: a packet is injected, its seen counter waited for, and the
 //   counters read, before the next one is injected.
+// - Interfaces. The capture does not say which interface a packet came in or left by, and in the
+//   namespace every packet comes in and leaves by vh. So a rule that names an interface (other than
+//   lo) gets a shadow before it: the same rule without its interface matches and without its target,
+//   which only logs (NFLOG) to a group of ours. A packet whose walk fires a shadow reached a rule its
+//   interface decides: it is not compared, and the report counts it by the interfaces it needs. The
+//   interfaces the rules name exactly are made in the host (veths to the peer, down: nft's iif/oif
+//   need them to exist), so that the rules load as on the host.
 #include "import_verify.hpp"
 
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <linux/if_packet.h>
+#include <linux/netfilter/nfnetlink.h>
+#include <linux/netfilter/nfnetlink_log.h>
+#include <linux/netlink.h>
 #include <net/ethernet.h>
 #include <net/if.h>
 #include <netinet/in.h>
@@ -37,7 +47,10 @@
 #include <cstring>
 #include <dirent.h>
 #include <memory>
+#include <map>
 #include <optional>
+#include <set>
+#include <sstream>
 #include <thread>
 
 #include "lfp/policy/policy.hpp"
@@ -326,6 +339,265 @@ std::string addr_text(const pk::IpAddr& a) {
   return buf;
 }
 
+// ---- Rules that name interfaces, and their shadows.
+
+constexpr uint16_t kShadowGroup = 0x4c46;      // the NFLOG group of the shadows ("LF")
+constexpr const char* kShadowPrefix = "lfpv ";  // + the shadow's index
+constexpr uint8_t kPostRouting = 4;             // NF_INET_POST_ROUTING (linux/netfilter.h redefines IP_PROTOCOL)
+
+// A rule an interface decides: the interfaces it names and the rule as written.
+struct InterfaceRule {
+  std::vector<std::string> interfaces;
+  std::string rule;
+};
+
+struct ShadowedRules {
+  std::string text;                         // what the kernel loads: the rules with the shadows
+  std::vector<InterfaceRule> interface_rules;  // by shadow index
+  // The interfaces named exactly (not lo, not a wildcard): made in the host namespace.
+  std::set<std::string> exact_interfaces() const {
+    std::set<std::string> names;
+    for (const auto& r : interface_rules)
+      for (const auto& n : r.interfaces)
+        if (!n.ends_with("+") && !n.ends_with("*") && n.size() < IFNAMSIZ && n != "vh") names.insert(n);
+    return names;
+  }
+};
+
+// lo is known (injected packets never use it); "+" (iptables) and "*" (nft) name every interface.
+bool names_no_interface_in_particular(const std::string& name) { return name == "lo" || name == "+" || name == "*"; }
+
+// An iptables-save line in tokens, quotes kept as written.
+std::vector<std::string> iptables_tokens(const std::string& line) {
+  std::vector<std::string> tokens;
+  std::string cur;
+  bool quoted = false, any = false;
+  for (size_t i = 0; i < line.size(); ++i) {
+    const char c = line[i];
+    if (c == '\\' && i + 1 < line.size()) {
+      cur += c;
+      cur += line[++i];
+      any = true;
+    } else if (c == '"') {
+      quoted = !quoted;
+      cur += c;
+      any = true;
+    } else if (!quoted && isspace(static_cast<unsigned char>(c))) {
+      if (any) tokens.push_back(cur);
+      cur.clear();
+      any = false;
+    } else {
+      cur += c;
+      any = true;
+    }
+  }
+  if (any) tokens.push_back(cur);
+  return tokens;
+}
+
+std::string unquoted(const std::string& t) {
+  return t.size() >= 2 && t.front() == '"' && t.back() == '"' ? t.substr(1, t.size() - 2) : t;
+}
+
+// iptables-save text: before each `-A CHAIN ... -i|-o NAME ...`, its shadow `-A CHAIN ... -j NFLOG`.
+// The shadow leaves out the matches that keep state (a rate limit, recent's lists): the original's
+// state must be the original's alone, and a shadow that fires too often only compares less.
+ShadowedRules shadow_iptables(const std::string& rules) {
+  static const std::set<std::string> kInterfaceOptions = {"-i", "--in-interface", "-o", "--out-interface"};
+  static const std::set<std::string> kStateful = {"limit", "hashlimit", "recent", "connlimit", "quota", "statistic"};
+  auto is_option = [](const std::string& t) { return t.size() > 1 && t[0] == '-' && t[1] != '-'; };
+  ShadowedRules out;
+  std::istringstream in(rules);
+  for (std::string line; std::getline(in, line);) {
+    const std::vector<std::string> t = iptables_tokens(line);
+    if (t.size() > 2 && t[0] == "-A") {
+      std::vector<std::string> kept = {t[0], t[1]};
+      std::vector<std::string> names;
+      for (size_t i = 2; i < t.size(); ++i) {
+        if (t[i] == "-j" || t[i] == "--jump" || t[i] == "-g" || t[i] == "--goto") break;
+        const bool negated = t[i] == "!" && i + 1 < t.size();
+        const size_t o = negated ? i + 1 : i;
+        if (kInterfaceOptions.count(t[o]) && o + 1 < t.size() && !names_no_interface_in_particular(unquoted(t[o + 1]))) {
+          names.push_back(unquoted(t[o + 1]));
+          i = o + 1;
+        } else if (t[i] == "-m" && i + 1 < t.size() && kStateful.count(t[i + 1])) {
+          for (i += 2; i < t.size() && !is_option(t[i]) && !(t[i] == "!" && i + 1 < t.size() && is_option(t[i + 1]));) ++i;
+          --i;
+        } else {
+          kept.push_back(t[i]);
+        }
+      }
+      if (!names.empty()) {
+        std::string shadow;
+        for (const auto& k : kept) shadow += k + " ";
+        shadow += "-j NFLOG --nflog-group " + std::to_string(kShadowGroup) + " --nflog-prefix \"" + kShadowPrefix +
+                  std::to_string(out.interface_rules.size()) + "\"";
+        out.text += shadow + "\n";
+        out.interface_rules.push_back({names, line});
+      }
+    }
+    out.text += line + "\n";
+  }
+  return out;
+}
+
+// An nft match on an interface (meta iifname, oifname, iif, oif): the names it needs (none: lo or
+// every interface). Not such a match: nullopt.
+std::optional<std::vector<std::string>> interface_match(const json& match) {
+  if (!match.is_object() || !match.contains("left") || !match["left"].is_object() || !match["left"].contains("meta"))
+    return std::nullopt;
+  const json& meta = match["left"]["meta"];
+  const std::string key = meta.is_object() ? meta.value("key", "") : "";
+  if (key != "iifname" && key != "oifname" && key != "iif" && key != "oif") return std::nullopt;
+  std::vector<std::string> names;
+  const json& right = match.value("right", json());
+  const json values = right.is_object() && right.contains("set") ? right["set"] : json::array({right});
+  for (const auto& v : values) {
+    const std::string name = v.is_string() ? v.get<std::string>() : v.dump();
+    if (!names_no_interface_in_particular(name)) names.push_back(name);
+  }
+  return names;
+}
+
+// `nft -j list ruleset` JSON: before each rule that matches an interface, its shadow (the rule's
+// matches but those, then `log group`). Statements (rate limits, quotas, counters) and verdicts stay out.
+ShadowedRules shadow_nft(const std::string& rules) {
+  ShadowedRules out;
+  json j = json::parse(rules, nullptr, false);
+  if (!j.is_object() || !j.contains("nftables") || !j["nftables"].is_array()) {
+    out.text = rules;  // the kernel says what is wrong with it
+    return out;
+  }
+  json items = json::array();
+  for (auto& item : j["nftables"]) {
+    const json* rule = item.is_object() && item.contains("rule") && item["rule"].is_object() ? &item["rule"] : nullptr;
+    if (rule) {
+      json kept = json::array();
+      std::vector<std::string> names;
+      bool on_interface = false;
+      for (const auto& e : rule->value("expr", json::array())) {
+        if (!e.is_object() || !e.contains("match")) continue;
+        if (auto n = interface_match(e["match"]); n && !n->empty()) {
+          on_interface = true;
+          names.insert(names.end(), n->begin(), n->end());
+        } else {
+          kept.push_back(e);
+        }
+      }
+      if (on_interface) {
+        const std::string index = std::to_string(out.interface_rules.size());
+        kept.push_back({{"log", {{"group", kShadowGroup}, {"prefix", kShadowPrefix + index}}}});
+        json shadow = {{"family", rule->value("family", "")},
+                       {"table", rule->value("table", "")},
+                       {"chain", rule->value("chain", "")},
+                       {"expr", kept}};
+        items.push_back({{"rule", shadow}});
+        out.interface_rules.push_back(
+            {names, "table " + rule->value("family", "") + " " + rule->value("table", "") + ", chain " +
+                        rule->value("chain", "") + ", rule " + (rule->contains("handle") ? (*rule)["handle"].dump() : "?")});
+      }
+    }
+    items.push_back(std::move(item));
+  }
+  out.text = json{{"nftables", items}}.dump();
+  return out;
+}
+
+// The shadows' NFLOG messages, read in the host's namespace.
+class ShadowLog {
+ public:
+  ShadowLog() = default;
+  // Binds kShadowGroup, one message a packet as it comes (threshold 1), no payload.
+  void open() {
+    fd_ = Fd(socket(AF_NETLINK, SOCK_RAW | SOCK_CLOEXEC | SOCK_NONBLOCK, NETLINK_NETFILTER));
+    sockaddr_nl local{};
+    local.nl_family = AF_NETLINK;
+    if (fd_.get() < 0 || bind(fd_.get(), reinterpret_cast<sockaddr*>(&local), sizeof local) != 0)
+      throw std::runtime_error(std::string("--verify: NFLOG socket: ") + strerror(errno));
+    std::vector<uint8_t> msg(NLMSG_HDRLEN + NLMSG_ALIGN(sizeof(nfgenmsg)));
+    auto attr = [&](uint16_t type, const void* data, size_t len) {
+      const size_t at = msg.size();
+      msg.resize(at + NLA_ALIGN(NLA_HDRLEN + len));
+      nlattr a{static_cast<uint16_t>(NLA_HDRLEN + len), type};
+      std::memcpy(&msg[at], &a, sizeof a);
+      std::memcpy(&msg[at + NLA_HDRLEN], data, len);
+    };
+    const nfulnl_msg_config_cmd bind_cmd{NFULNL_CFG_CMD_BIND};
+    nfulnl_msg_config_mode mode{};
+    mode.copy_mode = NFULNL_COPY_META;
+    const uint32_t threshold = htonl(1);
+    attr(NFULA_CFG_CMD, &bind_cmd, sizeof bind_cmd);
+    attr(NFULA_CFG_MODE, &mode, sizeof mode);
+    attr(NFULA_CFG_QTHRESH, &threshold, sizeof threshold);
+    nlmsghdr h{};
+    h.nlmsg_len = static_cast<uint32_t>(msg.size());
+    h.nlmsg_type = (NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_CONFIG;
+    h.nlmsg_flags = NLM_F_REQUEST | NLM_F_ACK;
+    h.nlmsg_seq = 1;
+    nfgenmsg g{};
+    g.nfgen_family = AF_UNSPEC;
+    g.version = NFNETLINK_V0;
+    g.res_id = htons(kShadowGroup);
+    std::memcpy(msg.data(), &h, sizeof h);
+    std::memcpy(msg.data() + NLMSG_HDRLEN, &g, sizeof g);
+    sockaddr_nl kernel{};
+    kernel.nl_family = AF_NETLINK;
+    if (sendto(fd_.get(), msg.data(), msg.size(), 0, reinterpret_cast<sockaddr*>(&kernel), sizeof kernel) < 0)
+      throw std::runtime_error(std::string("--verify: NFLOG bind: ") + strerror(errno));
+    uint8_t buf[4096];
+    for (int i = 0; i < 1000; ++i) {  // the ack, at most 1 s
+      const ssize_t n = recv(fd_.get(), buf, sizeof buf, 0);
+      if (n < 0 && errno == EAGAIN) {
+        std::this_thread::sleep_for(std::chrono::milliseconds(1));
+        continue;
+      }
+      const auto* r = reinterpret_cast<const nlmsghdr*>(buf);
+      if (n < static_cast<ssize_t>(NLMSG_HDRLEN) || r->nlmsg_type != NLMSG_ERROR) break;
+      const int err = -reinterpret_cast<const nlmsgerr*>(NLMSG_DATA(r))->error;
+      if (err) throw std::runtime_error(std::string("--verify: NFLOG bind: ") + strerror(err));
+      return;
+    }
+    throw std::runtime_error("--verify: NFLOG bind: no answer from the kernel");
+  }
+
+  // The shadows fired since the last call (POSTROUTING's left out: after the verdict).
+  std::set<size_t> fired() {
+    std::set<size_t> shadows;
+    if (fd_.get() < 0) return shadows;
+    alignas(nlmsghdr) uint8_t buf[65536];
+    for (;;) {
+      const ssize_t n = recv(fd_.get(), buf, sizeof buf, MSG_DONTWAIT);
+      if (n < 0 && errno == EAGAIN) return shadows;
+      if (n < 0) throw std::runtime_error(std::string("--verify: reading NFLOG: ") + strerror(errno));
+      int left = static_cast<int>(n);
+      for (auto* h = reinterpret_cast<nlmsghdr*>(buf); NLMSG_OK(h, left); h = NLMSG_NEXT(h, left)) {
+        if (h->nlmsg_type != ((NFNL_SUBSYS_ULOG << 8) | NFULNL_MSG_PACKET)) continue;
+        const auto* p = static_cast<const uint8_t*>(NLMSG_DATA(h)) + NLMSG_ALIGN(sizeof(nfgenmsg));
+        const auto* end = reinterpret_cast<const uint8_t*>(h) + h->nlmsg_len;
+        int hook = -1;
+        std::string prefix;
+        while (p + NLA_HDRLEN <= end) {
+          nlattr a;
+          std::memcpy(&a, p, sizeof a);
+          if (a.nla_len < NLA_HDRLEN || p + a.nla_len > end) break;
+          const uint8_t* data = p + NLA_HDRLEN;
+          const size_t len = a.nla_len - NLA_HDRLEN;
+          if ((a.nla_type & NLA_TYPE_MASK) == NFULA_PACKET_HDR && len >= sizeof(nfulnl_msg_packet_hdr))
+            hook = reinterpret_cast<const nfulnl_msg_packet_hdr*>(data)->hook;
+          else if ((a.nla_type & NLA_TYPE_MASK) == NFULA_PREFIX)
+            prefix.assign(reinterpret_cast<const char*>(data), strnlen(reinterpret_cast<const char*>(data), len));
+          p += NLA_ALIGN(a.nla_len);
+        }
+        if (hook != kPostRouting && prefix.starts_with(kShadowPrefix))
+          shadows.insert(strtoul(prefix.c_str() + strlen(kShadowPrefix), nullptr, 10));
+      }
+    }
+  }
+
+ private:
+  Fd fd_;
+};
+
 // The original rules, run by the kernel.
 class Kernel {
  public:
@@ -335,7 +607,7 @@ class Kernel {
     std::string error;      // not observed: why
   };
 
-  Kernel(const std::string& format, const std::string& rules, bool ip6tables, const std::vector<pk::IpAddr>& locals) {
+  Kernel(const std::string& format, const ShadowedRules& rules, bool ip6tables, const std::vector<pk::IpAddr>& locals) {
     const std::string& h = ns_.host();
     const std::string& p = ns_.peer();
     // The peer: no addresses, no IPv6, so it sends nothing of its own.
@@ -361,9 +633,14 @@ class Kernel {
     ns_.must(h, {"ip", "-6", "neigh", "replace", "fe80::1", "lladdr", kPeerMacText, "dev", "vh", "nud", "permanent"});
     ns_.must(h, {"ip", "-6", "route", "add", "default", "via", "fe80::1", "dev", "vh", "onlink"});
 
-    // The original rules, then our table.
-    const Cmd loaded = format == "nft" ? ns_.exec(h, {"nft", "-j", "-f", "/dev/stdin"}, rules)
-                                       : ns_.exec(h, {ip6tables ? "ip6tables-restore" : "iptables-restore", "-w"}, rules);
+    // The interfaces the rules name, as on the host (no packet uses them: see the top of the file).
+    int made = 0;
+    for (const auto& name : rules.exact_interfaces())  // one the kernel refuses: a rule on it is refused too, or never matches
+      ns_.exec(h, {"ip", "link", "add", name, "type", "veth", "peer", "name", "lfpv" + std::to_string(made++), "netns", p});
+
+    // The original rules (with the shadows), then our table.
+    const Cmd loaded = format == "nft" ? ns_.exec(h, {"nft", "-j", "-f", "/dev/stdin"}, rules.text)
+                                       : ns_.exec(h, {ip6tables ? "ip6tables-restore" : "iptables-restore", "-w"}, rules.text);
     if (loaded.code != 0)
       throw std::runtime_error("--verify: the kernel refused the original rules (" +
                                std::string(format == "nft" ? "nft -j -f" : ip6tables ? "ip6tables-restore" : "iptables-restore") +
@@ -404,6 +681,7 @@ class Kernel {
     for (int fd : {raw4_.get(), raw6_.get()})
       if (fd < 0 || setsockopt(fd, SOL_SOCKET, SO_MARK, &mark, sizeof mark) != 0)
         throw std::runtime_error(std::string("--verify: raw socket: ") + strerror(errno));
+    if (!rules.interface_rules.empty()) shadows_.open();
     ns_.check_in_host();
     nft_.reset(nft_ctx_new(NFT_CTX_DEFAULT));
     if (!nft_) throw std::runtime_error("--verify: libnftables");
@@ -427,6 +705,9 @@ class Kernel {
     if (pinned_) sched_setaffinity(0, sizeof saved_cpus_, &saved_cpus_);
     nft_.reset();  // before the namespaces go (ns_ is destroyed last)
   }
+
+  // The rules an interface decides (their shadows' indexes) that the last packet reached.
+  std::set<size_t> interface_rules_reached() { return shadows_.fired(); }
 
   // Inbound or forwarded: the IP packet in a frame from the peer.
   Outcome inject_inbound(std::span<const uint8_t> ip, bool v6, bool forwarded) {
@@ -527,6 +808,7 @@ class Kernel {
 
   Namespaces ns_;  // first: made first, removed last
   Fd packet_, raw4_, raw6_;
+  ShadowLog shadows_;
   int peer_if_ = 0, vh_ = 0;
   std::unique_ptr<nft_ctx, void (*)(nft_ctx*)> nft_{nullptr, nft_ctx_free};
   Counters last_;
@@ -629,10 +911,12 @@ json verify_import(const std::string& format, const std::string& rules, const js
     for (const auto& f : policy.value("filters", json::array()))
       if (f.value("layer", "").ends_with("_V6")) ip6tables = true;
 
-  Kernel kernel(format, rules, ip6tables, locals);
+  const ShadowedRules shadowed = format == "nft" ? shadow_nft(rules) : shadow_iptables(rules);
+  Kernel kernel(format, shadowed, ip6tables, locals);
 
   json differences = json::array(), skipped = json::array();
   uint64_t packets = 0, compared = 0, alike = 0, accepted = 0;
+  std::map<std::string, uint64_t> needs_interface;  // packets not compared, by an interface they need
   replay_capture(engine, ra, [&](const ReplayedPacket& rp) {
     ++packets;
     const pk::Packet& p = *rp.packet;
@@ -650,11 +934,29 @@ json verify_import(const std::string& format, const std::string& rules, const js
     const Kernel::Outcome k = dir == pk::Direction::OUTBOUND
                                   ? kernel.inject_outbound(ip, p.ip_version == 6, p.dst)
                                   : kernel.inject_inbound(ip, p.ip_version == 6, dir == pk::Direction::FORWARDED);
+    const std::set<size_t> reached = kernel.interface_rules_reached();
     if (!k.observed) return skip(k.error);
     switch (rp.walk->fragment_state()) {
       case pk::FragmentState::HELD: return skip("a fragment held for reassembly (its datagram is compared)");
       case pk::FragmentState::DISCARDED: return skip("a fragment LFP discards");
       default: break;
+    }
+    std::set<std::string> names;
+    std::string rule_list;
+    for (size_t r : reached) {
+      if (r >= shadowed.interface_rules.size()) continue;  // a log of the original's own to our group
+      const InterfaceRule& rule = shadowed.interface_rules[r];
+      names.insert(rule.interfaces.begin(), rule.interfaces.end());
+      rule_list += (rule_list.empty() ? "" : "; ") + rule.rule;
+    }
+    if (!names.empty()) {
+      std::string name_list;
+      for (const auto& n : names) {
+        ++needs_interface[n];
+        name_list += (name_list.empty() ? "" : ", ") + n;
+      }
+      return skip("needs interface " + name_list + ", which the capture does not show: the original decides it by " +
+                  "which interface it came in or left by (" + rule_list + ")");
     }
     ++compared;
     if (k.accepted) ++accepted;
@@ -704,14 +1006,25 @@ json verify_import(const std::string& format, const std::string& rules, const js
           {"original_dropped", compared - accepted},
           {"different", differences.size()},
           {"not_compared", skipped.size()},
+          {"compared_fraction", packets ? static_cast<double>(compared) / static_cast<double>(packets) : 0.0},
+          {"needs_interface", needs_interface},
           {"differences", differences},
           {"skipped", skipped}};
 }
 
 void print_verify_report(const json& r, std::ostream& out) {
-  out << "lfp import --verify " << r.value("capture", "") << ": " << r.value("packets", 0) << " packets, "
-      << r.value("compared", 0) << " compared, " << r.value("alike", 0) << " decided alike, "
-      << r.value("different", 0) << " differently, " << r.value("not_compared", 0) << " not compared\n";
+  // The summary: how much of the capture was compared (a verify that compares little proves little).
+  char percent[16];
+  snprintf(percent, sizeof percent, "%.1f%%", 100.0 * r.value("compared_fraction", 0.0));
+  out << "lfp import --verify " << r.value("capture", "") << ": compared " << r.value("compared", 0) << " of "
+      << r.value("packets", 0) << " packets (" << percent << "): " << r.value("alike", 0) << " decided alike, "
+      << r.value("different", 0) << " differently; " << r.value("not_compared", 0) << " not compared";
+  std::string needs;
+  const json needs_interface = r.value("needs_interface", json::object());
+  for (const auto& [name, count] : needs_interface.items())
+    needs += (needs.empty() ? "" : ", ") + std::to_string(count.get<uint64_t>()) + " need interface " + name;
+  if (!needs.empty()) out << " (" << needs << ", which the capture does not show)";
+  out << '\n';
   for (const auto& d : r["differences"]) {
     out << "  packet " << d.value("index", 0) << " " << d.value("packet", "") << " " << d.value("direction", "")
         << ": original " << d.value("original", "") << ", LFP " << d.value("lfp", "");

@@ -32,7 +32,9 @@ class VerifyUnavailable : public std::runtime_error {
 // format: "iptables" (iptables-save or ip6tables-save text) or "nft" (nft -j list ruleset JSON);
 // rules: the file as the importer read it; policy: what it imported. Returns the report:
 //   {"capture", "locals", "packets", "compared", "alike", "original_accepted", "original_dropped",
-//    "different", "not_compared",
+//    "different", "not_compared", "compared_fraction" (compared / packets),
+//    "needs_interface": {"docker0": 2} (packets not compared because a rule decides them by an
+//    interface the capture does not show),
 //    "differences": [{"index", "packet", "direction", "protocol", "source", "source_port",
 //                     "destination", "destination_port", "original": "ACCEPT"|"DROP",
 //                     "lfp": "PERMIT"|"BLOCK", "layer", "filter": {"key", "name"}|null, "note"?}],

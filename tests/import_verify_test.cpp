@@ -2,8 +2,9 @@
 // directions, an established flow, a fragmented datagram, a forwarded packet, IPv6) replayed through
 // the original host firewall (tests/data/import), which the kernel runs in lfp's throwaway
 // namespaces, and through the imported policy. The shipped rules must decide alike; a rule the
-// import cannot express must show up as the differences it makes. lfp itself runs in a sandbox
-// namespace; no namespace of lfp's may be left behind.
+// import cannot express must show up as the differences it makes; a packet a rule on an interface
+// decides (Docker's docker0) must be counted as not compared, never agree by accident. lfp itself
+// runs in a sandbox namespace; no namespace of lfp's may be left behind.
 #include <dirent.h>
 #include <sys/wait.h>
 
@@ -192,6 +193,8 @@ TEST(ImportVerify, TheHostFirewallDecidesAlikeInTheKernelAndInLfp) {
   ASSERT_EQ(r["skipped"].size(), 1u);
   EXPECT_EQ(r["skipped"][0]["index"], 21);
   EXPECT_EQ(r["alike"], r["compared"]);
+  EXPECT_DOUBLE_EQ(r["compared_fraction"].get<double>(), (pkts.size() - 1.0) / pkts.size());
+  EXPECT_EQ(r["needs_interface"], json::object());  // -i lo only: no packet is injected on lo
   // The kernel did decide: 5, 6, 8, 10, 13, 15, 16, 20, 23 dropped (the IPv6 ones pass: no ip6tables rules).
   EXPECT_EQ(r["original_dropped"], 9);
   EXPECT_EQ(r["original_accepted"], pkts.size() - 1 - 9);
@@ -261,6 +264,73 @@ TEST(ImportVerify, ARuleTheImportCannotExpressShowsUpAsTheDifferencesItMakes) {
             std::string::npos)
       << t.out;
   EXPECT_TRUE(leftover_namespaces().empty());
+}
+
+// A Docker host (tests/data/import/docker.rules, docker.nft): its FORWARD rules are decided by docker0,
+// which the capture does not show and verify's namespace does not route through. Such packets are
+// not compared (once they agreed by accident: the original dropped them too, having no docker0),
+// and the summary says how much was.
+std::vector<Probe> docker_capture() {
+  using namespace packet::tcp_flag;
+  const IpAddr container = *packet::parse_ip("172.17.0.2");
+  return {{tcp(kFar, 40001, kHost, 22, SYN)},          // 0: INPUT: ACCEPT
+          {tcp(kFar, 40002, kHost, 80, SYN)},          // 1: INPUT policy: DROP
+          {tcp(kRange, 40003, container, 80, SYN)},    // 2: forwarded, the published port: needs docker0
+          {tcp(kRange, 40004, container, 81, SYN)},    // 3: forwarded: needs docker0 (FORWARD policy DROP past it)
+          {tcp(kFar, 40005, container, 80, SYN)}};     // 4: forwarded, DOCKER-USER drops 198.51.100.0/24 first: DROP
+}
+
+void expect_docker_coverage(const Verified& v, size_t packets) {
+  ASSERT_EQ(v.run.code, 0) << v.run.err << v.run.out;
+  const json& r = v.report["verify"];
+  EXPECT_EQ(r["packets"], packets);
+  EXPECT_EQ(r["compared"], 3) << r["skipped"].dump();
+  EXPECT_EQ(r["different"], 0) << differences_text(r);
+  EXPECT_EQ(r["original_dropped"], 2);  // 1 and 4
+  EXPECT_EQ(r["not_compared"], 2);
+  EXPECT_DOUBLE_EQ(r["compared_fraction"].get<double>(), 3.0 / 5.0);
+  EXPECT_EQ(r["needs_interface"], json({{"docker0", 2}}));
+  ASSERT_EQ(r["skipped"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(r["skipped"][i]["index"], i + 2);
+    EXPECT_NE(r["skipped"][i]["reason"].get<std::string>().find("needs interface docker0, which the capture does not show"),
+              std::string::npos)
+        << r["skipped"][i];
+  }
+}
+
+TEST(ImportVerify, ForwardedPacketsAnInterfaceDecidesAreCountedNotComparedByAccident) {
+  LFP_REQUIRE_SANDBOX();
+  Sandbox sb;
+  const auto pkts = docker_capture();
+  const std::string rules = sb.write_file("docker.rules", fixture("docker.rules"));
+  const std::string pcap = sb.write_file("capture.pcap", probes_pcap(pkts, false));
+  expect_docker_coverage(verify(sb, "iptables", rules, pcap), pkts.size());
+
+  // The text summary gives the fraction compared and what the rest needs.
+  const RunResult t = sb.run(lfp_cli_path() + " import iptables " + rules + " --verify " + pcap + " --local 10.77.0.1",
+                             {.side = Side::A, .timeout = std::chrono::seconds(60)});
+  EXPECT_EQ(t.code, 0) << t.err;
+  EXPECT_NE(t.out.find("compared 3 of 5 packets (60.0%): 3 decided alike, 0 differently; 2 not compared "
+                       "(2 need interface docker0, which the capture does not show)"),
+            std::string::npos)
+      << t.out;
+  EXPECT_TRUE(leftover_namespaces().empty());
+}
+
+TEST(ImportVerify, NftRulesOnAnInterfaceLoadAndAreCountedNotCompared) {
+  LFP_REQUIRE_SANDBOX();
+  Sandbox sb;
+  // `oif "docker0"` is an index: nft lists it only where docker0 exists (B, here), and verify loads it
+  // only because it makes docker0 in its namespace.
+  const std::string nft = sb.write_file("docker.nft", fixture("docker.nft"));
+  const RunResult listed = sb.run("ip link add docker0 type veth peer name docker0p && nft -f " + nft + " && nft -j list ruleset",
+                                  {.side = Side::B});
+  ASSERT_TRUE(listed.ok()) << listed.err;
+  const std::string rules = sb.write_file("ruleset.json", listed.out);
+  const auto pkts = docker_capture();
+  const std::string pcap = sb.write_file("capture.pcap", probes_pcap(pkts, true));
+  expect_docker_coverage(verify(sb, "nft", rules, pcap), pkts.size());
 }
 
 TEST(ImportVerify, RulesTheKernelRefusesAreAnErrorAndLeaveNothing) {

@@ -469,7 +469,11 @@ LayerIndex build_index(const LayerKeys& lk) {
   {
     std::vector<uint32_t> order(lk.keys.size());
     for (uint32_t j = 0; j < order.size(); ++j) order[j] = j;
-    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) { return lk.keys[a] < lk.keys[b]; });
+    std::vector<uint64_t> hash(lk.keys.size());  // (sorted by hash first: one compare for nearly every pair)
+    for (uint32_t j = 0; j < hash.size(); ++j) hash[j] = IndexKeyHash{}(lk.keys[j]);
+    std::sort(order.begin(), order.end(), [&](uint32_t a, uint32_t b) {
+      return hash[a] != hash[b] ? hash[a] < hash[b] : lk.keys[a] < lk.keys[b];
+    });
     for (size_t r = 0; r < order.size();) {
       size_t e = r + 1;
       while (e < order.size() && lk.keys[order[e]] == lk.keys[order[r]]) ++e;
@@ -548,7 +552,12 @@ LayerIndex build_index(const LayerKeys& lk) {
   }
   // Each filter under its key of a kept shape that the fewest share (of equals, the first: one field
   // before two).
-  std::vector<std::pair<IndexKey, uint32_t>> placed;  // (key, filter)
+  struct Placed {
+    uint64_t hash;  // (sorted by hash first, so equal keys meet after one compare for most pairs)
+    IndexKey key;
+    uint32_t filter;
+  };
+  std::vector<Placed> placed;
   placed.reserve(n);
   std::vector<uint32_t> unplaced;
   for (uint32_t i = 0; i < n; ++i) {
@@ -559,7 +568,7 @@ LayerIndex build_index(const LayerKeys& lk) {
       unplaced.push_back(i);
       continue;
     }
-    placed.emplace_back(lk.keys[best], i);
+    placed.push_back({IndexKeyHash{}(lk.keys[best]), lk.keys[best], i});
     ix.widened += lk.wider[best];
   }
   // A filter with no key of a kept shape goes under a kept shape that reads fewer bits of the same
@@ -567,9 +576,15 @@ LayerIndex build_index(const LayerKeys& lk) {
   // the list's other filters are tested by their own conditions, so a wider key only costs visits.
   // A filter nothing takes, or only a list already long, goes on the residual list.
   constexpr uint32_t kWidenedMax = 4 * kSmallBucket;
+  // (A filter without keys, such as a default permit, goes on the residual list at once.)
+  std::erase_if(unplaced, [&](uint32_t i) {
+    if (lk.first[i] != lk.first[i + 1]) return false;
+    ix.residual.push_back(i);
+    return true;
+  });
   if (!unplaced.empty()) {
     std::unordered_map<IndexKey, uint32_t, IndexKeyHash> list_size;
-    for (const auto& [key, i] : placed) ++list_size[key];
+    for (const Placed& p : placed) ++list_size[p.key];
     for (uint32_t i : unplaced) {
       std::optional<IndexKey> best;
       uint32_t best_size = kWidenedMax;
@@ -590,22 +605,24 @@ LayerIndex build_index(const LayerKeys& lk) {
         continue;
       }
       ++list_size[*best];
-      placed.emplace_back(*best, i);
+      placed.push_back({IndexKeyHash{}(*best), *best, i});
       ++ix.widened;
     }
   }
+  std::sort(ix.residual.begin(), ix.residual.end());  // (evaluation order)
   if (placed.empty()) return ix;
   ix.shapes.assign(kept.begin(), kept.end());
   // The lists: equal keys together, each list in evaluation order.
-  std::sort(placed.begin(), placed.end(), [](const auto& a, const auto& b) {
-    return a.first == b.first ? a.second < b.second : a.first < b.first;
+  std::sort(placed.begin(), placed.end(), [](const Placed& a, const Placed& b) {
+    if (a.hash != b.hash) return a.hash < b.hash;
+    return a.key == b.key ? a.filter < b.filter : a.key < b.key;
   });
   for (size_t r = 0; r < placed.size(); ++r) {
-    if (r == 0 || !(placed[r].first == placed[r - 1].first)) {
-      ix.keys.push_back(placed[r].first);
+    if (r == 0 || placed[r].hash != placed[r - 1].hash || !(placed[r].key == placed[r - 1].key)) {
+      ix.keys.push_back(placed[r].key);
       ix.list_first.push_back(static_cast<uint32_t>(r));
     }
-    ix.members.push_back(placed[r].second);
+    ix.members.push_back(placed[r].filter);
   }
   ix.list_first.push_back(static_cast<uint32_t>(placed.size()));
   std::vector<uint32_t> home(ix.keys.size());

@@ -963,6 +963,7 @@ std::string Server::op_apply(Session& s, const Request& r) {
   bool first = true;
   auto add_all = [&](ObjKind kind, auto& objects, auto member) {
     const policy::JsonValue* list = policy_json->find(plural(kind));
+    owners_[kind].reserve(owners_[kind].size() + objects.size());  // (a bulk load grows the map once)
     for (size_t j = 0; j < objects.size(); ++j) {
       policy::Policy one;
       (one.*member).push_back(std::move(objects[j]));

@@ -69,7 +69,7 @@
 #include <nlohmann/json.hpp>
 
 #include "args.hpp"
-#include "classbench_io.hpp"
+#include "classbench_kernel.hpp"
 #include "lfp/client/client.hpp"
 #include "lfp/datapath/compile.hpp"
 #include "lfpd_ready.hpp"
@@ -1082,13 +1082,7 @@ int print_index(const std::string& name) {
   const double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   std::vector<size_t> visits;
   for (const auto& p : trace) {
-    lfp_values v{};
-    for (auto [slot, x] : {std::pair<int, uint64_t>{LFP_S_REMOTE_ADDR, p.src}, {LFP_S_LOCAL_ADDR, p.dst},
-                           {LFP_S_REMOTE_PORT, p.sport}, {LFP_S_LOCAL_PORT, p.dport}, {LFP_S_PROTOCOL, p.proto}}) {
-      v.v[slot][1] = x;
-      v.present |= 1u << slot;
-    }
-    visits.push_back(lfp::datapath::index_candidates(pol, LFP_KL_TRANSPORT_IN_V4, v));
+    visits.push_back(lfp::datapath::index_candidates(pol, LFP_KL_TRANSPORT_IN_V4, lfp::classbench::kernel_values(p)));
   }
   std::sort(visits.begin(), visits.end());
   double sum = 0;

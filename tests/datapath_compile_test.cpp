@@ -9,7 +9,7 @@
 #include <gtest/gtest.h>
 
 #include "lfp/datapath/compile.hpp"
-#include "classbench_io.hpp"
+#include "classbench_kernel.hpp"
 #include "lfp/datapath/kernel.hpp"
 
 namespace lfp::datapath {
@@ -432,16 +432,7 @@ void expect_kernel_gives_engines_answer(const std::string& set, size_t stride) {
   for (size_t line = 0; line < trace.size(); line += stride) {
     const classbench::Packet& p = trace[line];
     ++checked;
-    lfp_values v{};
-    auto put = [&](int slot, uint64_t x) {
-      v.v[slot][1] = x;
-      v.present |= 1u << slot;
-    };
-    put(LFP_S_REMOTE_ADDR, p.src);
-    put(LFP_S_LOCAL_ADDR, p.dst);
-    put(LFP_S_REMOTE_PORT, p.sport);
-    put(LFP_S_LOCAL_PORT, p.dport);
-    put(LFP_S_PROTOCOL, p.proto);
+    const lfp_values v = classbench::kernel_values(p);
     const lfp_verdict d = k.evaluate(LFP_KL_TRANSPORT_IN_V4, v);
     Token token;
     FieldValues fv;
@@ -517,16 +508,7 @@ TEST(DatapathCompile, ClassBenchFirewallIsIndexedNotWalked) {
   const lfp_layer_hdr& h = pol.bank[LFP_KL_TRANSPORT_IN_V4].h;
   size_t visited = 0;
   for (const classbench::Packet& p : trace) {
-    lfp_values v{};
-    auto put = [&](int slot, uint64_t x) {
-      v.v[slot][1] = x;
-      v.present |= 1u << slot;
-    };
-    put(LFP_S_REMOTE_ADDR, p.src);
-    put(LFP_S_LOCAL_ADDR, p.dst);
-    put(LFP_S_REMOTE_PORT, p.sport);
-    put(LFP_S_LOCAL_PORT, p.dport);
-    put(LFP_S_PROTOCOL, p.proto);
+    const lfp_values v = classbench::kernel_values(p);
     visited += index_candidates(pol, LFP_KL_TRANSPORT_IN_V4, v);
   }
   const double mean = static_cast<double>(visited) / static_cast<double>(trace.size());

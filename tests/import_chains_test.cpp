@@ -1,7 +1,9 @@
 // The importers decide as the original: jumps, gotos and RETURNs (conditional or not) flattened into
 // first-match filters, checked against a chain walk written here on random rule sets; ufw's own
 // chains; nftables verdict maps, sets, jump, goto and return; and the coverage report.
+#include <algorithm>
 #include <fstream>
+#include <map>
 #include <optional>
 #include <random>
 #include <sstream>
@@ -44,6 +46,16 @@ class Imported {
     policy::Request req;
     policy::parse_request(json{{"layer", layer}, {"values", values}}, req);
     return engine_.classify(req.layer, req.values).permit;
+  }
+
+  // The name of the filter that decides the packet at `layer` ("" if none).
+  std::string decided_by(const char* layer, const Packet& p) {
+    const json values = {{"IP_PROTOCOL", p.proto}, {"IP_REMOTE_ADDRESS", p.remote}, {"IP_LOCAL_ADDRESS", p.local},
+                         {"IP_REMOTE_PORT", p.remote_port}, {"IP_LOCAL_PORT", p.local_port}};
+    policy::Request req;
+    policy::parse_request(json{{"layer", layer}, {"values", values}}, req);
+    const auto r = engine_.classify(req.layer, req.values);
+    return r.filter ? r.filter->display.name : "";
   }
 
  private:
@@ -307,7 +319,7 @@ TEST(ImportChains, UfwDecidesAsUfw) {
   EXPECT_FALSE(in(denied, 6, 80));        // ufw deny from 192.0.2.0/24
   EXPECT_FALSE(in(denied, 17, 5353));     // ... which comes before allow 5353/udp
   EXPECT_TRUE(in(any, 17, 5353));         // ufw allow 5353/udp
-  EXPECT_TRUE(in(any, 6, 2222));          // ufw limit 2222/tcp: allowed (the limit itself is reported)
+  EXPECT_TRUE(in(any, 6, 2222));          // ufw limit 2222/tcp: allowed (the limit is the rate-limit callout's)
   EXPECT_TRUE(in(denied, 17, 5353, "224.0.0.251"));  // mDNS: before.rules accepts it before the user rules
   EXPECT_TRUE(in(any, 17, 1900, "239.255.255.250"));  // UPnP likewise
   EXPECT_FALSE(in(any, 17, 1901, "239.255.255.250"));
@@ -326,7 +338,7 @@ TEST(ImportChains, UfwDecidesAsUfw) {
   EXPECT_FALSE(icmp(any, 13));  // a timestamp request
   EXPECT_TRUE(icmp(any, 0));    // an echo reply: ESTABLISHED
   EXPECT_TRUE(lfp.permits("INBOUND_TRANSPORT_V4", {any, me, 6, 40000, 80}));  // TCP is the ALE layers'
-  EXPECT_EQ(r.needs.size(), 1u);
+  EXPECT_EQ(r.needs.size(), 2u);  // the packet layers (ICMP), their user-space path and the callout (the limit)
   EXPECT_TRUE(lfp.permits("ALE_AUTH_CONNECT_V4", {"203.0.113.1", me, 6, 443, 40000}));  // outgoing: allowed
 
   // Every rule is accounted for, and what is not imported says why.
@@ -345,11 +357,111 @@ TEST(ImportChains, UfwDecidesAsUfw) {
     return std::string("(no such rule)");
   };
   EXPECT_NE(reason("--dst-type LOCAL -j RETURN").find("carry its negation"), std::string::npos);
-  EXPECT_NE(reason("--hitcount 6").find("-m recent --update --seconds 30 --hitcount 6"), std::string::npos) << reason("--hitcount 6");
+  EXPECT_NE(reason("--hitcount 6").find("rate limit: a new TCP connection (a SYN) over 6 in 30 s"), std::string::npos) << reason("--hitcount 6");
   // The broadcast rule of ufw-after-input goes to the policy's own verdict: not needed, so not a difference.
   EXPECT_NE(reason("ufw-skip-to-policy-input -j DROP").find("not needed (addrtype BROADCAST"), std::string::npos) << reason("ufw-skip-to-policy-input -j DROP");
   EXPECT_NE(reason("ufw-not-local -j DROP").find("never reached"), std::string::npos) << reason("ufw-not-local -j DROP");
   EXPECT_NE(reason("ufw-before-input -p icmp -m icmp --icmp-type 3 -j ACCEPT").find("replies and errors"), std::string::npos);
+}
+
+// ufw's `limit 2222/tcp` (-m recent --set, then --update ... -j ufw-user-limit, which logs and
+// rejects): a filter of the rate-limit callout at INBOUND_TRANSPORT with xt_recent's parameters, on
+// the same path as the rule (after ufw's deny from 192.0.2.0/24); the ALE layers permit the rest.
+TEST(ImportChains, UfwLimitBecomesTheRateLimitCallout) {
+  const auto r = import::import_iptables(read_fixture("ufw.rules"));
+  const json& pol = r.policy;
+  const std::string callout = "4c460000-0000-4000-8000-000000000109";
+  ASSERT_EQ(pol.value("callouts", json::array()).size(), 1u) << pol.dump();
+  EXPECT_EQ(pol["callouts"][0]["key"], callout);
+  EXPECT_EQ(pol["callouts"][0]["layer"], "INBOUND_TRANSPORT_V4");
+  std::vector<json> limits;
+  for (const auto& f : pol["filters"])
+    if (f["action"].is_object() && f["action"].value("callout", "") == callout) limits.push_back(f);
+  ASSERT_EQ(limits.size(), 1u);
+  const json& f = limits[0];
+  EXPECT_EQ(f["name"], "INPUT line 106 limit");
+  EXPECT_EQ(f["layer"], "INBOUND_TRANSPORT_V4");
+  EXPECT_EQ(f["action"]["type"], "CALLOUT_TERMINATING");
+  ASSERT_EQ(pol["provider_contexts"].size(), 1u);
+  EXPECT_EQ(f["provider_context"], pol["provider_contexts"][0]["key"]);
+  EXPECT_EQ(json::parse(pol["provider_contexts"][0]["data"].get<std::string>()),
+            json({{"seconds", 30}, {"hitcount", 6}, {"name", "DEFAULT"}}));  // --mask 255.255.255.255: the whole address
+
+  Imported lfp(pol);
+  const std::string me = "10.9.9.9";
+  const Packet from_any{"198.51.100.7", me, 6, 40000, 2222}, from_denied{"192.0.2.5", me, 6, 40000, 2222};
+  EXPECT_EQ(lfp.decided_by("INBOUND_TRANSPORT_V4", from_any), "INPUT line 106 limit");
+  // ufw's deny comes first: passed on uncounted, and the ALE layers deny it.
+  EXPECT_EQ(lfp.decided_by("INBOUND_TRANSPORT_V4", from_denied), "INPUT line 104 before the limit");
+  EXPECT_TRUE(lfp.permits("INBOUND_TRANSPORT_V4", from_denied));
+  EXPECT_EQ(lfp.decided_by("INBOUND_TRANSPORT_V4", {"198.51.100.7", me, 6, 40000, 2223}), "");
+  EXPECT_EQ(lfp.decided_by("INBOUND_TRANSPORT_V4", {"198.51.100.7", me, 17, 40000, 2222}), "");
+  EXPECT_TRUE(lfp.permits("ALE_AUTH_RECV_ACCEPT_V4", from_any));  // under the limit: ufw-user-limit-accept
+  EXPECT_FALSE(lfp.permits("ALE_AUTH_RECV_ACCEPT_V4", from_denied));
+
+  // What lfpd needs for it, as `lfp import` prints it.
+  const auto need = std::find_if(r.needs.begin(), r.needs.end(), [](const std::string& n) { return n.find("--packet-queue") != std::string::npos; });
+  ASSERT_NE(need, r.needs.end());
+  EXPECT_NE(need->find("--callout liblfp_inspect_callouts.so"), std::string::npos) << *need;
+  // Each rule of the pattern says what it became; none of it is left out.
+  std::map<int, import::RuleReport> acct;
+  for (const auto& c : r.coverage) acct[c.line] = c;
+  EXPECT_NE(acct[105].notes.at(0).find("recorded by the rate-limit callout"), std::string::npos) << acct[105].notes.at(0);
+  EXPECT_EQ(acct[106].filters, std::vector<std::string>{"INPUT line 106 limit"});
+  EXPECT_EQ(acct[104].filters, (std::vector<std::string>{"INPUT line 104", "INPUT line 104 before the limit", "INPUT line 104 icmp"}));
+  EXPECT_NE(acct[106].notes.back().find("lfp import --verify runs no callout"), std::string::npos);
+  EXPECT_NE(acct[109].notes.at(0).find("LOG decides nothing"), std::string::npos);
+  EXPECT_NE(acct[110].notes.at(0).find("the rate-limit filter of line 106 blocks in its place"), std::string::npos);
+  for (const auto& u : r.unmapped) EXPECT_TRUE(u.line < 105 || u.line > 111) << u.line << ": " << u.reason;
+}
+
+// ip6tables: the V6 callout, --mask as a prefix; and what is not ufw's pair stays reported, each why.
+TEST(ImportChains, RecentRulesThatAreNotUfwsLimitAreReported) {
+  const auto r6 = import::import_iptables(R"(*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -s 2001:db8:1::/48 -j DROP
+-A INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -m recent --set --name SSH --mask ffff:ffff:ffff:ffff:: --rsource
+-A INPUT -p tcp --dport 22 -m conntrack --ctstate NEW -m recent --update --seconds 60 --hitcount 4 --name SSH --mask ffff:ffff:ffff:ffff:: --rsource -j DROP
+-A INPUT -p tcp --dport 22 -j ACCEPT
+COMMIT
+)");
+  ASSERT_EQ(r6.policy["callouts"].size(), 1u);
+  EXPECT_EQ(r6.policy["callouts"][0]["key"], "4c460000-0000-4000-8000-00000000010a");
+  EXPECT_EQ(r6.policy["callouts"][0]["layer"], "INBOUND_TRANSPORT_V6");
+  EXPECT_EQ(json::parse(r6.policy["provider_contexts"][0]["data"].get<std::string>()),
+            json({{"seconds", 60}, {"hitcount", 4}, {"name", "SSH"}, {"prefix", 64}}));
+  EXPECT_TRUE(r6.unmapped.empty()) << r6.unmapped[0].reason;
+
+  const auto r = import::import_iptables(R"(*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -p udp --dport 53 -m conntrack --ctstate NEW -m recent --set
+-A INPUT -p udp --dport 53 -m conntrack --ctstate NEW -m recent --update --seconds 30 --hitcount 6 -j DROP
+-A INPUT -p tcp --dport 22 -m recent --set
+-A INPUT -p tcp --dport 22 -m recent --update --seconds 30 --hitcount 6 -j DROP
+-A INPUT -p tcp --dport 23 -m conntrack --ctstate NEW -m recent --set --rdest
+-A INPUT -p tcp --dport 23 -m conntrack --ctstate NEW -m recent --update --seconds 30 --hitcount 6 --rdest -j DROP
+-A INPUT -p tcp --dport 24 -m conntrack --ctstate NEW -m recent --set
+-A INPUT -p tcp --dport 24 -m conntrack --ctstate NEW -m recent --update --seconds 30 --hitcount 6 -j ACCEPT
+-A INPUT -p tcp --dport 25 -m conntrack --ctstate NEW -m recent --set
+-A INPUT -p tcp --dport 26 -m conntrack --ctstate NEW -m recent --update --seconds 30 --hitcount 6 -j DROP
+-A INPUT -p tcp -m limit --limit 3/min -j ACCEPT
+COMMIT
+)");
+  EXPECT_FALSE(r.policy.contains("callouts"));
+  std::map<int, std::string> why;
+  for (const auto& u : r.unmapped) why[u.line] += u.reason;
+  EXPECT_NE(why[6].find("TCP connections (their SYN) only"), std::string::npos) << why[6];
+  EXPECT_NE(why[5].find("its pair has no LFP form"), std::string::npos) << why[5];
+  EXPECT_NE(why[8].find("counts every packet"), std::string::npos) << why[8];
+  EXPECT_NE(why[10].find("recent --rdest has no form"), std::string::npos) << why[10];
+  EXPECT_NE(why[12].find("does not reject or drop"), std::string::npos) << why[12];
+  EXPECT_NE(why[14].find("differ in their matches"), std::string::npos) << why[14];  // the --set before it is for port 25
+  EXPECT_NE(why[15].find("no packet-rate limit"), std::string::npos) << why[15];
+  EXPECT_TRUE(r.needs.empty() || r.needs[0].find("--packet-queue") == std::string::npos);
 }
 
 // ---- nftables: verdict maps, sets, jump, goto, return ----

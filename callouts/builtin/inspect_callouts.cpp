@@ -5,11 +5,13 @@
 //   4c460000-0000-4000-8000-000000000103 / ...104  HTTP Host block     STREAM_V4 / STREAM_V6
 //   4c460000-0000-4000-8000-000000000105 / ...106  DNS query log/block DATAGRAM_DATA_V4 / _V6
 //   4c460000-0000-4000-8000-000000000107 / ...108  per-flow byte count STREAM_V4 / STREAM_V6
+//   4c460000-0000-4000-8000-000000000109 / ...10a  rate limit          INBOUND_TRANSPORT_V4 / _V6
 //
 // Configuration: the filter's provider context data, JSON {"block": [NAME, "*.SUFFIX", ...],
 // "log": "/path/file.jsonl"} (both optional; empty data: no block list, no log). A configuration
 // that does not parse makes the callout answer BLOCK (fail closed); the reason goes to stderr once.
-// The protocol parsing is parsers.hpp's; this file is the callouts' policy around it.
+// The rate limit's configuration is its own (ratelimit.hpp). The protocol parsing is parsers.hpp's,
+// the rate limit's table ratelimit.hpp's; this file is the callouts' policy around them.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -21,6 +23,7 @@
 #include <limits>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <set>
 #include <string>
 #include <unordered_map>
@@ -29,6 +32,7 @@
 
 #include "lfp/callout/plugin.hpp"
 #include "parsers.hpp"
+#include "ratelimit.hpp"
 
 namespace {
 
@@ -268,6 +272,37 @@ void count_flow_delete(uint64_t flow, uint64_t context) {
   append_line(r.log, {{"flow", flow}, {"local", r.local}, {"remote", r.remote}, {"sent", r.sent}, {"received", r.received}});
 }
 
+// New TCP connections per source (ufw's `limit`): a SYN without ACK is recorded, and blocked when its
+// source is over the limit; every other packet is permitted (docs/callouts.md, "Rate limit").
+in::RateLimiter limiter;  // (under mu)
+std::unordered_map<std::string, std::optional<in::RateLimitConfig>> limit_configs;  // (under mu)
+
+void ratelimit_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
+  const auto conn = in::new_tcp_connection(data_of(i));
+  const std::string text = i->v1.provider_context ? i->v1.provider_context : "";
+  std::lock_guard lock(mu);
+  auto c = limit_configs.find(text);
+  if (c == limit_configs.end()) {
+    std::string error;
+    if (limit_configs.size() >= kMaxConfigs) limit_configs.clear();
+    c = limit_configs.emplace(text, in::parse_rate_limit_config(text, &error)).first;
+    if (!c->second)
+      std::fprintf(stderr, "lfp_inspect_callouts: bad rate limit configuration (%s): %s; its filters' callouts answer BLOCK\n",
+                   error.c_str(), text.substr(0, 200).c_str());
+  }
+  if (!c->second) return block(out);
+  out->v1.action = LFP_CALLOUT_PERMIT;
+  if (!conn) return;  // not a new connection: not counted
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  const uint64_t dropped_before = limiter.stats(c->second->name).dropped;
+  if (limiter.over_limit(*c->second, *conn, now_ms)) block(out);
+  // The table's cap: say when it first drops a source, then at every power of two.
+  const uint64_t dropped = limiter.stats(c->second->name).dropped;
+  if (dropped != dropped_before && (dropped & (dropped - 1)) == 0)
+    std::fprintf(stderr, "lfp_inspect_callouts: rate limit table %s is full (%zu sources): %llu sources dropped so far\n",
+                 c->second->name.c_str(), c->second->max_sources, static_cast<unsigned long long>(dropped));
+}
+
 const lfp_callout2 kCallouts[] = {
     {"4c460000-0000-4000-8000-000000000101", "STREAM_V4", tls_classify, nullptr, nullptr},
     {"4c460000-0000-4000-8000-000000000102", "STREAM_V6", tls_classify, nullptr, nullptr},
@@ -277,6 +312,8 @@ const lfp_callout2 kCallouts[] = {
     {"4c460000-0000-4000-8000-000000000106", "DATAGRAM_DATA_V6", dns_classify, nullptr, nullptr},
     {"4c460000-0000-4000-8000-000000000107", "STREAM_V4", count_classify, nullptr, count_flow_delete},
     {"4c460000-0000-4000-8000-000000000108", "STREAM_V6", count_classify, nullptr, count_flow_delete},
+    {"4c460000-0000-4000-8000-000000000109", "INBOUND_TRANSPORT_V4", ratelimit_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-00000000010a", "INBOUND_TRANSPORT_V6", ratelimit_classify, nullptr, nullptr},
 };
 const lfp_callout_plugin2 kPlugin = {2, "lfp inspection callouts", kCallouts, std::size(kCallouts)};
 

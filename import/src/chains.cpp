@@ -1,5 +1,7 @@
 #include "chains.hpp"
 
+#include "lfp/engine/guid.hpp"
+
 #include <arpa/inet.h>
 #include <netdb.h>
 
@@ -114,8 +116,9 @@ struct Flat {
   const Rule* rule;
   std::vector<int> via;  // the lines of the jumps that lead to it
   Conj conj;
-  std::string action;  // PERMIT or BLOCK
+  std::string action;  // PERMIT or BLOCK (CALLOUT_TERMINATING: a rate limit)
   std::vector<std::string> problems;
+  size_t after = 0;  // a rate limit: the flattened rules before it
 };
 
 // Rules a chain may expand to through its jumps (a chain jumped to from many places is flattened
@@ -126,6 +129,11 @@ constexpr size_t kMaxCases = 256;
 
 // conj_of's answer for a rule whose protocol only the other walk (ALE or ICMP) sees.
 const std::string kOtherWalk = "(the other walk's)";
+
+// What lfpd needs for the rate-limit callout's filters (the parity test starts lfpd from it).
+constexpr const char* kRateLimitNeeds =
+    "the packet layers' user-space path and the built-in callouts (lfpd --packet-queue N --callout liblfp_inspect_callouts.so): "
+    "ufw's limit (-m recent) is decided on each new TCP connection at INBOUND_TRANSPORT by the rate-limit callout";
 
 // The problems of a rule, each once (`-i eth0 -o eth0` has one).
 std::string joined(const std::vector<std::string>& v) {
@@ -155,6 +163,7 @@ class Walker {
       : chains_(chains), hook_(hook), family_(family), icmp_(icmp), ledger_(ledger), unmapped_(unmapped) {}
 
   std::vector<Flat> flats;
+  std::vector<Flat> limits;  // ufw's `limit` (an xt_recent pair): filters of the rate-limit callout at INBOUND_TRANSPORT
 
   void walk(const std::string& name, const std::vector<Conj>& entry, const std::vector<int>& via) {
     std::vector<Conj> ctx = entry;  // what reaches the next rule of this chain, as cases
@@ -181,6 +190,10 @@ class Walker {
           note(ledger_, r, "ICMP replies and errors belong to a flow (ESTABLISHED, RELATED) and pass: only requests are filtered");
         else
           note(ledger_, r, "never matches here: the conditions that lead to it exclude it");
+        continue;
+      }
+      if (r.recent) {
+        limit(name, r, here, via, problems);
         continue;
       }
       const bool user_chain = chains_.count(r.target) && chains_.at(r.target).policy == "-";
@@ -231,6 +244,12 @@ class Walker {
         leave_out(r, "target " + r.target + " has no LFP form");
       }
     }
+  }
+
+  // a AND b, or nothing when no packet matches both.
+  std::optional<Conj> conjoin_with(const Conj& a, const Conj& b) const {
+    std::vector<std::string> ignored;
+    return conjoin(a, b, ignored);
   }
 
   // The policy conditions of one conjunction (its problems appended to `problems`); nothing when no
@@ -315,6 +334,76 @@ class Walker {
   void leave_out(const Rule& r, const std::string& why) {
     note(ledger_, r, why);
     unmapped_.push_back({r.line, r.text, why});
+  }
+
+  // An xt_recent rule. ufw's `limit` is a pair, `-m recent --set` and then, with the same matches,
+  // `-m recent --update --seconds S --hitcount N -j CHAIN` where CHAIN rejects: a new connection
+  // over N in S seconds from one source is rejected, the others go on. The pair becomes a filter of
+  // the rate-limit callout at INBOUND_TRANSPORT (which sees the connection's SYN before the ALE
+  // layers do), and for the walk the --update rule matches nothing: what it rejects never gets here.
+  void limit(const std::string& chain, const Rule& r, std::vector<Conj>& here, const std::vector<int>& via,
+             const std::vector<std::string>& problems) {
+    const auto& rules = chains_.at(chain).rules;
+    const size_t k = static_cast<size_t>(&r - rules.data());
+    const bool set = r.recent->mode == "set";
+    const Rule* set_rule = set ? &r : k > 0 ? &rules[k - 1] : nullptr;
+    const Rule* update_rule = set ? (k + 1 < rules.size() ? &rules[k + 1] : nullptr) : &r;
+    std::string why = !problems.empty() ? joined(problems) : pair_problem(set_rule, update_rule);
+    if (!why.empty()) {
+      if (set) why = "-m recent --set records connections for a later -m recent rule, and its pair has no LFP form: " + why;
+      return leave_out(r, why);
+    }
+    const std::string callout = "the rate-limit callout (lfp_inspect_callouts) at INBOUND_TRANSPORT";
+    if (set) return note(ledger_, r, "recorded by " + callout + ", with line " + std::to_string(update_rule->line) + " (--set, then --update)");
+    for (Conj& c : here) limits.push_back({&r, via, std::move(c), "CALLOUT_TERMINATING", {}, flats.size()});
+    note(ledger_, r, "rate limit: a new TCP connection (a SYN) over " + std::to_string(std::max(1u, r.recent->hitcount)) + " in " +
+                         std::to_string(r.recent->seconds) + " s from one source is blocked by " + callout +
+                         "; the others go on to the next rules. (lfp import --verify runs no callout: there its filter blocks "
+                         "what it matches, as an unregistered callout's does)");
+    if (const auto c = chains_.find(r.target); c != chains_.end())
+      for (const Rule& x : c->second.rules)
+        note(ledger_, x, x.target == "LOG" ? "LOG decides nothing: the rate-limit filter's drops are LFP's net events"
+                                           : "the rate-limit filter of line " + std::to_string(r.line) + " blocks in its place");
+  }
+
+  // Why a --set rule and the --update rule after it are not ufw's pair, "" if they are.
+  std::string pair_problem(const Rule* set, const Rule* update) const {
+    if (!set || !update || !set->recent || !update->recent || set->recent->mode != "set" || update->recent->mode != "update")
+      return "only the pair -m recent --set, then -m recent --update with the same matches (ufw's limit), has one";
+    for (const Rule* x : {set, update}) {
+      if (!x->recent->problems.empty()) return joined(x->recent->problems);
+      if (!x->problems.empty()) return joined(x->problems);
+    }
+    if (!set->target.empty()) return "the --set rule has a target (-j " + set->target + ")";
+    if (set->conds != update->conds || set->recent->name != update->recent->name || set->recent->prefix != update->recent->prefix)
+      return "the --set and --update rules differ in their matches, --name or --mask";
+    if (hook_ != Hook::INPUT) return "the rate-limit callout counts incoming connections (INPUT) only";
+    const auto tcp = std::find_if(update->conds.begin(), update->conds.end(), [](const Cond& c) { return c.role == "IP_PROTOCOL"; });
+    if (tcp == update->conds.end() || tcp->negated || !(tcp->value == "tcp" || tcp->value == 6) ||
+        std::count_if(update->conds.begin(), update->conds.end(), [](const Cond& c) { return c.role == "IP_PROTOCOL"; }) != 1)
+      return "the rate-limit callout counts TCP connections (their SYN) only: a UDP flow's first datagram is conntrack's to know";
+    bool is_new = false;
+    for (const Cond& c : update->conds)
+      if (c.role == "ct_state") {
+        if (c.negated || c.value != "NEW") return "the rule counts packets other than a connection's first (--ctstate other than NEW)";
+        is_new = true;
+      }
+    if (!is_new) return "the rule counts every packet, not a connection's first (no --ctstate NEW): the rate-limit callout counts SYNs";
+    if (!rejects(update->target)) return "its target (" + update->target + ") does not reject or drop what is over the limit";
+    return "";
+  }
+
+  // A target that drops or rejects: DROP, REJECT, or a user chain of LOG rules then an unconditional DROP or REJECT.
+  bool rejects(const std::string& target) const {
+    if (target == "DROP" || target == "REJECT") return true;
+    const auto c = chains_.find(target);
+    if (c == chains_.end() || c->second.policy != "-") return false;
+    for (const Rule& x : c->second.rules) {
+      if (x.recent) return false;
+      if (x.target == "LOG") continue;
+      return (x.target == "DROP" || x.target == "REJECT") && x.conds.empty() && x.problems.empty();
+    }
+    return false;
   }
 
   // Every value a role can take where the filters are: the ALE layers (and the ICMP walk) decide a
@@ -567,6 +656,77 @@ void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cna
   }
 }
 
+// The rate-limit callout's filters at INBOUND_TRANSPORT: one per case of each --update rule, with its
+// parameters as the provider context (docs/callouts.md, "Rate limit"). A connection that a rule
+// before the --update rule decides never reaches it, so each such rule that may match a limit's
+// TCP connections becomes a PERMIT filter above it there too: it passes the packet on to the ALE
+// layers, which decide it by that rule, uncounted.
+void emit_limits(Walker& w, const std::string& cname, int family, const Output& o, json& pol, ImportResult& res, Ledger& ledger) {
+  if (w.limits.empty()) return;
+  const std::string layer = family == 6 ? "INBOUND_TRANSPORT_V6" : "INBOUND_TRANSPORT_V4";
+  const std::string callout = family == 6 ? "4c460000-0000-4000-8000-00000000010a" : "4c460000-0000-4000-8000-000000000109";
+  for (const char* array : {"callouts", "provider_contexts"})
+    if (!pol.contains(array)) pol[array] = json::array();
+  pol["callouts"].push_back({{"key", callout}, {"name", "rate limit (lfp_inspect_callouts)"}, {"layer", layer},
+                             {"flags", json::array({"USES_PROVIDER_CONTEXT"})}});
+  std::map<std::string, std::string> contexts;  // the provider context's data -> its key
+  std::map<std::string, int> made;              // filters made per name
+  uint64_t weight = 2'000'000;                  // (above the ICMP walk's filters at this layer, which are ICMP's alone)
+  auto filter = [&](const Rule& r, const std::string& kind, const std::string& description, json conds, json action, json extra) {
+    const std::string base = cname + " " + o.place + " " + std::to_string(r.line) + kind;
+    const int nth = ++made[base];
+    const std::string name = base + (nth > 1 ? " (" + std::to_string(nth) + ")" : "");
+    json f = {{"name", name}, {"description", (r.comment.empty() ? "" : r.comment + ": ") + r.text + description},
+              {"layer", layer}, {"provider", o.provider}, {"sublayer", o.sublayer}, {"weight", {{"explicit", weight--}}},
+              {"conditions", std::move(conds)}, {"action", std::move(action)}};
+    f.update(extra);
+    pol["filters"].push_back(std::move(f));
+    ++res.filters;
+    auto& names = account(ledger, r).filters;
+    if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+  };
+  const Conj tcp = {{"IP_PROTOCOL", {{6, 6}}, {}}};
+  for (size_t i = 0, j = 0; j < w.limits.size();) {
+    if (i < w.limits[j].after) {  // a rule before the next limit: a PERMIT here where it may meet a limit's packets
+      const Flat& f = w.flats[i++];
+      const bool meets = std::any_of(w.limits.begin() + static_cast<long>(j), w.limits.end(),
+                                     [&](const Flat& l) { return l.after >= i && w.conjoin_with(f.conj, l.conj); });
+      std::vector<std::string> problems = f.problems;
+      const auto both = meets ? w.conjoin_with(f.conj, tcp) : std::nullopt;
+      auto conds = both ? w.conditions(*both, problems) : std::nullopt;
+      if (conds && problems.empty())
+        filter(*f.rule, " before the limit", " (at INBOUND_TRANSPORT: passed on uncounted, the ALE layers decide it by this rule)",
+               std::move(*conds), "PERMIT", json::object());
+      continue;
+    }
+    const Flat& f = w.limits[j++];
+    const Rule& r = *f.rule;
+    std::vector<std::string> problems = f.problems;
+    auto conds = w.conditions(f.conj, problems);
+    if (!conds) {
+      note(ledger, r, "never matches here: its address types and addresses exclude each other");
+      continue;
+    }
+    if (!problems.empty()) {
+      note(ledger, r, joined(problems));
+      res.unmapped.push_back({r.line, r.text, joined(problems)});
+      continue;
+    }
+    json data = {{"seconds", r.recent->seconds}, {"hitcount", std::max(1u, r.recent->hitcount)}, {"name", r.recent->name}};
+    if (r.recent->prefix >= 0) data["prefix"] = r.recent->prefix;
+    std::string& key = contexts[data.dump()];
+    if (key.empty()) {
+      key = Guid::generate().str();
+      pol["provider_contexts"].push_back({{"key", key}, {"name", "rate limit, line " + std::to_string(r.line) + " of " + o.source},
+                                          {"data", data.dump()}});
+    }
+    filter(r, " limit", "", std::move(*conds), {{"type", "CALLOUT_TERMINATING"}, {"callout", callout}},
+           {{"flags", json::array({"HAS_PROVIDER_CONTEXT"})}, {"provider_context", key}});
+  }
+  const std::string needs = kRateLimitNeeds;
+  if (std::find(res.needs.begin(), res.needs.end(), needs) == res.needs.end()) res.needs.push_back(needs);
+}
+
 }  // namespace
 
 void emit_chain(const std::map<std::string, Chain>& chains, const std::string& cname, Hook hook, int family,
@@ -576,6 +736,7 @@ void emit_chain(const std::map<std::string, Chain>& chains, const std::string& c
   Walker ale(chains, hook, family, false, ledger, res.unmapped);
   emit_walk(ale, {Conj{}}, cname, (hook == Hook::INPUT ? "ALE_AUTH_RECV_ACCEPT" : hook == Hook::OUTPUT ? "ALE_AUTH_CONNECT" : "IPFORWARD") + fam,
             policy, "", o, pol, res, ledger);
+  emit_limits(ale, cname, family, o, pol, res, ledger);
   if (hook == Hook::FORWARD) return;  // (IPFORWARD has no protocol field)
   // ICMP requests at the transport layers, where their type is the local port.
   Walker icmp(chains, hook, family, true, ledger, res.unmapped);

@@ -6,6 +6,7 @@
 // the way; rule order becomes weight, the chain policy a last filter. Conditions are sets of values
 // per field, so AND is an intersection and NOT a complement, both exact.
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -28,6 +29,17 @@ struct Cond {
   std::string role;
   json value;
   bool negated = false;
+  friend bool operator==(const Cond&, const Cond&) = default;
+};
+
+// An xt_recent match (`-m recent`): ufw's `limit` is a --set rule, then an --update rule jumping to a
+// chain that rejects; the pair becomes a filter of the built-in rate-limit callout.
+struct Recent {
+  std::string mode;  // set, update, rcheck, remove
+  std::string name = "DEFAULT";
+  uint32_t seconds = 0, hitcount = 0;
+  int prefix = -1;  // --mask as a prefix length; -1: the whole address
+  std::vector<std::string> problems;  // its options with no form in the callout (--rdest, --reap, ...)
 };
 
 struct Rule {
@@ -37,6 +49,7 @@ struct Rule {
   std::string target;                 // ACCEPT, DROP, REJECT, RETURN, LOG, a chain name, or "" (no target)
   bool go = false;                    // goto: the chain's RETURN returns from the caller too
   std::vector<std::string> problems;  // why it cannot be expressed
+  std::optional<Recent> recent;
 };
 
 struct Chain {

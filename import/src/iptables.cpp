@@ -1,5 +1,6 @@
 #include "lfp/import/iptables.hpp"
 
+#include <arpa/inet.h>
 #include <grp.h>
 #include <pwd.h>
 
@@ -82,7 +83,7 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
     return t[i];
   };
   std::string match;  // the last -m
-  std::string rate;   // a limit, hashlimit or recent match with its options, as written
+  std::string rate;   // a limit or hashlimit match with its options, as written
   for (size_t i = 2; i < t.size(); ++i) {
     bool neg = false;
     if (t[i] == "!") {
@@ -152,9 +153,14 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
     } else if (o == "-m" || o == "--match") {
       match = need(++i);
       static const std::set<std::string> known = {"tcp", "udp", "multiport", "iprange", "owner", "conntrack", "state", "comment", "addrtype"};
-      if (match == "limit" || match == "hashlimit" || match == "recent") rate = "-m " + match;
-      else if (match == "icmp" || match == "icmp6") continue;  // its --icmp-type is reported
-      else if (!known.count(match)) r.problems.push_back("match '" + match + "' has no LFP field");
+      if (match == "limit" || match == "hashlimit") {
+        rate = "-m " + match;
+      } else if (match == "recent") {  // its options fill r.recent
+        if (r.recent) r.problems.push_back("two -m recent matches in one rule");
+        r.recent.emplace();
+      } else if (match != "icmp" && match != "icmp6" && !known.count(match)) {  // (icmp: its --icmp-type is reported)
+        r.problems.push_back("match '" + match + "' has no LFP field");
+      }
     } else if (o == "-j" || o == "--jump" || o == "-g" || o == "--goto") {
       r.target = need(++i);
       r.go = o == "-g" || o == "--goto";
@@ -169,18 +175,51 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
       }
       add("icmp_type", is_number(v.substr(0, slash)) ? json(std::stoi(v.substr(0, slash))) : json(v.substr(0, slash)));
       if (slash != std::string::npos) add("icmp_code", is_number(v.substr(slash + 1)) ? json(std::stoi(v.substr(slash + 1))) : json(v.substr(slash + 1)));
+    } else if (match == "recent" && o.rfind("--", 0) == 0) {
+      Recent& rc = *r.recent;
+      if (neg) rc.problems.push_back("a negated " + o);
+      if (o == "--set" || o == "--update" || o == "--rcheck" || o == "--remove") {
+        rc.mode = o.substr(2);
+      } else if (o == "--seconds" || o == "--hitcount") {
+        const std::string v = need(++i);
+        if (!is_number(v)) throw ImportError(lineno, o + " takes a number, got '" + v + "'");
+        (o == "--seconds" ? rc.seconds : rc.hitcount) = static_cast<uint32_t>(std::stoul(v));
+      } else if (o == "--name") {
+        rc.name = need(++i);
+      } else if (o == "--mask") {
+        const std::string m = need(++i);
+        unsigned char bytes[16];
+        const bool v6 = m.find(':') != std::string::npos;
+        (v6 ? v6_seen : v4_seen) = true;
+        if (inet_pton(v6 ? AF_INET6 : AF_INET, m.c_str(), bytes) != 1) throw ImportError(lineno, "--mask '" + m + "' is not an address");
+        int ones = 0;
+        bool contiguous = true;
+        for (int b = 0; b < (v6 ? 128 : 32); ++b) {
+          const bool one = bytes[b / 8] >> (7 - b % 8) & 1;
+          if (one && ones != b) contiguous = false;
+          ones += one;
+        }
+        if (!contiguous) rc.problems.push_back("--mask " + m + " is not a prefix");
+        rc.prefix = ones == (v6 ? 128 : 32) ? -1 : ones;
+      } else if (o == "--rsource") {
+        // the default: the source address is the key
+      } else {
+        while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") ++i;  // (--rttl and --reap take none; --rdest none)
+        rc.problems.push_back("recent " + o + " has no form in the rate-limit callout (it keys on the source and counts in a window)");
+      }
     } else if (o.rfind("--", 0) == 0 || o.rfind("-", 0) == 0) {
       // An option of a match we do not map: skip its value(s) until the next option.
       std::string values;
       while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") values += " " + t[++i];
-      if (!rate.empty() && (match == "limit" || match == "hashlimit" || match == "recent")) rate += (neg ? " ! " : " ") + o + values;
+      if (!rate.empty() && (match == "limit" || match == "hashlimit")) rate += (neg ? " ! " : " ") + o + values;
       else r.problems.push_back("option " + o + " has no LFP field");
     } else {
       throw ImportError(lineno, "unexpected '" + o + "'");
     }
   }
   if (!rate.empty())
-    r.problems.push_back(rate + ": LFP has no rate or recent-source limit, so what this rule does only to some packets is not imported");
+    r.problems.push_back(rate + ": LFP has no packet-rate limit (the built-in one counts new connections per source, "
+                         "as -m recent does), so what this rule does only to some packets is not imported");
   return r;
 }
 

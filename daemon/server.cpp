@@ -954,7 +954,30 @@ void Server::op_delete(Session& s, ObjKind kind, const Guid& key, bool force) {
 std::string Server::op_apply(Session& s, const Request& r) {
   const policy::JsonValue* policy_json = r.member("policy");
   if (!policy_json) fail("INVALID_PARAMETER", "'policy' is missing");
-  policy::Policy p = policy::policy_from_json(*policy_json);  // checks the whole file first; names the path
+  // "first": {"filters": N, ...}: this request is a piece of a larger policy whose objects of a kind
+  // start at N, so that errors name their place in the whole (lfp sends a large policy in pieces).
+  const policy::JsonValue* first_index = r.member("first");
+  if (first_index && !first_index->is_object()) fail("INVALID_PARAMETER", "'first' must be an object");
+  auto base_of = [&](std::string_view list) {
+    uint64_t base = 0;
+    const policy::JsonValue* b = first_index ? first_index->find(list) : nullptr;
+    if (b && !b->get_uint(base)) fail("INVALID_PARAMETER", "'first." + std::string(list) + "' must be an unsigned number");
+    return base;
+  };
+  policy::Policy p;
+  try {
+    p = policy::policy_from_json(*policy_json);  // checks the whole file first; names the path
+  } catch (const policy::PolicyError& e) {
+    // "/filters/3/..." of the piece is "/filters/(first + 3)/..." of the policy.
+    const std::string& path = e.path();
+    const size_t list_end = path.find('/', 1), index_end = path.find('/', list_end + 1);
+    if (!first_index || list_end == std::string::npos) throw;
+    const std::string list = path.substr(1, list_end - 1), index = path.substr(list_end + 1, index_end - list_end - 1);
+    if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos) throw;
+    throw policy::PolicyError("/" + list + "/" + std::to_string(base_of(list) + std::stoull(index)) +
+                                  (index_end == std::string::npos ? "" : path.substr(index_end)),
+                              e.reason());
+  }
   // Then each object through add_parsed, so ownership, lifetimes and notifications are those of add.
   // The result, {"added": [{"key", "id"?}...]}, is written as text (it can hold many thousands).
   std::string out = "{\"added\":[";
@@ -963,6 +986,7 @@ std::string Server::op_apply(Session& s, const Request& r) {
   bool first = true;
   auto add_all = [&](ObjKind kind, auto& objects, auto member) {
     const policy::JsonValue* list = policy_json->find(plural(kind));
+    const uint64_t base = base_of(plural(kind));
     owners_[kind].reserve(owners_[kind].size() + objects.size());  // (a bulk load grows the map once)
     for (size_t j = 0; j < objects.size(); ++j) {
       policy::Policy one;
@@ -972,9 +996,9 @@ std::string Server::op_apply(Session& s, const Request& r) {
       try {
         key = add_parsed(s, kind, one, (*list)[j].text(), &id);
       } catch (const Fail& f) {
-        fail(f.code, "/" + std::string(plural(kind)) + "/" + std::to_string(j) + ": " + f.message);
+        fail(f.code, "/" + std::string(plural(kind)) + "/" + std::to_string(base + j) + ": " + f.message);
       } catch (const Error& e) {
-        throw Error(e.code(), "/" + std::string(plural(kind)) + "/" + std::to_string(j) + ": " + e.detail());
+        throw Error(e.code(), "/" + std::string(plural(kind)) + "/" + std::to_string(base + j) + ": " + e.detail());
       }
       out += first ? "{\"key\":\"" : ",{\"key\":\"";
       first = false;
@@ -1155,7 +1179,17 @@ bool Server::handle(Session& s, const Request& request) {
       readers_.erase(s.id);
       s.txn = Txn::NONE;
     } else if (op == "txn_commit") {
+      // The transaction's filters at layers nothing enforces here, counted once for all of it (a
+      // policy applied in pieces gets one warning a layer, not one a piece).
+      std::vector<Guid> added_filters;
+      for (const Undo& u : txn_->undo)
+        if (u.added && u.kind == ObjKind::FILTER) added_filters.push_back(u.key);
+      std::vector<std::string> warnings = layer_warnings(added_filters);
       commit_write(s);
+      json result = json::object();
+      if (!warnings.empty()) result["warnings"] = std::move(warnings);
+      ok(std::move(result));
+      return true;
     } else {
       abort_write(s);
     }

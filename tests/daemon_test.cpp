@@ -68,6 +68,39 @@ TEST(Lfpd, DynamicObjectsVanishWhenTheClientIsKilled) {
   close(ready[1]);
 }
 
+// A policy larger than a message (16 MiB) goes in pieces, in one transaction: all of it or none,
+// an error naming its place in the whole policy, one warning a layer for the whole of it.
+TEST(Lfpd, PolicyLargerThanAMessageIsAppliedWholeOrNotAtAll) {
+  Daemon d;
+  auto c = d.connect();
+  constexpr int kFilters = 150000;  // about 20 MB of JSON
+  json policy = {{"filters", json::array()}};
+  for (int i = 0; i < kFilters; ++i) {
+    json f = filter_json("bulk " + std::to_string(i), 1 + i % 60000);
+    f["description"] = std::string(40, 'x');
+    policy["filters"].push_back(std::move(f));
+  }
+  ASSERT_GT(policy.dump().size(), lfp::wire::kMaxFrame) << "the test must need more than one message";
+  // A bad filter far into it: nothing is added, and the error names it in the whole policy.
+  json bad = policy;
+  bad["filters"][kFilters - 7]["conditions"][0]["field"] = "NO_SUCH_FIELD";
+  try {
+    c->apply(bad);
+    FAIL() << "a bad filter was accepted";
+  } catch (const client::ClientError& e) {
+    EXPECT_NE(std::string(e.what()).find("/filters/" + std::to_string(kFilters - 7) + "/conditions/0/field"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_TRUE(c->enumerate("filter").empty());
+  // The good one: every filter, in file order, and one warning for the layer (no data path here).
+  const json r = c->apply(policy);
+  ASSERT_EQ(r["added"].size(), static_cast<size_t>(kFilters));
+  EXPECT_EQ(c->enumerate("filter").size(), static_cast<size_t>(kFilters));
+  ASSERT_EQ(r["warnings"].size(), 1u) << r["warnings"].dump();
+  EXPECT_NE(r["warnings"][0].get<std::string>().find(std::to_string(kFilters) + " filters at ALE_AUTH_CONNECT_V4"),
+            std::string::npos) << r["warnings"][0];
+}
+
 TEST(Lfpd, AbortedTransactionLeavesNothing) {
   Daemon d;
   auto c = d.connect();

@@ -5,8 +5,10 @@
 #include <sys/un.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <vector>
 
 #include "lfp/protocol/json_text.hpp"
 #include "lfp/protocol/wire.hpp"
@@ -71,6 +73,85 @@ json Client::call(const std::string& op, json args, const std::string& name, con
   wire::append_json(text, value);
   text += '}';
   return exchange(id, text);
+}
+
+json Client::apply(const json& policy) {
+  constexpr const char* kLists[] = {"providers", "sublayers", "callouts", "provider_contexts", "filters"};
+  auto is_list = [&](const std::string& k) {
+    return std::any_of(std::begin(kLists), std::end(kLists), [&](const char* l) { return k == l; });
+  };
+  if (!policy.is_object()) return call("apply", json::object(), "policy", policy);  // (lfpd says what is wrong)
+  // Each object serialized once, into pieces well under a message's limit; the other members
+  // ("version", or a mistake lfpd will name) go with every piece.
+  constexpr size_t kPieceBytes = wire::kMaxFrame / 4;
+  std::string others;
+  for (const auto& [k, v] : policy.items()) {
+    if (is_list(k) && v.is_array()) continue;
+    others += others.empty() ? "" : ",";
+    wire::append_json(others, json(k));
+    others += ':';
+    wire::append_json(others, v);
+  }
+  struct Piece {
+    std::string text;  // the lists' members: "filters":[...],...
+    json first = json::object();
+  };
+  std::vector<Piece> pieces(1);
+  for (const char* list : kLists) {
+    const auto it = policy.find(list);
+    if (it == policy.end() || !it->is_array()) continue;
+    bool open = false;  // this list's array is open in the last piece
+    for (size_t i = 0; i < it->size(); ++i) {
+      std::string one;
+      wire::append_json(one, (*it)[i]);
+      if (!pieces.back().text.empty() && pieces.back().text.size() + one.size() > kPieceBytes) {
+        if (open) pieces.back().text += ']';
+        pieces.emplace_back();
+        open = false;
+      }
+      Piece& p = pieces.back();
+      p.text += open ? "," : p.text.empty() ? "" : ",";
+      if (!open) {
+        p.text += std::string("\"") + list + "\":[";
+        p.first[list] = i;
+        open = true;
+      }
+      p.text += one;
+    }
+    if (open) pieces.back().text += ']';
+  }
+  auto send = [&](const Piece& p) {
+    const uint64_t id = next_id_++;
+    std::string text = "{\"id\":" + std::to_string(id) + ",\"op\":\"apply\"";
+    if (pieces.size() > 1) text += ",\"first\":" + wire::to_json_text(p.first);
+    text += ",\"policy\":{" + p.text + (p.text.empty() || others.empty() ? "" : ",") + others + "}}";
+    return exchange(id, text);
+  };
+  if (pieces.size() == 1) return send(pieces[0]);
+  const bool own_txn = !in_txn_;
+  if (own_txn) begin();
+  json result = {{"added", json::array()}};
+  try {
+    for (const Piece& p : pieces) {
+      json r = send(p);
+      for (auto& a : r["added"]) result["added"].push_back(std::move(a));
+      if (!own_txn && r.contains("warnings"))
+        for (auto& w : r["warnings"]) result["warnings"].push_back(std::move(w));
+    }
+    if (own_txn) {
+      json c = commit();
+      if (c.contains("warnings")) result["warnings"] = std::move(c["warnings"]);
+    }
+  } catch (...) {
+    if (own_txn && in_txn_) {
+      try {
+        abort();
+      } catch (...) {  // (the connection may be gone: lfpd aborts a closed session's transaction)
+      }
+    }
+    throw;
+  }
+  return result;
 }
 
 json Client::exchange(uint64_t id, const std::string& request) {

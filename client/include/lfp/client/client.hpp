@@ -46,9 +46,19 @@ class Client {
   // policies can be large).
   nlohmann::json call(const std::string& op, nlohmann::json args, const std::string& name, const nlohmann::json& value);
 
-  void begin(bool read_only = false) { call("txn_begin", {{"read_only", read_only}}); }
-  void commit() { call("txn_commit"); }
-  void abort() { call("txn_abort"); }
+  void begin(bool read_only = false) {
+    call("txn_begin", {{"read_only", read_only}});
+    in_txn_ = true;
+  }
+  // The result holds "warnings" for the transaction's filters at layers nothing enforces.
+  nlohmann::json commit() {
+    in_txn_ = false;  // (ended either way: a failed commit aborts)
+    return call("txn_commit");
+  }
+  void abort() {
+    in_txn_ = false;
+    call("txn_abort");
+  }
 
   nlohmann::json add(const std::string& kind, const nlohmann::json& object) {
     return call("add", {{"kind", kind}}, "object", object);
@@ -60,7 +70,9 @@ class Client {
   nlohmann::json get(const std::string& kind, const std::string& key) { return call("get", {{"kind", kind}, {"key", key}}); }
   // Every object of a kind matching the template, page by page.
   std::vector<nlohmann::json> enumerate(const std::string& kind, const nlohmann::json& tmpl = nlohmann::json::object());
-  nlohmann::json apply(const nlohmann::json& policy) { return call("apply", nlohmann::json::object(), "policy", policy); }
+  // A policy's objects, all or none. One larger than a message (a million filters) goes in pieces
+  // inside one transaction: this session's own, or one begun and committed here.
+  nlohmann::json apply(const nlohmann::json& policy);
   nlohmann::json classify(const std::string& layer, const nlohmann::json& values, bool explain = false) {
     return call("classify", {{"layer", layer}, {"values", values}, {"explain", explain}});
   }
@@ -76,6 +88,7 @@ class Client {
   nlohmann::json exchange(uint64_t id, const std::string& request);
   int fd_ = -1;
   uint64_t next_id_ = 1;
+  bool in_txn_ = false;
   nlohmann::json session_;
   std::deque<nlohmann::json> events_;
 };

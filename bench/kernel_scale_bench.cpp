@@ -555,25 +555,6 @@ class Lfpd {
   pid_t pid_ = -1;
 };
 
-// A policy of these filters as applies of at most 20,000 filters each: a message to lfpd holds at most
-// 16 MiB. (Made before the timing starts.)
-std::vector<json> in_pieces(json filters) {
-  std::vector<json> pieces;
-  for (size_t i = 0; i < filters.size(); i += 20000) {
-    json piece = json::array();
-    for (size_t j = i; j < std::min(filters.size(), i + 20000); ++j) piece.push_back(std::move(filters[j]));
-    pieces.push_back({{"filters", std::move(piece)}});
-  }
-  return pieces;
-}
-
-// The pieces in one transaction: enforced together, or not at all.
-void apply_all(lfp::client::Client& client, const std::vector<json>& pieces) {
-  client.begin();
-  for (const json& p : pieces) client.apply(p);
-  client.commit();
-}
-
 enum class Metric { Connect, Packets, ClassBench };
 
 // One configuration's state in a sandbox of its own.
@@ -750,10 +731,10 @@ class Bench {
       lfp::client::Client client(c.lfpd->socket(), {.name = "lfp-kernel-scale-bench"});
       json filters = blocklist(layer, n);
       filters.push_back(permit_peer(layer, peer));
-      const auto pieces = in_pieces(std::move(filters));
+      const json policy = {{"filters", std::move(filters)}};
       t0 = now_ns();  // (the client's serialization counts, as `lfp apply FILE`'s would)
       try {
-        apply_all(client, pieces);
+        client.apply(policy);  // (in pieces, one transaction: enforced together or not at all)
       } catch (const std::exception& e) {
         if (watch) watch->kill(SIGKILL);
         throw std::runtime_error(std::string("the transaction failed: ") + e.what());
@@ -1028,9 +1009,9 @@ class Bench {
         out["kmem_empty_bytes"] = c->kmem->bytes();
         lfp::client::Client client(c->lfpd->socket(), {.name = "lfp-kernel-scale-bench"});
         const long nfilters = static_cast<long>(filters.size());
-        const auto pieces = in_pieces(std::move(filters));
+        const json policy = {{"filters", std::move(filters)}};
         const int64_t t0 = now_ns();
-        apply_all(client, pieces);
+        client.apply(policy);
         out["apply_returned_s"] = static_cast<double>(now_ns() - t0) / 1e9;
         c->lfpd->wait_installed(nfilters);
         out["bpf_map_memlock_bytes"] = bpf_map_memlock(c->lfpd->pid());

@@ -6,11 +6,15 @@
 #include <map>
 #include <optional>
 #include <random>
+#include <set>
 #include <sstream>
+
+#include <net/if.h>
 
 #include <gtest/gtest.h>
 
 #include "lfp/engine/engine.hpp"
+#include "lfp/engine/guid.hpp"
 #include "lfp/import/iptables.hpp"
 #include "lfp/import/nft.hpp"
 #include "lfp/policy/policy.hpp"
@@ -533,6 +537,129 @@ TEST(ImportChains, NftVerdictMapsSetsAndChains) {
   EXPECT_NE(acct[10].notes.at(0).find("no target"), std::string::npos);  // a counter only counts
   EXPECT_NE(acct[7].notes.at(0).find("implied"), std::string::npos);
   EXPECT_EQ(acct[8].filters.size(), 2u) << json(acct[8].filters).dump();  // two elements (v4 and v6 filters named alike)
+}
+
+// ---- Interfaces by name and transport matches at FORWARD ----
+
+// An interface of this host other than lo (its index is what the importer resolves).
+std::pair<std::string, uint32_t> some_interface() {
+  std::pair<std::string, uint32_t> found;
+  if (struct if_nameindex* all = if_nameindex()) {
+    for (struct if_nameindex* i = all; i->if_index != 0; ++i)
+      if (std::string(i->if_name) != "lo" && found.second == 0) found = {i->if_name, i->if_index};
+    if_freenameindex(all);
+  }
+  return found;
+}
+
+// A callout driver answering one verdict, as the transport-match callout does on a packet that
+// matches (PERMIT) or not (CONTINUE).
+struct FixedCallout : CalloutDriver {
+  explicit FixedCallout(CalloutVerdict v) : verdict(v) {}
+  void classify(const CalloutClassifyIn&, CalloutClassifyOut& out) override { out.verdict = verdict; }
+  CalloutVerdict verdict;
+};
+
+// Docker's layout: FORWARD -o IF to DOCKER, whose published port is `! -i IF -o IF -p tcp --dport 80`.
+TEST(ImportChains, DockerForwardInterfacesAndPortsBecomeTheTransportMatchCallout) {
+  const auto [ifname, index] = some_interface();
+  ASSERT_NE(index, 0u) << "this host has no interface but lo";
+  const auto r = import::import_iptables("*filter\n:FORWARD DROP [0:0]\n:DOCKER - [0:0]\n"
+                                         "-A FORWARD -s 198.51.100.0/24 -j DROP\n"
+                                         "-A FORWARD -o " + ifname + " -j DOCKER\n"
+                                         "-A FORWARD -i " + ifname + " ! -o " + ifname + " -j ACCEPT\n"
+                                         "-A DOCKER -d 172.17.0.2/32 ! -i " + ifname + " -o " + ifname + " -p tcp -m tcp --dport 80 -j ACCEPT\n"
+                                         "COMMIT\n");
+  EXPECT_TRUE(r.unmapped.empty()) << r.unmapped.at(0).reason;
+  const json& pol = r.policy;
+  const std::string callout = "4c460000-0000-4000-8000-00000000010b";
+  ASSERT_EQ(pol.value("callouts", json::array()).size(), 1u) << pol.dump();
+  EXPECT_EQ(pol["callouts"][0]["key"], callout);
+  EXPECT_EQ(pol["callouts"][0]["layer"], "IPFORWARD_V4");
+  json published;
+  for (const auto& f : pol["filters"])
+    if (f["name"] == "FORWARD line 7") published = f;
+  ASSERT_TRUE(published.is_object()) << pol["filters"].dump();
+  EXPECT_EQ(published["layer"], "IPFORWARD_V4");
+  EXPECT_EQ(published["action"], json({{"type", "CALLOUT_TERMINATING"}, {"callout", callout}}));
+  ASSERT_EQ(pol["provider_contexts"].size(), 1u);
+  EXPECT_EQ(published["provider_context"], pol["provider_contexts"][0]["key"]);
+  EXPECT_EQ(json::parse(pol["provider_contexts"][0]["data"].get<std::string>()),
+            json({{"protocols", {{6, 6}}}, {"destination_ports", {{80, 80}}}, {"action", "PERMIT"}}));
+  // Its other conditions: the interfaces by index (`! -i`: every index but this one), the address.
+  std::set<std::string> fields;
+  for (const auto& c : published["conditions"]) fields.insert(c["field"].get<std::string>());
+  EXPECT_EQ(fields, (std::set<std::string>{"DESTINATION_INTERFACE_INDEX", "SOURCE_INTERFACE_INDEX", "IP_DESTINATION_ADDRESS"}));
+  const auto need = std::find_if(r.needs.begin(), r.needs.end(), [](const std::string& n) { return n.find("transport-match") != std::string::npos; });
+  ASSERT_NE(need, r.needs.end());
+  EXPECT_NE(need->find("lfpd --packet-queue N --callout liblfp_inspect_callouts.so"), std::string::npos) << *need;
+
+  // In the engine, with the callout answering as it would: PERMIT on tcp/80, CONTINUE on any other,
+  // where arbitration goes on as if its filter had not matched (here to the chain policy).
+  for (const auto verdict : {CalloutVerdict::PERMIT, CalloutVerdict::CONTINUE}) {
+    FilterEngine engine;
+    policy::apply_policy(engine, policy::policy_from_json(pol));
+    engine.register_callout(*Guid::parse(callout), std::make_shared<FixedCallout>(verdict));
+    auto decide = [&](const std::string& src, uint32_t in_if, uint32_t out_if) {
+      policy::Request req;
+      policy::parse_request(json{{"layer", "IPFORWARD_V4"}, {"values", {{"IP_SOURCE_ADDRESS", src}, {"IP_DESTINATION_ADDRESS", "172.17.0.2"},
+                                                                        {"SOURCE_INTERFACE_INDEX", in_if}, {"DESTINATION_INTERFACE_INDEX", out_if}}}},
+                            req);
+      const auto d = engine.classify(req.layer, req.values);
+      return std::pair<bool, std::string>(d.permit, d.filter ? d.filter->display.name : "");
+    };
+    const uint32_t other = index + 1000;
+    const bool tcp80 = verdict == CalloutVerdict::PERMIT;
+    EXPECT_EQ(decide("192.0.2.7", other, index), std::pair(tcp80, std::string(tcp80 ? "FORWARD line 7" : "FORWARD policy DROP")));
+    EXPECT_EQ(decide("198.51.100.7", other, index), std::pair(false, std::string("FORWARD line 4")));  // the rule before it
+    EXPECT_EQ(decide("192.0.2.7", index, index).first, false);      // `! -i`: not from the bridge itself
+    EXPECT_EQ(decide("192.0.2.7", other, other).first, false);      // not out by the bridge: the policy
+    EXPECT_EQ(decide("192.0.2.7", index, other), std::pair(true, std::string("FORWARD line 6")));
+  }
+}
+
+TEST(ImportChains, InterfacesThatAreNotHereOrWildcardsAreReported) {
+  const auto r = import::import_iptables("*filter\n:FORWARD DROP [0:0]\n:INPUT ACCEPT [0:0]\n"
+                                         "-A FORWARD -i lfp-no-such-if0 -j ACCEPT\n"
+                                         "-A FORWARD -o eth+ -j ACCEPT\n"
+                                         "-A FORWARD -p icmp --icmp-type 8 -j ACCEPT\n"
+                                         "COMMIT\n");
+  std::map<int, std::string> why;
+  for (const auto& u : r.unmapped) why[u.line] = u.reason;
+  EXPECT_NE(why[4].find("'lfp-no-such-if0' does not exist where lfp import runs"), std::string::npos) << why[4];
+  EXPECT_NE(why[5].find("a wildcard has no LFP form"), std::string::npos) << why[5];
+  EXPECT_NE(why[6].find("not a field of IPFORWARD"), std::string::npos) << why[6];  // ICMP types stay reported
+  for (const auto& f : r.policy["filters"])
+    if (f["layer"] == "IPFORWARD_V4") EXPECT_EQ(f["name"], "FORWARD policy DROP");
+}
+
+// nftables: iifname / oifname at a forward hook, negated; the same callout for the port.
+TEST(ImportChains, NftInterfacesAtForward) {
+  const auto [ifname, index] = some_interface();
+  ASSERT_NE(index, 0u) << "this host has no interface but lo";
+  const std::string rs = R"({"nftables": [
+    {"table": {"family": "ip", "name": "f", "handle": 1}},
+    {"chain": {"family": "ip", "table": "f", "name": "fwd", "handle": 2, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
+    {"rule": {"family": "ip", "table": "f", "chain": "fwd", "handle": 3, "expr": [
+      {"match": {"op": "!=", "left": {"meta": {"key": "iifname"}}, "right": ")" + ifname + R"("}},
+      {"match": {"op": "==", "left": {"meta": {"key": "oifname"}}, "right": ")" + ifname + R"("}},
+      {"match": {"op": "==", "left": {"payload": {"protocol": "udp", "field": "dport"}}, "right": 53}}, {"accept": null}]}},
+    {"rule": {"family": "ip", "table": "f", "chain": "fwd", "handle": 4, "expr": [
+      {"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "nope*"}}, {"accept": null}]}}
+  ]})";
+  const auto r = import::import_nft(rs);
+  ASSERT_EQ(r.unmapped.size(), 1u);
+  EXPECT_NE(r.unmapped[0].reason.find("wildcard"), std::string::npos) << r.unmapped[0].reason;
+  json rule;
+  for (const auto& f : r.policy["filters"])
+    if (f["layer"] == "IPFORWARD_V4" && f["action"].is_object()) rule = f;
+  ASSERT_TRUE(rule.is_object()) << r.policy.dump();
+  EXPECT_EQ(json::parse(r.policy["provider_contexts"][0]["data"].get<std::string>()),
+            json({{"protocols", {{17, 17}}}, {"destination_ports", {{53, 53}}}, {"action", "PERMIT"}}));
+  bool out_by_index = false;
+  for (const auto& c : rule["conditions"])
+    out_by_index = out_by_index || (c["field"] == "DESTINATION_INTERFACE_INDEX" && c["value"] == index);
+  EXPECT_TRUE(out_by_index) << rule.dump();
 }
 
 }  // namespace

@@ -503,14 +503,9 @@ TEST(ImportParityLive, DockerChains) {
   serve_host(sb, targets);
   serve(sb, ports_of(targets, true), {kContainer}, false, "nsenter --net=/run/netns/" + container.name + " ");
   const std::string rules = sb.write_file("docker.rules", read_text(data_path("docker.rules")));
-  // Known, and not this test's to fix: the published port from the two sources DOCKER-USER lets by.
-  // DOCKER's `-o docker0 -p tcp --dport 80 -j ACCEPT` has no LFP form (IPFORWARD has no port fields,
-  // and LFP names interfaces by index), so the imported FORWARD policy DROP blocks them.
-  Known known;
-  for (int source : {0, 1})
-    known.probes[name_of({Proto::TCP, false, 80, net.source(false, source), kContainer, true, 1})] =
-        "the published port: DOCKER's -o docker0 --dport 80 ACCEPT has no LFP form (IPFORWARD has no port fields)";
-  expect_parity(sb, net, {"iptables", {{"iptables-restore", rules}}}, targets, known);
+  // The published port: DOCKER's `! -i docker0 -o docker0 -p tcp --dport 80 -j ACCEPT` is a filter at
+  // IPFORWARD on docker0's index, its protocol and port matched by the transport-match callout.
+  expect_parity(sb, net, {"iptables", {{"iptables-restore", rules}}}, targets);
 }
 
 }  // namespace

@@ -6,12 +6,15 @@
 //   4c460000-0000-4000-8000-000000000105 / ...106  DNS query log/block DATAGRAM_DATA_V4 / _V6
 //   4c460000-0000-4000-8000-000000000107 / ...108  per-flow byte count STREAM_V4 / STREAM_V6
 //   4c460000-0000-4000-8000-000000000109 / ...10a  rate limit          INBOUND_TRANSPORT_V4 / _V6
+//   4c460000-0000-4000-8000-00000000010b / ...10c  transport match     IPFORWARD_V4 / _V6
 //
 // Configuration: the filter's provider context data, JSON {"block": [NAME, "*.SUFFIX", ...],
 // "log": "/path/file.jsonl"} (both optional; empty data: no block list, no log). A configuration
 // that does not parse makes the callout answer BLOCK (fail closed); the reason goes to stderr once.
-// The rate limit's configuration is its own (ratelimit.hpp). The protocol parsing is parsers.hpp's,
-// the rate limit's table ratelimit.hpp's; this file is the callouts' policy around them.
+// The rate limit's and the transport match's configurations are their own (ratelimit.hpp,
+// transport_match.hpp). The protocol parsing is parsers.hpp's, the rate limit's table
+// ratelimit.hpp's, the transport match transport_match.hpp's; this file is the callouts' policy
+// around them.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -33,6 +36,7 @@
 #include "lfp/callout/plugin.hpp"
 #include "parsers.hpp"
 #include "ratelimit.hpp"
+#include "transport_match.hpp"
 
 namespace {
 
@@ -303,6 +307,36 @@ void ratelimit_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_
                  c->second->name.c_str(), c->second->max_sources, static_cast<unsigned long long>(dropped));
 }
 
+// The protocol and ports of a forwarded packet, which IPFORWARD has no fields for (an imported
+// FORWARD rule's `-p tcp --dport 80`): the configured action when the packet matches, otherwise
+// CONTINUE, so that arbitration goes on as if the filter had not matched (docs/callouts.md,
+// "Transport match").
+std::unordered_map<std::string, std::shared_ptr<const in::TransportMatchConfig>> match_configs;  // (under mu; null: bad)
+
+void transport_match_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
+  const std::string text = i->v1.provider_context ? i->v1.provider_context : "";
+  std::shared_ptr<const in::TransportMatchConfig> config;  // (shared: not copied per packet)
+  {
+    std::lock_guard lock(mu);
+    auto c = match_configs.find(text);
+    if (c == match_configs.end()) {
+      std::string error;
+      if (match_configs.size() >= kMaxConfigs) match_configs.clear();
+      auto parsed = in::parse_transport_match_config(text, &error);
+      c = match_configs.emplace(text, parsed ? std::make_shared<const in::TransportMatchConfig>(std::move(*parsed)) : nullptr).first;
+      if (!c->second)
+        std::fprintf(stderr, "lfp_inspect_callouts: bad transport match configuration (%s): %s; its filters' callouts answer BLOCK\n",
+                     error.c_str(), text.substr(0, 200).c_str());
+    }
+    config = c->second;
+  }
+  if (!config) return block(out);
+  out->v1.action = LFP_CALLOUT_CONTINUE;
+  if (!in::transport_matches(*config, data_of(i))) return;
+  if (config->permit) out->v1.action = LFP_CALLOUT_PERMIT;
+  else block(out);
+}
+
 const lfp_callout2 kCallouts[] = {
     {"4c460000-0000-4000-8000-000000000101", "STREAM_V4", tls_classify, nullptr, nullptr},
     {"4c460000-0000-4000-8000-000000000102", "STREAM_V6", tls_classify, nullptr, nullptr},
@@ -314,6 +348,8 @@ const lfp_callout2 kCallouts[] = {
     {"4c460000-0000-4000-8000-000000000108", "STREAM_V6", count_classify, nullptr, count_flow_delete},
     {"4c460000-0000-4000-8000-000000000109", "INBOUND_TRANSPORT_V4", ratelimit_classify, nullptr, nullptr},
     {"4c460000-0000-4000-8000-00000000010a", "INBOUND_TRANSPORT_V6", ratelimit_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-00000000010b", "IPFORWARD_V4", transport_match_classify, nullptr, nullptr},
+    {"4c460000-0000-4000-8000-00000000010c", "IPFORWARD_V6", transport_match_classify, nullptr, nullptr},
 };
 const lfp_callout_plugin2 kPlugin = {2, "lfp inspection callouts", kCallouts, std::size(kCallouts)};
 

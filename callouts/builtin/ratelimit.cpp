@@ -1,5 +1,7 @@
 #include "ratelimit.hpp"
 
+#include "transport_match.hpp"
+
 #include <algorithm>
 
 #include <nlohmann/json.hpp>
@@ -54,37 +56,11 @@ std::optional<RateLimitConfig> parse_rate_limit_config(const std::string& text, 
 }
 
 std::optional<NewConnection> new_tcp_connection(std::span<const uint8_t> p) {
-  NewConnection nc;
-  size_t at = 0;
-  uint8_t proto = 0;
-  if (p.size() >= 20 && p[0] >> 4 == 4) {
-    const size_t ihl = (p[0] & 0x0F) * 4u;
-    if (ihl < 20 || p.size() < ihl) return std::nullopt;
-    if (((p[6] & 0x1F) << 8 | p[7]) != 0) return std::nullopt;  // not the datagram's first fragment
-    nc.family = 4;
-    std::copy_n(p.begin() + 12, 4, nc.source.begin());
-    proto = p[9];
-    at = ihl;
-  } else if (p.size() >= 40 && p[0] >> 4 == 6) {
-    nc.family = 6;
-    std::copy_n(p.begin() + 8, 16, nc.source.begin());
-    proto = p[6];
-    at = 40;
-    // Extension headers: hop-by-hop, routing, fragment, destination options, authentication.
-    for (int n = 0; n < 8 && (proto == 0 || proto == 43 || proto == 44 || proto == 60 || proto == 51); ++n) {
-      if (p.size() < at + 8) return std::nullopt;
-      if (proto == 44 && ((p[at + 2] << 8 | p[at + 3]) & 0xFFF8) != 0) return std::nullopt;  // a later fragment
-      const size_t len = proto == 44 ? 8 : proto == 51 ? (p[at + 1] + 2u) * 4 : (p[at + 1] + 1u) * 8;
-      proto = p[at];
-      at += len;
-    }
-  } else {
-    return std::nullopt;
-  }
-  if (proto != kTcp || p.size() < at + 14) return std::nullopt;
-  const uint8_t flags = p[at + 13];
+  const auto h = transport_header(p);
+  if (!h || !h->first_fragment || h->protocol != kTcp || p.size() < h->offset + 14) return std::nullopt;
+  const uint8_t flags = p[h->offset + 13];
   if ((flags & (kSyn | kAck)) != kSyn) return std::nullopt;
-  return nc;
+  return NewConnection{h->family, h->source};
 }
 
 size_t RateLimiter::KeyHash::operator()(const Key& k) const noexcept {

@@ -3,6 +3,7 @@
 #include "lfp/engine/guid.hpp"
 
 #include <arpa/inet.h>
+#include <net/if.h>
 #include <netdb.h>
 
 #include <algorithm>
@@ -96,6 +97,9 @@ int index_of(const std::array<const char*, N>& names, std::string s) {
 
 bool is_address(const std::string& role) { return role == "src_addr" || role == "dst_addr"; }
 bool is_opaque(const std::string& role) { return role == "ALE_USER_ID"; }
+bool is_interface(const std::string& role) { return role == "in_interface" || role == "out_interface"; }
+// What IPFORWARD has no field for: the transport-match callout matches it (Walker::take_transport).
+bool is_transport(const std::string& role) { return role == "IP_PROTOCOL" || role == "src_port" || role == "dst_port"; }
 
 // One term of a conjunction: a field's set of values, or an opaque field's OR'ed values.
 struct Term {
@@ -134,6 +138,37 @@ const std::string kOtherWalk = "(the other walk's)";
 constexpr const char* kRateLimitNeeds =
     "the packet layers' user-space path and the built-in callouts (lfpd --packet-queue N --callout liblfp_inspect_callouts.so): "
     "ufw's limit (-m recent) is decided on each new TCP connection at INBOUND_TRANSPORT by the rate-limit callout";
+
+// The transport-match callout at IPFORWARD_V4 / _V6, and what lfpd needs for its filters.
+constexpr const char* kTransportMatchV4 = "4c460000-0000-4000-8000-00000000010b";
+constexpr const char* kTransportMatchV6 = "4c460000-0000-4000-8000-00000000010c";
+constexpr const char* kTransportMatchNeeds =
+    "the packet layers' user-space path and the built-in callouts (lfpd --packet-queue N --callout liblfp_inspect_callouts.so): "
+    "FORWARD rules' protocols and ports are matched at IPFORWARD by the transport-match callout";
+
+// What lfpd needs for the policy, each once.
+void add_need(ImportResult& res, const std::string& need) {
+  if (std::find(res.needs.begin(), res.needs.end(), need) == res.needs.end()) res.needs.push_back(need);
+}
+
+// The policy's callout `key` at `layer`, added once.
+void add_callout(json& pol, const std::string& key, const std::string& name, const std::string& layer) {
+  for (const char* array : {"callouts", "provider_contexts"})
+    if (!pol.contains(array)) pol[array] = json::array();
+  for (const json& c : pol["callouts"])
+    if (c["key"] == key) return;
+  pol["callouts"].push_back({{"key", key}, {"name", name}, {"layer", layer}, {"flags", json::array({"USES_PROVIDER_CONTEXT"})}});
+}
+
+// The key of the policy's provider context with `data`, added (named `name`) if there is none yet.
+std::string context_key(json& pol, const json& data, const std::string& name) {
+  const std::string text = json_text(data);
+  for (const json& c : pol["provider_contexts"])
+    if (c["data"] == text) return c["key"];
+  const std::string key = Guid::generate().str();
+  pol["provider_contexts"].push_back({{"key", key}, {"name", name}, {"data", text}});
+  return key;
+}
 
 // The problems of a rule, each once (`-i eth0 -o eth0` has one).
 std::string joined(const std::vector<std::string>& v) {
@@ -252,6 +287,21 @@ class Walker {
     return conjoin(a, b, ignored);
   }
 
+  // At IPFORWARD, which has no protocol or port fields: the conjunction's protocol and ports, taken
+  // out of it, as the transport-match callout's configuration (null when it has none; elsewhere null).
+  json take_transport(Conj& c) const {
+    if (hook_ != Hook::FORWARD) return nullptr;
+    json match = nullptr;
+    for (const Term& t : c)
+      if (is_transport(t.role)) {
+        json& ranges = match[t.role == "IP_PROTOCOL" ? "protocols" : t.role == "src_port" ? "source_ports" : "destination_ports"];
+        ranges = json::array();
+        for (const Interval& i : t.set) ranges.push_back({static_cast<uint64_t>(i.low), static_cast<uint64_t>(i.high)});
+      }
+    std::erase_if(c, [](const Term& t) { return is_transport(t.role); });
+    return match;
+  }
+
   // The policy conditions of one conjunction (its problems appended to `problems`); nothing when no
   // packet at this layer matches them.
   std::optional<json> conditions(Conj c, std::vector<std::string>& problems) const {
@@ -288,8 +338,8 @@ class Walker {
         problems.push_back(t.role + " is not a field of the transport layers, where ICMP is decided");
         continue;
       }
-      if (hook_ == Hook::FORWARD && (t.role.ends_with("port") || t.role.starts_with("icmp") || t.role == "IP_PROTOCOL" || is_opaque(t.role))) {
-        problems.push_back((t.role.ends_with("port") ? std::string("ports are") : t.role + " is") + " not a field of IPFORWARD");
+      if (hook_ == Hook::FORWARD && (t.role.starts_with("icmp") || is_opaque(t.role))) {  // (ports: take_transport's)
+        problems.push_back(t.role + " is not a field of IPFORWARD");
         continue;
       }
       if (t.role.starts_with("icmp") && !icmp_) {
@@ -301,6 +351,13 @@ class Walker {
         else
           for (const json& v : t.values) conds.push_back({{"field", field}, {"match", "EQUAL"}, {"value", v}});
         continue;
+      }
+      if (is_interface(t.role)) {
+        if (hook_ != Hook::FORWARD) {
+          problems.push_back("an interface by name is matched at IPFORWARD only (the ALE layers here have no field for it)");
+          continue;
+        }
+        field = t.role == "in_interface" ? "SOURCE_INTERFACE_INDEX" : "DESTINATION_INTERFACE_INDEX";
       }
       if (t.role == "loopback") {
         conds.push_back({{"field", "FLAGS"}, {"match", t.set[0].low ? "FLAGS_ALL_SET" : "FLAGS_NONE_SET"}, {"value", "IS_LOOPBACK"}});
@@ -430,6 +487,7 @@ class Walker {
     if (role == "src_port" || role == "dst_port") return {{0, 65535}};
     if (role == "IP_PROTOCOL" || role == "icmp_type" || role == "icmp_code") return {{0, 255}};
     if (role == "loopback") return {{0, 1}};
+    if (is_interface(role)) return {{0, 0xFFFFFFFFu}};
     return {};
   }
 
@@ -438,7 +496,7 @@ class Walker {
     if (v.is_object() && v.contains("low") && v.contains("high")) {
       const Set lo = value_set(role, v["low"], problems), hi = value_set(role, v["high"], problems);
       if (lo.empty() || hi.empty()) return {};
-      if (lo[0].low > hi[0].high) return problems.push_back("range " + v.dump() + " is empty"), Set{};
+      if (lo[0].low > hi[0].high) return problems.push_back("range " + json_text(v) + " is empty"), Set{};
       return {{lo[0].low, hi[0].high}};
     }
     if (is_address(role) && v.is_string()) {
@@ -460,7 +518,7 @@ class Walker {
     }
     if (role == "ct_state" || role == "dst_type") {
       const int i = v.is_string() ? role == "ct_state" ? index_of(kCtStates, v.get<std::string>()) : index_of(kAddrTypes, v.get<std::string>()) : -1;
-      if (i < 0) return problems.push_back((role == "ct_state" ? "connection state " : "address type ") + v.dump() + " is not known"), Set{};
+      if (i < 0) return problems.push_back((role == "ct_state" ? "connection state " : "address type ") + json_text(v) + " is not known"), Set{};
       return {{U(i), U(i)}};
     }
     if (v.is_number_integer() && v.get<int64_t>() >= 0 && !bounds(role).empty() && U(v.get<uint64_t>()) <= bounds(role).back().high)
@@ -477,7 +535,7 @@ class Walker {
       if (p == "icmpv6" || p == "ipv6-icmp") return {{58, 58}};
       if (const protoent* e = getprotobyname(p.c_str())) return {{U(e->p_proto), U(e->p_proto)}};
     }
-    problems.push_back("value " + v.dump() + " has no LFP form for " + role);
+    problems.push_back("value " + json_text(v) + " has no LFP form for " + role);
     return {};
   }
 
@@ -608,9 +666,12 @@ void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cna
   const std::string policy_action = policy == "ACCEPT" ? "PERMIT" : "BLOCK";
   std::vector<std::optional<json>> conds;
   std::vector<std::vector<std::string>> problems;
+  std::vector<json> matches;  // at IPFORWARD: the protocol and ports the transport-match callout checks (null: none)
   for (const Flat& f : w.flats) {
     problems.push_back(f.problems);
-    conds.push_back(w.conditions(f.conj, problems.back()));
+    Conj c = f.conj;
+    matches.push_back(w.take_transport(c));
+    conds.push_back(w.conditions(std::move(c), problems.back()));
   }
   // A rule that decides as every rule after it and the policy need not be a filter: one that cannot
   // be expressed there is left out at no cost (ufw's "skip to policy" rules).
@@ -619,9 +680,11 @@ void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cna
 
   uint64_t weight = 1'000'000;
   std::map<int, int> made;  // filters made per rule line
-  auto filter = [&](const std::string& name, const std::string& description, json conditions, const std::string& action, uint64_t w) {
-    pol["filters"].push_back({{"name", name}, {"description", description}, {"layer", layer}, {"provider", o.provider},
-                              {"sublayer", o.sublayer}, {"weight", {{"explicit", w}}}, {"conditions", std::move(conditions)}, {"action", action}});
+  auto filter = [&](const std::string& name, const std::string& description, json conditions, json action, uint64_t w, json extra = json::object()) {
+    json f = {{"name", name}, {"description", description}, {"layer", layer}, {"provider", o.provider},
+              {"sublayer", o.sublayer}, {"weight", {{"explicit", w}}}, {"conditions", std::move(conditions)}, {"action", std::move(action)}};
+    f.update(extra);
+    pol["filters"].push_back(std::move(f));
     ++res.filters;
   };
   for (size_t i = 0; i < w.flats.size(); ++i) {
@@ -644,8 +707,24 @@ void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cna
     }
     const int nth = ++made[r.line];
     const std::string name = cname + " " + o.place + " " + std::to_string(r.line) + suffix + (nth > 1 ? " (" + std::to_string(nth) + ")" : "");
-    filter(name, (r.comment.empty() ? "" : r.comment + ": ") + r.text + (r.target == "REJECT" ? " (REJECT: refused, not answered)" : ""),
-           std::move(*conds[i]), f.action, weight--);
+    const std::string description = (r.comment.empty() ? "" : r.comment + ": ") + r.text + (r.target == "REJECT" ? " (REJECT: refused, not answered)" : "");
+    if (matches[i].is_null()) {
+      filter(name, description, std::move(*conds[i]), f.action, weight--);
+    } else {
+      // The protocol and ports IPFORWARD has no field for: the transport-match callout answers the
+      // rule's action when they match, CONTINUE (as if this filter had not matched) when not.
+      json data = matches[i];
+      data["action"] = f.action;
+      const std::string callout = layer.ends_with("_V6") ? kTransportMatchV6 : kTransportMatchV4;
+      add_callout(pol, callout, "transport match (lfp_inspect_callouts)", layer);
+      const std::string context = context_key(pol, data, "transport match, line " + std::to_string(r.line) + " of " + o.source);
+      filter(name, description, std::move(*conds[i]), {{"type", "CALLOUT_TERMINATING"}, {"callout", callout}}, weight--,
+             {{"flags", json::array({"HAS_PROVIDER_CONTEXT"})}, {"provider_context", context}});
+      note(ledger, r, "its protocol and ports (no fields of IPFORWARD) are matched by the transport-match callout "
+                      "(lfp_inspect_callouts) at IPFORWARD. (lfp import --verify runs no callout: there its filter blocks "
+                      "what the rest of it matches, as an unregistered callout's does)");
+      add_need(res, kTransportMatchNeeds);
+    }
     auto& names = account(ledger, r).filters;
     if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
   }
@@ -665,11 +744,7 @@ void emit_limits(Walker& w, const std::string& cname, int family, const Output& 
   if (w.limits.empty()) return;
   const std::string layer = family == 6 ? "INBOUND_TRANSPORT_V6" : "INBOUND_TRANSPORT_V4";
   const std::string callout = family == 6 ? "4c460000-0000-4000-8000-00000000010a" : "4c460000-0000-4000-8000-000000000109";
-  for (const char* array : {"callouts", "provider_contexts"})
-    if (!pol.contains(array)) pol[array] = json::array();
-  pol["callouts"].push_back({{"key", callout}, {"name", "rate limit (lfp_inspect_callouts)"}, {"layer", layer},
-                             {"flags", json::array({"USES_PROVIDER_CONTEXT"})}});
-  std::map<std::string, std::string> contexts;  // the provider context's data -> its key
+  add_callout(pol, callout, "rate limit (lfp_inspect_callouts)", layer);
   std::map<std::string, int> made;              // filters made per name
   uint64_t weight = 2'000'000;                  // (above the ICMP walk's filters at this layer, which are ICMP's alone)
   auto filter = [&](const Rule& r, const std::string& kind, const std::string& description, json conds, json action, json extra) {
@@ -714,17 +789,11 @@ void emit_limits(Walker& w, const std::string& cname, int family, const Output& 
     }
     json data = {{"seconds", r.recent->seconds}, {"hitcount", std::max(1u, r.recent->hitcount)}, {"name", r.recent->name}};
     if (r.recent->prefix >= 0) data["prefix"] = r.recent->prefix;
-    std::string& key = contexts[data.dump()];
-    if (key.empty()) {
-      key = Guid::generate().str();
-      pol["provider_contexts"].push_back({{"key", key}, {"name", "rate limit, line " + std::to_string(r.line) + " of " + o.source},
-                                          {"data", data.dump()}});
-    }
+    const std::string key = context_key(pol, data, "rate limit, line " + std::to_string(r.line) + " of " + o.source);
     filter(r, " limit", "", std::move(*conds), {{"type", "CALLOUT_TERMINATING"}, {"callout", callout}},
            {{"flags", json::array({"HAS_PROVIDER_CONTEXT"})}, {"provider_context", key}});
   }
-  const std::string needs = kRateLimitNeeds;
-  if (std::find(res.needs.begin(), res.needs.end(), needs) == res.needs.end()) res.needs.push_back(needs);
+  add_need(res, kRateLimitNeeds);
 }
 
 }  // namespace
@@ -743,8 +812,17 @@ void emit_chain(const std::map<std::string, Chain>& chains, const std::string& c
   const U proto = family == 4 ? 1 : 58;
   emit_walk(icmp, {Conj{{"IP_PROTOCOL", {{proto, proto}}, {}}, {"icmp_type", icmp_requests(family), {}}}}, cname,
             (hook == Hook::INPUT ? "INBOUND_TRANSPORT" : "OUTBOUND_TRANSPORT") + fam, policy, " icmp", o, pol, res, ledger);
-  const std::string needs = "the packet layers (lfpd without --no-packet-layers): ICMP requests are decided at INBOUND_TRANSPORT and OUTBOUND_TRANSPORT";
-  if (std::find(res.needs.begin(), res.needs.end(), needs) == res.needs.end()) res.needs.push_back(needs);
+  add_need(res, "the packet layers (lfpd without --no-packet-layers): ICMP requests are decided at INBOUND_TRANSPORT and OUTBOUND_TRANSPORT");
+}
+
+std::optional<uint32_t> interface_index(const std::string& name, std::string* problem) {
+  if (name.find_first_of("+*") != std::string::npos) {
+    *problem = "interface '" + name + "': a wildcard has no LFP form (LFP matches an interface by its index)";
+    return std::nullopt;
+  }
+  if (const unsigned index = if_nametoindex(name.c_str()); index != 0) return index;
+  *problem = "interface '" + name + "' does not exist where lfp import runs (LFP matches an interface by the index it has at import time)";
+  return std::nullopt;
 }
 
 void finish_coverage(Ledger& ledger, ImportResult& res) {

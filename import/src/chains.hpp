@@ -18,12 +18,17 @@ namespace lfp::import::detail {
 
 using nlohmann::json;
 
+// A value as JSON text, for messages and provider contexts: bytes that are not UTF-8 (an
+// iptables-save file may hold any) are replaced rather than thrown on.
+inline std::string json_text(const json& j) { return j.dump(-1, ' ', false, json::error_handler_t::replace); }
+
 // One condition of a rule. Conditions on one role are OR'ed (a multiport list, an nft set), the
 // negated ones (`!`, `!=`) excluded from that; roles are ANDed. Roles: "src_addr", "dst_addr",
 // "src_port", "dst_port" (local or remote once the chain is known), "IP_PROTOCOL" (a number or a
 // name), "loopback" (1: the loopback interface), "ct_state" ("NEW", "ESTABLISHED", "RELATED",
 // "INVALID", "UNTRACKED"), "dst_type" (an addrtype name: "LOCAL", "BROADCAST", ...), and
-// "ALE_USER_ID" (its value as the policy format writes it; it cannot be negated).
+// "ALE_USER_ID" (its value as the policy format writes it; it cannot be negated), "in_interface" and
+// "out_interface" (an interface index, from interface_index).
 // Addresses: "a", "a/len" or {"low", "high"}; ports and protocols: a number or {"low", "high"}.
 struct Cond {
   std::string role;
@@ -56,6 +61,10 @@ struct Chain {
   std::string policy;  // "-" for a user chain
   std::vector<Rule> rules;
 };
+
+// The index of interface `name` where lfp import runs (if_nametoindex), or why not: a wildcard
+// (`eth+`, `eth*`) or a name no interface here has.
+std::optional<uint32_t> interface_index(const std::string& name, std::string* problem);
 
 enum class Hook { INPUT, OUTPUT, FORWARD };
 

@@ -89,15 +89,19 @@ void add_match(const json& m, const Ctx& cx, Rule& r, int& family_only) {
     if (key == "l4proto") role = "IP_PROTOCOL";
     else if (key == "nfproto") {
       if (right == "ipv4" || right == "ipv6") family_only = right == "ipv4" ? 4 : 6;
-      else problem("meta nfproto " + right.dump());
+      else problem("meta nfproto " + json_text(right));
       return;
     } else if (key == "iifname" || key == "oifname" || key == "iif" || key == "oif") {
-      if (right == "lo" && (op == "==" || op == "!=")) r.conds.push_back({"loopback", 1, op == "!="});
-      else problem("interface " + right.dump() + ": LFP names interfaces by index, which only the host knows");
+      if (op != "==" && op != "!=") return problem("interface " + json_text(right) + " with '" + op + "'");
+      std::string why;
+      if (right == "lo") r.conds.push_back({"loopback", 1, op == "!="});
+      else if (const auto index = right.is_string() ? interface_index(right.get<std::string>(), &why) : std::nullopt)
+        r.conds.push_back({key[0] == 'i' ? "in_interface" : "out_interface", *index, op == "!="});
+      else problem(right.is_string() ? why : "interface " + json_text(right) + " is not one name");
       return;
     } else if (key == "skuid" || key == "skgid") {
       json id;
-      if (op != "==" || !value_of(right, false, id) || !id.is_number()) return problem("meta " + key + " " + right.dump());
+      if (op != "==" || !value_of(right, false, id) || !id.is_number()) return problem("meta " + key + " " + json_text(right));
       r.conds.push_back({"ALE_USER_ID", json{{key == "skuid" ? "uids" : "gids", {id}}}, false});
       return;
     } else {
@@ -109,7 +113,7 @@ void add_match(const json& m, const Ctx& cx, Rule& r, int& family_only) {
              left["fib"].value("flags", json::array()) == json::array({"daddr"})) {
     role = "dst_type";  // fib daddr type: iptables' addrtype --dst-type
   } else {
-    return problem("match on " + left.dump() + " has no LFP field");
+    return problem("match on " + json_text(left) + " has no LFP field");
   }
   std::string why;
   const std::vector<json> values = elements(right, cx, why);
@@ -129,7 +133,7 @@ void add_match(const json& m, const Ctx& cx, Rule& r, int& family_only) {
   }
   for (const json& v : values) {
     json out;
-    if (!value_of(v, address, out)) return problem("value " + v.dump() + " has no LFP form");
+    if (!value_of(v, address, out)) return problem("value " + json_text(v) + " has no LFP form");
     r.conds.push_back({role, out, negated});
   }
 }
@@ -204,7 +208,7 @@ ImportResult import_doc(const json& doc, const ImportOptions& opts) {
       if (!chains.count(k)) throw ImportError(0, "item " + std::to_string(i) + ": rule of an undeclared chain " + k);
       Rule r;
       r.line = static_cast<int>(i);
-      r.text = "table " + fam + " " + table + " chain " + o.value("chain", "") + " handle " + o.value("handle", json()).dump();
+      r.text = "table " + fam + " " + table + " chain " + o.value("chain", "") + " handle " + json_text(o.value("handle", json()));
       if (o.contains("comment") && o["comment"].is_string()) r.comment = o["comment"];
       int family_only = fam == "ip" ? 4 : fam == "ip6" ? 6 : 0;
       const Ctx cx{&sets, fam, table};
@@ -217,14 +221,14 @@ ImportResult import_doc(const json& doc, const ImportOptions& opts) {
         else if (verdict(ek, ev, fam, table, r)) continue;
         else if (ek == "counter" || ek == "comment") continue;
         else if (ek == "log") r.target = r.target.empty() ? "LOG" : r.target;
-        else if (ek == "limit") r.problems.push_back("limit " + ev.dump() + ": LFP has no rate limit, so what this rule does only to some packets is not imported");
+        else if (ek == "limit") r.problems.push_back("limit " + json_text(ev) + ": a packet rate has no LFP form (the rate-limit callout counts new connections a source), so what this rule does only to some packets is not imported");
         else if (ek == "vmap" && ev.is_object()) {
           std::string why;
           for (const json& el : elements(ev.value("data", json()), cx, why)) {
             Rule one = r;
             if (!el.is_array() || el.size() != 2 || !el[1].is_object() || el[1].empty() ||
                 !verdict(el[1].begin().key(), el[1].begin().value(), fam, table, one)) {
-              r.problems.push_back("verdict map element " + el.dump() + " has no LFP form");
+              r.problems.push_back("verdict map element " + json_text(el) + " has no LFP form");
               break;
             }
             add_match(json{{"op", "=="}, {"left", ev.value("key", json())}, {"right", el[0]}}, cx, one, family_only);

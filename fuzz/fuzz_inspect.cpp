@@ -1,6 +1,6 @@
 // libFuzzer target: the built-in inspection callouts' parsers (callouts/builtin/parsers.hpp) on
 // arbitrary bytes: the TLS ClientHello, the HTTP request and the DNS message parsers, every input to
-// each, and the block-list patterns. Checks their invariants:
+// each, the block-list patterns, and the transport-match callout's packet walk and configuration. Checks their invariants:
 // - a stream parser's `need` is a lower bound: a prefix that is INCOMPLETE and needs `need` more
 //   bytes is never COMPLETE with fewer than that (the data path would wait for bytes it need not);
 // - INCOMPLETE always needs at least one byte; names are normalized (what normalize_name keeps);
@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "parsers.hpp"
+#include "transport_match.hpp"
 
 using namespace lfp::inspect;
 
@@ -68,5 +69,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
       else check(!m || (n->size() > p->suffix.size() && n->ends_with("." + p->suffix)));
     }
   }
+
+  // The input as a forwarded packet (the transport-match callout's header walk): the transport
+  // header starts inside the packet, and ports are read only from inside it.
+  if (const auto h = transport_header(all)) {
+    check(h->family == 4 || h->family == 6);
+    check(!h->first_fragment || h->offset <= all.size());
+    if (ports_of(all, *h)) check(h->first_fragment && h->offset + 4 <= all.size());
+  }
+  // The text before the cut as the callout's configuration, the rest as a packet for it.
+  std::string error;
+  if (const auto c = parse_transport_match_config(std::string(a), &error)) (void)transport_matches(*c, all.subspan(len));
+  else check(!error.empty());
   return 0;
 }

@@ -93,7 +93,7 @@ TEST(ImportIptables, ReportsWhatItCannotExpress) {
 -A X -s 10.0.0.1/32 -j RETURN
 -A X -j DROP
 -A INPUT -p tcp -m recent --name scan --update -j DROP
--A FORWARD -p tcp --dport 80 -j DROP
+-A FORWARD -p icmp --icmp-type 8 -j DROP
 -A INPUT -p tcp --dport 25 -g X
 COMMIT
 )");

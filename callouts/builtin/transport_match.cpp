@@ -36,6 +36,7 @@ std::optional<TransportHeader> transport_header(std::span<const uint8_t> p) {
     h.offset += h.protocol == 44 ? 8 : h.protocol == 51 ? (p[at + 1] + 2u) * 4 : (p[at + 1] + 1u) * 8;
     h.protocol = next;
   }
+  if (h.offset > p.size()) return std::nullopt;  // the last extension header runs past the packet (fuzz_inspect)
   return h;
 }
 

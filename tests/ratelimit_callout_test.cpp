@@ -2,8 +2,6 @@
 // liblfp_inspect_callouts.so): its configuration, which packets it counts, xt_recent's window and
 // hit count as ufw uses them (--set, then --update), the source mask, v4 and v6 kept apart, the cap
 // on sources; then the plugin itself, dlopened, on real packet bytes.
-#include <dlfcn.h>
-
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -12,6 +10,7 @@
 
 #include <gtest/gtest.h>
 
+#include "builtin_plugin.hpp"
 #include "lfp/callout/plugin.hpp"
 #include "ratelimit.hpp"
 
@@ -231,28 +230,14 @@ TEST(RateLimitCallout, TablesByNameAndTheCapOnSources) {
 // The plugin: the callout at INBOUND_TRANSPORT_V4 and _V6 on packet bytes, as lfpd's packet queue
 // gives them.
 TEST(RateLimitCallout, ThePluginOnPackets) {
-  void* handle = ::dlopen(LFP_INSPECT_CALLOUTS, RTLD_NOW | RTLD_LOCAL);
-  ASSERT_NE(handle, nullptr) << ::dlerror();
-  auto entry = reinterpret_cast<const lfp_callout_plugin2* (*)()>(::dlsym(handle, "lfp_callout_plugin_v2"));
-  ASSERT_NE(entry, nullptr);
-  const lfp_callout_plugin2* plugin = entry();
-  auto find = [&](const std::string& key) -> const lfp_callout2* {
-    for (size_t i = 0; i < plugin->ncallouts; ++i)
-      if (key == plugin->callouts[i].key) return &plugin->callouts[i];
-    return nullptr;
-  };
-  const lfp_callout2* v4c = find("4c460000-0000-4000-8000-000000000109");
-  const lfp_callout2* v6c = find("4c460000-0000-4000-8000-00000000010a");
-  ASSERT_TRUE(v4c && v6c);
+  const BuiltinPlugin plugin;
+  const lfp_callout2* v4c = plugin.callout("4c460000-0000-4000-8000-000000000109");
+  const lfp_callout2* v6c = plugin.callout("4c460000-0000-4000-8000-00000000010a");
+  ASSERT_TRUE(v4c && v6c) << plugin.error();
   EXPECT_STREQ(v4c->layer, "INBOUND_TRANSPORT_V4");
   EXPECT_STREQ(v6c->layer, "INBOUND_TRANSPORT_V6");
   auto classify = [](const lfp_callout2* c, const std::string& config, const Buf& packet) {
-    lfp_callout_classify_in2 in{};
-    in.v1 = {c->layer, nullptr, 0, "f1", config.c_str(), 0, 0, "", packet.data(), packet.size(), 1};
-    lfp_callout_classify_out2 out{};
-    out.v1.action = LFP_CALLOUT_CONTINUE;
-    c->classify(&in, &out);
-    return out.v1.action;
+    return BuiltinPlugin::classify(c, config, packet);
   };
   // A table of this test's own (the plugin's state lives as long as the process).
   const std::string config = R"({"seconds": 30, "hitcount": 3, "name": "plugin-test"})";
@@ -270,7 +255,6 @@ TEST(RateLimitCallout, ThePluginOnPackets) {
   // A configuration that does not parse fails closed, on every packet.
   EXPECT_EQ(classify(v4c, R"({"seconds": 30})", ack), LFP_CALLOUT_BLOCK);
   EXPECT_EQ(classify(v4c, "", syn), LFP_CALLOUT_BLOCK);
-  ::dlclose(handle);
 }
 
 }  // namespace

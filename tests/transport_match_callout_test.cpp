@@ -2,14 +2,13 @@
 // ...010c of liblfp_inspect_callouts.so, at IPFORWARD_V4 / _V6): its configuration, the protocol and
 // ports it reads from a packet (v4 and v6 with extension headers; a later fragment has no ports),
 // port ranges, and the plugin itself, dlopened: the configured action on a match, CONTINUE otherwise.
-#include <dlfcn.h>
-
 #include <cstdint>
 #include <string>
 #include <vector>
 
 #include <gtest/gtest.h>
 
+#include "builtin_plugin.hpp"
 #include "lfp/callout/plugin.hpp"
 #include "transport_match.hpp"
 
@@ -119,28 +118,14 @@ TEST(TransportMatchCallout, V6ExtensionHeadersAndFragments) {
 }
 
 TEST(TransportMatchCallout, ThePluginAnswersTheActionOrContinue) {
-  void* handle = ::dlopen(LFP_INSPECT_CALLOUTS, RTLD_NOW | RTLD_LOCAL);
-  ASSERT_NE(handle, nullptr) << ::dlerror();
-  auto entry = reinterpret_cast<const lfp_callout_plugin2* (*)()>(::dlsym(handle, "lfp_callout_plugin_v2"));
-  ASSERT_NE(entry, nullptr);
-  const lfp_callout_plugin2* plugin = entry();
-  auto find = [&](const std::string& key) -> const lfp_callout2* {
-    for (size_t i = 0; i < plugin->ncallouts; ++i)
-      if (key == plugin->callouts[i].key) return &plugin->callouts[i];
-    return nullptr;
-  };
-  const lfp_callout2* v4c = find("4c460000-0000-4000-8000-00000000010b");
-  const lfp_callout2* v6c = find("4c460000-0000-4000-8000-00000000010c");
-  ASSERT_TRUE(v4c && v6c);
+  const BuiltinPlugin plugin;
+  const lfp_callout2* v4c = plugin.callout("4c460000-0000-4000-8000-00000000010b");
+  const lfp_callout2* v6c = plugin.callout("4c460000-0000-4000-8000-00000000010c");
+  ASSERT_TRUE(v4c && v6c) << plugin.error();
   EXPECT_STREQ(v4c->layer, "IPFORWARD_V4");
   EXPECT_STREQ(v6c->layer, "IPFORWARD_V6");
   auto classify = [](const lfp_callout2* c, const std::string& config, const Buf& packet) {
-    lfp_callout_classify_in2 in{};
-    in.v1 = {c->layer, nullptr, 0, "f1", config.c_str(), 0, 0, "", packet.data(), packet.size(), 1};
-    lfp_callout_classify_out2 out{};
-    out.v1.action = LFP_CALLOUT_PERMIT;  // (the callout must say CONTINUE itself)
-    c->classify(&in, &out);
-    return out.v1.action;
+    return BuiltinPlugin::classify(c, config, packet, LFP_CALLOUT_PERMIT);  // (the callout must say CONTINUE itself)
   };
   const std::string permit80 = R"({"protocols": [[6, 6]], "destination_ports": [[80, 80]], "action": "PERMIT"})";
   const std::string block53 = R"({"protocols": [[17, 17]], "destination_ports": [[53, 53]], "action": "BLOCK"})";
@@ -154,7 +139,6 @@ TEST(TransportMatchCallout, ThePluginAnswersTheActionOrContinue) {
   // A configuration that does not parse fails closed, on every packet.
   EXPECT_EQ(classify(v4c, R"({"protocols": [[6, 6]]})", ip4(kTcp, 40000, 81)), LFP_CALLOUT_BLOCK);
   EXPECT_EQ(classify(v4c, "", ip4(kTcp, 40000, 80)), LFP_CALLOUT_BLOCK);
-  ::dlclose(handle);
 }
 
 }  // namespace

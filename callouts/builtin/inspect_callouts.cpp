@@ -29,6 +29,7 @@
 #include <optional>
 #include <set>
 #include <string>
+#include <string_view>
 #include <unordered_map>
 
 #include <nlohmann/json.hpp>
@@ -46,53 +47,76 @@ namespace in = lfp::inspect;
 // ---- Configuration --------------------------------------------------------------------------------
 
 struct Config {
-  std::string error;  // non-empty: the configuration is bad (the callout answers BLOCK)
   std::vector<in::NamePattern> block;
-  std::string log;    // JSON-lines file, empty for none
+  std::string log;  // JSON-lines file, empty for none
 };
 
-std::shared_ptr<const Config> parse_config(const std::string& text) {
-  auto c = std::make_shared<Config>();
+std::optional<Config> parse_config(const std::string& text, std::string* error) {
+  auto fail = [&](std::string why) -> std::optional<Config> {
+    *error = std::move(why);
+    return std::nullopt;
+  };
+  Config c;
   if (text.find_first_not_of(" \t\r\n") == std::string::npos) return c;  // no configuration
   const json j = json::parse(text, nullptr, false);
-  if (j.is_discarded()) return c->error = "not JSON", c;
-  if (!j.is_object()) return c->error = "not a JSON object", c;
+  if (j.is_discarded()) return fail("not JSON");
+  if (!j.is_object()) return fail("not a JSON object");
   for (const auto& [k, v] : j.items()) {
     if (k == "block") {
-      if (!v.is_array()) return c->error = "\"block\" is not an array", c;
+      if (!v.is_array()) return fail("\"block\" is not an array");
       for (const auto& e : v) {
-        if (!e.is_string()) return c->error = "\"block\" holds a non-string", c;
+        if (!e.is_string()) return fail("\"block\" holds a non-string");
         auto p = in::parse_pattern(e.get<std::string>());
-        if (!p) return c->error = "\"block\": not a name or *.name: " + e.get<std::string>(), c;
-        c->block.push_back(std::move(*p));
+        if (!p) return fail("\"block\": not a name or *.name: " + e.get<std::string>());
+        c.block.push_back(std::move(*p));
       }
     } else if (k == "log") {
-      if (!v.is_string()) return c->error = "\"log\" is not a string", c;
-      c->log = v.get<std::string>();
+      if (!v.is_string()) return fail("\"log\" is not a string");
+      c.log = v.get<std::string>();
     } else {
-      return c->error = "unknown member \"" + k + "\" (known: block, log)", c;
+      return fail("unknown member \"" + k + "\" (known: block, log)");
     }
   }
   return c;
 }
 
-std::mutex mu;  // the configuration cache, the flow records, the warnings
-std::unordered_map<std::string, std::shared_ptr<const Config>> configs;
-constexpr size_t kMaxConfigs = 1024;
+std::mutex mu;  // the configuration caches, the flow records, the rate limiter, the warnings
 
-// Parsed once per distinct provider context.
-std::shared_ptr<const Config> config_for(const char* text) {
-  const std::string key = text ? text : "";
-  std::lock_guard lock(mu);
-  if (auto it = configs.find(key); it != configs.end()) return it->second;
-  auto c = parse_config(key);
-  if (!c->error.empty())
-    std::fprintf(stderr, "lfp_inspect_callouts: bad configuration (%s): %s; its filters' callouts answer BLOCK\n",
-                 c->error.c_str(), key.substr(0, 200).c_str());
-  if (configs.size() >= kMaxConfigs) configs.clear();
-  configs.emplace(key, c);
-  return c;
-}
+// A callout's configurations, each parsed once per distinct provider context (at most 1024 kept).
+// A bad one is said once on stderr and comes back null: its filters' callouts answer BLOCK. The
+// lookup takes the packet's provider context as it is, without a copy.
+template <class T>
+class ConfigCache {
+ public:
+  using Parse = std::optional<T> (*)(const std::string&, std::string*);
+  ConfigCache(const char* what, Parse parse) : what_(what), parse_(parse) {}
+
+  std::shared_ptr<const T> get(const char* provider_context) {
+    const std::string_view text = provider_context ? provider_context : "";
+    std::lock_guard lock(mu);
+    if (auto it = by_text_.find(text); it != by_text_.end()) return it->second;
+    std::string error;
+    auto parsed = parse_(std::string(text), &error);
+    std::shared_ptr<const T> c = parsed ? std::make_shared<const T>(std::move(*parsed)) : nullptr;
+    if (!c)
+      std::fprintf(stderr, "lfp_inspect_callouts: bad %s configuration (%s): %s; its filters' callouts answer BLOCK\n",
+                   what_, error.c_str(), std::string(text.substr(0, 200)).c_str());
+    if (by_text_.size() >= 1024) by_text_.clear();
+    by_text_.emplace(text, c);
+    return c;
+  }
+
+ private:
+  struct Hash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  const char* what_;
+  Parse parse_;
+  std::unordered_map<std::string, std::shared_ptr<const T>, Hash, std::equal_to<>> by_text_;  // (under mu)
+};
+
+ConfigCache<Config> inspect_configs("inspection", parse_config);
 
 // ---- Helpers --------------------------------------------------------------------------------------
 
@@ -194,24 +218,24 @@ void decide_stream(const char* what, const lfp_callout_classify_in2* i, lfp_call
 // ---- The callouts ---------------------------------------------------------------------------------
 
 void tls_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
-  const auto c = config_for(i->v1.provider_context);
-  if (!c->error.empty()) return block(out);
+  const auto c = inspect_configs.get(i->v1.provider_context);
+  if (!c) return block(out);
   if (i->stream_offset != 0) return allow_connection(out);  // the ClientHello went by unseen
   const in::TlsHello h = in::parse_tls_client_hello(data_of(i));
   decide_stream("tls_sni", i, out, *c, h.status, h.need, h.names);
 }
 
 void http_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
-  const auto c = config_for(i->v1.provider_context);
-  if (!c->error.empty()) return block(out);
+  const auto c = inspect_configs.get(i->v1.provider_context);
+  if (!c) return block(out);
   if (i->stream_offset != 0) return allow_connection(out);  // the request line went by unseen
   const in::HttpRequest r = in::parse_http_request(data_of(i));
   decide_stream("http_host", i, out, *c, r.status, r.need, r.names);
 }
 
 void dns_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
-  const auto c = config_for(i->v1.provider_context);
-  if (!c->error.empty()) return block(out);
+  const auto c = inspect_configs.get(i->v1.provider_context);
+  if (!c) return block(out);
   const auto m = in::parse_dns(data_of(i));
   if (!m) {
     out->v1.action = LFP_CALLOUT_CONTINUE;  // not DNS: not ours to decide
@@ -244,8 +268,8 @@ uint64_t next_context = 1;
 constexpr size_t kMaxFlows = 1 << 20;
 
 void count_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
-  const auto c = config_for(i->v1.provider_context);
-  if (!c->error.empty()) return block(out);
+  const auto c = inspect_configs.get(i->v1.provider_context);
+  if (!c) return block(out);
   out->v1.action = LFP_CALLOUT_CONTINUE;  // and stream action NONE: it keeps being called
   out->stream_action = LFP_STREAM_ACTION_NONE;
   std::lock_guard lock(mu);
@@ -279,57 +303,33 @@ void count_flow_delete(uint64_t flow, uint64_t context) {
 // New TCP connections per source (ufw's `limit`): a SYN without ACK is recorded, and blocked when its
 // source is over the limit; every other packet is permitted (docs/callouts.md, "Rate limit").
 in::RateLimiter limiter;  // (under mu)
-std::unordered_map<std::string, std::optional<in::RateLimitConfig>> limit_configs;  // (under mu)
+ConfigCache<in::RateLimitConfig> limit_configs("rate limit", in::parse_rate_limit_config);
 
 void ratelimit_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
-  const auto conn = in::new_tcp_connection(data_of(i));
-  const std::string text = i->v1.provider_context ? i->v1.provider_context : "";
-  std::lock_guard lock(mu);
-  auto c = limit_configs.find(text);
-  if (c == limit_configs.end()) {
-    std::string error;
-    if (limit_configs.size() >= kMaxConfigs) limit_configs.clear();
-    c = limit_configs.emplace(text, in::parse_rate_limit_config(text, &error)).first;
-    if (!c->second)
-      std::fprintf(stderr, "lfp_inspect_callouts: bad rate limit configuration (%s): %s; its filters' callouts answer BLOCK\n",
-                   error.c_str(), text.substr(0, 200).c_str());
-  }
-  if (!c->second) return block(out);
+  const auto config = limit_configs.get(i->v1.provider_context);
+  if (!config) return block(out);
   out->v1.action = LFP_CALLOUT_PERMIT;
+  const auto conn = in::new_tcp_connection(data_of(i));
   if (!conn) return;  // not a new connection: not counted
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
-  const uint64_t dropped_before = limiter.stats(c->second->name).dropped;
-  if (limiter.over_limit(*c->second, *conn, now_ms)) block(out);
+  std::lock_guard lock(mu);
+  const uint64_t dropped_before = limiter.stats(config->name).dropped;
+  if (limiter.over_limit(*config, *conn, now_ms)) block(out);
   // The table's cap: say when it first drops a source, then at every power of two.
-  const uint64_t dropped = limiter.stats(c->second->name).dropped;
+  const uint64_t dropped = limiter.stats(config->name).dropped;
   if (dropped != dropped_before && (dropped & (dropped - 1)) == 0)
     std::fprintf(stderr, "lfp_inspect_callouts: rate limit table %s is full (%zu sources): %llu sources dropped so far\n",
-                 c->second->name.c_str(), c->second->max_sources, static_cast<unsigned long long>(dropped));
+                 config->name.c_str(), config->max_sources, static_cast<unsigned long long>(dropped));
 }
 
 // The protocol and ports of a forwarded packet, which IPFORWARD has no fields for (an imported
 // FORWARD rule's `-p tcp --dport 80`): the configured action when the packet matches, otherwise
 // CONTINUE, so that arbitration goes on as if the filter had not matched (docs/callouts.md,
 // "Transport match").
-std::unordered_map<std::string, std::shared_ptr<const in::TransportMatchConfig>> match_configs;  // (under mu; null: bad)
+ConfigCache<in::TransportMatchConfig> match_configs("transport match", in::parse_transport_match_config);
 
 void transport_match_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
-  const std::string text = i->v1.provider_context ? i->v1.provider_context : "";
-  std::shared_ptr<const in::TransportMatchConfig> config;  // (shared: not copied per packet)
-  {
-    std::lock_guard lock(mu);
-    auto c = match_configs.find(text);
-    if (c == match_configs.end()) {
-      std::string error;
-      if (match_configs.size() >= kMaxConfigs) match_configs.clear();
-      auto parsed = in::parse_transport_match_config(text, &error);
-      c = match_configs.emplace(text, parsed ? std::make_shared<const in::TransportMatchConfig>(std::move(*parsed)) : nullptr).first;
-      if (!c->second)
-        std::fprintf(stderr, "lfp_inspect_callouts: bad transport match configuration (%s): %s; its filters' callouts answer BLOCK\n",
-                     error.c_str(), text.substr(0, 200).c_str());
-    }
-    config = c->second;
-  }
+  const auto config = match_configs.get(i->v1.provider_context);
   if (!config) return block(out);
   out->v1.action = LFP_CALLOUT_CONTINUE;
   if (!in::transport_matches(*config, data_of(i))) return;

@@ -70,6 +70,7 @@
 
 #include "args.hpp"
 #include "classbench_kernel.hpp"
+#include "lfp/datapath/kernel.hpp"
 #include "lfp/client/client.hpp"
 #include "lfp/datapath/compile.hpp"
 #include "lfpd_ready.hpp"
@@ -1073,6 +1074,17 @@ int print_index(const std::string& name) {
               "filters a decision visits over %zu trace headers: mean %.1f, p50 %zu, p99 %zu, max %zu\n",
               name.c_str(), pol.filters, h.nprobes, pol.index_keys, h.nresidual, pol.widened_filters, secs, visits.size(),
               sum / static_cast<double>(visits.size()), visits[visits.size() / 2], visits[visits.size() * 99 / 100], visits.back());
+  // The kernel's own evaluator on 200 of the trace's headers, as it times them (BPF_PROG_TEST_RUN; root).
+  if (::geteuid() == 0) {
+    lfp::datapath::KernelPath k(lfp::datapath::KernelOptions{});  // (loaded, attached nowhere)
+    k.install(engine);
+    double ns = 0;
+    const size_t step = std::max<size_t>(1, trace.size() / 200);
+    size_t timed = 0;
+    for (size_t i = 0; i < trace.size(); i += step, ++timed)
+      ns += k.time_evaluate(LFP_KL_TRANSPORT_IN_V4, lfp::classbench::kernel_values(trace[i]), 2000);
+    std::printf("a decision in the kernel (lfp_eval): mean %.0f ns over %zu headers\n", ns / static_cast<double>(timed), timed);
+  }
   return 0;
 }
 

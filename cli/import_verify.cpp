@@ -53,6 +53,7 @@
 #include <sstream>
 #include <thread>
 
+#include "lfp/import/builtin_callouts.hpp"
 #include "lfp/policy/policy.hpp"
 #include "replay_cmd.hpp"
 
@@ -828,16 +829,6 @@ bool is_unspecified_or_loopback(const pk::IpAddr& a) {
 }
 bool is_link_local6(const pk::IpAddr& a) { return a.v6 && a.b[0] == 0xfe && (a.b[1] & 0xc0) == 0x80; }
 
-size_t link_header_length(const pk::Packet& p) {
-  switch (p.link) {
-    case pk::LinkType::ETHERNET: return 14 + 4u * p.vlan_count;
-    case pk::LinkType::LINUX_SLL: return 16;
-    case pk::LinkType::LINUX_SLL2: return 20;
-    case pk::LinkType::RAW: return 0;
-  }
-  return 0;
-}
-
 const char* protocol_name(uint8_t proto) {
   switch (proto) {
     case pk::proto::TCP: return "TCP";
@@ -913,6 +904,14 @@ json verify_import(const std::string& format, const std::string& rules, const js
 
   const ShadowedRules shadowed = format == "nft" ? shadow_nft(rules) : shadow_iptables(rules);
   Kernel kernel(format, shadowed, ip6tables, locals);
+  // The built-in callouts the import's filters name, as lfpd runs them, on the capture's clock (and,
+  // to tell which rate-limit verdicts the kernel's replay cannot reproduce, on the replay's).
+  import::BuiltinCallouts callouts(engine);
+  auto clocks = [&](uint64_t capture_ns) {
+    const auto replay = std::chrono::steady_clock::now().time_since_epoch();
+    callouts.set_clocks(static_cast<int64_t>(capture_ns / 1'000'000),
+                        std::chrono::duration_cast<std::chrono::milliseconds>(replay).count());
+  };
 
   json differences = json::array(), skipped = json::array();
   uint64_t packets = 0, compared = 0, alike = 0, accepted = 0;
@@ -958,6 +957,10 @@ json verify_import(const std::string& format, const std::string& rules, const js
       return skip("needs interface " + name_list + ", which the capture does not show: the original decides it by " +
                   "which interface it came in or left by (" + rule_list + ")");
     }
+    if (const std::string& limit = callouts.decided_by_time(); !limit.empty())
+      return skip("decided by a rate limit on the capture's clock (\"" + limit + "\"), which the original counts on " +
+                  "the replay's, where the capture's time passes in a moment: the kernel's verdict here is not the one " +
+                  "it gave when the capture was taken");
     ++compared;
     if (k.accepted) ++accepted;
     const bool lfp = rp.permit();
@@ -996,7 +999,7 @@ json verify_import(const std::string& format, const std::string& rules, const js
                         "requests at the transport layers, not this packet, while the original chain decides it";
     differences.push_back(std::move(d));
     return true;
-  });
+  }, clocks);
   return {{"capture", args.pcap},
           {"locals", ra.locals},
           {"packets", packets},

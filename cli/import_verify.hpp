@@ -3,7 +3,8 @@
 // replayed twice, packet by packet in capture order. Once through the original rules, which the
 // kernel runs in two throwaway network namespaces made for the run (the rules in one, the other only
 // to inject packets over a veth pair), and once through the imported policy with lfp replay's layer
-// walk. Every packet decided differently is reported. Nothing is ever installed in the caller's
+// walk, with the built-in callouts the import names run as lfpd runs them, on the capture's clock.
+// Every packet decided differently is reported. Nothing is ever installed in the caller's
 // network namespace, and the namespaces are removed on every exit (errors and signals included).
 #include <nlohmann/json.hpp>
 

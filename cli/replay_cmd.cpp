@@ -2,6 +2,7 @@
 
 #include <pcap/pcap.h>
 
+#include <algorithm>
 #include <iostream>
 #include <memory>
 #include <nlohmann/json.hpp>
@@ -85,8 +86,19 @@ CLI::App* add_replay_command(CLI::App& app, ReplayArgs& a) {
   return cmd;
 }
 
+size_t link_header_length(const pk::Packet& p) {
+  switch (p.link) {
+    case pk::LinkType::ETHERNET: return 14 + 4u * p.vlan_count;
+    case pk::LinkType::LINUX_SLL: return 16;
+    case pk::LinkType::LINUX_SLL2: return 20;
+    case pk::LinkType::RAW: return 0;
+  }
+  return 0;
+}
+
 void replay_capture(const FilterEngine& engine, const ReplayArgs& a,
-                    const std::function<bool(const ReplayedPacket&)>& on_packet) {
+                    const std::function<bool(const ReplayedPacket&)>& on_packet,
+                    const std::function<void(uint64_t time_ns)>& before_walk) {
   pk::WalkOptions opt;
   if (a.ifindex >= 0) opt.ifindex = static_cast<uint32_t>(a.ifindex);
   opt.first_source_is_local = a.locals.empty();
@@ -122,13 +134,23 @@ void replay_capture(const FilterEngine& engine, const ReplayArgs& a,
     if (rc != 1) throw std::runtime_error(a.pcap + ": packet " + std::to_string(index) + ": " + pcap_geterr(pc.get()));
     pk::parse({data, hdr->caplen}, *link, p);
     const uint64_t ts = static_cast<uint64_t>(hdr->ts.tv_sec) * 1'000'000'000u + static_cast<uint64_t>(hdr->ts.tv_usec);
+    if (before_walk) before_walk(ts);
     walk.begin(p, ts);
     out.index = index;
     out.bytes = {data, hdr->caplen};
     out.wire_length = hdr->len;
     out.layers.clear();
+    // The callouts' data: the IP packet as captured (cut to its length), or its UDP payload.
+    const size_t at = std::min<size_t>(link_header_length(p), hdr->caplen);
+    const std::span<const uint8_t> ip = out.bytes.subspan(at, std::min<size_t>(hdr->caplen - at, p.ip_total_len ? p.ip_total_len : hdr->caplen));
+    const std::span<const uint8_t> payload = ip.size() >= p.ip_header_len + 8u ? ip.subspan(p.ip_header_len + 8u) : std::span<const uint8_t>{};
     while (walk.next()) {
-      out.layers.push_back({walk.layer(), engine.classify(walk.layer(), walk.values())});
+      const LayerId layer = walk.layer();
+      const bool datagram = layer == LayerId::DATAGRAM_DATA_V4 || layer == LayerId::DATAGRAM_DATA_V6;
+      ClassifyMeta meta;
+      meta.data = datagram ? payload.data() : ip.data();
+      meta.data_len = datagram ? payload.size() : ip.size();
+      out.layers.push_back({layer, engine.classify(layer, walk.values(), false, &meta)});
       if (!out.layers.back().result.permit) break;  // dropped here: the later layers never see it
     }
     if (!on_packet(out)) break;

@@ -42,9 +42,15 @@ struct ReplayedPacket {
   bool permit() const { return layers.empty() || layers.back().result.permit; }
 };
 // Reads the capture and walks each packet, in order, through the layers against the engine, calling
-// `on_packet` after each walk (false from it: stop there). Same errors as run_replay.
+// `on_packet` after each walk (false from it: stop there). Same errors as run_replay. The engine's
+// registered callouts get the packet from its IP header on (at DATAGRAM_DATA its UDP payload), as
+// lfpd's packet path gives it them; `before_walk`, if given, hears each packet's capture time
+// (nanoseconds since the epoch) before its walk, for callouts that count time (lfp import --verify's).
 void replay_capture(const FilterEngine& engine, const ReplayArgs& a,
-                    const std::function<bool(const ReplayedPacket&)>& on_packet);
+                    const std::function<bool(const ReplayedPacket&)>& on_packet,
+                    const std::function<void(uint64_t time_ns)>& before_walk = {});
+// Where the IP header starts in a captured frame of the packet's link type.
+size_t link_header_length(const packet::Packet& p);
 // One line about a packet: "IPv4 TCP 10.0.0.1:40000 > 192.0.2.1:443 SYN".
 std::string packet_summary(const packet::Packet& p);
 

@@ -51,11 +51,17 @@ struct DataPath {
     });
   }
 
-  void install(const lfp::FilterEngine& e) {
+  void install(const lfp::FilterEngine& e, const lfp::FilterChanges* changes) {
     engine = &e;
-    const auto& p = kernel.install(e);
-    spdlog::info("kernel: {} filters installed ({} need user space, {} entries, {} bytes of kernel memory)", p.filters,
-                 p.userspace_filters, p.bank.size(), kernel.bank_bytes());
+    const auto& p = kernel.install(e, 0, changes);
+    const auto& how = kernel.last_install();
+    if (how.in_place)
+      spdlog::info("kernel: {} filters installed (in place: {} added, {} deleted, {} entries written)", p.filters,
+                   changes->added.size(), changes->deleted.size(), how.entries_written);
+    else
+      spdlog::info("kernel: {} filters installed ({} need user space, {} entries, {} bytes of kernel memory){}", p.filters,
+                   p.userspace_filters, p.bank.size(), kernel.bank_bytes(),
+                   changes ? " compiled whole: " + how.why_whole : "");
   }
   void drain() {
     kernel.drain_events([&](const lfp_event& ev) {
@@ -394,7 +400,7 @@ int main(int argc, char** argv) {
                                 {"packets", packets}};
         });
       }
-      server.set_enforcer([&](const lfp::FilterEngine& e) { dp->install(e); });
+      server.set_enforcer([&](const lfp::FilterEngine& e, const lfp::FilterChanges* c) { dp->install(e, c); });
       if (kopts.log_allows && !events.log().settings().has("CLASSIFY_ALLOW")) {
         auto s = events.log().settings();
         s.keywords.push_back("CLASSIFY_ALLOW");
@@ -598,6 +604,10 @@ int main(int argc, char** argv) {
                   {"kernel_bytes", dp->kernel.bank_bytes()},
                   {"hooks", dp->kernel.attached_hooks()}, {"events_lost", dp->kernel.events_lost()},
                   {"bpf_pin", kopts.pin_dir}};
+        // The last change: in place (a few entries written) or compiled whole, and why.
+        const auto& how = dp->kernel.last_install();
+        kernel["last_install"] = how.in_place ? json{{"in_place", true}, {"entries_written", how.entries_written}}
+                                              : json{{"in_place", false}, {"why_whole", how.why_whole}};
       }
       json queues = json::object();
       if (userpath) queues["user_space_path"] = {{"queue", queue}, {"overflowed", userpath->overflowed()}};

@@ -14,6 +14,7 @@
 #include <cerrno>
 #include <cstring>
 #include <filesystem>
+#include <span>
 #include <type_traits>
 #include <variant>
 
@@ -146,6 +147,9 @@ struct Server::Undo {
   std::string_view text;  // a persistent added object's request text (in the transaction's texts), if any
   // A deleted object as the engine held it, run-time ids included, to be restored exactly.
   std::variant<std::monostate, Provider, Sublayer, Callout, ProviderContext, Filter> object;
+  // An added object as it was added, so that a commit of a million adds need not look each one up:
+  bool persistent = false;  // PERSISTENT or BOOTTIME
+  LayerId layer{};          // a filter's layer
 };
 
 struct Server::WriteTxn {
@@ -577,6 +581,9 @@ void Server::persist(WriteTxn& t) {
   // The last change of each object decides; rows go in the order of those changes.
   for (auto u = t.undo.rbegin(); u != t.undo.rend(); ++u) {
     const size_t k = static_cast<size_t>(u->kind);
+    // An add that was not persistent has no row to write (were the object re-added persistent
+    // later, that later change writes it) and none to delete unless one is stored.
+    if (u->added && !u->persistent && !stored_[k].count(u->key)) continue;
     const bool persistent = is_persistent(u->kind, u->key);
     if (!persistent && !stored_[k].count(u->key)) continue;
     if (!seen[k].insert(u->key).second) continue;
@@ -634,7 +641,16 @@ void Server::commit_write(Session& s) {
     abort_write(s);
     throw Error(ErrorCode::TXN_ABORTED, why);
   };
-  if (auto why = enforce()) refuse("the kernel cannot enforce this policy: " + *why);
+  FilterChanges filter_changes;
+  // (A bulk load is compiled whole: the enforcer is not handed a million ids.)
+  filter_changes.other = policy_change_deferred_ || t.undo.size() > kInPlaceChangesMax;
+  for (const Undo& u : filter_changes.other ? std::span<const Undo>{} : std::span<const Undo>{t.undo}) {
+    if (u.kind != ObjKind::FILTER) filter_changes.other = true;
+    else if (u.added) filter_changes.added.push_back(engine_.filter(u.key) ? engine_.filter(u.key)->id : 0);
+    else if (auto* f = std::get_if<Filter>(&u.object)) filter_changes.deleted.push_back(f->id);
+    else filter_changes.other = true;
+  }
+  if (auto why = enforce(&filter_changes)) refuse("the kernel cannot enforce this policy: " + *why);
   try {
     persist(t);
   } catch (const std::exception& e) {
@@ -673,10 +689,10 @@ void Server::run_policy_observers() {
   }
 }
 
-std::optional<std::string> Server::enforce() {
+std::optional<std::string> Server::enforce(const FilterChanges* changes) {
   if (!enforcer_) return std::nullopt;
   try {
-    enforcer_(engine_);
+    enforcer_(engine_, changes);
   } catch (const std::exception& e) {
     return e.what();
   } catch (...) {
@@ -904,6 +920,7 @@ Guid Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p, std::string
   // The store keeps a persistent object as the request gave it: its text, kept until the commit.
   if (!(flags & (PERSISTENT | BOOTTIME))) text = {};
   else if (!text.empty()) text = txn_->texts.emplace_back(text);
+  const LayerId layer = kind == ObjKind::FILTER ? p.filters.at(0).layer : LayerId{};
   // Straight into the engine: its errors keep WFP's codes (SUBLAYER_NOT_FOUND, ...).
   engine_add(kind, p);
   uint64_t id = 0;
@@ -912,7 +929,8 @@ Guid Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p, std::string
   Owner owner{s.cred.uid, s.id, s.dynamic};
   owners_[kind][key] = owner;
   // The notification's object only when someone listens (building it costs more than the add).
-  undo.push_back(Undo{true, kind, key, has_subscribers(kind) ? object_json(kind, key) : json(), owner, text, {}});
+  undo.push_back(Undo{true, kind, key, has_subscribers(kind) ? object_json(kind, key) : json(), owner, text, {},
+                      (flags & (PERSISTENT | BOOTTIME)) != 0, layer});
   return key;
 }
 
@@ -987,7 +1005,11 @@ std::string Server::op_apply(Session& s, const Request& r) {
   auto add_all = [&](ObjKind kind, auto& objects, auto member) {
     const policy::JsonValue* list = policy_json->find(plural(kind));
     const uint64_t base = base_of(plural(kind));
-    owners_[kind].reserve(owners_[kind].size() + objects.size());  // (a bulk load grows the map once)
+    // A bulk load grows the map once, and a policy sent in pieces doubles it, not once a piece (a
+    // reserve to the exact size would rehash every owner at every piece).
+    auto& owners = owners_[kind];
+    if (const size_t need = owners.size() + objects.size(); need > owners.bucket_count() * owners.max_load_factor())
+      owners.reserve(std::max(need, 2 * owners.size()));
     for (size_t j = 0; j < objects.size(); ++j) {
       policy::Policy one;
       (one.*member).push_back(std::move(objects[j]));
@@ -1127,6 +1149,21 @@ bool Server::handle(Session& s, const Request& request) {
     msg["result"] = std::move(result);
     reply(s, msg);
   };
+  // The filters added since the transaction's change `from` at layers nothing enforces here: what
+  // layer_warnings words (each layer checked once, not each filter looked up).
+  auto unenforced_adds = [&](size_t from) {
+    std::vector<Guid> keys;
+    if (!layer_check_) return keys;
+    std::vector<int8_t> unenforced(kLayerCount, -1);  // -1: not checked yet
+    for (size_t i = from; i < txn_->undo.size(); ++i) {
+      const Undo& u = txn_->undo[i];
+      if (!u.added || u.kind != ObjKind::FILTER) continue;
+      int8_t& known = unenforced[static_cast<size_t>(u.layer)];
+      if (known < 0) known = layer_check_(u.layer).has_value();
+      if (known) keys.push_back(u.key);
+    }
+    return keys;
+  };
   auto need = [&](Role r, const char* what) {
     if (s.role < r)
       throw Error(ErrorCode::ACCESS_DENIED, std::string(what) + " needs the " + std::string(role_name(r)) +
@@ -1181,10 +1218,7 @@ bool Server::handle(Session& s, const Request& request) {
     } else if (op == "txn_commit") {
       // The transaction's filters at layers nothing enforces here, counted once for all of it (a
       // policy applied in pieces gets one warning a layer, not one a piece).
-      std::vector<Guid> added_filters;
-      for (const Undo& u : txn_->undo)
-        if (u.added && u.kind == ObjKind::FILTER) added_filters.push_back(u.key);
-      std::vector<std::string> warnings = layer_warnings(added_filters);
+      std::vector<std::string> warnings = layer_warnings(unenforced_adds(0));
       commit_write(s);
       json result = json::object();
       if (!warnings.empty()) result["warnings"] = std::move(warnings);
@@ -1215,7 +1249,6 @@ bool Server::handle(Session& s, const Request& request) {
     const size_t mark = txn_->undo.size();
     json result;
     std::string result_text;
-    std::vector<Guid> added_filters;
     try {
       if (op == "add") {
         result = op_add(s, kind_arg(req), request);
@@ -1241,9 +1274,7 @@ bool Server::handle(Session& s, const Request& request) {
       if (implicit) abort_write(s);
       throw;
     }
-    for (size_t i = mark; i < txn_->undo.size(); ++i)
-      if (txn_->undo[i].added && txn_->undo[i].kind == ObjKind::FILTER) added_filters.push_back(txn_->undo[i].key);
-    const std::vector<std::string> warnings = layer_warnings(added_filters);
+    const std::vector<std::string> warnings = layer_warnings(unenforced_adds(mark));
     if (implicit) commit_write(s);
     if (op == "apply") {
       // {"id": ..., "ok": true, "result": <text>}: the id as the client sent it.

@@ -83,7 +83,10 @@ class Server {
   // start (after the store loads), after a dynamic session's objects go, and by
   // notify_policy_changed(): a failure there cannot be refused, so it puts lfpd in the degraded
   // state (part "kernel"), which the next successful call clears.
-  void set_enforcer(std::function<void(const FilterEngine&)> enforce) { enforcer_ = std::move(enforce); }
+  // A commit passes what its transaction changed (the enforcer may apply just that); the other calls
+  // pass nullptr: the whole policy.
+  using Enforcer = std::function<void(const FilterEngine&, const FilterChanges*)>;
+  void set_enforcer(Enforcer enforce) { enforcer_ = std::move(enforce); }
   // Why filters at `layer` are not enforced in this configuration (nullopt: they are).
   void set_layer_check(std::function<std::optional<std::string>(LayerId)> check) { layer_check_ = std::move(check); }
   // Called after the enforcer, once the policy is committed (and at start, and on
@@ -153,7 +156,7 @@ class Server {
   // Inside an open write transaction, deferred to its end (the kernel never sees half of one).
   void policy_changed();
   // The enforcer on the engine as it is: why it failed, or nullopt. Never throws.
-  std::optional<std::string> enforce();
+  std::optional<std::string> enforce(const FilterChanges* changes = nullptr);
   // The same where a failure cannot be refused: it sets the "kernel" degraded part, a success clears it.
   void enforce_or_degrade();
   void run_policy_observers();  // (their failures are logged)
@@ -193,7 +196,7 @@ class Server {
   std::unique_ptr<WriteTxn> txn_;
   std::deque<uint64_t> pending_cleanups_;  // ended dynamic sessions whose objects wait for the lock
   bool policy_change_deferred_ = false;     // notify_policy_changed() came inside a write transaction
-  std::function<void(const FilterEngine&)> enforcer_;
+  Enforcer enforcer_;
   std::function<std::optional<std::string>(LayerId)> layer_check_;
   std::map<std::string, std::string> degraded_;
   std::vector<std::function<void(const std::string&, const std::optional<std::string>&)>> degraded_observers_;

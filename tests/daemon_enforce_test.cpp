@@ -34,16 +34,22 @@ std::set<std::string> filter_names(client::Client& c) {
 class Enforcer {
  public:
   static constexpr const char* kLimit = "the kernel image holds at most 3 entries; this policy needs 4";
-  void operator()(const FilterEngine& e) {
+  void operator()(const FilterEngine& e, const FilterChanges* changes) {
     std::set<std::string> names;
     for (const Filter* f : e.filters()) names.insert(f->display.name);
     std::lock_guard<std::mutex> l(mu_);
     seen_.push_back(names);
+    changes_.push_back(changes ? std::optional<FilterChanges>(*changes) : std::nullopt);
     if (fail_all_ || names.count("too much")) throw std::runtime_error(kLimit);
   }
   std::set<std::string> last() const {
     std::lock_guard<std::mutex> l(mu_);
     return seen_.empty() ? std::set<std::string>{"(never called)"} : seen_.back();
+  }
+  // What the last call was told had changed (nullopt: the whole policy).
+  std::optional<FilterChanges> last_changes() const {
+    std::lock_guard<std::mutex> l(mu_);
+    return changes_.empty() ? std::nullopt : changes_.back();
   }
   size_t calls() const {
     std::lock_guard<std::mutex> l(mu_);
@@ -57,6 +63,7 @@ class Enforcer {
  private:
   mutable std::mutex mu_;
   std::vector<std::set<std::string>> seen_;
+  std::vector<std::optional<FilterChanges>> changes_;
   bool fail_all_ = false;
 };
 
@@ -140,6 +147,36 @@ TEST(ServerEnforce, RefusedPolicyIsNeitherListedStoredNorAnnounced) {
   EXPECT_EQ(filter_names(c), (std::set<std::string>{"kept", "fine"}));
   EXPECT_TRUE(c.enumerate("provider").empty());
   EXPECT_EQ(after.last(), (std::set<std::string>{"kept", "fine"}));
+}
+
+// A commit tells the enforcer what it changed, so the kernel can apply just that: the filters added
+// and deleted by run-time id; anything else (a provider) makes it take the whole policy.
+TEST(ServerEnforce, CommitTellsTheEnforcerWhatChanged) {
+  test::TempDir dir;
+  const auto cfg = test::server_config(dir.path());
+  Enforcer enforcer;
+  InProcessServer srv(cfg, [&](daemon::Server& s) { s.set_enforcer(std::ref(enforcer)); });
+  EXPECT_FALSE(enforcer.last_changes()) << "at start the enforcer takes the whole stored policy";
+  client::Client c(cfg.socket_path);
+  const json added = c.add("filter", filter_json("one"));
+  auto ch = enforcer.last_changes();
+  ASSERT_TRUE(ch);
+  ASSERT_EQ(ch->added.size(), 1u);
+  EXPECT_EQ(ch->added[0], added.at("id").get<uint64_t>());
+  EXPECT_TRUE(ch->deleted.empty());
+  EXPECT_FALSE(ch->other);
+
+  c.remove("filter", added.at("key").get<std::string>());
+  ch = enforcer.last_changes();
+  ASSERT_TRUE(ch);
+  EXPECT_TRUE(ch->added.empty());
+  EXPECT_EQ(ch->deleted, std::vector<uint64_t>{added.at("id").get<uint64_t>()});
+  EXPECT_FALSE(ch->other);
+
+  c.add("provider", {{"name", "p"}});
+  ch = enforcer.last_changes();
+  ASSERT_TRUE(ch);
+  EXPECT_TRUE(ch->other);
 }
 
 // The store refusing after the enforcer took the policy: the engine and the kernel go back too.

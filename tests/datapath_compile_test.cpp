@@ -259,6 +259,21 @@ class Continue : public CalloutDriver {
   void classify(const CalloutClassifyIn&, CalloutClassifyOut& out) override { out.verdict = CalloutVerdict::CONTINUE; }
 };
 
+// The kernel's verdict and the engine's answer on the same values at layer kl.
+struct Answers {
+  lfp_verdict kernel;
+  ClassifyResult engine;
+};
+Answers both_answer(KernelPath& k, const FilterEngine& e, const KernelPolicy& pol, lfp_kl kl, const lfp_values& v) {
+  Answers a;
+  a.kernel = k.evaluate(kl, v);
+  Token token;
+  FieldValues fv;
+  to_field_values(kl, v, pol.apps, token, fv);
+  a.engine = e.classify(engine_layer(kl), fv);
+  return a;
+}
+
 // Random policies of about `per_layer` filters a layer, each checked on random values at every layer.
 // Small layers are walked whole; from kIndexMin filters on, a decision visits only the filters its
 // values' buckets and the residual list hold (docs/kernel-index.md).
@@ -309,12 +324,7 @@ void check_random_policies(KernelPath& k, uint64_t seeds, int per_layer, bool ex
     indexed += pol.filters - pol.residual_filters;
     for (int kl = 0; kl < LFP_KL_COUNT; ++kl) {
       for (int q = 0; q < 150; ++q) {
-        const lfp_values v = g.values(static_cast<lfp_kl>(kl));
-        const lfp_verdict d = k.evaluate(static_cast<lfp_kl>(kl), v);
-        Token token;
-        FieldValues fv;
-        to_field_values(static_cast<lfp_kl>(kl), v, pol.apps, token, fv);
-        const ClassifyResult want = e.classify(engine_layer(static_cast<lfp_kl>(kl)), fv);
+        const auto [d, want] = both_answer(k, e, pol, static_cast<lfp_kl>(kl), g.values(static_cast<lfp_kl>(kl)));
         if (d.defer) {
           ++defers;
           ASSERT_TRUE(with_userspace) << "seed " << seed << ": deferred with nothing that needs user space";
@@ -354,6 +364,134 @@ TEST(DatapathKernel, IndexedEvaluatorGivesTheEnginesAnswerOnRandomPolicies) {
   if (::geteuid() != 0) GTEST_SKIP() << "loading BPF programs needs root";
   KernelPath k(KernelOptions{});
   check_random_policies(k, 12, 60, true);
+}
+
+// Random policies changed a few filters at a time: each change goes into the kernel in place
+// (compile.hpp's update(): order keys between neighbours, lists copied with the new filter, dead guards),
+// and after each the kernel gives the engine's answer, at layers walked whole and indexed alike.
+TEST(DatapathKernel, UpdatesInPlaceGiveTheEnginesAnswer) {
+  if (::geteuid() != 0) GTEST_SKIP() << "loading BPF programs needs root";
+  KernelPath k(KernelOptions{});
+  size_t in_place = 0, whole = 0, checked = 0, blocks = 0, permits = 0;
+  std::map<std::string, size_t> why_whole;
+  for (uint64_t seed = 1; seed <= 6; ++seed) {
+    Gen g(seed);
+    FilterEngine e;
+    std::vector<std::optional<Guid>> subs = {std::nullopt};
+    for (int i = 0; i < 2; ++i) {
+      Sublayer s;
+      s.display.name = "s" + std::to_string(i);
+      s.weight = static_cast<uint16_t>(1 + i * 0x4000);
+      subs.push_back(e.add_sublayer(s));
+    }
+    // Filters the kernel decides alone (no callout, user set or app prefix: those are compiled whole).
+    auto random_filter = [&](lfp_kl kl) {
+      Filter f;
+      f.display.name = "random";
+      f.layer = engine_layer(kl);
+      f.sublayer = subs[g.r(subs.size())];
+      f.weight = g.r(2) ? Weight::empty() : Weight::explicit_weight(g.r(6));
+      f.action.type = g.r(2) ? ActionType::BLOCK : ActionType::PERMIT;
+      if (g.r(4) == 0) f.flags |= CLEAR_ACTION_RIGHT;
+      for (int n = static_cast<int>(g.r(4)); n > 0; --n) {
+        Condition c = g.condition(f.layer);
+        if (c.value.type == DataType::SECURITY_DESCRIPTOR_TYPE || c.match == MatchType::PREFIX) continue;
+        f.conditions.push_back(c);
+      }
+      return f;
+    };
+    // Layers of every size: the first few get many filters (indexed), the others few (walked).
+    std::vector<uint64_t> ids;
+    for (int kl = 0; kl < LFP_KL_COUNT; ++kl)
+      for (int i = 0, n = kl < 6 ? 80 : 1 + kl % 5; i < n; ++i)
+        for (const auto& sub : subs) {  // (each sublayer at each layer, so an added filter finds its own)
+          Filter f = random_filter(static_cast<lfp_kl>(kl));
+          f.sublayer = sub;
+          ids.push_back(e.add_filter(f));
+        }
+    k.install(e);
+    for (int round = 0; round < 12; ++round) {
+      FilterChanges ch;
+      for (int d = static_cast<int>(g.r(4)); d > 0 && !ids.empty(); --d) {
+        const size_t at = g.r(ids.size());
+        e.delete_filter_by_id(ids[at]);
+        ch.deleted.push_back(ids[at]);
+        ids.erase(ids.begin() + static_cast<ptrdiff_t>(at));
+      }
+      for (int a = 1 + static_cast<int>(g.r(8)); a > 0; --a) {
+        const uint64_t id = e.add_filter(random_filter(static_cast<lfp_kl>(g.r(LFP_KL_COUNT))));
+        ids.push_back(id);
+        ch.added.push_back(id);
+      }
+      const KernelPolicy& pol = k.install(e, 0, &ch);
+      if (k.last_install().in_place) ++in_place;
+      else ++whole, ++why_whole[k.last_install().why_whole];
+      for (int kl = 0; kl < LFP_KL_COUNT; ++kl)
+        for (int q = 0; q < 40; ++q) {
+          const auto [d, want] = both_answer(k, e, pol, static_cast<lfp_kl>(kl), g.values(static_cast<lfp_kl>(kl)));
+          ASSERT_FALSE(d.defer) << "seed " << seed << " round " << round;
+          const uint64_t want_id = want.filter ? want.filter->id : 0;
+          ASSERT_EQ(d.filter_id, want_id) << "seed " << seed << " round " << round << " layer "
+                                          << layer_info(engine_layer(static_cast<lfp_kl>(kl))).name << " query " << q;
+          ASSERT_EQ(!d.decided || d.permit, want.permit) << "seed " << seed << " round " << round;
+          if (want.filter) ASSERT_EQ(bool(d.hard), want.hard);
+          ++checked;
+          (want.permit ? permits : blocks)++;
+        }
+    }
+  }
+  for (const auto& [why, n] : why_whole) std::printf("compiled whole %zu times: %s\n", n, why.c_str());
+  std::printf("checked %zu (blocks %zu, permits %zu) after %zu updates in place, %zu whole\n", checked, blocks, permits,
+              in_place, whole);
+  EXPECT_GT(blocks, checked / 10);
+  EXPECT_GT(permits, checked / 10);
+  EXPECT_GT(in_place, 8 * whole) << "most changes should go in place";
+}
+
+// One filter added to, or deleted from, a large policy writes a few bank entries, not the policy.
+TEST(DatapathCompile, UpdateWritesAFewEntries) {
+  FilterEngine e;
+  Filter permit;
+  permit.display.name = "default permit";
+  permit.layer = LayerId::ALE_AUTH_CONNECT_V4;
+  permit.action.type = ActionType::PERMIT;
+  permit.weight = Weight::explicit_weight(0);
+  e.add_filter(permit);
+  auto block = [](uint32_t addr) {
+    Filter f;
+    f.display.name = "block";
+    f.layer = LayerId::ALE_AUTH_CONNECT_V4;
+    f.action.type = ActionType::BLOCK;
+    f.conditions = {cond(FieldId::IP_REMOTE_ADDRESS, MatchType::EQUAL, u(DataType::UINT32, addr))};
+    return f;
+  };
+  std::vector<uint64_t> ids;
+  for (uint32_t i = 0; i < 20000; ++i) ids.push_back(e.add_filter(block(0x0b000000 + 2 * i)));
+  KernelPolicy pol = compile(e, fake_app, 1);
+  const size_t size = pol.bank.size();
+  FilterChanges add;
+  add.added.push_back(e.add_filter(block(0x0c000001)));
+  UpdateResult u = update(pol, e, add, fake_app, 2 * size);
+  ASSERT_TRUE(u.applied) << u.why_whole;
+  // Its condition, its guard, its list's copy, and the bucket that points at it.
+  EXPECT_LE(u.written.size(), 4u);
+  EXPECT_EQ(pol.filters, 20002u);
+  FilterChanges del;
+  del.deleted.push_back(ids[77]);
+  e.delete_filter_by_id(ids[77]);
+  u = update(pol, e, del, fake_app, 2 * size);
+  ASSERT_TRUE(u.applied) << u.why_whole;
+  EXPECT_EQ(u.written.size(), 1u);  // its guard's entry
+  // What update() cannot do in place it says, and the caller compiles whole.
+  FilterChanges other;
+  other.other = true;
+  u = update(pol, e, other, fake_app, 2 * size);
+  EXPECT_FALSE(u.applied);
+  EXPECT_NE(u.why_whole.find("other than filters"), std::string::npos) << u.why_whole;
+  FilterChanges big;
+  big.added.push_back(e.add_filter(block(0x0c000003)));
+  u = update(pol, e, big, fake_app, pol.bank.size());  // no room left
+  EXPECT_FALSE(u.applied);
 }
 
 // A blocklist: one BLOCK a remote address, a permit for everything below them. Each decision visits
@@ -411,7 +549,7 @@ TEST(DatapathKernel, LargeBlocklistIsIndexed) {
 // set's own trace.
 // A ClassBench set (a third of its rules PERMIT) in the kernel gives the engine's answer on every
 // `stride`th header of its trace.
-void expect_kernel_gives_engines_answer(const std::string& set, size_t stride) {
+void expect_kernel_gives_engines_answer(const std::string& set, size_t stride, uint32_t min_probes = 1) {
   const std::string dir = std::string(LFP_SOURCE_DIR) + "/../shared/classbench/";
   const auto rules = classbench::read_rules(dir + set + ".rules.xz");  // (a missing file fails the test)
   const auto trace = classbench::read_trace(dir + set + ".trace.xz");
@@ -424,20 +562,15 @@ void expect_kernel_gives_engines_answer(const std::string& set, size_t stride) {
   KernelPath k(KernelOptions{});
   const KernelPolicy& pol = k.install(e);
   const lfp_layer_hdr& h = pol.bank[LFP_KL_TRANSPORT_IN_V4].h;
-  EXPECT_GT(h.nprobes, 0u);
+  EXPECT_GE(h.nprobes, min_probes);
   EXPECT_LT(h.nresidual, pol.filters / 4) << "most filters should be indexed";
   bool two_fields = false;
-  for (uint32_t i = 0; i < h.nprobes; ++i) two_fields |= pol.bank[LFP_KL_COUNT + LFP_KL_TRANSPORT_IN_V4].p.p[i].slot[1] != LFP_S_NONE;
+  for (uint32_t i = 0; i < h.nprobes; ++i) two_fields |= pol.bank[LFP_PROBE_ENTRY(LFP_KL_TRANSPORT_IN_V4, i)].p.p[i % LFP_PROBES_PER_ENTRY].slot[1] != LFP_S_NONE;
   size_t matched = 0, checked = 0;
   for (size_t line = 0; line < trace.size(); line += stride) {
     const classbench::Packet& p = trace[line];
     ++checked;
-    const lfp_values v = classbench::kernel_values(p);
-    const lfp_verdict d = k.evaluate(LFP_KL_TRANSPORT_IN_V4, v);
-    Token token;
-    FieldValues fv;
-    to_field_values(LFP_KL_TRANSPORT_IN_V4, v, pol.apps, token, fv);
-    const ClassifyResult want = e.classify(LayerId::INBOUND_TRANSPORT_V4, fv);
+    const auto [d, want] = both_answer(k, e, pol, LFP_KL_TRANSPORT_IN_V4, classbench::kernel_values(p));
     ASSERT_FALSE(d.defer);
     ASSERT_EQ(d.filter_id, want.filter ? want.filter->id : 0) << "trace line " << line + 1;
     matched += want.filter != nullptr;
@@ -452,6 +585,13 @@ void expect_kernel_gives_engines_answer(const std::string& set, size_t stride) {
 TEST(DatapathKernel, ClassBenchPolicyGivesTheEnginesAnswer) {
   if (::geteuid() != 0) GTEST_SKIP() << "loading BPF programs needs root";
   expect_kernel_gives_engines_answer("fw1_1k", 7);  // (a seventh of the trace: a second or so)
+}
+
+// fw1_100k: the second choice of shapes (more than 16 probes: two entries of them, a merge of more
+// than 16 lists).
+TEST(DatapathKernel, ClassBenchPolicyOfMoreThan16ProbesGivesTheEnginesAnswer) {
+  if (::geteuid() != 0) GTEST_SKIP() << "loading BPF programs needs root";
+  expect_kernel_gives_engines_answer("fw1_100k", 401, LFP_PROBES_PER_ENTRY + 1);
 }
 
 // fw1_10k: most filters under widened keys, shapes traded for those of the filters left over.

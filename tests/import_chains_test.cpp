@@ -18,6 +18,7 @@
 #include "lfp/import/iptables.hpp"
 #include "lfp/import/nft.hpp"
 #include "lfp/policy/policy.hpp"
+#include "ratelimit.hpp"
 
 namespace lfp::test {
 namespace {
@@ -413,7 +414,7 @@ TEST(ImportChains, UfwLimitBecomesTheRateLimitCallout) {
   EXPECT_NE(acct[105].notes.at(0).find("recorded by the rate-limit callout"), std::string::npos) << acct[105].notes.at(0);
   EXPECT_EQ(acct[106].filters, std::vector<std::string>{"INPUT line 106 limit"});
   EXPECT_EQ(acct[104].filters, (std::vector<std::string>{"INPUT line 104", "INPUT line 104 before the limit", "INPUT line 104 icmp"}));
-  EXPECT_NE(acct[106].notes.back().find("lfp import --verify runs no callout"), std::string::npos);
+  EXPECT_NE(acct[106].notes.back().find("lfp import --verify runs the callout too"), std::string::npos);
   EXPECT_NE(acct[109].notes.at(0).find("LOG decides nothing"), std::string::npos);
   EXPECT_NE(acct[110].notes.at(0).find("the rate-limit filter of line 106 blocks in its place"), std::string::npos);
   for (const auto& u : r.unmapped) EXPECT_TRUE(u.line < 105 || u.line > 111) << u.line << ": " << u.reason;
@@ -464,8 +465,89 @@ COMMIT
   EXPECT_NE(why[10].find("recent --rdest has no form"), std::string::npos) << why[10];
   EXPECT_NE(why[12].find("does not reject or drop"), std::string::npos) << why[12];
   EXPECT_NE(why[14].find("differ in their matches"), std::string::npos) << why[14];  // the --set before it is for port 25
-  EXPECT_NE(why[15].find("no packet-rate limit"), std::string::npos) << why[15];
+  EXPECT_NE(why[15].find("counts every packet that reaches it"), std::string::npos) << why[15];  // (-m limit: no --ctstate NEW)
   EXPECT_TRUE(r.needs.empty() || r.needs[0].find("--packet-queue") == std::string::npos);
+}
+
+// Packet rates (-m limit, -m hashlimit, nft's limit) on rules that decide new TCP connections: filters
+// of the rate-limit callout at INBOUND_TRANSPORT with the rate as their provider context. A blocking
+// target blocks the side of the rate that matches; an ACCEPT's other side is blocked where the later
+// rules block it and only counted where they let it in. What the callout cannot count is reported.
+TEST(ImportChains, PacketRatesBecomeTheRateLimitCallout) {
+  const auto r = import::import_iptables(R"(*filter
+:INPUT DROP [0:0]
+:FORWARD DROP [0:0]
+:OUTPUT ACCEPT [0:0]
+-A INPUT -s 192.0.2.0/24 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 80 -m conntrack --ctstate NEW -m limit --limit 10/sec --limit-burst 20 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 22 --syn -m hashlimit --hashlimit-above 3/min --hashlimit-burst 3 --hashlimit-mode srcip --hashlimit-name ssh -j DROP
+-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT
+-A INPUT -p tcp -m tcp --dport 443 -m conntrack --ctstate NEW -m limit --limit 1/sec -j ACCEPT
+-A INPUT -s 198.51.100.0/24 -p tcp -m tcp --dport 443 -j ACCEPT
+-A INPUT -p icmp -m limit --limit 1/sec -j ACCEPT
+-A INPUT -m limit --limit 3/min -j LOG --log-prefix "[drop] "
+-A INPUT -p tcp -m tcp --dport 8080 -m conntrack --ctstate NEW -m hashlimit --hashlimit-upto 1mb/s --hashlimit-name bytes -j ACCEPT
+COMMIT
+)", {.source = "rates.rules"});
+  std::map<std::string, json> limits;  // the rate-limit filters by name, with their configuration
+  for (const auto& f : r.policy["filters"])
+    if (f["action"].is_object() && f["action"].value("callout", "") == inspect::kRateLimitCalloutV4) {
+      json config;
+      for (const auto& c : r.policy["provider_contexts"])
+        if (c["key"] == f["provider_context"]) config = json::parse(c["data"].get<std::string>());
+      limits[f["name"]] = {{"config", config}, {"conditions", f["conditions"]}};
+    }
+  ASSERT_EQ(limits.size(), 4u) << r.policy["filters"].dump();
+  EXPECT_EQ(limits["INPUT line 6 limit"]["config"],
+            json({{"rate", 10}, {"per", "second"}, {"burst", 20}, {"blocks", "over"}, {"name", "rates.rules line 6"}}));
+  EXPECT_EQ(limits["INPUT line 7 limit"]["config"],
+            json({{"rate", 3}, {"per", "minute"}, {"burst", 3}, {"blocks", "over"}, {"key", {"source"}}, {"expire", 10000},
+                  {"name", "hashlimit ssh (IPv4)"}}));
+  // Line 9: over the rate, line 10 still accepts 198.51.100.0/24 (counted only), the policy drops the rest.
+  const json nine = limits["INPUT line 9 limit"]["config"], nine_b = limits["INPUT line 9 limit (2)"]["config"];
+  EXPECT_EQ(nine.value("blocks", ""), "over") << nine;
+  EXPECT_EQ(nine_b.value("blocks", ""), "none") << nine_b;
+  EXPECT_EQ(nine.value("name", ""), "rates.rules line 9");
+  EXPECT_EQ(nine_b.value("name", ""), "rates.rules line 9");  // one bucket
+  EXPECT_NE(limits["INPUT line 9 limit (2)"]["conditions"].dump().find("198.51.100.0/24"), std::string::npos)
+      << limits["INPUT line 9 limit (2)"]["conditions"];
+
+  std::map<int, import::RuleReport> acct;
+  for (const auto& c : r.coverage) acct[c.line] = c;
+  EXPECT_EQ(acct[6].filters, (std::vector<std::string>{"INPUT line 6", "INPUT line 6 limit"}));  // the ACCEPT, and its rate
+  EXPECT_NE(acct[6].notes.at(0).find("within 10/second (burst 20)"), std::string::npos) << acct[6].notes.at(0);
+  EXPECT_EQ(acct[7].filters, std::vector<std::string>{"INPUT line 7 limit"});  // the DROP is the callout's alone
+  EXPECT_NE(acct[7].notes.at(0).find("over 3/minute (burst 3, per [\"source\"]) are blocked"), std::string::npos) << acct[7].notes.at(0);
+  EXPECT_EQ(acct[5].filters, (std::vector<std::string>{"INPUT line 5", "INPUT line 5 before the limit", "INPUT line 5 icmp"}));
+  std::map<int, std::string> why;
+  for (const auto& u : r.unmapped) why[u.line] += u.reason;
+  EXPECT_NE(why[11].find("TCP connections (their SYN) only"), std::string::npos) << why[11];
+  EXPECT_NE(why[12].find("LOG decides nothing"), std::string::npos) << why[12];
+  EXPECT_EQ(why[12].find("rate"), std::string::npos) << why[12];  // (a LOG's rate changes no verdict)
+  EXPECT_NE(why[13].find("--hashlimit-upto 1mb/s: a rate the rate-limit callout does not count"), std::string::npos) << why[13];
+  for (int line : {6, 7, 9}) EXPECT_EQ(why.count(line), 0u) << line << ": " << why[line];
+  const auto need = std::find_if(r.needs.begin(), r.needs.end(), [](const std::string& n) { return n.find("--packet-queue") != std::string::npos; });
+  EXPECT_NE(need, r.needs.end());
+
+  // nftables: `limit rate over 5/second burst 10 packets drop` on new TCP connections.
+  const auto n = import::import_nft(R"({"nftables": [
+    {"table": {"family": "inet", "name": "f", "handle": 1}},
+    {"chain": {"family": "inet", "table": "f", "name": "input", "handle": 2, "type": "filter", "hook": "input", "prio": 0, "policy": "accept"}},
+    {"rule": {"family": "inet", "table": "f", "chain": "input", "handle": 3, "expr": [
+      {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 25}},
+      {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}},
+      {"limit": {"rate": 5, "burst": 10, "per": "second", "inv": true}}, {"drop": null}]}},
+    {"rule": {"family": "inet", "table": "f", "chain": "input", "handle": 4, "expr": [
+      {"match": {"op": "==", "left": {"payload": {"protocol": "tcp", "field": "dport"}}, "right": 26}},
+      {"match": {"op": "in", "left": {"ct": {"key": "state"}}, "right": "new"}},
+      {"limit": {"rate": 1, "per": "second", "rate_unit": "mbytes"}}, {"accept": null}]}}]})", {.source = "rates.json"});
+  std::vector<json> configs;
+  for (const auto& c : n.policy.value("provider_contexts", json::array())) configs.push_back(json::parse(c["data"].get<std::string>()));
+  ASSERT_EQ(configs.size(), 1u) << n.policy.dump();  // the inet rule's v4 and v6 filters share it: one bucket, as nftables'
+  EXPECT_EQ(configs[0], json({{"rate", 5}, {"per", "second"}, {"burst", 10}, {"blocks", "over"}, {"name", "rates.json item 2"}}));  // (items count from 0)
+  std::string byte_rate;
+  for (const auto& u : n.unmapped) byte_rate += u.reason;
+  EXPECT_NE(byte_rate.find("a byte rate"), std::string::npos) << byte_rate;
 }
 
 // ---- nftables: verdict maps, sets, jump, goto, return ----

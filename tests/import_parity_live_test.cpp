@@ -8,13 +8,11 @@
 // sent again. A probe decided differently fails the test, which prints the table of differences and
 // what the import reported it left out. lfpd is started with what the import says it needs (its
 // `needs`: the packet layers, their user-space path, the built-in callouts). `lfp import --verify`
-// replays a capture of the original run's packets through the same rules and must find no difference
-// either. A test may name differences it knows, each with why: then exactly those must differ.
+// replays a capture of the original run's packets through the same rules (running the built-in
+// callouts the import names, as lfpd does) and must find no difference either.
 #include <algorithm>
 #include <chrono>
 #include <cstdlib>
-#include <functional>
-#include <map>
 #include <set>
 #include <sstream>
 #include <string>
@@ -254,14 +252,6 @@ std::string table_of(const std::vector<Probe>& probes, const std::vector<Outcome
   return t;
 }
 
-// Differences a test knows, each with why: the live probes by name, and --verify's differences that
-// one rule explains (its answer says why, "" for a difference it does not explain). Exactly these
-// must differ, so the test fails on any other, and when a known one stops differing.
-struct Known {
-  std::map<std::string, std::string> probes;
-  std::function<std::string(const json&)> verify;
-};
-
 // lfpd's options for what `lfp import` says the policy needs (import/src/chains.cpp writes them).
 std::vector<std::string> lfpd_options(const std::vector<std::string>& needs) {
   std::vector<std::string> options;
@@ -279,8 +269,7 @@ std::vector<std::string> lfpd_options(const std::vector<std::string>& needs) {
 
 // The whole comparison, on a sandbox whose original ruleset `original` describes (its files written),
 // with the servers listening.
-void expect_parity(Sandbox& sb, const Net& net, const Original& original, const std::vector<Target>& targets,
-                   const Known& known = {}) {
+void expect_parity(Sandbox& sb, const Net& net, const Original& original, const std::vector<Target>& targets) {
   const std::vector<Probe> probes = probes_of(net, targets);
 
   // 1. The kernel runs the original, and a capture of A's traffic records it for --verify.
@@ -332,21 +321,14 @@ void expect_parity(Sandbox& sb, const Net& net, const Original& original, const 
                   u.value("reason", "") + "\n      " + u.value("rule", "");
   }
   const std::vector<Outcome> lfp = send_probes(sb, probes);
-  std::vector<size_t> different;  // those not known to differ, and those known to that did not
-  for (size_t i = 0; i < probes.size(); ++i) {
-    const bool known_to_differ = known.probes.count(name_of(probes[i])) > 0;
-    if (known_to_differ != (lfp[i].passed != kernel[i].passed)) different.push_back(i);
-  }
-  std::string known_text;
-  for (const auto& [name, why] : known.probes) known_text += "\n  " + name + ": " + why;
-  EXPECT_TRUE(different.empty()) << different.size() << " of " << probes.size()
-                                 << " probes decided differently (or alike, where a difference is known):"
+  std::vector<size_t> different;
+  for (size_t i = 0; i < probes.size(); ++i)
+    if (lfp[i].passed != kernel[i].passed) different.push_back(i);
+  EXPECT_TRUE(different.empty()) << different.size() << " of " << probes.size() << " probes decided differently:"
                                  << table_of(probes, kernel, &lfp, different)
-                                 << "\nwhat the import left out:" << (left_out.empty() ? "\n  nothing" : left_out)
-                                 << "\nthe differences known:" << (known_text.empty() ? "\n  none" : known_text);
+                                 << "\nwhat the import left out:" << (left_out.empty() ? "\n  nothing" : left_out);
 
   // 3. --verify on the capture of the original run.
-  size_t known_verify_seen = 0;
   for (const auto& file : imports) {
     const RunResult r = sb.run(lfp_cli_path() + " import " + original.format + " " + file + " --verify " + pcap +
                                    net.locals() + " --json",
@@ -354,20 +336,11 @@ void expect_parity(Sandbox& sb, const Net& net, const Original& original, const 
     const json report = json::parse(r.out, nullptr, false);
     ASSERT_TRUE(report.is_object() && report.contains("verify")) << file << ": exit " << r.code << ": " << r.err << r.out;
     const json& v = report["verify"];
-    std::string differences, explained;
-    size_t unexplained = 0;
-    for (const auto& d : v["differences"]) {
-      const std::string why = known.verify ? known.verify(d) : "";
-      if (why.empty()) differences += "\n  " + d.dump(), ++unexplained;
-      else if (explained.find(why) == std::string::npos) explained += "\n  known: " + why;
-    }
-    EXPECT_EQ(unexplained, 0u) << file << ": --verify, " << v.value("compared", 0) << " packets compared, "
-                               << v.value("different", 0) << " decided differently:" << differences << explained;
+    std::string differences;
+    for (const auto& d : v["differences"]) differences += "\n  " + d.dump();
+    EXPECT_EQ(v.value("different", -1), 0) << file << ": --verify, " << v.value("compared", 0) << " packets compared, "
+                                            << v.value("different", 0) << " decided differently:" << differences;
     EXPECT_GT(v.value("compared", 0), 0) << file << ": " << v.dump();
-    known_verify_seen += v["differences"].size() - unexplained;
-  }
-  if (known.verify) {
-    EXPECT_GT(known_verify_seen, 0u) << "the --verify differences known stopped differing";
   }
 }
 
@@ -409,18 +382,8 @@ TEST(ImportParityLive, UfwDefaultDenyWithAllowDenyLimit) {
   ASSERT_NO_FATAL_FAILURE(generate(sb, "ufw", {"default deny incoming", "allow 22/tcp", "allow 6000:6007/tcp", "allow 5353/udp",
                                                std::string("deny from ") + kFarNet4, "limit 2222/tcp"}));
   serve_host(sb, targets);
-  // lfp import --verify runs no callout: the rate-limit filter of `limit 2222/tcp` acts there as an
-  // unregistered callout's, a BLOCK of every packet it matches (the import's coverage says so). Live,
-  // lfpd runs the callout and decides as ufw.
-  Known known;
-  known.verify = [](const json& d) -> std::string {
-    const json& f = d["filter"];
-    const bool limit = f.is_object() && f.value("name", "").ends_with(" limit") && d.value("destination_port", json()) == 2222 &&
-                       d["layer"].is_string() && d["layer"].get<std::string>().starts_with("INBOUND_TRANSPORT_V") &&
-                       d["original"] == "ACCEPT" && d["lfp"] == "BLOCK";
-    return limit ? "packets to port 2222 that ufw accepted, blocked by the rate-limit filter: --verify runs no callout" : "";
-  };
-  expect_parity(sb, net, ufw_capture(sb), targets, known);
+  // `limit 2222/tcp` is the rate-limit callout's filter: lfpd runs it live, and --verify on the capture's clock.
+  expect_parity(sb, net, ufw_capture(sb), targets);
 }
 
 TEST(ImportParityLive, UfwPerSourceRulesAndV6) {

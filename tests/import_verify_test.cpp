@@ -266,6 +266,62 @@ TEST(ImportVerify, ARuleTheImportCannotExpressShowsUpAsTheDifferencesItMakes) {
   EXPECT_TRUE(leftover_namespaces().empty());
 }
 
+// ufw's `limit 2222/tcp` (tests/data/import/ufw.rules: -m recent --set, then --update --seconds 30
+// --hitcount 6 -j ufw-user-limit, which rejects): new connections from one source, `apart` seconds
+// from each other in the capture.
+std::string limit_pcap(int connections, uint32_t apart) {
+  using namespace packet::tcp_flag;
+  std::vector<Probe> c;
+  for (int i = 0; i < connections; ++i) c.push_back({tcp(kFar, static_cast<uint16_t>(41000 + i), kHost, 2222, SYN)});
+  std::string pcap = probes_pcap(c, false);
+  // pcap_file writes a record a second; move them `apart` seconds (the records' ts_sec, after the header).
+  size_t at = 24;
+  for (int i = 0; i < connections; ++i) {
+    const uint32_t t = 1'700'000'000u + static_cast<uint32_t>(i) * apart;
+    for (int k = 0; k < 4; ++k) pcap[at + k] = static_cast<char>(t >> (8 * k));
+    at += 16 + c[i].ip.size();
+  }
+  return pcap;
+}
+
+// --verify runs the rate-limit callout the import's filter names, as lfpd does, on the capture's clock:
+// the 6th connection within 30 s and those after it are rejected by the kernel and blocked by LFP.
+TEST(ImportVerify, UfwLimitDecidesAsTheKernelWithTheRateLimitCalloutRun) {
+  LFP_REQUIRE_SANDBOX();
+  Sandbox sb;
+  const std::string rules = sb.write_file("ufw.rules", fixture("ufw.rules"));
+  const std::string pcap = sb.write_file("limit.pcap", limit_pcap(8, 1));
+  const Verified v = verify(sb, "iptables", rules, pcap);
+  ASSERT_EQ(v.run.code, 0) << v.run.err << v.run.out;
+  const json& r = v.report["verify"];
+  EXPECT_EQ(r["compared"], 8) << r["skipped"].dump();
+  EXPECT_EQ(r["original_dropped"], 3);  // the 6th, 7th and 8th
+  EXPECT_EQ(r["different"], 0) << differences_text(r);  // (without the callout: 5, blocked by its filter)
+}
+
+// The same connections 10 s apart: on the host never 6 in 30 s, so the original let each in, and so
+// does LFP on the capture's clock. Replayed into the kernel they come within a millisecond, and its
+// xt_recent rejects the 6th and 7th: those two are not compared, each with why.
+TEST(ImportVerify, ARateLimitVerdictOfTheReplaysClockIsNotCompared) {
+  LFP_REQUIRE_SANDBOX();
+  Sandbox sb;
+  const std::string rules = sb.write_file("ufw.rules", fixture("ufw.rules"));
+  const std::string pcap = sb.write_file("limit.pcap", limit_pcap(7, 10));
+  const Verified v = verify(sb, "iptables", rules, pcap);
+  ASSERT_EQ(v.run.code, 0) << v.run.err << v.run.out;
+  const json& r = v.report["verify"];
+  EXPECT_EQ(r["compared"], 5) << r["skipped"].dump();
+  EXPECT_EQ(r["original_dropped"], 0);
+  EXPECT_EQ(r["different"], 0) << differences_text(r);
+  ASSERT_EQ(r["skipped"].size(), 2u);
+  for (size_t i = 0; i < 2; ++i) {
+    EXPECT_EQ(r["skipped"][i]["index"], i + 5);
+    EXPECT_NE(r["skipped"][i]["reason"].get<std::string>().find("decided by a rate limit on the capture's clock (\"INPUT line 106 limit\")"),
+              std::string::npos)
+        << r["skipped"][i];
+  }
+}
+
 // A Docker host (tests/data/import/docker.rules, docker.nft): its FORWARD rules are decided by docker0,
 // which the capture does not show and verify's namespace does not route through. Such packets are
 // not compared (once they agreed by accident: the original dropped them too, having no docker0),

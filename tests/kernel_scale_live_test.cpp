@@ -1,7 +1,7 @@
 // The kernel path at scale on real connections: a blocklist of 100,000 remote addresses at
 // ALE_AUTH_CONNECT_V4 and as many at ALE_AUTH_CONNECT_V6 (the kernel's index, docs/kernel-index.md),
 // with B's own addresses allowed and an address B also holds in the list: connects to the listed one
-// are refused, to the others they pass; deleting the block lets it through.
+// are refused, to the others they pass. Then one block added and deleted again, each in place.
 #include <gtest/gtest.h>
 
 #include <nlohmann/json.hpp>
@@ -81,6 +81,21 @@ TEST_F(KernelScaleLive, ABlocklistOf100kAddressesRefusesItsOwnAndPassesOthers) {
   EXPECT_FALSE(reaches(blocked6_, true)) << "a listed v6 address";
   EXPECT_TRUE(reaches(sb_->ip4(Side::B), false)) << "B's own v4 address is not listed";
   EXPECT_TRUE(reaches(sb_->ip6(Side::B), true)) << "B's own v6 address is not listed";
+
+  // One more block, and its delete: each goes into the kernel in place (a few entries), not by a
+  // compile of the 200,002 others, and is enforced at once.
+  const json added = c->add("filter", {{"name", "one more"}, {"layer", "ALE_AUTH_CONNECT_V4"}, {"action", "BLOCK"},
+                                       {"conditions", {when("IP_REMOTE_ADDRESS", sb_->ip4(Side::B))}}});
+  json how = c->call("status")["kernel"]["last_install"];
+  EXPECT_EQ(how["in_place"], true) << how.dump();
+  EXPECT_LT(how.value("entries_written", 1000), 16) << how.dump();
+  EXPECT_FALSE(reaches(sb_->ip4(Side::B), false)) << "the block added in place";
+  EXPECT_FALSE(reaches(blocked4_, false)) << "the blocklist stays";
+  c->remove("filter", added.at("key").get<std::string>());
+  how = c->call("status")["kernel"]["last_install"];
+  EXPECT_EQ(how["in_place"], true) << how.dump();
+  EXPECT_TRUE(reaches(sb_->ip4(Side::B), false)) << "the block deleted in place";
+  EXPECT_FALSE(reaches(blocked4_, false)) << "the blocklist stays";
 }
 
 }  // namespace

@@ -1,7 +1,8 @@
 // The built-in rate-limit callout (callouts/builtin/ratelimit.hpp, keys ...0109 and ...010a of
 // liblfp_inspect_callouts.so): its configuration, which packets it counts, xt_recent's window and
 // hit count as ufw uses them (--set, then --update), the source mask, v4 and v6 kept apart, the cap
-// on sources; then the plugin itself, dlopened, on real packet bytes.
+// on sources; packet rates as token buckets (xt_limit, xt_hashlimit's keys and expiry, nft's limit);
+// then the plugin itself, dlopened, on real packet bytes.
 #include <algorithm>
 #include <array>
 #include <cstdint>
@@ -97,7 +98,22 @@ TEST(RateLimitCallout, Configuration) {
            {R"({"hitcount": 6, "prefix": 129})", "\"prefix\" is not a prefix length (0 to 128)"},
            {R"({"hitcount": 6, "name": ""})", "\"name\" is not a table name"},
            {R"({"hitcount": 6, "max_sources": 0})", "\"max_sources\" is not a number from 1 to 16777216"},
-           {R"({"hitcount": 6, "secs": 30})", "unknown member \"secs\" (known: seconds, hitcount, prefix, name, max_sources)"}}) {
+           {R"({"hitcount": 6, "secs": 30})",
+            "unknown member \"secs\" (known: seconds, hitcount, prefix, rate, per, burst, blocks, key, source_prefix, "
+            "destination_prefix, expire, name, max_sources)"},
+           // A packet rate.
+           {R"({"rate": 5})", "\"per\" is missing"},
+           {R"({"per": "second"})", "\"rate\" is missing"},
+           {R"({"rate": 0, "per": "second"})", "\"rate\" is not a number of packets from 1 to 1000000000"},
+           {R"({"rate": 5, "per": "week"})", "\"per\" is not second, minute, hour or day"},
+           {R"({"rate": 5, "per": "second", "burst": 0})", "\"burst\" is not a number of packets from 1 to 1000000"},
+           {R"({"rate": 5, "per": "second", "blocks": "both"})", "\"blocks\" is not over, under or none"},
+           {R"({"rate": 5, "per": "second", "key": ["srcip"]})",
+            "\"key\" is not a list of source, destination, source_port, destination_port"},
+           {R"({"rate": 5, "per": "second", "source_prefix": 200})", "\"source_prefix\" is not a prefix length (0 to 128)"},
+           {R"({"rate": 5, "per": "second", "expire": -1})", "\"expire\" is not a number of milliseconds (0 to a year)"},
+           {R"({"rate": 5, "per": "second", "hitcount": 6})",
+            "a rate (rate, per, burst, ...) and a hit count (seconds, hitcount, prefix) are two kinds of limit: give one"}}) {
     std::string error;
     EXPECT_FALSE(inspect::parse_rate_limit_config(bad, &error)) << bad;
     EXPECT_EQ(error, why) << bad;
@@ -227,12 +243,102 @@ TEST(RateLimitCallout, TablesByNameAndTheCapOnSources) {
   EXPECT_EQ(rl.stats("DEFAULT").dropped, 1002u);
 }
 
+// A packet rate, as xt_limit, xt_hashlimit and nft's limit count it: a bucket of `burst` packets, full
+// at first, refilled at the rate; a packet that finds a token takes it, one that finds none is over.
+TEST(RateLimitCallout, APacketRateIsATokenBucket) {
+  const RateLimitConfig c = config(R"({"rate": 2, "per": "second", "burst": 3, "name": "bucket"})");
+  ASSERT_TRUE(c.rate);
+  EXPECT_EQ(c.rate->packets, 2u);
+  EXPECT_EQ(c.rate->per_seconds, 1u);
+  EXPECT_EQ(c.rate->burst, 3u);
+  EXPECT_EQ(c.rate->blocks, RateLimitConfig::Rate::Blocks::OVER);
+  RateLimiter rl;
+  const auto a = v4(192, 0, 2, 7), b = v4(192, 0, 2, 8);
+  for (int i = 0; i < 3; ++i) EXPECT_FALSE(rl.over_rate(c, a, 0)) << i;  // the burst
+  EXPECT_TRUE(rl.over_rate(c, a, 0));
+  EXPECT_TRUE(rl.over_rate(c, b, 0));    // no key: one bucket for every source
+  EXPECT_TRUE(rl.over_rate(c, a, 499));  // a token every 500 ms
+  EXPECT_FALSE(rl.over_rate(c, a, 500));
+  EXPECT_TRUE(rl.over_rate(c, a, 500));
+  EXPECT_FALSE(rl.over_rate(c, a, 10'000));  // refilled, but to the burst only
+  EXPECT_FALSE(rl.over_rate(c, a, 10'000));
+  EXPECT_FALSE(rl.over_rate(c, a, 10'000));
+  EXPECT_TRUE(rl.over_rate(c, a, 10'000));
+  // A packet over the rate takes nothing: the next token still comes 500 ms after the last.
+  EXPECT_TRUE(rl.over_rate(c, a, 10'400));
+  EXPECT_FALSE(rl.over_rate(c, a, 10'500));
+  // Per minute: 3/min is a token every 20 s (ufw's logging rules: --limit 3/min --limit-burst 10).
+  const RateLimitConfig slow = config(R"({"rate": 3, "per": "minute", "burst": 1, "name": "slow"})");
+  EXPECT_FALSE(rl.over_rate(slow, a, 0));
+  EXPECT_TRUE(rl.over_rate(slow, a, 19'999));
+  EXPECT_FALSE(rl.over_rate(slow, a, 20'000));
+  // A burst at the largest rate and unit does not overflow.
+  const RateLimitConfig huge = config(R"({"rate": 1, "per": "day", "burst": 1000000, "name": "huge"})");
+  EXPECT_FALSE(rl.over_rate(huge, a, 0));
+  EXPECT_FALSE(rl.over_rate(huge, a, int64_t{1} << 40));
+}
+
+// xt_hashlimit: a bucket per key (its --hashlimit-mode, the masks), keys unseen for `expire` starting
+// again full; `blocks` says which side of the rate the callout blocks (the rule's target and whether
+// it matches over the rate, --hashlimit-above and nft's `limit rate over`, or within it).
+TEST(RateLimitCallout, HashlimitKeysExpiryAndWhichSideBlocks) {
+  RateLimiter rl;
+  const RateLimitConfig per_source = config(
+      R"({"rate": 1, "per": "second", "burst": 1, "key": ["source"], "source_prefix": 24, "expire": 3000, "name": "h"})");
+  auto conn = [](uint8_t last, uint16_t dport) {
+    NewConnection n = v4(192, 0, 2, last);
+    n.destination = {10, 0, 0, 1};
+    n.destination_port = dport;
+    return n;
+  };
+  EXPECT_FALSE(rl.over_rate(per_source, conn(7, 22), 0));
+  EXPECT_TRUE(rl.over_rate(per_source, conn(8, 22), 0));  // the same /24
+  NewConnection other = conn(7, 22);
+  other.source[2] = 3;
+  EXPECT_FALSE(rl.over_rate(per_source, other, 0));  // another /24
+  const RateLimitConfig per_port = config(R"({"rate": 1, "per": "second", "burst": 1, "key": ["destination_port"], "name": "p"})");
+  EXPECT_FALSE(rl.over_rate(per_port, conn(7, 22), 0));
+  EXPECT_FALSE(rl.over_rate(per_port, conn(7, 80), 0));
+  EXPECT_TRUE(rl.over_rate(per_port, conn(9, 80), 0));
+  // Expiry: at a token an hour the bucket is empty at 2 s, but a key unseen for more than 3 s starts full.
+  const RateLimitConfig slow = config(R"({"rate": 1, "per": "hour", "burst": 1, "key": ["source"], "expire": 3000, "name": "e"})");
+  EXPECT_FALSE(rl.over_rate(slow, conn(7, 22), 0));
+  EXPECT_TRUE(rl.over_rate(slow, conn(7, 22), 2000));
+  EXPECT_TRUE(rl.over_rate(slow, conn(7, 22), 5000));  // seen at 2 s: 3 s since, not more
+  EXPECT_FALSE(rl.over_rate(slow, conn(7, 22), 8001));
+
+  // blocks(): only a SYN is counted; "over" blocks what is over the rate, "under" what is within it.
+  const RateLimitConfig over = config(R"({"rate": 1, "per": "minute", "burst": 2, "name": "over"})");
+  const RateLimitConfig under = config(R"({"rate": 1, "per": "minute", "burst": 2, "blocks": "under", "name": "under"})");
+  const Buf syn = ip4({192, 0, 2, 7}, 6, kSyn), ack = ip4({192, 0, 2, 7}, 6, kAck);
+  RateLimiter b;
+  EXPECT_FALSE(b.blocks(over, syn, 0));
+  EXPECT_FALSE(b.blocks(over, ack, 0));  // not counted
+  EXPECT_FALSE(b.blocks(over, syn, 0));
+  EXPECT_TRUE(b.blocks(over, syn, 0));
+  EXPECT_FALSE(b.blocks(over, ack, 0));
+  EXPECT_TRUE(b.blocks(under, syn, 0));
+  EXPECT_TRUE(b.blocks(under, syn, 0));
+  EXPECT_FALSE(b.blocks(under, syn, 0));
+  // "none" only counts, in the bucket of its table: an ACCEPT's packets the later rules let in too.
+  const RateLimitConfig counted = config(R"({"rate": 1, "per": "minute", "burst": 1, "blocks": "none", "name": "shared"})");
+  const RateLimitConfig shared = config(R"({"rate": 1, "per": "minute", "burst": 1, "name": "shared"})");
+  EXPECT_FALSE(b.blocks(counted, syn, 0));
+  EXPECT_FALSE(b.blocks(counted, syn, 0));
+  EXPECT_TRUE(b.blocks(shared, syn, 0));  // the token went to the counted one
+  // Connections per source through blocks() too.
+  const RateLimitConfig recent = config(R"({"seconds": 30, "hitcount": 2, "name": "recent"})");
+  EXPECT_FALSE(b.blocks(recent, syn, 0));
+  EXPECT_FALSE(b.blocks(recent, ack, 0));
+  EXPECT_TRUE(b.blocks(recent, syn, 1));
+}
+
 // The plugin: the callout at INBOUND_TRANSPORT_V4 and _V6 on packet bytes, as lfpd's packet queue
 // gives them.
 TEST(RateLimitCallout, ThePluginOnPackets) {
   const BuiltinPlugin plugin;
-  const lfp_callout2* v4c = plugin.callout("4c460000-0000-4000-8000-000000000109");
-  const lfp_callout2* v6c = plugin.callout("4c460000-0000-4000-8000-00000000010a");
+  const lfp_callout2* v4c = plugin.callout(inspect::kRateLimitCalloutV4);
+  const lfp_callout2* v6c = plugin.callout(inspect::kRateLimitCalloutV6);
   ASSERT_TRUE(v4c && v6c) << plugin.error();
   EXPECT_STREQ(v4c->layer, "INBOUND_TRANSPORT_V4");
   EXPECT_STREQ(v6c->layer, "INBOUND_TRANSPORT_V6");
@@ -252,6 +358,11 @@ TEST(RateLimitCallout, ThePluginOnPackets) {
   EXPECT_EQ(classify(v6c, config, ip6(7, kSyn)), LFP_CALLOUT_PERMIT);
   EXPECT_EQ(classify(v6c, config, ip6(7, kSyn, true)), LFP_CALLOUT_PERMIT);
   EXPECT_EQ(classify(v6c, config, ip6(7, kSyn)), LFP_CALLOUT_BLOCK);
+  // A packet rate.
+  const std::string rate = R"({"rate": 1, "per": "minute", "burst": 1, "name": "plugin-test-rate"})";
+  EXPECT_EQ(classify(v4c, rate, syn), LFP_CALLOUT_PERMIT);
+  EXPECT_EQ(classify(v4c, rate, syn), LFP_CALLOUT_BLOCK);
+  EXPECT_EQ(classify(v4c, rate, ack), LFP_CALLOUT_PERMIT);
   // A configuration that does not parse fails closed, on every packet.
   EXPECT_EQ(classify(v4c, R"({"seconds": 30})", ack), LFP_CALLOUT_BLOCK);
   EXPECT_EQ(classify(v4c, "", syn), LFP_CALLOUT_BLOCK);

@@ -300,8 +300,9 @@ void count_flow_delete(uint64_t flow, uint64_t context) {
   append_line(r.log, {{"flow", flow}, {"local", r.local}, {"remote", r.remote}, {"sent", r.sent}, {"received", r.received}});
 }
 
-// New TCP connections per source (ufw's `limit`): a SYN without ACK is recorded, and blocked when its
-// source is over the limit; every other packet is permitted (docs/callouts.md, "Rate limit").
+// New TCP connections per source (ufw's `limit`) or a packet rate (`-m limit`, `-m hashlimit`, nft's
+// `limit`), counted on SYNs without ACK: BLOCK where the limit says so, every other packet permitted
+// (docs/callouts.md, "Rate limit").
 in::RateLimiter limiter;  // (under mu)
 ConfigCache<in::RateLimitConfig> limit_configs("rate limit", in::parse_rate_limit_config);
 
@@ -309,16 +310,14 @@ void ratelimit_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_
   const auto config = limit_configs.get(i->v1.provider_context);
   if (!config) return block(out);
   out->v1.action = LFP_CALLOUT_PERMIT;
-  const auto conn = in::new_tcp_connection(data_of(i));
-  if (!conn) return;  // not a new connection: not counted
   const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
   std::lock_guard lock(mu);
   const uint64_t dropped_before = limiter.stats(config->name).dropped;
-  if (limiter.over_limit(*config, *conn, now_ms)) block(out);
-  // The table's cap: say when it first drops a source, then at every power of two.
+  if (limiter.blocks(*config, data_of(i), now_ms)) block(out);
+  // The table's cap: say when it first drops a key, then at every power of two.
   const uint64_t dropped = limiter.stats(config->name).dropped;
   if (dropped != dropped_before && (dropped & (dropped - 1)) == 0)
-    std::fprintf(stderr, "lfp_inspect_callouts: rate limit table %s is full (%zu sources): %llu sources dropped so far\n",
+    std::fprintf(stderr, "lfp_inspect_callouts: rate limit table %s is full (%zu keys): %llu keys dropped so far\n",
                  config->name.c_str(), config->max_sources, static_cast<unsigned long long>(dropped));
 }
 
@@ -346,10 +345,10 @@ const lfp_callout2 kCallouts[] = {
     {"4c460000-0000-4000-8000-000000000106", "DATAGRAM_DATA_V6", dns_classify, nullptr, nullptr},
     {"4c460000-0000-4000-8000-000000000107", "STREAM_V4", count_classify, nullptr, count_flow_delete},
     {"4c460000-0000-4000-8000-000000000108", "STREAM_V6", count_classify, nullptr, count_flow_delete},
-    {"4c460000-0000-4000-8000-000000000109", "INBOUND_TRANSPORT_V4", ratelimit_classify, nullptr, nullptr},
-    {"4c460000-0000-4000-8000-00000000010a", "INBOUND_TRANSPORT_V6", ratelimit_classify, nullptr, nullptr},
-    {"4c460000-0000-4000-8000-00000000010b", "IPFORWARD_V4", transport_match_classify, nullptr, nullptr},
-    {"4c460000-0000-4000-8000-00000000010c", "IPFORWARD_V6", transport_match_classify, nullptr, nullptr},
+    {in::kRateLimitCalloutV4, "INBOUND_TRANSPORT_V4", ratelimit_classify, nullptr, nullptr},
+    {in::kRateLimitCalloutV6, "INBOUND_TRANSPORT_V6", ratelimit_classify, nullptr, nullptr},
+    {in::kTransportMatchCalloutV4, "IPFORWARD_V4", transport_match_classify, nullptr, nullptr},
+    {in::kTransportMatchCalloutV6, "IPFORWARD_V6", transport_match_classify, nullptr, nullptr},
 };
 const lfp_callout_plugin2 kPlugin = {2, "lfp inspection callouts", kCallouts, std::size(kCallouts)};
 

@@ -13,6 +13,7 @@ std::optional<TransportHeader> transport_header(std::span<const uint8_t> p) {
     if (ihl < 20 || p.size() < ihl) return std::nullopt;
     h.family = 4;
     std::copy_n(p.begin() + 12, 4, h.source.begin());
+    std::copy_n(p.begin() + 16, 4, h.destination.begin());
     h.protocol = p[9];
     h.first_fragment = ((p[6] & 0x1F) << 8 | p[7]) == 0;
     h.offset = ihl;
@@ -21,6 +22,7 @@ std::optional<TransportHeader> transport_header(std::span<const uint8_t> p) {
   if (p.size() < 40 || p[0] >> 4 != 6) return std::nullopt;
   h.family = 6;
   std::copy_n(p.begin() + 8, 16, h.source.begin());
+  std::copy_n(p.begin() + 24, 16, h.destination.begin());
   h.protocol = p[6];
   h.offset = 40;
   // Extension headers: hop-by-hop, routing, fragment, destination options, authentication.

@@ -1,5 +1,5 @@
 #pragma once
-// The built-in transport-match callout's logic (lfp_inspect_callouts, keys ...010b / ...010c at
+// The built-in transport-match callout's logic (lfp_inspect_callouts, keys kTransportMatchCalloutV4 / _V6 at
 // IPFORWARD_V4 / _V6): the fields WFP's IPFORWARD layer does not have (the protocol and the ports),
 // read from the forwarded packet, so that an imported FORWARD rule such as Docker's
 // `-o docker0 -p tcp --dport 80 -j ACCEPT` decides as iptables does. Pure: no I/O.
@@ -13,10 +13,14 @@
 
 namespace lfp::inspect {
 
+inline constexpr const char* kTransportMatchCalloutV4 = "4c460000-0000-4000-8000-00000000010b";
+inline constexpr const char* kTransportMatchCalloutV6 = "4c460000-0000-4000-8000-00000000010c";
+
 // A packet's transport header as the IP header (and IPv6's extension headers) give it.
 struct TransportHeader {
   int family = 0;                    // 4 or 6
-  std::array<uint8_t, 16> source{};  // the source address (v4 in the first 4 bytes)
+  std::array<uint8_t, 16> source{};       // the addresses (v4 in the first 4 bytes)
+  std::array<uint8_t, 16> destination{};
   uint8_t protocol = 0;              // the upper-layer protocol (for a later v6 fragment: the fragment header's)
   bool first_fragment = true;        // false: a later fragment, which carries no transport header
   size_t offset = 0;                 // where the transport header starts (first fragment only)

@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <cstring>
+#include <deque>
 #include <vector>
 
 #include "lfp/protocol/json_text.hpp"
@@ -42,14 +43,53 @@ Client::~Client() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-json Client::read_message() {
-  std::string payload, err;
-  if (!wire::read_frame(fd_, payload, err)) throw ClientError("PROTOCOL", "lfpd: " + err);
+// A message read already, if a whole one is.
+std::optional<json> Client::buffered_message() {
+  const auto frame = in_.next();
+  if (!frame) {
+    if (!in_.error().empty()) throw ClientError("PROTOCOL", "lfpd: " + in_.error());
+    return std::nullopt;
+  }
   try {
-    return json::parse(payload);
+    return json::parse(*frame);
   } catch (const json::exception& e) {
     throw ClientError("PROTOCOL", std::string("lfpd sent malformed JSON: ") + e.what());
   }
+}
+
+// The next message: one read already, else from the socket (blocking).
+json Client::read_message() {
+  for (;;) {
+    if (auto msg = buffered_message()) return std::move(*msg);
+    read_some();
+  }
+}
+
+void Client::read_some() {
+  char buf[1 << 16];
+  for (;;) {
+    const ssize_t r = ::read(fd_, buf, sizeof buf);
+    if (r > 0) return in_.feed(buf, static_cast<size_t>(r));
+    if (r < 0 && errno == EINTR) continue;
+    throw ClientError("PROTOCOL", std::string("lfpd: ") + (r == 0 ? "connection closed" : std::strerror(errno)));
+  }
+}
+
+// `msg`'s result if it answers request `id`; nullopt for an event (kept) or a reply to an earlier,
+// abandoned request; throws ClientError for a failure.
+std::optional<json> Client::reply_to(uint64_t id, json msg) {
+  if (msg.contains("event")) {
+    events_.push_back(std::move(msg));
+    return std::nullopt;
+  }
+  if (msg.value("id", json()) != json(id)) {
+    if (msg.value("ok", true) == false && msg.value("id", json()).is_null())
+      throw ClientError(msg["error"].value("code", "PROTOCOL"), msg["error"].value("message", ""));
+    return std::nullopt;
+  }
+  if (msg.value("ok", false)) return msg.value("result", json::object());
+  const json& e = msg.value("error", json::object());
+  throw ClientError(e.value("code", "PROTOCOL"), e.value("message", "request failed"));
 }
 
 json Client::call(const std::string& op, json args) {
@@ -92,51 +132,101 @@ json Client::apply(const json& policy) {
     others += ':';
     wire::append_json(others, v);
   }
-  struct Piece {
-    std::string text;  // the lists' members: "filters":[...],...
-    json first = json::object();
-  };
-  std::vector<Piece> pieces(1);
-  for (const char* list : kLists) {
-    const auto it = policy.find(list);
-    if (it == policy.end() || !it->is_array()) continue;
-    bool open = false;  // this list's array is open in the last piece
-    for (size_t i = 0; i < it->size(); ++i) {
-      std::string one;
-      wire::append_json(one, (*it)[i]);
-      if (!pieces.back().text.empty() && pieces.back().text.size() + one.size() > kPieceBytes) {
-        if (open) pieces.back().text += ']';
-        pieces.emplace_back();
-        open = false;
-      }
-      Piece& p = pieces.back();
-      p.text += open ? "," : p.text.empty() ? "" : ",";
-      if (!open) {
-        p.text += std::string("\"") + list + "\":[";
-        p.first[list] = i;
-        open = true;
-      }
-      p.text += one;
+  // The pieces are made one at a time, as they are sent: the lists' members from where the last
+  // piece stopped. A piece holds one object at least.
+  size_t list = 0, index = 0;
+  auto next_list = [&] {
+    for (; list < std::size(kLists); ++list, index = 0) {
+      const auto it = policy.find(kLists[list]);
+      if (it != policy.end() && it->is_array() && index < it->size()) return &*it;
     }
-    if (open) pieces.back().text += ']';
-  }
-  auto send = [&](const Piece& p) {
-    const uint64_t id = next_id_++;
-    std::string text = "{\"id\":" + std::to_string(id) + ",\"op\":\"apply\"";
-    if (pieces.size() > 1) text += ",\"first\":" + wire::to_json_text(p.first);
-    text += ",\"policy\":{" + p.text + (p.text.empty() || others.empty() ? "" : ",") + others + "}}";
-    return exchange(id, text);
+    return static_cast<const json*>(nullptr);
   };
-  if (pieces.size() == 1) return send(pieces[0]);
+  std::string first;  // "first":{"filters":N,...}: where this piece's lists start in the whole
+  std::string text;   // "filters":[...],...
+  std::string one;     // an object's text
+  auto make_piece = [&] {
+    first.clear();
+    text.clear();
+    bool has_object = false;
+    while (const json* objects = next_list()) {
+      bool opened = false;  // this list's array
+      for (; index < objects->size(); ++index) {
+        one.clear();
+        wire::append_json(one, (*objects)[index]);
+        if (has_object && text.size() + one.size() > kPieceBytes) break;  // (it starts the next piece)
+        if (!opened) {
+          text += std::string(text.empty() ? "" : ",") + "\"" + kLists[list] + "\":[";
+          first += std::string(first.empty() ? "" : ",") + "\"" + kLists[list] + "\":" + std::to_string(index);
+          opened = true;
+        } else {
+          text += ',';
+        }
+        text += one;
+        has_object = true;
+      }
+      if (opened) text += ']';
+      if (index < objects->size()) break;  // the piece is full
+    }
+  };
+  auto request = [&](uint64_t id, bool in_pieces) {
+    std::string r = "{\"id\":" + std::to_string(id) + ",\"op\":\"apply\"";
+    if (in_pieces) r += ",\"first\":{" + first + "}";
+    r += ",\"policy\":{" + text + (text.empty() || others.empty() ? "" : ",") + others + "}}";
+    return r;
+  };
+  make_piece();
+  if (!next_list()) {  // one piece: one request, lfpd's own transaction
+    const uint64_t id = next_id_++;
+    return exchange(id, request(id, false));
+  }
   const bool own_txn = !in_txn_;
   if (own_txn) begin();
   json result = {{"added", json::array()}};
+  std::string out;  // the frame being written, from out_off
+  size_t out_off = 0;
   try {
-    for (const Piece& p : pieces) {
-      json r = send(p);
-      for (auto& a : r["added"]) result["added"].push_back(std::move(a));
-      if (!own_txn && r.contains("warnings"))
-        for (auto& w : r["warnings"]) result["warnings"].push_back(std::move(w));
+    // lfpd works on one piece while the next is made and sent and the last reply is read: two
+    // pieces in flight. Inside the caller's transaction one at a time, so that a piece that fails
+    // leaves it holding exactly the pieces before (as a failed call leaves a transaction unchanged).
+    const size_t in_flight = own_txn ? 2 : 1;
+    std::deque<uint64_t> waiting;  // sent, not answered yet
+    bool made = true;              // `first` and `text` hold a piece not sent yet
+    bool more = true;              // objects wait for a piece (make_piece)
+    while (made || more || !waiting.empty()) {
+      if (made && out_off == out.size() && waiting.size() < in_flight) {
+        const uint64_t id = next_id_++;
+        const std::string r = request(id, true);
+        if (r.size() > wire::kMaxFrame) throw ClientError("PROTOCOL", "an object larger than a message (" + std::to_string(r.size()) + " bytes)");
+        out = wire::encode(r);
+        out_off = 0;
+        waiting.push_back(id);
+        made = false;
+        more = next_list() != nullptr;
+      }
+      if (out_off < out.size()) {  // as much as lfpd takes now
+        const ssize_t w = ::send(fd_, out.data() + out_off, out.size() - out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
+        if (w > 0) out_off += static_cast<size_t>(w);
+        else if (w < 0 && errno != EAGAIN && errno != EINTR)
+          throw ClientError("PROTOCOL", std::string("lfpd: write: ") + std::strerror(errno));
+      }
+      if (auto msg = buffered_message()) {
+        if (auto r = reply_to(waiting.empty() ? 0 : waiting.front(), std::move(*msg))) {  // (ids start at 1)
+          waiting.pop_front();
+          for (auto& a : (*r)["added"]) result["added"].push_back(std::move(a));
+          if (!own_txn && r->contains("warnings"))
+            for (auto& w : (*r)["warnings"]) result["warnings"].push_back(std::move(w));
+        }
+        continue;
+      }
+      if (!made && more) {  // the next piece, while lfpd works
+        make_piece();
+        made = true;
+        continue;
+      }
+      pollfd p{fd_, static_cast<short>(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};
+      if (::poll(&p, 1, -1) < 0 && errno != EINTR) throw ClientError("PROTOCOL", std::string("poll: ") + std::strerror(errno));
+      if (p.revents & (POLLIN | POLLHUP | POLLERR)) read_some();
     }
     if (own_txn) {
       json c = commit();
@@ -145,6 +235,9 @@ json Client::apply(const json& policy) {
   } catch (...) {
     if (own_txn && in_txn_) {
       try {
+        std::string err;
+        if (out_off < out.size() && !wire::write_all(fd_, std::string_view(out).substr(out_off), err))  // (a frame half sent first)
+          throw ClientError("PROTOCOL", err);
         abort();
       } catch (...) {  // (the connection may be gone: lfpd aborts a closed session's transaction)
       }
@@ -157,21 +250,8 @@ json Client::apply(const json& policy) {
 json Client::exchange(uint64_t id, const std::string& request) {
   std::string err;
   if (!wire::write_frame(fd_, request, err)) throw ClientError("PROTOCOL", "lfpd: " + err);
-  for (;;) {
-    json msg = read_message();
-    if (msg.contains("event")) {
-      events_.push_back(std::move(msg));
-      continue;
-    }
-    if (msg.value("id", json()) != json(id)) {
-      if (msg.value("ok", true) == false && msg.value("id", json()).is_null())
-        throw ClientError(msg["error"].value("code", "PROTOCOL"), msg["error"].value("message", ""));
-      continue;  // a reply to an earlier, abandoned request
-    }
-    if (msg.value("ok", false)) return msg.value("result", json::object());
-    const json& e = msg.value("error", json::object());
-    throw ClientError(e.value("code", "PROTOCOL"), e.value("message", "request failed"));
-  }
+  for (;;)
+    if (auto result = reply_to(id, read_message())) return std::move(*result);
 }
 
 std::vector<json> Client::enumerate(const std::string& kind, const json& tmpl) {
@@ -193,10 +273,12 @@ void Client::subscribe(const std::vector<std::string>& kinds) {
 
 std::optional<json> Client::next_event(int timeout_ms) {
   while (events_.empty()) {
-    pollfd p{fd_, POLLIN, 0};
-    int n = ::poll(&p, 1, timeout_ms);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return std::nullopt;
+    if (!in_.ready()) {
+      pollfd p{fd_, POLLIN, 0};
+      int n = ::poll(&p, 1, timeout_ms);
+      if (n < 0 && errno == EINTR) continue;
+      if (n <= 0) return std::nullopt;
+    }
     json msg = read_message();
     if (msg.contains("event")) events_.push_back(std::move(msg));
   }

@@ -187,19 +187,22 @@ struct eval_state {
   __u64 gen_bank;
   __u32 kl;
   __u32 bank;    /* the bank in force when the walk started */
-  __u32 j, end;  /* bank-relative */
+  __u32 j;       /* bank-relative */
   __u32 in_filter; /* 0: at the next candidate's guard; 1: at the conditions of the filter it let through */
   __u32 done_sub;
   __u32 any;
   __u32 started;
   __u32 ncur;    /* the lists being merged (the index's cursors) */
   __u32 all_guards; /* no index: cursor 0 runs over the layer's guards themselves */
-  __u32 pos[LFP_CURSORS], end_pos[LFP_CURSORS]; /* bank-relative lfp_u32 units */
-  __u32 head[LFP_CURSORS]; /* each list's next guard index; ~0: the list is done */
-  struct lfp_layer_hdr hdr; /* the layer's, while the lists are found */
-  struct lfp_probes probes;
+  __u32 pos[LFP_CURSORS], end_pos[LFP_CURSORS]; /* bank-relative list elements */
+  __u32 head[LFP_CURSORS];  /* each list's next order key; LFP_ORDER_END: the list is done */
+  __u32 hguard[LFP_CURSORS]; /* and that filter's guard index */
+  struct lfp_layer_hdr hdr __attribute__((aligned(8))); /* the layer's, while the lists are found (aligned: copied 8 bytes at a time) */
+  struct lfp_probes probes[2] __attribute__((aligned(8))); /* the layer's shapes (two entries) */
   __u64 key[2][2];
-  __u32 home, pad;
+  __u32 home;
+  __u32 best, at;  /* lfp_next_candidate's least head and its cursor */
+  __u32 pad;
   struct lfp_verdict out;
 };
 struct scratch {
@@ -246,10 +249,12 @@ static __always_inline int cond_matches(const struct lfp_cond *c, const struct l
   }
 }
 
-/* Element p of a bank's lists (bank-relative lfp_u32 units); ~0 when out of the map. */
-static __always_inline __u32 list_at(__u32 bank, __u32 p) {
-  const union lfp_entry *e = bank_entry(bank, p >> 4);
-  return e ? e->l[p & 15] : ~0u;
+/* Element p of a bank's lists (bank-relative) becomes cursor c's head; LFP_ORDER_END when out of the map. */
+static __always_inline void set_head(struct eval_state *st, __u32 c, __u32 p) {
+  if (c >= LFP_CURSORS) return;
+  const union lfp_entry *e = bank_entry(st->bank, p / LFP_LIST_PER_ENTRY);
+  st->head[c] = e ? e->l[p % LFP_LIST_PER_ENTRY].order : LFP_ORDER_END;
+  st->hguard[c] = e ? e->l[p % LFP_LIST_PER_ENTRY].guard : ~0u;
 }
 
 /* Adds a list to merge: its first element becomes its head. */
@@ -258,7 +263,7 @@ static __always_inline void add_cursor(struct eval_state *st, __u32 list, __u32 
   if (!count || c >= LFP_CURSORS) return;
   st->pos[c] = list;
   st->end_pos[c] = list + count;
-  st->head[c] = list_at(st->bank, list);
+  set_head(st, c, list);
   st->ncur = c + 1;
 }
 
@@ -277,7 +282,8 @@ static __always_inline void add_all_guards(struct eval_state *st, __u32 gfirst, 
 __attribute__((noinline)) int lfp_probe(struct eval_state *st, const struct lfp_values *v, __u32 i) {
   if (!st || !v || i >= LFP_PROBES) return 0;
   for (int f = 0; f < 2; ++f) {
-    const __u32 slot = st->probes.p[i].slot[f], plen = st->probes.p[i].plen[f];
+    const struct lfp_probe *pr = &st->probes[i / LFP_PROBES_PER_ENTRY].p[i % LFP_PROBES_PER_ENTRY];
+    const __u32 slot = pr->slot[f], plen = pr->plen[f];
     if (slot == LFP_S_NONE && f == 1) {
       st->key[1][0] = st->key[1][1] = 0;
       break;
@@ -307,14 +313,19 @@ __attribute__((noinline)) int lfp_index_start(struct eval_state *st, const struc
   const union lfp_entry *he = bank_entry(st->bank, st->kl);
   if (!he) return 0;
   st->hdr = he->h;
-  st->end = st->hdr.first + st->hdr.count;
   st->ncur = 0;
-  st->all_guards = !st->hdr.nprobes; /* (eval_start sets the range up: this frame stays small) */
+  /* (eval_start sets the range up: this frame stays small) */
+  st->all_guards = !st->hdr.nprobes && !st->hdr.listed;
   if (st->all_guards) return 1;
   add_cursor(st, st->hdr.residual, st->hdr.nresidual);
-  const union lfp_entry *pe = bank_entry(st->bank, LFP_KL_COUNT + st->kl);
+  const union lfp_entry *pe = bank_entry(st->bank, LFP_PROBE_ENTRY(st->kl, 0));
   if (!pe) return 0;
-  st->probes = pe->p;
+  st->probes[0] = pe->p;
+  if (st->hdr.nprobes > LFP_PROBES_PER_ENTRY) {
+    pe = bank_entry(st->bank, LFP_PROBE_ENTRY(st->kl, LFP_PROBES_PER_ENTRY));
+    if (!pe) return 0;
+    st->probes[1] = pe->p;
+  }
   for (__u32 i = 0; i < LFP_PROBES; ++i) {
     if (i >= st->hdr.nprobes) break;
     lfp_probe(st, v, i);
@@ -338,23 +349,30 @@ static __always_inline int eval_start(struct scratch *s, struct lfp_config *cfg)
   return 1;
 }
 
-/* The next candidate in evaluation order, the least head of the lists (whose list moves on); -1 at the
- * end. A global function: the verifier checks it once, not within every step of the walk. */
+/* The next candidate's guard index, the least head of the lists in evaluation order (whose list moves
+ * on); -1 at the end. A global function: the verifier checks it once, not within every step of the walk. */
 __attribute__((noinline)) int lfp_next_candidate(struct eval_state *st) {
   if (!st) return -1;
-  __u32 best = ~0u, at = 0;
+  /* (The least head and its cursor in memory, not registers: the verifier then does not tell apart a
+   * state for each cursor and range they could be, 2^LFP_CURSORS of them.) */
+  volatile __u32 *best_p = &st->best, *at_p = &st->at;
+  *best_p = LFP_ORDER_END;
+  *at_p = 0;
   for (__u32 c = 0; c < LFP_CURSORS; ++c) {
     if (c >= st->ncur) break;
     const __u32 h = st->head[c];
-    if (h < best) {
-      best = h;
-      at = c;
+    if (h < *best_p) {
+      *best_p = h;
+      *at_p = c;
     }
   }
-  if (best >= 0x80000000u || at >= LFP_CURSORS) return -1;
+  const __u32 best = *best_p, at = *at_p;
+  if (best == LFP_ORDER_END || at >= LFP_CURSORS) return -1;
+  const __u32 guard = st->hguard[at];
   const __u32 p = ++st->pos[at];
-  st->head[at] = p < st->end_pos[at] ? list_at(st->bank, p) : ~0u;
-  return (int)best;
+  if (p < st->end_pos[at]) set_head(st, at, p);
+  else st->head[at] = LFP_ORDER_END;
+  return guard < 0x80000000u ? (int)guard : -1;
 }
 
 static __always_inline int guard_holds(const struct lfp_guard *g, const struct lfp_values *v) {
@@ -403,7 +421,6 @@ static __always_inline int find_filter(struct scratch *s) {
  * (a condition group failed, or it matched and the walk goes on). */
 static __always_inline int eval_cond(struct scratch *s) {
   struct eval_state *st = &s->st;
-  if (st->j >= st->end) return 1;
   const union lfp_entry *e = bank_entry(st->bank, st->j);
   if (!e) return 1;
   const struct lfp_cond *c = &e->c;

@@ -181,25 +181,33 @@ struct lfp_guard {
  * in its layer's hash table under the key; a filter without one is on the layer's residual list. A
  * layer's keys are of at most LFP_PROBES shapes (lfp_probe: which slots, cut to which lengths). A
  * decision probes each shape with its own values cut to it, then merges the lists it found with the
- * residual one in evaluation order (a list holds guard indices, which follow evaluation order), so
+ * residual one in evaluation order (a list element is a filter's order key and its guard index), so
  * WFP's arbitration sees the same filters in the same order as a walk of the whole layer would, less
  * those that cannot match. Values are 128 bits (lfp_values); a prefix length counts from the top bit,
- * so a v4 /24 is 120 and an exact port 128. */
+ * so a v4 /24 is 120 and an exact port 128.
+ *
+ * Order keys leave room between filters: a filter added later (an incremental update, compile.cpp's
+ * update()) takes a key between its neighbours' and a guard and conditions past the compiled ones, and
+ * joins its list by a copy of the list with it in place; a deleted filter's guard is made one that
+ * never holds. */
 struct lfp_probe {
   lfp_u8 slot[2]; /* the key's slots; slot[1] LFP_S_NONE: a key of one field */
   lfp_u8 plen[2];
 };
-#define LFP_PROBES 15     /* key shapes a layer's table holds */
+#define LFP_PROBES 31     /* key shapes a layer's table holds */
 #define LFP_CURSORS (LFP_PROBES + 1) /* lists merged by one decision: the residual one and one a probe */
-/* Entries [LFP_KL_COUNT, 2 * LFP_KL_COUNT) of a bank: each layer's key shapes. */
+#define LFP_PROBES_PER_ENTRY 16
 struct lfp_probes {
-  struct lfp_probe p[16];
+  struct lfp_probe p[LFP_PROBES_PER_ENTRY];
 };
-#define LFP_HEADER_ENTRIES (2 * LFP_KL_COUNT)
+/* Entries [LFP_KL_COUNT, 3 * LFP_KL_COUNT) of a bank: each layer's key shapes, 0-15 in entry
+ * LFP_KL_COUNT + the layer, 16-30 in entry 2 * LFP_KL_COUNT + the layer. */
+#define LFP_PROBE_ENTRY(kl, i) (LFP_KL_COUNT * (1 + (i) / LFP_PROBES_PER_ENTRY) + (kl))
+#define LFP_HEADER_ENTRIES (3 * LFP_KL_COUNT)
 
 struct lfp_bucket {
   lfp_u64 v[2][2]; /* the key's values (each as lfp_values holds it, cut to its length); [1] zero for one field */
-  lfp_u32 list;    /* its filters' guard indices: lfp_u32 units from the bank's start (entry list / 16) */
+  lfp_u32 list;    /* its filters (struct lfp_list_elem): in elements from the bank's start (entry list / 8) */
   lfp_u32 count;
   lfp_u8 probe;    /* its shape: the layer's probe */
   lfp_u8 used;
@@ -222,18 +230,28 @@ static inline lfp_u64 lfp_hash(const lfp_u64 v[2][2], lfp_u32 probe) {
 static inline lfp_u64 lfp_mask_high(lfp_u32 plen) { return plen == 0 ? 0 : plen >= 64 ? ~0ull : ~0ull << (64 - plen); }
 static inline lfp_u64 lfp_mask_low(lfp_u32 plen) { return plen <= 64 ? 0 : plen >= 128 ? ~0ull : ~0ull << (128 - plen); }
 
+/* A list element: a filter's place in evaluation order (lists are sorted by it) and its guard. */
+struct lfp_list_elem {
+  lfp_u32 order;
+  lfp_u32 guard;
+};
+#define LFP_LIST_PER_ENTRY 8
+#define LFP_ORDER_END 0xffffffffu /* no filter has it: a list that is done */
+
 /* Entries [0, LFP_KL_COUNT) of a bank: where each layer's conditions, guards and index are. */
 struct lfp_layer_hdr {
   lfp_u32 first;
   lfp_u32 count;
   lfp_u32 gfirst;     /* guard index (two an entry: entry gfirst / 2) */
-  lfp_u32 gcount;     /* one a filter, in evaluation order */
-  lfp_u32 residual;   /* the filters no bucket holds: a list (lfp_u32 units), in evaluation order */
+  lfp_u32 gcount;     /* one a filter, in evaluation order (as compiled: updates add guards elsewhere) */
+  lfp_u32 residual;   /* the filters no bucket holds: a list (in elements), in evaluation order */
   lfp_u32 nresidual;
   lfp_u32 hfirst;     /* the hash table's first entry (one bucket an entry) */
   lfp_u32 hmask;      /* buckets - 1 (a power of two) */
   lfp_u32 nprobes;    /* key shapes, in entry LFP_KL_COUNT + the layer */
-  lfp_u8 pad[28];
+  lfp_u32 listed;     /* a layer with no probes: its residual list (all its filters), not its guards, is
+                         walked (an update added a filter to it) */
+  lfp_u8 pad[24];
 };
 
 union lfp_entry {
@@ -242,7 +260,7 @@ union lfp_entry {
   struct lfp_guard g[2];
   struct lfp_bucket b;
   struct lfp_probes p;
-  lfp_u32 l[16]; /* list elements */
+  struct lfp_list_elem l[LFP_LIST_PER_ENTRY];
 };
 
 struct lfp_config {

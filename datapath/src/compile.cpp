@@ -9,6 +9,7 @@
 #include <span>
 #include <tuple>
 #include <unordered_map>
+#include <unordered_set>
 #include <stdexcept>
 
 #include "lfp/engine/condition.hpp"
@@ -456,6 +457,12 @@ struct LayerIndex {
   }
 };
 
+LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing, const std::vector<uint32_t>& shape,
+                      bool sparing, size_t max_probes);
+double visit_cost(const LayerIndex& ix, const LayerKeys& lk);
+constexpr size_t kPlainProbes = 15;  // the first choice's probes; the second may take LFP_PROBES
+constexpr double kProbeCost = 2;     // a probe, in filters visited
+
 LayerIndex build_index(const LayerKeys& lk) {
   LayerIndex ix;
   const size_t n = lk.filters();
@@ -483,21 +490,82 @@ LayerIndex build_index(const LayerKeys& lk) {
   }
   std::vector<uint32_t> shape(lk.keys.size());
   for (size_t j = 0; j < shape.size(); ++j) shape[j] = shape_id(lk.keys[j].shape);
+  // Two choices of shapes, the cheaper kept (visit_cost): up to 15, and up to LFP_PROBES with room
+  // left for the filters with only large keys (`sparing`); not the second when the first's lists are
+  // already short (a blocklist: one filter a list).
+  LayerIndex plain = index_with(lk, sharing, shape, false, kPlainProbes);
+  const double plain_cost = visit_cost(plain, lk);
+  if (plain_cost <= 4 + kProbeCost * static_cast<double>(plain.shapes.size())) return plain;
+  LayerIndex sparing = index_with(lk, sharing, shape, true, LFP_PROBES);
+  return visit_cost(sparing, lk) < plain_cost ? sparing : plain;
+}
+
+// What a decision costs, about, in filters visited, if packets come as the filters are: for a sample
+// of the filters, a packet at the first value of each of its conditions (fields it does not name match
+// no key), the lists its probes find, the residual list, and the probes themselves (each a bucket read,
+// out of cache as a visited filter's guard is). A key many filters share, such as the protocol alone,
+// is found by most packets: this counts it so, where the lists' sizes alone would not.
+double visit_cost(const LayerIndex& ix, const LayerKeys& lk) {
+  std::unordered_map<IndexKey, uint32_t, IndexKeyHash> list_size;
+  for (size_t j = 0; j < ix.keys.size(); ++j) list_size[ix.keys[j]] = ix.list_first[j + 1] - ix.list_first[j];
+  const size_t n = lk.filters(), step = std::max<size_t>(1, n / 2000);
+  double visits = 0;
+  size_t sampled = 0;
+  for (size_t i = 0; i < n; i += step, ++sampled) {
+    struct Point { bool set = false; uint64_t v[2]{}; };
+    std::array<Point, LFP_NSLOTS> point{};
+    for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c) {
+      const IndexKey& k = lk.keys[c];
+      if (k.shape.slot[1] != LFP_S_NONE || lk.wider[c] || k.shape.slot[0] >= LFP_NSLOTS) continue;
+      point[k.shape.slot[0]] = {true, {k.v[0][0], k.v[0][1]}};
+    }
+    for (uint32_t s : ix.shapes) {
+      IndexKey k;
+      k.shape = probe_of_shape(s);
+      bool found = true;
+      for (int f = 0; f < 2 && k.shape.slot[f] != LFP_S_NONE && found; ++f) {
+        const Point& p = point[k.shape.slot[f] % LFP_NSLOTS];
+        found = p.set;
+        k.v[f][0] = p.v[0], k.v[f][1] = p.v[1];
+      }
+      if (!found) continue;
+      k = widen(k, k.shape);
+      if (auto it = list_size.find(k); it != list_size.end()) visits += it->second;
+    }
+  }
+  return visits / static_cast<double>(std::max<size_t>(1, sampled)) + static_cast<double>(ix.residual.size()) +
+         kProbeCost * static_cast<double>(ix.shapes.size());
+}
+
+// The index with the shapes chosen greedily. `sparing`: a shape of small keys must give at least
+// n / 1024 filters one, so that probes are left for the most selective keys of filters with only large
+// ones (ClassBench's port-and-protocol rules, which would otherwise go under the protocol alone).
+LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing, const std::vector<uint32_t>& shape,
+                      bool sparing, size_t max_probes) {
+  LayerIndex ix;
+  const size_t n = lk.filters();
   // The shapes to probe, greedily: each round takes the shape that gives the most filters not yet
   // covered a key shared by at most kSmallBucket filters (a key many share, such as a /1 prefix, saves
-  // a walk little), then, when none does, a key of any size.
+  // a walk little), then, when none does, the shape of most filters' most selective key.
   constexpr uint32_t kSmallBucket = 64;
   std::set<uint32_t> kept;
   std::vector<bool> covered(n);
   for (bool small : {true, false})
-    while (kept.size() < LFP_PROBES) {
+    while (kept.size() < max_probes) {
       std::unordered_map<uint32_t, size_t> gain;
       for (uint32_t i = 0; i < n; ++i) {
-        if (covered[i]) continue;
+        if (covered[i] || lk.first[i] == lk.first[i + 1]) continue;
+        if (!small) {  // (only for its most selective key: not the protocol alone, which every packet finds)
+          uint32_t most = lk.first[i];
+          for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c)
+            if (sharing[c] < sharing[most]) most = c;
+          ++gain[shape[most]];
+          continue;
+        }
         for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c) {
-          if (small && sharing[c] > kSmallBucket) continue;
+          if (sharing[c] > kSmallBucket) continue;
           bool seen = false;  // (a filter counts once a shape)
-          for (uint32_t d = lk.first[i]; d < c && !seen; ++d) seen = shape[d] == shape[c] && (!small || sharing[d] <= kSmallBucket);
+          for (uint32_t d = lk.first[i]; d < c && !seen; ++d) seen = shape[d] == shape[c] && sharing[d] <= kSmallBucket;
           if (!seen) ++gain[shape[c]];
         }
       }
@@ -505,6 +573,8 @@ LayerIndex build_index(const LayerKeys& lk) {
       const auto best = std::max_element(gain.begin(), gain.end(), [](const auto& a, const auto& b) {
         return a.second != b.second ? a.second < b.second : a.first > b.first;
       });
+      // (A small key for a few filters more is not worth a probe while others have only large keys.)
+      if (small && sparing && best->second < std::max<size_t>(4, n / 1024)) break;
       kept.insert(best->first);
       for (uint32_t i = 0; i < n; ++i)
         for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c)
@@ -518,7 +588,8 @@ LayerIndex build_index(const LayerKeys& lk) {
     return p.slot[0] == k.shape.slot[0] && p.slot[1] == k.shape.slot[1] && p.plen[0] <= k.shape.plen[0] &&
            p.plen[1] <= k.shape.plen[1];
   };
-  for (int round = 0; round < 8 && kept.size() == LFP_PROBES; ++round) {
+  constexpr uint32_t kWidenedMax = 4 * kSmallBucket;
+  for (int round = 0; round < 8 && kept.size() == max_probes; ++round) {
     std::unordered_map<uint32_t, size_t> needed_only;  // filters only this kept shape holds
     std::unordered_map<uint32_t, size_t> gain;          // filters no kept shape holds, by a shape of theirs
     size_t unheld = 0;
@@ -539,7 +610,8 @@ LayerIndex build_index(const LayerKeys& lk) {
         if (!seen) ++gain[shape[c]];
       }
     }
-    if (unheld < 2 * kIndexMin) break;  // (a short residual list costs less than the lists would grow)
+    if (unheld < 2 * kIndexMin || gain.empty()) break;  // (a short residual list costs less than the lists would
+                                                         // grow; or none of them has a key)
     const auto best = std::max_element(gain.begin(), gain.end(), [](const auto& a, const auto& b) {
       return a.second != b.second ? a.second < b.second : a.first > b.first;
     });
@@ -575,7 +647,6 @@ LayerIndex build_index(const LayerKeys& lk) {
   // fields (TupleMerge's relaxed tuples: a /24 under a /20 shape), in the smallest list that makes;
   // the list's other filters are tested by their own conditions, so a wider key only costs visits.
   // A filter nothing takes, or only a list already long, goes on the residual list.
-  constexpr uint32_t kWidenedMax = 4 * kSmallBucket;
   // (A filter without keys, such as a default permit, goes on the residual list at once.)
   std::erase_if(unplaced, [&](uint32_t i) {
     if (lk.first[i] != lk.first[i + 1]) return false;
@@ -644,10 +715,101 @@ LayerIndex build_index(const LayerKeys& lk) {
 
 }  // namespace
 
+namespace {
+
+// Filter f's conditions, appended to cx.out.bank with its action (LFP_C_RULE_END on the last); returns
+// the action (LFP_A_*).
+uint8_t compile_filter(const FilterEngine& engine, const Filter& f, uint16_t sub_ordinal, Ctx& cx) {
+  KernelPolicy& out = cx.out;
+  const size_t start = out.bank.size();
+  bool kernel_can = true;
+  for (size_t i = 0; i < f.conditions.size(); ++i) {
+    const Condition& cond = f.conditions[i];
+    Compiled cc;
+    if (kernel_supplies(cx.kl, cond.field)) {
+      cc = compile_condition(cond, cx);
+    } else {
+      cc.c.slot = LFP_S_NONE;  // the engine sees EMPTY: the answer is known now
+      cc.c.op = LFP_OP_FALSE;
+    }
+    if (condition_matches(cond, Value{})) cc.c.flags |= LFP_C_IF_EMPTY;
+    kernel_can = kernel_can && cc.kernel_can;
+    // Conditions are grouped by field (Filter::normalize): a group ends where the field changes.
+    if (i + 1 == f.conditions.size() || f.conditions[i + 1].field != cond.field) cc.c.flags |= LFP_C_GROUP_END;
+    lfp_entry e{};
+    e.c = cc.c;
+    out.bank.push_back(e);
+  }
+  if (out.bank.size() == start) {  // no conditions: always matches
+    lfp_entry e{};
+    e.c.slot = LFP_S_NONE;
+    e.c.op = LFP_OP_TRUE;
+    e.c.flags = LFP_C_IF_EMPTY | LFP_C_GROUP_END;
+    out.bank.push_back(e);
+  }
+  // The action, as FilterEngine::arbitrate takes it.
+  uint8_t action;
+  const bool clear = f.flags & CLEAR_ACTION_RIGHT;
+  if (!is_callout(f.action.type)) {
+    action = f.action.type == ActionType::PERMIT ? LFP_A_PERMIT : LFP_A_BLOCK;
+  } else if (is_redirect_callout(f.action.callout_key) && engine.callout_registered(f.action.callout_key)) {
+    // The built-in redirect callout permits; the hook rewrites the destination (redirect.hpp).
+    action = LFP_A_PERMIT;
+    if (auto t = redirect_target(engine, f, nullptr)) out.redirects[f.id] = *t;
+  } else if (engine.callout_registered(f.action.callout_key)) {
+    action = LFP_A_USERSPACE;
+  } else {
+    action = (f.flags & PERMIT_IF_CALLOUT_UNREGISTERED) ? LFP_A_PERMIT : LFP_A_BLOCK;
+  }
+  if (!kernel_can) action = LFP_A_USERSPACE;
+  const uint8_t hard = action == LFP_A_BLOCK || clear;
+  for (size_t i = start; i < out.bank.size(); ++i) {
+    lfp_cond& c = out.bank[i].c;
+    c.sublayer = sub_ordinal;
+    c.filter_id = f.id;
+    c.action = action;
+    c.hard = hard;
+  }
+  out.bank.back().c.flags |= LFP_C_RULE_END;
+  return action;
+}
+
+}  // namespace
+
+// Where each compiled filter is (docs/kernel-index.md, "Incremental updates"): what update() needs to
+// put a filter in its place, or take one out, without compiling the others.
+struct FilterPlace {
+  uint64_t weight = 0;  // the engine's evaluation order: sublayer, weight (high first), id
+  uint64_t id = 0;
+  uint32_t order = 0;   // its list elements' order key
+  uint32_t guard = 0;   // its guard's index in the bank
+  uint16_t sublayer = 0;  // ordinal, in evaluation order
+};
+struct EvaluatedBefore {
+  bool operator()(const FilterPlace& a, const FilterPlace& b) const {
+    if (a.sublayer != b.sublayer) return a.sublayer < b.sublayer;
+    if (a.weight != b.weight) return a.weight > b.weight;
+    return a.id < b.id;
+  }
+};
+struct LayerPlaces {
+  std::vector<FilterPlace> compiled;  // in evaluation order (deleted ones stay: they bound the order keys)
+  std::set<FilterPlace, EvaluatedBefore> added;  // by update()
+  std::vector<std::pair<Guid, uint16_t>> sublayers;  // the sublayers with filters here, and their ordinals
+  uint32_t residual_limit = 0;  // the residual list's length past which a whole compile is due
+};
+struct PolicyPlaces {
+  std::array<LayerPlaces, LFP_KL_COUNT> layers;
+  std::vector<std::pair<uint64_t, uint64_t>> compiled_ids;  // (filter id, layer << 32 | index in compiled), by id
+  std::unordered_set<uint64_t> deleted;  // compiled filters update() took out
+  std::unordered_map<uint64_t, lfp_kl> added_ids;  // filters update() put in, and their layer
+};
+
 KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base, uint32_t only_flags) {
   KernelPolicy out;
   out.bank.resize(LFP_HEADER_ENTRIES);  // each layer's header, then its key shapes
   Ctx cx{apps, out, user_set_base};
+  auto places = std::make_shared<PolicyPlaces>();
   // Every layer's enforced filters from one enumeration (one pass over the engine, not one a layer).
   FilterTemplate t;
   t.include_disabled = false;
@@ -660,6 +822,11 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     const auto kl = static_cast<lfp_kl>(k);
     cx.kl = kl;
     const auto& filters = by_layer[engine_layer(kl)];  // evaluation order
+    LayerPlaces& lp = places->layers[k];
+    lp.compiled.reserve(filters.size());
+    // Order keys (i + 1) << shift: as much room between two filters as the layer's size leaves.
+    unsigned shift = 16;
+    while (shift > 0 && (uint64_t{filters.size()} + 2) << shift >= LFP_ORDER_END) --shift;
     const uint32_t first = static_cast<uint32_t>(out.bank.size());
     size_t last_userspace = SIZE_MAX;  // index in `ends` of the last filter needing user space
     std::vector<size_t> ends;          // bank index of each filter's last condition
@@ -669,63 +836,17 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     for (const Filter* f : filters) {
       const Guid& sub = f->sublayer ? *f->sublayer : universal;
       if (prev_sub && *prev_sub != sub) ++sub_ordinal;
+      if (!prev_sub || *prev_sub != sub) lp.sublayers.emplace_back(sub, sub_ordinal);
       prev_sub = &sub;
-
       const size_t start = out.bank.size();
-      bool kernel_can = true;
-      for (size_t i = 0; i < f->conditions.size(); ++i) {
-        const Condition& cond = f->conditions[i];
-        Compiled cc;
-        if (kernel_supplies(kl, cond.field)) {
-          cc = compile_condition(cond, cx);
-        } else {
-          cc.c.slot = LFP_S_NONE;  // the engine sees EMPTY: the answer is known now
-          cc.c.op = LFP_OP_FALSE;
-        }
-        if (condition_matches(cond, Value{})) cc.c.flags |= LFP_C_IF_EMPTY;
-        kernel_can = kernel_can && cc.kernel_can;
-        // Conditions are grouped by field (Filter::normalize): a group ends where the field changes.
-        if (i + 1 == f->conditions.size() || f->conditions[i + 1].field != cond.field) cc.c.flags |= LFP_C_GROUP_END;
-        lfp_entry e{};
-        e.c = cc.c;
-        out.bank.push_back(e);
-      }
-      if (out.bank.size() == start) {  // no conditions: always matches
-        lfp_entry e{};
-        e.c.slot = LFP_S_NONE;
-        e.c.op = LFP_OP_TRUE;
-        e.c.flags = LFP_C_IF_EMPTY | LFP_C_GROUP_END;
-        out.bank.push_back(e);
-      }
-      // The action, as FilterEngine::arbitrate takes it.
-      uint8_t action, hard;
-      const bool clear = f->flags & CLEAR_ACTION_RIGHT;
-      if (!is_callout(f->action.type)) {
-        action = f->action.type == ActionType::PERMIT ? LFP_A_PERMIT : LFP_A_BLOCK;
-      } else if (is_redirect_callout(f->action.callout_key) && engine.callout_registered(f->action.callout_key)) {
-        // The built-in redirect callout permits; the hook rewrites the destination (redirect.hpp).
-        action = LFP_A_PERMIT;
-        if (auto t = redirect_target(engine, *f, nullptr)) out.redirects[f->id] = *t;
-      } else if (engine.callout_registered(f->action.callout_key)) {
-        action = LFP_A_USERSPACE;
-      } else {
-        action = (f->flags & PERMIT_IF_CALLOUT_UNREGISTERED) ? LFP_A_PERMIT : LFP_A_BLOCK;
-      }
-      if (!kernel_can) action = LFP_A_USERSPACE;
-      hard = action == LFP_A_BLOCK || clear;
+      const uint8_t action = compile_filter(engine, *f, sub_ordinal, cx);
       if (action == LFP_A_USERSPACE) {
         last_userspace = ends.size();
         ++out.userspace_filters;
         ++out.layer_userspace[kl];
       }
-      for (size_t i = start; i < out.bank.size(); ++i) {
-        lfp_cond& c = out.bank[i].c;
-        c.sublayer = sub_ordinal;
-        c.filter_id = f->id;
-        c.action = action;
-        c.hard = hard;
-      }
-      out.bank.back().c.flags |= LFP_C_RULE_END;
+      lp.compiled.push_back({f->effective_weight, f->id, static_cast<uint32_t>((ends.size() + 1) << shift),
+                             static_cast<uint32_t>(guards[k].size()), sub_ordinal});
       guards[k].push_back(guard_of(out.bank, start, out.bank.size(), sub_ordinal));
       add_index_keys(out.bank, start, out.bank.size(), keys[k]);
       ends.push_back(out.bank.size() - 1);
@@ -741,32 +862,35 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     out.bank[k].h.gfirst = static_cast<uint32_t>(2 * out.bank.size());
     out.bank[k].h.gcount = static_cast<uint32_t>(guards[k].size());
+    for (FilterPlace& fp : places->layers[k].compiled) fp.guard += out.bank[k].h.gfirst;
     for (size_t i = 0; i < guards[k].size(); ++i) {
       if (i % 2 == 0) out.bank.emplace_back();
       out.bank.back().g[i % 2] = guards[k][i];
     }
   }
-  // The index: each layer's hash table (two buckets an entry), then every list, sixteen elements an
-  // entry. A list element is a guard index, so a list's order is evaluation order.
-  std::vector<uint32_t> lists;
-  auto add_list = [&](std::span<const uint32_t> filters, uint32_t gfirst) {
+  // The index: each layer's hash table (one bucket an entry), then every list, eight elements an
+  // entry. A list element is a filter's order key and guard index, in evaluation order.
+  std::vector<lfp_list_elem> lists;
+  auto add_list = [&](std::span<const uint32_t> filters, const LayerPlaces& lp) {
     const auto at = static_cast<uint32_t>(lists.size());
-    for (uint32_t i : filters) lists.push_back(gfirst + i);
+    for (uint32_t i : filters) lists.push_back({lp.compiled[i].order, lp.compiled[i].guard});
     return at;
   };
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     const LayerIndex ix = build_index(keys[k]);
     keys[k] = {};
     out.widened_filters += ix.widened;
-    const uint32_t gfirst = out.bank[k].h.gfirst;
-    out.bank[k].h.residual = add_list(ix.residual, gfirst);
+    const LayerPlaces& lp = places->layers[k];
+    out.bank[k].h.residual = add_list(ix.residual, lp);
     out.bank[k].h.nresidual = static_cast<uint32_t>(ix.residual.size());
+    places->layers[k].residual_limit = static_cast<uint32_t>(std::max<size_t>(2 * ix.residual.size(), 64));
     if (ix.table.empty()) continue;
     const auto hfirst = static_cast<uint32_t>(out.bank.size());
     out.bank.resize(out.bank.size() + ix.table.size());  // (references into the bank end here)
     lfp_layer_hdr& h = out.bank[k].h;
     h.nprobes = static_cast<uint32_t>(ix.shapes.size());
-    for (size_t i = 0; i < ix.shapes.size(); ++i) out.bank[LFP_KL_COUNT + k].p.p[i] = probe_of_shape(ix.shapes[i]);
+    for (size_t i = 0; i < ix.shapes.size(); ++i)
+      out.bank[LFP_PROBE_ENTRY(k, i)].p.p[i % LFP_PROBES_PER_ENTRY] = probe_of_shape(ix.shapes[i]);
     h.hfirst = hfirst;
     h.hmask = static_cast<uint32_t>(ix.table.size() - 1);
     for (size_t b = 0; b < ix.table.size(); ++b) {
@@ -777,13 +901,13 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
       std::memcpy(bk.v, ix.keys[j].v, sizeof bk.v);
       bk.probe = ix.probe_of(ix.keys[j]);
       bk.used = 1;
-      bk.list = add_list(filters, gfirst);
+      bk.list = add_list(filters, lp);
       bk.count = static_cast<uint32_t>(filters.size());
       ++out.index_keys;
     }
   }
   // List positions become bank-relative now that the lists' first entry is known.
-  const auto lists_at = static_cast<uint32_t>(16 * out.bank.size());
+  const auto lists_at = static_cast<uint32_t>(LFP_LIST_PER_ENTRY * out.bank.size());
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     lfp_layer_hdr& h = out.bank[k].h;
     h.residual += lists_at;
@@ -794,19 +918,227 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     out.residual_filters += h.nresidual;
   }
   const size_t first_list_entry = out.bank.size();
-  out.bank.resize(first_list_entry + (lists.size() + 15) / 16);
-  for (size_t i = 0; i < lists.size(); ++i) out.bank[first_list_entry + i / 16].l[i % 16] = lists[i];
+  out.bank.resize(first_list_entry + (lists.size() + LFP_LIST_PER_ENTRY - 1) / LFP_LIST_PER_ENTRY);
+  for (size_t i = 0; i < lists.size(); ++i)
+    out.bank[first_list_entry + i / LFP_LIST_PER_ENTRY].l[i % LFP_LIST_PER_ENTRY] = lists[i];
+  // A policy compiled in part (lfpd --boot), or with user sets (whose ids differ between the banks),
+  // is only ever compiled whole.
+  if (only_flags == 0 && out.user_sets.empty()) {
+    for (int k = 0; k < LFP_KL_COUNT; ++k)
+      for (uint32_t i = 0; i < places->layers[k].compiled.size(); ++i)
+        places->compiled_ids.emplace_back(places->layers[k].compiled[i].id, uint64_t{static_cast<uint32_t>(k)} << 32 | i);
+    std::sort(places->compiled_ids.begin(), places->compiled_ids.end());
+    out.places = std::move(places);
+  }
   return out;
+}
+
+namespace {
+
+// Key shape i of layer kl.
+lfp_probe probe_at(const std::vector<lfp_entry>& bank, int kl, uint32_t i) {
+  return bank.at(LFP_PROBE_ENTRY(kl, i)).p.p[i % LFP_PROBES_PER_ENTRY];
+}
+
+// A guard that never holds: a deleted filter's (its value is outside [lo, hi], and when the hook has no
+// value, IF_EMPTY is clear).
+lfp_guard dead_guard(lfp_guard g) {
+  g.slot = LFP_S_PROTOCOL;
+  g.lo = 1, g.hi = 0, g.high = 0;
+  g.flags = 0;
+  return g;
+}
+
+// The last condition of the filter whose guard is `guard`.
+const lfp_cond& rule_end(const std::vector<lfp_entry>& bank, uint32_t guard) {
+  size_t i = bank[guard / 2].g[guard % 2].cond;
+  while (!(bank[i].c.flags & LFP_C_RULE_END)) ++i;
+  return bank[i].c;
+}
+
+// The bucket of key k (probe `probe`) in layer h's table: the one that holds it, else the first free one
+// on its probe run (a look-up stops at a free bucket, so taking it keeps every other key's run); none
+// when the run is full.
+std::optional<uint32_t> bucket_of(const std::vector<lfp_entry>& bank, const lfp_layer_hdr& h, const IndexKey& k,
+                                  uint8_t probe) {
+  const uint64_t home = lfp_hash(k.v, probe);
+  for (uint32_t d = 0; d < LFP_MAX_PROBE; ++d) {
+    const uint32_t b = h.hfirst + static_cast<uint32_t>((home + d) & h.hmask);
+    const lfp_bucket& bk = bank[b].b;
+    if (!bk.used || (bk.probe == probe && std::memcmp(bk.v, k.v, sizeof bk.v) == 0)) return b;
+  }
+  return std::nullopt;
+}
+
+}  // namespace
+
+UpdateResult update(KernelPolicy& pol, const FilterEngine& engine, const FilterChanges& changes, const AppResolver& apps,
+                    size_t capacity) {
+  UpdateResult r;
+  auto whole = [&](std::string why) {
+    r.applied = false;
+    r.why_whole = std::move(why);
+    r.written.clear();
+    return r;
+  };
+  if (!pol.places) return whole("the policy in force is compiled whole only (boot-time filters, or user sets)");
+  if (changes.other) return whole("objects other than filters changed");
+  if (changes.added.size() + changes.deleted.size() > kInPlaceChangesMax)
+    return whole("more than " + std::to_string(kInPlaceChangesMax) + " filters changed");
+  PolicyPlaces& pp = *pol.places;
+  std::vector<uint32_t>& written = r.written;
+  auto write_range = [&](size_t from, size_t to) {
+    for (size_t e = from; e < to; ++e) written.push_back(static_cast<uint32_t>(e));
+  };
+
+  for (uint64_t id : changes.deleted) {
+    uint32_t guard;
+    lfp_kl kl;
+    if (auto a = pp.added_ids.find(id); a != pp.added_ids.end()) {
+      kl = a->second;
+      auto& added = pp.layers[kl].added;
+      const auto it = std::find_if(added.begin(), added.end(), [&](const FilterPlace& p) { return p.id == id; });
+      if (it == added.end()) return whole("lost track of a filter");
+      guard = it->guard;
+      added.erase(it);
+      pp.added_ids.erase(a);
+    } else {
+      const auto c = std::lower_bound(pp.compiled_ids.begin(), pp.compiled_ids.end(), std::pair<uint64_t, uint64_t>{id, 0});
+      if (c == pp.compiled_ids.end() || c->first != id || pp.deleted.count(id)) continue;  // (not compiled: disabled, a layer the kernel has not)
+      kl = static_cast<lfp_kl>(c->second >> 32);
+      guard = pp.layers[kl].compiled[static_cast<uint32_t>(c->second)].guard;
+      pp.deleted.insert(id);
+    }
+    if (rule_end(pol.bank, guard).action == LFP_A_USERSPACE) {
+      --pol.userspace_filters;
+      --pol.layer_userspace[kl];
+    }
+    lfp_guard& g = pol.bank[guard / 2].g[guard % 2];
+    g = dead_guard(g);
+    written.push_back(guard / 2);
+    --pol.filters;
+    --pol.layer_filters[kl];
+  }
+
+  for (uint64_t id : changes.added) {
+    const Filter* f = engine.filter_by_id(id);
+    if (!f || (f->flags & DISABLED)) continue;  // (added and deleted again; disabled filters are not compiled)
+    const std::optional<lfp_kl> kl = kernel_layer(f->layer);
+    if (!kl) continue;
+    if (pp.added_ids.count(id)) return whole("a filter added twice");
+    LayerPlaces& lp = pp.layers[*kl];
+    if (pol.layer_filters[*kl] == 0) return whole("a layer gets its first filters (its hooks are linked)");
+    const Guid sub = f->sublayer ? *f->sublayer : builtin::SUBLAYER_UNIVERSAL;
+    const auto s = std::find_if(lp.sublayers.begin(), lp.sublayers.end(), [&](const auto& p) { return p.first == sub; });
+    if (s == lp.sublayers.end()) return whole("a sublayer gets its first filter at the layer");
+    FilterPlace fp{f->effective_weight, f->id, 0, 0, s->second};
+
+    // Its order key: between its neighbours' (compiled and added before).
+    const auto ci = std::upper_bound(lp.compiled.begin(), lp.compiled.end(), fp, EvaluatedBefore{});
+    if (ci != lp.compiled.begin() && std::prev(ci)->id == id && !pp.deleted.count(id)) return whole("a filter added twice");
+    uint64_t lo = ci == lp.compiled.begin() ? 0 : std::prev(ci)->order;
+    uint64_t hi = ci == lp.compiled.end() ? LFP_ORDER_END : ci->order;
+    const FilterPlace* next = ci == lp.compiled.end() ? nullptr : &*ci;
+    const auto ai = lp.added.upper_bound(fp);
+    if (ai != lp.added.end() && ai->order < hi) hi = ai->order, next = &*ai;
+    if (ai != lp.added.begin() && std::prev(ai)->order > lo) lo = std::prev(ai)->order;
+    if (hi - lo < 2) return whole("no room left in the evaluation order there");
+    // (A sixteenth of the gap: filters added one after another, the usual run, leave room for more.)
+    fp.order = static_cast<uint32_t>(lo + std::max<uint64_t>(1, (hi - lo) / 16));
+
+    // Its conditions and guard, past the bank's end.
+    Ctx cx{apps, pol, 0};
+    cx.kl = *kl;
+    const size_t sets = pol.user_sets.size(), redirects = pol.redirects.size();
+    const size_t start = pol.bank.size();
+    const uint8_t action = compile_filter(engine, *f, fp.sublayer, cx);
+    if (pol.user_sets.size() != sets) return whole("a filter with a user set");
+    if (pol.redirects.size() != redirects) return whole("a redirect filter");
+    if (action == LFP_A_USERSPACE) return whole("a filter user space decides (earlier filters stop no more at a hard decision)");
+    // (LFP_C_NO_DEFER_AFTER: set from the next filter on; a deleted callout's leaves the walk going on, which is safe.)
+    if (!next || (rule_end(pol.bank, next->guard).flags & LFP_C_NO_DEFER_AFTER &&
+                  rule_end(pol.bank, next->guard).action != LFP_A_USERSPACE))
+      pol.bank.back().c.flags |= LFP_C_NO_DEFER_AFTER;
+    const size_t end = pol.bank.size();
+    pol.bank.emplace_back();
+    pol.bank.back().g[0] = guard_of(pol.bank, start, end, fp.sublayer);
+    pol.bank.back().g[1] = dead_guard(pol.bank.back().g[0]);  // (unused)
+    fp.guard = static_cast<uint32_t>(2 * (pol.bank.size() - 1));
+    write_range(start, pol.bank.size());
+
+    // Its list: its key's bucket (of a shape the layer probes, as it is or cut to it: the one whose list
+    // is shortest), else the residual list.
+    std::optional<uint32_t> bucket;
+    if (pol.bank[*kl].h.nprobes) {
+      LayerKeys lk;
+      add_index_keys(pol.bank, start, end, lk);
+      const lfp_layer_hdr hdr = pol.bank[*kl].h;
+      const auto size = [&](uint32_t b) { return pol.bank[b].b.used ? pol.bank[b].b.count : 0; };
+      std::optional<IndexKey> key;
+      uint8_t probe = 0;
+      for (const IndexKey& k : lk.keys)
+        for (uint32_t i = 0; i < hdr.nprobes; ++i) {
+          const lfp_probe p = probe_at(pol.bank, *kl, i);
+          if (p.slot[0] != k.shape.slot[0] || p.slot[1] != k.shape.slot[1] || p.plen[0] > k.shape.plen[0] ||
+              p.plen[1] > k.shape.plen[1])
+            continue;
+          const IndexKey cut = widen(k, p);
+          const std::optional<uint32_t> b = bucket_of(pol.bank, hdr, cut, static_cast<uint8_t>(i));
+          if (b && (!bucket || size(*b) < size(*bucket))) bucket = b, key = cut, probe = static_cast<uint8_t>(i);
+        }
+      if (bucket && !pol.bank[*bucket].b.used) {
+        lfp_bucket& bk = pol.bank[*bucket].b;
+        std::memcpy(bk.v, key->v, sizeof bk.v);
+        bk.probe = probe;
+        bk.used = 1;
+        bk.count = bk.list = 0;
+        ++pol.index_keys;
+      }
+    }
+    if (!bucket) {
+      lfp_layer_hdr& h = pol.bank[*kl].h;
+      if (h.nresidual + 1 > lp.residual_limit) return whole("the layer's residual list has grown past twice its length");
+      h.listed = !h.nprobes;  // (a layer walked by its guards is walked by its list from now on: all its filters)
+      ++pol.residual_filters;
+    }
+    // A copy of the list with it in place, past the bank's end; the bucket (or the header) points at it.
+    const uint32_t pointer_entry = bucket ? *bucket : static_cast<uint32_t>(*kl);
+    uint32_t& list = bucket ? pol.bank[*bucket].b.list : pol.bank[*kl].h.residual;
+    uint32_t& count = bucket ? pol.bank[*bucket].b.count : pol.bank[*kl].h.nresidual;
+    std::vector<lfp_list_elem> copy;
+    copy.reserve(count + 1);
+    for (uint32_t i = 0; i < count; ++i)
+      copy.push_back(pol.bank[(list + i) / LFP_LIST_PER_ENTRY].l[(list + i) % LFP_LIST_PER_ENTRY]);
+    const lfp_list_elem elem{fp.order, fp.guard};
+    copy.insert(std::upper_bound(copy.begin(), copy.end(), elem, [](const auto& a, const auto& b) { return a.order < b.order; }),
+                elem);
+    list = static_cast<uint32_t>(pol.bank.size() * LFP_LIST_PER_ENTRY);
+    count = static_cast<uint32_t>(copy.size());
+    const size_t at = pol.bank.size();
+    pol.bank.resize(at + (copy.size() + LFP_LIST_PER_ENTRY - 1) / LFP_LIST_PER_ENTRY);  // (list, count: stale now)
+    for (size_t i = 0; i < copy.size(); ++i) pol.bank[at + i / LFP_LIST_PER_ENTRY].l[i % LFP_LIST_PER_ENTRY] = copy[i];
+    write_range(at, pol.bank.size());
+    written.push_back(pointer_entry);
+
+    lp.added.insert(fp);
+    pp.added_ids.emplace(id, *kl);
+    ++pol.filters;
+    ++pol.layer_filters[*kl];
+  }
+  if (pol.bank.size() > capacity) return whole("the banks have no room left for what it adds");
+  std::sort(written.begin(), written.end());
+  written.erase(std::unique(written.begin(), written.end()), written.end());
+  r.applied = true;
+  return r;
 }
 
 size_t index_candidates(const KernelPolicy& policy, lfp_kl kl, const lfp_values& v) {
   const lfp_layer_hdr& h = policy.bank.at(kl).h;
-  if (!h.nprobes) return h.gcount;
+  if (!h.nprobes) return h.listed ? h.nresidual : h.gcount;
   size_t n = h.nresidual;
-  const lfp_probes& probes = policy.bank.at(LFP_KL_COUNT + kl).p;
   for (uint32_t i = 0; i < h.nprobes; ++i) {
     IndexKey k;
-    k.shape = probes.p[i];
+    k.shape = probe_at(policy.bank, kl, i);
     bool present = true;
     for (int f = 0; f < 2 && k.shape.slot[f] != LFP_S_NONE; ++f) {
       const uint8_t slot = k.shape.slot[f];

@@ -584,7 +584,18 @@ void KernelPath::resize_bank(unsigned bank, size_t entries) {
 
 size_t KernelPath::bank_bytes() const { return (banks_[0].capacity + banks_[1].capacity) * sizeof(lfp_entry); }
 
-const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t only_flags) {
+// The policy in force becomes bank `bank`'s (one atomic store: a walk on the other bank starts again).
+void KernelPath::flip(unsigned bank) {
+  __atomic_store_n(&static_cast<lfp_config*>(cfg_)->gen_bank, (++gen_ << 1) | bank, __ATOMIC_RELEASE);
+}
+
+const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t only_flags, const FilterChanges* changes) {
+  last_install_ = {};
+  if (changes && only_flags == 0) {
+    if (install_in_place(engine, *changes)) return policy_;
+  } else {
+    last_install_.why_whole = changes ? "boot-time filters only" : "the whole policy was asked for";
+  }
   auto* cfg = static_cast<lfp_config*>(cfg_);
   const uint64_t active = __atomic_load_n(&cfg->gen_bank, __ATOMIC_ACQUIRE);
   const unsigned bank = active == 0 ? 0 : !(active & 1);
@@ -597,8 +608,9 @@ const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t onl
                             std::to_string(limit) + (opts_.bank_entries ? " (lfpd --kernel-entries)" : ""));
   // The idle bank, sized to this policy: a new map when it is too small, or much too large.
   const size_t need = next.bank.size();
-  if (banks_[bank].capacity < need || banks_[bank].capacity > 4 * need + 65536)
-    resize_bank(bank, std::min(limit, need + need / 4 + 4096));
+  const auto fits = [&](unsigned b) { return banks_[b].capacity >= need && banks_[b].capacity <= 4 * need + 65536; };
+  const size_t room = std::min(limit, need + need / 4 + 4096);  // (a quarter more: room for updates in place)
+  if (!fits(bank)) resize_bank(bank, room);
 
   // The idle bank's user sets are stale: replace them.
   const int sets = bpf_map__fd(skel_->maps.lfp_user_sets);
@@ -619,11 +631,57 @@ const KernelPolicy& KernelPath::install(const FilterEngine& engine, uint32_t onl
     if (int e = bpf_map_update_elem(redirects, &id, &t, BPF_ANY)) fail("redirect map", e);
   std::memcpy(banks_[bank].mem, next.bank.data(), need * sizeof(lfp_entry));
   sync_hooks(next, true);  // hooks the policy needs are linked before it is in force,
-  __atomic_store_n(&cfg->gen_bank, (++gen_ << 1) | bank, __ATOMIC_RELEASE);
+  banks_alike_ = false;
+  flip(bank);
   sync_hooks(next, false);  // and those it leaves idle go after
   policy_ = std::move(next);
+  // The other bank gets the same policy, so that an update in place can follow (no walk is on it
+  // now, or one that is starts again). Not for a policy only ever compiled whole.
+  if (policy_.places) {
+    const unsigned other = !bank;
+    try {
+      if (!fits(other)) resize_bank(other, room);
+      std::memcpy(banks_[other].mem, policy_.bank.data(), need * sizeof(lfp_entry));
+      policy_.bank.reserve(std::min(banks_[0].capacity, banks_[1].capacity));  // (updates append: no reallocation then)
+      banks_alike_ = true;
+    } catch (const std::exception&) {
+      // (Enforced as it is: only the next change is compiled whole.)
+    }
+  }
   reauthorize();
   return policy_;
+}
+
+// The changes applied to the policy in force, in both banks; false when they need a whole compile
+// (last_install_.why_whole says why; nothing in the kernel changed).
+bool KernelPath::install_in_place(const FilterEngine& engine, const FilterChanges& changes) {
+  if (!banks_alike_ || !policy_.places) {
+    last_install_.why_whole = "the banks do not both hold the policy in force";
+    return false;
+  }
+  const size_t limit = opts_.bank_entries ? opts_.bank_entries : kMaxBankEntries;
+  const size_t capacity = std::min({banks_[0].capacity, banks_[1].capacity, limit});
+  UpdateResult u = update(policy_, engine, changes, resolve_app, capacity);
+  if (!u.applied) {
+    last_install_.why_whole = u.why_whole;
+    policy_.places.reset();  // (half changed: the whole compile that follows replaces it)
+    banks_alike_ = false;
+    return false;
+  }
+  auto* cfg = static_cast<lfp_config*>(cfg_);
+  const unsigned active = __atomic_load_n(&cfg->gen_bank, __ATOMIC_ACQUIRE) & 1;
+  const auto copy_to = [&](unsigned b) {
+    auto* mem = static_cast<lfp_entry*>(banks_[b].mem);
+    for (uint32_t e : u.written) mem[e] = policy_.bank[e];
+  };
+  copy_to(!active);
+  flip(!active);
+  copy_to(active);  // (a walk still on it starts again on the other)
+  sync_hooks(policy_, false);  // (a layer that lost its last filter needs its hooks no more)
+  last_install_.in_place = true;
+  last_install_.entries_written = u.written.size();
+  reauthorize();
+  return true;
 }
 
 namespace {

@@ -71,6 +71,7 @@ struct FilterEngine::LayerState {
   uint32_t min_label = 0;  // lowest label in the layer: a bound at or below it matches nothing
   std::vector<std::pair<uint32_t, uint32_t>> moves;  // relabel_around's (slot, new label), reused
   uint32_t last_added = UINT32_MAX;  // slot of the filter added last (runs of inserts follow it)
+  OrderMap::iterator last_at = order.end();  // its place (a run's next insert is found there, not searched for)
 
   static OrderKey key_of(const FilterRecord& r) {
     return {r.sublayer, r.filter.effective_weight, r.filter.id};
@@ -93,8 +94,7 @@ struct FilterEngine::LayerState {
       labels[r->slot] = 0;
     }
     r->enforced = false;
-    auto [it, inserted] = order.emplace(key_of(*r), r->slot);
-    assert(inserted);
+    const auto it = order.emplace_hint(last_added == UINT32_MAX ? order.end() : std::next(last_at), key_of(*r), r->slot);
     const Run run = it != order.begin() && std::prev(it)->second == last_added      ? Run::DOWN
                     : std::next(it) != order.end() && std::next(it)->second == last_added ? Run::UP
                                                                                         : Run::NONE;
@@ -106,6 +106,7 @@ struct FilterEngine::LayerState {
     note_floor(it);
     min_label = label(std::prev(order.end()));
     last_added = r->slot;
+    last_at = it;
   }
 
   // A label between the new filter's neighbours (higher = earlier), if they leave a gap. In a
@@ -196,7 +197,10 @@ struct FilterEngine::LayerState {
     min_label = order.empty() ? 0 : label(std::prev(order.end()));
     slots[r->slot] = nullptr;
     free_slots.push_back(r->slot);
-    if (last_added == r->slot) last_added = UINT32_MAX;
+    if (last_added == r->slot) {
+      last_added = UINT32_MAX;
+      last_at = order.end();
+    }
   }
 
   bool last_of_sublayer(OrderMap::iterator i) const {

@@ -1,6 +1,8 @@
 #include "chains.hpp"
 
 #include "lfp/engine/guid.hpp"
+#include "ratelimit.hpp"        // (callouts/builtin: the callouts' keys)
+#include "transport_match.hpp"
 
 #include <arpa/inet.h>
 #include <net/if.h>
@@ -123,6 +125,7 @@ struct Flat {
   std::string action;  // PERMIT or BLOCK (CALLOUT_TERMINATING: a rate limit)
   std::vector<std::string> problems;
   size_t after = 0;  // a rate limit: the flattened rules before it
+  json limit;        // a rate limit: the callout's configuration
 };
 
 // Rules a chain may expand to through its jumps (a chain jumped to from many places is flattened
@@ -137,11 +140,10 @@ const std::string kOtherWalk = "(the other walk's)";
 // What lfpd needs for the rate-limit callout's filters (the parity test starts lfpd from it).
 constexpr const char* kRateLimitNeeds =
     "the packet layers' user-space path and the built-in callouts (lfpd --packet-queue N --callout liblfp_inspect_callouts.so): "
-    "ufw's limit (-m recent) is decided on each new TCP connection at INBOUND_TRANSPORT by the rate-limit callout";
+    "rate limits (-m recent, -m limit, -m hashlimit, nft's limit) are decided on each new TCP connection at INBOUND_TRANSPORT "
+    "by the rate-limit callout";
 
-// The transport-match callout at IPFORWARD_V4 / _V6, and what lfpd needs for its filters.
-constexpr const char* kTransportMatchV4 = "4c460000-0000-4000-8000-00000000010b";
-constexpr const char* kTransportMatchV6 = "4c460000-0000-4000-8000-00000000010c";
+// What lfpd needs for the transport-match callout's filters.
 constexpr const char* kTransportMatchNeeds =
     "the packet layers' user-space path and the built-in callouts (lfpd --packet-queue N --callout liblfp_inspect_callouts.so): "
     "FORWARD rules' protocols and ports are matched at IPFORWARD by the transport-match callout";
@@ -198,7 +200,7 @@ class Walker {
       : chains_(chains), hook_(hook), family_(family), icmp_(icmp), ledger_(ledger), unmapped_(unmapped) {}
 
   std::vector<Flat> flats;
-  std::vector<Flat> limits;  // ufw's `limit` (an xt_recent pair): filters of the rate-limit callout at INBOUND_TRANSPORT
+  std::vector<Flat> limits;  // rate limits (ufw's xt_recent pair, packet rates): filters of the rate-limit callout at INBOUND_TRANSPORT
 
   void walk(const std::string& name, const std::vector<Conj>& entry, const std::vector<int>& via) {
     std::vector<Conj> ctx = entry;  // what reaches the next rule of this chain, as cases
@@ -229,6 +231,10 @@ class Walker {
       }
       if (r.recent) {
         limit(name, r, here, via, problems);
+        continue;
+      }
+      if (r.rate && !(r.target == "LOG" || r.target.empty())) {  // (a LOG decides nothing, whatever the rate)
+        rate_limit(r, here, via, problems);
         continue;
       }
       const bool user_chain = chains_.count(r.target) && chains_.at(r.target).policy == "-";
@@ -279,6 +285,29 @@ class Walker {
         leave_out(r, "target " + r.target + " has no LFP form");
       }
     }
+  }
+
+  // What the rules after `limit` (an ACCEPT with a rate) and the chain's policy do with what it
+  // matches, as cases: the flattened rules are walked in order from the limit, each taking what it
+  // matches of the rest. Nothing when that cannot be told (too many cases, or a user or group the
+  // sets cannot subtract).
+  struct After {
+    std::vector<Conj> blocked, permitted;
+  };
+  std::optional<After> after_limit(const Flat& limit, bool policy_blocks) const {
+    std::vector<Conj> rest = {limit.conj};
+    After a;
+    for (size_t i = limit.after; i < flats.size() && !rest.empty(); ++i) {
+      const Flat& f = flats[i];
+      if (f.rule == limit.rule) continue;  // its own ACCEPT's cases
+      if (std::any_of(f.conj.begin(), f.conj.end(), [](const Term& t) { return is_opaque(t.role); })) return std::nullopt;
+      for (const Conj& c : rest)
+        if (auto both = conjoin_with(c, f.conj)) (f.action == "BLOCK" ? a.blocked : a.permitted).push_back(std::move(*both));
+      rest = without(rest, f.conj);
+      if (rest.size() + a.blocked.size() + a.permitted.size() > kMaxCases) return std::nullopt;
+    }
+    (policy_blocks ? a.blocked : a.permitted).insert((policy_blocks ? a.blocked : a.permitted).end(), rest.begin(), rest.end());
+    return a;
   }
 
   // a AND b, or nothing when no packet matches both.
@@ -412,11 +441,12 @@ class Walker {
     }
     const std::string callout = "the rate-limit callout (lfp_inspect_callouts) at INBOUND_TRANSPORT";
     if (set) return note(ledger_, r, "recorded by " + callout + ", with line " + std::to_string(update_rule->line) + " (--set, then --update)");
-    for (Conj& c : here) limits.push_back({&r, via, std::move(c), "CALLOUT_TERMINATING", {}, flats.size()});
+    json config = {{"seconds", r.recent->seconds}, {"hitcount", std::max(1u, r.recent->hitcount)}, {"name", r.recent->name}};
+    if (r.recent->prefix >= 0) config["prefix"] = r.recent->prefix;
+    for (Conj& c : here) limits.push_back({&r, via, std::move(c), "CALLOUT_TERMINATING", {}, flats.size(), config});
     note(ledger_, r, "rate limit: a new TCP connection (a SYN) over " + std::to_string(std::max(1u, r.recent->hitcount)) + " in " +
                          std::to_string(r.recent->seconds) + " s from one source is blocked by " + callout +
-                         "; the others go on to the next rules. (lfp import --verify runs no callout: there its filter blocks "
-                         "what it matches, as an unregistered callout's does)");
+                         "; the others go on to the next rules (lfp import --verify runs the callout too, on the capture's clock)");
     if (const auto c = chains_.find(r.target); c != chains_.end())
       for (const Rule& x : c->second.rules)
         note(ledger_, x, x.target == "LOG" ? "LOG decides nothing: the rate-limit filter's drops are LFP's net events"
@@ -434,20 +464,68 @@ class Walker {
     if (!set->target.empty()) return "the --set rule has a target (-j " + set->target + ")";
     if (set->conds != update->conds || set->recent->name != update->recent->name || set->recent->prefix != update->recent->prefix)
       return "the --set and --update rules differ in their matches, --name or --mask";
-    if (hook_ != Hook::INPUT) return "the rate-limit callout counts incoming connections (INPUT) only";
-    const auto tcp = std::find_if(update->conds.begin(), update->conds.end(), [](const Cond& c) { return c.role == "IP_PROTOCOL"; });
-    if (tcp == update->conds.end() || tcp->negated || !(tcp->value == "tcp" || tcp->value == 6) ||
-        std::count_if(update->conds.begin(), update->conds.end(), [](const Cond& c) { return c.role == "IP_PROTOCOL"; }) != 1)
-      return "the rate-limit callout counts TCP connections (their SYN) only: a UDP flow's first datagram is conntrack's to know";
-    bool is_new = false;
-    for (const Cond& c : update->conds)
-      if (c.role == "ct_state") {
-        if (c.negated || c.value != "NEW") return "the rule counts packets other than a connection's first (--ctstate other than NEW)";
-        is_new = true;
-      }
-    if (!is_new) return "the rule counts every packet, not a connection's first (no --ctstate NEW): the rate-limit callout counts SYNs";
+    if (const std::string why = counted_problem(*update); !why.empty()) return why;
     if (!rejects(update->target)) return "its target (" + update->target + ") does not reject or drop what is over the limit";
     return "";
+  }
+
+  // Why the rate-limit callout cannot count the packets that reach rule `r` ("" if it can): it counts
+  // new TCP connections (a SYN without ACK) at INBOUND_TRANSPORT, so the rule must match those alone.
+  std::string counted_problem(const Rule& r) const {
+    if (hook_ != Hook::INPUT) return "the rate-limit callout counts incoming connections (INPUT) only";
+    const auto tcp = std::find_if(r.conds.begin(), r.conds.end(), [](const Cond& c) { return c.role == "IP_PROTOCOL"; });
+    if (tcp == r.conds.end() || tcp->negated || !(tcp->value == "tcp" || tcp->value == 6) ||
+        std::count_if(r.conds.begin(), r.conds.end(), [](const Cond& c) { return c.role == "IP_PROTOCOL"; }) != 1)
+      return "the rate-limit callout counts TCP connections (their SYN) only: a UDP flow's first datagram, or ICMP's, is "
+             "conntrack's to know";
+    bool is_new = r.syn;
+    for (const Cond& c : r.conds)
+      if (c.role == "ct_state") {
+        if (c.negated || !(c.value == "NEW" || c.value == "new"))  // (iptables' and nftables' spelling)
+          return "the rule counts packets other than a connection's first (--ctstate other than NEW)";
+        is_new = true;
+      }
+    if (!is_new)
+      return "the rule counts every packet that reaches it, not a connection's first (no --ctstate NEW or --syn): the "
+             "rate-limit callout counts SYNs";
+    return "";
+  }
+
+  // A packet rate (-m limit, -m hashlimit, nft's limit) on a rule that decides: a filter of the
+  // rate-limit callout at INBOUND_TRANSPORT, counting the new TCP connections that reach the rule.
+  // With a target that blocks, the callout blocks the side of the rate that matches and the walk goes
+  // on without the rule (what it blocks never gets past INBOUND_TRANSPORT). With ACCEPT, the walk
+  // takes the rule as an ACCEPT and the callout blocks, of the other side, what the later rules would
+  // (emit_limits: Walker::after_limit).
+  void rate_limit(const Rule& r, std::vector<Conj>& here, const std::vector<int>& via, std::vector<std::string> problems) {
+    const RateMatch& rm = *r.rate;
+    problems.insert(problems.end(), rm.problems.begin(), rm.problems.end());
+    const bool accept = r.target == "ACCEPT";
+    if (problems.empty() && !accept && !rejects(r.target))
+      problems.push_back("a rate on -j " + r.target + " has no LFP form (the rate-limit callout blocks or lets through; it does "
+                         "not jump or return)");
+    if (problems.empty()) {
+      if (const std::string why = counted_problem(r); !why.empty()) problems.push_back(why);
+    }
+    if (!problems.empty()) return leave_out(r, joined(problems));
+    json config = rm.config;
+    config["blocks"] = rm.over != accept ? "over" : "under";
+    const size_t at = flats.size();
+    if (accept)
+      for (const Conj& c : here) {
+        if (budget_ == 0) break;
+        --budget_;
+        flats.push_back({&r, via, c, "PERMIT", {}});
+      }
+    for (Conj& c : here) limits.push_back({&r, via, std::move(c), "CALLOUT_TERMINATING", {}, at, config});
+    const std::string rate = json_text(config["rate"]) + "/" + config.value("per", "") + " (burst " + json_text(config["burst"]) +
+                             (config.contains("key") ? ", per " + json_text(config["key"]) : std::string()) + ")";
+    const std::string callout = "the rate-limit callout (lfp_inspect_callouts) at INBOUND_TRANSPORT";
+    note(ledger_, r, accept ? "rate limit: new TCP connections (their SYN) " + std::string(rm.over ? "over " : "within ") + rate +
+                                  " are accepted by this rule's filters; the others are blocked by " + callout +
+                                  " where the later rules block them"
+                            : "rate limit: new TCP connections (their SYN) " + std::string(rm.over ? "over " : "within ") + rate +
+                                  " are blocked by " + callout + "; the others go on to the next rules");
   }
 
   // A target that drops or rejects: DROP, REJECT, or a user chain of LOG rules then an unconditional DROP or REJECT.
@@ -715,14 +793,13 @@ void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cna
       // rule's action when they match, CONTINUE (as if this filter had not matched) when not.
       json data = matches[i];
       data["action"] = f.action;
-      const std::string callout = layer.ends_with("_V6") ? kTransportMatchV6 : kTransportMatchV4;
+      const std::string callout = layer.ends_with("_V6") ? inspect::kTransportMatchCalloutV6 : inspect::kTransportMatchCalloutV4;
       add_callout(pol, callout, "transport match (lfp_inspect_callouts)", layer);
       const std::string context = context_key(pol, data, "transport match, line " + std::to_string(r.line) + " of " + o.source);
       filter(name, description, std::move(*conds[i]), {{"type", "CALLOUT_TERMINATING"}, {"callout", callout}}, weight--,
              {{"flags", json::array({"HAS_PROVIDER_CONTEXT"})}, {"provider_context", context}});
       note(ledger, r, "its protocol and ports (no fields of IPFORWARD) are matched by the transport-match callout "
-                      "(lfp_inspect_callouts) at IPFORWARD. (lfp import --verify runs no callout: there its filter blocks "
-                      "what the rest of it matches, as an unregistered callout's does)");
+                      "(lfp_inspect_callouts) at IPFORWARD (lfp import --verify runs it too)");
       add_need(res, kTransportMatchNeeds);
     }
     auto& names = account(ledger, r).filters;
@@ -740,10 +817,11 @@ void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cna
 // before the --update rule decides never reaches it, so each such rule that may match a limit's
 // TCP connections becomes a PERMIT filter above it there too: it passes the packet on to the ALE
 // layers, which decide it by that rule, uncounted.
-void emit_limits(Walker& w, const std::string& cname, int family, const Output& o, json& pol, ImportResult& res, Ledger& ledger) {
+void emit_limits(Walker& w, const std::string& cname, int family, bool policy_blocks, const Output& o, json& pol,
+                 ImportResult& res, Ledger& ledger) {
   if (w.limits.empty()) return;
   const std::string layer = family == 6 ? "INBOUND_TRANSPORT_V6" : "INBOUND_TRANSPORT_V4";
-  const std::string callout = family == 6 ? "4c460000-0000-4000-8000-00000000010a" : "4c460000-0000-4000-8000-000000000109";
+  const std::string callout = family == 6 ? inspect::kRateLimitCalloutV6 : inspect::kRateLimitCalloutV4;
   add_callout(pol, callout, "rate limit (lfp_inspect_callouts)", layer);
   std::map<std::string, int> made;              // filters made per name
   uint64_t weight = 2'000'000;                  // (above the ICMP walk's filters at this layer, which are ICMP's alone)
@@ -776,22 +854,55 @@ void emit_limits(Walker& w, const std::string& cname, int family, const Output& 
     }
     const Flat& f = w.limits[j++];
     const Rule& r = *f.rule;
-    std::vector<std::string> problems = f.problems;
-    auto conds = w.conditions(f.conj, problems);
-    if (!conds) {
-      note(ledger, r, "never matches here: its address types and addresses exclude each other");
-      continue;
+    // A limit's PERMIT ends the transport layer's walk: connections an earlier limit lets by are not
+    // counted by this one.
+    for (size_t k = 0; k + 1 < j; ++k)
+      if (w.limits[k].rule != &r && w.conjoin_with(w.limits[k].conj, f.conj)) {
+        const std::string why = "imported; the connections the rate limit of line " + std::to_string(w.limits[k].rule->line) +
+                                " lets through before it are neither counted nor blocked by it";
+        note(ledger, r, why);
+        res.unmapped.push_back({r.line, r.text, why});
+        break;
+      }
+    json data = f.limit;
+    // A packet rate's bucket is the rule's own unless it names a table (a hashlimit's, per family).
+    if (r.rate && !data.contains("name")) data["name"] = o.source + " " + o.place + " " + std::to_string(r.line);
+    else if (r.rate) data["name"] = data["name"].get<std::string>() + (family == 6 ? " (IPv6)" : " (IPv4)");
+    // An ACCEPT with a rate: what the rate does not accept goes on to the later rules, so the callout
+    // blocks it where they block it, and only counts it where they let it in (every connection that
+    // reaches the rule takes from its bucket).
+    std::vector<std::pair<Conj, json>> cases = {{f.conj, data}};
+    if (r.rate && r.target == "ACCEPT") {
+      const auto after = w.after_limit(f, policy_blocks);
+      if (!after) {
+        const std::string why = "what the rate does not accept goes on to the later rules, and which of them decides it has no "
+                                "bounded form here: the rule is imported as an ACCEPT of every connection";
+        note(ledger, r, why);
+        res.unmapped.push_back({r.line, r.text, why});
+        continue;
+      }
+      cases.clear();
+      for (const Conj& c : after->blocked) cases.push_back({c, data});
+      json counted = data;
+      counted["blocks"] = "none";
+      for (const Conj& c : after->permitted) cases.push_back({c, counted});
     }
-    if (!problems.empty()) {
-      note(ledger, r, joined(problems));
-      res.unmapped.push_back({r.line, r.text, joined(problems)});
-      continue;
+    for (const auto& [c, config] : cases) {
+      std::vector<std::string> problems = f.problems;
+      auto conds = w.conditions(c, problems);
+      if (!conds) {
+        note(ledger, r, "never matches here: its address types and addresses exclude each other");
+        continue;
+      }
+      if (!problems.empty()) {
+        note(ledger, r, joined(problems));
+        res.unmapped.push_back({r.line, r.text, joined(problems)});
+        continue;
+      }
+      const std::string key = context_key(pol, config, "rate limit, line " + std::to_string(r.line) + " of " + o.source);
+      filter(r, " limit", "", std::move(*conds), {{"type", "CALLOUT_TERMINATING"}, {"callout", callout}},
+             {{"flags", json::array({"HAS_PROVIDER_CONTEXT"})}, {"provider_context", key}});
     }
-    json data = {{"seconds", r.recent->seconds}, {"hitcount", std::max(1u, r.recent->hitcount)}, {"name", r.recent->name}};
-    if (r.recent->prefix >= 0) data["prefix"] = r.recent->prefix;
-    const std::string key = context_key(pol, data, "rate limit, line " + std::to_string(r.line) + " of " + o.source);
-    filter(r, " limit", "", std::move(*conds), {{"type", "CALLOUT_TERMINATING"}, {"callout", callout}},
-           {{"flags", json::array({"HAS_PROVIDER_CONTEXT"})}, {"provider_context", key}});
   }
   add_need(res, kRateLimitNeeds);
 }
@@ -805,7 +916,7 @@ void emit_chain(const std::map<std::string, Chain>& chains, const std::string& c
   Walker ale(chains, hook, family, false, ledger, res.unmapped);
   emit_walk(ale, {Conj{}}, cname, (hook == Hook::INPUT ? "ALE_AUTH_RECV_ACCEPT" : hook == Hook::OUTPUT ? "ALE_AUTH_CONNECT" : "IPFORWARD") + fam,
             policy, "", o, pol, res, ledger);
-  emit_limits(ale, cname, family, o, pol, res, ledger);
+  emit_limits(ale, cname, family, policy != "ACCEPT", o, pol, res, ledger);
   if (hook == Hook::FORWARD) return;  // (IPFORWARD has no protocol field)
   // ICMP requests at the transport layers, where their type is the local port.
   Walker icmp(chains, hook, family, true, ledger, res.unmapped);

@@ -47,6 +47,15 @@ struct Recent {
   std::vector<std::string> problems;  // its options with no form in the callout (--rdest, --reap, ...)
 };
 
+// A packet-rate match (`-m limit`, `-m hashlimit`, nft's `limit`): the rate-limit callout's
+// configuration for it ({"rate", "per", "burst"}, a hashlimit's "key", masks, "expire" and table
+// "name"), and which side of the rate matches. A rule with one becomes a filter of the callout.
+struct RateMatch {
+  json config;
+  bool over = false;                  // matches over the rate (--hashlimit-above, nft's `limit rate over`), else within it
+  std::vector<std::string> problems;  // its options with no form in the callout (a byte rate, ...)
+};
+
 struct Rule {
   int line = 0;
   std::string text, comment;
@@ -55,6 +64,8 @@ struct Rule {
   bool go = false;                    // goto: the chain's RETURN returns from the caller too
   std::vector<std::string> problems;  // why it cannot be expressed
   std::optional<Recent> recent;
+  std::optional<RateMatch> rate;
+  bool syn = false;  // --syn (tcp flags SYN without ACK, RST, FIN): only a connection's first packet
 };
 
 struct Chain {

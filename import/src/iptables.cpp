@@ -72,6 +72,70 @@ json port_value(const std::string& p, std::string* problem) {
   return json{{"low", std::stoi(lo)}, {"high", std::stoi(hi)}};
 }
 
+// A rate as xt_limit and xt_hashlimit write it ("3/min", "5/sec", "10": a second) into the rate-limit
+// callout's configuration; false for what it cannot count (a byte rate: "1mb/s").
+bool put_rate(const std::string& v, json& config) {
+  const size_t slash = v.find('/');
+  const std::string n = v.substr(0, slash), unit = slash == std::string::npos ? "sec" : v.substr(slash + 1);
+  if (n.empty() || n.size() > 9 || !is_number(n) || std::stoul(n) == 0) return false;
+  static const std::pair<const char*, const char*> kUnits[] = {
+      {"s", "second"}, {"sec", "second"}, {"second", "second"}, {"m", "minute"}, {"min", "minute"}, {"minute", "minute"},
+      {"h", "hour"},   {"hour", "hour"},  {"d", "day"},         {"day", "day"}};
+  for (auto [name, per] : kUnits)
+    if (unit == name) {
+      config["rate"] = std::stoul(n);
+      config["per"] = per;
+      return true;
+    }
+  return false;
+}
+
+// One option of a -m limit or -m hashlimit match (t[i]; its value consumed), into `rm`.
+void rate_option(RateMatch& rm, const std::string& o, bool neg, const std::vector<std::string>& t, size_t& i, int lineno) {
+  auto value = [&]() -> const std::string& {
+    if (++i >= t.size()) throw ImportError(lineno, "'" + o + "' needs a value");
+    return t[i];
+  };
+  auto number = [&](const std::string& v, unsigned long high) {
+    if (!is_number(v) || v.size() > 9 || std::stoul(v) > high) throw ImportError(lineno, o + " takes a number up to " + std::to_string(high) + ", got '" + v + "'");
+    return std::stoul(v);
+  };
+  if (neg) rm.problems.push_back("a negated " + o);
+  if (o == "--limit" || o == "--hashlimit-upto" || o == "--hashlimit-above" || o == "--hashlimit") {
+    const std::string& v = value();
+    if (!put_rate(v, rm.config)) rm.problems.push_back(o + " " + v + ": a rate the rate-limit callout does not count (it counts packets: N/sec, /min, /hour, /day)");
+    rm.over = o == "--hashlimit-above";
+  } else if (o == "--limit-burst" || o == "--hashlimit-burst") {
+    const unsigned long b = number(value(), 1'000'000);
+    if (b == 0) rm.problems.push_back(o + " 0");
+    else rm.config["burst"] = b;
+  } else if (o == "--hashlimit-mode") {
+    static const std::pair<const char*, const char*> kModes[] = {
+        {"srcip", "source"}, {"dstip", "destination"}, {"srcport", "source_port"}, {"dstport", "destination_port"}};
+    std::stringstream ss(value());
+    rm.config["key"] = json::array();
+    for (std::string m; std::getline(ss, m, ',');) {
+      const auto* k = std::find_if(std::begin(kModes), std::end(kModes), [&](const auto& x) { return m == x.first; });
+      if (k == std::end(kModes)) rm.problems.push_back("--hashlimit-mode " + m + " is not srcip, dstip, srcport or dstport");
+      else rm.config["key"].push_back(k->second);
+    }
+  } else if (o == "--hashlimit-srcmask" || o == "--hashlimit-dstmask") {
+    rm.config[o == "--hashlimit-srcmask" ? "source_prefix" : "destination_prefix"] = number(value(), 128);
+  } else if (o == "--hashlimit-name") {
+    rm.config["name"] = "hashlimit " + value();
+  } else if (o == "--hashlimit-htable-expire") {
+    rm.config["expire"] = number(value(), 1'000'000'000);
+  } else if (o == "--hashlimit-htable-max") {
+    const unsigned long m = number(value(), 1u << 24);
+    if (m > 0) rm.config["max_sources"] = m;
+  } else if (o == "--hashlimit-htable-size" || o == "--hashlimit-htable-gcinterval") {
+    value();  // the hash's buckets and its cleaning: no verdict depends on them (expiry is counted at lookup)
+  } else {
+    while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") ++i;
+    rm.problems.push_back(o + " has no form in the rate-limit callout");
+  }
+}
+
 // Parses the matches and target of one "-A CHAIN ..." line. Fields depend on the built-in chain the
 // rule ends up in, so addresses and ports are kept as roles ("src_addr") and named when flattened.
 Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string& text, bool& v6_seen, bool& v4_seen) {
@@ -83,7 +147,6 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
     return t[i];
   };
   std::string match;  // the last -m
-  std::string rate;   // a limit or hashlimit match with its options, as written
   for (size_t i = 2; i < t.size(); ++i) {
     bool neg = false;
     if (t[i] == "!") {
@@ -142,6 +205,7 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
       for (std::string s; std::getline(ss, s, ',');) add("ct_state", s);
     } else if (o == "--syn") {
       if (neg) add("ct_state", "NEW");  // a flow's first TCP packet, the one the ALE layers see, is a SYN
+      else r.syn = true;
     } else if ((o == "--dst-type" || o == "--src-type") && match == "addrtype") {
       const std::string types = need(++i);
       if (o == "--src-type") {
@@ -155,8 +219,11 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
     } else if (o == "-m" || o == "--match") {
       match = need(++i);
       static const std::set<std::string> known = {"tcp", "udp", "multiport", "iprange", "owner", "conntrack", "state", "comment", "addrtype"};
-      if (match == "limit" || match == "hashlimit") {
-        rate = "-m " + match;
+      if (match == "limit" || match == "hashlimit") {  // its options fill r.rate
+        if (r.rate) r.problems.push_back("two rate matches (-m limit, -m hashlimit) in one rule");
+        r.rate.emplace();
+        // The defaults: xt_limit's 3/hour with a burst of 5; xt_hashlimit's burst of 5 and 10 s expiry.
+        r.rate->config = match == "limit" ? json{{"rate", 3}, {"per", "hour"}, {"burst", 5}} : json{{"burst", 5}, {"expire", 10000}};
       } else if (match == "recent") {  // its options fill r.recent
         if (r.recent) r.problems.push_back("two -m recent matches in one rule");
         r.recent.emplace();
@@ -209,19 +276,18 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
         while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") ++i;  // (--rttl and --reap take none; --rdest none)
         rc.problems.push_back("recent " + o + " has no form in the rate-limit callout (it keys on the source and counts in a window)");
       }
+    } else if ((match == "limit" || match == "hashlimit") && o.rfind("--", 0) == 0) {
+      rate_option(*r.rate, o, neg, t, i, lineno);
     } else if (o.rfind("--", 0) == 0 || o.rfind("-", 0) == 0) {
       // An option of a match we do not map: skip its value(s) until the next option.
-      std::string values;
-      while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") values += " " + t[++i];
-      if (!rate.empty() && (match == "limit" || match == "hashlimit")) rate += (neg ? " ! " : " ") + o + values;
-      else r.problems.push_back("option " + o + " has no LFP field");
+      while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") ++i;
+      r.problems.push_back("option " + o + " has no LFP field");
     } else {
       throw ImportError(lineno, "unexpected '" + o + "'");
     }
   }
-  if (!rate.empty())
-    r.problems.push_back(rate + ": LFP has no packet-rate limit (the built-in one counts new connections per source, "
-                         "as -m recent does), so what this rule does only to some packets is not imported");
+  if (r.rate && r.rate->config.contains("expire") && !r.rate->config.contains("rate"))
+    r.rate->problems.push_back("-m hashlimit without --hashlimit-upto or --hashlimit-above");
   return r;
 }
 

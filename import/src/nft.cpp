@@ -138,6 +138,21 @@ void add_match(const json& m, const Ctx& cx, Rule& r, int& family_only) {
   }
 }
 
+// A `limit` statement ({"rate": 10, "per": "second", "burst": 5, "inv": true}) as the rule's rate:
+// one bucket for the rule, as nftables keeps it; a byte rate is the callout's to refuse.
+void add_limit(const json& l, Rule& r) {
+  if (r.rate) r.problems.push_back("two limit statements in one rule");
+  r.rate.emplace();
+  RateMatch& rm = *r.rate;
+  rm.over = l.value("inv", false);
+  const json rate = l.value("rate", json()), per = l.value("per", json()), burst = l.value("burst", json(5));
+  if (l.value("rate_unit", "packets") != "packets" || l.value("burst_unit", "packets") != "packets")
+    rm.problems.push_back("limit " + json_text(l) + ": a byte rate (the rate-limit callout counts packets)");
+  if (!rate.is_number_unsigned() || rate.get<uint64_t>() == 0 || !(per == "second" || per == "minute" || per == "hour" || per == "day"))
+    rm.problems.push_back("limit " + json_text(l) + ": not a rate of packets per second, minute, hour or day");
+  else rm.config = {{"rate", rate}, {"per", per}, {"burst", burst.is_number_unsigned() && burst.get<uint64_t>() > 0 ? burst : json(5)}};
+}
+
 // A verdict statement as a rule's target; false when it is not one.
 bool verdict(const std::string& kind, const json& v, const std::string& fam, const std::string& table, Rule& r) {
   if (kind == "accept" || kind == "drop" || kind == "reject" || kind == "return") {
@@ -221,7 +236,7 @@ ImportResult import_doc(const json& doc, const ImportOptions& opts) {
         else if (verdict(ek, ev, fam, table, r)) continue;
         else if (ek == "counter" || ek == "comment") continue;
         else if (ek == "log") r.target = r.target.empty() ? "LOG" : r.target;
-        else if (ek == "limit") r.problems.push_back("limit " + json_text(ev) + ": a packet rate has no LFP form (the rate-limit callout counts new connections a source), so what this rule does only to some packets is not imported");
+        else if (ek == "limit") add_limit(ev, r);
         else if (ek == "vmap" && ev.is_object()) {
           std::string why;
           for (const json& el : elements(ev.value("data", json()), cx, why)) {

@@ -24,6 +24,12 @@ uint32_t be32(const char* p) {
 }
 }  // namespace
 
+bool FrameReader::ready() const {
+  if (!error_.empty() || buf_.size() - pos_ < 4) return false;
+  const uint32_t n = be32(buf_.data() + pos_);
+  return n == 0 || n > max_ || buf_.size() - pos_ - 4 >= n;  // (a bad length: next() says so)
+}
+
 std::optional<std::string> FrameReader::next() {
   if (!error_.empty() || buf_.size() - pos_ < 4) return std::nullopt;
   const uint32_t n = be32(buf_.data() + pos_);
@@ -46,7 +52,10 @@ bool write_frame(int fd, std::string_view payload, std::string& err) {
     err = "message size " + std::to_string(payload.size()) + " outside 1.." + std::to_string(kMaxFrame);
     return false;
   }
-  std::string data = encode(payload);
+  return write_all(fd, encode(payload), err);
+}
+
+bool write_all(int fd, std::string_view data, std::string& err) {
   size_t off = 0;
   while (off < data.size()) {
     ssize_t w = ::write(fd, data.data() + off, data.size() - off);

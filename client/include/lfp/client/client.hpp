@@ -10,6 +10,8 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lfp/protocol/wire.hpp"
+
 namespace lfp::client {
 
 inline constexpr const char* kDefaultSocket = "/run/lfp/lfpd.sock";
@@ -84,9 +86,13 @@ class Client {
   int fd() const { return fd_; }
 
  private:
+  std::optional<nlohmann::json> buffered_message();
   nlohmann::json read_message();
+  void read_some();  // what the socket has (blocking until something) into in_
+  std::optional<nlohmann::json> reply_to(uint64_t id, nlohmann::json msg);
   nlohmann::json exchange(uint64_t id, const std::string& request);
   int fd_ = -1;
+  wire::FrameReader in_;  // replies and events read, not yet taken
   uint64_t next_id_ = 1;
   bool in_txn_ = false;
   nlohmann::json session_;

@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <functional>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -42,6 +43,8 @@ struct AppKey {
 };
 using AppResolver = std::function<AppKey(const std::string& path)>;
 
+struct PolicyPlaces;  // where each compiled filter is, for update() (compile.cpp)
+
 struct KernelPolicy {
   std::vector<lfp_entry> bank;  // LFP_KL_COUNT layer headers, then the conditions
   std::vector<lfp_user_key> user_sets;
@@ -54,6 +57,9 @@ struct KernelPolicy {
   size_t userspace_filters = 0;  // of which the kernel hands to user space
   std::array<uint32_t, LFP_KL_COUNT> layer_filters{};    // filters compiled, per kernel layer
   std::array<uint32_t, LFP_KL_COUNT> layer_userspace{};  // of which need user space
+  // What update() needs; null when the policy can only be compiled whole (compiled with only_flags,
+  // or holding user sets, whose ids differ between the two banks).
+  std::shared_ptr<PolicyPlaces> places;
 };
 
 // The bank's size is the policy's (KernelPath checks it against the map's capacity).
@@ -61,6 +67,23 @@ struct KernelPolicy {
 // only_flags: compile only the filters with all these flags (lfpd --boot: BOOTTIME).
 KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base,
                      uint32_t only_flags = 0);
+
+// An incremental update (docs/kernel-index.md): a transaction's filter changes applied to the policy
+// compiled before it, in place. Each added filter gets an order key between its neighbours', its
+// conditions and guard past the bank's end, and a copy of its list with it in place (its key's bucket,
+// or the residual list); a deleted filter's guard becomes one that never holds. `written`: the bank
+// entries that changed or are new, to copy into both banks. Not applied (`why_whole`) when the change
+// needs the whole compile: something besides filters changed, a layer or sublayer gets its first
+// filter, a filter needs user space or a user set, no order key is left between the neighbours, the
+// residual list doubled, or the bank would outgrow `capacity`; `policy` is then half changed and must be
+// compiled anew.
+struct UpdateResult {
+  bool applied = false;
+  std::vector<uint32_t> written;  // sorted
+  std::string why_whole;
+};
+UpdateResult update(KernelPolicy& policy, const FilterEngine& engine, const FilterChanges& changes,
+                    const AppResolver& apps, size_t capacity);
 
 // The filters a decision at layer kl with values v visits in the kernel: the residual list and the
 // lists its probes find (docs/kernel-index.md), or the whole layer when it has no index. For the

@@ -50,7 +50,18 @@ class KernelPath {
 
   // Compiles the engine's filters and swaps them in; nothing changes when it throws
   // (std::length_error: the policy needs more entries than a bank holds; std::runtime_error: a map).
-  const KernelPolicy& install(const FilterEngine& engine, uint32_t only_flags = 0);  // (compile's only_flags)
+  // With `changes` (what a transaction changed since the last install), an update in place when it
+  // can be one (compile.hpp's update()): its entries into the idle bank, the flip, then the same into
+  // the other, so both banks stay alike and the next update can follow.
+  const KernelPolicy& install(const FilterEngine& engine, uint32_t only_flags = 0,  // (compile's only_flags)
+                              const FilterChanges* changes = nullptr);
+  // How the last install went: in place (the bank entries it wrote), or compiled whole and why.
+  struct InstallReport {
+    bool in_place = false;
+    size_t entries_written = 0;
+    std::string why_whole;  // (with changes given, why they were not applied in place)
+  };
+  const InstallReport& last_install() const { return last_install_; }
   const KernelPolicy& installed() const { return policy_; }
 
   // The kernel's own evaluator (lfp_eval, run through BPF_PROG_TEST_RUN) on chosen values.
@@ -108,6 +119,8 @@ class KernelPath {
  private:
   uint64_t counter(uint32_t i) const;
   void resize_bank(unsigned bank, size_t entries);
+  bool install_in_place(const FilterEngine& engine, const FilterChanges& changes);
+  void flip(unsigned bank);
   void attach_and_pin();
   void pin_link(int link_fd, const std::string& path);
   void link_nf_hook(size_t i, bool on);
@@ -127,6 +140,8 @@ class KernelPath {
   std::function<void(const lfp_event&)> sink_;
   std::function<void(const lfp_dropped&)> dropped_sink_;
   KernelPolicy policy_;
+  InstallReport last_install_;
+  bool banks_alike_ = false;  // both banks hold policy_ (an update in place may follow)
   uint64_t gen_ = 0;
   uint32_t set_base_ = 1;
   struct Bank {

@@ -51,6 +51,18 @@ struct FilterTemplate {
   bool include_disabled = true;
 };
 
+// What a write transaction changed, for an enforcer that applies it in place rather than anew
+// (the kernel's incremental update, docs/kernel-index.md): filters by run-time id, in the order
+// they were added and deleted. `other`: something else changed too (a provider, sublayer, callout
+// or context, a callout driver): the enforcer must take the whole policy.
+struct FilterChanges {
+  std::vector<uint64_t> added, deleted;
+  bool other = false;
+};
+// Past this many changes a transaction is enforced whole (a bulk load): applying it in place would
+// cost more than compiling it.
+constexpr size_t kInPlaceChangesMax = 4096;
+
 class FilterEngine {
  public:
   FilterEngine();

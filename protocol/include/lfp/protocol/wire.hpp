@@ -24,6 +24,8 @@ class FrameReader {
   // Set when the stream is corrupt (zero or oversized length): the connection must be dropped.
   const std::string& error() const { return error_; }
   size_t buffered() const { return buf_.size() - pos_; }
+  // A complete frame waits (next() returns it).
+  bool ready() const;
 
  private:
   std::string buf_;
@@ -34,6 +36,7 @@ class FrameReader {
 
 // Blocking helpers for clients. Return false on EOF or error (errno set; `err` says which).
 bool write_frame(int fd, std::string_view payload, std::string& err);
+bool write_all(int fd, std::string_view data, std::string& err);  // bytes as they are
 bool read_frame(int fd, std::string& payload, std::string& err, size_t max_frame = kMaxFrame);
 
 }  // namespace lfp::wire

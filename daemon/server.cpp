@@ -145,8 +145,10 @@ struct Server::Undo {
   json body;
   Owner owner;
   std::string_view text;  // a persistent added object's request text (in the transaction's texts), if any
-  // A deleted object as the engine held it, run-time ids included, to be restored exactly.
-  std::variant<std::monostate, Provider, Sublayer, Callout, ProviderContext, Filter> object;
+  // A deleted object as the engine held it, run-time ids included, to be restored exactly (behind a
+  // pointer: a transaction of a million adds keeps a million of these records).
+  using Deleted = std::variant<Provider, Sublayer, Callout, ProviderContext, Filter>;
+  std::unique_ptr<Deleted> object;
   // An added object as it was added, so that a commit of a million adds need not look each one up:
   bool persistent = false;  // PERSISTENT or BOOTTIME
   LayerId layer{};          // a filter's layer
@@ -564,7 +566,7 @@ void Server::undo_to(WriteTxn& t, size_t mark) {
             else if constexpr (std::is_same_v<T, ProviderContext>) p.provider_contexts.push_back(std::move(o));
             else if constexpr (std::is_same_v<T, Filter>) p.filters.push_back(std::move(o));
           },
-          u.object);
+          *u.object);
       engine_add(u.kind, p);
       owners_[u.kind][u.key] = u.owner;
     }
@@ -647,7 +649,7 @@ void Server::commit_write(Session& s) {
   for (const Undo& u : filter_changes.other ? std::span<const Undo>{} : std::span<const Undo>{t.undo}) {
     if (u.kind != ObjKind::FILTER) filter_changes.other = true;
     else if (u.added) filter_changes.added.push_back(engine_.filter(u.key) ? engine_.filter(u.key)->id : 0);
-    else if (auto* f = std::get_if<Filter>(&u.object)) filter_changes.deleted.push_back(f->id);
+    else if (auto* f = u.object ? std::get_if<Filter>(u.object.get()) : nullptr) filter_changes.deleted.push_back(f->id);
     else filter_changes.other = true;
   }
   if (auto why = enforce(&filter_changes)) refuse("the kernel cannot enforce this policy: " + *why);
@@ -956,11 +958,13 @@ void Server::op_delete(Session& s, ObjKind kind, const Guid& key, bool force) {
   Undo u{false, kind, key, has_subscribers(kind) ? object_json(kind, key) : json(), Owner{}, {}, {}};
   if (auto it = owners_[kind].find(key); it != owners_[kind].end()) u.owner = it->second;
   switch (kind) {
-    case ObjKind::PROVIDER: if (auto* o = engine_.provider(key)) u.object = *o; break;
-    case ObjKind::SUBLAYER: if (auto* o = engine_.sublayer(key)) u.object = *o; break;
-    case ObjKind::CALLOUT: if (auto* o = engine_.callout(key)) u.object = *o; break;
-    case ObjKind::PROVIDER_CONTEXT: if (auto* o = engine_.provider_context(key)) u.object = *o; break;
-    case ObjKind::FILTER: if (auto* o = engine_.filter(key)) u.object = *o; break;
+    case ObjKind::PROVIDER: if (auto* o = engine_.provider(key)) u.object = std::make_unique<Undo::Deleted>(*o); break;
+    case ObjKind::SUBLAYER: if (auto* o = engine_.sublayer(key)) u.object = std::make_unique<Undo::Deleted>(*o); break;
+    case ObjKind::CALLOUT: if (auto* o = engine_.callout(key)) u.object = std::make_unique<Undo::Deleted>(*o); break;
+    case ObjKind::PROVIDER_CONTEXT:
+      if (auto* o = engine_.provider_context(key)) u.object = std::make_unique<Undo::Deleted>(*o);
+      break;
+    case ObjKind::FILTER: if (auto* o = engine_.filter(key)) u.object = std::make_unique<Undo::Deleted>(*o); break;
   }
   auto& undo = txn_->undo;
   if (undo.size() == undo.capacity()) undo.reserve(std::max<size_t>(64, 2 * undo.capacity()));

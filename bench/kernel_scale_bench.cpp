@@ -20,7 +20,7 @@
 // ratio to the mean of the none windows beside it:
 //   connect   p50 and p99 of connect() from a process in the sandbox cgroup in A to a listener in B
 //   packets   UDP packets/s from A (raw socket, --flows source ports) delivered at B (Ip InDelivers)
-//   enforce   time from the start of the apply (a client transaction; nft -f) until a connect to a
+//   enforce   time from the start of the apply (lfp apply FILE; nft -f FILE) until a connect to a
 //             blocked address is refused; and for one more filter added afterwards (client; nft add)
 //   memory    kernel memory charged to the loader (lfpd, nft) in a memory cgroup of its own (kmem),
 //             and for LFP the memlock of lfpd's BPF maps (fdinfo)
@@ -99,6 +99,12 @@ sockaddr_in addr_of(const std::string& ip, int port) {
   a.sin_port = htons(static_cast<uint16_t>(port));
   if (inet_pton(AF_INET, ip.c_str(), &a.sin_addr) != 1) throw std::runtime_error("bad IPv4 address " + ip);
   return a;
+}
+
+// This build's `lfp` (beside its lfpd: whichever lfpd --lfpd names, the policy goes through this one).
+std::string lfp_cli() {
+  const std::string d = LFPD_PATH;
+  return d.substr(0, d.rfind("/daemon/")) + "/cli/lfp";
 }
 
 std::string dotted(uint32_t host_order) {
@@ -727,18 +733,19 @@ class Bench {
     double ack = 0;
     int64_t t0 = 0;
     if (c.config == "lfp") {
+      // `lfp apply FILE`, as a user applies a policy (and as nft -f reads its file below): the
+      // file's parse counts, its writing does not.
       const char* layer = connect ? "ALE_AUTH_CONNECT_V4" : "INBOUND_TRANSPORT_V4";
       const std::string peer = connect ? sb.ip4(Side::B) : sb.ip4(Side::A);
-      lfp::client::Client client(c.lfpd->socket(), {.name = "lfp-kernel-scale-bench"});
       json filters = blocklist(layer, n);
       filters.push_back(permit_peer(layer, peer));
-      const json policy = {{"filters", std::move(filters)}};
-      t0 = now_ns();  // (the client's serialization counts, as `lfp apply FILE`'s would)
-      try {
-        client.apply(policy);  // (in pieces, one transaction: enforced together or not at all)
-      } catch (const std::exception& e) {
+      const std::string file = sb.write_file("policy.json", json{{"filters", std::move(filters)}}.dump());
+      t0 = now_ns();
+      auto r = sb.run_argv({lfp_cli(), "--socket", c.lfpd->socket(), "apply", file},
+                           {.side = connect ? Side::A : Side::B, .timeout = std::chrono::seconds(900)});
+      if (!r.ok()) {
         if (watch) watch->kill(SIGKILL);
-        throw std::runtime_error(std::string("the transaction failed: ") + e.what());
+        throw std::runtime_error("lfp apply failed: " + r.err.substr(0, 300));
       }
       ack = static_cast<double>(now_ns() - t0) / 1e9;
     } else {

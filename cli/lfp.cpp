@@ -1,6 +1,7 @@
 // lfp: the command line. Offline verbs work on a policy file; daemon verbs come with lfpd.
 #include <CLI/CLI.hpp>
 
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <iostream>
@@ -10,7 +11,9 @@
 
 #include "lfp/client/client.hpp"
 #include "lfp/engine/error.hpp"
+#include "lfp/policy/json_doc.hpp"
 #include "lfp/policy/policy.hpp"
+#include "lfp/protocol/request.hpp"
 #include "lfp/import/iptables.hpp"
 #include "lfp/import/nft.hpp"
 #include "lfp/import/opensnitch.hpp"
@@ -39,6 +42,14 @@ std::string read_file(const std::string& path) {
   std::ostringstream ss;
   ss << in.rdbuf();
   return ss.str();
+}
+
+// JSON that lfp sends lfpd (an object, a policy), by the wire's rule: a repeated member is an error
+// naming its path, as lfp validate and lfpd say, never "the last wins". Throws std::invalid_argument.
+json request_json(const std::string& text) {
+  const auto doc = policy::JsonDoc::parse(text);  // (JsonParseError is an std::runtime_error)
+  if (auto dup = protocol::duplicate_member(doc->root())) throw std::invalid_argument(*dup);
+  return doc->root().to_json();
 }
 
 // Loads and applies a policy file into a fresh engine; errors name the file and JSON path.
@@ -223,6 +234,10 @@ void print_status(const json& st) {
     std::cout << '\n';
   }
   const json& ne = st["netevents"];
+  if (ne.contains("unavailable")) {  // (lfpd enforces without it: the degraded part "netevents")
+    std::cout << "net event log: UNAVAILABLE: " << str(ne["unavailable"]) << '\n';
+    return;
+  }
   std::cout << "net event log: " << ne["events"] << " events, complete since " << str(ne["complete_since"]) << ", "
             << ne["gaps"].size() << " gaps";
   if (!ne["gaps"].empty()) std::cout << " (the latest: " << str(ne["gaps"].back()["reason"]) << ')';
@@ -241,6 +256,9 @@ int main(int argc, char** argv) {
   bool as_json = false;
   app.add_option("--socket", socket, "lfpd's socket (also $LFP_SOCKET)")->capture_default_str();
   app.add_flag("--json", as_json, "JSON output");
+  double timeout_s = 120;  // (a million-filter apply commits in seconds; a stuck lfpd must not hang lfp)
+  app.add_option("--timeout", timeout_s, "Seconds to wait for lfpd to connect or answer, each time (0: no limit)")
+      ->check(CLI::Range(0.0, 86400.0))->capture_default_str();
 
   // lfp classify
   auto* classify = app.add_subcommand("classify", "Decide one request (or a file of them) against a policy or lfpd");
@@ -508,7 +526,7 @@ int main(int argc, char** argv) {
       if (imp_apply && imp_rc != kOk) {
         std::cerr << "lfp import: not applied: the imported policy decides some packets differently\n";
       } else if (imp_apply) {
-        client::Client c(socket, client::SessionOptions{.name = "lfp import"});
+        client::Client c(socket, client::SessionOptions{.name = "lfp import", .reply_timeout_ms = static_cast<uint32_t>(timeout_s * 1000)});
         report["applied"] = c.apply(r.policy);
         print_warnings(report["applied"]);
       }
@@ -547,6 +565,7 @@ int main(int argc, char** argv) {
     client::SessionOptions opts;
     opts.name = std::string("lfp ") + app.get_subcommands().front()->get_name();
     opts.dynamic = add_dynamic;
+    opts.reply_timeout_ms = static_cast<uint32_t>(timeout_s * 1000);
     client::Client c(socket, opts);
 
     if (*classify) {
@@ -634,8 +653,8 @@ int main(int argc, char** argv) {
       std::string text = add_object.rfind('@', 0) == 0 ? read_file(add_object.substr(1)) : add_object;
       json obj;
       try {
-        obj = json::parse(text);
-      } catch (const json::exception& e) {
+        obj = request_json(text);
+      } catch (const std::exception& e) {
         std::cerr << "lfp add: the object is not valid JSON: " << e.what() << '\n';
         return kBadInput;
       }
@@ -657,18 +676,22 @@ int main(int argc, char** argv) {
       return kOk;
     }
     if (*apply) {
-      json pol;
+      // The file's objects go to lfpd as the file has them (no nlohmann copy: a million filters).
+      std::unique_ptr<policy::JsonDoc> doc;
       try {
-        pol = json::parse(read_file(apply_path));
-      } catch (const json::exception& e) {
+        doc = policy::JsonDoc::parse(read_file(apply_path));
+        if (auto dup = protocol::duplicate_member(doc->root())) throw std::invalid_argument(*dup);
+      } catch (const std::exception& e) {
         std::cerr << "lfp apply: " << apply_path << ": not valid JSON: " << e.what() << '\n';
         return kBadInput;
       }
-      json r = c.apply(pol);
+      json r = c.apply(doc->root());
       print_warnings(r);
       if (as_json) std::cout << r.dump() << '\n';
       else std::cout << "applied " << apply_path << ": " << r["added"].size() << " objects" << '\n';
       std::cout.flush();
+      // Done: freeing a million objects one by one would take seconds the exit does at once.
+      if (!add_dynamic) std::_Exit(kOk);
       if (add_dynamic) {
         // Hold the dynamic session: the policy lives until this command is interrupted.
         std::signal(SIGINT, on_signal);

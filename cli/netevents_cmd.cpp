@@ -100,6 +100,8 @@ void print_event(const json& e) {
   if (e.value("hard", false)) std::cout << "  hard";
   if (e.value("veto", false)) std::cout << "  veto";
   if (e.contains("reason")) std::cout << "  (" << e["reason"].get<std::string>() << ")";
+  if (e.contains("log_prefix")) std::cout << "  log " << e["log_prefix"].dump();  // (quoted: ufw's end in a space)
+  if (e.value("log_suppressed", 0) > 0) std::cout << " (" << e["log_suppressed"] << " before it over the rate, not written)";
   std::cout << '\n';
 }
 

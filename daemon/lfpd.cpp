@@ -25,11 +25,27 @@
 #include "lfp/datapath/userpath.hpp"
 #include "lfp/engine/error.hpp"
 #include "lfp/netevents/event.hpp"
+#include "lfp/protocol/log_limit.hpp"
+#include "lfp/protocol/request.hpp"
+#include "lfp/store/files.hpp"
 #include "lfp/sys/mounts.hpp"
 #include "netevents_service.hpp"
 #include "server.hpp"
 
 namespace {
+
+// A net event's log line (from `source`: "" for the kernel's ring). Any local process can cause one
+// (a blocked connect), so they are rate-limited, and what they quote (an app's path) is escaped.
+void log_net_event(const nlohmann::json& ev, std::string_view source) {
+  static lfp::protocol::LineLimit limit(50);
+  if (!spdlog::should_log(spdlog::level::info)) return;
+  uint64_t suppressed;
+  const bool admitted = limit.admit(suppressed);
+  if (suppressed)
+    spdlog::info("net events: {} lines suppressed (at most {} a second; lfp show netevents has them all)", suppressed,
+                 limit.per_second());
+  if (admitted) spdlog::info("net event{}: {}", source, lfp::protocol::log_safe(lfp::datapath::summary(ev), 1024));
+}
 
 // The kernel's layers (ALE and packet), kept in step with the engine's committed policy: lfpd's
 // enforcer, so a policy the kernel cannot take is refused, not committed.
@@ -72,7 +88,7 @@ struct DataPath {
       else
         j = lfp::datapath::describe(ev, *engine, kernel.installed());
       if (!j) return;
-      spdlog::info("net event: {}", lfp::datapath::summary(*j));
+      log_net_event(*j, "");
       events.ingest(*j);
     });
     // Events the hooks could not put in a full ring: a gap in the log, with their number.
@@ -159,7 +175,7 @@ std::string config_read(const CLI::Option& config) {
 
 int main(int argc, char** argv) {
   lfp::daemon::Config cfg;
-  std::string level = "info", read_access = "all", fail = "open";
+  std::string level = "info", read_access = "all", netevents_access = "own", fail = "open";
   lfp::datapath::KernelOptions kopts;
   kopts.pin_dir = "/sys/fs/bpf/lfp";
   kopts.packet_layers = true;  // with the cgroup2 root: lfpd governs the machine unless told less
@@ -181,7 +197,24 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--read-access", read_access, "Who may read policy: all | writers")
       ->check(CLI::IsMember({"all", "writers"}))->capture_default_str();
-  app.add_option("--txn-wait-ms", cfg.default_txn_wait_ms, "Default transaction wait timeout")->capture_default_str();
+  app.add_option("--netevents-access", netevents_access,
+                 "Whose net events a reader or writer sees: own (those of its uid; admins see all) | all")
+      ->check(CLI::IsMember({"own", "all"}))->capture_default_str();
+  app.add_option("--txn-wait-ms", cfg.default_txn_wait_ms, "Default transaction wait timeout")
+      ->check(CLI::Range(1, 3'600'000))->capture_default_str();
+  app.add_option("--txn-idle-timeout-ms", cfg.txn_idle_ms,
+                 "A write transaction with no request for this long is aborted (0: never)")
+      ->check(CLI::Range(0, 3'600'000))->capture_default_str();
+  // What one user who is not an admin may take (docs/lfpd.md, "Limits").
+  app.add_option("--max-sessions-per-uid", cfg.max_sessions_per_uid, "Sessions one non-admin uid may have open")
+      ->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--max-sessions", cfg.max_sessions, "Sessions of non-admin users in all")
+      ->check(CLI::Range(1, 100000))->capture_default_str();
+  app.add_option("--frame-timeout-ms", cfg.frame_timeout_ms, "A non-admin's request must arrive whole within this")
+      ->check(CLI::Range(100, 3'600'000))->capture_default_str();
+  app.add_option("--idle-timeout-ms", cfg.idle_timeout_ms,
+                 "A non-admin session with no transaction or subscription is closed after this long idle")
+      ->check(CLI::Range(100, 86'400'000))->capture_default_str();
   app.add_option("--log-level", level, "trace | debug | info | warn | error")
       ->check(CLI::IsMember({"trace", "debug", "info", "warn", "error"}))->capture_default_str();
   app.add_option("--cgroup", cgroup,
@@ -291,6 +324,8 @@ int main(int argc, char** argv) {
   retention.max_age_ns = static_cast<int64_t>(max_age_days * 86400e9);
   cfg.readers_all = read_access == "all";
 
+  // What lfpd creates (its databases, the state dir) is its own: 0600 and 0700 (docs/security.md).
+  ::umask(077);
   auto logger = spdlog::stderr_color_mt("lfpd");
   spdlog::set_default_logger(logger);
   spdlog::set_level(spdlog::level::from_str(level));
@@ -330,7 +365,7 @@ int main(int argc, char** argv) {
       return 0;
     }
     lfp::daemon::Server server(cfg);
-    std::filesystem::create_directories(cfg.state_dir);
+    lfp::store::ensure_private_dir(cfg.state_dir, 0700);  // (refused when another user could write it)
     // Callout plugins register before the store loads, so that the data path knows them at once.
     std::vector<std::unique_ptr<lfp::callouts::CalloutHost>> hosts;
     std::unique_ptr<lfp::datapath::PendingDecisions> pending;  // (with --queue)
@@ -363,7 +398,7 @@ int main(int argc, char** argv) {
           server.notify_policy_changed();
         }
     };
-    lfp::daemon::NetEventService events(server, cfg.state_dir + "/netevents.db", retention);
+    lfp::daemon::NetEventService events(server, cfg.state_dir + "/netevents.db", retention, netevents_access == "all");
     std::unique_ptr<DataPath> dp;
     std::unique_ptr<lfp::datapath::UserPath> userpath;
     if (queue >= 0 && kopts.cgroup.empty()) throw std::runtime_error("--queue needs a cgroup (the hooks that fill it), not --cgroup none");
@@ -401,10 +436,10 @@ int main(int argc, char** argv) {
         });
       }
       server.set_enforcer([&](const lfp::FilterEngine& e, const lfp::FilterChanges* c) { dp->install(e, c); });
-      if (kopts.log_allows && !events.log().settings().has("CLASSIFY_ALLOW")) {
-        auto s = events.log().settings();
+      if (kopts.log_allows && !events.settings().has("CLASSIFY_ALLOW")) {
+        auto s = events.settings();
         s.keywords.push_back("CLASSIFY_ALLOW");
-        events.log().set_settings(s);
+        events.set_settings(s);
       }
       events.on_settings([&](const lfp::netevents::Settings& s) { dp->kernel.set_log_allows(s.has("CLASSIFY_ALLOW")); });
       if (queue >= 0) {
@@ -413,7 +448,7 @@ int main(int argc, char** argv) {
         pending = std::make_unique<lfp::datapath::PendingDecisions>(
             *userpath, server.engine(), dp->kernel, int64_t{pend_timeout_ms} * 1'000'000, pend_default == "permit");
         pending->on_event = [&](const nlohmann::json& ev) {
-          spdlog::info("net event (user space): {}", lfp::datapath::summary(ev));
+          log_net_event(ev, " (user space)");
           events.ingest(ev);
         };
         // lfp prompt: the pending connects (a user sees their own, an admin all), and their answers.
@@ -471,7 +506,7 @@ int main(int argc, char** argv) {
       inspector = std::make_unique<lfp::datapath::DataInspector>(server.engine(), static_cast<uint16_t>(inspect_queue),
                                                                  fail == "open");
       inspector->on_event = [&](nlohmann::json ev) {
-        spdlog::info("net event (data layer): {}", lfp::datapath::summary(ev));
+        log_net_event(ev, " (data layer)");
         events.ingest(ev);
       };
       server.on_policy_change([&](const lfp::FilterEngine&) {
@@ -509,7 +544,7 @@ int main(int argc, char** argv) {
       packet_path->set_log_allows(kopts.log_allows);
       events.on_settings([&](const lfp::netevents::Settings& s) { packet_path->set_log_allows(s.has("CLASSIFY_ALLOW")); });
       packet_path->on_event = [&](nlohmann::json ev) {
-        spdlog::info("net event (packet queue): {}", lfp::datapath::summary(ev));
+        log_net_event(ev, " (packet queue)");
         events.ingest(ev);
       };
       server.on_policy_change([&](const lfp::FilterEngine&) {  // (after the kernel's install, above)

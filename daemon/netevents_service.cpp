@@ -5,6 +5,8 @@
 #include "lfp/diagnostics/diagnose.hpp"
 #include "lfp/diagnostics/foreign.hpp"
 #include "lfp/engine/error.hpp"
+#include "lfp/protocol/request.hpp"
+#include "lfp/store/files.hpp"
 
 namespace lfp::daemon {
 
@@ -14,11 +16,10 @@ using namespace lfp::netevents;
 namespace {
 constexpr size_t kDefaultPage = 1000, kMaxPage = 10000, kMaxIngest = 100000;
 
-size_t size_arg(const json& req, const char* name, size_t dflt, size_t max) {
-  if (!req.contains(name) || req[name].is_null()) return dflt;
-  if (!req[name].is_number_unsigned() || req[name].get<uint64_t>() > max)
-    throw Error(ErrorCode::INVALID_PARAMETER, std::string("'") + name + "' must be an integer 0.." + std::to_string(max));
-  return req[name].get<size_t>();
+// Whether the settings keep an event of r's type (allows only with their keyword).
+bool collected(const Settings& s, const Record& r) {
+  return s.collect && (r.type != EventType::CLASSIFY_ALLOW || s.has("CLASSIFY_ALLOW")) &&
+         (r.type != EventType::CAPABILITY_ALLOW || s.has("CAPABILITY_ALLOW"));
 }
 
 // EventError -> INVALID_PARAMETER with the message (it names the member).
@@ -32,15 +33,23 @@ auto checked(F&& f) {
 }
 }  // namespace
 
-NetEventService::NetEventService(Server& server, const std::string& path, Retention retention) : server_(server) {
-  log_ = std::make_unique<EventLog>(path, retention);
-  const Coverage c = log_->coverage();
-  spdlog::info("net event log {}: {} events, complete since {}, {} gaps", path, log_->size(),
-               format_time(c.complete_since), c.gaps.size());
+NetEventService::NetEventService(Server& server, const std::string& path, Retention retention, bool others_visible)
+    : server_(server), others_visible_(others_visible) {
+  try {
+    store::check_own_database(path);
+    log_ = std::make_unique<EventLog>(path, retention);
+    const Coverage c = log_->coverage();
+    spdlog::info("net event log {}: {} events, complete since {}, {} gaps", path, log_->size(),
+                 format_time(c.complete_since), c.gaps.size());
+  } catch (const std::exception& e) {
+    // The log is optional; enforcement is not: lfpd goes on without it.
+    unavailable_ = e.what();
+    server.set_degraded("netevents", "the net event log is unavailable, events are not kept: " + unavailable_);
+  }
 
-  server.add_op("netevents_enum", Role::READER, [this](const OpContext&, const json& req) { return op_enum(req); });
+  server.add_op("netevents_enum", Role::READER, [this](const OpContext& ctx, const json& req) { return op_enum(ctx, req); });
   server.add_op("netevents_subscribe", Role::READER, [this](const OpContext& ctx, const json& req) {
-    subscribers_[ctx.session] = checked([&] { return parse_template(req.value("template", json())); });
+    subscribers_[ctx.session] = template_for(ctx, req);
     return json::object();
   });
   server.add_op("netevents_unsubscribe", Role::READER, [this](const OpContext& ctx, const json&) {
@@ -51,18 +60,32 @@ NetEventService::NetEventService(Server& server, const std::string& path, Retent
                 [this](const OpContext& ctx, const json& req) { return op_settings(ctx, req); });
   server.add_op("netevents_coverage", Role::READER, [this](const OpContext&, const json&) { return coverage_json(); });
   server.add_op("netevents_ingest", Role::ADMIN, [this](const OpContext&, const json& req) { return op_ingest(req); });
-  server.add_op("diagnose", Role::READER, [this](const OpContext&, const json& req) { return op_diagnose(req); });
+  server.add_op("diagnose", Role::READER, [this](const OpContext& ctx, const json& req) { return op_diagnose(ctx, req); });
   server.on_session_closed([this](uint64_t id) { subscribers_.erase(id); });
 }
 
+EventLog& NetEventService::need_log() const {
+  if (!log_) throw Error(ErrorCode::NOT_FOUND, "the net event log is unavailable: " + unavailable_);
+  return *log_;
+}
+
+Template NetEventService::template_for(const OpContext& ctx, const json& req) const {
+  Template t = checked([&] { return parse_template(req.value("template", json())); });
+  if (!others_visible_ && ctx.role < Role::ADMIN) t.only_uid = ctx.cred.uid;
+  return t;
+}
+
+void NetEventService::set_settings(const Settings& s) {
+  if (log_) log_->set_settings(s);
+  else settings_ = s;
+  for (const auto& cb : settings_cbs_) cb(s);
+}
+
 std::optional<uint64_t> NetEventService::accept(Record r) {
-  const Settings s = log_->settings();
-  const bool collected = s.collect && (r.type != EventType::CLASSIFY_ALLOW || s.has("CLASSIFY_ALLOW")) &&
-                         (r.type != EventType::CAPABILITY_ALLOW || s.has("CAPABILITY_ALLOW"));
-  if (collected)
+  if (collected(settings(), r))
     for (const auto& [session, t] : subscribers_)
       if (matches(t, r)) server_.send_event(session, {{"event", "netevent"}, {"netevent", r.body}});
-  return log_->add(std::move(r));
+  return log_ ? log_->add(std::move(r)) : std::nullopt;
 }
 
 void NetEventService::ingest(const json& event) {
@@ -75,10 +98,11 @@ void NetEventService::ingest(const json& event) {
 
 void NetEventService::lost(int64_t from, int64_t until, uint64_t n, const std::string& reason) {
   spdlog::warn("net event log: {} events lost ({})", n, reason);
-  log_->add_gap(from, until, n, reason);
+  if (log_) log_->add_gap(from, until, n, reason);
 }
 
 json NetEventService::coverage_json() {
+  if (!log_) return {{"unavailable", unavailable_}};
   log_->flush();
   json j = to_json(log_->coverage());
   j["now"] = format_time(now_ns());
@@ -91,6 +115,7 @@ json NetEventService::coverage_json() {
 
 void NetEventService::degraded(const std::string& part, const std::optional<std::string>& why) {
   // A mark when the part goes down, and the whole span once it is back (gaps are closed intervals).
+  if (!log_) return;
   const int64_t now = now_ns();
   if (why) {
     degraded_since_.try_emplace(part, now);
@@ -101,15 +126,19 @@ void NetEventService::degraded(const std::string& part, const std::optional<std:
   }
 }
 
-json NetEventService::op_enum(const json& req) {
-  const Template t = checked([&] { return parse_template(req.value("template", json())); });
-  const size_t offset = size_arg(req, "offset", 0, SIZE_MAX >> 1), limit = size_arg(req, "limit", kDefaultPage, kMaxPage);
-  const std::string order = req.value("order", std::string("oldest"));
-  if (order != "oldest" && order != "newest") throw Error(ErrorCode::INVALID_PARAMETER, "'order' must be oldest or newest");
-  log_->flush();
+json NetEventService::op_enum(const OpContext& ctx, const json& req) {
+  const Template t = template_for(ctx, req);
+  const size_t offset = protocol::uint_member(req, "offset", 0, SIZE_MAX >> 1);
+  const size_t limit = protocol::uint_member(req, "limit", kDefaultPage, kMaxPage);
+  const json order_member = req.value("order", json("oldest"));
+  if (order_member != "oldest" && order_member != "newest")
+    throw Error(ErrorCode::INVALID_PARAMETER, "/order: must be \"oldest\" or \"newest\"");
+  const std::string order = order_member.get<std::string>();
+  EventLog& log = need_log();
+  log.flush();
   uint64_t total = 0;
   json events = json::array();
-  for (auto& r : log_->enumerate(t, offset, limit, order == "newest", &total)) {
+  for (auto& r : log.enumerate(t, offset, limit, order == "newest", &total)) {
     r.body["seq"] = r.seq;
     events.push_back(std::move(r.body));
   }
@@ -124,15 +153,14 @@ json NetEventService::op_settings(const OpContext& ctx, const json& req) {
   if (req.contains("settings")) {
     if (ctx.role < Role::ADMIN)
       throw Error(ErrorCode::ACCESS_DENIED, "changing net event collection needs the admin role");
-    Settings s = log_->settings();
+    Settings s = settings();
     const Settings given = checked([&] { return settings_from_json(req["settings"]); });
     if (req["settings"].contains("collect")) s.collect = given.collect;
     if (req["settings"].contains("keywords")) s.keywords = given.keywords;
-    log_->set_settings(s);
-    for (const auto& cb : settings_cbs_) cb(s);
+    set_settings(s);
     spdlog::info("net event collection: {}", to_json(s).dump());
   }
-  return to_json(log_->settings());
+  return to_json(settings());
 }
 
 json NetEventService::op_ingest(const json& req) {
@@ -152,21 +180,51 @@ json NetEventService::op_ingest(const json& req) {
       throw Error(ErrorCode::INVALID_PARAMETER, "/events/" + std::to_string(i) + e.what());
     }
   }
-  uint64_t logged = 0;
+  // Each event is logged, not collected (the settings), or lost: no log, a full queue, or a write
+  // that failed (known once flushed). The reply says which, and why the last were lost.
+  const Settings settings_now = settings();
+  uint64_t not_collected = 0, lost = 0;
+  std::optional<uint64_t> first_seq, last_seq;
   json seqs = json::array();
   for (Record& r : records) {
+    const bool kept = collected(settings_now, r);
     const auto seq = accept(std::move(r));
-    logged += seq.has_value();
+    if (!kept) ++not_collected;
+    else if (!seq) ++lost;
+    if (seq && !first_seq) first_seq = seq;
+    if (seq) last_seq = seq;
     seqs.push_back(seq ? json(*seq) : json());
   }
-  log_->flush();
-  return {{"logged", logged}, {"not_collected", records.size() - logged}, {"seqs", seqs}};
+  std::string lost_why;
+  if (log_) {
+    log_->flush();
+    const uint64_t failed = first_seq ? log_->lost_between(*first_seq, *last_seq) : 0;
+    if (failed) {
+      for (auto& s : seqs)  // (a failed write loses whole batches: these seqs are not in the log)
+        if (s.is_number() && log_->lost_between(s.get<uint64_t>(), s.get<uint64_t>())) s = nullptr;
+      lost_why = log_->last_write_error();
+    } else if (lost) {
+      lost_why = "the net event queue was full";
+    }
+    lost += failed;
+  } else if (lost) {
+    lost_why = "the net event log is unavailable: " + unavailable_;
+  }
+  json out = {{"logged", records.size() - not_collected - lost}, {"not_collected", not_collected}, {"lost", lost},
+              {"seqs", seqs}};
+  if (lost) out["lost_why"] = lost_why;
+  return out;
 }
 
-json NetEventService::op_diagnose(const json& req) {
+json NetEventService::op_diagnose(const OpContext& ctx, const json& req) {
   const int64_t now = now_ns();
-  const auto h = checked([&] { return diagnostics::parse_hypothesis(req.value("hypothesis", json()), now); });
-  json d = checked([&] { return diagnostics::diagnose(*log_, server_.engine(), h, now); });
+  auto h = checked([&] { return diagnostics::parse_hypothesis(req.value("hypothesis", json()), now); });
+  if (!others_visible_ && ctx.role < Role::ADMIN) {  // (its evidence is an event of the log: the reader's own)
+    if (h.uid && *h.uid != ctx.cred.uid)
+      throw Error(ErrorCode::ACCESS_DENIED, "diagnosing another user's traffic needs the admin role (or lfpd --netevents-access all)");
+    h.uid = ctx.cred.uid;
+  }
+  json d = checked([&] { return diagnostics::diagnose(need_log(), server_.engine(), h, now); });
   // Beyond WFP: when LFP's own log is clean, what else on this host would stop the traffic.
   if (d["verdict"] != "confirmed" && req.value("foreign", true)) d["foreign"] = diagnostics::foreign_causes(h);
   return d;

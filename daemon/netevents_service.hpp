@@ -16,8 +16,12 @@ namespace lfp::daemon {
 
 class NetEventService {
  public:
-  // Opens the log and adds its ops to the server.
-  NetEventService(Server& server, const std::string& path, netevents::Retention retention);
+  // Opens the log and adds its ops to the server. A log that cannot be opened (corrupt, a full disk,
+  // a file of another user) does not stop lfpd: the service runs without it, events are streamed to
+  // subscribers but not kept, and the server is degraded (part "netevents") saying why.
+  // `others_visible`: readers see every user's events (lfpd --netevents-access all); else a reader
+  // sees only events of its own uid, and admins all.
+  NetEventService(Server& server, const std::string& path, netevents::Retention retention, bool others_visible);
 
   // An event from a data path (the loop's thread): logged and streamed to subscribers. Malformed
   // events are counted and logged, not thrown.
@@ -29,22 +33,28 @@ class NetEventService {
   void degraded(const std::string& part, const std::optional<std::string>& why);
   // The coverage record with the log's size and retention (op netevents_coverage, lfp status).
   nlohmann::json coverage_json();
-  netevents::EventLog& log() { return *log_; }
+  netevents::Settings settings() const { return log_ ? log_->settings() : settings_; }
+  void set_settings(const netevents::Settings& s);  // (the callbacks hear of it)
   // Each is called with the settings now, and whenever they change (a data path reports allows only when asked).
   void on_settings(std::function<void(const netevents::Settings&)> cb) {
-    cb(log_->settings());
+    cb(settings());
     settings_cbs_.push_back(std::move(cb));
   }
 
  private:
   std::optional<uint64_t> accept(netevents::Record r);  // streams and logs one event: its seq
-  nlohmann::json op_enum(const nlohmann::json& req);
+  netevents::Template template_for(const OpContext& ctx, const nlohmann::json& req) const;  // (own events only?)
+  netevents::EventLog& need_log() const;  // the log, or UNAVAILABLE
+  nlohmann::json op_enum(const OpContext& ctx, const nlohmann::json& req);
   nlohmann::json op_settings(const OpContext& ctx, const nlohmann::json& req);
   nlohmann::json op_ingest(const nlohmann::json& req);
-  nlohmann::json op_diagnose(const nlohmann::json& req);
+  nlohmann::json op_diagnose(const OpContext& ctx, const nlohmann::json& req);
 
   Server& server_;
-  std::unique_ptr<netevents::EventLog> log_;
+  std::unique_ptr<netevents::EventLog> log_;  // null: it could not be opened (unavailable_ says why)
+  std::string unavailable_;
+  netevents::Settings settings_;  // (without a log)
+  bool others_visible_;
   std::map<uint64_t, netevents::Template> subscribers_;  // session -> its template
   uint64_t malformed_ = 0;
   std::vector<std::function<void(const netevents::Settings&)>> settings_cbs_;

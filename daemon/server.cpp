@@ -4,6 +4,7 @@
 #include <grp.h>
 #include <poll.h>
 #include <signal.h>
+#include <sys/resource.h>
 #include <sys/signalfd.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -23,6 +24,9 @@
 #include "lfp/engine/error.hpp"
 #include "lfp/policy/policy.hpp"
 #include "lfp/protocol/json_text.hpp"
+#include "lfp/protocol/log_limit.hpp"
+#include "lfp/protocol/request.hpp"
+#include "lfp/store/files.hpp"
 
 namespace lfp::daemon {
 
@@ -35,6 +39,7 @@ constexpr std::string_view kKindPlural[] = {"providers", "sublayers", "callouts"
 constexpr size_t kMaxQueued = 4096;             // requests a client may have waiting
 constexpr size_t kMaxOutput = 256u << 20;       // bytes a slow client may leave unread
 constexpr size_t kDefaultPage = 1000, kMaxPage = 10000;
+constexpr uint64_t kMaxTxnWaitMs = 3'600'000;  // an hour: a wait longer than that is a mistake
 
 std::string_view plural(ObjKind k) { return kKindPlural[static_cast<size_t>(k)]; }
 
@@ -130,6 +135,10 @@ struct Server::Session {
   std::deque<Request> queue;                      // requests in arrival order
   std::optional<Clock::time_point> deadline;      // the head request waits for the lock until then
   enum class Txn { NONE, READ, WRITE } txn = Txn::NONE;
+  Clock::time_point txn_since{}, last_request{};
+  Clock::time_point last_read{};   // the last bytes from the client
+  Clock::time_point frame_since{}; // the first byte of a request not yet whole (epoch: none)
+  std::string txn_ended;  // why lfpd ended this session's transaction (told at its next request)
   bool subscribed = false;
   std::set<ObjKind> sub_kinds;
   bool closing = false;
@@ -181,6 +190,7 @@ Server::~Server() {
 void Server::load_store() {
   store_ = std::make_unique<store::Store>(cfg_.state_dir);
   size_t n = 0, bad = 0;
+  std::string first_bad;
   for (const auto& rec : store_->load()) {
     const ObjKind kind = static_cast<ObjKind>(rec.kind);
     const auto key = Guid::parse(rec.key);
@@ -203,11 +213,19 @@ void Server::load_store() {
       ++n;
     } catch (const std::exception& e) {
       ++bad;
-      spdlog::error("store: cannot load {} {}: {}", kind_name(static_cast<ObjKind>(rec.kind)), rec.key, e.what());
+      const auto k = static_cast<size_t>(rec.kind);
+      const std::string row = (k < std::size(kKindNames) ? std::string(kKindNames[k]) : "row of kind " + std::to_string(k)) +
+                              " " + protocol::log_safe(rec.key) + ": " + e.what();
+      spdlog::error("store: cannot load {}", row);
+      if (first_bad.empty()) first_bad = row;
     }
   }
-  spdlog::info("store {}: loaded {} persistent objects{}", store_->path(), n,
-               bad ? fmt::format(", {} could not be loaded", bad) : "");
+  // Serving part of the stored policy would enforce something no one committed (docs/lfpd.md, Start-up).
+  if (bad)
+    throw std::runtime_error(store_->path() + ": " + std::to_string(bad) + " stored object" + (bad > 1 ? "s" : "") +
+                             " cannot be loaded (the first: " + first_bad +
+                             "); lfpd will not serve a partial policy: restore the file, or delete the row");
+  spdlog::info("store {}: loaded {} persistent objects", store_->path(), n);
 }
 
 void Server::start() {
@@ -222,10 +240,16 @@ void Server::start() {
   sigaddset(&mask, SIGTERM);
   sigprocmask(SIG_BLOCK, &mask, nullptr);
   signal(SIGPIPE, SIG_IGN);
+  // As many descriptors as the system lets lfpd have: sessions are capped well below (admins first).
+  if (rlimit nofile{}; ::getrlimit(RLIMIT_NOFILE, &nofile) == 0 && nofile.rlim_cur < nofile.rlim_max) {
+    nofile.rlim_cur = nofile.rlim_max;
+    ::setrlimit(RLIMIT_NOFILE, &nofile);
+  }
   signal_fd_ = signalfd(-1, &mask, SFD_CLOEXEC | SFD_NONBLOCK);
 
-  std::error_code ec;
-  std::filesystem::create_directories(std::filesystem::path(cfg_.socket_path).parent_path(), ec);
+  // The socket's directory: lfpd's own, which no one else may write (else the path could be
+  // swapped between the bind and the listen); 0755, so that every user reaches the socket.
+  store::ensure_private_dir(std::filesystem::path(cfg_.socket_path).parent_path().string(), 0755);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;
   if (cfg_.socket_path.size() >= sizeof(addr.sun_path)) throw std::runtime_error("socket path too long: " + cfg_.socket_path);
@@ -237,9 +261,15 @@ void Server::start() {
   ::close(listen_fd_);
   ::unlink(cfg_.socket_path.c_str());
   listen_fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
-  if (::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0)
-    throw std::runtime_error("bind " + cfg_.socket_path + ": " + std::strerror(errno));
-  ::chmod(cfg_.socket_path.c_str(), 0666);  // everyone may connect; access is decided per peer uid
+  // Everyone may connect (access is decided per peer uid): the socket file is made 0666 by bind
+  // itself, from the socket's own mode and no umask, never by a chmod of its path (which follows a
+  // symlink swapped in after the bind).
+  if (::fchmod(listen_fd_, 0666) != 0) throw std::runtime_error(std::string("fchmod socket: ") + std::strerror(errno));
+  const mode_t umask_before = ::umask(0);
+  const int bound = ::bind(listen_fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
+  const int bind_errno = errno;
+  ::umask(umask_before);
+  if (bound != 0) throw std::runtime_error("bind " + cfg_.socket_path + ": " + std::strerror(bind_errno));
   if (::listen(listen_fd_, 128) != 0) throw std::runtime_error(std::string("listen: ") + std::strerror(errno));
   spdlog::info("listening on {}", cfg_.socket_path);
 }
@@ -254,7 +284,7 @@ void Server::run() {
 void Server::serve_once(int max_wait_ms) {
   std::vector<pollfd> fds;
   std::vector<uint64_t> ids;
-  fds.push_back({listen_fd_, POLLIN, 0});
+  fds.push_back({listen_fd_, static_cast<short>(Clock::now() < accept_paused_until_ ? 0 : POLLIN), 0});
   fds.push_back({signal_fd_, POLLIN, 0});
   for (auto& [fd, cb] : watched_) fds.push_back({fd, POLLIN, 0});
   const size_t first_session = fds.size();
@@ -286,6 +316,7 @@ void Server::serve_once(int max_wait_ms) {
     if (fds[i].revents & (POLLIN | POLLHUP | POLLERR)) on_readable(s);
   }
   expire_waits();
+  expire_sessions();
   retry_waiting();
   for (auto it = sessions_.begin(); it != sessions_.end();) {
     auto next = std::next(it);
@@ -295,8 +326,19 @@ void Server::serve_once(int max_wait_ms) {
 }
 
 int Server::poll_timeout_ms() const {
-  int t = -1;
+  // (Woken at least once a second while a non-admin session may time out, or accepting is paused.)
+  int t = Clock::now() < accept_paused_until_ ||
+                  std::any_of(sessions_.begin(), sessions_.end(), [](auto& e) { return e.second->role != Role::ADMIN; })
+              ? 1000
+              : -1;
   auto now = Clock::now();
+  if (writer_ && cfg_.txn_idle_ms)  // (woken to end an idle write transaction)
+    if (auto it = sessions_.find(*writer_); it != sessions_.end()) {
+      auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(it->second->last_request +
+                                                                      std::chrono::milliseconds(cfg_.txn_idle_ms) - now).count();
+      const int v = static_cast<int>(std::clamp<long long>(ms + 1, 0, 60000));
+      t = t < 0 ? v : std::min(t, v);
+    }
   for (auto& [id, s] : sessions_)
     if (s->deadline) {
       auto ms = std::chrono::duration_cast<std::chrono::milliseconds>(*s->deadline - now).count();
@@ -309,6 +351,13 @@ int Server::poll_timeout_ms() const {
 void Server::accept_client() {
   for (;;) {
     int fd = ::accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK);
+    if (fd < 0 && (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM)) {
+      // Out of descriptors or memory: stop polling the listening socket for a moment (it stays
+      // readable: polling it now would spin) and serve the sessions there are.
+      spdlog::warn("accept: {}; not accepting for 200 ms", std::strerror(errno));
+      accept_paused_until_ = Clock::now() + std::chrono::milliseconds(200);
+      return;
+    }
     if (fd < 0) return;
     ucred cred{};
     socklen_t len = sizeof cred;
@@ -334,6 +383,26 @@ uint64_t Server::adopt(int fd, const ucred& cred, std::vector<gid_t> groups) {
   else if (in(writer_gid_)) s->role = Role::WRITER;
   else s->role = cfg_.readers_all ? Role::READER : Role::NONE;
   s->txn_wait_ms = cfg_.default_txn_wait_ms;
+  if (s->role != Role::ADMIN) {
+    size_t all = 0, mine = 0;
+    for (const auto& [id, o] : sessions_)
+      if (o->role != Role::ADMIN) ++all, mine += o->cred.uid == cred.uid;
+    std::string why;
+    if (mine >= cfg_.max_sessions_per_uid)
+      why = "uid " + std::to_string(cred.uid) + " has " + std::to_string(mine) + " sessions open, the most one user may";
+    else if (all >= cfg_.max_sessions)
+      why = std::to_string(all) + " sessions of users who are not admins are open, the most lfpd takes";
+    if (!why.empty()) {
+      // Told in a frame of its own (the client reads it as its hello's answer), then closed.
+      const std::string frame = wire::encode(wire::to_json_text(
+          json{{"id", nullptr}, {"ok", false}, {"error", {{"code", "TOO_MANY_SESSIONS"}, {"message", why}}}}, true));
+      [[maybe_unused]] const ssize_t sent = ::send(fd, frame.data(), frame.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+      ::close(fd);
+      spdlog::debug("refused a session of uid {} (pid {}): {}", cred.uid, cred.pid, why);
+      return 0;
+    }
+  }
+  s->last_read = s->last_request = Clock::now();
   spdlog::debug("session {}: connected (uid {}, pid {}, {})", s->id, cred.uid, cred.pid, role_name(s->role));
   const uint64_t id = s->id;
   sessions_.emplace(id, std::move(s));
@@ -346,6 +415,8 @@ void Server::on_readable(Session& s) {
     ssize_t r = ::read(s.fd, buf, sizeof buf);
     if (r > 0) {
       s.reader.feed(buf, static_cast<size_t>(r));
+      s.last_read = Clock::now();
+      if (s.frame_since == Clock::time_point{}) s.frame_since = s.last_read;
       continue;
     }
     if (r < 0 && (errno == EAGAIN || errno == EINTR)) break;
@@ -365,6 +436,11 @@ void Server::on_readable(Session& s) {
       reply_error(s, nullptr, "INVALID_PARAMETER", "a request is a JSON object");
       continue;
     }
+    if (auto dup = protocol::duplicate_member(root)) {  // (one rule with lfp validate: never "the last wins")
+      const policy::JsonValue* id = root.find("id");
+      reply_error(s, id ? id->to_json() : json(), "INVALID_PARAMETER", *dup);
+      continue;
+    }
     // Everything but the (possibly large) policy or object as JSON; those are read from the doc.
     r.req = json::object();
     for (auto m = root.members_begin(); m != root.members_end(); ++m)
@@ -381,7 +457,37 @@ void Server::on_readable(Session& s) {
     spdlog::warn("session {}: {}; closing", s.id, s.reader.error());
     s.closing = true;
   }
+  if (s.reader.buffered() == 0) s.frame_since = {};
+  else if (s.role != Role::ADMIN && held_by_uid(s.cred.uid, true) > cfg_.max_input_per_uid) {
+    reply_error(s, nullptr, "TOO_MANY_SESSIONS",
+                "uid " + std::to_string(s.cred.uid) + "'s sessions hold more than " +
+                    std::to_string(cfg_.max_input_per_uid >> 20) + " MiB of requests not yet whole; closing this one");
+    s.closing = true;
+  }
   process(s);
+}
+
+size_t Server::held_by_uid(uid_t uid, bool input) const {
+  size_t bytes = 0;
+  for (const auto& [id, o] : sessions_)
+    if (o->role != Role::ADMIN && o->cred.uid == uid) bytes += input ? o->reader.buffered() : o->out.size() - o->out_off;
+  return bytes;
+}
+
+void Server::expire_sessions() {
+  const auto now = Clock::now();
+  for (auto& [id, s] : sessions_) {
+    if (s->role == Role::ADMIN || s->closing) continue;
+    if (s->frame_since != Clock::time_point{} && now - s->frame_since > std::chrono::milliseconds(cfg_.frame_timeout_ms)) {
+      reply_error(*s, nullptr, "TIMEOUT", "a request did not arrive whole within " + std::to_string(cfg_.frame_timeout_ms) + " ms; closing");
+      on_writable(*s);
+      s->closing = true;
+    } else if (s->txn == Session::Txn::NONE && !s->subscribed && !s->dynamic && s->queue.empty() &&
+               s->out.size() == s->out_off && now - std::max(s->last_read, s->last_request) > std::chrono::milliseconds(cfg_.idle_timeout_ms)) {
+      spdlog::debug("session {}: idle for {} ms; closing", s->id, cfg_.idle_timeout_ms);
+      s->closing = true;
+    }
+  }
 }
 
 void Server::on_writable(Session& s) {
@@ -410,6 +516,12 @@ void Server::reply_text(Session& s, const json& id, std::string_view payload) {
     return;
   }
   s.out += wire::encode(payload);
+  if (s.role != Role::ADMIN && held_by_uid(s.cred.uid, false) > cfg_.max_output_per_uid) {
+    spdlog::warn("session {}: uid {}'s sessions leave more than {} MiB of replies unread; closing", s.id, s.cred.uid,
+                 cfg_.max_output_per_uid >> 20);
+    s.closing = true;
+    return;
+  }
   if (s.out.size() - s.out_off > kMaxOutput) {
     spdlog::warn("session {}: not reading its replies; closing", s.id);
     s.closing = true;
@@ -448,6 +560,7 @@ void Server::process(Session& s) {
     }
     s.deadline.reset();
     s.queue.pop_front();
+    s.last_request = Clock::now();
   }
 }
 
@@ -456,7 +569,8 @@ void Server::expire_waits() {
   for (auto& [id, s] : sessions_)
     if (s->deadline && *s->deadline <= now && !s->queue.empty()) {
       reply_error(*s, s->queue.front().req.value("id", json()), "TIMEOUT",
-                  "waited " + std::to_string(s->txn_wait_ms) + " ms for the transaction lock");
+                  "waited " + std::to_string(s->txn_wait_ms) + " ms for the transaction lock" +
+                      (writer_ ? ", held by " + holder() : ""));
       s->queue.pop_front();
       s->deadline.reset();
       process(*s);
@@ -464,8 +578,10 @@ void Server::expire_waits() {
 }
 
 void Server::retry_waiting() {
-  // Ended dynamic sessions first: their objects go as soon as the lock is free.
-  while (!pending_cleanups_.empty() && !writer_ && readers_.empty()) {
+  end_idle_write();
+  // Ended dynamic sessions first: their objects go as soon as no one writes.
+  if (!pending_cleanups_.empty() && !writer_ && !readers_.empty()) end_read_txns("a dynamic session's objects are removed");
+  while (!pending_cleanups_.empty() && !writer_) {
     uint64_t id = pending_cleanups_.front();
     pending_cleanups_.pop_front();
     cleanup_dynamic(id);
@@ -514,26 +630,65 @@ void Server::send_event(uint64_t session, const json& msg) {
 
 bool Server::can_read(const Session& s) const { return !writer_ || *writer_ == s.id; }
 
-bool Server::can_write(const Session& s) const {
+bool Server::can_write(Session& s) {
   if (writer_ && *writer_ != s.id) return false;
-  return readers_.empty() || (readers_.size() == 1 && readers_.count(s.id));
+  if (!readers_.empty())
+    end_read_txns("session " + std::to_string(s.id) + " (uid " + std::to_string(s.cred.uid) + ") began to write");
+  return true;
+}
+
+void Server::end_read_txns(const std::string& why) {
+  for (uint64_t id : readers_) {
+    auto it = sessions_.find(id);
+    if (it == sessions_.end()) continue;
+    it->second->txn = Session::Txn::NONE;
+    it->second->txn_ended = "the read transaction was ended: " + why + " (a reader never holds a writer back; begin again for a consistent view)";
+    spdlog::info("session {}: read transaction ended: {}", id, why);
+  }
+  readers_.clear();
+}
+
+// A write transaction whose session sent nothing for cfg_.txn_idle_ms is aborted: one stalled
+// client must not hold every other writer, reader and clean-up.
+void Server::end_idle_write() {
+  if (!writer_ || !cfg_.txn_idle_ms) return;
+  auto it = sessions_.find(*writer_);
+  if (it == sessions_.end()) return;
+  Session& s = *it->second;
+  if (!s.queue.empty() || Clock::now() - s.last_request < std::chrono::milliseconds(cfg_.txn_idle_ms)) return;
+  spdlog::warn("session {} '{}' (uid {}, pid {}): write transaction idle for {} ms: aborted", s.id, s.name, s.cred.uid,
+               s.cred.pid, cfg_.txn_idle_ms);
+  abort_write(s);
+  s.txn_ended = "the transaction was aborted: no request for " + std::to_string(cfg_.txn_idle_ms) + " ms (lfpd --txn-idle-timeout-ms)";
+}
+
+std::string Server::holder() const {
+  if (!writer_) return "";
+  auto it = sessions_.find(*writer_);
+  if (it == sessions_.end()) return "session " + std::to_string(*writer_);
+  const Session& w = *it->second;
+  const auto open_ms = std::chrono::duration_cast<std::chrono::milliseconds>(Clock::now() - w.txn_since).count();
+  return "session " + std::to_string(w.id) + " '" + w.name + "' (uid " + std::to_string(w.cred.uid) + ", pid " +
+         std::to_string(w.cred.pid) + "), writing for " + std::to_string(open_ms) + " ms";
 }
 
 void Server::begin_write(Session& s, bool explicit_txn) {
+  s.txn_since = Clock::now();
   writer_ = s.id;
   txn_ = std::make_unique<WriteTxn>(WriteTxn{s.id, explicit_txn, {}, {}});
   if (explicit_txn) s.txn = Session::Txn::WRITE;
 }
 
 // The engine's add and delete for each kind, in one place.
-void Server::engine_add(ObjKind kind, policy::Policy& one) {
+uint64_t Server::engine_add(ObjKind kind, policy::Policy& one) {
   switch (kind) {
     case ObjKind::PROVIDER: engine_.add_provider(std::move(one.providers.at(0))); break;
     case ObjKind::SUBLAYER: engine_.add_sublayer(std::move(one.sublayers.at(0))); break;
     case ObjKind::CALLOUT: engine_.add_callout(std::move(one.callouts.at(0))); break;
     case ObjKind::PROVIDER_CONTEXT: engine_.add_provider_context(std::move(one.provider_contexts.at(0))); break;
-    case ObjKind::FILTER: engine_.add_filter(std::move(one.filters.at(0))); break;
+    case ObjKind::FILTER: return engine_.add_filter(std::move(one.filters.at(0)));
   }
+  return 0;
 }
 
 void Server::engine_delete(ObjKind kind, const Guid& key) {
@@ -924,9 +1079,7 @@ Guid Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p, std::string
   else if (!text.empty()) text = txn_->texts.emplace_back(text);
   const LayerId layer = kind == ObjKind::FILTER ? p.filters.at(0).layer : LayerId{};
   // Straight into the engine: its errors keep WFP's codes (SUBLAYER_NOT_FOUND, ...).
-  engine_add(kind, p);
-  uint64_t id = 0;
-  if (kind == ObjKind::FILTER) id = engine_.filter(key)->id;
+  const uint64_t id = engine_add(kind, p);  // (a filter's id)
   if (filter_id) *filter_id = id;
   Owner owner{s.cred.uid, s.id, s.dynamic};
   owners_[kind][key] = owner;
@@ -1053,8 +1206,8 @@ json Server::op_enum(const Session& s, const json& req) const {
   const ObjKind kind = kind_arg(req);
   const json tmpl = req.value("template", json::object());
   if (!tmpl.is_object()) fail("INVALID_PARAMETER", "'template' must be an object");
-  size_t offset = req.value("offset", size_t{0});
-  size_t limit = std::min(req.value("limit", kDefaultPage), kMaxPage);
+  size_t offset = protocol::uint_member(req, "offset", 0, SIZE_MAX >> 1);
+  size_t limit = protocol::uint_member(req, "limit", kDefaultPage, kMaxPage);
   std::vector<Guid> keys;
   if (kind == ObjKind::FILTER) {
     FilterTemplate t;
@@ -1177,17 +1330,23 @@ bool Server::handle(Session& s, const Request& request) {
 
   if (op == "hello") {
     if (s.hello) fail("INVALID_PARAMETER", "the session is already open");
-    if (req.value("version", wire::kVersion) != wire::kVersion)
+    if (protocol::uint_member(req, "version", wire::kVersion, UINT32_MAX) != wire::kVersion)
       fail("INVALID_PARAMETER", "protocol version " + req["version"].dump() + " is not supported (this lfpd speaks 1)");
-    s.name = req.value("name", std::string());
-    s.dynamic = req.value("dynamic", false);
-    s.txn_wait_ms = req.value("txn_wait_timeout_ms", cfg_.default_txn_wait_ms);
+    s.name = protocol::name_member(req, "name");  // (bounded, no control characters: it is logged and listed)
+    s.dynamic = protocol::bool_member(req, "dynamic", false);
+    s.txn_wait_ms = static_cast<uint32_t>(protocol::uint_member(req, "txn_wait_timeout_ms", 0, kMaxTxnWaitMs));
     if (s.txn_wait_ms == 0) s.txn_wait_ms = cfg_.default_txn_wait_ms;
     if (req.contains("provider")) s.provider = guid_arg(req, "provider");
     s.key = Guid::generate();
     s.hello = true;
-    spdlog::info("session {} '{}': opened by uid {} pid {} ({}{})", s.id, s.name, s.cred.uid, s.cred.pid,
-                 role_name(s.role), s.dynamic ? ", dynamic" : "");
+    // (Any user may open sessions by the thousand: their lines are rate-limited, docs/security.md.)
+    static protocol::LineLimit session_lines(50);
+    uint64_t suppressed;
+    const bool admitted = session_lines.admit(suppressed);
+    if (suppressed) spdlog::info("sessions: {} 'opened' lines suppressed (at most {} a second)", suppressed, session_lines.per_second());
+    if (admitted)
+      spdlog::info("session {} '{}': opened by uid {} pid {} ({}{})", s.id, s.name, s.cred.uid, s.cred.pid,
+                   role_name(s.role), s.dynamic ? ", dynamic" : "");
     ok({{"version", wire::kVersion},
         {"session", {{"key", s.key.str()}, {"uid", s.cred.uid}, {"role", role_name(s.role)}, {"dynamic", s.dynamic}}}});
     return true;
@@ -1200,12 +1359,29 @@ bool Server::handle(Session& s, const Request& request) {
   need(Role::READER, op.c_str());
 
   using Txn = Session::Txn;
+  // A transaction lfpd ended (idle, or a reader that yielded to a writer): every request in it fails
+  // and says why, until the client aborts, commits or begins again (never applied outside it).
+  if (!s.txn_ended.empty()) {
+    if (op == "txn_abort") {
+      s.txn_ended.clear();
+      ok();
+      return true;
+    }
+    if (op == "txn_begin") {
+      s.txn_ended.clear();
+    } else {
+      const std::string why = s.txn_ended;
+      if (op == "txn_commit") s.txn_ended.clear();
+      throw Error(ErrorCode::TXN_ABORTED, why);
+    }
+  }
   if (op == "txn_begin") {
     if (s.txn != Txn::NONE) throw Error(ErrorCode::TXN_IN_PROGRESS, "the session already has a transaction");
-    if (req.value("read_only", false)) {
+    if (protocol::bool_member(req, "read_only", false)) {
       if (!can_read(s)) return false;
       readers_.insert(s.id);
       s.txn = Txn::READ;
+      s.txn_since = Clock::now();
     } else {
       need(Role::WRITER, "a read/write transaction");
       if (!can_write(s)) return false;
@@ -1269,7 +1445,7 @@ bool Server::handle(Session& s, const Request& request) {
         } else {
           key = guid_arg(req, "key");
         }
-        op_delete(s, kind, key, req.value("force", false));
+        op_delete(s, kind, key, protocol::bool_member(req, "force", false));
         result = {{"key", key.str()}};
       }
     } catch (...) {
@@ -1326,7 +1502,7 @@ bool Server::handle(Session& s, const Request& request) {
       if (!text.is_string()) fail("INVALID_PARAMETER", "/text_values/" + name + ": must be a string");
       r.set_text(*f, text.get<std::string>());
     }
-    ok(policy::result_to_json(engine_, engine_.classify(r.layer, r.values, req.value("explain", false))));
+    ok(policy::result_to_json(engine_, engine_.classify(r.layer, r.values, protocol::bool_member(req, "explain", false))));
   } else if (op == "subscribe") {
     s.sub_kinds.clear();
     json kinds = req.value("kinds", json::array({"provider", "sublayer", "callout", "provider_context", "filter"}));

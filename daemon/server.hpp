@@ -34,6 +34,15 @@ struct Config {
   std::string writer_group = "lfpwriter"; // members may add objects and delete their own
   bool readers_all = true;                // other users may read (else: only writers and admins)
   uint32_t default_txn_wait_ms = 15000;   // WFP's default transaction wait
+  uint32_t txn_idle_ms = 60000;           // a write transaction with no request for this long is aborted (0: never)
+  // What sessions that are not an admin's may take (admins always get through: one user must not
+  // starve lfpd or its admins of file descriptors, memory or time).
+  size_t max_sessions = 512;                 // such sessions in all
+  size_t max_sessions_per_uid = 32;          // of one uid
+  size_t max_input_per_uid = 64u << 20;      // bytes of requests not yet whole, all of a uid's sessions
+  size_t max_output_per_uid = 256u << 20;    // bytes of replies not yet read, all of a uid's sessions
+  uint32_t frame_timeout_ms = 10000;         // a request must arrive whole within this of its first byte
+  uint32_t idle_timeout_ms = 300000;         // a session with nothing open or subscribed is closed after this
 };
 
 enum class Role { NONE, READER, WRITER, ADMIN };
@@ -70,7 +79,7 @@ class Server {
   void serve_once(int max_wait_ms);
   // Serves a connected socket as a session of the peer `cred`, whose supplementary groups are
   // `groups` (both as the socket gave them at connect: SO_PEERCRED, SO_PEERGROUPS). Tests and
-  // fuzzing use socketpairs.
+  // fuzzing use socketpairs. 0 when refused (a limit of non-admin sessions; the fd is closed).
   uint64_t adopt(int fd, const ucred& cred, std::vector<gid_t> groups = {});
   size_t session_count() const { return sessions_.size(); }
   const FilterEngine& engine() const { return engine_; }
@@ -137,19 +146,27 @@ class Server {
   void reply_text(Session& s, const nlohmann::json& id, std::string_view payload);  // a reply already serialized
   void reply_error(Session& s, const nlohmann::json& id, std::string_view code, const std::string& msg);
   void expire_waits();
+  void expire_sessions();  // non-admin sessions past frame_timeout_ms or idle_timeout_ms
+  // The bytes uid's non-admin sessions hold: requests not yet whole (input) or replies not yet read.
+  size_t held_by_uid(uid_t uid, bool input) const;
   void retry_waiting();
   int poll_timeout_ms() const;
 
   // Transactions.
   bool can_read(const Session& s) const;
-  bool can_write(const Session& s) const;
+  // The write lock for s, if no other session writes. Readers never hold a writer back: their read
+  // transactions end (their next request says so), as they do before a dynamic session's clean-up.
+  bool can_write(Session& s);
+  void end_read_txns(const std::string& why);
+  void end_idle_write();
+  std::string holder() const;  // who holds the write lock, for a waiter's TIMEOUT
   void begin_write(Session& s, bool explicit_txn);
   // Enforces, stores and announces the transaction; throws lfp::Error (TXN_ABORTED) when the
   // enforcer or the store refuses it, after undoing it in the engine and the kernel.
   void commit_write(Session& s);
   void abort_write(Session& s);
   void undo_to(WriteTxn& t, size_t mark);
-  void engine_add(ObjKind kind, policy::Policy& one);
+  uint64_t engine_add(ObjKind kind, policy::Policy& one);  // a filter's id, or 0
   void engine_delete(ObjKind kind, const Guid& key);
   void cleanup_dynamic(uint64_t session_id);
   // The enforcer, then the observers, on the engine as it is (outside a transaction's commit).
@@ -184,11 +201,12 @@ class Server {
   FilterEngine engine_;
   std::unique_ptr<store::Store> store_;
   int listen_fd_ = -1;
+  Clock::time_point accept_paused_until_{};  // out of file descriptors: accept again after this
   int signal_fd_ = -1;
   bool stopping_ = false;
   uint64_t next_session_ = 1;
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;
-  std::map<ObjKind, std::unordered_map<Guid, Owner>> owners_;
+  std::map<ObjKind, absl::flat_hash_map<Guid, Owner>> owners_;  // (a million filters: one open-addressed insert each)
   std::unordered_set<Guid> stored_[5];  // per kind, the keys with a row in the store
   // The transaction lock: one writer, or any number of explicit readers.
   std::optional<uint64_t> writer_;

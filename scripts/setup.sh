@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev xz-utils
-          nlohmann-json3-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev liblzma-dev
+          nlohmann-json3-dev libabsl-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev liblzma-dev
           libsqlite3-dev libsystemd-dev util-linux
           libbpf-dev bpftool linux-libc-dev iproute2 socat iperf3 curl iputils-ping
           libnftables-dev nftables libnetfilter-queue-dev libmnl-dev iptables libxml2-dev libpcap-dev tcpdump openssl bind9-dnsutils

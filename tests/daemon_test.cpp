@@ -205,8 +205,62 @@ TEST(Lfpd, ConcurrentWritersSerialize) {
     ADD_FAILURE() << "begin should time out";
   } catch (const client::ClientError& e) {
     EXPECT_EQ(e.code(), "TIMEOUT");
+    // ... naming who holds the lock.
+    EXPECT_NE(e.message().find("held by session"), std::string::npos) << e.message();
+    EXPECT_NE(e.message().find("'A' (uid " + std::to_string(getuid())), std::string::npos) << e.message();
   }
   a->abort();
+}
+
+// A read transaction never holds a writer back (issue 30: one reader froze every write): the
+// writer goes ahead, and the reader's next request in its transaction says it was ended.
+TEST(Lfpd, AReaderNeverHoldsAWriterBack) {
+  Daemon d;
+  auto r = d.connect({.name = "reader"});
+  r->begin(true);
+  EXPECT_TRUE(r->enumerate("filter").empty());
+  auto w = d.connect({.name = "writer", .txn_wait_ms = 1000});
+  const auto t0 = std::chrono::steady_clock::now();
+  w->add("filter", filter_json("written", 1));
+  EXPECT_LT(std::chrono::steady_clock::now() - t0, std::chrono::milliseconds(500)) << "the writer waited for the reader";
+  try {
+    r->enumerate("filter");
+    ADD_FAILURE() << "a read in the ended read transaction was answered";
+  } catch (const client::ClientError& e) {
+    EXPECT_EQ(e.code(), "TXN_ABORTED");
+    EXPECT_NE(e.message().find("read transaction was ended"), std::string::npos) << e.message();
+  }
+  r->abort();
+  r->begin(true);
+  EXPECT_EQ(filter_names(*r), std::set<std::string>{"written"});
+  r->commit();
+}
+
+// A write transaction whose client sends nothing is aborted after --txn-idle-timeout-ms: a stalled
+// client does not hold every writer; it learns of it at its next request, which is not applied.
+TEST(Lfpd, AnIdleWriteTransactionIsAborted) {
+  Daemon d({"--txn-idle-timeout-ms", "300"});
+  auto w = d.connect({.name = "stalled"});
+  w->begin();
+  w->add("filter", filter_json("never committed", 1));
+  std::this_thread::sleep_for(std::chrono::milliseconds(700));
+  auto c = d.connect({.name = "other", .txn_wait_ms = 200});
+  c->begin();  // the lock is free: no TIMEOUT
+  c->add("filter", filter_json("other's", 2));
+  c->commit();
+  try {
+    w->add("filter", filter_json("after the abort", 3));
+    ADD_FAILURE() << "a request in the aborted transaction was applied";
+  } catch (const client::ClientError& e) {
+    EXPECT_EQ(e.code(), "TXN_ABORTED");
+    EXPECT_NE(e.message().find("no request for 300 ms"), std::string::npos) << e.message();
+  }
+  EXPECT_THROW(w->commit(), client::ClientError);
+  EXPECT_EQ(filter_names(*c), std::set<std::string>{"other's"});
+  w->begin();  // the session goes on
+  w->add("filter", filter_json("later", 4));
+  w->commit();
+  EXPECT_EQ(filter_names(*c), (std::set<std::string>{"other's", "later"}));
 }
 
 TEST(Lfpd, ReadersNeverSeeHalfATransaction) {

@@ -18,6 +18,7 @@
 #include "lfp/import/iptables.hpp"
 #include "lfp/import/nft.hpp"
 #include "lfp/policy/policy.hpp"
+#include "log.hpp"
 #include "ratelimit.hpp"
 
 namespace lfp::test {
@@ -39,10 +40,20 @@ struct Packet {
   bool loopback = false;
 };
 
-// The imported policy in a FilterEngine.
+// The log callout as lfpd runs it (liblfp_inspect_callouts.so): it decides nothing.
+struct ContinuingLog : CalloutDriver {
+  void classify(const CalloutClassifyIn&, CalloutClassifyOut& out) override { out.verdict = CalloutVerdict::CONTINUE; }
+};
+
+// The imported policy in a FilterEngine (with the log callout registered, as lfpd has it).
 class Imported {
  public:
-  explicit Imported(const json& policy) { policy::apply_policy(engine_, policy::policy_from_json(policy)); }
+  explicit Imported(const json& policy) {
+    for (const char* key : {inspect::kLogCalloutInboundV4, inspect::kLogCalloutInboundV6, inspect::kLogCalloutOutboundV4,
+                            inspect::kLogCalloutOutboundV6, inspect::kLogCalloutForwardV4, inspect::kLogCalloutForwardV6})
+      engine_.register_callout(*Guid::parse(key), std::make_shared<ContinuingLog>());
+    policy::apply_policy(engine_, policy::policy_from_json(policy));
+  }
 
   bool permits(const char* layer, const Packet& p) {
     const json values = {{"IP_PROTOCOL", p.proto},           {"FLAGS", p.loopback ? json("IS_LOOPBACK") : json(0)},
@@ -343,7 +354,7 @@ TEST(ImportChains, UfwDecidesAsUfw) {
   EXPECT_FALSE(icmp(any, 13));  // a timestamp request
   EXPECT_TRUE(icmp(any, 0));    // an echo reply: ESTABLISHED
   EXPECT_TRUE(lfp.permits("INBOUND_TRANSPORT_V4", {any, me, 6, 40000, 80}));  // TCP is the ALE layers'
-  EXPECT_EQ(r.needs.size(), 2u);  // the packet layers (ICMP), their user-space path and the callout (the limit)
+  EXPECT_EQ(r.needs.size(), 3u);  // the packet layers (ICMP), their user-space path and the callouts (the limit, the logs)
   EXPECT_TRUE(lfp.permits("ALE_AUTH_CONNECT_V4", {"203.0.113.1", me, 6, 443, 40000}));  // outgoing: allowed
 
   // Every rule is accounted for, and what is not imported says why.
@@ -376,9 +387,11 @@ TEST(ImportChains, UfwLimitBecomesTheRateLimitCallout) {
   const auto r = import::import_iptables(read_fixture("ufw.rules"));
   const json& pol = r.policy;
   const std::string callout = "4c460000-0000-4000-8000-000000000109";
-  ASSERT_EQ(pol.value("callouts", json::array()).size(), 1u) << pol.dump();
-  EXPECT_EQ(pol["callouts"][0]["key"], callout);
-  EXPECT_EQ(pol["callouts"][0]["layer"], "INBOUND_TRANSPORT_V4");
+  const json callouts = pol.value("callouts", json::array());
+  const auto limit_callout = std::find_if(callouts.begin(), callouts.end(), [&](const json& c) { return c["key"] == callout; });
+  ASSERT_NE(limit_callout, callouts.end()) << pol.dump();
+  EXPECT_EQ((*limit_callout)["layer"], "INBOUND_TRANSPORT_V4");
+  EXPECT_EQ(callouts.size(), 3u);  // and the log callout's at INBOUND_TRANSPORT_V4 and IPFORWARD_V4 (ufw's logging)
   std::vector<json> limits;
   for (const auto& f : pol["filters"])
     if (f["action"].is_object() && f["action"].value("callout", "") == callout) limits.push_back(f);
@@ -387,9 +400,10 @@ TEST(ImportChains, UfwLimitBecomesTheRateLimitCallout) {
   EXPECT_EQ(f["name"], "INPUT line 106 limit");
   EXPECT_EQ(f["layer"], "INBOUND_TRANSPORT_V4");
   EXPECT_EQ(f["action"]["type"], "CALLOUT_TERMINATING");
-  ASSERT_EQ(pol["provider_contexts"].size(), 1u);
-  EXPECT_EQ(f["provider_context"], pol["provider_contexts"][0]["key"]);
-  EXPECT_EQ(json::parse(pol["provider_contexts"][0]["data"].get<std::string>()),
+  const json contexts = pol["provider_contexts"];
+  const auto context = std::find_if(contexts.begin(), contexts.end(), [&](const json& c) { return c["key"] == f["provider_context"]; });
+  ASSERT_NE(context, contexts.end());
+  EXPECT_EQ(json::parse((*context)["data"].get<std::string>()),
             json({{"seconds", 30}, {"hitcount", 6}, {"name", "DEFAULT"}}));  // --mask 255.255.255.255: the whole address
 
   Imported lfp(pol);
@@ -514,7 +528,8 @@ COMMIT
 
   std::map<int, import::RuleReport> acct;
   for (const auto& c : r.coverage) acct[c.line] = c;
-  EXPECT_EQ(acct[6].filters, (std::vector<std::string>{"INPUT line 6", "INPUT line 6 limit"}));  // the ACCEPT, and its rate
+  // The ACCEPT, its rate, and (the LOG of line 12 after it) the ACCEPT again at INBOUND_TRANSPORT, above the log.
+  EXPECT_EQ(acct[6].filters, (std::vector<std::string>{"INPUT line 6", "INPUT line 6 limit", "INPUT line 6 before the log"}));
   EXPECT_NE(acct[6].notes.at(0).find("within 10/second (burst 20)"), std::string::npos) << acct[6].notes.at(0);
   EXPECT_EQ(acct[7].filters, std::vector<std::string>{"INPUT line 7 limit"});  // the DROP is the callout's alone
   EXPECT_NE(acct[7].notes.at(0).find("over 3/minute (burst 3, per [\"source\"]) are blocked"), std::string::npos) << acct[7].notes.at(0);
@@ -522,8 +537,8 @@ COMMIT
   std::map<int, std::string> why;
   for (const auto& u : r.unmapped) why[u.line] += u.reason;
   EXPECT_NE(why[11].find("TCP connections (their SYN) only"), std::string::npos) << why[11];
-  EXPECT_NE(why[12].find("LOG decides nothing"), std::string::npos) << why[12];
-  EXPECT_EQ(why[12].find("rate"), std::string::npos) << why[12];  // (a LOG's rate changes no verdict)
+  EXPECT_EQ(why.count(12), 0u) << why[12];  // the LOG's rate is its log's
+  EXPECT_EQ(acct[12].filters, (std::vector<std::string>{"INPUT line 12 log", "INPUT line 12 icmp log"}));
   EXPECT_NE(why[13].find("--hashlimit-upto 1mb/s: a rate the rate-limit callout does not count"), std::string::npos) << why[13];
   for (int line : {6, 7, 9}) EXPECT_EQ(why.count(line), 0u) << line << ": " << why[line];
   const auto need = std::find_if(r.needs.begin(), r.needs.end(), [](const std::string& n) { return n.find("--packet-queue") != std::string::npos; });

@@ -267,6 +267,34 @@ std::vector<std::string> lfpd_options(const std::vector<std::string>& needs) {
   return options;
 }
 
+// The import of `imports` enforced by an lfpd that governs A, started with what the import says it
+// needs; `left_out` gets what each import reports it could not express (but what is implied).
+void enforce_import(Sandbox& sb, const Original& original, const std::vector<std::string>& imports, std::unique_ptr<Daemon>& lfpd,
+                    std::string& left_out) {
+  std::vector<std::string> needs;
+  for (const auto& file : imports) {
+    const RunResult r = sb.run(lfp_cli_path() + " import " + original.format + " " + file + " --json", {.side = Side::A, .timeout = 30s});
+    const json report = json::parse(r.out, nullptr, false);
+    ASSERT_TRUE(r.code == 0 && report.is_object()) << file << ": " << r.err << r.out;
+    for (const auto& n : report.value("needs", json::array()))
+      if (std::find(needs.begin(), needs.end(), n.get<std::string>()) == needs.end()) needs.push_back(n);
+  }
+  std::vector<std::string> options = {"--cgroup", sb.cgroup(), "--bpf-pin", sb.mount_bpffs()};
+  for (auto& o : lfpd_options(needs)) options.push_back(std::move(o));
+  lfpd = std::make_unique<Daemon>(options, sb.ns_path(Side::A), DaemonOptions{.log_file = true});
+  for (const auto& file : imports) {
+    const RunResult r = sb.run(lfp_cli_path() + " import " + original.format + " " + file + " --apply --json",
+                               {.side = Side::A, .env = {"LFP_SOCKET=" + lfpd->socket()}, .timeout = 30s});
+    ASSERT_EQ(r.code, 0) << file << ": " << r.err << r.out;
+    const json report = json::parse(r.out, nullptr, false);
+    ASSERT_TRUE(report.is_object()) << r.out;
+    for (const auto& u : report["unmapped"])
+      if (u.value("reason", "").rfind("implied:", 0) != 0)
+        left_out += "\n  " + file.substr(file.rfind('/') + 1) + ":" + std::to_string(u.value("line", 0)) + ": " +
+                  u.value("reason", "") + "\n      " + u.value("rule", "");
+  }
+}
+
 // The whole comparison, on a sandbox whose original ruleset `original` describes (its files written),
 // with the servers listening.
 void expect_parity(Sandbox& sb, const Net& net, const Original& original, const std::vector<Target>& targets) {
@@ -297,29 +325,9 @@ void expect_parity(Sandbox& sb, const Net& net, const Original& original, const 
   // 2. Flushed; the import enforced by lfpd, started with what the import says it needs.
   run_ok(sb, "nft flush ruleset");
   ASSERT_EQ(run_ok(sb, "nft list ruleset"), "");
-  std::vector<std::string> needs;
-  for (const auto& file : imports) {
-    const RunResult r = sb.run(lfp_cli_path() + " import " + original.format + " " + file + " --json", {.side = Side::A, .timeout = 30s});
-    const json report = json::parse(r.out, nullptr, false);
-    ASSERT_TRUE(r.code == 0 && report.is_object()) << file << ": " << r.err << r.out;
-    for (const auto& n : report.value("needs", json::array()))
-      if (std::find(needs.begin(), needs.end(), n.get<std::string>()) == needs.end()) needs.push_back(n);
-  }
-  std::vector<std::string> options = {"--cgroup", sb.cgroup(), "--bpf-pin", sb.mount_bpffs()};
-  for (auto& o : lfpd_options(needs)) options.push_back(std::move(o));
-  Daemon lfpd(options, sb.ns_path(Side::A), {.log_file = true});
-  std::string left_out;  // what each import reports it could not express (but what is implied)
-  for (const auto& file : imports) {
-    const RunResult r = sb.run(lfp_cli_path() + " import " + original.format + " " + file + " --apply --json",
-                               {.side = Side::A, .env = {"LFP_SOCKET=" + lfpd.socket()}, .timeout = 30s});
-    ASSERT_EQ(r.code, 0) << file << ": " << r.err << r.out;
-    const json report = json::parse(r.out, nullptr, false);
-    ASSERT_TRUE(report.is_object()) << r.out;
-    for (const auto& u : report["unmapped"])
-      if (u.value("reason", "").rfind("implied:", 0) != 0)
-        left_out += "\n  " + file.substr(file.rfind('/') + 1) + ":" + std::to_string(u.value("line", 0)) + ": " +
-                  u.value("reason", "") + "\n      " + u.value("rule", "");
-  }
+  std::unique_ptr<Daemon> lfpd;
+  std::string left_out;
+  ASSERT_NO_FATAL_FAILURE(enforce_import(sb, original, imports, lfpd, left_out));
   const std::vector<Outcome> lfp = send_probes(sb, probes);
   std::vector<size_t> different;
   for (size_t i = 0; i < probes.size(); ++i)
@@ -384,6 +392,64 @@ TEST(ImportParityLive, UfwDefaultDenyWithAllowDenyLimit) {
   serve_host(sb, targets);
   // `limit 2222/tcp` is the rate-limit callout's filter: lfpd runs it live, and --verify on the capture's clock.
   expect_parity(sb, net, ufw_capture(sb), targets);
+}
+
+// ufw's logging (on by default: `logging low`): its LOG rules are imported as filters of the log callout,
+// and lfpd writes a CLASSIFY_LOG net event with ufw's prefix for what ufw logs. A connection to a port
+// the default policy denies is logged ("[UFW BLOCK] ", v4 and v6); one ufw allows (22/tcp) is not, nor
+// one ufw drops without logging (ufw-after-input sends NetBIOS, 137/udp, to the policy unlogged).
+TEST(ImportParityLive, UfwLoggingBecomesNetEvents) {
+  LFP_REQUIRE_SANDBOX();
+  ASSERT_NO_FATAL_FAILURE(require_tool("ufw"));
+  Sandbox sb;
+  Net net(sb);
+  const std::vector<Target> targets = {
+      {Proto::TCP, 22, "P--", "P--"},   // allow 22/tcp: not logged
+      {Proto::TCP, 80, "B--", "B--"},   // default deny incoming: logged
+      {Proto::UDP, 137, "B--", ""},     // ufw-skip-to-policy-input: dropped unlogged
+  };
+  ASSERT_NO_FATAL_FAILURE(generate(sb, "ufw", {"default deny incoming", "allow 22/tcp", "logging low"}));
+  const Original original = ufw_capture(sb);
+  for (const auto& [loader, file] : original.loads) ASSERT_NE(read_text(file).find("--log-prefix \"[UFW BLOCK] \""), std::string::npos) << file;
+  serve_host(sb, targets);
+  std::unique_ptr<Daemon> lfpd;
+  std::string left_out;
+  ASSERT_NO_FATAL_FAILURE(enforce_import(sb, original, {original.loads[0].second, original.loads[1].second}, lfpd, left_out));
+  const std::vector<Probe> probes = probes_of(net, targets);
+  const std::vector<Outcome> outcomes = send_probes(sb, probes);
+  for (size_t i = 0; i < probes.size(); ++i) EXPECT_EQ(outcomes[i].passed, probes[i].expect_pass) << name_of(probes[i]) << ": " << outcomes[i].detail;
+
+  auto client = lfpd->connect();
+  auto logs_at = [&](int port) {
+    json logged = json::array();
+    for (const auto& e : wait_for_events(*client, {{{"field", "IP_LOCAL_PORT"}, {"value", port}}}))
+      if (e.value("type", "") == "CLASSIFY_LOG") logged.push_back(e);
+    return logged;
+  };
+  const json blocked = logs_at(80);
+  std::set<std::string> sources;
+  for (const auto& e : blocked) {
+    EXPECT_EQ(e.value("log_prefix", ""), "[UFW BLOCK] ") << e.dump();
+    EXPECT_EQ(e.value("ip_protocol", 0), 6) << e.dump();
+    EXPECT_EQ(e.value("direction", ""), "INBOUND") << e.dump();
+    EXPECT_TRUE(e.value("layer", "").starts_with("INBOUND_TRANSPORT_V")) << e.dump();
+    EXPECT_TRUE(e.value("filter_name", "").starts_with("INPUT line ")) << e.dump();  // (the LOG's line, in INPUT's walk)
+    EXPECT_FALSE(e.contains("hard")) << "a log decides nothing: " << e.dump();
+    sources.insert(e.value("remote_address", ""));
+  }
+  // One event per connection attempt (its SYN and the SYN's retransmissions within the rate), v4 and v6.
+  EXPECT_EQ(sources, (std::set<std::string>{net.source(false, 0), net.source(true, 0)})) << blocked.dump(2);
+  EXPECT_EQ(logs_at(22), json::array()) << "an allowed connection is not logged";
+  EXPECT_EQ(logs_at(137), json::array()) << "ufw drops NetBIOS without logging it";
+  // The drop itself is the ALE layer's, as without logging.
+  bool dropped = false;
+  for (const auto& e : wait_for_events(*client, {{{"field", "IP_LOCAL_PORT"}, {"value", 80}}}))
+    dropped = dropped || (e.value("type", "") == "CLASSIFY_DROP" && e.value("layer", "").starts_with("ALE_AUTH_RECV_ACCEPT"));
+  EXPECT_TRUE(dropped);
+  // `lfp show netevents` prints the prefix.
+  const RunResult shown = sb.run(lfp_cli_path() + " show netevents", {.side = Side::A, .env = {"LFP_SOCKET=" + lfpd->socket()}});
+  EXPECT_NE(shown.out.find("CLASSIFY_LOG"), std::string::npos) << shown.out << shown.err;
+  EXPECT_NE(shown.out.find("log \"[UFW BLOCK] \""), std::string::npos) << shown.out << shown.err;
 }
 
 TEST(ImportParityLive, UfwPerSourceRulesAndV6) {

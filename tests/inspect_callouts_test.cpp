@@ -384,12 +384,14 @@ constexpr const char* kDns4 = "4c460000-0000-4000-8000-000000000105";
 constexpr const char* kDns6 = "4c460000-0000-4000-8000-000000000106";
 constexpr const char* kCount4 = "4c460000-0000-4000-8000-000000000107";
 
-TEST_F(InspectPlugin, ExportsTwelveCalloutsAtTheirLayers) {
+TEST_F(InspectPlugin, ExportsEighteenCalloutsAtTheirLayers) {
   EXPECT_EQ(plugin_->api_version, 2u);
-  ASSERT_EQ(plugin_->ncallouts, 12u);
+  ASSERT_EQ(plugin_->ncallouts, 18u);
   const char* layers[] = {"STREAM_V4", "STREAM_V6", "STREAM_V4", "STREAM_V6", "DATAGRAM_DATA_V4", "DATAGRAM_DATA_V6",
-                          "STREAM_V4", "STREAM_V6", "INBOUND_TRANSPORT_V4", "INBOUND_TRANSPORT_V6", "IPFORWARD_V4", "IPFORWARD_V6"};
-  for (size_t i = 0; i < 12; ++i) {
+                          "STREAM_V4", "STREAM_V6", "INBOUND_TRANSPORT_V4", "INBOUND_TRANSPORT_V6", "IPFORWARD_V4", "IPFORWARD_V6",
+                          "INBOUND_TRANSPORT_V4", "INBOUND_TRANSPORT_V6", "OUTBOUND_TRANSPORT_V4", "OUTBOUND_TRANSPORT_V6",
+                          "IPFORWARD_V4", "IPFORWARD_V6"};  // (the last six: the log, log_callout_test.cpp)
+  for (size_t i = 0; i < std::size(layers); ++i) {
     char key[40];
     std::snprintf(key, sizeof key, "4c460000-0000-4000-8000-%012zx", 0x101 + i);
     EXPECT_STREQ(plugin_->callouts[i].key, key);

@@ -7,14 +7,17 @@
 //   4c460000-0000-4000-8000-000000000107 / ...108  per-flow byte count STREAM_V4 / STREAM_V6
 //   4c460000-0000-4000-8000-000000000109 / ...10a  rate limit          INBOUND_TRANSPORT_V4 / _V6
 //   4c460000-0000-4000-8000-00000000010b / ...10c  transport match     IPFORWARD_V4 / _V6
+//   4c460000-0000-4000-8000-00000000010d / ...10e  log                 INBOUND_TRANSPORT_V4 / _V6
+//   4c460000-0000-4000-8000-00000000010f / ...110  log                 OUTBOUND_TRANSPORT_V4 / _V6
+//   4c460000-0000-4000-8000-000000000111 / ...112  log                 IPFORWARD_V4 / _V6
 //
 // Configuration: the filter's provider context data, JSON {"block": [NAME, "*.SUFFIX", ...],
 // "log": "/path/file.jsonl"} (both optional; empty data: no block list, no log). A configuration
 // that does not parse makes the callout answer BLOCK (fail closed); the reason goes to stderr once.
-// The rate limit's and the transport match's configurations are their own (ratelimit.hpp,
-// transport_match.hpp). The protocol parsing is parsers.hpp's, the rate limit's table
-// ratelimit.hpp's, the transport match transport_match.hpp's; this file is the callouts' policy
-// around them.
+// The rate limit's, the transport match's and the log's configurations are their own (ratelimit.hpp,
+// transport_match.hpp, log.hpp). The protocol parsing is parsers.hpp's, the rate limit's table
+// ratelimit.hpp's, the transport match transport_match.hpp's, the log's rate log.hpp's; this file
+// is the callouts' policy around them.
 #include <fcntl.h>
 #include <unistd.h>
 
@@ -35,6 +38,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lfp/callout/plugin.hpp"
+#include "log.hpp"
 #include "parsers.hpp"
 #include "ratelimit.hpp"
 #include "transport_match.hpp"
@@ -83,13 +87,15 @@ std::optional<Config> parse_config(const std::string& text, std::string* error) 
 std::mutex mu;  // the configuration caches, the flow records, the rate limiter, the warnings
 
 // A callout's configurations, each parsed once per distinct provider context (at most 1024 kept).
-// A bad one is said once on stderr and comes back null: its filters' callouts answer BLOCK. The
-// lookup takes the packet's provider context as it is, without a copy.
+// A bad one is said once on stderr and comes back null: its filters' callouts answer BLOCK (the log
+// callout's: CONTINUE, without an event). The lookup takes the packet's provider context as it is,
+// without a copy.
 template <class T>
 class ConfigCache {
  public:
   using Parse = std::optional<T> (*)(const std::string&, std::string*);
-  ConfigCache(const char* what, Parse parse) : what_(what), parse_(parse) {}
+  ConfigCache(const char* what, Parse parse, const char* consequence = "its filters' callouts answer BLOCK")
+      : what_(what), consequence_(consequence), parse_(parse) {}
 
   std::shared_ptr<const T> get(const char* provider_context) {
     const std::string_view text = provider_context ? provider_context : "";
@@ -99,8 +105,8 @@ class ConfigCache {
     auto parsed = parse_(std::string(text), &error);
     std::shared_ptr<const T> c = parsed ? std::make_shared<const T>(std::move(*parsed)) : nullptr;
     if (!c)
-      std::fprintf(stderr, "lfp_inspect_callouts: bad %s configuration (%s): %s; its filters' callouts answer BLOCK\n",
-                   what_, error.c_str(), std::string(text.substr(0, 200)).c_str());
+      std::fprintf(stderr, "lfp_inspect_callouts: bad %s configuration (%s): %s; %s\n", what_, error.c_str(),
+                   std::string(text.substr(0, 200)).c_str(), consequence_);
     if (by_text_.size() >= 1024) by_text_.clear();
     by_text_.emplace(text, c);
     return c;
@@ -112,6 +118,7 @@ class ConfigCache {
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
   };
   const char* what_;
+  const char* consequence_;
   Parse parse_;
   std::unordered_map<std::string, std::shared_ptr<const T>, Hash, std::equal_to<>> by_text_;  // (under mu)
 };
@@ -336,6 +343,25 @@ void transport_match_classify(const lfp_callout_classify_in2* i, lfp_callout_cla
   else block(out);
 }
 
+// An imported LOG rule: CONTINUE always (it decides nothing), and a net event for the packets that
+// reach it, within its rate (docs/callouts.md, "Log").
+in::PacketLog packet_log;  // (under mu)
+ConfigCache<in::LogConfig> log_configs("log", in::parse_log_config, "its filters log nothing");
+
+void log_classify(const lfp_callout_classify_in2* i, lfp_callout_classify_out2* out) {
+  const auto config = log_configs.get(i->v1.provider_context);
+  out->v1.action = LFP_CALLOUT_CONTINUE;  // (a bad configuration too: a log decides nothing either way)
+  if (!config) return;
+  const int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now().time_since_epoch()).count();
+  std::lock_guard lock(mu);
+  const in::PacketLog::Entry e = packet_log.log(i->v1.filter_key ? i->v1.filter_key : "", *config, data_of(i), now_ms);
+  if (!e.write) return;
+  static thread_local std::string text;  // (valid until the next classify, as plugin.hpp asks)
+  text = config->prefix;
+  out->log_text = text.c_str();
+  out->log_suppressed = e.suppressed;
+}
+
 const lfp_callout2 kCallouts[] = {
     {"4c460000-0000-4000-8000-000000000101", "STREAM_V4", tls_classify, nullptr, nullptr},
     {"4c460000-0000-4000-8000-000000000102", "STREAM_V6", tls_classify, nullptr, nullptr},
@@ -349,6 +375,12 @@ const lfp_callout2 kCallouts[] = {
     {in::kRateLimitCalloutV6, "INBOUND_TRANSPORT_V6", ratelimit_classify, nullptr, nullptr},
     {in::kTransportMatchCalloutV4, "IPFORWARD_V4", transport_match_classify, nullptr, nullptr},
     {in::kTransportMatchCalloutV6, "IPFORWARD_V6", transport_match_classify, nullptr, nullptr},
+    {in::kLogCalloutInboundV4, "INBOUND_TRANSPORT_V4", log_classify, nullptr, nullptr},
+    {in::kLogCalloutInboundV6, "INBOUND_TRANSPORT_V6", log_classify, nullptr, nullptr},
+    {in::kLogCalloutOutboundV4, "OUTBOUND_TRANSPORT_V4", log_classify, nullptr, nullptr},
+    {in::kLogCalloutOutboundV6, "OUTBOUND_TRANSPORT_V6", log_classify, nullptr, nullptr},
+    {in::kLogCalloutForwardV4, "IPFORWARD_V4", log_classify, nullptr, nullptr},
+    {in::kLogCalloutForwardV6, "IPFORWARD_V6", log_classify, nullptr, nullptr},
 };
 const lfp_callout_plugin2 kPlugin = {2, "lfp inspection callouts", kCallouts, std::size(kCallouts)};
 

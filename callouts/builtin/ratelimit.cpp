@@ -57,7 +57,8 @@ std::optional<RateLimitConfig> parse_rate_limit_config(const std::string& text, 
       has_rate = has_rate_member = true;
     } else if (k == "per") {
       static const std::pair<const char*, uint64_t> kUnits[] = {{"second", 1}, {"minute", 60}, {"hour", 3600}, {"day", 86400}};
-      const auto* u = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& x) { return v == x.first; });
+      const nlohmann::json& unit = v;  // (clang before 16 cannot capture a structured binding)
+      const auto* u = std::find_if(std::begin(kUnits), std::end(kUnits), [&](const auto& x) { return unit == x.first; });
       if (u == std::end(kUnits)) return fail("\"per\" is not second, minute, hour or day");
       rate.per_seconds = u->second;
       has_per = has_rate_member = true;

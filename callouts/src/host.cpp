@@ -89,7 +89,7 @@ class HostDriver : public CalloutDriver {
       if (a == "PERMIT" || a == "BLOCK" || a == "CONTINUE") {
         out.verdict = a == "PERMIT" ? CalloutVerdict::PERMIT : a == "BLOCK" ? CalloutVerdict::BLOCK : CalloutVerdict::CONTINUE;
         out.clear_action_write = r.value("clear_action_write", false);
-        if (m) take_meta(r, bytes, *m);
+        if (m) take_meta(r, bytes, in.filter, *m);
         return;
       }
       why = "invalid answer";
@@ -111,7 +111,7 @@ class HostDriver : public CalloutDriver {
 
  private:
   // What a version-2 plugin hands back beyond its action.
-  void take_meta(const json& r, const std::string& bytes, ClassifyMeta& m) const {
+  void take_meta(const json& r, const std::string& bytes, const Filter& filter, ClassifyMeta& m) const {
     // The bytes after the answer: a new payload, then a packet to inject.
     const size_t nd = r.value("new_data_len", size_t{0}), ni = r.value("inject_len", size_t{0});
     if (nd + ni == bytes.size()) {
@@ -125,6 +125,8 @@ class HostDriver : public CalloutDriver {
     }
     if (r.contains("flow_context") && r["flow_context"].is_number_unsigned() && m.flow_contexts && m.flow_handle)
       (*m.flow_contexts)[key_] = r["flow_context"].get<uint64_t>();
+    if (r.contains("log") && r["log"].is_string())
+      m.logs.push_back({&filter, r["log"].get<std::string>(), r.value("log_suppressed", uint64_t{0})});
     if (r.value("pend", false) && m.pend_handle && !m.pended) {
       m.pended = true;
       m.pended_by = key_;

@@ -150,6 +150,7 @@ int main(int argc, char** argv) {
       if (res.stream_action == LFP_STREAM_ACTION_NEED_MORE_DATA) out["count_bytes_required"] = res.count_bytes_required;
       if (res.set_flow_context) out["flow_context"] = res.flow_context;
       if (res.pend && in.pend_handle) out["pend"] = true;
+      if (res.log_text) out["log"] = res.log_text, out["log_suppressed"] = res.log_suppressed;
       // Bytes after the line: the new payload, then the packet to inject.
       if (res.new_data) trailer.append(reinterpret_cast<const char*>(res.new_data), res.new_data_len), out["new_data_len"] = res.new_data_len;
       if (res.inject && res.inject_len) trailer.append(reinterpret_cast<const char*>(res.inject), res.inject_len), out["inject_len"] = res.inject_len;

@@ -9,6 +9,7 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <functional>
 #include <vector>
 
 #include "lfp/protocol/json_text.hpp"
@@ -25,10 +26,19 @@ Client::Client(const std::string& path, const SessionOptions& opts) {
   std::strcpy(addr.sun_path, path.c_str());
   fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd_ < 0) throw ClientError("PROTOCOL", std::string("socket: ") + std::strerror(errno));
+  reply_timeout_ms_ = opts.reply_timeout_ms;
+  if (reply_timeout_ms_) {  // (a blocking connect, read or write gives up after it: EAGAIN)
+    const timeval tv{static_cast<time_t>(reply_timeout_ms_ / 1000), static_cast<suseconds_t>(reply_timeout_ms_ % 1000 * 1000)};
+    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
+  }
   if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     int e = errno;
     ::close(fd_);
     fd_ = -1;
+    if (e == EAGAIN)
+      throw ClientError("TIMEOUT", "lfpd at " + path + " did not take the connection within " +
+                                       std::to_string(opts.reply_timeout_ms) + " ms");
     throw ClientError("NOT_RUNNING", "lfpd is not running at " + path + " (" + std::strerror(e) +
                                          "); start it with `lfpd --socket " + path +
                                          "` or `systemctl start lfpd`");
@@ -71,6 +81,8 @@ void Client::read_some() {
     const ssize_t r = ::read(fd_, buf, sizeof buf);
     if (r > 0) return in_.feed(buf, static_cast<size_t>(r));
     if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+      throw ClientError("TIMEOUT", "lfpd did not answer within " + std::to_string(reply_timeout_ms_) + " ms");
     throw ClientError("PROTOCOL", std::string("lfpd: ") + (r == 0 ? "connection closed" : std::strerror(errno)));
   }
 }
@@ -115,32 +127,78 @@ json Client::call(const std::string& op, json args, const std::string& name, con
   return exchange(id, text);
 }
 
+namespace {
+constexpr const char* kLists[] = {"providers", "sublayers", "callouts", "provider_contexts", "filters"};
+bool is_list(std::string_view k) {
+  return std::any_of(std::begin(kLists), std::end(kLists), [&](const char* l) { return k == l; });
+}
+}  // namespace
+
+// What the pieces of an apply take from a policy object, whatever holds it: the members that are not
+// lists ("version", or a mistake lfpd will name: they go with every piece), and each list's objects
+// as text.
+struct Client::PolicyLists {
+  std::string others;                  // "name":value,...
+  size_t sizes[std::size(kLists)] = {};  // objects in each list (0: none, or not an array)
+  std::function<void(size_t list, size_t index, std::string& out)> append;  // an object's text
+};
+
 json Client::apply(const json& policy) {
-  constexpr const char* kLists[] = {"providers", "sublayers", "callouts", "provider_contexts", "filters"};
-  auto is_list = [&](const std::string& k) {
-    return std::any_of(std::begin(kLists), std::end(kLists), [&](const char* l) { return k == l; });
-  };
   if (!policy.is_object()) return call("apply", json::object(), "policy", policy);  // (lfpd says what is wrong)
-  // Each object serialized once, into pieces well under a message's limit; the other members
-  // ("version", or a mistake lfpd will name) go with every piece.
-  constexpr size_t kPieceBytes = wire::kMaxFrame / 4;
-  std::string others;
+  PolicyLists lists;
+  std::vector<const json*> arrays(std::size(kLists), nullptr);
   for (const auto& [k, v] : policy.items()) {
     if (is_list(k) && v.is_array()) continue;
-    others += others.empty() ? "" : ",";
-    wire::append_json(others, json(k));
-    others += ':';
-    wire::append_json(others, v);
+    lists.others += lists.others.empty() ? "" : ",";
+    wire::append_json(lists.others, json(k));
+    lists.others += ':';
+    wire::append_json(lists.others, v);
   }
+  for (size_t l = 0; l < std::size(kLists); ++l)
+    if (const auto it = policy.find(kLists[l]); it != policy.end() && it->is_array()) arrays[l] = &*it, lists.sizes[l] = it->size();
+  lists.append = [&](size_t l, size_t i, std::string& out) { wire::append_json(out, (*arrays[l])[i]); };
+  return apply_lists(lists);
+}
+
+json Client::apply(const policy::JsonValue& policy) {
+  if (!policy.is_object()) {
+    const uint64_t id = next_id_++;
+    return exchange(id, "{\"id\":" + std::to_string(id) + ",\"op\":\"apply\",\"policy\":" + std::string(policy.text()) + "}");
+  }
+  PolicyLists lists;
+  std::vector<const policy::JsonValue*> arrays(std::size(kLists), nullptr);
+  for (auto m = policy.members_begin(); m != policy.members_end(); ++m) {
+    if (is_list(m->key) && m->value.is_array()) {
+      for (size_t l = 0; l < std::size(kLists); ++l)
+        if (m->key == kLists[l]) arrays[l] = &m->value, lists.sizes[l] = m->value.size();
+      continue;
+    }
+    lists.others += lists.others.empty() ? "" : ",";
+    wire::append_json(lists.others, json(std::string(m->key)));
+    lists.others += ':';
+    lists.others += m->value.text();
+  }
+  lists.append = [&](size_t l, size_t i, std::string& out) { out += (*arrays[l])[i].text(); };
+  return apply_lists(lists);
+}
+
+json Client::apply_lists(const PolicyLists& policy) {
+  // Each object serialized once, into pieces that fit the socket's buffer: the next piece is all there
+  // when lfpd is done with one (a piece larger than the buffer arrives in as many round trips as it
+  // takes to drain, while lfpd waits; a million filters took twice as long in 4 MiB pieces).
+  constexpr size_t kPieceBytes = 160 << 10;
+  {
+    const int want = 4 << 20;  // (as much as net.core.wmem_max lets it have: room for more pieces)
+    ::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
+  }
+  const std::string& others = policy.others;
   // The pieces are made one at a time, as they are sent: the lists' members from where the last
   // piece stopped. A piece holds one object at least.
   size_t list = 0, index = 0;
   auto next_list = [&] {
-    for (; list < std::size(kLists); ++list, index = 0) {
-      const auto it = policy.find(kLists[list]);
-      if (it != policy.end() && it->is_array() && index < it->size()) return &*it;
-    }
-    return static_cast<const json*>(nullptr);
+    for (; list < std::size(kLists); ++list, index = 0)
+      if (index < policy.sizes[list]) return true;
+    return false;
   };
   std::string first;  // "first":{"filters":N,...}: where this piece's lists start in the whole
   std::string text;   // "filters":[...],...
@@ -149,11 +207,11 @@ json Client::apply(const json& policy) {
     first.clear();
     text.clear();
     bool has_object = false;
-    while (const json* objects = next_list()) {
+    while (next_list()) {
       bool opened = false;  // this list's array
-      for (; index < objects->size(); ++index) {
+      for (; index < policy.sizes[list]; ++index) {
         one.clear();
-        wire::append_json(one, (*objects)[index]);
+        policy.append(list, index, one);
         if (has_object && text.size() + one.size() > kPieceBytes) break;  // (it starts the next piece)
         if (!opened) {
           text += std::string(text.empty() ? "" : ",") + "\"" + kLists[list] + "\":[";
@@ -166,7 +224,7 @@ json Client::apply(const json& policy) {
         has_object = true;
       }
       if (opened) text += ']';
-      if (index < objects->size()) break;  // the piece is full
+      if (index < policy.sizes[list]) break;  // the piece is full
     }
   };
   auto request = [&](uint64_t id, bool in_pieces) {
@@ -186,10 +244,10 @@ json Client::apply(const json& policy) {
   std::string out;  // the frame being written, from out_off
   size_t out_off = 0;
   try {
-    // lfpd works on one piece while the next is made and sent and the last reply is read: two
-    // pieces in flight. Inside the caller's transaction one at a time, so that a piece that fails
+    // lfpd works on one piece while the next ones wait in the socket and the last reply is read:
+    // three pieces in flight. Inside the caller's transaction one at a time, so that a piece that fails
     // leaves it holding exactly the pieces before (as a failed call leaves a transaction unchanged).
-    const size_t in_flight = own_txn ? 2 : 1;
+    const size_t in_flight = own_txn ? 3 : 1;
     std::deque<uint64_t> waiting;  // sent, not answered yet
     bool made = true;              // `first` and `text` hold a piece not sent yet
     bool more = true;              // objects wait for a piece (make_piece)
@@ -202,7 +260,7 @@ json Client::apply(const json& policy) {
         out_off = 0;
         waiting.push_back(id);
         made = false;
-        more = next_list() != nullptr;
+        more = next_list();
       }
       if (out_off < out.size()) {  // as much as lfpd takes now
         const ssize_t w = ::send(fd_, out.data() + out_off, out.size() - out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -225,7 +283,9 @@ json Client::apply(const json& policy) {
         continue;
       }
       pollfd p{fd_, static_cast<short>(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};
-      if (::poll(&p, 1, -1) < 0 && errno != EINTR) throw ClientError("PROTOCOL", std::string("poll: ") + std::strerror(errno));
+      const int ready = ::poll(&p, 1, reply_timeout_ms_ ? static_cast<int>(reply_timeout_ms_) : -1);
+      if (ready < 0 && errno != EINTR) throw ClientError("PROTOCOL", std::string("poll: ") + std::strerror(errno));
+      if (ready == 0) throw ClientError("TIMEOUT", "lfpd did not answer within " + std::to_string(reply_timeout_ms_) + " ms");
       if (p.revents & (POLLIN | POLLHUP | POLLERR)) read_some();
     }
     if (own_txn) {
@@ -249,7 +309,21 @@ json Client::apply(const json& policy) {
 
 json Client::exchange(uint64_t id, const std::string& request) {
   std::string err;
-  if (!wire::write_frame(fd_, request, err)) throw ClientError("PROTOCOL", "lfpd: " + err);
+  if (!wire::write_frame(fd_, request, err)) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK)
+      throw ClientError("TIMEOUT", "lfpd took no request for " + std::to_string(reply_timeout_ms_) + " ms");
+    // lfpd closed the session: what it said last (a refused session's reason) is the error.
+    try {
+      pollfd p{fd_, POLLIN, 0};
+      while (::poll(&p, 1, 0) == 1 && (p.revents & POLLIN)) {
+        read_some();
+        while (auto msg = buffered_message()) reply_to(id, std::move(*msg));  // (throws lfpd's error)
+      }
+    } catch (const ClientError& e) {
+      if (e.code() != "PROTOCOL") throw;
+    }
+    throw ClientError("PROTOCOL", "lfpd: " + err);
+  }
   for (;;)
     if (auto result = reply_to(id, read_message())) return std::move(*result);
 }

@@ -506,10 +506,10 @@ LayerIndex build_index(const LayerKeys& lk) {
 // out of cache as a visited filter's guard is). A key many filters share, such as the protocol alone,
 // is found by most packets: this counts it so, where the lists' sizes alone would not.
 double visit_cost(const LayerIndex& ix, const LayerKeys& lk) {
-  std::unordered_map<IndexKey, uint32_t, IndexKeyHash> list_size;
-  for (size_t j = 0; j < ix.keys.size(); ++j) list_size[ix.keys[j]] = ix.list_first[j + 1] - ix.list_first[j];
+  // The sample's probe keys first, then the sizes of their lists only (a map of every key costs
+  // more than the rest of the compile at a million filters).
   const size_t n = lk.filters(), step = std::max<size_t>(1, n / 2000);
-  double visits = 0;
+  std::vector<IndexKey> probes;
   size_t sampled = 0;
   for (size_t i = 0; i < n; i += step, ++sampled) {
     struct Point { bool set = false; uint64_t v[2]{}; };
@@ -528,11 +528,15 @@ double visit_cost(const LayerIndex& ix, const LayerKeys& lk) {
         found = p.set;
         k.v[f][0] = p.v[0], k.v[f][1] = p.v[1];
       }
-      if (!found) continue;
-      k = widen(k, k.shape);
-      if (auto it = list_size.find(k); it != list_size.end()) visits += it->second;
+      if (found) probes.push_back(widen(k, k.shape));
     }
   }
+  std::unordered_map<IndexKey, uint32_t, IndexKeyHash> list_size;  // probe key -> its list's size
+  for (const IndexKey& k : probes) list_size.emplace(k, 0);
+  for (size_t j = 0; j < ix.keys.size(); ++j)
+    if (auto it = list_size.find(ix.keys[j]); it != list_size.end()) it->second = ix.list_first[j + 1] - ix.list_first[j];
+  double visits = 0;
+  for (const IndexKey& k : probes) visits += list_size[k];
   return visits / static_cast<double>(std::max<size_t>(1, sampled)) + static_cast<double>(ix.residual.size()) +
          kProbeCost * static_cast<double>(ix.shapes.size());
 }

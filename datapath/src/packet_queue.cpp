@@ -46,13 +46,14 @@ std::string ip_text(const packet::IpAddr& a) {
 
 }  // namespace
 
-// One layer's answer for a packet, what its event says.
+// One layer's answer for a packet, what its event says; or, with `log`, a callout's log of the packet.
 struct PacketQueue::Decision {
   LayerId layer;
   const packet::Packet* p;
   bool outbound, forward, loopback;
   uint32_t iface;
   ClassifyResult r;
+  const ClassifyMeta::Log* log = nullptr;
 };
 
 PacketQueue::PacketQueue(const FilterEngine& engine, KernelPath& kernel, uint16_t first, uint16_t count,
@@ -286,6 +287,13 @@ int PacketQueue::decide(int hook, uint32_t in_if, uint32_t out_if, const uint8_t
     ++stats_.classifies;
     Decision d{layer, &p, outbound, hook == NF_INET_FORWARD, view.loopback, *view.iface,
                engine_.classify(layer, values, false, &meta)};
+    for (const ClassifyMeta::Log& log : meta.logs) {  // (the log callout: before the decision, as a LOG rule)
+      Decision logged = d;
+      logged.r = ClassifyResult{};
+      logged.r.filter = log.filter;
+      logged.log = &log;
+      event(logged);
+    }
     if (!d.r.permit) {
       ++stats_.dropped;
       event(d);
@@ -304,7 +312,7 @@ void PacketQueue::event(const Decision& d) {
   const packet::IpAddr& local = d.outbound || d.forward ? p.src : p.dst;
   const packet::IpAddr& remote = d.outbound || d.forward ? p.dst : p.src;
   const bool ports = p.has_ports();
-  nlohmann::json e = {{"type", d.r.permit ? "CLASSIFY_ALLOW" : "CLASSIFY_DROP"},
+  nlohmann::json e = {{"type", d.log ? "CLASSIFY_LOG" : d.r.permit ? "CLASSIFY_ALLOW" : "CLASSIFY_DROP"},
                       {"layer", layer_info(d.layer).name},
                       {"ip_version", v6 ? "V6" : "V4"},
                       {"ip_protocol", p.protocol},
@@ -318,6 +326,12 @@ void PacketQueue::event(const Decision& d) {
                       {"veto", d.r.veto}};
   if (!d.forward) e["direction"] = d.outbound ? "OUTBOUND" : "INBOUND";  // (none at IPFORWARD, as WFP's)
   add_filter_members(e, d.r);
+  if (d.log) {  // (it decided nothing)
+    e.erase("hard");
+    e.erase("veto");
+    e["log_prefix"] = d.log->text;
+    if (d.log->suppressed) e["log_suppressed"] = d.log->suppressed;
+  }
   on_event(std::move(e));
 }
 

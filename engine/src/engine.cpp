@@ -72,6 +72,7 @@ struct FilterEngine::LayerState {
   std::vector<std::pair<uint32_t, uint32_t>> moves;  // relabel_around's (slot, new label), reused
   uint32_t last_added = UINT32_MAX;  // slot of the filter added last (runs of inserts follow it)
   OrderMap::iterator last_at = order.end();  // its place (a run's next insert is found there, not searched for)
+  OrderMap::iterator after_last = order.end();  // the filter after it (a run inserts between the two)
 
   static OrderKey key_of(const FilterRecord& r) {
     return {r.sublayer, r.filter.effective_weight, r.filter.id};
@@ -94,29 +95,36 @@ struct FilterEngine::LayerState {
       labels[r->slot] = 0;
     }
     r->enforced = false;
-    const auto it = order.emplace_hint(last_added == UINT32_MAX ? order.end() : std::next(last_at), key_of(*r), r->slot);
-    const Run run = it != order.begin() && std::prev(it)->second == last_added      ? Run::DOWN
-                    : std::next(it) != order.end() && std::next(it)->second == last_added ? Run::UP
-                                                                                        : Run::NONE;
-    if (!take_gap(it, run)) relabel_around(it, run);
+    // Its neighbours, found once (a step in a million-node tree is a cache miss or several): in a run
+    // down, the filter added last and the one after it, known without a step.
+    const OrderKey key = key_of(*r);
+    const EvaluatedBefore before;
+    const bool down = last_added != UINT32_MAX && before(last_at->first, key) &&
+                      (after_last == order.end() || before(key, after_last->first));
+    const auto it = order.emplace_hint(last_added == UINT32_MAX ? order.end() : after_last, key, r->slot);
+    const auto prev = down ? last_at : it == order.begin() ? order.end() : std::prev(it);
+    const auto next = down ? after_last : std::next(it);
+    const Run run = prev != order.end() && prev->second == last_added   ? Run::DOWN
+                    : next != order.end() && next->second == last_added ? Run::UP
+                                                                        : Run::NONE;
+    if (!take_gap(it, prev, next, run)) relabel_around(it, run);
     if (!(r->filter.flags & DISABLED)) {
       index->insert(r->slot, labels[r->slot], r->filter);
       r->enforced = true;
     }
-    note_floor(it);
+    if (next == order.end() || next->first.sublayer != it->first.sublayer) set_floor(it);
     min_label = label(std::prev(order.end()));
     last_added = r->slot;
     last_at = it;
+    after_last = next;
   }
 
   // A label between the new filter's neighbours (higher = earlier), if they leave a gap. In a
   // run, the new filter takes a small share of the gap next to the previous one and leaves the
   // rest to the run; anything else takes the midpoint.
-  bool take_gap(OrderMap::iterator it, Run run) {
-    const bool has_prev = it != order.begin();
-    const bool has_next = std::next(it) != order.end();
-    const uint64_t upper = has_prev ? label(std::prev(it)) : uint64_t{kLabelMax} + 1;
-    const uint64_t lower = has_next ? label(std::next(it)) : 0;
+  bool take_gap(OrderMap::iterator it, OrderMap::iterator prev, OrderMap::iterator next, Run run) {
+    const uint64_t upper = prev != order.end() ? label(prev) : uint64_t{kLabelMax} + 1;
+    const uint64_t lower = next != order.end() ? label(next) : 0;
     const uint64_t gap = upper - lower;
     if (gap < 2) return false;
     const uint64_t step = std::clamp<uint64_t>(gap / kRunShare, 1, kLabelStep);
@@ -193,14 +201,14 @@ struct FilterEngine::LayerState {
       else
         floors.erase(f);
     }
+    if (last_added == r->slot || after_last == it) {  // (the run's place goes with it)
+      last_added = UINT32_MAX;
+      last_at = after_last = order.end();
+    }
     order.erase(it);
     min_label = order.empty() ? 0 : label(std::prev(order.end()));
     slots[r->slot] = nullptr;
     free_slots.push_back(r->slot);
-    if (last_added == r->slot) {
-      last_added = UINT32_MAX;
-      last_at = order.end();
-    }
   }
 
   bool last_of_sublayer(OrderMap::iterator i) const {
@@ -210,7 +218,9 @@ struct FilterEngine::LayerState {
 
   // If i is the last filter of its sublayer, its label is the sublayer's floor.
   void note_floor(OrderMap::iterator i) {
-    if (!last_of_sublayer(i)) return;
+    if (last_of_sublayer(i)) set_floor(i);
+  }
+  void set_floor(OrderMap::iterator i) {
     const Sublayer* sub = i->first.sublayer;
     auto f = std::find_if(floors.begin(), floors.end(), [&](auto& p) { return p.first == sub; });
     if (f != floors.end()) f->second = label(i);

@@ -4,6 +4,7 @@
 #include <optional>
 #include <span>
 
+#include "log.hpp"
 #include "ratelimit.hpp"
 #include "transport_match.hpp"
 
@@ -78,6 +79,12 @@ class TransportMatchDriver : public CalloutDriver {
   std::shared_ptr<BuiltinCallouts::State> s_;
 };
 
+// The log callout decides nothing: CONTINUE, as the plugin's (its events are lfpd's business).
+class LogDriver : public CalloutDriver {
+ public:
+  void classify(const CalloutClassifyIn&, CalloutClassifyOut& out) override { out.verdict = CalloutVerdict::CONTINUE; }
+};
+
 }  // namespace
 
 BuiltinCallouts::BuiltinCallouts(FilterEngine& engine) : state_(std::make_shared<State>()) {
@@ -86,6 +93,9 @@ BuiltinCallouts::BuiltinCallouts(FilterEngine& engine) : state_(std::make_shared
     engine.register_callout(*Guid::parse(key), std::make_shared<RateLimitDriver>(state_));
   for (const char* key : {in::kTransportMatchCalloutV4, in::kTransportMatchCalloutV6})
     engine.register_callout(*Guid::parse(key), std::make_shared<TransportMatchDriver>(state_));
+  for (const char* key : {in::kLogCalloutInboundV4, in::kLogCalloutInboundV6, in::kLogCalloutOutboundV4, in::kLogCalloutOutboundV6,
+                          in::kLogCalloutForwardV4, in::kLogCalloutForwardV6})
+    engine.register_callout(*Guid::parse(key), std::make_shared<LogDriver>());
 }
 
 void BuiltinCallouts::set_clocks(int64_t capture_ms, int64_t replay_ms) {

@@ -1,7 +1,8 @@
 #include "chains.hpp"
 
 #include "lfp/engine/guid.hpp"
-#include "ratelimit.hpp"        // (callouts/builtin: the callouts' keys)
+#include "log.hpp"              // (callouts/builtin: the callouts' keys)
+#include "ratelimit.hpp"
 #include "transport_match.hpp"
 
 #include <arpa/inet.h>
@@ -122,10 +123,10 @@ struct Flat {
   const Rule* rule;
   std::vector<int> via;  // the lines of the jumps that lead to it
   Conj conj;
-  std::string action;  // PERMIT or BLOCK (CALLOUT_TERMINATING: a rate limit)
+  std::string action;  // PERMIT or BLOCK; CALLOUT_TERMINATING: a rate limit; LOG: a log
   std::vector<std::string> problems;
-  size_t after = 0;  // a rate limit: the flattened rules before it
-  json limit;        // a rate limit: the callout's configuration
+  size_t after = 0;  // a rate limit or a log: the flattened rules before it
+  json limit;        // a rate limit or a log: the callout's configuration
 };
 
 // Rules a chain may expand to through its jumps (a chain jumped to from many places is flattened
@@ -142,6 +143,12 @@ constexpr const char* kRateLimitNeeds =
     "the packet layers' user-space path and the built-in callouts (lfpd --packet-queue N --callout liblfp_inspect_callouts.so): "
     "rate limits (-m recent, -m limit, -m hashlimit, nft's limit) are decided on each new TCP connection at INBOUND_TRANSPORT "
     "by the rate-limit callout";
+
+// What lfpd needs for the log callout's filters.
+constexpr const char* kLogNeeds =
+    "the packet layers' user-space path and the built-in callouts (lfpd --packet-queue N --callout liblfp_inspect_callouts.so): "
+    "LOG rules become LFP net events (CLASSIFY_LOG, with the rule's prefix) written by the log callout at INBOUND_TRANSPORT, "
+    "OUTBOUND_TRANSPORT or IPFORWARD";
 
 // What lfpd needs for the transport-match callout's filters.
 constexpr const char* kTransportMatchNeeds =
@@ -200,7 +207,16 @@ class Walker {
       : chains_(chains), hook_(hook), family_(family), icmp_(icmp), ledger_(ledger), unmapped_(unmapped) {}
 
   std::vector<Flat> flats;
-  std::vector<Flat> limits;  // rate limits (ufw's xt_recent pair, packet rates): filters of the rate-limit callout at INBOUND_TRANSPORT
+  // The callouts' filters that are not flats, in walk order: rate limits (ufw's xt_recent pair, packet
+  // rates), the rate-limit callout's at INBOUND_TRANSPORT; logs (LOG), the log callout's, among the
+  // flats where the walk's layer is a packet layer (the ICMP walk's, IPFORWARD), at the transport
+  // layer before the ALE layers otherwise.
+  std::vector<Flat> callouts;
+
+  bool logs_in_place() const { return icmp_ || hook_ == Hook::FORWARD; }
+  bool inbound() const { return hook_ == Hook::INPUT; }
+  // The protocols this walk decides (the ALE walk: all but ICMP), as a conjunction.
+  Conj walked_protocols() const { return {{"IP_PROTOCOL", full("IP_PROTOCOL"), {}}}; }
 
   void walk(const std::string& name, const std::vector<Conj>& entry, const std::vector<int>& via) {
     std::vector<Conj> ctx = entry;  // what reaches the next rule of this chain, as cases
@@ -233,7 +249,8 @@ class Walker {
         limit(name, r, here, via, problems);
         continue;
       }
-      if (r.rate && !(r.target == "LOG" || r.target.empty())) {  // (a LOG decides nothing, whatever the rate)
+      if (r.log) log(r, here, via, problems);  // (before its verdict, if it has one, as nftables logs)
+      if (r.rate && !(r.target == "LOG" || r.target.empty())) {  // (a LOG's rate is its log's)
         rate_limit(r, here, via, problems);
         continue;
       }
@@ -277,8 +294,10 @@ class Walker {
         ctx = std::move(rest);
         if (!r.go) note(ledger_, r, own.empty() ? "RETURN: the rest of " + name + " is not reached"
                                                 : "RETURN: the later rules of " + name + " carry its negation");
-      } else if (r.target == "LOG" || r.target.empty()) {
-        std::string why = r.target == "LOG" ? "LOG decides nothing (LFP's net events log what its filters decide)" : "no target: the rule only counts";
+      } else if (r.target == "LOG") {
+        // (log() took it: it decides nothing)
+      } else if (r.target.empty()) {
+        std::string why = "no target: the rule only counts";
         if (!problems.empty()) why += "; " + joined(problems);
         leave_out(r, why);
       } else {
@@ -443,7 +462,7 @@ class Walker {
     if (set) return note(ledger_, r, "recorded by " + callout + ", with line " + std::to_string(update_rule->line) + " (--set, then --update)");
     json config = {{"seconds", r.recent->seconds}, {"hitcount", std::max(1u, r.recent->hitcount)}, {"name", r.recent->name}};
     if (r.recent->prefix >= 0) config["prefix"] = r.recent->prefix;
-    for (Conj& c : here) limits.push_back({&r, via, std::move(c), "CALLOUT_TERMINATING", {}, flats.size(), config});
+    for (Conj& c : here) callouts.push_back({&r, via, std::move(c), "CALLOUT_TERMINATING", {}, flats.size(), config});
     note(ledger_, r, "rate limit: a new TCP connection (a SYN) over " + std::to_string(std::max(1u, r.recent->hitcount)) + " in " +
                          std::to_string(r.recent->seconds) + " s from one source is blocked by " + callout +
                          "; the others go on to the next rules (lfp import --verify runs the callout too, on the capture's clock)");
@@ -517,7 +536,7 @@ class Walker {
         --budget_;
         flats.push_back({&r, via, c, "PERMIT", {}});
       }
-    for (Conj& c : here) limits.push_back({&r, via, std::move(c), "CALLOUT_TERMINATING", {}, at, config});
+    for (Conj& c : here) callouts.push_back({&r, via, std::move(c), "CALLOUT_TERMINATING", {}, at, config});
     const std::string rate = json_text(config["rate"]) + "/" + config.value("per", "") + " (burst " + json_text(config["burst"]) +
                              (config.contains("key") ? ", per " + json_text(config["key"]) : std::string()) + ")";
     const std::string callout = "the rate-limit callout (lfp_inspect_callouts) at INBOUND_TRANSPORT";
@@ -526,6 +545,23 @@ class Walker {
                                   " where the later rules block them"
                             : "rate limit: new TCP connections (their SYN) " + std::string(rm.over ? "over " : "within ") + rate +
                                   " are blocked by " + callout + "; the others go on to the next rules");
+  }
+
+  // A LOG: a filter of the log callout at this place in the walk, with the conditions that lead here
+  // (emit_walk or emit_transport place it); its rate (`-m limit`) limits the events, not the packets.
+  void log(const Rule& r, const std::vector<Conj>& here, const std::vector<int>& via, std::vector<std::string> problems) {
+    json config = {{"prefix", r.log->prefix}};
+    if (!r.log->level.empty()) config["level"] = r.log->level;
+    if (hook_ != Hook::FORWARD) config["first_packets"] = true;  // the walk's packets are a connection's first (NEW)
+    if (r.rate) {
+      if (!(r.target == "LOG" || r.target.empty()))
+        problems.push_back("a rate on a rule that logs and decides has no LFP form (one callout limits, another logs)");
+      problems.insert(problems.end(), r.rate->problems.begin(), r.rate->problems.end());
+      if (r.rate->over) problems.push_back("a log over a rate (--hashlimit-above, limit rate over): the log callout logs within it");
+      config["limit"] = r.rate->config;
+    }
+    if (!problems.empty()) return leave_out(r, "the LOG is not imported: " + joined(problems));
+    for (const Conj& c : here) callouts.push_back({&r, via, c, "LOG", {}, flats.size(), config});
   }
 
   // A target that drops or rejects: DROP, REJECT, or a user chain of LOG rules then an unconditional DROP or REJECT.
@@ -736,8 +772,53 @@ class Walker {
 
 namespace {
 
-// The filters of one walk at `layer`: the flattened rules, then the chain policy for what `scope`
-// (the walk's initial cases) matches.
+// The log callout's key at `layer`.
+std::string log_callout(const std::string& layer) {
+  const bool v6 = layer.ends_with("_V6");
+  if (layer.starts_with("INBOUND_TRANSPORT")) return v6 ? inspect::kLogCalloutInboundV6 : inspect::kLogCalloutInboundV4;
+  if (layer.starts_with("OUTBOUND_TRANSPORT")) return v6 ? inspect::kLogCalloutOutboundV6 : inspect::kLogCalloutOutboundV4;
+  return v6 ? inspect::kLogCalloutForwardV6 : inspect::kLogCalloutForwardV4;
+}
+
+// A log filter's members but its name, weight and place: for one case `c` of log `l` at `layer`; nothing
+// when the case has no form there (said in the ledger and, if it could have matched, in res.unmapped).
+std::optional<json> log_filter(const Walker& w, const Flat& l, Conj c, const std::string& layer, const Output& o, json& pol,
+                               ImportResult& res, Ledger& ledger) {
+  const Rule& r = *l.rule;
+  std::vector<std::string> problems;
+  if (!w.take_transport(c).is_null()) problems.push_back("its protocol and ports are not fields of IPFORWARD, and the log callout matches none");
+  auto conds = w.conditions(std::move(c), problems);
+  if (!conds) {
+    note(ledger, r, "never matches here: its address types and addresses exclude each other");
+    return std::nullopt;
+  }
+  if (!problems.empty()) {
+    const std::string why = "the LOG is not imported at " + layer + ": " + joined(problems);
+    note(ledger, r, why);
+    res.unmapped.push_back({r.line, r.text, why});
+    return std::nullopt;
+  }
+  const std::string callout = log_callout(layer);
+  add_callout(pol, callout, "log (lfp_inspect_callouts)", layer);
+  add_need(res, kLogNeeds);
+  const std::string context = context_key(pol, l.limit, "log, line " + std::to_string(r.line) + " of " + o.source);
+  return json{{"description", (r.comment.empty() ? "" : r.comment + ": ") + r.text},
+              {"layer", layer}, {"provider", o.provider}, {"sublayer", o.sublayer},
+              {"conditions", std::move(*conds)}, {"action", {{"type", "CALLOUT_INSPECTION"}, {"callout", callout}}},
+              {"flags", json::array({"HAS_PROVIDER_CONTEXT"})}, {"provider_context", context}};
+}
+
+// The ledger's account of a log filter made.
+void note_log(Ledger& ledger, const Rule& r, const std::string& name) {
+  note(ledger, r, "imported as net events (filter \"" + name + "\"): the log callout (lfp_inspect_callouts) writes a CLASSIFY_LOG event, " +
+                      "log_prefix " + json_text(r.log->prefix) + ", for each packet that reaches it" +
+                      (r.rate ? " within the rule's rate (those over it are counted, not written)" : "") + "; it decides nothing");
+  auto& names = account(ledger, r).filters;
+  if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+}
+
+// The filters of one walk at `layer`: the flattened rules (and, where the layer is a packet layer, the
+// logs among them), then the chain policy for what `scope` (the walk's initial cases) matches.
 void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cname, const std::string& layer, const std::string& policy,
                const std::string& suffix, const Output& o, json& pol, ImportResult& res, Ledger& ledger) {
   w.walk(cname, scope, {});
@@ -765,7 +846,27 @@ void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cna
     pol["filters"].push_back(std::move(f));
     ++res.filters;
   };
+  // The logs before flattened rule `i`, where this layer is theirs (otherwise emit_transport's).
+  size_t next_log = 0;
+  std::map<int, int> logs_made;  // log filters made per rule line (apart: an nftables rule may log and decide)
+  auto logs_before = [&](size_t i) {
+    for (; w.logs_in_place() && next_log < w.callouts.size() && w.callouts[next_log].after <= i; ++next_log) {
+      const Flat& l = w.callouts[next_log];
+      if (l.action != "LOG") continue;
+      auto f = log_filter(w, l, l.conj, layer, o, pol, res, ledger);
+      if (!f) continue;
+      const int nth = ++logs_made[l.rule->line];
+      const std::string name = cname + " " + o.place + " " + std::to_string(l.rule->line) + suffix + " log" + (nth > 1 ? " (" + std::to_string(nth) + ")" : "");
+      json members = std::move(*f);
+      members["name"] = name;
+      members["weight"] = {{"explicit", weight--}};
+      pol["filters"].push_back(std::move(members));
+      ++res.filters;
+      note_log(ledger, *l.rule, name);
+    }
+  };
   for (size_t i = 0; i < w.flats.size(); ++i) {
+    logs_before(i);
     const Flat& f = w.flats[i];
     const Rule& r = *f.rule;
     if (!conds[i]) {
@@ -805,6 +906,7 @@ void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cna
     auto& names = account(ledger, r).filters;
     if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
   }
+  logs_before(w.flats.size());
   // The chain's policy: what no rule decided.
   for (const Conj& c : scope) {
     std::vector<std::string> none;
@@ -812,17 +914,20 @@ void emit_walk(Walker& w, const std::vector<Conj>& scope, const std::string& cna
   }
 }
 
-// The rate-limit callout's filters at INBOUND_TRANSPORT: one per case of each --update rule, with its
-// parameters as the provider context (docs/callouts.md, "Rate limit"). A connection that a rule
-// before the --update rule decides never reaches it, so each such rule that may match a limit's
-// TCP connections becomes a PERMIT filter above it there too: it passes the packet on to the ALE
-// layers, which decide it by that rule, uncounted.
-void emit_limits(Walker& w, const std::string& cname, int family, bool policy_blocks, const Output& o, json& pol,
-                 ImportResult& res, Ledger& ledger) {
-  if (w.limits.empty()) return;
-  const std::string layer = family == 6 ? "INBOUND_TRANSPORT_V6" : "INBOUND_TRANSPORT_V4";
+// The ALE walk's callout filters at the transport layer, which sees a connection's packets before the
+// ALE layers do (INBOUND_TRANSPORT for INPUT, OUTBOUND_TRANSPORT for OUTPUT), in walk order:
+// - the rate-limit callout's: one per case of each --update rule (or packet rate), with its parameters
+//   as the provider context (docs/callouts.md, "Rate limit");
+// - the log callout's: one per case of each LOG, CALLOUT_INSPECTION, on the walk's protocols (ICMP is
+//   the ICMP walk's, which logs among its own filters).
+// A packet that a rule before such a filter decides never reaches it, so each such rule that may meet
+// its packets becomes a PERMIT filter above it here too: it passes the packet on to the ALE layers,
+// which decide it by that rule, uncounted and unlogged.
+void emit_transport(Walker& w, const std::string& cname, int family, bool policy_blocks, const Output& o, json& pol,
+                    ImportResult& res, Ledger& ledger) {
+  if (w.callouts.empty() || w.logs_in_place()) return;  // (the ICMP walk's and IPFORWARD's logs are emit_walk's)
+  const std::string layer = std::string(w.inbound() ? "INBOUND_TRANSPORT" : "OUTBOUND_TRANSPORT") + (family == 6 ? "_V6" : "_V4");
   const std::string callout = family == 6 ? inspect::kRateLimitCalloutV6 : inspect::kRateLimitCalloutV4;
-  add_callout(pol, callout, "rate limit (lfp_inspect_callouts)", layer);
   std::map<std::string, int> made;              // filters made per name
   uint64_t weight = 2'000'000;                  // (above the ICMP walk's filters at this layer, which are ICMP's alone)
   auto filter = [&](const Rule& r, const std::string& kind, const std::string& description, json conds, json action, json extra) {
@@ -837,28 +942,42 @@ void emit_limits(Walker& w, const std::string& cname, int family, bool policy_bl
     ++res.filters;
     auto& names = account(ledger, r).filters;
     if (std::find(names.begin(), names.end(), name) == names.end()) names.push_back(name);
+    return name;
   };
-  const Conj tcp = {{"IP_PROTOCOL", {{6, 6}}, {}}};
-  for (size_t i = 0, j = 0; j < w.limits.size();) {
-    if (i < w.limits[j].after) {  // a rule before the next limit: a PERMIT here where it may meet a limit's packets
+  const Conj tcp = {{"IP_PROTOCOL", {{6, 6}}, {}}};  // (what a rate limit counts)
+  const auto& callouts = w.callouts;
+  auto is_log = [](const Flat& f) { return f.action == "LOG"; };
+  bool limited = false;
+  for (size_t i = 0, j = 0; j < callouts.size();) {
+    if (i < callouts[j].after) {  // a rule before the next callout filter: a PERMIT here where it may meet its packets
       const Flat& f = w.flats[i++];
-      const bool meets = std::any_of(w.limits.begin() + static_cast<long>(j), w.limits.end(),
-                                     [&](const Flat& l) { return l.after >= i && w.conjoin_with(f.conj, l.conj); });
+      const auto later = callouts.begin() + static_cast<long>(j);
+      const auto met = std::find_if(later, callouts.end(), [&](const Flat& l) { return l.after >= i && w.conjoin_with(f.conj, l.conj); });
+      const bool logs = std::any_of(later, callouts.end(), is_log);
       std::vector<std::string> problems = f.problems;
-      const auto both = meets ? w.conjoin_with(f.conj, tcp) : std::nullopt;
+      const auto both = met != callouts.end() ? w.conjoin_with(f.conj, logs ? w.walked_protocols() : tcp) : std::nullopt;
       auto conds = both ? w.conditions(*both, problems) : std::nullopt;
       if (conds && problems.empty())
-        filter(*f.rule, " before the limit", " (at INBOUND_TRANSPORT: passed on uncounted, the ALE layers decide it by this rule)",
+        filter(*f.rule, is_log(*met) ? " before the log" : " before the limit",
+               " (at " + layer.substr(0, layer.size() - 3) + ": passed on uncounted and unlogged, the ALE layers decide it by this rule)",
                std::move(*conds), "PERMIT", json::object());
       continue;
     }
-    const Flat& f = w.limits[j++];
+    const Flat& f = callouts[j++];
     const Rule& r = *f.rule;
+    if (is_log(f)) {
+      if (const auto both = w.conjoin_with(f.conj, w.walked_protocols()))
+        if (auto members = log_filter(w, f, *both, layer, o, pol, res, ledger))
+          note_log(ledger, r, filter(r, " log", "", (*members)["conditions"], (*members)["action"], *members));
+      continue;
+    }
+    if (!limited) add_callout(pol, callout, "rate limit (lfp_inspect_callouts)", layer);
+    limited = true;
     // A limit's PERMIT ends the transport layer's walk: connections an earlier limit lets by are not
-    // counted by this one.
+    // counted by this one (nor logged by a later log).
     for (size_t k = 0; k + 1 < j; ++k)
-      if (w.limits[k].rule != &r && w.conjoin_with(w.limits[k].conj, f.conj)) {
-        const std::string why = "imported; the connections the rate limit of line " + std::to_string(w.limits[k].rule->line) +
+      if (!is_log(callouts[k]) && callouts[k].rule != &r && w.conjoin_with(callouts[k].conj, f.conj)) {
+        const std::string why = "imported; the connections the rate limit of line " + std::to_string(callouts[k].rule->line) +
                                 " lets through before it are neither counted nor blocked by it";
         note(ledger, r, why);
         res.unmapped.push_back({r.line, r.text, why});
@@ -904,7 +1023,7 @@ void emit_limits(Walker& w, const std::string& cname, int family, bool policy_bl
              {{"flags", json::array({"HAS_PROVIDER_CONTEXT"})}, {"provider_context", key}});
     }
   }
-  add_need(res, kRateLimitNeeds);
+  if (limited) add_need(res, kRateLimitNeeds);
 }
 
 }  // namespace
@@ -916,7 +1035,7 @@ void emit_chain(const std::map<std::string, Chain>& chains, const std::string& c
   Walker ale(chains, hook, family, false, ledger, res.unmapped);
   emit_walk(ale, {Conj{}}, cname, (hook == Hook::INPUT ? "ALE_AUTH_RECV_ACCEPT" : hook == Hook::OUTPUT ? "ALE_AUTH_CONNECT" : "IPFORWARD") + fam,
             policy, "", o, pol, res, ledger);
-  emit_limits(ale, cname, family, policy != "ACCEPT", o, pol, res, ledger);
+  emit_transport(ale, cname, family, policy != "ACCEPT", o, pol, res, ledger);
   if (hook == Hook::FORWARD) return;  // (IPFORWARD has no protocol field)
   // ICMP requests at the transport layers, where their type is the local port.
   Walker icmp(chains, hook, family, true, ledger, res.unmapped);

@@ -56,11 +56,18 @@ struct RateMatch {
   std::vector<std::string> problems;  // its options with no form in the callout (a byte rate, ...)
 };
 
+// A LOG (`-j LOG --log-prefix P --log-level L`, nftables' `log prefix P level L`): a filter of the log
+// callout at the rule's place, whose packets become LFP net events (CLASSIFY_LOG) with the prefix.
+struct LogAction {
+  std::string prefix, level;  // as the rule has them ("" when it has none)
+};
+
 struct Rule {
   int line = 0;
   std::string text, comment;
   std::vector<Cond> conds;
   std::string target;                 // ACCEPT, DROP, REJECT, RETURN, LOG, a chain name, or "" (no target)
+  std::optional<LogAction> log;       // with LOG (or, in nftables, before the verdict)
   bool go = false;                    // goto: the chain's RETURN returns from the caller too
   std::vector<std::string> problems;  // why it cannot be expressed
   std::optional<Recent> recent;

@@ -233,7 +233,17 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
     } else if (o == "-j" || o == "--jump" || o == "-g" || o == "--goto") {
       r.target = need(++i);
       r.go = o == "-g" || o == "--goto";
-      while (i + 1 < t.size() && t[i + 1].rfind("--", 0) == 0) i += 2;  // a target's options (REJECT, LOG)
+      if (r.target == "LOG") {
+        r.log.emplace();
+        for (; i + 1 < t.size() && t[i + 1].rfind("--", 0) == 0; ++i) {  // (--log-tcp-sequence and the like take no value)
+          const std::string& option = t[i + 1];
+          if (option == "--log-prefix" || option == "--log-level") {
+            (option == "--log-prefix" ? r.log->prefix : r.log->level) = need(i + 2);
+            ++i;
+          }
+        }
+      }
+      while (i + 1 < t.size() && t[i + 1].rfind("--", 0) == 0) i += 2;  // a target's options (REJECT)
     } else if (o == "--icmp-type" || o == "--icmpv6-type") {
       const std::string v = need(++i);  // TYPE, TYPE/CODE or a name
       const size_t slash = v.find('/');

@@ -235,7 +235,14 @@ ImportResult import_doc(const json& doc, const ImportOptions& opts) {
         if (ek == "match") add_match(ev, cx, r, family_only);
         else if (verdict(ek, ev, fam, table, r)) continue;
         else if (ek == "counter" || ek == "comment") continue;
-        else if (ek == "log") r.target = r.target.empty() ? "LOG" : r.target;
+        else if (ek == "log") {
+          r.target = r.target.empty() ? "LOG" : r.target;  // (a verdict after it is the rule's target)
+          r.log.emplace();
+          if (ev.is_object()) {
+            if (ev.contains("prefix") && ev["prefix"].is_string()) r.log->prefix = ev["prefix"];
+            if (ev.contains("level") && ev["level"].is_string()) r.log->level = ev["level"];
+          }
+        }
         else if (ek == "limit") add_limit(ev, r);
         else if (ek == "vmap" && ev.is_object()) {
           std::string why;

@@ -20,7 +20,8 @@ namespace {
 
 constexpr std::string_view kTypeNames[kEventTypeCount] = {
     "CLASSIFY_DROP",     "CLASSIFY_ALLOW",    "CLASSIFY_DROP_MAC", "CAPABILITY_DROP",   "CAPABILITY_ALLOW",
-    "IKEEXT_MM_FAILURE", "IKEEXT_QM_FAILURE", "IKEEXT_EM_FAILURE", "IPSEC_KERNEL_DROP", "IPSEC_DOSP_DROP"};
+    "IKEEXT_MM_FAILURE", "IKEEXT_QM_FAILURE", "IKEEXT_EM_FAILURE", "IPSEC_KERNEL_DROP", "IPSEC_DOSP_DROP",
+    "CLASSIFY_LOG"};
 
 [[noreturn]] void bad(const std::string& member, const std::string& why) {
   throw EventError("/" + member + ": " + why);
@@ -60,7 +61,9 @@ std::optional<EventType> event_type_from_string(std::string_view s) {
   return std::nullopt;
 }
 
-bool is_drop(EventType t) { return t != EventType::CLASSIFY_ALLOW && t != EventType::CAPABILITY_ALLOW; }
+bool is_drop(EventType t) {
+  return t != EventType::CLASSIFY_ALLOW && t != EventType::CAPABILITY_ALLOW && t != EventType::CLASSIFY_LOG;
+}
 
 std::optional<AddrKey> parse_address(std::string_view s) {
   if (s.size() >= INET6_ADDRSTRLEN) return std::nullopt;
@@ -227,7 +230,7 @@ Record parse_event(const json& j, int64_t now) {
                name == "ether_type") {
       unsigned_member(v, name, name == "vlan_id" ? 4095 : name == "ether_type" ? 65535 : UINT32_MAX);
       b[name] = v;
-    } else if (name == "filter_id") {
+    } else if (name == "filter_id" || name == "log_suppressed") {
       unsigned_member(v, name, UINT64_MAX);
       b[name] = v;
     } else if (name == "layer") {
@@ -242,7 +245,7 @@ Record parse_event(const json& j, int64_t now) {
       if (name == "provider") r.provider = g->str();
       b[name] = g->str();
     } else if (name == "filter_name" || name == "reason" || name == "local_mac" || name == "remote_mac" ||
-               name == "completed_by") {
+               name == "completed_by" || name == "log_prefix") {
       string_member(v, name);
       b[name] = v;
     } else if (name == "hard" || name == "veto" || name == "loopback") {

@@ -17,8 +17,14 @@ namespace {
 constexpr std::string_view kKeywords[] = {"INBOUND_MCAST",    "INBOUND_BCAST",  "CAPABILITY_DROP",
                                           "CAPABILITY_ALLOW", "CLASSIFY_ALLOW", "PORT_SCANNING_DROP"};
 
+// The database file an error came from.
+std::string file_of(sqlite3* db) {
+  const char* file = db ? sqlite3_db_filename(db, "main") : nullptr;
+  return file && *file ? file : "the net event log";
+}
+
 [[noreturn]] void db_fail(sqlite3* db, const std::string& what) {
-  throw EventError("net event log: " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
+  throw EventError(file_of(db) + ": " + what + ": " + (db ? sqlite3_errmsg(db) : "out of memory"));
 }
 
 void exec(sqlite3* db, const char* sql) {
@@ -26,7 +32,7 @@ void exec(sqlite3* db, const char* sql) {
   if (sqlite3_exec(db, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "?";
     sqlite3_free(err);
-    throw EventError(std::string("net event log: ") + sql + ": " + msg);
+    throw EventError(file_of(db) + ": " + sql + ": " + msg);
   }
 }
 
@@ -102,6 +108,10 @@ std::string where_clause(const Template& t, std::vector<Bind>& binds) {
   std::string w = "time_ns BETWEEN ? AND ?";
   binds.push_back(t.since);
   binds.push_back(t.until);
+  if (t.only_uid) {
+    w += " AND uid = ?";
+    binds.push_back(*t.only_uid);
+  }
   for (size_t i = 0; i < t.conditions.size();) {
     w += " AND (";
     size_t j = i;
@@ -340,6 +350,19 @@ void EventLog::set_settings(const Settings& s) {
   cv_.notify_one();
 }
 
+uint64_t EventLog::lost_between(uint64_t first, uint64_t last) const {
+  std::lock_guard lk(mu_);
+  uint64_t n = 0;
+  for (const auto& [from, until] : lost_seqs_)
+    if (from <= last && first <= until) n += std::min(until, last) - std::max(from, first) + 1;
+  return n;
+}
+
+std::string EventLog::last_write_error() const {
+  std::lock_guard lk(mu_);
+  return last_write_error_;
+}
+
 uint64_t EventLog::size() const {
   std::lock_guard lk(mu_);
   return count_;
@@ -372,12 +395,16 @@ void EventLog::writer() {
       if (meta || count_ > retention_.max_events) prune(now_ns());
       if (meta) save_meta();
       exec(wdb_, "COMMIT");
-    } catch (const std::exception&) {
+    } catch (const std::exception& e) {
       // The disk refused (full?): the batch is lost, and the log says so.
       sqlite3_exec(wdb_, "ROLLBACK", nullptr, nullptr, nullptr);
       lk.lock();
-      if (!batch.empty())
+      if (!batch.empty()) {
         coverage_.gaps.push_back({batch.front().time_ns, batch.back().time_ns, batch.size(), "net event log write failed"});
+        if (lost_seqs_.size() == kLostRangesKept) lost_seqs_.pop_front();
+        lost_seqs_.push_back({batch.front().seq, batch.back().seq});
+      }
+      last_write_error_ = e.what();
       meta_dirty_ = true;
       lk.unlock();
     }

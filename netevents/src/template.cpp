@@ -206,6 +206,7 @@ Template parse_template(const json& j) {
 
 bool matches(const Template& t, const Record& r) {
   if (r.time_ns < t.since || r.time_ns > t.until) return false;
+  if (t.only_uid && r.uid != *t.only_uid) return false;
   for (size_t i = 0; i < t.conditions.size();) {
     bool any = false;
     size_t j = i;

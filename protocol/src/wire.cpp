@@ -2,6 +2,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <sys/socket.h>
 #include <unistd.h>
 
 namespace lfp::wire {
@@ -58,7 +59,9 @@ bool write_frame(int fd, std::string_view payload, std::string& err) {
 bool write_all(int fd, std::string_view data, std::string& err) {
   size_t off = 0;
   while (off < data.size()) {
-    ssize_t w = ::write(fd, data.data() + off, data.size() - off);
+    // (send without SIGPIPE: a peer that closed the socket is an error here, not the end of the process)
+    ssize_t w = ::send(fd, data.data() + off, data.size() - off, MSG_NOSIGNAL);
+    if (w < 0 && errno == ENOTSOCK) w = ::write(fd, data.data() + off, data.size() - off);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) {
       err = std::string("write: ") + std::strerror(errno);

@@ -5,19 +5,26 @@
 #include <sqlite3.h>
 
 #include <algorithm>
-#include <filesystem>
 #include <numeric>
 #include <tuple>
+
+#include "lfp/store/files.hpp"
 
 namespace lfp::store {
 
 namespace {
+// An SQLite error, naming the database file it came from.
+std::string db_error(sqlite3* db, const std::string& what) {
+  const char* file = sqlite3_db_filename(db, "main");
+  return std::string(file && *file ? file : "policy store") + ": " + what + ": " + sqlite3_errmsg(db);
+}
+
 // RAII prepared statement.
 class Stmt {
  public:
   Stmt(sqlite3* db, const char* sql) : db_(db) {
     if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
-      throw StoreError(std::string("sqlite prepare: ") + sqlite3_errmsg(db));
+      throw StoreError(db_error(db, "sqlite prepare"));
   }
   ~Stmt() { sqlite3_finalize(s_); }
   sqlite3_stmt* get() { return s_; }
@@ -26,7 +33,7 @@ class Stmt {
   void bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
   void run() {
     int rc = sqlite3_step(s_);
-    if (rc != SQLITE_DONE) throw StoreError(std::string("sqlite step: ") + sqlite3_errmsg(db_));
+    if (rc != SQLITE_DONE) throw StoreError(db_error(db_, "sqlite step"));
     sqlite3_reset(s_);
     sqlite3_clear_bindings(s_);
   }
@@ -38,10 +45,9 @@ class Stmt {
 }  // namespace
 
 Store::Store(const std::string& dir) {
-  std::error_code ec;
-  std::filesystem::create_directories(dir, ec);
-  if (ec) throw StoreError("cannot create state dir " + dir + ": " + ec.message());
+  ensure_private_dir(dir, 0700);
   path_ = dir + "/policy.db";
+  check_own_database(path_);
   if (sqlite3_open_v2(path_.c_str(), &db_, SQLITE_OPEN_READWRITE | SQLITE_OPEN_CREATE | SQLITE_OPEN_NOMUTEX,
                       nullptr) != SQLITE_OK) {
     std::string msg = db_ ? sqlite3_errmsg(db_) : "out of memory";
@@ -101,7 +107,7 @@ void Store::checkpointer() {
 void Store::checkpoint() {
   int log = 0, done = 0;
   if (sqlite3_wal_checkpoint_v2(db_, nullptr, SQLITE_CHECKPOINT_PASSIVE, &log, &done) != SQLITE_OK)
-    throw StoreError(std::string("sqlite checkpoint: ") + sqlite3_errmsg(db_));
+    throw StoreError(db_error(db_, "sqlite checkpoint"));
 }
 
 void Store::exec(const char* sql) {
@@ -109,7 +115,7 @@ void Store::exec(const char* sql) {
   if (sqlite3_exec(db_, sql, nullptr, nullptr, &err) != SQLITE_OK) {
     std::string msg = err ? err : "unknown error";
     sqlite3_free(err);
-    throw StoreError(std::string("sqlite: ") + msg + " (" + sql + ")");
+    throw StoreError(path_ + ": sqlite: " + msg + " (" + sql + ")");
   }
 }
 
@@ -125,7 +131,7 @@ std::vector<Record> Store::load() const {
     r.body = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 3));
     out.push_back(std::move(r));
   }
-  if (rc != SQLITE_DONE) throw StoreError(std::string("sqlite load: ") + sqlite3_errmsg(db_));
+  if (rc != SQLITE_DONE) throw StoreError(db_error(db_, "sqlite load"));
   return out;
 }
 

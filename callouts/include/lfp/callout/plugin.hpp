@@ -107,6 +107,10 @@ struct lfp_callout_classify_out2 {
   const uint8_t* inject;    // an IPv4 or IPv6 packet to inject, checksums fixed by lfpd: to one of the host's
   size_t inject_len;        // own addresses it takes the receive path, to any other the send path. With
                             // BLOCK of the original this is WFP's clone-and-block.
+  // A net event for this packet, whatever the action (CONTINUE included): lfpd records a CLASSIFY_LOG
+  // event naming the filter, with this text as its log_prefix (at the packet layers' user-space path).
+  const char* log_text;     // null: none (the plugin keeps it valid until its next classify returns)
+  uint64_t log_suppressed;  // with log_text: the filter's events the plugin left out since its last one
 };
 
 struct lfp_callout2 {

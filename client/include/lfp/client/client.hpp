@@ -10,6 +10,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lfp/policy/json_doc.hpp"
 #include "lfp/protocol/wire.hpp"
 
 namespace lfp::client {
@@ -33,6 +34,7 @@ struct SessionOptions {
   bool dynamic = false;          // objects added in this session go when it ends
   uint32_t txn_wait_ms = 0;      // 0: the daemon's default
   std::optional<std::string> provider;  // the provider this session acts for
+  uint32_t reply_timeout_ms = 0;  // connecting and each wait for lfpd (0: no limit): TIMEOUT past it
 };
 
 class Client {
@@ -75,6 +77,9 @@ class Client {
   // A policy's objects, all or none. One larger than a message (a million filters) goes in pieces
   // inside one transaction: this session's own, or one begun and committed here.
   nlohmann::json apply(const nlohmann::json& policy);
+  // The same from a parsed policy file: each object goes as the file has it (no copy into
+  // nlohmann's objects and back to text: a million filters parse and go several times faster).
+  nlohmann::json apply(const policy::JsonValue& policy);
   nlohmann::json classify(const std::string& layer, const nlohmann::json& values, bool explain = false) {
     return call("classify", {{"layer", layer}, {"values", values}, {"explain", explain}});
   }
@@ -86,6 +91,8 @@ class Client {
   int fd() const { return fd_; }
 
  private:
+  struct PolicyLists;
+  nlohmann::json apply_lists(const PolicyLists& policy);
   std::optional<nlohmann::json> buffered_message();
   nlohmann::json read_message();
   void read_some();  // what the socket has (blocking until something) into in_
@@ -95,6 +102,7 @@ class Client {
   wire::FrameReader in_;  // replies and events read, not yet taken
   uint64_t next_id_ = 1;
   bool in_txn_ = false;
+  uint32_t reply_timeout_ms_ = 0;
   nlohmann::json session_;
   std::deque<nlohmann::json> events_;
 };

@@ -60,6 +60,14 @@ struct ClassifyMeta {
   // Modification and injection (DATAGRAM_DATA): a new payload for the datagram, packets to inject.
   std::optional<std::string> new_data;
   std::vector<std::string> inject;
+  // Net events callouts asked for (the log callout answers CONTINUE and asks for one): the filter
+  // that called it, the event's text (its log_prefix), events it left out since (over its rate).
+  struct Log {
+    const Filter* filter;
+    std::string text;
+    uint64_t suppressed = 0;
+  };
+  std::vector<Log> logs;
 };
 
 

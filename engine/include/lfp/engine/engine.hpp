@@ -8,6 +8,8 @@
 #include <unordered_map>
 #include <vector>
 
+#include <absl/container/flat_hash_map.h>
+
 #include "lfp/engine/callout.hpp"
 #include "lfp/engine/objects.hpp"
 
@@ -138,8 +140,10 @@ class FilterEngine {
   std::unordered_map<Guid, Sublayer> sublayers_;
   std::unordered_map<Guid, Callout> callouts_;
   std::unordered_map<Guid, ProviderContext> contexts_;
-  std::unordered_map<Guid, std::unique_ptr<FilterRecord>> filters_by_key_;
-  std::unordered_map<uint64_t, FilterRecord*> filters_by_id_;
+  // (Open addressing: a million filters are a million inserts and lookups, one cache miss each
+  // where a node map takes two or three; the records stay put behind their pointers.)
+  absl::flat_hash_map<Guid, std::unique_ptr<FilterRecord>> filters_by_key_;
+  absl::flat_hash_map<uint64_t, FilterRecord*> filters_by_id_;
   std::unordered_map<Guid, std::shared_ptr<CalloutDriver>> drivers_;
   std::vector<std::unique_ptr<LayerState>> layers_;
   uint64_t next_filter_id_ = 1;

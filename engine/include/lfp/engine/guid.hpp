@@ -30,6 +30,15 @@ struct Guid {
     return ((a0 ^ b0) | (a1 ^ b1)) == 0;
   }
   friend auto operator<=>(const Guid&, const Guid&) = default;
+  // For absl's hash maps (a Swiss table wants every bit of the hash mixed; GuidHash's low bits
+  // are one half's alone).
+  template <typename H>
+  friend H AbslHashValue(H h, const Guid& g) {
+    uint64_t a, b;
+    std::memcpy(&a, g.bytes.data(), 8);
+    std::memcpy(&b, g.bytes.data() + 8, 8);
+    return H::combine(std::move(h), a, b);
+  }
 };
 
 struct GuidHash {

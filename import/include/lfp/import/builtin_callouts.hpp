@@ -1,5 +1,5 @@
 #pragma once
-// The built-in callouts an import's filters name (the rate limit, the transport match), as callout
+// The built-in callouts an import's filters name (the rate limit, the transport match, the log), as callout
 // drivers of an engine: the code of liblfp_inspect_callouts.so (callouts/builtin's library), on the
 // filters' provider contexts, but on a clock the caller sets instead of the wall clock. `lfp import
 // --verify` registers them in the engine it replays a capture through and sets the clock to each

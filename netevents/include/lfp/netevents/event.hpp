@@ -1,8 +1,9 @@
 #pragma once
 // Net events as WFP names them (FWPM_NET_EVENT_TYPE): WFP's header (time, IP version, protocol, local
 // and remote address and port, app, user) and the drop or allow details (layer, filter id and key,
-// filter name, sublayer, provider, hard, veto, direction, loopback). An event travels as one JSON
-// object (docs/netevents.md); a Record holds it with the values the log indexes and templates match.
+// filter name, sublayer, provider, hard, veto, direction, loopback; a log filter's log_prefix). An
+// event travels as one JSON object (docs/netevents.md); a Record holds it with the values the log
+// indexes and templates match.
 #include <array>
 #include <cstdint>
 #include <optional>
@@ -25,11 +26,12 @@ enum class EventType : uint8_t {
   IKEEXT_EM_FAILURE,
   IPSEC_KERNEL_DROP,
   IPSEC_DOSP_DROP,
+  CLASSIFY_LOG,         // LFP's own: a log filter (an imported LOG rule) matched; it decided nothing
 };
-inline constexpr int kEventTypeCount = 10;
+inline constexpr int kEventTypeCount = 11;
 std::string_view to_string(EventType t);
 std::optional<EventType> event_type_from_string(std::string_view s);
-// Drops (what a diagnosis looks for): everything but the *_ALLOW types.
+// Drops (what a diagnosis looks for): everything but the *_ALLOW types and CLASSIFY_LOG.
 bool is_drop(EventType t);
 
 // An address as the log keeps it: 16 bytes, IPv4 as ::ffff:a.b.c.d, so that v4 and v6 compare alike

@@ -81,6 +81,10 @@ class EventLog {
   std::optional<Record> most_recent(const Template& t);
   uint64_t size() const;
   const std::string& path() const { return path_; }
+  // Of the events with seqs first..last (add's), how many a failed write lost (of the last
+  // kLostRangesKept failed writes), and why the last write failed ("": none has).
+  uint64_t lost_between(uint64_t first, uint64_t last) const;
+  std::string last_write_error() const;
 
  private:
   void writer();
@@ -105,8 +109,11 @@ class EventLog {
   bool meta_dirty_ = true, stop_ = false;
   uint64_t queue_lost_ = 0;
   int64_t queue_lost_from_ = 0, queue_lost_until_ = 0;
+  std::deque<std::pair<uint64_t, uint64_t>> lost_seqs_;  // the seqs of failed writes' batches
+  std::string last_write_error_;
   std::thread thread_;
   static constexpr size_t kMaxQueue = 1 << 18;
+  static constexpr size_t kLostRangesKept = 1024;
 };
 
 }  // namespace lfp::netevents

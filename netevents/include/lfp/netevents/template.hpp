@@ -5,6 +5,7 @@
 // not have (say, a port of an ICMP event) is false, whatever its match type.
 #include <cstdint>
 #include <limits>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -43,6 +44,8 @@ struct Template {
   int64_t since = std::numeric_limits<int64_t>::min();  // UTC ns, inclusive
   int64_t until = std::numeric_limits<int64_t>::max();
   std::vector<TemplateCondition> conditions;  // sorted by field
+  // Beside the conditions (and with them): only events of this user (lfpd's readers see their own).
+  std::optional<int64_t> only_uid;
 };
 
 // {"since": TIME, "until": TIME, "conditions": [{"field", "match", "value"}]}; every member optional.

@@ -1,0 +1,40 @@
+#pragma once
+// One rule for what a client sends lfpd, on the wire and in the files `lfp` reads (docs/protocol.md,
+// docs/security.md): no JSON object repeats a member; request members have their type and range
+// checked, and a failure names the member; client strings that reach a log line are escaped.
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+
+#include <nlohmann/json.hpp>
+
+#include "lfp/policy/json_doc.hpp"
+
+namespace lfp::protocol {
+
+// A request member of the wrong type or out of range: what() names it ("/txn_wait_timeout_ms: ...").
+class RequestError : public std::invalid_argument {
+ public:
+  using std::invalid_argument::invalid_argument;
+};
+
+// The first member an object repeats, anywhere in `v`, as "/path/member: duplicate member ..."
+// (nlohmann and JsonDoc would keep the last silently); nullopt when there is none.
+std::optional<std::string> duplicate_member(const policy::JsonValue& v);
+
+// Members of a request object (absent or null: the default). Throw RequestError.
+uint64_t uint_member(const nlohmann::json& req, std::string_view name, uint64_t dflt, uint64_t max);
+bool bool_member(const nlohmann::json& req, std::string_view name, bool dflt);
+
+// A name a client gives itself (hello's "name"): at most kMaxName bytes of UTF-8 with no control
+// characters, else RequestError. It is shown in logs and in every session listing.
+inline constexpr size_t kMaxName = 256;
+std::string name_member(const nlohmann::json& req, std::string_view name);
+
+// A client-supplied string as it may appear in a log line: control characters (newline, ESC, DEL)
+// as \xNN, and cut at `max` bytes with the length that was cut ("...(+N bytes)").
+std::string log_safe(std::string_view s, size_t max = kMaxName);
+
+}  // namespace lfp::protocol

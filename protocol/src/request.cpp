@@ -1,0 +1,123 @@
+#include "lfp/protocol/request.hpp"
+
+#include <algorithm>
+#include <vector>
+
+namespace lfp::protocol {
+
+namespace {
+
+// JSON Pointer escaping of one token (RFC 6901).
+std::string pointer_token(std::string_view key) {
+  std::string t;
+  for (char c : key) {
+    if (c == '~') t += "~0";
+    else if (c == '/') t += "~1";
+    else t += c;
+  }
+  return t;
+}
+
+std::optional<std::string> duplicate_at(const policy::JsonValue& v, std::string& path) {
+  if (v.is_array()) {
+    for (size_t i = 0; i < v.size(); ++i) {
+      if (!v[i].is_array() && !v[i].is_object()) continue;
+      const size_t len = path.size();
+      path += "/" + std::to_string(i);
+      if (auto d = duplicate_at(v[i], path)) return d;
+      path.resize(len);
+    }
+    return std::nullopt;
+  }
+  if (!v.is_object()) return std::nullopt;
+  // Small objects (nearly all of them) by comparing each pair; larger ones sorted.
+  const auto* first = v.members_begin();
+  const size_t n = v.size();
+  auto duplicate = [&](std::string_view key) {
+    return path + "/" + pointer_token(key) + ": duplicate member \"" + std::string(key) +
+           "\" (JSON objects must not repeat a member)";
+  };
+  if (n <= 16) {
+    for (size_t i = 1; i < n; ++i)
+      for (size_t j = 0; j < i; ++j)
+        if (first[i].key == first[j].key) return duplicate(first[i].key);
+  } else {
+    std::vector<std::string_view> keys;
+    keys.reserve(n);
+    for (size_t i = 0; i < n; ++i) keys.push_back(first[i].key);
+    std::sort(keys.begin(), keys.end());
+    if (auto it = std::adjacent_find(keys.begin(), keys.end()); it != keys.end()) return duplicate(*it);
+  }
+  for (size_t i = 0; i < n; ++i) {
+    const policy::JsonValue& m = first[i].value;
+    if (!m.is_array() && !m.is_object()) continue;
+    const size_t len = path.size();
+    path += "/" + pointer_token(first[i].key);
+    if (auto d = duplicate_at(m, path)) return d;
+    path.resize(len);
+  }
+  return std::nullopt;
+}
+
+const nlohmann::json* member(const nlohmann::json& req, std::string_view name) {
+  auto it = req.find(name);
+  return it == req.end() || it->is_null() ? nullptr : &*it;
+}
+
+[[noreturn]] void bad(std::string_view name, const std::string& what) {
+  throw RequestError("/" + std::string(name) + ": " + what);
+}
+
+}  // namespace
+
+std::optional<std::string> duplicate_member(const policy::JsonValue& v) {
+  std::string path;
+  return duplicate_at(v, path);
+}
+
+uint64_t uint_member(const nlohmann::json& req, std::string_view name, uint64_t dflt, uint64_t max) {
+  const nlohmann::json* m = member(req, name);
+  if (!m) return dflt;
+  if (!m->is_number_unsigned() || m->get<uint64_t>() > max)
+    bad(name, "must be an integer 0.." + std::to_string(max) + ", not " + m->dump());
+  return m->get<uint64_t>();
+}
+
+bool bool_member(const nlohmann::json& req, std::string_view name, bool dflt) {
+  const nlohmann::json* m = member(req, name);
+  if (!m) return dflt;
+  if (!m->is_boolean()) bad(name, "must be true or false, not " + log_safe(m->dump(), 64));
+  return m->get<bool>();
+}
+
+std::string name_member(const nlohmann::json& req, std::string_view name) {
+  const nlohmann::json* m = member(req, name);
+  if (!m) return {};
+  if (!m->is_string()) bad(name, "must be a string");
+  const std::string& s = m->get_ref<const std::string&>();
+  if (s.size() > kMaxName)
+    bad(name, "at most " + std::to_string(kMaxName) + " bytes (" + std::to_string(s.size()) + " given)");
+  if (std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
+    bad(name, "must not hold control characters (" + log_safe(s, 64) + ")");
+  return s;
+}
+
+std::string log_safe(std::string_view s, size_t max) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out;
+  const std::string_view shown = s.substr(0, max);
+  out.reserve(shown.size());
+  for (unsigned char c : shown) {
+    if (c < 0x20 || c == 0x7f || c == '\\') {
+      out += "\\x";
+      out += kHex[c >> 4];
+      out += kHex[c & 15];
+    } else {
+      out += static_cast<char>(c);
+    }
+  }
+  if (s.size() > max) out += "...(+" + std::to_string(s.size() - max) + " bytes)";
+  return out;
+}
+
+}  // namespace lfp::protocol

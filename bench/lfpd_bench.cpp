@@ -5,6 +5,9 @@
 // --bulk: one transaction of N one-condition BLOCK filters (distinct remote /32s) at
 // ALE_AUTH_CONNECT_V4 on a fresh lfpd, in front of a default permit committed before, or not.
 // Every lfpd here runs without a kernel data path (--cgroup none).
+#include <sys/wait.h>
+#include <unistd.h>
+
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
@@ -194,6 +197,73 @@ json medians(const std::vector<json>& runs) {
   return out;
 }
 
+// --soak (issue 30): root's latency while one user who is not an admin takes what it can: `conns`
+// connections (lfpd takes --max-sessions-per-uid of them), one holding a read transaction and one a
+// half-sent request, while root applies 10k filters and reads its state, rounds times. The same
+// root load on the same lfpd, with no attacker, in the rounds before (interleaved: quiet, attacked).
+json soak(int conns, int rounds) {
+  lfp::test::Daemon d({"--cgroup", "none"});
+  auto pct = [](std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+  };
+  auto root_load = [&](std::vector<double>& reads, std::vector<double>& applies, int round) {
+    auto c = d.connect({.name = "root", .txn_wait_ms = 60000, .reply_timeout_ms = 60000});  // (a stuck lfpd fails the run)
+    json policy = {{"filters", json::array()}};
+    for (int i = 0; i < 10000; ++i) policy["filters"].push_back(filter_json(round * 10000 + i, false));
+    auto t = Clock::now();
+    c->apply(policy);
+    applies.push_back(ms_since(t));
+    for (int i = 0; i < 100; ++i) {
+      t = Clock::now();
+      c->call("state");
+      reads.push_back(ms_since(t));
+    }
+  };
+  std::vector<double> quiet_reads, quiet_applies, reads, applies;
+  int accepted = -1, refused = -1;
+  for (int r = 0; r < rounds; ++r) {
+    root_load(quiet_reads, quiet_applies, 2 * r);
+    int ready[2], done[2];
+    if (pipe(ready) != 0 || pipe(done) != 0) throw std::runtime_error("pipe");
+    const pid_t child = fork();
+    if (child == 0) {  // the attacker, as nobody
+      if (setgid(65534) != 0 || setuid(65534) != 0) _exit(100);
+      std::vector<std::unique_ptr<lfp::client::Client>> held;
+      int no = 0;
+      for (int i = 0; i < conns; ++i) {
+        try {
+          held.push_back(std::make_unique<lfp::client::Client>(d.socket(), lfp::client::SessionOptions{.name = "soak"}));
+        } catch (const std::exception&) {
+          ++no;
+        }
+      }
+      if (!held.empty()) held.front()->begin(true);  // a read transaction, held
+      if (held.size() > 1) {  // a request's first bytes, never the rest
+        const char part[] = "\x00\x10\x00\x00{";
+        [[maybe_unused]] auto w = ::write(held[1]->fd(), part, sizeof part - 1);
+      }
+      const int counts[2] = {static_cast<int>(held.size()), no};
+      char c;
+      if (::write(ready[1], counts, sizeof counts) != sizeof counts || ::read(done[0], &c, 1) != 1) _exit(1);
+      _exit(0);
+    }
+    int counts[2] = {-1, -1};
+    if (::read(ready[0], counts, sizeof counts) != sizeof counts) throw std::runtime_error("the attacker did not start");
+    accepted = counts[0], refused = counts[1];
+    root_load(reads, applies, 2 * r + 1);
+    [[maybe_unused]] auto w = ::write(done[1], "x", 1);
+    waitpid(child, nullptr, 0);
+    for (int fd : {ready[0], ready[1], done[0], done[1]}) ::close(fd);
+  }
+  auto figures = [&](const std::vector<double>& rd, const std::vector<double>& ap) {
+    return json{{"state_p50_ms", pct(rd, 0.5)}, {"state_p99_ms", pct(rd, 0.99)}, {"state_max_ms", pct(rd, 1.0)},
+                {"apply_10k_p50_ms", pct(ap, 0.5)}, {"apply_10k_max_ms", pct(ap, 1.0)}};
+  };
+  return {{"attacker_connections", conns}, {"accepted", accepted}, {"refused", refused}, {"rounds", rounds},
+          {"quiet", figures(quiet_reads, quiet_applies)}, {"attacked", figures(reads, applies)}};
+}
+
 void usage() {
   std::fprintf(stderr,
                "usage: lfpd-bench [--json] [--txn-only] [--repeat N] [--filters N] [--lfpd PATH] [--compare PATH]\n"
@@ -205,7 +275,9 @@ void usage() {
                "  --bulk N,N,...  instead: one transaction of N BLOCK filters (distinct remote /32s) at\n"
                "                  ALE_AUTH_CONNECT_V4 on a fresh lfpd, begin to commit acknowledged, per order:\n"
                "  --bulk-orders   permit (in front of a default permit, committed first), empty (no permit),\n"
-               "                  identical (in front of the permit, all one address); default: all\n");
+               "                  identical (in front of the permit, all one address); default: all\n"
+               "  --soak N        instead: root's state reads and 10k applies while nobody holds N connections,\n"
+               "                  a read transaction and a half-sent request (--repeat rounds), against none\n");
 }
 
 }  // namespace
@@ -215,6 +287,7 @@ int main(int argc, char** argv) {
   int repeat = 1, n = 10000;
   std::string compare;
   std::vector<int> bulk_counts;
+  int soak_conns = 0;
   std::vector<std::string> bulk_orders(std::begin(kBulkOrders), std::end(kBulkOrders));
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -231,6 +304,7 @@ int main(int argc, char** argv) {
     else if (a == "--filters") n = count_of(a, value());
     else if (a == "--lfpd") lfp::test::lfpd_path() = value();
     else if (a == "--compare") compare = value();
+    else if (a == "--soak") soak_conns = count_of(a, value());
     else if (a == "--bulk")
       for (const auto& c : lfp::bench::split_list(value())) bulk_counts.push_back(count_of(a, c));
     else if (a == "--bulk-orders") {
@@ -246,6 +320,11 @@ int main(int argc, char** argv) {
     }
   }
   if (!bulk_counts.empty()) return run_bulk(bulk_counts, bulk_orders, repeat, compare, as_json);
+  if (soak_conns > 0) {
+    step("soak: root's reads and applies, quiet and with an attacker");
+    std::cout << soak(soak_conns, std::max(repeat, 3)).dump(2) << '\n';
+    return 0;
+  }
   json out;
 
   step("one transaction: apply 10k filters (static, persistent, implicit), 10k separate adds");

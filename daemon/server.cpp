@@ -424,6 +424,7 @@ void Server::on_readable(Session& s) {
     break;
   }
   while (auto frame = s.reader.next()) {
+    s.frame_since = s.last_read;  // (the next request's bytes came with this read at the earliest)
     Request r;
     try {
       r.doc = policy::JsonDoc::parse(std::move(*frame));

@@ -223,6 +223,9 @@ TEST_F(AleLive, AnOutboundFlowHoldsItsSlotUntilItIsClosed) {
   EXPECT_EQ(slots_held(), 1u);
   client.kill(SIGKILL);
   client.wait();
+  // (The wait is the shell's: socat, its child in the pipeline, closes its socket when it has exited,
+  // a moment later.)
+  for (int i = 0; i < 100 && slots_held() != 0; ++i) std::this_thread::sleep_for(std::chrono::milliseconds(20));
   EXPECT_EQ(slots_held(), 0u);
 }
 

@@ -8,7 +8,8 @@
 #
 # lfpd runs in a network namespace of its own (one veth pair inside, for tcx) with two filters at
 # INBOUND_MAC_FRAME_ETHERNET and two at INBOUND_TRANSPORT_V4; its programs are run, never fed traffic.
-# The trivial program is loaded, pinned under /sys/fs/bpf for the run and never attached.
+# The trivial program is loaded, pinned in a bpffs of the run's own (mounted in its temporary
+# directory, never at /sys/fs/bpf, where bpftool would mount one for the host) and never attached.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 lfpd=$(realpath "${1:-build/daemon/lfpd}")
@@ -16,12 +17,13 @@ repeat=${2:-5000000}
 lfp=$(realpath build/cli/lfp)  # (this checkout's, whichever lfpd runs)
 ns=lfp-prog-run-$$
 dir=$(mktemp -d /tmp/lfp-prog-run-XXXXXX)
-pin=/sys/fs/bpf/lfp_prog_run_$$
+pin=
 pid=
 cleanup() {
   [ -n "$pid" ] && kill "$pid" 2>/dev/null && wait "$pid" 2>/dev/null
   ip netns del "$ns" 2>/dev/null || true
-  rm -f "$pin"
+  [ -n "$pin" ] && rm -f "$pin"
+  mountpoint -q "$dir/bpffs" 2>/dev/null && umount "$dir/bpffs"
   rm -rf "$dir"
 }
 trap cleanup EXIT
@@ -47,6 +49,9 @@ SEC("tc") int lfp_prog_run_trivial(struct __sk_buff *skb) { return 0; }
 char LICENSE[] SEC("license") = "GPL";
 EOF
 clang -O2 -g -target bpf -I/usr/include/x86_64-linux-gnu -c "$dir/trivial.c" -o "$dir/trivial.o"
+mkdir "$dir/bpffs"
+mount -t bpf bpf "$dir/bpffs"
+pin="$dir/bpffs/trivial"
 bpftool prog load "$dir/trivial.o" "$pin"
 
 ip netns add "$ns"

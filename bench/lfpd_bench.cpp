@@ -9,6 +9,10 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <atomic>
+#include <filesystem>
+#include <functional>
+#include <thread>
 #include <cerrno>
 #include <chrono>
 #include <cstdio>
@@ -264,6 +268,99 @@ json soak(int conns, int rounds) {
           {"quiet", figures(quiet_reads, quiet_applies)}, {"attacked", figures(reads, applies)}};
 }
 
+// --soak-apply N (issue 30): how long lfpd keeps a concurrent reader waiting while root applies N
+// filters with `lfp apply FILE` (one-condition BLOCKs at `layer`, as kernel-scale-bench's blocklist;
+// the file is written first, not timed). One thread each, own session, back to back until the apply is done:
+// connect + hello (the event loop's stalls), ping on an open session (the same, without the connect),
+// get of one filter, enum of one page (100), state; reads also wait for the apply's transaction
+// lock (nobody sees half a transaction). Against `socket` (an lfpd run by hand, e.g. in a network
+// namespace of its own with its packet layers: docs/lfpd.md) or, if empty, a fresh lfpd with no data path.
+json soak_apply(long n, const std::string& socket, const std::string& layer) {
+  std::unique_ptr<lfp::test::Daemon> own;
+  if (socket.empty()) own = std::make_unique<lfp::test::Daemon>(std::vector<std::string>{"--cgroup", "none"});
+  const std::string sock = socket.empty() ? own->socket() : socket;
+  const lfp::client::SessionOptions patient{.name = "soak-reader", .txn_wait_ms = 3'600'000, .reply_timeout_ms = 0};
+  auto c = std::make_unique<lfp::client::Client>(sock, patient);
+  auto blocking = [&](int i) {
+    json f = block_json(i, false);
+    f["layer"] = layer;
+    return f;
+  };
+  const std::string one = c->add("filter", blocking(1 << 23))["key"];  // (outside the file's addresses)
+
+  char dir[] = "/tmp/lfpd-soak-apply-XXXXXX";
+  if (!mkdtemp(dir)) throw std::runtime_error("mkdtemp failed");
+  const std::string file = std::string(dir) + "/policy.json";
+  {
+    step("soak-apply: writing the policy file");
+    std::string text = "{\"filters\":[";
+    for (long i = 0; i < n; ++i) {
+      if (i) text += ',';
+      text += blocking(static_cast<int>(i)).dump();
+    }
+    text += "]}";
+    std::FILE* f = std::fopen(file.c_str(), "w");
+    if (!f || std::fwrite(text.data(), 1, text.size(), f) != text.size() || std::fclose(f) != 0)
+      throw std::runtime_error(file + ": cannot write");
+  }
+
+  std::atomic<bool> done{false};
+  struct Reader {
+    const char* name;
+    std::function<void(lfp::client::Client&)> request;
+    std::vector<double> ms;
+    std::string error;
+  };
+  std::vector<Reader> readers;
+  readers.push_back({"hello", [&](lfp::client::Client&) { lfp::client::Client fresh(sock, patient); }, {}, {}});
+  readers.push_back({"ping", [](lfp::client::Client& r) { r.call("ping"); }, {}, {}});
+  readers.push_back({"get", [&](lfp::client::Client& r) { r.get("filter", one); }, {}, {}});
+  readers.push_back({"enum", [](lfp::client::Client& r) { r.call("enum", {{"kind", "filter"}, {"limit", 100}}); }, {}, {}});
+  readers.push_back({"state", [](lfp::client::Client& r) { r.call("state"); }, {}, {}});
+  step("soak-apply: lfp apply, with the readers");
+  std::vector<std::thread> threads;
+  for (Reader& r : readers)
+    threads.emplace_back([&, &r = r] {
+      try {
+        lfp::client::Client session(sock, patient);
+        while (!done) {
+          const auto t = Clock::now();
+          r.request(session);
+          r.ms.push_back(ms_since(t));
+        }
+      } catch (const std::exception& e) {
+        r.error = e.what();
+      }
+    });
+  const auto t0 = Clock::now();
+  const pid_t lfp_pid = fork();
+  if (lfp_pid == 0) {
+    const std::string cli = lfp::test::lfp_cli_path();
+    execl(cli.c_str(), cli.c_str(), "--socket", sock.c_str(), "apply", file.c_str(), static_cast<char*>(nullptr));
+    _exit(127);
+  }
+  int status = -1;
+  waitpid(lfp_pid, &status, 0);
+  const double apply_ms = ms_since(t0);
+  done = true;
+  for (auto& t : threads) t.join();
+  std::filesystem::remove_all(dir);
+
+  auto pct = [](std::vector<double> v, double p) {
+    std::sort(v.begin(), v.end());
+    return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
+  };
+  json out = {{"filters", n}, {"apply_ms", apply_ms}, {"apply_exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
+              {"layer", layer}, {"lfpd", socket.empty() ? "a fresh lfpd, no data path" : socket}};
+  for (const Reader& r : readers) {
+    json figures = {{"requests", r.ms.size()}, {"p50_ms", pct(r.ms, 0.5)}, {"p99_ms", pct(r.ms, 0.99)}, {"max_ms", pct(r.ms, 1.0)}};
+    if (!r.error.empty()) figures["error"] = r.error;
+    out["readers"][r.name] = figures;
+  }
+  c->call("delete", {{"kind", "filter"}, {"key", one}});
+  return out;
+}
+
 void usage() {
   std::fprintf(stderr,
                "usage: lfpd-bench [--json] [--txn-only] [--repeat N] [--filters N] [--lfpd PATH] [--compare PATH]\n"
@@ -277,7 +374,10 @@ void usage() {
                "  --bulk-orders   permit (in front of a default permit, committed first), empty (no permit),\n"
                "                  identical (in front of the permit, all one address); default: all\n"
                "  --soak N        instead: root's state reads and 10k applies while nobody holds N connections,\n"
-               "                  a read transaction and a half-sent request (--repeat rounds), against none\n");
+               "                  a read transaction and a half-sent request (--repeat rounds), against none\n"
+               "  --soak-apply N  instead: readers' latency (hello, ping, get, enum, state) while `lfp apply`\n"
+               "                  adds N filters (at --soak-layer, default ALE_AUTH_CONNECT_V4); --socket PATH:\n"
+               "                  to an lfpd run by hand (default: a fresh one, no data path)\n");
 }
 
 }  // namespace
@@ -288,6 +388,8 @@ int main(int argc, char** argv) {
   std::string compare;
   std::vector<int> bulk_counts;
   int soak_conns = 0;
+  long soak_apply_n = 0;
+  std::string socket, soak_layer = "ALE_AUTH_CONNECT_V4";
   std::vector<std::string> bulk_orders(std::begin(kBulkOrders), std::end(kBulkOrders));
   for (int i = 1; i < argc; ++i) {
     std::string a = argv[i];
@@ -305,6 +407,9 @@ int main(int argc, char** argv) {
     else if (a == "--lfpd") lfp::test::lfpd_path() = value();
     else if (a == "--compare") compare = value();
     else if (a == "--soak") soak_conns = count_of(a, value());
+    else if (a == "--soak-apply") soak_apply_n = count_of(a, value());
+    else if (a == "--socket") socket = value();
+    else if (a == "--soak-layer") soak_layer = value();
     else if (a == "--bulk")
       for (const auto& c : lfp::bench::split_list(value())) bulk_counts.push_back(count_of(a, c));
     else if (a == "--bulk-orders") {
@@ -320,6 +425,10 @@ int main(int argc, char** argv) {
     }
   }
   if (!bulk_counts.empty()) return run_bulk(bulk_counts, bulk_orders, repeat, compare, as_json);
+  if (soak_apply_n > 0) {
+    std::cout << soak_apply(soak_apply_n, socket, soak_layer).dump(2) << '\n';
+    return 0;
+  }
   if (soak_conns > 0) {
     step("soak: root's reads and applies, quiet and with an attacker");
     std::cout << soak(soak_conns, std::max(repeat, 3)).dump(2) << '\n';

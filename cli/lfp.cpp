@@ -4,6 +4,7 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <map>
 #include <iostream>
 #include <sstream>
 
@@ -39,9 +40,21 @@ constexpr int kNotRunning = 5;   // lfpd is not running
 std::string read_file(const std::string& path) {
   std::ifstream in(path, std::ios::binary);
   if (!in) throw std::runtime_error(path + ": cannot open: " + std::strerror(errno));
-  std::ostringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
+  // A file read straight into a string of its size (a 140 MB policy: no stream buffer copied out);
+  // what cannot seek (a pipe) through the stream.
+  std::string text;
+  in.seekg(0, std::ios::end);
+  const std::streamoff size = in.tellg();
+  in.clear();
+  if (size > 0 && in.seekg(0)) {
+    text.resize(static_cast<size_t>(size));
+    in.read(text.data(), size);
+    text.resize(static_cast<size_t>(in.gcount()));
+    in.clear();
+  }
+  text.append(std::istreambuf_iterator<char>(in), std::istreambuf_iterator<char>());  // (the rest, if any)
+  if (in.bad()) throw std::runtime_error(path + ": cannot read: " + std::strerror(errno));
+  return text;
 }
 
 // JSON that lfp sends lfpd (an object, a policy), by the wire's rule: a repeated member is an error
@@ -143,11 +156,32 @@ json values_from_sets(const std::vector<std::string>& sets) {
   return v;
 }
 
+// Objects of a kind matching `tmpl`, from the `offset`-th on, at most `limit` (0: all), and how many
+// match in all: page by page, as lfpd serves them (a page is never too large for a frame).
+struct Listing {
+  std::vector<json> objects;
+  uint64_t total = 0;
+};
+Listing list_objects(client::Client& c, const std::string& kind, const json& tmpl = json::object(), size_t offset = 0,
+                     size_t limit = 0) {
+  Listing out;
+  for (json next = offset; !next.is_null() && (!limit || out.objects.size() < limit);) {
+    const size_t want = limit ? std::min<size_t>(limit - out.objects.size(), 10000) : 10000;
+    json page = c.call("enum", {{"kind", kind}, {"template", tmpl}, {"offset", next}, {"limit", want}});
+    for (auto& o : page["objects"]) out.objects.push_back(std::move(o));
+    out.total = page["total"].get<uint64_t>();
+    next = page["next_offset"];
+  }
+  return out;
+}
+
 // The whole policy a daemon holds, as a policy file (round-trips with `lfp apply`).
 json export_from(client::Client& c, bool include_builtin) {
   c.begin(true);  // one consistent read
-  json state = c.call("state");
-  json filters = c.enumerate("filter");
+  json state = json::object();
+  for (const char* kind : {"provider", "sublayer", "callout", "provider_context"})
+    state[std::string(kind) + "s"] = list_objects(c, kind).objects;
+  const std::vector<json> filters = list_objects(c, "filter").objects;
   c.commit();
   json out = {{"version", policy::kFormatVersion}};
   auto strip = [](json o) {
@@ -301,11 +335,12 @@ int main(int argc, char** argv) {
   show->add_option("--peer", redirect_peer, "redirect: the redirected connection's address as the proxy sees it (ADDR:PORT)");
   // --layer and --provider narrow objects and net events alike.
   cli::EventFilterArgs ev_args;
-  size_t ev_limit = 0;
+  size_t list_offset = 0, list_limit = 0;
   bool ev_newest = false;
   cli::add_event_filter_options(show, ev_args, true);
   show->add_option("--sublayer", tmpl_sublayer, "Only filters in this sublayer");
-  show->add_option("--limit", ev_limit, "netevents: at most this many (0: all)");
+  show->add_option("--offset", list_offset, "Listings: from the N-th object or event on (0: the first)");
+  show->add_option("--limit", list_limit, "Listings: at most this many (state: of each kind; 0: all)");
   show->add_flag("--newest", ev_newest, "netevents: newest first");
   show->add_flag("--json", as_json, "JSON output");
   std::string& tmpl_layer = ev_args.layer;
@@ -598,7 +633,7 @@ int main(int argc, char** argv) {
     if (*set) return cli::run_set(c, set_args, as_json);
     if (*capture) return cli::run_capture(c, cap_args, as_json);
     if (*diagnose) return cli::run_diagnose(c, diag_args, as_json);
-    if (*show && show_what == "netevents") return cli::show_netevents(c, ev_args, ev_limit, ev_newest, as_json);
+    if (*show && show_what == "netevents") return cli::show_netevents(c, ev_args, list_offset, list_limit, ev_newest, as_json);
     if (*show && show_what == "coverage") return cli::show_coverage(c, as_json);
     if (*show && show_what == "options") return cli::show_options(c, as_json);
     if (*show && show_what == "flows") return cli::show_flows(c, as_json);
@@ -621,20 +656,31 @@ int main(int argc, char** argv) {
       if (!tmpl_provider.empty()) tmpl["provider"] = tmpl_provider;
       if (!tmpl_sublayer.empty()) tmpl["sublayer"] = tmpl_sublayer;
       if (show_what == "state") {
+        // "== filters (12)", or "== filters (10 of 12 from offset 2)" for a part.
+        auto heading = [&](std::string_view what, size_t shown, uint64_t total) {
+          std::cout << "== " << what << " (" << shown;
+          if (shown != total) std::cout << " of " << total << (list_offset ? " from offset " + std::to_string(list_offset) : "");
+          std::cout << ")\n";
+        };
         c.begin(true);
-        json state = c.call("state");
-        state["filters"] = c.enumerate("filter", tmpl);
+        json state = c.call("state", {{"objects", false}});  // (the objects by pages: any number fits)
+        std::map<std::string, uint64_t> totals;
+        for (const char* kind : {"provider", "sublayer", "callout", "provider_context", "filter"}) {
+          Listing l = list_objects(c, kind, std::string(kind) == "filter" ? tmpl : json::object(), list_offset, list_limit);
+          totals[kind] = l.total;
+          state[std::string(kind) + "s"] = std::move(l.objects);
+        }
         c.commit();
         if (as_json) {
           std::cout << state.dump(2) << '\n';
         } else {
-          for (const char* k : {"providers", "sublayers", "callouts", "provider_contexts", "filters"}) {
-            std::string kind(k);
-            kind.pop_back();
-            std::cout << "== " << k << " (" << state[k].size() << ")\n";
-            print_objects(kind, state[k].get<std::vector<json>>());
+          for (const char* kind : {"provider", "sublayer", "callout", "provider_context", "filter"}) {
+            const json& objects = state[std::string(kind) + "s"];
+            heading(std::string(kind) + "s", objects.size(), totals[kind]);
+            print_objects(kind, objects.get<std::vector<json>>());
           }
-          std::cout << "== sessions (" << state["sessions"].size() << ")\n";
+          // (lfpd lists the first 10000 sessions)
+          heading("sessions", state["sessions"].size(), state.value("session_count", uint64_t{0}));
           for (auto& s : state["sessions"])
             std::cout << "session " << s.value("key", "") << "  \"" << s.value("name", "") << "\"  uid " << s["uid"]
                       << "  pid " << s["pid"] << "  " << s.value("role", "") << (s.value("dynamic", false) ? "  dynamic" : "")
@@ -644,9 +690,11 @@ int main(int argc, char** argv) {
       }
       std::string kind = show_what;
       kind.pop_back();  // filters -> filter
-      auto objs = c.enumerate(kind, tmpl);
-      if (as_json) std::cout << json(objs).dump(2) << '\n';
-      else print_objects(kind, objs);
+      const Listing l = list_objects(c, kind, tmpl, list_offset, list_limit);
+      if (as_json) std::cout << json(l.objects).dump(2) << '\n';
+      else print_objects(kind, l.objects);
+      if (l.objects.size() != l.total && !as_json)
+        std::cerr << l.objects.size() << " of " << l.total << ' ' << show_what << " shown (from offset " << list_offset << ")\n";
       return kOk;
     }
     if (*add) {
@@ -676,16 +724,16 @@ int main(int argc, char** argv) {
       return kOk;
     }
     if (*apply) {
-      // The file's objects go to lfpd as the file has them (no nlohmann copy: a million filters).
-      std::unique_ptr<policy::JsonDoc> doc;
+      // The file's objects go to lfpd as the file has them (no nlohmann copy: a million filters),
+      // each piece as soon as it is parsed.
+      std::string text = read_file(apply_path);
+      json r;
       try {
-        doc = policy::JsonDoc::parse(read_file(apply_path));
-        if (auto dup = protocol::duplicate_member(doc->root())) throw std::invalid_argument(*dup);
-      } catch (const std::exception& e) {
+        r = c.apply_text(std::move(text));
+      } catch (const policy::JsonParseError& e) {
         std::cerr << "lfp apply: " << apply_path << ": not valid JSON: " << e.what() << '\n';
         return kBadInput;
       }
-      json r = c.apply(doc->root());
       print_warnings(r);
       if (as_json) std::cout << r.dump() << '\n';
       else std::cout << "applied " << apply_path << ": " << r["added"].size() << " objects" << '\n';

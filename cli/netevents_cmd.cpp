@@ -151,12 +151,12 @@ json event_template(const EventFilterArgs& a) {
   return t;
 }
 
-int show_netevents(client::Client& c, const EventFilterArgs& a, size_t limit, bool newest, bool as_json) {
+int show_netevents(client::Client& c, const EventFilterArgs& a, size_t offset, size_t limit, bool newest, bool as_json) {
   const json tmpl = event_template(a);
+  const size_t first = offset;
   json all = json::array();
-  size_t offset = 0;
   uint64_t total = 0;
-  // Page through (each page at most 10000), up to `limit` events (0: all).
+  // Page through (each page at most 10000, and never too large for a frame), up to `limit` events (0: all).
   for (;;) {
     const size_t want = limit ? std::min<size_t>(limit - all.size(), 10000) : 10000;
     json r = c.call("netevents_enum", {{"template", tmpl}, {"offset", offset}, {"limit", want},
@@ -170,7 +170,7 @@ int show_netevents(client::Client& c, const EventFilterArgs& a, size_t limit, bo
     offset = r["next_offset"].get<size_t>();
   }
   if (as_json) std::cout << json{{"events", all}, {"total", total}}.dump(2) << '\n';
-  else std::cerr << all.size() << " of " << total << " matching events\n";
+  else std::cerr << all.size() << " of " << total << " matching events" << (first ? " (from offset " + std::to_string(first) + ")" : "") << "\n";
   return 0;
 }
 
@@ -319,7 +319,9 @@ int run_capture(client::Client& c, const CaptureArgs& a, bool as_json) {
   json bundle = marker;
   bundle["stopped"] = ne::format_time(ne::now_ns());
   c.begin(true);
-  bundle["state"] = c.call("state");
+  bundle["state"] = c.call("state", {{"objects", false}});  // (the objects by pages: any number fits)
+  for (const char* kind : {"provider", "sublayer", "callout", "provider_context"})
+    bundle["state"][std::string(kind) + "s"] = c.enumerate(kind);
   bundle["filters"] = c.enumerate("filter");
   c.commit();
   bundle["options"] = c.call("netevents_settings");

@@ -24,7 +24,8 @@ void add_event_filter_options(CLI::App* cmd, EventFilterArgs& a, bool with_windo
 // The enumeration template these arguments stand for. Throws std::invalid_argument on bad input.
 nlohmann::json event_template(const EventFilterArgs& a);
 
-int show_netevents(client::Client& c, const EventFilterArgs& a, size_t limit, bool newest, bool as_json);
+// The matching events from the `offset`-th on, at most `limit` (0: all), in pages.
+int show_netevents(client::Client& c, const EventFilterArgs& a, size_t offset, size_t limit, bool newest, bool as_json);
 int show_coverage(client::Client& c, bool as_json);
 int show_options(client::Client& c, bool as_json);
 int monitor_netevents(client::Client& c, const EventFilterArgs& a, bool as_json, volatile std::sig_atomic_t& stop);

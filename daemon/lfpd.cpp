@@ -29,6 +29,7 @@
 #include "lfp/protocol/request.hpp"
 #include "lfp/store/files.hpp"
 #include "lfp/sys/mounts.hpp"
+#include "interfaces.hpp"
 #include "netevents_service.hpp"
 #include "server.hpp"
 
@@ -357,6 +358,7 @@ int main(int argc, char** argv) {
       prepare_pins();
       lfp::daemon::Server store_only(cfg);
       lfp::datapath::register_redirect_callouts(store_only.engine());  // (before the store: filters use them)
+      store_only.engine().set_interfaces(lfp::daemon::interface_table());  // (filters naming interfaces)
       store_only.load();
       lfp::datapath::KernelPath kernel(kopts);
       const auto& p = kernel.install(store_only.engine(), lfp::BOOTTIME);
@@ -366,6 +368,24 @@ int main(int argc, char** argv) {
     }
     lfp::daemon::Server server(cfg);
     lfp::store::ensure_private_dir(cfg.state_dir, 0700);  // (refused when another user could write it)
+    // Interfaces named in filters resolve in this network namespace: before the store loads (its
+    // filters take their indexes as they are added), and again whenever a link comes, goes or is
+    // renamed, when the kernel takes the whole policy again (link changes are rare).
+    lfp::daemon::InterfaceWatch interfaces;
+    server.engine().set_interfaces(interfaces.read());
+    server.watch_fd(interfaces.fd(), [&] {
+      const auto start = std::chrono::steady_clock::now();
+      size_t changed = 0;
+      try {
+        changed = server.engine().set_interfaces(interfaces.read()).size();
+      } catch (const std::exception& e) {  // (the next link change reads the table again)
+        spdlog::error("{}: filters naming interfaces keep the indexes they had", e.what());
+      }
+      if (changed == 0) return;
+      server.notify_policy_changed();
+      spdlog::info("interfaces: {} filters name one that came, went or was renamed; enforced again in {} us", changed,
+                   std::chrono::duration_cast<std::chrono::microseconds>(std::chrono::steady_clock::now() - start).count());
+    });
     // Callout plugins register before the store loads, so that the data path knows them at once.
     std::vector<std::unique_ptr<lfp::callouts::CalloutHost>> hosts;
     std::unique_ptr<lfp::datapath::PendingDecisions> pending;  // (with --queue)
@@ -409,10 +429,10 @@ int main(int argc, char** argv) {
       lfp::datapath::register_prompt_callouts(server.engine());
       // A proxy asks where a redirected connection was going, by its peer address.
       server.add_op("redirect_record", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json& req) {
-        if (!req.contains("peer") || !req["peer"].is_string())
-          throw lfp::Error(lfp::ErrorCode::INVALID_PARAMETER, "'peer' must be \"ADDR:PORT\"");
-        auto r = lfp::datapath::redirect_record(dp->kernel, req["peer"].get<std::string>());
-        if (!r) throw lfp::Error(lfp::ErrorCode::NOT_FOUND, "no redirected connection from " + req["peer"].get<std::string>());
+        const auto peer = lfp::protocol::string_member(req, "peer");
+        if (!peer) lfp::protocol::missing_member("peer", "the redirected connection's peer, \"ADDR:PORT\"");
+        auto r = lfp::datapath::redirect_record(dp->kernel, *peer);
+        if (!r) throw lfp::Error(lfp::ErrorCode::NOT_FOUND, "no redirected connection from " + lfp::protocol::log_safe(*peer, 64));
         return *r;
       });
       if (!kopts.cgroup.empty())
@@ -423,10 +443,10 @@ int main(int argc, char** argv) {
         server.watch_fd(dp->kernel.address_fd(), [&] { dp->kernel.refresh_interfaces(); });
         // lfp capture: the packets the packet layers drop, kept while a capture runs.
         server.add_op("capture_packets", lfp::daemon::Role::ADMIN, [&](const lfp::daemon::OpContext&, const nlohmann::json& req) {
-          if (req.contains("on")) {
-            if (!req["on"].is_boolean()) throw lfp::Error(lfp::ErrorCode::INVALID_PARAMETER, "'on' must be true or false");
-            if (req["on"].get<bool>()) dp->dropped.clear();
-            dp->kernel.set_keep_dropped(req["on"].get<bool>());
+          if (req.contains("on") && !req["on"].is_null()) {
+            const bool on = lfp::protocol::bool_member(req, "on", false);
+            if (on) dp->dropped.clear();
+            dp->kernel.set_keep_dropped(on);
           }
           dp->drain();
           nlohmann::json packets = nlohmann::json::array();
@@ -458,12 +478,13 @@ int main(int argc, char** argv) {
         });
         server.add_op("pending_complete", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext& ctx, const nlohmann::json& req) {
           // ("id" names the request itself in the protocol.)
-          if (!req.contains("pending") || !req["pending"].is_number_unsigned())
-            throw lfp::Error(lfp::ErrorCode::INVALID_PARAMETER, "'pending' must be a pending decision's id (pending_list)");
-          const std::string action = req.value("action", "");
+          const auto pending_id = lfp::protocol::maybe_uint_member(req, "pending", UINT64_MAX);
+          if (!pending_id) lfp::protocol::missing_member("pending", "a pending decision's id (pending_list)");
+          const std::string action = lfp::protocol::string_member(req, "action").value_or("");
           if (action != "PERMIT" && action != "BLOCK")
-            throw lfp::Error(lfp::ErrorCode::INVALID_PARAMETER, "'action' must be PERMIT or BLOCK");
-          const uint64_t id = req["pending"].get<uint64_t>();
+            throw lfp::Error(lfp::ErrorCode::INVALID_PARAMETER, "/action: must be PERMIT or BLOCK, not \"" +
+                                                                    lfp::protocol::log_safe(action, 64) + "\"");
+          const uint64_t id = *pending_id;
           const auto uid = pending->owner(id);
           if (!uid) throw lfp::Error(lfp::ErrorCode::NOT_FOUND, "no pending decision " + std::to_string(id) + " (answered, or timed out)");
           if (ctx.role != lfp::daemon::Role::ADMIN && ctx.cred.uid != *uid)

@@ -5,7 +5,9 @@
 #include "lfp/diagnostics/diagnose.hpp"
 #include "lfp/diagnostics/foreign.hpp"
 #include "lfp/engine/error.hpp"
+#include "lfp/protocol/json_text.hpp"
 #include "lfp/protocol/request.hpp"
+#include "lfp/protocol/wire.hpp"
 #include "lfp/store/files.hpp"
 
 namespace lfp::daemon {
@@ -130,33 +132,37 @@ json NetEventService::op_enum(const OpContext& ctx, const json& req) {
   const Template t = template_for(ctx, req);
   const size_t offset = protocol::uint_member(req, "offset", 0, SIZE_MAX >> 1);
   const size_t limit = protocol::uint_member(req, "limit", kDefaultPage, kMaxPage);
-  const json order_member = req.value("order", json("oldest"));
-  if (order_member != "oldest" && order_member != "newest")
-    throw Error(ErrorCode::INVALID_PARAMETER, "/order: must be \"oldest\" or \"newest\"");
-  const std::string order = order_member.get<std::string>();
+  const std::string order = protocol::string_member(req, "order").value_or("oldest");
+  if (order != "oldest" && order != "newest")
+    throw Error(ErrorCode::INVALID_PARAMETER, "/order: must be \"oldest\" or \"newest\", not \"" + protocol::log_safe(order, 64) + "\"");
   EventLog& log = need_log();
   log.flush();
   uint64_t total = 0;
   json events = json::array();
+  // A page ends early at wire::kPageBytes (10000 events with long paths could be too large for a frame).
+  size_t bytes = 0;
   for (auto& r : log.enumerate(t, offset, limit, order == "newest", &total)) {
+    if (!events.empty() && bytes >= wire::kPageBytes) break;
     r.body["seq"] = r.seq;
+    bytes += wire::to_json_text(r.body, true).size();
     events.push_back(std::move(r.body));
   }
+  const size_t next = offset + events.size();
   json out = json::object();
   out["events"] = std::move(events);
   out["total"] = total;
-  out["next_offset"] = offset + limit < total ? json(offset + limit) : json();
+  out["next_offset"] = next < total ? json(next) : json();
   return out;
 }
 
 json NetEventService::op_settings(const OpContext& ctx, const json& req) {
-  if (req.contains("settings")) {
+  if (const json* changes = protocol::object_member(req, "settings")) {
     if (ctx.role < Role::ADMIN)
       throw Error(ErrorCode::ACCESS_DENIED, "changing net event collection needs the admin role");
     Settings s = settings();
-    const Settings given = checked([&] { return settings_from_json(req["settings"]); });
-    if (req["settings"].contains("collect")) s.collect = given.collect;
-    if (req["settings"].contains("keywords")) s.keywords = given.keywords;
+    const Settings given = checked([&] { return settings_from_json(*changes); });
+    if (changes->contains("collect")) s.collect = given.collect;
+    if (changes->contains("keywords")) s.keywords = given.keywords;
     set_settings(s);
     spdlog::info("net event collection: {}", to_json(s).dump());
   }
@@ -164,9 +170,9 @@ json NetEventService::op_settings(const OpContext& ctx, const json& req) {
 }
 
 json NetEventService::op_ingest(const json& req) {
-  if (!req.contains("events") || !req["events"].is_array())
-    throw Error(ErrorCode::INVALID_PARAMETER, "'events' must be an array of net events");
-  const json& arr = req["events"];
+  const json* events = protocol::array_member(req, "events");
+  if (!events) protocol::missing_member("events", "an array of net events");
+  const json& arr = *events;
   if (arr.size() > kMaxIngest)
     throw Error(ErrorCode::INVALID_PARAMETER, "at most " + std::to_string(kMaxIngest) + " events a request");
   // All or nothing: every event is checked before any is logged.
@@ -218,7 +224,14 @@ json NetEventService::op_ingest(const json& req) {
 
 json NetEventService::op_diagnose(const OpContext& ctx, const json& req) {
   const int64_t now = now_ns();
-  auto h = checked([&] { return diagnostics::parse_hypothesis(req.value("hypothesis", json()), now); });
+  const json* given = protocol::object_member(req, "hypothesis");
+  diagnostics::Hypothesis h;
+  try {
+    h = diagnostics::parse_hypothesis(given ? *given : json(), now);
+  } catch (const EventError& e) {  // (its paths are the hypothesis's own: "/time", or "/" for all of it)
+    const std::string_view what = e.what();
+    throw Error(ErrorCode::INVALID_PARAMETER, "/hypothesis" + std::string(what.substr(what.rfind("/:", 0) == 0 ? 1 : 0)));
+  }
   if (!others_visible_ && ctx.role < Role::ADMIN) {  // (its evidence is an event of the log: the reader's own)
     if (h.uid && *h.uid != ctx.cred.uid)
       throw Error(ErrorCode::ACCESS_DENIED, "diagnosing another user's traffic needs the admin role (or lfpd --netevents-access all)");
@@ -226,7 +239,7 @@ json NetEventService::op_diagnose(const OpContext& ctx, const json& req) {
   }
   json d = checked([&] { return diagnostics::diagnose(need_log(), server_.engine(), h, now); });
   // Beyond WFP: when LFP's own log is clean, what else on this host would stop the traffic.
-  if (d["verdict"] != "confirmed" && req.value("foreign", true)) d["foreign"] = diagnostics::foreign_causes(h);
+  if (d["verdict"] != "confirmed" && protocol::bool_member(req, "foreign", true)) d["foreign"] = diagnostics::foreign_causes(h);
   return d;
 }
 

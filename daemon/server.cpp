@@ -40,6 +40,7 @@ constexpr size_t kMaxQueued = 4096;             // requests a client may have wa
 constexpr size_t kMaxOutput = 256u << 20;       // bytes a slow client may leave unread
 constexpr size_t kDefaultPage = 1000, kMaxPage = 10000;
 constexpr uint64_t kMaxTxnWaitMs = 3'600'000;  // an hour: a wait longer than that is a mistake
+constexpr uint64_t kMaxFirst = UINT32_MAX;      // apply's "first" indexes: more objects than a policy has
 
 std::string_view plural(ObjKind k) { return kKindPlural[static_cast<size_t>(k)]; }
 
@@ -49,17 +50,29 @@ struct Fail {
 };
 [[noreturn]] void fail(std::string code, std::string message) { throw Fail{std::move(code), std::move(message)}; }
 
-Guid guid_arg(const json& req, const char* name) {
-  if (!req.contains(name) || !req[name].is_string()) fail("INVALID_PARAMETER", std::string("'") + name + "' must be a GUID string");
-  auto g = Guid::parse(req[name].get<std::string>());
-  if (!g) fail("INVALID_PARAMETER", std::string("'") + name + "' is not a GUID");
+// A member holding a GUID, nullopt when absent (`at`: the path of the object holding it, as for
+// protocol::string_member); guid_arg: one that is required.
+std::optional<Guid> guid_member(const json& req, std::string_view name, std::string_view at = {}) {
+  const auto text = protocol::string_member(req, name, at);
+  if (!text) return std::nullopt;
+  const auto g = Guid::parse(*text);
+  if (!g) fail("INVALID_PARAMETER", std::string(at) + "/" + std::string(name) + ": not a GUID: \"" + protocol::log_safe(*text, 64) + "\"");
+  return g;
+}
+
+Guid guid_arg(const json& req, std::string_view name) {
+  const auto g = guid_member(req, name);
+  if (!g) protocol::missing_member(name, "a GUID");
   return *g;
 }
 
 ObjKind kind_arg(const json& req) {
-  if (!req.contains("kind") || !req["kind"].is_string()) fail("INVALID_PARAMETER", "'kind' must be a string");
-  auto k = kind_from_string(req["kind"].get<std::string>());
-  if (!k) fail("INVALID_PARAMETER", "unknown kind '" + req["kind"].get<std::string>() + "'");
+  const auto text = protocol::string_member(req, "kind");
+  if (!text) protocol::missing_member("kind", "provider, sublayer, callout, provider_context or filter");
+  const auto k = kind_from_string(*text);
+  if (!k)
+    fail("INVALID_PARAMETER", "/kind: unknown kind \"" + protocol::log_safe(*text, 64) +
+                                  "\" (provider, sublayer, callout, provider_context or filter)");
   return *k;
 }
 
@@ -112,10 +125,26 @@ std::optional<ObjKind> kind_from_string(std::string_view s) {
 
 // A request as queued: its members as JSON, except "policy" and "object", which the write operations
 // read straight from the parsed frame (and whose text the store keeps).
+// A request as queued: being read (a large frame, on the reader's worker) until process() takes it.
 struct Server::Request {
+  RequestReader::Pending pending;
   json req;
   std::shared_ptr<policy::JsonDoc> doc;
+  mutable std::optional<policy::Policy> policy;  // op "apply": its policy, read by the reader
+  std::exception_ptr policy_error;
   const policy::JsonValue* member(std::string_view name) const { return doc->root().find(name); }
+  // The request read (waiting for the worker if it is not yet); false: not a request, and why.
+  bool take(std::string& error) {
+    if (doc) return true;
+    ReadRequest& r = pending.get();
+    req = std::move(r.req);
+    error = std::move(r.error);
+    if (!error.empty()) return false;
+    doc = std::move(r.doc);
+    policy = std::move(r.policy);
+    policy_error = r.policy_error;
+    return true;
+  }
 };
 
 struct Server::Session {
@@ -410,6 +439,11 @@ uint64_t Server::adopt(int fd, const ucred& cred, std::vector<gid_t> groups) {
 }
 
 void Server::on_readable(Session& s) {
+  read_requests(s);
+  process(s);
+}
+
+void Server::read_requests(Session& s) {
   char buf[65536];
   for (;;) {
     ssize_t r = ::read(s.fd, buf, sizeof buf);
@@ -425,33 +459,12 @@ void Server::on_readable(Session& s) {
   }
   while (auto frame = s.reader.next()) {
     s.frame_since = s.last_read;  // (the next request's bytes came with this read at the earliest)
-    Request r;
-    try {
-      r.doc = policy::JsonDoc::parse(std::move(*frame));
-    } catch (const policy::JsonParseError& e) {
-      reply_error(s, nullptr, "INVALID_PARAMETER", std::string("malformed JSON: ") + e.what());
-      continue;
-    }
-    const policy::JsonValue& root = r.doc->root();
-    if (!root.is_object()) {
-      reply_error(s, nullptr, "INVALID_PARAMETER", "a request is a JSON object");
-      continue;
-    }
-    if (auto dup = protocol::duplicate_member(root)) {  // (one rule with lfp validate: never "the last wins")
-      const policy::JsonValue* id = root.find("id");
-      reply_error(s, id ? id->to_json() : json(), "INVALID_PARAMETER", *dup);
-      continue;
-    }
-    // Everything but the (possibly large) policy or object as JSON; those are read from the doc.
-    r.req = json::object();
-    for (auto m = root.members_begin(); m != root.members_end(); ++m)
-      if (m->key != "policy" && m->key != "object") r.req[std::string(m->key)] = m->value.to_json();
     if (s.queue.size() >= kMaxQueued) {
-      reply_error(s, r.req.value("id", json()), "INVALID_PARAMETER", "too many requests waiting");
+      reply_error(s, nullptr, "INVALID_PARAMETER", "too many requests waiting");
       s.closing = true;
       break;
     }
-    s.queue.push_back(std::move(r));
+    s.queue.push_back(Request{requests_.read(std::move(*frame))});
   }
   if (!s.reader.error().empty()) {
     reply_error(s, nullptr, "INVALID_PARAMETER", "bad frame: " + s.reader.error());
@@ -465,7 +478,6 @@ void Server::on_readable(Session& s) {
                     std::to_string(cfg_.max_input_per_uid >> 20) + " MiB of requests not yet whole; closing this one");
     s.closing = true;
   }
-  process(s);
 }
 
 size_t Server::held_by_uid(uid_t uid, bool input) const {
@@ -537,7 +549,15 @@ void Server::reply_error(Session& s, const json& id, std::string_view code, cons
 
 void Server::process(Session& s) {
   while (!s.queue.empty() && !s.closing) {
-    const Request& r = s.queue.front();
+    Request& r = s.queue.front();
+    // A large frame (a piece of a large apply) is read on the worker: the pieces that came since go
+    // to it first, so that it reads them while this one is handled.
+    if (!r.doc && !r.pending.ready()) read_requests(s);
+    if (std::string error; !r.take(error)) {
+      reply_error(s, r.req.value("id", json()), "INVALID_PARAMETER", error);
+      s.queue.pop_front();
+      continue;
+    }
     const json& req = r.req;
     bool done;
     try {
@@ -550,6 +570,12 @@ void Server::process(Session& s) {
       done = true;
     } catch (const policy::PolicyError& e) {
       reply_error(s, req.value("id", json()), "INVALID_PARAMETER", e.what());
+      done = true;
+    } catch (const json::exception& e) {
+      // An op that read a member unchecked (every op should use protocol's accessors): the client is
+      // told which op, not nlohmann's text, and the log says where to look.
+      spdlog::warn("session {}: op {}: a member read unchecked: {}", s.id, protocol::log_safe(req.value("op", json()).dump()), e.what());
+      reply_error(s, req.value("id", json()), "INVALID_PARAMETER", "a member of the request has the wrong type (docs/protocol.md)");
       done = true;
     } catch (const std::exception& e) {
       reply_error(s, req.value("id", json()), "INVALID_PARAMETER", e.what());
@@ -799,16 +825,17 @@ void Server::commit_write(Session& s) {
     abort_write(s);
     throw Error(ErrorCode::TXN_ABORTED, why);
   };
+  // A bulk load is enforced whole (no list of changes): the enforcer is not handed a million ids.
+  const bool bulk = t.undo.size() > kInPlaceChangesMax;
   FilterChanges filter_changes;
-  // (A bulk load is compiled whole: the enforcer is not handed a million ids.)
-  filter_changes.other = policy_change_deferred_ || t.undo.size() > kInPlaceChangesMax;
-  for (const Undo& u : filter_changes.other ? std::span<const Undo>{} : std::span<const Undo>{t.undo}) {
+  filter_changes.other = policy_change_deferred_;
+  for (const Undo& u : bulk || filter_changes.other ? std::span<const Undo>{} : std::span<const Undo>{t.undo}) {
     if (u.kind != ObjKind::FILTER) filter_changes.other = true;
     else if (u.added) filter_changes.added.push_back(engine_.filter(u.key) ? engine_.filter(u.key)->id : 0);
     else if (auto* f = u.object ? std::get_if<Filter>(u.object.get()) : nullptr) filter_changes.deleted.push_back(f->id);
     else filter_changes.other = true;
   }
-  if (auto why = enforce(&filter_changes)) refuse("the kernel cannot enforce this policy: " + *why);
+  if (auto why = enforce(bulk ? nullptr : &filter_changes)) refuse("the kernel cannot enforce this policy: " + *why);
   try {
     persist(t);
   } catch (const std::exception& e) {
@@ -1032,7 +1059,8 @@ uint32_t flags_of(const policy::Policy& p) {
 
 json Server::op_add(Session& s, ObjKind kind, const Request& r) {
   const policy::JsonValue* obj = r.member("object");
-  if (!obj || !obj->is_object()) fail("INVALID_PARAMETER", "'object' must be a JSON object");
+  if (!obj || obj->is_null()) protocol::missing_member("object", "the object to add, as in a policy file");
+  if (!obj->is_object()) fail("INVALID_PARAMETER", "/object: must be an object, not " + protocol::log_safe(obj->text(), 64));
   policy::Policy p;
   try {
     // Output-only members are ignored ("owner" too: what `get` returns can be added back).
@@ -1129,20 +1157,29 @@ void Server::op_delete(Session& s, ObjKind kind, const Guid& key, bool force) {
 
 std::string Server::op_apply(Session& s, const Request& r) {
   const policy::JsonValue* policy_json = r.member("policy");
-  if (!policy_json) fail("INVALID_PARAMETER", "'policy' is missing");
+  if (!policy_json || policy_json->is_null()) protocol::missing_member("policy", "the policy to apply");
+  // (Errors inside it name their path in the policy, as in its file: "/filters/3/weight: ...".)
+  if (!policy_json->is_object()) fail("INVALID_PARAMETER", "/policy: must be an object, not " + protocol::log_safe(policy_json->text(), 64));
   // "first": {"filters": N, ...}: this request is a piece of a larger policy whose objects of a kind
   // start at N, so that errors name their place in the whole (lfp sends a large policy in pieces).
   const policy::JsonValue* first_index = r.member("first");
-  if (first_index && !first_index->is_object()) fail("INVALID_PARAMETER", "'first' must be an object");
+  if (first_index && first_index->is_null()) first_index = nullptr;
+  if (first_index && !first_index->is_object())
+    fail("INVALID_PARAMETER", "/first: must be an object, not " + protocol::log_safe(first_index->text(), 64));
   auto base_of = [&](std::string_view list) {
     uint64_t base = 0;
     const policy::JsonValue* b = first_index ? first_index->find(list) : nullptr;
-    if (b && !b->get_uint(base)) fail("INVALID_PARAMETER", "'first." + std::string(list) + "' must be an unsigned number");
+    if (b && !b->is_null() && (!b->get_uint(base) || base > kMaxFirst))
+      fail("INVALID_PARAMETER", "/first/" + std::string(list) + ": must be an integer 0.." + std::to_string(kMaxFirst) +
+                                    ", not " + protocol::log_safe(b->text(), 64));
     return base;
   };
   policy::Policy p;
   try {
-    p = policy::policy_from_json(*policy_json);  // checks the whole file first; names the path
+    // (Read with the request, on the reader's worker for a large one.) It checks the whole policy
+    // first, and names the path.
+    if (r.policy_error) std::rethrow_exception(r.policy_error);
+    p = r.policy ? std::move(*std::exchange(r.policy, std::nullopt)) : policy::policy_from_json(*policy_json);
   } catch (const policy::PolicyError& e) {
     // "/filters/3/..." of the piece is "/filters/(first + 3)/..." of the policy.
     const std::string& path = e.path();
@@ -1203,44 +1240,52 @@ std::string Server::op_apply(Session& s, const Request& r) {
 // ---------------------------------------------------------------------------------------------
 // Reads.
 
-json Server::op_enum(const Session& s, const json& req) const {
+std::string Server::op_enum(const json& req) const {
   const ObjKind kind = kind_arg(req);
-  const json tmpl = req.value("template", json::object());
-  if (!tmpl.is_object()) fail("INVALID_PARAMETER", "'template' must be an object");
+  static const json no_template = json::object();
+  const json* given_tmpl = protocol::object_member(req, "template");
+  const json& tmpl = given_tmpl ? *given_tmpl : no_template;
   size_t offset = protocol::uint_member(req, "offset", 0, SIZE_MAX >> 1);
   size_t limit = protocol::uint_member(req, "limit", kDefaultPage, kMaxPage);
+  const auto layer_name = protocol::string_member(tmpl, "layer", "/template");
   std::vector<Guid> keys;
   if (kind == ObjKind::FILTER) {
     FilterTemplate t;
     std::optional<LayerId> layer;
-    if (tmpl.contains("layer")) {
-      layer = layer_from_string(tmpl["layer"].get<std::string>());
-      if (!layer) fail("INVALID_PARAMETER", "/template/layer: unknown layer");
+    if (layer_name) {
+      layer = layer_from_string(*layer_name);
+      if (!layer) fail("INVALID_PARAMETER", "/template/layer: unknown layer \"" + protocol::log_safe(*layer_name, 64) + "\"");
       t.layer = layer;
     }
-    if (tmpl.contains("provider")) t.provider = guid_arg(tmpl, "provider");
-    if (tmpl.contains("sublayer")) t.sublayer = guid_arg(tmpl, "sublayer");
-    if (tmpl.contains("action")) {
-      t.action = action_type_from_string(tmpl["action"].get<std::string>());
-      if (!t.action) fail("INVALID_PARAMETER", "/template/action: unknown action type");
+    t.provider = guid_member(tmpl, "provider", "/template");
+    t.sublayer = guid_member(tmpl, "sublayer", "/template");
+    if (const auto action = protocol::string_member(tmpl, "action", "/template")) {
+      t.action = action_type_from_string(*action);
+      if (!t.action) fail("INVALID_PARAMETER", "/template/action: unknown action type \"" + protocol::log_safe(*action, 64) + "\"");
     }
-    for (const auto& f : tmpl.value("flags", json::array())) {
-      auto fl = flag_from_string(f.get<std::string>());
-      if (!fl) fail("INVALID_PARAMETER", "/template/flags: unknown flag " + f.dump());
-      t.flags_all_set |= *fl;
-    }
+    if (const json* flags = protocol::array_member(tmpl, "flags", "/template"))
+      for (size_t i = 0; i < flags->size(); ++i) {
+        const auto flag = flags->at(i).is_string() ? flag_from_string(flags->at(i).get_ref<const std::string&>()) : std::nullopt;
+        if (!flag)
+          fail("INVALID_PARAMETER", "/template/flags/" + std::to_string(i) + ": must be a flag's name, not " +
+                                        protocol::log_safe(flags->at(i).dump(), 64));
+        t.flags_all_set |= *flag;
+      }
     // "Filters that would match these values" (FWPM_FILTER_ENUM_TEMPLATE0's conditions).
     std::unique_ptr<policy::Request> values;
-    if (tmpl.contains("values")) {
+    if (const json* given_values = protocol::object_member(tmpl, "values", "/template")) {
       if (!layer) fail("INVALID_PARAMETER", "/template/values needs /template/layer");
       values = std::make_unique<policy::Request>();
-      policy::parse_request(json{{"layer", tmpl["layer"]}, {"values", tmpl["values"]}}, *values);
+      try {
+        policy::parse_request(json{{"layer", *layer_name}, {"values", *given_values}}, *values);
+      } catch (const policy::PolicyError& e) {  // (its paths are the template's)
+        fail("INVALID_PARAMETER", "/template" + e.path() + ": " + e.reason());
+      }
     }
     for (const Filter* f : engine_.filters(t))
       if (!values || conditions_match(f->conditions, values->values)) keys.push_back(f->key);
   } else {
-    std::optional<Guid> provider;
-    if (tmpl.contains("provider")) provider = guid_arg(tmpl, "provider");
+    const std::optional<Guid> provider = guid_member(tmpl, "provider", "/template");
     auto want = [&](const std::optional<Guid>& p) { return !provider || p == provider; };
     switch (kind) {
       case ObjKind::PROVIDER:
@@ -1250,7 +1295,7 @@ json Server::op_enum(const Session& s, const json& req) const {
       case ObjKind::CALLOUT:
         for (auto* o : engine_.callouts()) {
           if (!want(o->provider)) continue;
-          if (tmpl.contains("layer") && layer_info(o->applicable_layer).name != tmpl["layer"].get<std::string>()) continue;
+          if (layer_name && layer_info(o->applicable_layer).name != *layer_name) continue;
           keys.push_back(o->key);
         }
         break;
@@ -1260,34 +1305,43 @@ json Server::op_enum(const Session& s, const json& req) const {
       default: break;
     }
   }
-  json objs = json::array();
-  for (size_t i = offset; i < keys.size() && i < offset + limit; ++i) objs.push_back(object_json(kind, keys[i]));
-  json r = json::object();  // (an initializer list would copy every object)
-  r["objects"] = std::move(objs);
-  r["total"] = keys.size();
-  r["next_offset"] = offset + limit < keys.size() ? json(offset + limit) : json();
-  return r;
+  // A page ends early at wire::kPageBytes (10000 filters of many conditions could be too large for a frame).
+  std::string out = "{\"objects\":[";
+  size_t i = offset;
+  for (; i < keys.size() && i < offset + limit && (i == offset || out.size() < wire::kPageBytes); ++i) {
+    if (i > offset) out += ',';
+    wire::append_json(out, object_json(kind, keys[i]), true);
+  }
+  out += "],\"total\":" + std::to_string(keys.size()) + ",\"next_offset\":" + (i < keys.size() ? std::to_string(i) : "null") + "}";
+  return out;
 }
 
-json Server::op_state() const {
+json Server::op_state(bool with_objects) const {
   json j;
   for (ObjKind k : {ObjKind::PROVIDER, ObjKind::SUBLAYER, ObjKind::CALLOUT, ObjKind::PROVIDER_CONTEXT}) {
-    json arr = json::array();
+    std::vector<Guid> keys;
     switch (k) {
-      case ObjKind::PROVIDER: for (auto* o : engine_.providers()) arr.push_back(object_json(k, o->key)); break;
-      case ObjKind::SUBLAYER: for (auto* o : engine_.sublayers()) arr.push_back(object_json(k, o->key)); break;
-      case ObjKind::CALLOUT: for (auto* o : engine_.callouts()) arr.push_back(object_json(k, o->key)); break;
-      default: for (auto* o : engine_.provider_contexts()) arr.push_back(object_json(k, o->key)); break;
+      case ObjKind::PROVIDER: for (auto* o : engine_.providers()) keys.push_back(o->key); break;
+      case ObjKind::SUBLAYER: for (auto* o : engine_.sublayers()) keys.push_back(o->key); break;
+      case ObjKind::CALLOUT: for (auto* o : engine_.callouts()) keys.push_back(o->key); break;
+      default: for (auto* o : engine_.provider_contexts()) keys.push_back(o->key); break;
     }
-    j[std::string(plural(k))] = arr;
+    j[std::string(kind_name(k)) + "_count"] = keys.size();
+    if (!with_objects) continue;  // (the client pages them with enum)
+    json arr = json::array();
+    for (const Guid& key : keys) arr.push_back(object_json(k, key));
+    j[std::string(plural(k))] = std::move(arr);
   }
   j["filter_count"] = engine_.filter_count();
+  // The first kMaxPage sessions (a reply of more could be too large for a frame), and how many there are.
   json sessions = json::array();
+  size_t session_count = 0;
   for (auto& [id, s] : sessions_)
-    if (s->hello)
+    if (s->hello && session_count++ < kMaxPage)
       sessions.push_back({{"key", s->key.str()}, {"name", s->name}, {"uid", s->cred.uid}, {"pid", s->cred.pid},
                           {"dynamic", s->dynamic}, {"role", role_name(s->role)}});
-  j["sessions"] = sessions;
+  j["sessions"] = std::move(sessions);
+  j["session_count"] = session_count;
   j["enforcement"] = {{"degraded", degraded_}, {"unenforced_layers", unenforced_layers()}};
   return j;
 }
@@ -1298,14 +1352,23 @@ json Server::op_state() const {
 bool Server::handle(Session& s, const Request& request) {
   const json& req = request.req;
   const json id = req.value("id", json());
-  if (!req.contains("op") || !req["op"].is_string()) fail("INVALID_PARAMETER", "'op' must be a string");
-  const std::string op = req["op"].get<std::string>();
+  const auto op_member = protocol::string_member(req, "op");
+  if (!op_member) protocol::missing_member("op", "the operation's name");
+  const std::string& op = *op_member;
   auto ok = [&](json result = json::object()) {
     json msg = json::object();  // (an initializer list would copy the result)
     msg["id"] = id;
     msg["ok"] = true;
     msg["result"] = std::move(result);
     reply(s, msg);
+  };
+  // The same for a result written as JSON text (apply's and enum's can be large).
+  auto ok_text = [&](std::string_view result) {
+    std::string msg = "{\"id\":" + wire::to_json_text(id, true) + ",\"ok\":true,\"result\":";
+    msg.reserve(msg.size() + result.size() + 1);
+    msg += result;
+    msg += '}';
+    reply_text(s, id, msg);
   };
   // The filters added since the transaction's change `from` at layers nothing enforces here: what
   // layer_warnings words (each layer checked once, not each filter looked up).
@@ -1322,6 +1385,14 @@ bool Server::handle(Session& s, const Request& request) {
     }
     return keys;
   };
+  // The object a get or delete names: its "key", or for a filter its run-time "filter_id".
+  auto object_key = [&](ObjKind kind) {
+    const auto filter_id = kind == ObjKind::FILTER ? protocol::maybe_uint_member(req, "filter_id", UINT64_MAX) : std::nullopt;
+    if (!filter_id) return guid_arg(req, "key");
+    const Filter* f = engine_.filter_by_id(*filter_id);
+    if (!f) throw Error(ErrorCode::FILTER_NOT_FOUND, "filter id " + std::to_string(*filter_id) + " not found");
+    return f->key;
+  };
   auto need = [&](Role r, const char* what) {
     if (s.role < r)
       throw Error(ErrorCode::ACCESS_DENIED, std::string(what) + " needs the " + std::string(role_name(r)) +
@@ -1332,12 +1403,12 @@ bool Server::handle(Session& s, const Request& request) {
   if (op == "hello") {
     if (s.hello) fail("INVALID_PARAMETER", "the session is already open");
     if (protocol::uint_member(req, "version", wire::kVersion, UINT32_MAX) != wire::kVersion)
-      fail("INVALID_PARAMETER", "protocol version " + req["version"].dump() + " is not supported (this lfpd speaks 1)");
+      fail("INVALID_PARAMETER", "/version: protocol version " + req["version"].dump() + " is not supported (this lfpd speaks 1)");
     s.name = protocol::name_member(req, "name");  // (bounded, no control characters: it is logged and listed)
     s.dynamic = protocol::bool_member(req, "dynamic", false);
     s.txn_wait_ms = static_cast<uint32_t>(protocol::uint_member(req, "txn_wait_timeout_ms", 0, kMaxTxnWaitMs));
     if (s.txn_wait_ms == 0) s.txn_wait_ms = cfg_.default_txn_wait_ms;
-    if (req.contains("provider")) s.provider = guid_arg(req, "provider");
+    s.provider = guid_member(req, "provider");
     s.key = Guid::generate();
     s.hello = true;
     // (Any user may open sessions by the thousand: their lines are rate-limited, docs/security.md.)
@@ -1437,15 +1508,7 @@ bool Server::handle(Session& s, const Request& request) {
         result_text = op_apply(s, request);
       } else {
         const ObjKind kind = kind_arg(req);
-        Guid key;
-        if (kind == ObjKind::FILTER && req.contains("filter_id")) {
-          if (!req["filter_id"].is_number_unsigned()) fail("INVALID_PARAMETER", "'filter_id' must be an unsigned number");
-          const Filter* f = engine_.filter_by_id(req["filter_id"].get<uint64_t>());
-          if (!f) throw Error(ErrorCode::FILTER_NOT_FOUND, "filter id " + req["filter_id"].dump() + " not found");
-          key = f->key;
-        } else {
-          key = guid_arg(req, "key");
-        }
+        const Guid key = object_key(kind);
         op_delete(s, kind, key, protocol::bool_member(req, "force", false));
         result = {{"key", key.str()}};
       }
@@ -1463,8 +1526,7 @@ bool Server::handle(Session& s, const Request& request) {
         result_text.pop_back();  // the result's closing brace
         result_text += ",\"warnings\":" + wire::to_json_text(json(warnings), true) + "}";
       }
-      reply_text(s, id, "{\"id\":" + wire::to_json_text(id, true) + ",\"ok\":true,\"result\":" +
-                        result_text + "}");
+      ok_text(result_text);
     } else {
       if (!warnings.empty()) result["warnings"] = warnings;
       ok(std::move(result));
@@ -1476,41 +1538,37 @@ bool Server::handle(Session& s, const Request& request) {
   if (s.txn == Txn::NONE && !can_read(s)) return false;
   if (op == "get") {
     const ObjKind kind = kind_arg(req);
-    Guid key;
-    if (kind == ObjKind::FILTER && req.contains("filter_id")) {
-      const Filter* f = req["filter_id"].is_number_unsigned() ? engine_.filter_by_id(req["filter_id"].get<uint64_t>()) : nullptr;
-      if (!f) throw Error(ErrorCode::FILTER_NOT_FOUND, "filter id " + req["filter_id"].dump() + " not found");
-      key = f->key;
-    } else {
-      key = guid_arg(req, "key");
-    }
+    const Guid key = object_key(kind);
     json obj = object_json(kind, key);
     if (obj.is_null()) throw Error(ErrorCode::NOT_FOUND, std::string(kind_name(kind)) + " " + key.str() + " not found");
     ok(obj);
   } else if (op == "enum") {
-    ok(op_enum(s, req));
+    ok_text(op_enum(req));
   } else if (op == "state") {
-    ok(op_state());
+    ok(op_state(protocol::bool_member(req, "objects", true)));
   } else if (op == "classify") {
     policy::Request r;
     policy::parse_request(json{{"layer", req.value("layer", json())}, {"values", req.value("values", json::object())}}, r);
     // Values as typed on a command line ("IP_PROTOCOL": "TCP"), typed by the field at the layer.
-    const json text_values = req.value("text_values", json::object());
-    if (!text_values.is_object()) fail("INVALID_PARAMETER", "/text_values must be an object");
-    for (const auto& [name, text] : text_values.items()) {
-      auto f = field_from_string(name);
-      if (!f) fail("INVALID_PARAMETER", "/text_values/" + name + ": unknown field");
-      if (!text.is_string()) fail("INVALID_PARAMETER", "/text_values/" + name + ": must be a string");
-      r.set_text(*f, text.get<std::string>());
-    }
+    if (const json* text_values = protocol::object_member(req, "text_values"))
+      for (const auto& [name, text] : text_values->items()) {
+        auto f = field_from_string(name);
+        if (!f) fail("INVALID_PARAMETER", "/text_values/" + name + ": unknown field");
+        const auto value = protocol::string_member(*text_values, name, "/text_values");
+        if (!value) protocol::missing_member(name, "the value as text", "/text_values");
+        r.set_text(*f, *value);
+      }
     ok(policy::result_to_json(engine_, engine_.classify(r.layer, r.values, protocol::bool_member(req, "explain", false))));
   } else if (op == "subscribe") {
     s.sub_kinds.clear();
-    json kinds = req.value("kinds", json::array({"provider", "sublayer", "callout", "provider_context", "filter"}));
-    for (const auto& k : kinds) {
-      auto kk = k.is_string() ? kind_from_string(k.get<std::string>()) : std::nullopt;
-      if (!kk) fail("INVALID_PARAMETER", "unknown kind " + k.dump());
-      s.sub_kinds.insert(*kk);
+    static const json all_kinds = {"provider", "sublayer", "callout", "provider_context", "filter"};
+    const json* kinds = protocol::array_member(req, "kinds");
+    if (!kinds) kinds = &all_kinds;
+    for (size_t i = 0; i < kinds->size(); ++i) {
+      const json& k = kinds->at(i);
+      const auto kind = k.is_string() ? kind_from_string(k.get_ref<const std::string&>()) : std::nullopt;
+      if (!kind) fail("INVALID_PARAMETER", "/kinds/" + std::to_string(i) + ": unknown kind " + protocol::log_safe(k.dump(), 64));
+      s.sub_kinds.insert(*kind);
     }
     s.subscribed = true;
     ok();

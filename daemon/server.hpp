@@ -24,6 +24,7 @@
 #include "lfp/policy/policy.hpp"
 #include "lfp/protocol/wire.hpp"
 #include "lfp/store/store.hpp"
+#include "request_reader.hpp"
 
 namespace lfp::daemon {
 
@@ -137,6 +138,7 @@ class Server {
 
   void accept_client();
   void on_readable(Session& s);
+  void read_requests(Session& s);  // the whole frames the session sent, queued (not yet handled)
   void on_writable(Session& s);
   void close_session(uint64_t id, const std::string& why);
   void process(Session& s);  // runs queued requests until one must wait
@@ -191,8 +193,9 @@ class Server {
   void check_may_delete(const Session& s, ObjKind kind, const Guid& key, bool force) const;
 
   nlohmann::json object_json(ObjKind kind, const Guid& key) const;  // with "owner"
-  nlohmann::json op_enum(const Session& s, const nlohmann::json& req) const;
-  nlohmann::json op_state() const;
+  std::string op_enum(const nlohmann::json& req) const;  // the result, as JSON text
+  // `with_objects`: the providers, sublayers, callouts and provider contexts too (else their counts only).
+  nlohmann::json op_state(bool with_objects) const;
   void notify_changes(const std::vector<nlohmann::json>& changes);
   void persist(WriteTxn& t);
   void load_store();
@@ -205,6 +208,7 @@ class Server {
   int signal_fd_ = -1;
   bool stopping_ = false;
   uint64_t next_session_ = 1;
+  RequestReader requests_;  // frames into requests (large ones on a worker thread)
   std::map<uint64_t, std::unique_ptr<Session>> sessions_;
   std::map<ObjKind, absl::flat_hash_map<Guid, Owner>> owners_;  // (a million filters: one open-addressed insert each)
   std::unordered_set<Guid> stored_[5];  // per kind, the keys with a row in the store

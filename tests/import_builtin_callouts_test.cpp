@@ -138,7 +138,7 @@ COMMIT
 // Docker's DOCKER chain: `-d 172.17.0.2 ! -i docker0 -o docker0 -p tcp --dport 80 -j ACCEPT` is a filter of
 // the transport-match callout at IPFORWARD; with the callout run, its port decides (CONTINUE on others).
 TEST(ImportBuiltinCallouts, TheTransportMatchDecidesForwardedPortsWithoutInterfaces) {
-  // The rule without its interfaces (which lfp import resolves where it runs): protocol and port only.
+  // The rule without its interfaces (which lfpd resolves where it runs): protocol and port only.
   const std::string rules = "*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n"
                             "-A FORWARD -d 172.17.0.2/32 -p tcp -m tcp --dport 80 -j ACCEPT\nCOMMIT\n";
   Replayed lfp(rules);

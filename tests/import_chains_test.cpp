@@ -9,7 +9,6 @@
 #include <set>
 #include <sstream>
 
-#include <net/if.h>
 
 #include <gtest/gtest.h>
 
@@ -638,17 +637,6 @@ TEST(ImportChains, NftVerdictMapsSetsAndChains) {
 
 // ---- Interfaces by name and transport matches at FORWARD ----
 
-// An interface of this host other than lo (its index is what the importer resolves).
-std::pair<std::string, uint32_t> some_interface() {
-  std::pair<std::string, uint32_t> found;
-  if (struct if_nameindex* all = if_nameindex()) {
-    for (struct if_nameindex* i = all; i->if_index != 0; ++i)
-      if (std::string(i->if_name) != "lo" && found.second == 0) found = {i->if_name, i->if_index};
-    if_freenameindex(all);
-  }
-  return found;
-}
-
 // A callout driver answering one verdict, as the transport-match callout does on a packet that
 // matches (PERMIT) or not (CONTINUE).
 struct FixedCallout : CalloutDriver {
@@ -659,8 +647,9 @@ struct FixedCallout : CalloutDriver {
 
 // Docker's layout: FORWARD -o IF to DOCKER, whose published port is `! -i IF -o IF -p tcp --dport 80`.
 TEST(ImportChains, DockerForwardInterfacesAndPortsBecomeTheTransportMatchCallout) {
-  const auto [ifname, index] = some_interface();
-  ASSERT_NE(index, 0u) << "this host has no interface but lo";
+  // (docker0 need not exist where lfp import runs: the filters name it, lfpd resolves the name.)
+  const std::string ifname = "docker0";
+  const uint32_t index = 5;
   const auto r = import::import_iptables("*filter\n:FORWARD DROP [0:0]\n:DOCKER - [0:0]\n"
                                          "-A FORWARD -s 198.51.100.0/24 -j DROP\n"
                                          "-A FORWARD -o " + ifname + " -j DOCKER\n"
@@ -683,10 +672,13 @@ TEST(ImportChains, DockerForwardInterfacesAndPortsBecomeTheTransportMatchCallout
   EXPECT_EQ(published["provider_context"], pol["provider_contexts"][0]["key"]);
   EXPECT_EQ(json::parse(pol["provider_contexts"][0]["data"].get<std::string>()),
             json({{"protocols", {{6, 6}}}, {"destination_ports", {{80, 80}}}, {"action", "PERMIT"}}));
-  // Its other conditions: the interfaces by index (`! -i`: every index but this one), the address.
-  std::set<std::string> fields;
-  for (const auto& c : published["conditions"]) fields.insert(c["field"].get<std::string>());
-  EXPECT_EQ(fields, (std::set<std::string>{"DESTINATION_INTERFACE_INDEX", "SOURCE_INTERFACE_INDEX", "IP_DESTINATION_ADDRESS"}));
+  // Its other conditions: the interfaces by name (`! -i`: NOT_EQUAL), the address.
+  std::set<std::string> conditions;
+  for (const auto& c : published["conditions"]) conditions.insert(c.dump());
+  EXPECT_EQ(conditions, (std::set<std::string>{
+                            json({{"field", "SOURCE_INTERFACE_INDEX"}, {"match", "NOT_EQUAL"}, {"value", {{"name", ifname}}}}).dump(),
+                            json({{"field", "DESTINATION_INTERFACE_INDEX"}, {"match", "EQUAL"}, {"value", {{"name", ifname}}}}).dump(),
+                            json({{"field", "IP_DESTINATION_ADDRESS"}, {"match", "EQUAL"}, {"value", "172.17.0.2"}}).dump()}));
   const auto need = std::find_if(r.needs.begin(), r.needs.end(), [](const std::string& n) { return n.find("transport-match") != std::string::npos; });
   ASSERT_NE(need, r.needs.end());
   EXPECT_NE(need->find("lfpd --packet-queue N --callout liblfp_inspect_callouts.so"), std::string::npos) << *need;
@@ -695,6 +687,7 @@ TEST(ImportChains, DockerForwardInterfacesAndPortsBecomeTheTransportMatchCallout
   // where arbitration goes on as if its filter had not matched (here to the chain policy).
   for (const auto verdict : {CalloutVerdict::PERMIT, CalloutVerdict::CONTINUE}) {
     FilterEngine engine;
+    engine.set_interfaces({{"lo", 1}, {ifname, index}});  // (what lfpd does where it runs)
     policy::apply_policy(engine, policy::policy_from_json(pol));
     engine.register_callout(*Guid::parse(callout), std::make_shared<FixedCallout>(verdict));
     auto decide = [&](const std::string& src, uint32_t in_if, uint32_t out_if) {
@@ -715,7 +708,7 @@ TEST(ImportChains, DockerForwardInterfacesAndPortsBecomeTheTransportMatchCallout
   }
 }
 
-TEST(ImportChains, InterfacesThatAreNotHereOrWildcardsAreReported) {
+TEST(ImportChains, InterfacesThatAreNotHereAreImportedByNameAndWildcardsReported) {
   const auto r = import::import_iptables("*filter\n:FORWARD DROP [0:0]\n:INPUT ACCEPT [0:0]\n"
                                          "-A FORWARD -i lfp-no-such-if0 -j ACCEPT\n"
                                          "-A FORWARD -o eth+ -j ACCEPT\n"
@@ -723,17 +716,20 @@ TEST(ImportChains, InterfacesThatAreNotHereOrWildcardsAreReported) {
                                          "COMMIT\n");
   std::map<int, std::string> why;
   for (const auto& u : r.unmapped) why[u.line] = u.reason;
-  EXPECT_NE(why[4].find("'lfp-no-such-if0' does not exist where lfp import runs"), std::string::npos) << why[4];
+  EXPECT_EQ(why.count(4), 0u) << why[4];  // lfpd resolves the name where it runs
   EXPECT_NE(why[5].find("a wildcard has no LFP form"), std::string::npos) << why[5];
   EXPECT_NE(why[6].find("not a field of IPFORWARD"), std::string::npos) << why[6];  // ICMP types stay reported
+  std::set<std::string> forward;
   for (const auto& f : r.policy["filters"])
-    if (f["layer"] == "IPFORWARD_V4") EXPECT_EQ(f["name"], "FORWARD policy DROP");
+    if (f["layer"] == "IPFORWARD_V4") forward.insert(f["name"].get<std::string>() + " " + f["conditions"].dump());
+  EXPECT_EQ(forward, (std::set<std::string>{
+                         R"(FORWARD line 4 [{"field":"SOURCE_INTERFACE_INDEX","match":"EQUAL","value":{"name":"lfp-no-such-if0"}}])",
+                         "FORWARD policy DROP []"}));
 }
 
 // nftables: iifname / oifname at a forward hook, negated; the same callout for the port.
 TEST(ImportChains, NftInterfacesAtForward) {
-  const auto [ifname, index] = some_interface();
-  ASSERT_NE(index, 0u) << "this host has no interface but lo";
+  const std::string ifname = "lfp-any0";  // (need not exist here)
   const std::string rs = R"({"nftables": [
     {"table": {"family": "ip", "name": "f", "handle": 1}},
     {"chain": {"family": "ip", "table": "f", "name": "fwd", "handle": 2, "type": "filter", "hook": "forward", "prio": 0, "policy": "drop"}},
@@ -753,10 +749,12 @@ TEST(ImportChains, NftInterfacesAtForward) {
   ASSERT_TRUE(rule.is_object()) << r.policy.dump();
   EXPECT_EQ(json::parse(r.policy["provider_contexts"][0]["data"].get<std::string>()),
             json({{"protocols", {{17, 17}}}, {"destination_ports", {{53, 53}}}, {"action", "PERMIT"}}));
-  bool out_by_index = false;
-  for (const auto& c : rule["conditions"])
-    out_by_index = out_by_index || (c["field"] == "DESTINATION_INTERFACE_INDEX" && c["value"] == index);
-  EXPECT_TRUE(out_by_index) << rule.dump();
+  bool out_by_name = false, not_in_by_name = false;
+  for (const auto& c : rule["conditions"]) {
+    out_by_name = out_by_name || c == json({{"field", "DESTINATION_INTERFACE_INDEX"}, {"match", "EQUAL"}, {"value", {{"name", ifname}}}});
+    not_in_by_name = not_in_by_name || c == json({{"field", "SOURCE_INTERFACE_INDEX"}, {"match", "NOT_EQUAL"}, {"value", {{"name", ifname}}}});
+  }
+  EXPECT_TRUE(out_by_name && not_in_by_name) << rule.dump();
 }
 
 }  // namespace

@@ -135,5 +135,26 @@ TEST_F(LfpdDefaultsLive, DegradedAtStartIsShownAndRecorded) {
   EXPECT_NE(c->call("netevents_coverage")["gaps"].dump().find("kernel was not enforced"), std::string::npos);
 }
 
+// lfpd restarted on its pins (`systemctl restart lfpd`): the previous daemon's netfilter links still
+// hold their hooks until the new daemon's replace them, and two BPF programs may not share a hook's
+// priority; the new one must start, and the packet layers must stay enforced, restart after restart.
+TEST_F(LfpdDefaultsLive, ARestartOnItsPinsKeepsThePacketLayersEnforced) {
+  lfpd_ = std::make_unique<Daemon>(
+      std::vector<std::string>{"--cgroup", sb_->cgroup(), "--packet-layers", "--bpf-pin", sb_->mount_bpffs()},
+      sb_->ns_path(Side::A), DaemonOptions{.log_file = true});
+  json f = block_port("5d1f0000-0000-4000-8000-000000000003", "OUTBOUND_TRANSPORT_V4", 8081);
+  f["flags"] = {"PERSISTENT"};
+  lfpd_->connect()->apply({{"filters", {f}}});
+  ASSERT_FALSE(reaches(8081, false));
+  for (int restart = 1; restart <= 3; ++restart) {  // (the hooks' priorities alternate: three starts)
+    lfpd_->restart();
+    EXPECT_FALSE(reaches(8081, false)) << "after restart " << restart;
+    EXPECT_TRUE(reaches(8080, false)) << "after restart " << restart;
+    const json st = lfpd_->connect()->call("status");
+    EXPECT_TRUE(st["degraded"].empty()) << st.dump();
+    EXPECT_NE(st["kernel"]["hooks"].dump().find("lfp_nf_out4"), std::string::npos) << st.dump();
+  }
+}
+
 }  // namespace
 }  // namespace lfp::test

@@ -112,5 +112,50 @@ TEST(PolicyJsonDoc, ViewOfNlohmannReadsTheSamePolicy) {
   EXPECT_EQ(a.filters.at(0).raw_context, 5u);
 }
 
+// A stream sees each element of the root's arrays as it is parsed, in order, with its place, and
+// each root member once whole; the streamed arrays are left empty, everything else is kept.
+TEST(PolicyJsonDoc, StreamHandsOverRootArraysElementByElement) {
+  struct Seen : JsonStream {
+    std::vector<std::string> events;
+    void element(std::string_view member, size_t index, const JsonValue& e) override {
+      events.push_back(std::string(member) + "[" + std::to_string(index) + "]=" + std::string(e.text()));
+    }
+    void member(std::string_view key, const JsonValue& v) override {
+      events.push_back(std::string(key) + ":" + std::to_string(v.size()) + ":" + std::string(v.text()).substr(0, 12));
+    }
+  } seen;
+  const std::string text = R"({"a":[1,{"x":[2,3]},"s\u0041"],"v":7,"o":{"b":[4]},"e":[]})";
+  auto doc = JsonDoc::parse(text, seen);
+  const std::vector<std::string> want = {
+      "a[0]=1", R"(a[1]={"x":[2,3]})", R"(a[2]="s\u0041")", R"(a:0:[1,{"x":[2,3)", "v:0:7", R"(o:1:{"b":[4]})", "e:0:[]"};
+  EXPECT_EQ(seen.events, want);
+  EXPECT_TRUE(doc->root().find("a")->is_array());
+  EXPECT_EQ(doc->root().find("a")->size(), 0u);          // streamed, not kept
+  EXPECT_EQ(doc->root().find("o")->find("b")->size(), 1u);  // not a root array: kept
+  EXPECT_EQ(doc->root().find("v")->integer(), 7);
+  // The same text without a stream keeps everything; a root that is an array streams nothing.
+  EXPECT_EQ(JsonDoc::parse(text)->root().find("a")->size(), 3u);
+  Seen none;
+  EXPECT_EQ(JsonDoc::parse("[[1,2],[3]]", none)->root().size(), 2u);
+  EXPECT_TRUE(none.events.empty());
+}
+
+// What a stream throws ends the parse; a syntax error after streamed elements is still an error.
+TEST(PolicyJsonDoc, StreamErrorsEndTheParse) {
+  struct Refuses : JsonStream {
+    size_t seen = 0;
+    void element(std::string_view, size_t index, const JsonValue&) override {
+      ++seen;
+      if (index == 2) throw std::runtime_error("no third");
+    }
+    void member(std::string_view, const JsonValue&) override {}
+  } refuses;
+  EXPECT_THROW(JsonDoc::parse(R"({"a":[1,2,3,4,5]})", refuses), std::runtime_error);
+  EXPECT_EQ(refuses.seen, 3u);
+  Refuses late;
+  EXPECT_THROW(JsonDoc::parse(R"({"a":[1,2]} x)", late), JsonParseError);
+  EXPECT_EQ(late.seen, 2u);
+}
+
 }  // namespace
 }  // namespace lfp::policy

@@ -9,10 +9,15 @@
 #include <cerrno>
 #include <cstring>
 #include <deque>
+#include <condition_variable>
+#include <exception>
 #include <functional>
+#include <mutex>
+#include <thread>
 #include <vector>
 
 #include "lfp/protocol/json_text.hpp"
+#include "lfp/protocol/request.hpp"
 #include "lfp/protocol/wire.hpp"
 
 namespace lfp::client {
@@ -134,30 +139,113 @@ bool is_list(std::string_view k) {
 }
 }  // namespace
 
-// What the pieces of an apply take from a policy object, whatever holds it: the members that are not
-// lists ("version", or a mistake lfpd will name: they go with every piece), and each list's objects
-// as text.
-struct Client::PolicyLists {
-  std::string others;                  // "name":value,...
-  size_t sizes[std::size(kLists)] = {};  // objects in each list (0: none, or not an array)
-  std::function<void(size_t list, size_t index, std::string& out)> append;  // an object's text
+// A piece of an apply: where its lists start in the whole ("filters":N,...) and the policy object's
+// members it carries, as text ("filters":[...],...,"version":1).
+struct Client::Piece {
+  std::string first, members;
 };
+
+namespace {
+
+// Each object serialized once, into pieces that fit the socket's buffer: the next piece is all there
+// when lfpd is done with one (a piece larger than the buffer arrives in as many round trips as it
+// takes to drain, while lfpd waits; a million filters took twice as long in 4 MiB pieces).
+constexpr size_t kPieceBytes = 160 << 10;
+
+// Fills pieces with objects, list by list, in the order they come. A piece holds one object at least.
+class PieceMaker {
+ public:
+  // Whether an object of that size starts the next piece: this one is full.
+  bool full(size_t object_bytes) const { return objects_ && text_.size() + object_bytes > kPieceBytes; }
+  // `list`: a name from kLists (it outlives the maker); `index`: the object's place in the whole list.
+  void add(std::string_view list, size_t index, std::string_view object) {
+    if (list != open_) {
+      close_list();
+      text_ += std::string(text_.empty() ? "" : ",") + "\"" + std::string(list) + "\":[";
+      first_ += std::string(first_.empty() ? "" : ",") + "\"" + std::string(list) + "\":" + std::to_string(index);
+      open_ = list;
+    } else {
+      text_ += ',';
+    }
+    text_ += object;
+    ++objects_;
+  }
+  // The piece made, with `others` (the policy's members that are not lists), and a fresh one begun.
+  void take(std::string& first, std::string& members, std::string_view others) {
+    close_list();
+    first = std::move(first_);
+    members = std::move(text_);
+    if (!others.empty()) members += std::string(members.empty() ? "" : ",") + std::string(others);
+    first_.clear();
+    text_.clear();
+    objects_ = 0;
+  }
+
+ private:
+  void close_list() {
+    if (!open_.empty()) text_ += ']';
+    open_ = {};
+  }
+  std::string first_, text_;
+  std::string_view open_;  // the list whose array is open
+  size_t objects_ = 0;
+};
+
+// A member that is not a list ("version", or a mistake lfpd will name: it goes with every piece).
+void add_other(std::string& others, std::string_view key, std::string_view value_text) {
+  others += others.empty() ? "" : ",";
+  wire::append_json(others, json(std::string(key)));
+  others += ':';
+  others += value_text;
+}
+
+std::string_view list_name(std::string_view k) {
+  for (const char* l : kLists)
+    if (k == l) return l;
+  return {};
+}
+
+}  // namespace
+
+// A policy object held whole (as nlohmann::json or a parsed file): its members that are not lists,
+// and each list's objects as text (object_text(list, index, out)), made into pieces as they are sent.
+struct Client::HeldLists {
+  std::string others;
+  std::vector<std::pair<std::string_view, size_t>> lists;  // (name, objects)
+  std::function<void(size_t list, size_t index, std::string& out)> object_text;
+};
+
+json Client::apply_held(const HeldLists& held) {
+  size_t list = 0, index = 0;
+  bool done = false;
+  PieceMaker maker;
+  std::string one;
+  return apply_pieces([&](Piece& out) {
+    if (done) return false;
+    for (; list < held.lists.size(); ++list, index = 0)
+      for (; index < held.lists[list].second; ++index) {
+        one.clear();
+        held.object_text(list, index, one);
+        if (maker.full(one.size())) return maker.take(out.first, out.members, held.others), true;
+        maker.add(held.lists[list].first, index, one);
+      }
+    maker.take(out.first, out.members, held.others);
+    done = true;
+    return true;
+  });
+}
 
 json Client::apply(const json& policy) {
   if (!policy.is_object()) return call("apply", json::object(), "policy", policy);  // (lfpd says what is wrong)
-  PolicyLists lists;
-  std::vector<const json*> arrays(std::size(kLists), nullptr);
-  for (const auto& [k, v] : policy.items()) {
-    if (is_list(k) && v.is_array()) continue;
-    lists.others += lists.others.empty() ? "" : ",";
-    wire::append_json(lists.others, json(k));
-    lists.others += ':';
-    wire::append_json(lists.others, v);
-  }
-  for (size_t l = 0; l < std::size(kLists); ++l)
-    if (const auto it = policy.find(kLists[l]); it != policy.end() && it->is_array()) arrays[l] = &*it, lists.sizes[l] = it->size();
-  lists.append = [&](size_t l, size_t i, std::string& out) { wire::append_json(out, (*arrays[l])[i]); };
-  return apply_lists(lists);
+  HeldLists held;
+  std::vector<const json*> arrays;
+  for (const auto& [k, v] : policy.items())
+    if (!is_list(k) || !v.is_array()) add_other(held.others, k, wire::to_json_text(v));
+  for (const char* l : kLists)
+    if (const auto it = policy.find(l); it != policy.end() && it->is_array())
+      held.lists.emplace_back(l, it->size()), arrays.push_back(&*it);
+  held.object_text = [&](size_t l, size_t i, std::string& out) { wire::append_json(out, (*arrays[l])[i]); };
+  return apply_held(held);
 }
 
 json Client::apply(const policy::JsonValue& policy) {
@@ -165,78 +253,130 @@ json Client::apply(const policy::JsonValue& policy) {
     const uint64_t id = next_id_++;
     return exchange(id, "{\"id\":" + std::to_string(id) + ",\"op\":\"apply\",\"policy\":" + std::string(policy.text()) + "}");
   }
-  PolicyLists lists;
-  std::vector<const policy::JsonValue*> arrays(std::size(kLists), nullptr);
-  for (auto m = policy.members_begin(); m != policy.members_end(); ++m) {
-    if (is_list(m->key) && m->value.is_array()) {
-      for (size_t l = 0; l < std::size(kLists); ++l)
-        if (m->key == kLists[l]) arrays[l] = &m->value, lists.sizes[l] = m->value.size();
-      continue;
-    }
-    lists.others += lists.others.empty() ? "" : ",";
-    wire::append_json(lists.others, json(std::string(m->key)));
-    lists.others += ':';
-    lists.others += m->value.text();
-  }
-  lists.append = [&](size_t l, size_t i, std::string& out) { out += (*arrays[l])[i].text(); };
-  return apply_lists(lists);
+  HeldLists held;
+  std::vector<const policy::JsonValue*> arrays;
+  for (auto m = policy.members_begin(); m != policy.members_end(); ++m)
+    if (!is_list(m->key) || !m->value.is_array()) add_other(held.others, m->key, m->value.text());
+  for (const char* l : kLists)
+    if (const policy::JsonValue* v = policy.find(l); v && v->is_array())
+      held.lists.emplace_back(l, v->size()), arrays.push_back(v);
+  held.object_text = [&](size_t l, size_t i, std::string& out) { out += (*arrays[l])[i].text(); };
+  return apply_held(held);
 }
 
-json Client::apply_lists(const PolicyLists& policy) {
-  // Each object serialized once, into pieces that fit the socket's buffer: the next piece is all there
-  // when lfpd is done with one (a piece larger than the buffer arrives in as many round trips as it
-  // takes to drain, while lfpd waits; a million filters took twice as long in 4 MiB pieces).
-  constexpr size_t kPieceBytes = 160 << 10;
+// A policy file's pieces as it is parsed: a thread parses the text (all of it, with the checks lfp's
+// own parse makes) and hands over each piece as soon as it is full, so that lfpd adds the first
+// objects while the last are parsed. Text that is not valid JSON fails the apply, its transaction
+// aborted, with the parser's error (JsonParseError), as a parse before sending would.
+class Client::StreamedPieces : public policy::JsonStream {
+ public:
+  explicit StreamedPieces(std::string text) : parser_([this, t = std::move(text)]() mutable { parse(std::move(t)); }) {}
+  ~StreamedPieces() override {
+    {
+      std::lock_guard lock(mu_);
+      stop_ = true;
+    }
+    cv_.notify_all();
+    parser_.join();
+  }
+
+  // The next piece, waiting for the parser; false when there is none. Throws what the parse threw.
+  bool next(Piece& out) {
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return !ready_.empty() || finished_; });
+    if (ready_.empty()) {
+      if (error_) std::rethrow_exception(error_);
+      return false;
+    }
+    out = std::move(ready_.front());
+    ready_.pop_front();
+    cv_.notify_all();
+    return true;
+  }
+
+ private:
+  static constexpr size_t kAhead = 16;  // pieces parsed ahead of lfpd, at most (2.5 MiB)
+  struct Stopped {};                     // the apply ended before the parse
+
+  void element(std::string_view member, size_t index, const policy::JsonValue& e) override {
+    const std::string_view list = list_name(member);
+    if (list.empty()) return;  // (not a list: the whole member goes with the others)
+    if (auto dup = protocol::duplicate_member(e))
+      throw policy::JsonParseError("/" + std::string(list) + "/" + std::to_string(index) + *dup, 0);
+    if (maker_.full(e.text().size())) hand_over();
+    maker_.add(list, index, e.text());
+  }
+  void member(std::string_view key, const policy::JsonValue& value) override {
+    if (!is_list(key) || !value.is_array()) add_other(others_, key, value.text());
+  }
+
+  void hand_over() {
+    Piece p;
+    maker_.take(p.first, p.members, others_);
+    std::unique_lock lock(mu_);
+    cv_.wait(lock, [&] { return ready_.size() < kAhead || stop_; });
+    if (stop_) throw Stopped{};
+    ready_.push_back(std::move(p));
+    cv_.notify_all();
+  }
+
+  void parse(std::string text) {
+    std::exception_ptr error;
+    try {
+      auto doc = policy::JsonDoc::parse(std::move(text), *this);
+      if (auto dup = protocol::duplicate_member(doc->root())) {
+        throw policy::JsonParseError(*dup, 0);
+      } else {
+        hand_over();  // the last piece, with the members that are not lists (some may follow the lists)
+      }
+    } catch (const Stopped&) {
+    } catch (...) {
+      error = std::current_exception();
+    }
+    std::lock_guard lock(mu_);
+    error_ = error;
+    finished_ = true;
+    cv_.notify_all();
+  }
+
+  PieceMaker maker_;
+  std::string others_;
+  std::mutex mu_;
+  std::condition_variable cv_;
+  std::deque<Piece> ready_;
+  bool finished_ = false, stop_ = false;
+  std::exception_ptr error_;
+  std::thread parser_;  // (last: it starts once the rest is made)
+};
+
+json Client::apply_text(std::string text) {
+  const size_t start = text.find_first_not_of(" \t\r\n");
+  if (start == std::string::npos || text[start] != '{') {  // not an object: lfpd says what is wrong
+    auto doc = policy::JsonDoc::parse(std::move(text));
+    return apply(doc->root());
+  }
+  StreamedPieces pieces(std::move(text));
+  return apply_pieces([&](Piece& out) { return pieces.next(out); });
+}
+
+json Client::apply_pieces(const std::function<bool(Piece&)>& next_piece) {
   {
     const int want = 4 << 20;  // (as much as net.core.wmem_max lets it have: room for more pieces)
     ::setsockopt(fd_, SOL_SOCKET, SO_SNDBUF, &want, sizeof want);
   }
-  const std::string& others = policy.others;
-  // The pieces are made one at a time, as they are sent: the lists' members from where the last
-  // piece stopped. A piece holds one object at least.
-  size_t list = 0, index = 0;
-  auto next_list = [&] {
-    for (; list < std::size(kLists); ++list, index = 0)
-      if (index < policy.sizes[list]) return true;
-    return false;
-  };
-  std::string first;  // "first":{"filters":N,...}: where this piece's lists start in the whole
-  std::string text;   // "filters":[...],...
-  std::string one;     // an object's text
-  auto make_piece = [&] {
-    first.clear();
-    text.clear();
-    bool has_object = false;
-    while (next_list()) {
-      bool opened = false;  // this list's array
-      for (; index < policy.sizes[list]; ++index) {
-        one.clear();
-        policy.append(list, index, one);
-        if (has_object && text.size() + one.size() > kPieceBytes) break;  // (it starts the next piece)
-        if (!opened) {
-          text += std::string(text.empty() ? "" : ",") + "\"" + kLists[list] + "\":[";
-          first += std::string(first.empty() ? "" : ",") + "\"" + kLists[list] + "\":" + std::to_string(index);
-          opened = true;
-        } else {
-          text += ',';
-        }
-        text += one;
-        has_object = true;
-      }
-      if (opened) text += ']';
-      if (index < policy.sizes[list]) break;  // the piece is full
-    }
-  };
-  auto request = [&](uint64_t id, bool in_pieces) {
+  auto request = [&](uint64_t id, const Piece& p, bool in_pieces) {
     std::string r = "{\"id\":" + std::to_string(id) + ",\"op\":\"apply\"";
-    if (in_pieces) r += ",\"first\":{" + first + "}";
-    r += ",\"policy\":{" + text + (text.empty() || others.empty() ? "" : ",") + others + "}}";
+    if (in_pieces) r += ",\"first\":{" + p.first + "}";
+    r += ",\"policy\":{" + p.members + "}}";
     return r;
   };
-  make_piece();
-  if (!next_list()) {  // one piece: one request, lfpd's own transaction
+  std::optional<Piece> made(std::in_place);  // a piece made, not sent yet
+  next_piece(*made);                         // (the first: always one, if only an empty policy)
+  std::optional<Piece> after(std::in_place);  // the piece after it
+  bool more = next_piece(*after);             // pieces wait to be made
+  if (!more) {  // one piece: one request, lfpd's own transaction
     const uint64_t id = next_id_++;
-    return exchange(id, request(id, false));
+    return exchange(id, request(id, *made, false));
   }
   const bool own_txn = !in_txn_;
   if (own_txn) begin();
@@ -247,20 +387,18 @@ json Client::apply_lists(const PolicyLists& policy) {
     // lfpd works on one piece while the next ones wait in the socket and the last reply is read:
     // three pieces in flight. Inside the caller's transaction one at a time, so that a piece that fails
     // leaves it holding exactly the pieces before (as a failed call leaves a transaction unchanged).
-    const size_t in_flight = own_txn ? 3 : 1;
+    const size_t in_flight = own_txn ? 6 : 1;
     std::deque<uint64_t> waiting;  // sent, not answered yet
-    bool made = true;              // `first` and `text` hold a piece not sent yet
-    bool more = true;              // objects wait for a piece (make_piece)
     while (made || more || !waiting.empty()) {
       if (made && out_off == out.size() && waiting.size() < in_flight) {
         const uint64_t id = next_id_++;
-        const std::string r = request(id, true);
+        const std::string r = request(id, *made, true);
         if (r.size() > wire::kMaxFrame) throw ClientError("PROTOCOL", "an object larger than a message (" + std::to_string(r.size()) + " bytes)");
         out = wire::encode(r);
         out_off = 0;
         waiting.push_back(id);
-        made = false;
-        more = next_list();
+        made = std::move(after);
+        after.reset();
       }
       if (out_off < out.size()) {  // as much as lfpd takes now
         const ssize_t w = ::send(fd_, out.data() + out_off, out.size() - out_off, MSG_DONTWAIT | MSG_NOSIGNAL);
@@ -278,8 +416,9 @@ json Client::apply_lists(const PolicyLists& policy) {
         continue;
       }
       if (!made && more) {  // the next piece, while lfpd works
-        make_piece();
-        made = true;
+        made.emplace();
+        more = next_piece(*made);
+        if (!more) made.reset();
         continue;
       }
       pollfd p{fd_, static_cast<short>(POLLIN | (out_off < out.size() ? POLLOUT : 0)), 0};

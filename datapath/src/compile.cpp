@@ -819,7 +819,15 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   t.include_disabled = false;
   t.flags_all_set = only_flags;
   std::map<LayerId, std::vector<const Filter*>> by_layer;
-  for (const Filter* f : engine.filters(t)) by_layer[f->layer].push_back(f);  // (each in evaluation order)
+  size_t conditions = 0, filters = 0;
+  for (const Filter* f : engine.filters(t)) {
+    by_layer[f->layer].push_back(f);  // (each in evaluation order)
+    conditions += std::max<size_t>(f->conditions.size(), 1);
+    ++filters;
+  }
+  // The bank at its likely size, allocated once: conditions, guards, a hash bucket or two and a list
+  // element a filter (grown by doubling, a million filters' bank was copied and faulted in twice over).
+  out.bank.reserve(LFP_HEADER_ENTRIES + conditions + filters / 2 + 2 * filters + filters / LFP_LIST_PER_ENTRY + 64);
   std::vector<std::vector<lfp_guard>> guards(LFP_KL_COUNT);
   std::vector<LayerKeys> keys(LFP_KL_COUNT);
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
@@ -875,6 +883,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   // The index: each layer's hash table (one bucket an entry), then every list, eight elements an
   // entry. A list element is a filter's order key and guard index, in evaluation order.
   std::vector<lfp_list_elem> lists;
+  lists.reserve(filters);  // (each filter is in one list, give or take a widened one)
   auto add_list = [&](std::span<const uint32_t> filters, const LayerPlaces& lp) {
     const auto at = static_cast<uint32_t>(lists.size());
     for (uint32_t i : filters) lists.push_back({lp.compiled[i].order, lp.compiled[i].guard});

@@ -97,13 +97,13 @@ struct NfLinkAttr {
   uint32_t nf_flags;
 };
 
-int link_netfilter(int prog_fd, const NfHook& h) {
+int link_netfilter(int prog_fd, const NfHook& h, int32_t priority) {
   NfLinkAttr a{};
   a.prog_fd = static_cast<uint32_t>(prog_fd);
   a.attach_type = kAttachNetfilter;
   a.pf = h.pf;
   a.hooknum = h.hook;
-  a.priority = h.priority;
+  a.priority = priority;
   a.nf_flags = h.flags;
   return static_cast<int>(::syscall(__NR_bpf, BPF_LINK_CREATE, &a, sizeof a));
 }
@@ -438,7 +438,11 @@ void KernelPath::link_nf_hook(size_t i, bool on) {
     return;
   }
   if (nf_fd_[i] >= 0) return;
-  const int fd = link_netfilter(bpf_program__fd(p), h);  // (libbpf 1.1 has no bpf_link for it)
+  // Two BPF programs may not share a netfilter hook's priority (the kernel says EBUSY), and a
+  // previous daemon's pinned link holds it until ours replaces it (pin_link): ours then takes the
+  // next priority, and the two alternate from one start to the next.
+  int fd = link_netfilter(bpf_program__fd(p), h, h.priority);  // (libbpf 1.1 has no bpf_link for it)
+  if (fd < 0 && errno == EBUSY) fd = link_netfilter(bpf_program__fd(p), h, h.priority + 1);
   if (fd < 0) fail(std::string("cannot link ") + h.prog + " into this network namespace's netfilter hooks", errno);
   nf_fd_[i] = fd;
   pin_link(fd, link_pin(opts_.pin_dir, p));

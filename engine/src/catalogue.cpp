@@ -192,6 +192,24 @@ DataType field_type(FieldId f, IpFamily family) {
 
 bool field_is_linux_only(FieldId f) { return f == F::CGROUP_PATH; }
 
+bool is_interface_name(std::string_view name) {
+  return !name.empty() && name.size() <= 15 && name.find_first_of(std::string_view("/: \t\n\r\v\f\0", 9)) == std::string_view::npos;
+}
+
+bool field_is_interface(FieldId f) {
+  switch (f) {
+    case F::IP_LOCAL_INTERFACE:
+    case F::IP_ARRIVAL_INTERFACE:
+    case F::IP_NEXTHOP_INTERFACE:
+    case F::IP_FORWARD_INTERFACE:
+    case F::INTERFACE:
+    case F::INTERFACE_INDEX:
+    case F::SOURCE_INTERFACE_INDEX:
+    case F::DESTINATION_INTERFACE_INDEX: return true;
+    default: return false;
+  }
+}
+
 uint32_t iftype_of_arphrd(uint32_t arphrd) {
   switch (arphrd) {
     case 1: return iftype::ETHERNET_CSMACD;  // ARPHRD_ETHER

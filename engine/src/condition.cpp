@@ -156,6 +156,15 @@ void validate_condition(const Condition& c, const LayerInfo& layer) {
       break;
   }
   if (cv.type == DataType::TOKEN_INFORMATION_TYPE) type_error("SECURITY_DESCRIPTOR_TYPE");
+  if (!cv.interface_name.empty()) {
+    if (!field_is_interface(c.field) || cv.type != ft)
+      throw Error(ErrorCode::TYPE_MISMATCH, "field " + fname + " holds no interface: it takes no interface name");
+    if (!is_interface_name(cv.interface_name))
+      throw Error(ErrorCode::TYPE_MISMATCH,
+                  "'" + cv.interface_name + "' is not an interface name (1 to 15 bytes, no '/', ':' or white space)");
+    if (c.match != MatchType::EQUAL && c.match != MatchType::NOT_EQUAL)
+      throw Error(ErrorCode::MATCH_TYPE_MISMATCH, "match type " + mname + " does not apply to an interface name (EQUAL, NOT_EQUAL)");
+  }
 
   // 2. The match type fits the value.
   const DataType t = cv.type;

@@ -16,6 +16,7 @@ struct FilterEngine::FilterRecord {
   Filter filter;
   const Sublayer* sublayer = nullptr;
   bool enforced = false;  // in the classifier (not DISABLED)
+  bool names_interface = false;  // in named_interface_filters_
   uint32_t slot = 0;      // its place in the layer: index of its label, rule id in the classifier
 };
 
@@ -369,6 +370,7 @@ uint64_t FilterEngine::add_filter(Filter f) {
     throw Error(ErrorCode::INVALID_PARAMETER, "a provider context needs the HAS_PROVIDER_CONTEXT flag");
   }
   for (const auto& c : f.conditions) validate_condition(c, layer);
+  resolve_interfaces(f);
   // Group conditions by field (stable): a field's conditions are OR'ed wherever they stand.
   auto by_field = [](const Condition& a, const Condition& b) { return a.field < b.field; };
   if (!std::is_sorted(f.conditions.begin(), f.conditions.end(), by_field))
@@ -399,7 +401,34 @@ uint64_t FilterEngine::add_filter(Filter f) {
   entry->second = std::move(rec);
   layers_[static_cast<size_t>(r->filter.layer)]->add(r);
   filters_by_id_.emplace(r->filter.id, r);
+  r->names_interface = std::any_of(r->filter.conditions.begin(), r->filter.conditions.end(),
+                                   [](const Condition& c) { return !c.value.interface_name.empty(); });
+  if (r->names_interface) named_interface_filters_.push_back(r);
   return r->filter.id;
+}
+
+bool FilterEngine::resolve_interfaces(Filter& f) const {
+  bool changed = false;
+  for (Condition& c : f.conditions) {
+    if (c.value.interface_name.empty()) continue;
+    const auto it = interfaces_.find(c.value.interface_name);
+    const uint64_t index = it == interfaces_.end() ? ConditionValue::kNoInterface : it->second;
+    changed = changed || c.value.value.u != index;
+    c.value.value.u = index;
+  }
+  return changed;
+}
+
+std::vector<uint64_t> FilterEngine::set_interfaces(InterfaceTable table) {
+  interfaces_ = std::move(table);
+  std::vector<uint64_t> changed;
+  for (FilterRecord* r : named_interface_filters_) {
+    LayerState& ls = *layers_[static_cast<size_t>(r->filter.layer)];
+    if (r->enforced) ls.index->erase(r->slot);  // (the index may have taken the old value in)
+    if (resolve_interfaces(r->filter)) changed.push_back(r->filter.id);
+    if (r->enforced) ls.index->insert(r->slot, ls.labels[r->slot], r->filter);
+  }
+  return changed;
 }
 
 void FilterEngine::notify(const Filter& f, CalloutDriver::NotifyType t) const {
@@ -414,6 +443,7 @@ void FilterEngine::delete_filter(const Guid& key) {
   FilterRecord* r = it->second.get();
   layers_[static_cast<size_t>(r->filter.layer)]->remove(r);
   notify(r->filter, CalloutDriver::NotifyType::DELETE_FILTER);
+  if (r->names_interface) std::erase(named_interface_filters_, r);
   filters_by_id_.erase(r->filter.id);
   filters_by_key_.erase(it);
 }

@@ -1,17 +1,18 @@
 #include "chains.hpp"
 
+#include "lfp/engine/catalogue.hpp"
 #include "lfp/engine/guid.hpp"
 #include "log.hpp"              // (callouts/builtin: the callouts' keys)
 #include "ratelimit.hpp"
 #include "transport_match.hpp"
 
 #include <arpa/inet.h>
-#include <net/if.h>
 #include <netdb.h>
 
 #include <algorithm>
 #include <array>
 #include <optional>
+#include <set>
 #include <span>
 
 namespace lfp::import::detail {
@@ -204,7 +205,14 @@ class Walker {
   // `icmp`: the walk for ICMP requests at the transport layers; otherwise the ALE layers' walk (for
   // every other protocol: the kernel answers ICMP itself, so no ALE layer sees it).
   Walker(const std::map<std::string, Chain>& chains, Hook hook, int family, bool icmp, Ledger& ledger, std::vector<Unmapped>& unmapped)
-      : chains_(chains), hook_(hook), family_(family), icmp_(icmp), ledger_(ledger), unmapped_(unmapped) {}
+      : chains_(chains), hook_(hook), family_(family), icmp_(icmp), ledger_(ledger), unmapped_(unmapped) {
+    std::set<std::string> names;
+    for (const auto& [name, chain] : chains)
+      for (const Rule& r : chain.rules)
+        for (const Cond& c : r.conds)
+          if (is_interface(c.role) && c.value.is_string()) names.insert(c.value.get<std::string>());
+    interface_names_.assign(names.begin(), names.end());
+  }
 
   std::vector<Flat> flats;
   // The callouts' filters that are not flats, in walk order: rate limits (ufw's xt_recent pair, packet
@@ -405,7 +413,9 @@ class Walker {
           problems.push_back("an interface by name is matched at IPFORWARD only (the ALE layers here have no field for it)");
           continue;
         }
-        field = t.role == "in_interface" ? "SOURCE_INTERFACE_INDEX" : "DESTINATION_INTERFACE_INDEX";
+        interface_conditions(t.role == "in_interface" ? "SOURCE_INTERFACE_INDEX" : "DESTINATION_INTERFACE_INDEX", t.set,
+                             conds, problems);
+        continue;
       }
       if (t.role == "loopback") {
         conds.push_back({{"field", "FLAGS"}, {"match", t.set[0].low ? "FLAGS_ALL_SET" : "FLAGS_NONE_SET"}, {"value", "IS_LOOPBACK"}});
@@ -434,6 +444,27 @@ class Walker {
   bool icmp_;
   Ledger& ledger_;
   std::vector<Unmapped>& unmapped_;
+  // Interfaces by name, as numbers for the set arithmetic: the names the rules use are 1..N (in
+  // order), and 0 and N+1.. stand for every other interface (a set holds all of those or none).
+  std::vector<std::string> interface_names_;
+
+  // An interface set as conditions, by name (lfpd resolves names where it runs): the names it holds
+  // (EQUAL), or, when it holds every other interface, the one it leaves out (NOT_EQUAL).
+  void interface_conditions(const std::string& field, const Set& set, json& conds, std::vector<std::string>& problems) const {
+    const auto holds = [&](U x) { return std::any_of(set.begin(), set.end(), [&](const Interval& i) { return i.low <= x && x <= i.high; }); };
+    std::vector<std::string> held, left_out;
+    for (size_t i = 0; i < interface_names_.size(); ++i) (holds(i + 1) ? held : left_out).push_back(interface_names_[i]);
+    if (!holds(0)) {
+      for (const auto& name : held) conds.push_back({{"field", field}, {"match", "EQUAL"}, {"value", {{"name", name}}}});
+    } else if (left_out.size() == 1) {
+      conds.push_back({{"field", field}, {"match", "NOT_EQUAL"}, {"value", {{"name", left_out[0]}}}});
+    } else if (left_out.size() > 1) {
+      std::string names;
+      for (const auto& name : left_out) names += (names.empty() ? "" : ", ") + name;
+      problems.push_back("every interface but " + names + ": a filter's conditions on one field are OR'ed, so LFP has " +
+                         "no one-filter form for none of several interfaces");
+    }
+  }
   size_t budget_ = kMaxExpanded;
 
   void leave_out(const Rule& r, const std::string& why) {
@@ -634,6 +665,13 @@ class Walker {
       const int i = v.is_string() ? role == "ct_state" ? index_of(kCtStates, v.get<std::string>()) : index_of(kAddrTypes, v.get<std::string>()) : -1;
       if (i < 0) return problems.push_back((role == "ct_state" ? "connection state " : "address type ") + json_text(v) + " is not known"), Set{};
       return {{U(i), U(i)}};
+    }
+    if (is_interface(role) && v.is_string()) {
+      const auto it = std::lower_bound(interface_names_.begin(), interface_names_.end(), v.get<std::string>());
+      if (it != interface_names_.end() && *it == v.get<std::string>()) {
+        const U id = static_cast<U>(it - interface_names_.begin()) + 1;
+        return {{id, id}};
+      }
     }
     if (v.is_number_integer() && v.get<int64_t>() >= 0 && !bounds(role).empty() && U(v.get<uint64_t>()) <= bounds(role).back().high)
       return {{v.get<uint64_t>(), v.get<uint64_t>()}};
@@ -1045,14 +1083,11 @@ void emit_chain(const std::map<std::string, Chain>& chains, const std::string& c
   add_need(res, "the packet layers (lfpd without --no-packet-layers): ICMP requests are decided at INBOUND_TRANSPORT and OUTBOUND_TRANSPORT");
 }
 
-std::optional<uint32_t> interface_index(const std::string& name, std::string* problem) {
-  if (name.find_first_of("+*") != std::string::npos) {
-    *problem = "interface '" + name + "': a wildcard has no LFP form (LFP matches an interface by its index)";
-    return std::nullopt;
-  }
-  if (const unsigned index = if_nametoindex(name.c_str()); index != 0) return index;
-  *problem = "interface '" + name + "' does not exist where lfp import runs (LFP matches an interface by the index it has at import time)";
-  return std::nullopt;
+std::string interface_name_problem(const std::string& name) {
+  if (name.find_first_of("+*") != std::string::npos)
+    return "interface '" + name + "': a wildcard has no LFP form (LFP matches an interface by its name)";
+  if (!is_interface_name(name)) return "'" + name + "' is not an interface name";
+  return "";
 }
 
 void finish_coverage(Ledger& ledger, ImportResult& res) {

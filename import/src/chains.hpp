@@ -28,7 +28,7 @@ inline std::string json_text(const json& j) { return j.dump(-1, ' ', false, json
 // name), "loopback" (1: the loopback interface), "ct_state" ("NEW", "ESTABLISHED", "RELATED",
 // "INVALID", "UNTRACKED"), "dst_type" (an addrtype name: "LOCAL", "BROADCAST", ...), and
 // "ALE_USER_ID" (its value as the policy format writes it; it cannot be negated), "in_interface" and
-// "out_interface" (an interface index, from interface_index).
+// "out_interface" (an interface name, which interface_name_problem accepts).
 // Addresses: "a", "a/len" or {"low", "high"}; ports and protocols: a number or {"low", "high"}.
 struct Cond {
   std::string role;
@@ -80,9 +80,9 @@ struct Chain {
   std::vector<Rule> rules;
 };
 
-// The index of interface `name` where lfp import runs (if_nametoindex), or why not: a wildcard
-// (`eth+`, `eth*`) or a name no interface here has.
-std::optional<uint32_t> interface_index(const std::string& name, std::string* problem);
+// Why `name` cannot be an interface condition (a wildcard, `eth+`, `eth*`, or no interface name), or
+// "". (A name no interface has where lfp import runs is fine: lfpd resolves names where it runs.)
+std::string interface_name_problem(const std::string& name);
 
 enum class Hook { INPUT, OUTPUT, FORWARD };
 

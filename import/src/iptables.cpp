@@ -188,10 +188,9 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
       add(o == "--src-range" ? "src_addr" : "dst_addr", json{{"low", v.substr(0, dash)}, {"high", v.substr(dash + 1)}});
     } else if (o == "-i" || o == "--in-interface" || o == "-o" || o == "--out-interface") {
       const std::string ifname = need(++i);
-      std::string problem;
       if (ifname == "lo") add("loopback", 1);
-      else if (auto index = interface_index(ifname, &problem)) add(o[1] == 'i' || o == "--in-interface" ? "in_interface" : "out_interface", *index);
-      else r.problems.push_back(problem);
+      else if (const std::string problem = interface_name_problem(ifname); !problem.empty()) r.problems.push_back(problem);
+      else add(o[1] == 'i' || o == "--in-interface" ? "in_interface" : "out_interface", ifname);
     } else if (o == "--uid-owner" || o == "--gid-owner") {
       const std::string who = need(++i);
       std::optional<uint32_t> id;

@@ -93,11 +93,10 @@ void add_match(const json& m, const Ctx& cx, Rule& r, int& family_only) {
       return;
     } else if (key == "iifname" || key == "oifname" || key == "iif" || key == "oif") {
       if (op != "==" && op != "!=") return problem("interface " + json_text(right) + " with '" + op + "'");
-      std::string why;
       if (right == "lo") r.conds.push_back({"loopback", 1, op == "!="});
-      else if (const auto index = right.is_string() ? interface_index(right.get<std::string>(), &why) : std::nullopt)
-        r.conds.push_back({key[0] == 'i' ? "in_interface" : "out_interface", *index, op == "!="});
-      else problem(right.is_string() ? why : "interface " + json_text(right) + " is not one name");
+      else if (!right.is_string()) problem("interface " + json_text(right) + " is not one name");
+      else if (const std::string why = interface_name_problem(right.get<std::string>()); !why.empty()) problem(why);
+      else r.conds.push_back({key[0] == 'i' ? "in_interface" : "out_interface", right, op == "!="});
       return;
     } else if (key == "skuid" || key == "skgid") {
       json id;

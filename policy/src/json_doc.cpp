@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
+#include <utility>
 
 namespace lfp::policy {
 
@@ -58,10 +59,17 @@ void* JsonDoc::allocate(size_t bytes) {
   return p;
 }
 
+void JsonDoc::rewind(const Mark& m) {
+  blocks_.resize(m.blocks);
+  cur_ = m.cur;
+  left_ = m.left;
+}
+
 // Builds a document's values: from text (parse) or from a nlohmann::json (view).
 class JsonBuilder {
  public:
-  JsonBuilder(JsonDoc& doc, size_t max_depth) : doc_(doc), max_depth_(max_depth) {}
+  JsonBuilder(JsonDoc& doc, size_t max_depth, JsonStream* stream = nullptr)
+      : doc_(doc), max_depth_(max_depth), stream_(stream) {}
 
   void parse() {
     const std::string& t = doc_.text_;
@@ -170,7 +178,14 @@ class JsonBuilder {
         ++p_;
         skip_ws();
         JsonValue child;
-        value(child, depth + 1);
+        if (stream_ && depth == 0) {
+          root_member_ = std::string_view(key, key_len);
+          value(child, depth + 1);
+          root_member_ = {};
+          stream_->member(std::string_view(key, key_len), child);
+        } else {
+          value(child, depth + 1);
+        }
         mems_.push_back({std::string_view(key, key_len), child});
         skip_ws();
         if (p_ != end_ && *p_ == ',') {
@@ -198,14 +213,24 @@ class JsonBuilder {
     enter(depth);
     ++p_;  // '['
     const size_t first = elems_.size();
+    // A root member's elements go to the stream, each as soon as it is whole, and are not kept.
+    const std::string_view streamed = depth == 1 ? std::exchange(root_member_, {}) : std::string_view();
+    size_t index = 0;
     skip_ws();
     if (p_ != end_ && *p_ == ']') {
       ++p_;
     } else {
       for (;;) {
         JsonValue child;
-        value(child, depth + 1);
-        elems_.push_back(child);
+        if (streamed.data()) {
+          const JsonDoc::Mark m = doc_.mark();
+          value(child, depth + 1);
+          stream_->element(streamed, index++, child);
+          doc_.rewind(m);
+        } else {
+          value(child, depth + 1);
+          elems_.push_back(child);
+        }
         skip_ws();
         if (p_ != end_ && *p_ == ',') {
           ++p_;
@@ -488,11 +513,13 @@ class JsonBuilder {
 
   JsonDoc& doc_;
   size_t max_depth_;
+  JsonStream* stream_;
   const char* begin_ = nullptr;
   const char* p_ = nullptr;
   const char* end_ = nullptr;
   std::vector<JsonValue> elems_;           // children of the open arrays
   std::vector<JsonValue::Member> mems_;    // members of the open objects
+  std::string_view root_member_;  // with a stream: the root object's member whose value is being parsed
   std::string scratch_;
 };
 
@@ -500,6 +527,13 @@ std::unique_ptr<JsonDoc> JsonDoc::parse(std::string text, size_t max_depth) {
   std::unique_ptr<JsonDoc> d(new JsonDoc());
   d->text_ = std::move(text);
   JsonBuilder(*d, max_depth).parse();
+  return d;
+}
+
+std::unique_ptr<JsonDoc> JsonDoc::parse(std::string text, JsonStream& stream, size_t max_depth) {
+  std::unique_ptr<JsonDoc> d(new JsonDoc());
+  d->text_ = std::move(text);
+  JsonBuilder(*d, max_depth, &stream).parse();
   return d;
 }
 

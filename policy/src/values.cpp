@@ -32,7 +32,9 @@ std::string expected(FieldId f, DataType t) {
         case FieldId::FLAGS: s += " or flag names (IS_LOOPBACK|IS_FRAGMENT)"; break;
         case FieldId::DIRECTION: s += " or INBOUND / OUTBOUND"; break;
         case FieldId::ETHER_TYPE: s += " or IPV4, IPV6, ARP, VLAN"; break;
-        default: break;
+        default:
+          if (field_is_interface(f)) s += " or an interface by name ({\"name\": \"eth0\"})";
+          break;
       }
       return s;
     }
@@ -201,6 +203,15 @@ ConditionValue condition_value_from_json(FieldId f, IpFamily family, const JsonV
     if (const JsonValue* x = m.get("gids")) u.gids = ids_from_json(*x, m.path("gids"), "gid");
     return ConditionValue::user_set(std::move(u));
   }
+  if (v.is_object() && v.contains("name")) {
+    // An interface by name: lfpd resolves it where it runs, and again as interfaces come and go.
+    Members m(v, path, "an interface by name ({\"name\": \"eth0\"})", {"name"});
+    const JsonValue* n = m.get("name");
+    if (!n || !n->is_string() || n->str().empty())
+      fail(m.path("name"), "expected an interface name (\"eth0\"), got " + (n ? kind_of(*n) : std::string("null")));
+    if (!field_is_interface(f)) fail(path, std::string(field_name(f)) + " holds no interface: it takes no interface name");
+    return ConditionValue::interface(ft, std::string(n->str()));
+  }
   if (v.is_object() && (v.contains("low") || v.contains("high"))) {
     Members m(v, path, "a range ({\"low\": ..., \"high\": ...})", {"low", "high"});
     const JsonValue* lo = m.get("low");
@@ -242,6 +253,7 @@ ConditionValue condition_value_from_json(FieldId f, IpFamily family, const JsonV
 }
 
 json condition_value_to_json(FieldId f, const ConditionValue& c) {
+  if (!c.interface_name.empty()) return json{{"name", text_to_json(c.interface_name)}};
   switch (c.type) {
     case DataType::EMPTY: return nullptr;
     case DataType::V4_ADDR_MASK: {

@@ -64,9 +64,12 @@ const nlohmann::json* member(const nlohmann::json& req, std::string_view name) {
   return it == req.end() || it->is_null() ? nullptr : &*it;
 }
 
-[[noreturn]] void bad(std::string_view name, const std::string& what) {
-  throw RequestError("/" + std::string(name) + ": " + what);
+[[noreturn]] void bad(std::string_view at, std::string_view name, const std::string& what) {
+  throw RequestError(std::string(at) + "/" + pointer_token(name) + ": " + what);
 }
+
+// What was given instead, as a message shows it (bounded: it may be a large object).
+std::string given(const nlohmann::json& m) { return log_safe(m.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace), 64); }
 
 }  // namespace
 
@@ -75,30 +78,57 @@ std::optional<std::string> duplicate_member(const policy::JsonValue& v) {
   return duplicate_at(v, path);
 }
 
-uint64_t uint_member(const nlohmann::json& req, std::string_view name, uint64_t dflt, uint64_t max) {
+uint64_t uint_member(const nlohmann::json& req, std::string_view name, uint64_t dflt, uint64_t max, std::string_view at) {
+  return maybe_uint_member(req, name, max, at).value_or(dflt);
+}
+
+std::optional<uint64_t> maybe_uint_member(const nlohmann::json& req, std::string_view name, uint64_t max, std::string_view at) {
   const nlohmann::json* m = member(req, name);
-  if (!m) return dflt;
+  if (!m) return std::nullopt;
   if (!m->is_number_unsigned() || m->get<uint64_t>() > max)
-    bad(name, "must be an integer 0.." + std::to_string(max) + ", not " + m->dump());
+    bad(at, name, "must be an integer 0.." + std::to_string(max) + ", not " + given(*m));
   return m->get<uint64_t>();
 }
 
-bool bool_member(const nlohmann::json& req, std::string_view name, bool dflt) {
+bool bool_member(const nlohmann::json& req, std::string_view name, bool dflt, std::string_view at) {
   const nlohmann::json* m = member(req, name);
   if (!m) return dflt;
-  if (!m->is_boolean()) bad(name, "must be true or false, not " + log_safe(m->dump(), 64));
+  if (!m->is_boolean()) bad(at, name, "must be true or false, not " + given(*m));
   return m->get<bool>();
+}
+
+std::optional<std::string> string_member(const nlohmann::json& req, std::string_view name, std::string_view at) {
+  const nlohmann::json* m = member(req, name);
+  if (!m) return std::nullopt;
+  if (!m->is_string()) bad(at, name, "must be a string, not " + given(*m));
+  return m->get<std::string>();
+}
+
+const nlohmann::json* object_member(const nlohmann::json& req, std::string_view name, std::string_view at) {
+  const nlohmann::json* m = member(req, name);
+  if (m && !m->is_object()) bad(at, name, "must be an object, not " + given(*m));
+  return m;
+}
+
+const nlohmann::json* array_member(const nlohmann::json& req, std::string_view name, std::string_view at) {
+  const nlohmann::json* m = member(req, name);
+  if (m && !m->is_array()) bad(at, name, "must be an array, not " + given(*m));
+  return m;
+}
+
+void missing_member(std::string_view name, std::string_view what, std::string_view at) {
+  bad(at, name, "required (" + std::string(what) + ")");
 }
 
 std::string name_member(const nlohmann::json& req, std::string_view name) {
   const nlohmann::json* m = member(req, name);
   if (!m) return {};
-  if (!m->is_string()) bad(name, "must be a string");
+  if (!m->is_string()) bad({}, name, "must be a string, not " + given(*m));
   const std::string& s = m->get_ref<const std::string&>();
   if (s.size() > kMaxName)
-    bad(name, "at most " + std::to_string(kMaxName) + " bytes (" + std::to_string(s.size()) + " given)");
+    bad({}, name, "at most " + std::to_string(kMaxName) + " bytes (" + std::to_string(s.size()) + " given)");
   if (std::any_of(s.begin(), s.end(), [](unsigned char c) { return c < 0x20 || c == 0x7f; }))
-    bad(name, "must not hold control characters (" + log_safe(s, 64) + ")");
+    bad({}, name, "must not hold control characters (" + log_safe(s, 64) + ")");
   return s;
 }
 

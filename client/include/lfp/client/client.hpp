@@ -3,6 +3,7 @@
 // thread-safe. Errors from the daemon arrive as ClientError with WFP's code names.
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <optional>
 #include <stdexcept>
 #include <string>
@@ -80,6 +81,10 @@ class Client {
   // The same from a parsed policy file: each object goes as the file has it (no copy into
   // nlohmann's objects and back to text: a million filters parse and go several times faster).
   nlohmann::json apply(const policy::JsonValue& policy);
+  // The same from a policy file's text, sent as it is parsed (on a thread of its own): lfpd adds the
+  // first objects while the last are parsed. Text that is not valid JSON, or repeats a member, throws
+  // policy::JsonParseError (after aborting the transaction begun here).
+  nlohmann::json apply_text(std::string text);
   nlohmann::json classify(const std::string& layer, const nlohmann::json& values, bool explain = false) {
     return call("classify", {{"layer", layer}, {"values", values}, {"explain", explain}});
   }
@@ -91,8 +96,11 @@ class Client {
   int fd() const { return fd_; }
 
  private:
-  struct PolicyLists;
-  nlohmann::json apply_lists(const PolicyLists& policy);
+  struct Piece;
+  struct HeldLists;
+  class StreamedPieces;
+  nlohmann::json apply_held(const HeldLists& policy);
+  nlohmann::json apply_pieces(const std::function<bool(Piece&)>& next_piece);
   std::optional<nlohmann::json> buffered_message();
   nlohmann::json read_message();
   void read_some();  // what the socket has (blocking until something) into in_

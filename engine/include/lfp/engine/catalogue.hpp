@@ -85,6 +85,11 @@ bool layer_has_field(const LayerInfo& layer, FieldId f);
 DataType field_type(FieldId f, IpFamily family);
 // True for the Linux-only fields (not in WFP).
 bool field_is_linux_only(FieldId f);
+// True for the fields that hold an interface (on Linux its ifindex, the LUID fields too): the ones a
+// condition may name an interface in (ConditionValue::interface_name).
+bool field_is_interface(FieldId f);
+// A name Linux could give an interface: 1 to 15 bytes (IFNAMSIZ - 1), no '/', ':' or white space.
+bool is_interface_name(std::string_view name);
 
 // FLAGS bits (FWP_CONDITION_FLAG_*).
 namespace condition_flag {

@@ -125,6 +125,15 @@ class FilterEngine {
   // Bytes held by the compiled classifiers (all layers).
   size_t classifier_memory_bytes() const;
 
+  // --- Interfaces by name. A condition that names an interface (ConditionValue::interface_name)
+  // holds the index this table gives the name (kNoInterface when none); filters take it as they are
+  // added and again on each change. The host side feeds it (lfpd: its network namespace's links),
+  // so that the classifier and the kernel compile see indexes alone. Returns the ids of the filters
+  // whose resolved indexes changed: what an enforcer must take again.
+  using InterfaceTable = std::map<std::string, uint32_t, std::less<>>;  // name -> ifindex
+  std::vector<uint64_t> set_interfaces(InterfaceTable table);
+  const InterfaceTable& interfaces() const { return interfaces_; }
+
  private:
   struct FilterRecord;
   struct LayerState;
@@ -135,6 +144,8 @@ class FilterEngine {
   bool is_persistent_ref(uint32_t flags) const;
   void check_lifetime(uint32_t flags, const std::optional<Guid>& provider, std::string_view what) const;
   void notify(const Filter& f, CalloutDriver::NotifyType t) const;
+  // Each interface name in `f`'s conditions to its index in interfaces_; true if one changed.
+  bool resolve_interfaces(Filter& f) const;
 
   std::unordered_map<Guid, Provider> providers_;
   std::unordered_map<Guid, Sublayer> sublayers_;
@@ -145,6 +156,8 @@ class FilterEngine {
   absl::flat_hash_map<Guid, std::unique_ptr<FilterRecord>> filters_by_key_;
   absl::flat_hash_map<uint64_t, FilterRecord*> filters_by_id_;
   std::unordered_map<Guid, std::shared_ptr<CalloutDriver>> drivers_;
+  InterfaceTable interfaces_;
+  std::vector<FilterRecord*> named_interface_filters_;  // the filters whose conditions name an interface
   std::vector<std::unique_ptr<LayerState>> layers_;
   uint64_t next_filter_id_ = 1;
   uint32_t next_callout_id_ = 1;

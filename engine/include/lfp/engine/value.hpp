@@ -91,15 +91,32 @@ struct ConditionValue {
   uint32_t v4_mask = 0;      // V4_ADDR_MASK (host order, contiguous)
   uint8_t v6_prefix = 0;     // V6_ADDR_MASK, 0..128
   UserSet users;             // SECURITY_DESCRIPTOR_TYPE
+  // An interface field's value by name (EQUAL, NOT_EQUAL): the name is the value; `value` (of the
+  // field's type) holds the index the engine's interface table gives it, kNoInterface while no
+  // interface has the name. See FilterEngine::set_interfaces.
+  std::string interface_name;
+  // No interface has this index (Linux's are positive ints; 0 is what a data path may report for
+  // "none"): a name no interface has matches no packet with EQUAL, every one with NOT_EQUAL.
+  static constexpr uint32_t kNoInterface = UINT32_MAX;
 
   static ConditionValue plain(OwnedValue v) { ConditionValue c; c.type = v.type; c.value = std::move(v); return c; }
+  static ConditionValue interface(DataType t, std::string name) {
+    ConditionValue c = uint(t, kNoInterface);
+    c.interface_name = std::move(name);
+    return c;
+  }
   static ConditionValue uint(DataType t, uint64_t u) { return plain(OwnedValue{t, u}); }
   static ConditionValue range(OwnedValue lo, OwnedValue hi);
   static ConditionValue v4_prefix(uint32_t addr, unsigned len);
   static ConditionValue v6_prefix_of(const Ip6& addr, unsigned len);
   static ConditionValue user_set(UserSet u) { ConditionValue c; c.type = DataType::SECURITY_DESCRIPTOR_TYPE; c.users = std::move(u); return c; }
 
-  friend bool operator==(const ConditionValue&, const ConditionValue&) = default;
+  // A named interface's resolved index is the engine's, not the value's: it is not compared.
+  friend bool operator==(const ConditionValue& a, const ConditionValue& b) {
+    return a.type == b.type && a.interface_name == b.interface_name &&
+           (!a.interface_name.empty() || a.value == b.value) && a.high == b.high && a.v4_mask == b.v4_mask &&
+           a.v6_prefix == b.v6_prefix && a.users == b.users;
+  }
 };
 
 // Width in bits of an unsigned integer type (0 if not one).

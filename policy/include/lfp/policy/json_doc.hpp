@@ -110,12 +110,27 @@ class JsonParseError : public std::runtime_error {
   size_t offset_;
 };
 
+// A reader that acts on a large document's objects while the rest is parsed (lfp apply sends a
+// million filters to lfpd as they are parsed). Called on the parsing thread, in text order: element()
+// with each element of an array that is a member of the root object, as soon as the element is whole
+// (the element is then not kept in the document: the array is left empty); member() with each member
+// of the root object once its value is whole. Values point into the document's text, which does not
+// move; their own parts live only for the call. An exception thrown here ends the parse.
+class JsonStream {
+ public:
+  virtual ~JsonStream() = default;
+  virtual void element(std::string_view member, size_t index, const JsonValue& element) = 0;
+  virtual void member(std::string_view key, const JsonValue& value) = 0;
+};
+
 class JsonDoc {
  public:
   static constexpr size_t kMaxDepth = 256;
 
   // Parses `text` (kept by the document: values point into it). Throws JsonParseError.
   static std::unique_ptr<JsonDoc> parse(std::string text, size_t max_depth = kMaxDepth);
+  // The same, handing the root object's members and their arrays' elements to `stream` as they are parsed.
+  static std::unique_ptr<JsonDoc> parse(std::string text, JsonStream& stream, size_t max_depth = kMaxDepth);
   // A view of a nlohmann::json, which must outlive the document (strings point into it).
   // Containers below max_depth levels become OPAQUE.
   static std::unique_ptr<JsonDoc> view(const nlohmann::json& j, size_t max_depth = 64);
@@ -134,6 +149,14 @@ class JsonDoc {
   friend class JsonBuilder;
   JsonDoc() = default;
   void* allocate(size_t bytes);
+  // Where the arena stands, and back to it (what was allocated since is freed).
+  struct Mark {
+    size_t blocks;
+    std::byte* cur;
+    size_t left;
+  };
+  Mark mark() const { return {blocks_.size(), cur_, left_}; }
+  void rewind(const Mark& m);
 
   std::string text_;
   JsonValue root_;

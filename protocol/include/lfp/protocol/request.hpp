@@ -24,9 +24,20 @@ class RequestError : public std::invalid_argument {
 // (nlohmann and JsonDoc would keep the last silently); nullopt when there is none.
 std::optional<std::string> duplicate_member(const policy::JsonValue& v);
 
-// Members of a request object (absent or null: the default). Throw RequestError.
-uint64_t uint_member(const nlohmann::json& req, std::string_view name, uint64_t dflt, uint64_t max);
-bool bool_member(const nlohmann::json& req, std::string_view name, bool dflt);
+// Members of a request object (absent or null: the default, nullopt or nullptr). Every op reads its
+// members through these, never with nlohmann's get<T>() or value() (whose type_error names no member).
+// Throw RequestError naming "<at>/<name>"; `at` is the object's own path in the request ("" for the
+// request itself, "/template" for a member of its template).
+uint64_t uint_member(const nlohmann::json& req, std::string_view name, uint64_t dflt, uint64_t max,
+                     std::string_view at = {});
+std::optional<uint64_t> maybe_uint_member(const nlohmann::json& req, std::string_view name, uint64_t max,
+                                          std::string_view at = {});
+bool bool_member(const nlohmann::json& req, std::string_view name, bool dflt, std::string_view at = {});
+std::optional<std::string> string_member(const nlohmann::json& req, std::string_view name, std::string_view at = {});
+const nlohmann::json* object_member(const nlohmann::json& req, std::string_view name, std::string_view at = {});
+const nlohmann::json* array_member(const nlohmann::json& req, std::string_view name, std::string_view at = {});
+// What a required member that is absent gets: "<at>/<name>: required (<what>)".
+[[noreturn]] void missing_member(std::string_view name, std::string_view what, std::string_view at = {});
 
 // A name a client gives itself (hello's "name"): at most kMaxName bytes of UTF-8 with no control
 // characters, else RequestError. It is shown in logs and in every session listing.

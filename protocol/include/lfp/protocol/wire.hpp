@@ -11,6 +11,9 @@ namespace lfp::wire {
 
 inline constexpr int kVersion = 1;
 inline constexpr size_t kMaxFrame = 16u << 20;  // 16 MiB
+// A page of a listing (enum, netevents_enum) stops growing once it holds this many bytes, so that no
+// page is too large for a frame whatever its objects hold; its next_offset says where the next begins.
+inline constexpr size_t kPageBytes = kMaxFrame / 2;
 
 std::string encode(std::string_view payload);
 

@@ -191,7 +191,8 @@ void expect_same_decisions(const std::string& file, const std::string& load_cmd,
                     {.side = Side::A, .uid = uid, .timeout = std::chrono::seconds(10)});
     };
     auto r = send_probe();
-    if (proto == 17 && r.out.find("hi") == std::string::npos) r = send_probe();  // a datagram may go unanswered
+    // A datagram may go unanswered (twice, under the load of a parallel suite: seen once in CI).
+    for (int again = 0; proto == 17 && again < 2 && r.out.find("hi") == std::string::npos; ++again) r = send_probe();
     const bool observed = r.out.find("hi") != std::string::npos;
     const bool lfp = decide("ALE_AUTH_RECV_ACCEPT_V4", proto, port, std::nullopt) && decide("ALE_AUTH_CONNECT_V4", proto, port, uid);
     ++probes;

@@ -157,22 +157,10 @@ json values_from_sets(const std::vector<std::string>& sets) {
 }
 
 // Objects of a kind matching `tmpl`, from the `offset`-th on, at most `limit` (0: all), and how many
-// match in all: page by page, as lfpd serves them (a page is never too large for a frame).
-struct Listing {
-  std::vector<json> objects;
-  uint64_t total = 0;
-};
-Listing list_objects(client::Client& c, const std::string& kind, const json& tmpl = json::object(), size_t offset = 0,
-                     size_t limit = 0) {
-  Listing out;
-  for (json next = offset; !next.is_null() && (!limit || out.objects.size() < limit);) {
-    const size_t want = limit ? std::min<size_t>(limit - out.objects.size(), 10000) : 10000;
-    json page = c.call("enum", {{"kind", kind}, {"template", tmpl}, {"offset", next}, {"limit", want}});
-    for (auto& o : page["objects"]) out.objects.push_back(std::move(o));
-    out.total = page["total"].get<uint64_t>();
-    next = page["next_offset"];
-  }
-  return out;
+// match in all.
+client::Client::Listing list_objects(client::Client& c, const std::string& kind, const json& tmpl = json::object(),
+                                     size_t offset = 0, size_t limit = 0) {
+  return c.list("enum", "objects", {{"kind", kind}, {"template", tmpl}}, offset, limit);
 }
 
 // The whole policy a daemon holds, as a policy file (round-trips with `lfp apply`).
@@ -180,8 +168,8 @@ json export_from(client::Client& c, bool include_builtin) {
   c.begin(true);  // one consistent read
   json state = json::object();
   for (const char* kind : {"provider", "sublayer", "callout", "provider_context"})
-    state[std::string(kind) + "s"] = list_objects(c, kind).objects;
-  const std::vector<json> filters = list_objects(c, "filter").objects;
+    state[std::string(kind) + "s"] = list_objects(c, kind).items;
+  const std::vector<json> filters = list_objects(c, "filter").items;
   c.commit();
   json out = {{"version", policy::kFormatVersion}};
   auto strip = [](json o) {
@@ -636,7 +624,7 @@ int main(int argc, char** argv) {
     if (*show && show_what == "netevents") return cli::show_netevents(c, ev_args, list_offset, list_limit, ev_newest, as_json);
     if (*show && show_what == "coverage") return cli::show_coverage(c, as_json);
     if (*show && show_what == "options") return cli::show_options(c, as_json);
-    if (*show && show_what == "flows") return cli::show_flows(c, as_json);
+    if (*show && show_what == "flows") return cli::show_flows(c, list_offset, list_limit, as_json);
     if (*show && show_what == "packet-queue") return cli::show_packet_queue(c, as_json);
     if (*prompt) {
       std::signal(SIGINT, on_signal);
@@ -666,9 +654,9 @@ int main(int argc, char** argv) {
         json state = c.call("state", {{"objects", false}});  // (the objects by pages: any number fits)
         std::map<std::string, uint64_t> totals;
         for (const char* kind : {"provider", "sublayer", "callout", "provider_context", "filter"}) {
-          Listing l = list_objects(c, kind, std::string(kind) == "filter" ? tmpl : json::object(), list_offset, list_limit);
+          auto l = list_objects(c, kind, std::string(kind) == "filter" ? tmpl : json::object(), list_offset, list_limit);
           totals[kind] = l.total;
-          state[std::string(kind) + "s"] = std::move(l.objects);
+          state[std::string(kind) + "s"] = std::move(l.items);
         }
         c.commit();
         if (as_json) {
@@ -690,11 +678,11 @@ int main(int argc, char** argv) {
       }
       std::string kind = show_what;
       kind.pop_back();  // filters -> filter
-      const Listing l = list_objects(c, kind, tmpl, list_offset, list_limit);
-      if (as_json) std::cout << json(l.objects).dump(2) << '\n';
-      else print_objects(kind, l.objects);
-      if (l.objects.size() != l.total && !as_json)
-        std::cerr << l.objects.size() << " of " << l.total << ' ' << show_what << " shown (from offset " << list_offset << ")\n";
+      const auto l = list_objects(c, kind, tmpl, list_offset, list_limit);
+      if (as_json) std::cout << json(l.items).dump(2) << '\n';
+      else print_objects(kind, l.items);
+      if (l.items.size() != l.total && !as_json)
+        std::cerr << l.items.size() << " of " << l.total << ' ' << show_what << " shown (from offset " << list_offset << ")\n";
       return kOk;
     }
     if (*add) {

@@ -54,8 +54,7 @@ json answer(client::Client& c, uint64_t id, const std::string& action, const std
   json out = {{"id", id}, {"action", permit ? "PERMIT" : "BLOCK"}, {"scope", scope}};
   if (scope != "once") {
     json pending;
-    const json all = c.call("pending_list");
-    for (const auto& p : all["pending"])
+    for (const auto& p : c.list("pending_list", "pending").items)
       if (p["id"] == id) pending = p;
     if (pending.is_null()) throw std::invalid_argument("no pending connection " + std::to_string(id));
     out["filter"] = answer_filter(c, pending, permit, scope == "forever");  // first: the re-classify sees it
@@ -71,6 +70,8 @@ CLI::App* add_prompt_command(CLI::App& app, PromptArgs& a) {
                                "Connections waiting for a person (a PROMPT_CALLOUT filter): list them, answer them, or "
                                "(no verb) watch and answer from standard input");
   a.list = p->add_subcommand("list", "The pending connections");
+  a.list->add_option("--offset", a.offset, "from the N-th on (0: the first)");
+  a.list->add_option("--limit", a.limit, "at most this many (0: all)");
   a.answer = p->add_subcommand("answer", "Answer one pending connection");
   a.answer->add_option("id", a.id, "its id (lfp prompt list)")->required();
   a.answer->add_option("action", a.action, "allow | deny")->required()->check(CLI::IsMember({"allow", "deny"}));
@@ -83,11 +84,12 @@ CLI::App* add_prompt_command(CLI::App& app, PromptArgs& a) {
 
 int run_prompt(client::Client& c, const PromptArgs& a, bool as_json, volatile std::sig_atomic_t& stop) {
   if (*a.list) {
-    const json r = c.call("pending_list");
-    if (as_json) std::cout << r["pending"].dump() << '\n';
-    else if (r["pending"].empty()) std::cout << "no pending connections\n";
+    const auto l = c.list("pending_list", "pending", json::object(), a.offset, a.limit);
+    if (as_json) std::cout << json(l.items).dump() << '\n';
+    else if (l.items.empty()) std::cout << "no pending connections" << (l.total ? " from offset " + std::to_string(a.offset) : "") << '\n';
     else
-      for (const auto& p : r["pending"]) std::cout << describe(p) << '\n';
+      for (const auto& p : l.items) std::cout << describe(p) << '\n';
+    if (!as_json && l.items.size() != l.total) std::cerr << l.items.size() << " of " << l.total << " shown\n";
     return 0;
   }
   if (*a.answer) {
@@ -102,8 +104,7 @@ int run_prompt(client::Client& c, const PromptArgs& a, bool as_json, volatile st
   bool input_open = true;
   if (!as_json) std::cerr << "waiting for connections; answer with: ID allow|deny [once|session|forever]\n";
   while (!stop && input_open) {
-    const json all = c.call("pending_list");
-    for (const auto& p : all["pending"])
+    for (const auto& p : c.list("pending_list", "pending").items)
       if (shown.insert(p["id"].get<uint64_t>()).second) std::cout << (as_json ? p.dump() : describe(p)) << std::endl;
     pollfd in{0, POLLIN, 0};
     if (::poll(&in, 1, 250) <= 0) continue;
@@ -129,17 +130,19 @@ int run_prompt(client::Client& c, const PromptArgs& a, bool as_json, volatile st
   return 0;
 }
 
-int show_flows(client::Client& c, bool as_json) {
-  const json r = c.call("flows");
+int show_flows(client::Client& c, size_t offset, size_t limit, bool as_json) {
+  const auto l = c.list("flows", "flows", json::object(), offset, limit);
+  const json stats = c.call("flows", {{"limit", 0}})["stats"];
   if (as_json) {
-    std::cout << r.dump() << '\n';
+    std::cout << json{{"flows", l.items}, {"total", l.total}, {"stats", stats}}.dump() << '\n';
     return 0;
   }
-  for (const auto& f : r["flows"])
+  for (const auto& f : l.items)
     std::cout << "flow " << f["flow"] << "  " << f.value("local", "") << " -> " << f.value("remote", "") << "  "
               << f.value("direction", "") << "  sent " << f["bytes_sent"] << "  received " << f["bytes_received"] << "  "
               << f.value("state", "") << '\n';
-  std::cout << "stats " << r["stats"].dump() << '\n';
+  if (l.items.size() != l.total) std::cout << l.items.size() << " of " << l.total << " flows shown\n";
+  std::cout << "stats " << stats.dump() << '\n';
   return 0;
 }
 

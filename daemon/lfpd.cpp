@@ -472,9 +472,9 @@ int main(int argc, char** argv) {
           events.ingest(ev);
         };
         // lfp prompt: the pending connects (a user sees their own, an admin all), and their answers.
-        server.add_op("pending_list", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext& ctx, const nlohmann::json&) {
-          if (ctx.role == lfp::daemon::Role::ADMIN) return nlohmann::json{{"pending", pending->list()}};
-          return nlohmann::json{{"pending", pending->list(ctx.cred.uid)}};
+        server.add_op("pending_list", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext& ctx, const nlohmann::json& req) {
+          return lfp::protocol::page_of(
+              ctx.role == lfp::daemon::Role::ADMIN ? pending->list() : pending->list(ctx.cred.uid), req, "pending");
         });
         server.add_op("pending_complete", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext& ctx, const nlohmann::json& req) {
           // ("id" names the request itself in the protocol.)
@@ -538,8 +538,10 @@ int main(int argc, char** argv) {
         inspector->drain();
         reap_failed_plugins();
       });
-      server.add_op("flows", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json&) {
-        return nlohmann::json{{"flows", inspector->flows_json()}, {"stats", inspect_stats()}};
+      server.add_op("flows", lfp::daemon::Role::READER, [&](const lfp::daemon::OpContext&, const nlohmann::json& req) {
+        nlohmann::json page = lfp::protocol::page_of(inspector->flows_json(), req, "flows");
+        page["stats"] = inspect_stats();
+        return page;
       });
       spdlog::info("data layers: NFQUEUE {} for STREAM and DATAGRAM_DATA (rules while the policy has filters there)",
                    inspect_queue);

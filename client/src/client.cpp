@@ -467,13 +467,15 @@ json Client::exchange(uint64_t id, const std::string& request) {
     if (auto result = reply_to(id, read_message())) return std::move(*result);
 }
 
-std::vector<json> Client::enumerate(const std::string& kind, const json& tmpl) {
-  std::vector<json> out;
-  json offset = 0;
-  while (!offset.is_null()) {
-    json page = call("enum", {{"kind", kind}, {"template", tmpl}, {"offset", offset}, {"limit", 10000}});
-    for (auto& o : page["objects"]) out.push_back(std::move(o));
-    offset = page["next_offset"];
+Client::Listing Client::list(const std::string& op, const std::string& member, json args, size_t offset, size_t limit) {
+  Listing out;
+  for (json next = offset; !next.is_null() && (!limit || out.items.size() < limit);) {
+    args["offset"] = next;
+    args["limit"] = limit ? std::min<size_t>(limit - out.items.size(), 10000) : 10000;
+    json page = call(op, args);
+    for (auto& o : page[member]) out.items.push_back(std::move(o));
+    out.total = page.value("total", uint64_t{0});
+    next = page["next_offset"];
   }
   return out;
 }

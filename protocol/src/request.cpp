@@ -1,5 +1,7 @@
 #include "lfp/protocol/request.hpp"
 
+#include "lfp/protocol/wire.hpp"
+
 #include <algorithm>
 #include <vector>
 
@@ -85,7 +87,9 @@ uint64_t uint_member(const nlohmann::json& req, std::string_view name, uint64_t 
 std::optional<uint64_t> maybe_uint_member(const nlohmann::json& req, std::string_view name, uint64_t max, std::string_view at) {
   const nlohmann::json* m = member(req, name);
   if (!m) return std::nullopt;
-  if (!m->is_number_unsigned() || m->get<uint64_t>() > max)
+  // (A non-negative integer built in C++ from an int is signed: the same number.)
+  const bool non_negative = m->is_number_unsigned() || (m->is_number_integer() && m->get<int64_t>() >= 0);
+  if (!non_negative || m->get<uint64_t>() > max)
     bad(at, name, "must be an integer 0.." + std::to_string(max) + ", not " + given(*m));
   return m->get<uint64_t>();
 }
@@ -148,6 +152,19 @@ std::string log_safe(std::string_view s, size_t max) {
   }
   if (s.size() > max) out += "...(+" + std::to_string(s.size() - max) + " bytes)";
   return out;
+}
+
+nlohmann::json page_of(nlohmann::json items, const nlohmann::json& req, std::string_view member) {
+  const size_t offset = uint_member(req, "offset", 0, SIZE_MAX >> 1);
+  const size_t limit = uint_member(req, "limit", kDefaultPage, kMaxPage);
+  const size_t n = items.is_array() ? items.size() : 0;
+  nlohmann::json page = nlohmann::json::array();
+  size_t i = std::min(offset, n), bytes = 0;
+  for (; i < n && i - offset < limit && (page.empty() || bytes < wire::kPageBytes); ++i) {
+    bytes += items[i].dump().size();
+    page.push_back(std::move(items[i]));
+  }
+  return {{std::string(member), std::move(page)}, {"total", n}, {"next_offset", i < n ? nlohmann::json(i) : nlohmann::json()}};
 }
 
 }  // namespace lfp::protocol

@@ -73,8 +73,19 @@ class Client {
   }
   void remove_filter(uint64_t id) { call("delete", {{"kind", "filter"}, {"filter_id", id}}); }
   nlohmann::json get(const std::string& kind, const std::string& key) { return call("get", {{"kind", kind}, {"key", key}}); }
-  // Every object of a kind matching the template, page by page.
-  std::vector<nlohmann::json> enumerate(const std::string& kind, const nlohmann::json& tmpl = nlohmann::json::object());
+  // A paged listing (ops enum, netevents_enum, flows, pending_list: {"<member>": [...], "total",
+  // "next_offset"}): the items from the `offset`-th on, at most `limit` (0: all), page by page as lfpd
+  // serves them (a page is never too large for a frame), and how many there are in all.
+  struct Listing {
+    std::vector<nlohmann::json> items;
+    uint64_t total = 0;
+  };
+  Listing list(const std::string& op, const std::string& member, nlohmann::json args = nlohmann::json::object(),
+               size_t offset = 0, size_t limit = 0);
+  // Every object of a kind matching the template.
+  std::vector<nlohmann::json> enumerate(const std::string& kind, const nlohmann::json& tmpl = nlohmann::json::object()) {
+    return list("enum", "objects", {{"kind", kind}, {"template", tmpl}}).items;
+  }
   // A policy's objects, all or none. One larger than a message (a million filters) goes in pieces
   // inside one transaction: this session's own, or one begun and committed here.
   nlohmann::json apply(const nlohmann::json& policy);

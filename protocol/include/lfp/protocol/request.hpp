@@ -39,6 +39,12 @@ const nlohmann::json* array_member(const nlohmann::json& req, std::string_view n
 // What a required member that is absent gets: "<at>/<name>: required (<what>)".
 [[noreturn]] void missing_member(std::string_view name, std::string_view what, std::string_view at = {});
 
+// A listing op's page (as `enum`'s, docs/protocol.md): the request's "offset" (0) and "limit" (kDefaultPage,
+// at most kMaxPage), ending early at wire::kPageBytes; as {"<member>": [...], "total": N,
+// "next_offset": M, or null after the last}. `items`: the whole listing, in its order.
+inline constexpr size_t kDefaultPage = 1000, kMaxPage = 10000;
+nlohmann::json page_of(nlohmann::json items, const nlohmann::json& req, std::string_view member);
+
 // A name a client gives itself (hello's "name"): at most kMaxName bytes of UTF-8 with no control
 // characters, else RequestError. It is shown in logs and in every session listing.
 inline constexpr size_t kMaxName = 256;

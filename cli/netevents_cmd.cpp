@@ -153,24 +153,15 @@ json event_template(const EventFilterArgs& a) {
 
 int show_netevents(client::Client& c, const EventFilterArgs& a, size_t offset, size_t limit, bool newest, bool as_json) {
   const json tmpl = event_template(a);
-  const size_t first = offset;
-  json all = json::array();
-  uint64_t total = 0;
-  // Page through (each page at most 10000, and never too large for a frame), up to `limit` events (0: all).
-  for (;;) {
-    const size_t want = limit ? std::min<size_t>(limit - all.size(), 10000) : 10000;
-    json r = c.call("netevents_enum", {{"template", tmpl}, {"offset", offset}, {"limit", want},
-                                       {"order", newest ? "newest" : "oldest"}});
-    total = r.value("total", uint64_t{0});
-    for (auto& e : r["events"]) {
-      if (!as_json) print_event(e);
-      all.push_back(std::move(e));
-    }
-    if (r["next_offset"].is_null() || (limit && all.size() >= limit)) break;
-    offset = r["next_offset"].get<size_t>();
+  const auto l = c.list("netevents_enum", "events", {{"template", tmpl}, {"order", newest ? "newest" : "oldest"}},
+                        offset, limit);
+  if (as_json) {
+    std::cout << json{{"events", l.items}, {"total", l.total}}.dump(2) << '\n';
+    return 0;
   }
-  if (as_json) std::cout << json{{"events", all}, {"total", total}}.dump(2) << '\n';
-  else std::cerr << all.size() << " of " << total << " matching events" << (first ? " (from offset " + std::to_string(first) + ")" : "") << "\n";
+  for (const auto& e : l.items) print_event(e);
+  std::cerr << l.items.size() << " of " << l.total << " matching events"
+            << (offset ? " (from offset " + std::to_string(offset) + ")" : "") << "\n";
   return 0;
 }
 
@@ -326,15 +317,8 @@ int run_capture(client::Client& c, const CaptureArgs& a, bool as_json) {
   c.commit();
   bundle["options"] = c.call("netevents_settings");
   bundle["coverage"] = c.call("netevents_coverage");
-  json events = json::array();
   const json tmpl = {{"since", marker["started"]}, {"until", bundle["stopped"]}};
-  for (size_t offset = 0;;) {
-    json r = c.call("netevents_enum", {{"template", tmpl}, {"offset", offset}, {"limit", 10000}});
-    for (auto& e : r["events"]) events.push_back(std::move(e));
-    if (r["next_offset"].is_null()) break;
-    offset = r["next_offset"].get<size_t>();
-  }
-  bundle["netevents"] = events;
+  bundle["netevents"] = c.list("netevents_enum", "events", {{"template", tmpl}}).items;
   bundle["packets"] = dropped_packets(c, a.file, marker.value("packets_kept", false));
   bundle["complete"] = true;
   const std::string tmp = a.file + ".tmp";
@@ -344,8 +328,8 @@ int run_capture(client::Client& c, const CaptureArgs& a, bool as_json) {
     if (!f) throw std::runtime_error(tmp + ": cannot write");
   }
   std::filesystem::rename(tmp, a.file);
-  if (as_json) std::cout << json{{"file", a.file}, {"netevents", events.size()}}.dump() << '\n';
-  else std::cout << "wrote " << a.file << ": " << events.size() << " net events, " << bundle["filters"].size()
+  if (as_json) std::cout << json{{"file", a.file}, {"netevents", bundle["netevents"].size()}}.dump() << '\n';
+  else std::cout << "wrote " << a.file << ": " << bundle["netevents"].size() << " net events, " << bundle["filters"].size()
                  << " filters, " << bundle["packets"].value("packets", 0) << " dropped packets\n";
   return 0;
 }

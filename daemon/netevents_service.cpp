@@ -16,7 +16,7 @@ using nlohmann::json;
 using namespace lfp::netevents;
 
 namespace {
-constexpr size_t kDefaultPage = 1000, kMaxPage = 10000, kMaxIngest = 100000;
+constexpr size_t kMaxIngest = 100000;
 
 // Whether the settings keep an event of r's type (allows only with their keyword).
 bool collected(const Settings& s, const Record& r) {
@@ -131,7 +131,7 @@ void NetEventService::degraded(const std::string& part, const std::optional<std:
 json NetEventService::op_enum(const OpContext& ctx, const json& req) {
   const Template t = template_for(ctx, req);
   const size_t offset = protocol::uint_member(req, "offset", 0, SIZE_MAX >> 1);
-  const size_t limit = protocol::uint_member(req, "limit", kDefaultPage, kMaxPage);
+  const size_t limit = protocol::uint_member(req, "limit", protocol::kDefaultPage, protocol::kMaxPage);
   const std::string order = protocol::string_member(req, "order").value_or("oldest");
   if (order != "oldest" && order != "newest")
     throw Error(ErrorCode::INVALID_PARAMETER, "/order: must be \"oldest\" or \"newest\", not \"" + protocol::log_safe(order, 64) + "\"");

@@ -44,7 +44,8 @@ class RequestReader {
   class Pending {
    public:
     ReadRequest& get();
-    bool ready() const { return now_.has_value(); }
+    // In hand: read at once (a small frame), or already taken from the worker.
+    bool in_hand() const { return now_.has_value(); }
 
    private:
     friend class RequestReader;

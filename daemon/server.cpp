@@ -38,7 +38,6 @@ constexpr std::string_view kKindNames[] = {"provider", "sublayer", "callout", "p
 constexpr std::string_view kKindPlural[] = {"providers", "sublayers", "callouts", "provider_contexts", "filters"};
 constexpr size_t kMaxQueued = 4096;             // requests a client may have waiting
 constexpr size_t kMaxOutput = 256u << 20;       // bytes a slow client may leave unread
-constexpr size_t kDefaultPage = 1000, kMaxPage = 10000;
 constexpr uint64_t kMaxTxnWaitMs = 3'600'000;  // an hour: a wait longer than that is a mistake
 constexpr uint64_t kMaxFirst = UINT32_MAX;      // apply's "first" indexes: more objects than a policy has
 
@@ -552,7 +551,7 @@ void Server::process(Session& s) {
     Request& r = s.queue.front();
     // A large frame (a piece of a large apply) is read on the worker: the pieces that came since go
     // to it first, so that it reads them while this one is handled.
-    if (!r.doc && !r.pending.ready()) read_requests(s);
+    if (!r.doc && !r.pending.in_hand()) read_requests(s);
     if (std::string error; !r.take(error)) {
       reply_error(s, r.req.value("id", json()), "INVALID_PARAMETER", error);
       s.queue.pop_front();
@@ -1246,7 +1245,7 @@ std::string Server::op_enum(const json& req) const {
   const json* given_tmpl = protocol::object_member(req, "template");
   const json& tmpl = given_tmpl ? *given_tmpl : no_template;
   size_t offset = protocol::uint_member(req, "offset", 0, SIZE_MAX >> 1);
-  size_t limit = protocol::uint_member(req, "limit", kDefaultPage, kMaxPage);
+  size_t limit = protocol::uint_member(req, "limit", protocol::kDefaultPage, protocol::kMaxPage);
   const auto layer_name = protocol::string_member(tmpl, "layer", "/template");
   std::vector<Guid> keys;
   if (kind == ObjKind::FILTER) {
@@ -1337,7 +1336,7 @@ json Server::op_state(bool with_objects) const {
   json sessions = json::array();
   size_t session_count = 0;
   for (auto& [id, s] : sessions_)
-    if (s->hello && session_count++ < kMaxPage)
+    if (s->hello && session_count++ < protocol::kMaxPage)
       sessions.push_back({{"key", s->key.str()}, {"name", s->name}, {"uid", s->cred.uid}, {"pid", s->cred.pid},
                           {"dynamic", s->dynamic}, {"role", role_name(s->role)}});
   j["sessions"] = std::move(sessions);

@@ -324,11 +324,8 @@ class Client::StreamedPieces : public policy::JsonStream {
     std::exception_ptr error;
     try {
       auto doc = policy::JsonDoc::parse(std::move(text), *this);
-      if (auto dup = protocol::duplicate_member(doc->root())) {
-        throw policy::JsonParseError(*dup, 0);
-      } else {
-        hand_over();  // the last piece, with the members that are not lists (some may follow the lists)
-      }
+      if (auto dup = protocol::duplicate_member(doc->root())) throw policy::JsonParseError(*dup, 0);
+      hand_over();  // the last piece, with the members that are not lists (some may follow the lists)
     } catch (const Stopped&) {
     } catch (...) {
       error = std::current_exception();
@@ -384,8 +381,8 @@ json Client::apply_pieces(const std::function<bool(Piece&)>& next_piece) {
   std::string out;  // the frame being written, from out_off
   size_t out_off = 0;
   try {
-    // lfpd works on one piece while the next ones wait in the socket and the last reply is read:
-    // three pieces in flight. Inside the caller's transaction one at a time, so that a piece that fails
+    // lfpd works on one piece while the next ones wait in the socket (and lfpd's reader thread reads
+    // them) and the last reply is read: six pieces in flight. Inside the caller's transaction one at a time, so that a piece that fails
     // leaves it holding exactly the pieces before (as a failed call leaves a transaction unchanged).
     const size_t in_flight = own_txn ? 6 : 1;
     std::deque<uint64_t> waiting;  // sent, not answered yet
@@ -471,7 +468,7 @@ Client::Listing Client::list(const std::string& op, const std::string& member, j
   Listing out;
   for (json next = offset; !next.is_null() && (!limit || out.items.size() < limit);) {
     args["offset"] = next;
-    args["limit"] = limit ? std::min<size_t>(limit - out.items.size(), 10000) : 10000;
+    args["limit"] = limit ? std::min(limit - out.items.size(), protocol::kMaxPage) : protocol::kMaxPage;
     json page = call(op, args);
     for (auto& o : page[member]) out.items.push_back(std::move(o));
     out.total = page.value("total", uint64_t{0});

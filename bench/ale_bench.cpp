@@ -1,5 +1,6 @@
+// SPDX-License-Identifier: MIT
 // lfp-ale-bench: what the in-kernel ALE layers cost real TCP traffic, measured in one run inside a
-// test Sandbox (tests/sandbox.hpp): two private network namespaces joined by a veth pair and a child
+// test Sandbox (tests/support/sandbox.hpp): two private network namespaces joined by a veth pair and a child
 // cgroup. Nothing runs in the machine's own network namespace or cgroup; all traffic goes from
 // namespace A (in the sandbox cgroup, the one lfpd governs) to namespace B.
 //
@@ -33,7 +34,6 @@
 #include <fcntl.h>
 #include <linux/bpf.h>
 #include <netinet/in.h>
-#include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/syscall.h>
@@ -63,6 +63,7 @@
 
 #include "lfp/client/client.hpp"
 #include "bpf_stats.hpp"
+#include "lfp/sys/spawn.hpp"
 #include "lfpd_ready.hpp"
 #include "live_support.hpp"
 #include "sandbox.hpp"
@@ -211,26 +212,21 @@ int attached_programs(const std::string& cgroup, bpf_attach_type type) {
   return static_cast<int>(attr.query.prog_cnt);
 }
 
+// Appends to `log` (for a child's stdout and stderr): an fd closed when it goes out of scope.
+struct LogFd {
+  explicit LogFd(const std::string& path) : fd(open(path.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644)) {
+    if (fd < 0) throw std::runtime_error("open " + path + ": " + strerror(errno));
+  }
+  ~LogFd() { close(fd); }
+  LogFd(const LogFd&) = delete;
+  LogFd& operator=(const LogFd&) = delete;
+  int fd;
+};
+
 // Runs a program in this process's namespaces and waits; its output goes to `log`. Exit code.
 int run_host(const std::vector<std::string>& args, const std::string& log) {
-  std::vector<char*> argv;  // prepared before fork: the child only makes system calls
-  for (auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork failed");
-  if (pid == 0) {
-    int fd = open(log.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-    if (fd >= 0) {
-      dup2(fd, 1);
-      dup2(fd, 2);
-    }
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  int status = 0;
-  while (waitpid(pid, &status, 0) < 0 && errno == EINTR) {
-  }
-  return WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+  const LogFd out(log);
+  return lfp::sys::wait_exit(lfp::sys::spawn(args, {.stdout_fd = out.fd, .stderr_fd = out.fd}));
 }
 
 // A real lfpd governing the sandbox cgroup, its state and socket inside the sandbox's temp dir.
@@ -272,33 +268,17 @@ class Lfpd {
     if (pid_ > 0) return;
     std::error_code ec;
     fs::remove_all(dir_ + "/state", ec);  // each start is a fresh lfpd (nothing is persistent anyway)
-    const pid_t parent = getpid();
     // The sandbox's cgroup; no packet layers (lfpd may run in the host's namespace, and this measures ALE).
     std::vector<std::string> args = {o_.lfpd, "--state-dir", dir_ + "/state", "--socket", socket_, "--log-level",
                                      "info", "--cgroup", sb_.cgroup(), "--no-packet-layers", "--bpf-pin", pins_};
     if (userspace) args.insert(args.end(), {"--queue", "7348"});
     userspace_ = userspace;
-    const int netns = userspace ? open(sb_.ns_path(Side::A).c_str(), O_RDONLY | O_CLOEXEC) : -1;
-    if (userspace && netns < 0) throw std::runtime_error("cannot open namespace A");
-    std::vector<char*> argv;  // prepared before fork: the child only makes system calls
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
+    const LogFd out(log_);
+    pid_ = lfp::sys::spawn(args, {.stdout_fd = out.fd,
+                                  .stderr_fd = out.fd,
+                                  .netns = userspace ? sb_.ns_path(Side::A) : "",
+                                  .die_with_parent = true});
     detached_ = false;  // from now on stop() detaches what it may have attached
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent) _exit(1);
-      if (netns >= 0 && setns(netns, CLONE_NEWNET) != 0) _exit(126);
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd >= 0) {
-        dup2(fd, 1);
-        dup2(fd, 2);
-      }
-      execv(argv[0], argv.data());
-      _exit(127);
-    }
-    if (netns >= 0) close(netns);
     // (ready when a session opens: the hooks are attached by then)
     lfp::test::wait_until_serving(socket_, pid_, 10, [&] { return ": " + lfp::test::read_text(log_); });
   }

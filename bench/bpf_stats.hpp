@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The kernel's run-time statistics of LFP's BPF programs, for the benchmarks' --bpf-stats: what each
 // program cost per connection or per packet, measured by the kernel while the benchmark runs.
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The cost of a callout: one classify through a filter whose callout is a plugin that does nothing
 // (in its host process: lfpd's isolation), against the same classify with a plain PERMIT filter, in
 // the same run.   lfp-callout-bench [N]   (default 20000 classifies each)

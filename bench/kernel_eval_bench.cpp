@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp-kernel-eval-bench: what one in-kernel classification (lfp_eval, the walk every ALE and packet
 // hook makes) costs as a layer's policy grows, against the engine's own classify in user space on
 // the same policy and values, measured in the same run.

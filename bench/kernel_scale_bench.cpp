@@ -1,10 +1,11 @@
+// SPDX-License-Identifier: MIT
 // lfp-kernel-scale-bench: LFP's kernel path as the policy grows, against no firewall and nftables, in
 // one run (issue 24). Blocklists of N BLOCK filters on distinct remote /32s (every third address of
 // 100.64.0.0/10) plus one low-weight PERMIT for the test peer, for each N of --sizes; and ClassBench
 // policies (fw1_10k, fw1_100k: 5-tuples with prefixes, port ranges and protocols) compiled into the
 // kernel at INBOUND_TRANSPORT_V4.
 //
-// Every configuration lives in a test Sandbox of its own (tests/sandbox.hpp: two network namespaces
+// Every configuration lives in a test Sandbox of its own (tests/support/sandbox.hpp: two network namespaces
 // joined by a veth pair, a child cgroup), all set up alike, so that each state is loaded once and the
 // rounds only alternate which sandbox is measured:
 //   none          no firewall (serves both metrics)
@@ -39,7 +40,6 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <poll.h>
-#include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
@@ -73,6 +73,7 @@
 #include "lfp/datapath/kernel.hpp"
 #include "lfp/client/client.hpp"
 #include "lfp/datapath/compile.hpp"
+#include "lfp/sys/spawn.hpp"
 #include "lfpd_ready.hpp"
 #include "live_support.hpp"
 #include "sandbox.hpp"
@@ -420,7 +421,8 @@ class KernelMemory {
   }
   KernelMemory(const KernelMemory&) = delete;
   KernelMemory& operator=(const KernelMemory&) = delete;
-  // The file a loader writes "0" to, to join ("": none, meminfo is used).
+  // The group a loader joins ("": none, meminfo is used), and the file it writes "0" to, to join.
+  const std::string& dir() const { return dir_; }
   std::string procs() const { return dir_.empty() ? "" : dir_ + "/cgroup.procs"; }
   const char* source() const { return dir_.empty() ? "meminfo" : "memcg"; }
   int64_t bytes() const {
@@ -476,13 +478,8 @@ struct LfpdFeatures {
   bool no_packet_layers = false, config = false;
 };
 LfpdFeatures lfpd_features(const std::string& lfpd) {
-  std::string help;
-  if (FILE* p = popen((lfpd + " --help 2>&1").c_str(), "r")) {
-    char buf[4096];
-    size_t n;
-    while ((n = fread(buf, 1, sizeof buf, p)) > 0) help.append(buf, n);
-    pclose(p);
-  }
+  const lfp::sys::SpawnResult r = lfp::sys::run({lfpd, "--help"});
+  const std::string help = r.out + r.err;
   return {help.find("--no-packet-layers") != std::string::npos, help.find("--config") != std::string::npos};
 }
 
@@ -490,7 +487,7 @@ LfpdFeatures lfpd_features(const std::string& lfpd) {
 class Lfpd {
  public:
   // cgroup: the one its ALE layers govern ("none": none); packets: the packet layers, uncached.
-  // memcg: a cgroup.procs it joins first ("": none).
+  // memcg: a cgroup (v1 memory) it joins first ("": none).
   Lfpd(const Options& o, const LfpdFeatures& f, Sandbox& sb, const std::string& cgroup, bool packets,
        const std::string& memcg)
       : lfpd_(o.lfpd), pins_(sb.mount_bpffs()) {
@@ -504,28 +501,19 @@ class Lfpd {
     if (packets) args.insert(args.end(), {"--packet-layers", "--no-packet-cache"});
     else if (f.no_packet_layers) args.push_back("--no-packet-layers");
     if (o.kernel_entries > 0) args.insert(args.end(), {"--kernel-entries", std::to_string(o.kernel_entries)});
-    const int netns = open(sb.ns_path(Side::B).c_str(), O_RDONLY | O_CLOEXEC);
-    if (netns < 0) throw std::runtime_error("cannot open namespace B");
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    const pid_t parent = getpid();
-    pid_ = fork();
-    if (pid_ < 0) throw std::runtime_error("fork failed");
-    if (pid_ == 0) {
-      prctl(PR_SET_PDEATHSIG, SIGTERM);
-      if (getppid() != parent || setns(netns, CLONE_NEWNET) != 0) _exit(126);
-      if (!memcg.empty()) {
-        const int cg = open(memcg.c_str(), O_WRONLY | O_CLOEXEC);
-        if (cg < 0 || write(cg, "0", 1) != 1) _exit(125);
-        close(cg);
-      }
-      int fd = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-      if (fd >= 0) dup2(fd, 1), dup2(fd, 2);
-      execv(argv[0], argv.data());
-      _exit(127);
+    const int log = open(log_.c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+    if (log < 0) throw std::runtime_error("open " + log_ + ": " + strerror(errno));
+    try {
+      pid_ = lfp::sys::spawn(args, {.stdout_fd = log,
+                                    .stderr_fd = log,
+                                    .cgroup = memcg,
+                                    .netns = sb.ns_path(Side::B),
+                                    .die_with_parent = true});
+    } catch (...) {
+      close(log);
+      throw;
     }
-    close(netns);
+    close(log);
     lfp::test::wait_until_serving(socket_, pid_, 60, [&] { return ": " + lfp::test::read_text(log_); });
   }
   ~Lfpd() {
@@ -536,8 +524,7 @@ class Lfpd {
       }
     }
     // Detach what it left pinned (the sandbox's clean-up would too).
-    const std::string cmd = lfpd_ + " --detach --bpf-pin " + pins_ + " >/dev/null 2>&1";
-    if (std::system(cmd.c_str()) != 0) note("lfpd --detach failed for " + pins_);
+    if (!lfp::sys::run({lfpd_, "--detach", "--bpf-pin", pins_}).ok()) note("lfpd --detach failed for " + pins_);
   }
   pid_t pid() const { return pid_; }
   const std::string& socket() const { return socket_; }
@@ -725,7 +712,7 @@ class Bench {
     c.kmem = std::make_unique<KernelMemory>(sb.name() + "-kmem");
     const int64_t mem0 = c.kmem->bytes();
     if (c.config == "lfp") {
-      c.lfpd = std::make_unique<Lfpd>(o_, feat_, sb, connect ? sb.cgroup() : "none", !connect, c.kmem->procs());
+      c.lfpd = std::make_unique<Lfpd>(o_, feat_, sb, connect ? sb.cgroup() : "none", !connect, c.kmem->dir());
       c.facts["kmem_empty_bytes"] = c.kmem->bytes() - mem0;  // lfpd, its maps and programs, no filter
     }
     std::optional<lfp::test::Process> watch;
@@ -1013,7 +1000,7 @@ class Bench {
                                            when("IP_LOCAL_PORT", kProbePort)}}});
         for (size_t i = 0; i < rules.size(); ++i) filters.push_back(classbench_filter(rules[i], i, rules.size()));
         c->kmem = std::make_unique<KernelMemory>(c->sb->name() + "-kmem");
-        c->lfpd = std::make_unique<Lfpd>(o_, feat_, *c->sb, "none", true, c->kmem->procs());
+        c->lfpd = std::make_unique<Lfpd>(o_, feat_, *c->sb, "none", true, c->kmem->dir());
         out["kmem_empty_bytes"] = c->kmem->bytes();
         lfp::client::Client client(c->lfpd->socket(), {.name = "lfp-kernel-scale-bench"});
         const long nfilters = static_cast<long>(filters.size());

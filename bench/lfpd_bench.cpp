@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfpd's speed through its real socket: a 10k-filter transaction, enumerating 100k filters, and the
 // latency of classify, each with an in-process baseline measured in the same run.
 //   lfpd-bench [--json] [--txn-only] [--repeat N] [--filters N] [--lfpd PATH] [--compare PATH]
@@ -24,6 +25,7 @@
 #include <vector>
 
 #include "args.hpp"
+#include "lfp/sys/spawn.hpp"
 #include "daemon_support.hpp"
 #include "lfp/engine/engine.hpp"
 #include "lfp/policy/policy.hpp"
@@ -333,14 +335,7 @@ json soak_apply(long n, const std::string& socket, const std::string& layer) {
       }
     });
   const auto t0 = Clock::now();
-  const pid_t lfp_pid = fork();
-  if (lfp_pid == 0) {
-    const std::string cli = lfp::test::lfp_cli_path();
-    execl(cli.c_str(), cli.c_str(), "--socket", sock.c_str(), "apply", file.c_str(), static_cast<char*>(nullptr));
-    _exit(127);
-  }
-  int status = -1;
-  waitpid(lfp_pid, &status, 0);
+  const int apply_exit = lfp::sys::wait_exit(lfp::sys::spawn({lfp::test::lfp_cli_path(), "--socket", sock, "apply", file}));
   const double apply_ms = ms_since(t0);
   done = true;
   for (auto& t : threads) t.join();
@@ -350,7 +345,7 @@ json soak_apply(long n, const std::string& socket, const std::string& layer) {
     std::sort(v.begin(), v.end());
     return v.empty() ? 0.0 : v[std::min(v.size() - 1, static_cast<size_t>(p * static_cast<double>(v.size())))];
   };
-  json out = {{"filters", n}, {"apply_ms", apply_ms}, {"apply_exit", WIFEXITED(status) ? WEXITSTATUS(status) : -1},
+  json out = {{"filters", n}, {"apply_ms", apply_ms}, {"apply_exit", apply_exit},
               {"layer", layer}, {"lfpd", socket.empty() ? "a fresh lfpd, no data path" : socket}};
   for (const Reader& r : readers) {
     json figures = {{"requests", r.ms.size()}, {"p50_ms", pct(r.ms, 0.5)}, {"p99_ms", pct(r.ms, 0.99)}, {"max_ms", pct(r.ms, 1.0)}};
@@ -378,6 +373,106 @@ void usage() {
                "  --soak-apply N  instead: readers' latency (hello, ping, get, enum, state) while `lfp apply`\n"
                "                  adds N filters (at --soak-layer, default ALE_AUTH_CONNECT_V4); --socket PATH:\n"
                "                  to an lfpd run by hand (default: a fresh one, no data path)\n");
+}
+
+// 1. One transaction of n filters, `repeat` times on a fresh lfpd each (and on `compare`'s, interleaved): medians.
+json txn_section(int n, int repeat, const std::string& compare) {
+  step("one transaction: apply 10k filters (static, persistent, implicit), 10k separate adds");
+  const std::string main_lfpd = lfp::test::lfpd_path();
+  std::vector<json> runs, other;
+  for (int r = 0; r < repeat; ++r) {
+    runs.push_back(txn_figures(n));
+    if (!compare.empty()) {
+      lfp::test::lfpd_path() = compare;
+      other.push_back(txn_figures(n));
+      lfp::test::lfpd_path() = main_lfpd;
+    }
+  }
+  json out = medians(runs);
+  out["lfpd"] = main_lfpd;
+  out["filters"] = n;
+  out["runs"] = repeat;
+  if (!compare.empty()) out["compare"] = {{"lfpd", compare}, {"figures", medians(other)}};
+  return out;
+}
+
+void print_txn_only(const json& out, int n, int repeat, const std::string& compare) {
+  auto line = [&](const char* who, const json& f) {
+    std::printf("%s: apply %.1f ms (commit %.1f), persistent %.1f ms (commit %.1f), implicit persistent %.1f ms, "
+                "separate adds %.1f ms; in process %.1f ms\n",
+                who, f["txn_10k_apply_ms"].get<double>(), f["txn_10k_commit_ms"].get<double>(),
+                f["txn_10k_apply_persistent_ms"].get<double>(), f["txn_10k_commit_persistent_ms"].get<double>(),
+                f["txn_10k_implicit_persistent_ms"].get<double>(), f["txn_10k_adds_ms"].get<double>(),
+                f["txn_10k_in_process_ms"].get<double>());
+  };
+  std::printf("%d filters per transaction, median of %d run(s), ms\n", n, repeat);
+  line(out["lfpd"].get<std::string>().c_str(), out);
+  if (out.contains("compare")) line(compare.c_str(), out["compare"]["figures"]);
+}
+
+// 2. Enumerating 100k filters (paged, in one read transaction); 3. classify latency over the socket at
+// 100k filters, against ping and in-process classify. Into `out`.
+void enum_and_classify_section(json& out) {
+  lfp::test::Daemon d({"--cgroup", "none"});
+  auto c = d.connect();
+  step("loading 100k filters");
+  for (int chunk = 0; chunk < 10; ++chunk) c->apply(policy_of(chunk * 10000, 10000, false));
+  step("enumerating 100k filters");
+  auto t0 = Clock::now();
+  c->begin(true);
+  auto all = c->enumerate("filter");
+  c->commit();
+  out["enum_100k_ms"] = ms_since(t0);
+  out["enum_100k_count"] = all.size();
+
+  // 3. classify latency over the socket at 100k filters, against ping and in-process classify.
+  step("classify and ping latency over the socket");
+  const int requests = 20000;
+  std::vector<double> ping, cls;
+  for (int i = 0; i < requests; ++i) {
+    auto t = Clock::now();
+    c->call("ping");
+    ping.push_back(ms_since(t) * 1000);
+  }
+  json values = {{"IP_REMOTE_ADDRESS", "10.0.1.7"}, {"IP_LOCAL_ADDRESS", "192.0.2.1"}, {"IP_REMOTE_PORT", 1500},
+                 {"IP_LOCAL_PORT", 40000}, {"IP_PROTOCOL", "TCP"}};
+  for (int i = 0; i < requests; ++i) {
+    values["IP_REMOTE_ADDRESS"] = "10.0." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
+    auto t = Clock::now();
+    c->classify("ALE_AUTH_CONNECT_V4", values);
+    cls.push_back(ms_since(t) * 1000);
+  }
+  lfp::FilterEngine engine;
+  for (int chunk = 0; chunk < 10; ++chunk)
+    lfp::policy::apply_policy(engine, lfp::policy::policy_from_json(policy_of(chunk * 10000, 10000, false)));
+  std::vector<double> local;
+  for (int i = 0; i < requests; ++i) {
+    lfp::policy::Request r;
+    values["IP_REMOTE_ADDRESS"] = "10.0." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
+    auto t = Clock::now();
+    lfp::policy::parse_request(json{{"layer", "ALE_AUTH_CONNECT_V4"}, {"values", values}}, r);
+    auto res = engine.classify(r.layer, r.values);
+    auto j = lfp::policy::result_to_json(engine, res);
+    local.push_back(ms_since(t) * 1000);
+  }
+  auto p = summarize(ping), c2 = summarize(cls), l = summarize(local);
+  out["ping_us"] = {{"mean", p.mean_us}, {"p50", p.p50_us}, {"p99", p.p99_us}};
+  out["classify_socket_us"] = {{"mean", c2.mean_us}, {"p50", c2.p50_us}, {"p99", c2.p99_us}};
+  out["classify_in_process_us"] = {{"mean", l.mean_us}, {"p50", l.p50_us}, {"p99", l.p99_us}};
+}
+
+void print_full(const json& out) {
+  std::printf("one transaction of 10k filters, begin to commit acknowledged: apply %.1f ms (commit %.1f ms), "
+              "persistent %.1f ms (commit %.1f ms), 10k separate adds %.1f ms; in-process parse+apply, no socket: %.1f ms\n",
+              out["txn_10k_apply_ms"].get<double>(), out["txn_10k_commit_ms"].get<double>(),
+              out["txn_10k_apply_persistent_ms"].get<double>(), out["txn_10k_commit_persistent_ms"].get<double>(),
+              out["txn_10k_adds_ms"].get<double>(), out["txn_10k_in_process_ms"].get<double>());
+  std::printf("enumerate 100k filters: %.1f ms\n", out["enum_100k_ms"].get<double>());
+  std::printf("classify over the socket at 100k filters: mean %.1f us, p50 %.1f us, p99 %.1f us "
+              "(ping %.1f us; in process incl. JSON %.1f us)\n",
+              out["classify_socket_us"]["mean"].get<double>(), out["classify_socket_us"]["p50"].get<double>(),
+              out["classify_socket_us"]["p99"].get<double>(), out["ping_us"]["p50"].get<double>(),
+              out["classify_in_process_us"]["p50"].get<double>());
 }
 
 }  // namespace
@@ -434,108 +529,14 @@ int main(int argc, char** argv) {
     std::cout << soak(soak_conns, std::max(repeat, 3)).dump(2) << '\n';
     return 0;
   }
-  json out;
-
-  step("one transaction: apply 10k filters (static, persistent, implicit), 10k separate adds");
-  {
-    const std::string main_lfpd = lfp::test::lfpd_path();
-    std::vector<json> runs, other;
-    for (int r = 0; r < repeat; ++r) {
-      runs.push_back(txn_figures(n));
-      if (!compare.empty()) {
-        lfp::test::lfpd_path() = compare;
-        other.push_back(txn_figures(n));
-        lfp::test::lfpd_path() = main_lfpd;
-      }
-    }
-    out = medians(runs);
-    out["lfpd"] = main_lfpd;
-    out["filters"] = n;
-    out["runs"] = repeat;
-    if (!compare.empty()) out["compare"] = {{"lfpd", compare}, {"figures", medians(other)}};
-  }
+  json out = txn_section(n, repeat, compare);
   if (txn_only) {
     if (as_json) std::cout << out.dump(2) << '\n';
-    else {
-      auto line = [&](const char* who, const json& f) {
-        std::printf("%s: apply %.1f ms (commit %.1f), persistent %.1f ms (commit %.1f), implicit persistent %.1f ms, "
-                    "separate adds %.1f ms; in process %.1f ms\n",
-                    who, f["txn_10k_apply_ms"].get<double>(), f["txn_10k_commit_ms"].get<double>(),
-                    f["txn_10k_apply_persistent_ms"].get<double>(), f["txn_10k_commit_persistent_ms"].get<double>(),
-                    f["txn_10k_implicit_persistent_ms"].get<double>(), f["txn_10k_adds_ms"].get<double>(),
-                    f["txn_10k_in_process_ms"].get<double>());
-      };
-      std::printf("%d filters per transaction, median of %d run(s), ms\n", n, repeat);
-      line(out["lfpd"].get<std::string>().c_str(), out);
-      if (out.contains("compare")) line(compare.c_str(), out["compare"]["figures"]);
-    }
+    else print_txn_only(out, n, repeat, compare);
     return 0;
   }
-
-  // 2. Enumerating 100k filters (paged, in one read transaction).
-  {
-    lfp::test::Daemon d({"--cgroup", "none"});
-    auto c = d.connect();
-    step("loading 100k filters");
-    for (int chunk = 0; chunk < 10; ++chunk) c->apply(policy_of(chunk * 10000, 10000, false));
-    step("enumerating 100k filters");
-    auto t0 = Clock::now();
-    c->begin(true);
-    auto all = c->enumerate("filter");
-    c->commit();
-    out["enum_100k_ms"] = ms_since(t0);
-    out["enum_100k_count"] = all.size();
-
-    // 3. classify latency over the socket at 100k filters, against ping and in-process classify.
-    step("classify and ping latency over the socket");
-    const int requests = 20000;
-    std::vector<double> ping, cls;
-    for (int i = 0; i < requests; ++i) {
-      auto t = Clock::now();
-      c->call("ping");
-      ping.push_back(ms_since(t) * 1000);
-    }
-    json values = {{"IP_REMOTE_ADDRESS", "10.0.1.7"}, {"IP_LOCAL_ADDRESS", "192.0.2.1"}, {"IP_REMOTE_PORT", 1500},
-                   {"IP_LOCAL_PORT", 40000}, {"IP_PROTOCOL", "TCP"}};
-    for (int i = 0; i < requests; ++i) {
-      values["IP_REMOTE_ADDRESS"] = "10.0." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
-      auto t = Clock::now();
-      c->classify("ALE_AUTH_CONNECT_V4", values);
-      cls.push_back(ms_since(t) * 1000);
-    }
-    lfp::FilterEngine engine;
-    for (int chunk = 0; chunk < 10; ++chunk)
-      lfp::policy::apply_policy(engine, lfp::policy::policy_from_json(policy_of(chunk * 10000, 10000, false)));
-    std::vector<double> local;
-    for (int i = 0; i < requests; ++i) {
-      lfp::policy::Request r;
-      values["IP_REMOTE_ADDRESS"] = "10.0." + std::to_string((i >> 8) & 255) + "." + std::to_string(i & 255);
-      auto t = Clock::now();
-      lfp::policy::parse_request(json{{"layer", "ALE_AUTH_CONNECT_V4"}, {"values", values}}, r);
-      auto res = engine.classify(r.layer, r.values);
-      auto j = lfp::policy::result_to_json(engine, res);
-      local.push_back(ms_since(t) * 1000);
-    }
-    auto p = summarize(ping), c2 = summarize(cls), l = summarize(local);
-    out["ping_us"] = {{"mean", p.mean_us}, {"p50", p.p50_us}, {"p99", p.p99_us}};
-    out["classify_socket_us"] = {{"mean", c2.mean_us}, {"p50", c2.p50_us}, {"p99", c2.p99_us}};
-    out["classify_in_process_us"] = {{"mean", l.mean_us}, {"p50", l.p50_us}, {"p99", l.p99_us}};
-  }
-
-  if (as_json) {
-    std::cout << out.dump(2) << '\n';
-  } else {
-    std::printf("one transaction of 10k filters, begin to commit acknowledged: apply %.1f ms (commit %.1f ms), "
-                "persistent %.1f ms (commit %.1f ms), 10k separate adds %.1f ms; in-process parse+apply, no socket: %.1f ms\n",
-                out["txn_10k_apply_ms"].get<double>(), out["txn_10k_commit_ms"].get<double>(),
-                out["txn_10k_apply_persistent_ms"].get<double>(), out["txn_10k_commit_persistent_ms"].get<double>(),
-                out["txn_10k_adds_ms"].get<double>(), out["txn_10k_in_process_ms"].get<double>());
-    std::printf("enumerate 100k filters: %.1f ms\n", out["enum_100k_ms"].get<double>());
-    std::printf("classify over the socket at 100k filters: mean %.1f us, p50 %.1f us, p99 %.1f us "
-                "(ping %.1f us; in process incl. JSON %.1f us)\n",
-                out["classify_socket_us"]["mean"].get<double>(), out["classify_socket_us"]["p50"].get<double>(),
-                out["classify_socket_us"]["p99"].get<double>(), out["ping_us"]["p50"].get<double>(),
-                out["classify_in_process_us"]["p50"].get<double>());
-  }
+  enum_and_classify_section(out);
+  if (as_json) std::cout << out.dump(2) << '\n';
+  else print_full(out);
   return 0;
 }

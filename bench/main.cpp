@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp-bench: benchmarks of LFP's compiled classifier and engine.
 //
 //   lfp-bench classbench --rules FILE --trace FILE [--batch N] [--json] [--sample N] [--updates N]
@@ -158,19 +159,24 @@ struct Options {
   bool no_simd = false;
 };
 
-[[noreturn]] void usage(const char* msg) {
+// The complaint (if any), then the usage text; exit code 2.
+[[noreturn]] void usage_exit(const char* msg, const char* text) {
   if (msg) std::fprintf(stderr, "lfp-bench: %s\n", msg);
-  std::fprintf(stderr,
-               "usage: lfp-bench classbench --rules FILE --trace FILE [--batch N] [--json]\n"
-               "                 [--sample N] [--updates N] [--passes N]\n"
-               "       lfp-bench bulk --help\n"
-               "  --batch N     also measure match_batch() with batches of N packets\n"
-               "  --sample N    packets checked against (and timed with) a linear scan (default 10000)\n"
-               "  --updates N   random rules deleted and re-inserted to time updates (default 10000)\n"
-               "  --passes N    timed passes over the trace, the median is reported (default 3)\n"
-               "  --collide N   the classifier's collision limit (tuning; default built in)\n"
-               "  --no-simd     do not use the AVX-512 lookup path even when the CPU has it\n");
+  std::fputs(text, stderr);
   std::exit(2);
+}
+
+[[noreturn]] void usage(const char* msg) {
+  usage_exit(msg,
+             "usage: lfp-bench classbench --rules FILE --trace FILE [--batch N] [--json]\n"
+             "                 [--sample N] [--updates N] [--passes N]\n"
+             "       lfp-bench bulk --help\n"
+             "  --batch N     also measure match_batch() with batches of N packets\n"
+             "  --sample N    packets checked against (and timed with) a linear scan (default 10000)\n"
+             "  --updates N   random rules deleted and re-inserted to time updates (default 10000)\n"
+             "  --passes N    timed passes over the trace, the median is reported (default 3)\n"
+             "  --collide N   the classifier's collision limit (tuning; default built in)\n"
+             "  --no-simd     do not use the AVX-512 lookup path even when the CPU has it\n");
 }
 
 size_t parse_count(const std::string& flag, const char* v) {
@@ -208,6 +214,57 @@ Options parse_args(int argc, char** argv) {
   if (o.rules.empty() || o.trace.empty()) usage("--rules and --trace are required");
   if (o.batch > (1u << 20)) usage("--batch is at most 1048576");
   return o;
+}
+
+// What one classbench run measured (besides the engine's figures).
+struct ClassifierFigures {
+  uint32_t rules;
+  size_t packets, wrong, linear_mismatch, batch_mismatch, update_mismatch;
+  double mpps, mpps_cpu, mpps_batch, mpps_batch_cpu, build_ms;
+  size_t memory, tables;
+  double insert_ns, delete_ns;
+  size_t updates;
+  double linear_mpps;
+  size_t linear_sample;
+  bool simd;
+};
+
+void print_figures(const Options& o, const ClassifierFigures& f, const EngineFigures& eng) {
+  const double bpr = double(f.memory) / double(f.rules);
+  if (o.json) {
+    std::printf(
+        "{\"rules\":%u,\"packets\":%zu,\"wrong\":%zu,\"linear_mismatch\":%zu,\"batch_mismatch\":%zu,"
+        "\"update_mismatch\":%zu,\"mpps\":%.3f,\"mpps_cpu\":%.3f,\"mpps_batch\":%.3f,\"mpps_batch_cpu\":%.3f,\"batch\":%zu,\"build_ms\":%.3f,"
+        "\"memory_bytes\":%zu,\"bytes_per_rule\":%.2f,\"tables\":%zu,\"insert_ns\":%.1f,\"delete_ns\":%.1f,"
+        "\"updates\":%zu,\"linear_mpps\":%.4f,\"linear_sample\":%zu,\"speedup_vs_linear\":%.1f,\"simd\":%s,"
+        "\"engine\":{\"layer\":\"INBOUND_TRANSPORT_V4\",\"wrong\":%zu,\"mpps\":%.3f,\"build_ms\":%.2f,"
+        "\"bytes_per_filter\":%.2f,\"add_ns\":%.1f,\"delete_ns\":%.1f}}\n",
+        f.rules, f.packets, f.wrong, f.linear_mismatch, f.batch_mismatch, f.update_mismatch, f.mpps, f.mpps_cpu, f.mpps_batch,
+        f.mpps_batch_cpu, o.batch, f.build_ms, f.memory, bpr, f.tables, f.insert_ns, f.delete_ns, f.updates, f.linear_mpps,
+        f.linear_sample, f.linear_mpps > 0 ? f.mpps / f.linear_mpps : 0.0, f.simd ? "true" : "false", eng.wrong, eng.mpps,
+        eng.build_ms, eng.bytes_per_filter, eng.add_ns, eng.delete_ns);
+    return;
+  }
+  std::printf("rules            %u\n", f.rules);
+  std::printf("packets          %zu\n", f.packets);
+  std::printf("wrong            %zu  (trace column; linear-scan sample mismatches %zu, batch %zu, after updates %zu)\n",
+              f.wrong, f.linear_mismatch, f.batch_mismatch, f.update_mismatch);
+  std::printf("Mpps single      %.2f  (median of %d passes; %.2f by thread CPU time)\n", f.mpps, o.passes, f.mpps_cpu);
+  if (o.batch)
+    std::printf("Mpps batched     %.2f  (batches of %zu; %.2f by thread CPU time)\n", f.mpps_batch, o.batch, f.mpps_batch_cpu);
+  std::printf("Mpps linear scan %.4f  (%zu-packet sample)\n", f.linear_mpps, f.linear_sample);
+  std::printf("build ms         %.2f\n", f.build_ms);
+  std::printf("bytes per rule   %.2f  (%zu bytes, %zu tables)\n", bpr, f.memory, f.tables);
+  std::printf("lookup path      %s\n", f.simd ? "AVX-512" : "generic");
+  std::printf("ns per insert    %.1f  (%zu rules)\n", f.insert_ns, f.updates);
+  std::printf("ns per delete    %.1f\n", f.delete_ns);
+  std::printf("engine (filters at INBOUND_TRANSPORT_V4, WFP arbitration):\n");
+  std::printf("  wrong          %zu\n", eng.wrong);
+  std::printf("  Mpps single    %.2f\n", eng.mpps);
+  std::printf("  build ms       %.2f  (add_filter for every rule)\n", eng.build_ms);
+  std::printf("  bytes/filter   %.2f  (compiled classifier)\n", eng.bytes_per_filter);
+  std::printf("  ns per add     %.1f  (add_filter)\n", eng.add_ns);
+  std::printf("  ns per delete  %.1f  (delete_filter_by_id)\n", eng.delete_ns);
 }
 
 int run(const Options& o) {
@@ -308,41 +365,9 @@ int run(const Options& o) {
   const EngineFigures eng = run_engine(rules, trace, res, o.updates, o.passes);
 
   wrong += lin_mismatch + batch_mismatch + upd_mismatch + eng.wrong;
-  const double bpr = double(mem) / double(n);
-  if (o.json) {
-    std::printf(
-        "{\"rules\":%u,\"packets\":%zu,\"wrong\":%zu,\"linear_mismatch\":%zu,\"batch_mismatch\":%zu,"
-        "\"update_mismatch\":%zu,\"mpps\":%.3f,\"mpps_cpu\":%.3f,\"mpps_batch\":%.3f,\"mpps_batch_cpu\":%.3f,\"batch\":%zu,\"build_ms\":%.3f,"
-        "\"memory_bytes\":%zu,\"bytes_per_rule\":%.2f,\"tables\":%zu,\"insert_ns\":%.1f,\"delete_ns\":%.1f,"
-        "\"updates\":%zu,\"linear_mpps\":%.4f,\"linear_sample\":%zu,\"speedup_vs_linear\":%.1f,\"simd\":%s,"
-        "\"engine\":{\"layer\":\"INBOUND_TRANSPORT_V4\",\"wrong\":%zu,\"mpps\":%.3f,\"build_ms\":%.2f,"
-        "\"bytes_per_filter\":%.2f,\"add_ns\":%.1f,\"delete_ns\":%.1f}}\n",
-        n, trace.size(), wrong, lin_mismatch, batch_mismatch, upd_mismatch, mpps, mpps_cpu, mpps_batch, mpps_batch_cpu, o.batch, build_ms, mem,
-        bpr, tables, ins_ns, del_ns, ids.size(), lin_mpps, sample_idx.size(), lin_mpps > 0 ? mpps / lin_mpps : 0.0,
-        c.simd() ? "true" : "false", eng.wrong, eng.mpps, eng.build_ms, eng.bytes_per_filter, eng.add_ns,
-        eng.delete_ns);
-  } else {
-    std::printf("rules            %u\n", n);
-    std::printf("packets          %zu\n", trace.size());
-    std::printf("wrong            %zu  (trace column; linear-scan sample mismatches %zu, batch %zu, after updates %zu)\n",
-                wrong, lin_mismatch, batch_mismatch, upd_mismatch);
-    std::printf("Mpps single      %.2f  (median of %d passes; %.2f by thread CPU time)\n", mpps, o.passes, mpps_cpu);
-    if (o.batch)
-      std::printf("Mpps batched     %.2f  (batches of %zu; %.2f by thread CPU time)\n", mpps_batch, o.batch, mpps_batch_cpu);
-    std::printf("Mpps linear scan %.4f  (%zu-packet sample)\n", lin_mpps, sample_idx.size());
-    std::printf("build ms         %.2f\n", build_ms);
-    std::printf("bytes per rule   %.2f  (%zu bytes, %zu tables)\n", bpr, mem, tables);
-    std::printf("lookup path      %s\n", c.simd() ? "AVX-512" : "generic");
-    std::printf("ns per insert    %.1f  (%zu rules)\n", ins_ns, ids.size());
-    std::printf("ns per delete    %.1f\n", del_ns);
-    std::printf("engine (filters at INBOUND_TRANSPORT_V4, WFP arbitration):\n");
-    std::printf("  wrong          %zu\n", eng.wrong);
-    std::printf("  Mpps single    %.2f\n", eng.mpps);
-    std::printf("  build ms       %.2f  (add_filter for every rule)\n", eng.build_ms);
-    std::printf("  bytes/filter   %.2f  (compiled classifier)\n", eng.bytes_per_filter);
-    std::printf("  ns per add     %.1f  (add_filter)\n", eng.add_ns);
-    std::printf("  ns per delete  %.1f  (delete_filter_by_id)\n", eng.delete_ns);
-  }
+  print_figures(o, {n, trace.size(), wrong, lin_mismatch, batch_mismatch, upd_mismatch, mpps, mpps_cpu, mpps_batch,
+                    mpps_batch_cpu, build_ms, mem, tables, ins_ns, del_ns, ids.size(), lin_mpps, sample_idx.size(), c.simd()},
+                eng);
   if (sink == 42) std::fprintf(stderr, " ");
   return wrong ? 1 : 0;
 }
@@ -352,25 +377,23 @@ int run(const Options& o) {
 const char* const kBulkOrders[] = {"permit", "empty", "ascending", "descending", "random", "identical"};
 
 [[noreturn]] void bulk_usage(const char* msg) {
-  if (msg) std::fprintf(stderr, "lfp-bench: %s\n", msg);
-  std::fprintf(stderr,
-               "usage: lfp-bench bulk [--filters N,N,...] [--orders NAME,...] [--rounds N] [--json]\n"
-               "  N BLOCK filters, each IP_REMOTE_ADDRESS = one distinct /32, at ALE_AUTH_CONNECT_V4, added one\n"
-               "  by one to a fresh FilterEngine; the time of the N adds in each order:\n"
-               "    permit      after a default PERMIT (no condition, weight 0), automatic weights: each goes\n"
-               "                just in front of the permit\n"
-               "    empty       the same on an empty layer\n"
-               "    ascending   after the default permit, explicit weights 1..N: each goes first\n"
-               "    descending  after the default permit, explicit weights N..1: each goes just before the permit\n"
-               "    random      after the default permit, explicit weights in random order\n"
-               "    identical   after the default permit, all on the same address\n"
-               "  and the time of FilterEngine::filters() (enabled filters, evaluation order: what the kernel\n"
-               "  compiler enumerates). Thread CPU time, the median of the rounds; every round runs every\n"
-               "  count and order once, so the orders are interleaved.\n"
-               "  --filters  counts (default 30000,100000,1000000)\n"
-               "  --orders   orders (default all)\n"
-               "  --rounds   rounds (default 1)\n");
-  std::exit(2);
+  usage_exit(msg,
+             "usage: lfp-bench bulk [--filters N,N,...] [--orders NAME,...] [--rounds N] [--json]\n"
+             "  N BLOCK filters, each IP_REMOTE_ADDRESS = one distinct /32, at ALE_AUTH_CONNECT_V4, added one\n"
+             "  by one to a fresh FilterEngine; the time of the N adds in each order:\n"
+             "    permit      after a default PERMIT (no condition, weight 0), automatic weights: each goes\n"
+             "                just in front of the permit\n"
+             "    empty       the same on an empty layer\n"
+             "    ascending   after the default permit, explicit weights 1..N: each goes first\n"
+             "    descending  after the default permit, explicit weights N..1: each goes just before the permit\n"
+             "    random      after the default permit, explicit weights in random order\n"
+             "    identical   after the default permit, all on the same address\n"
+             "  and the time of FilterEngine::filters() (enabled filters, evaluation order: what the kernel\n"
+             "  compiler enumerates). Thread CPU time, the median of the rounds; every round runs every\n"
+             "  count and order once, so the orders are interleaved.\n"
+             "  --filters  counts (default 30000,100000,1000000)\n"
+             "  --orders   orders (default all)\n"
+             "  --rounds   rounds (default 1)\n");
 }
 
 

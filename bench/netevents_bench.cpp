@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The net event log's speed: ingestion (events/s, to disk) and `diagnose` latency over a large log.
 //   lfp-netevents-bench [--events N] [--json]        (default 1,000,000 events over the last 24 h)
 // Baselines measured in the same run: the same rows into a bare SQLite table (no indexes, no JSON

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # What LFP's packet programs cost with everything in cache: BPF_PROG_TEST_RUN (bpftool prog run) of
 # lfp_tc_ingress and lfp_nf_in4 on one 42-byte UDP frame, repeated, against a tc program that
 # returns at once (the test loop's own cost). Against lfp-packet-bench's per-run times, the rest is

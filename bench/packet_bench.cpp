@@ -1,5 +1,6 @@
+// SPDX-License-Identifier: MIT
 // lfp-packet-bench: what the in-kernel packet layers cost, in packets per second through a veth pair,
-// measured in one run inside a test Sandbox (tests/sandbox.hpp). Namespace A blasts UDP datagrams (64
+// measured in one run inside a test Sandbox (tests/support/sandbox.hpp). Namespace A blasts UDP datagrams (64
 // bytes of payload, or --payload's; sendmmsg) from FLOWS source ports at namespace B, where a sink
 // counts what arrives (recvmmsg). lfpd runs in B with --packet-layers, so its programs sit at B's
 // netfilter hooks only.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp-stream-bench: what stream inspection (lfpd --inspect-queue, a STREAM_V4 callout) costs a bulk
 // TCP transfer. In the test Sandbox (two namespaces and a veth pair), iperf3 sends A -> B for a few
 // seconds, in each configuration, rounds interleaved so that all see the same machine:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp import --verify: see import_verify.hpp and docs/porting.md "Verifying an import".
 //
 // The kernel side. Two namespaces, lfpv-<pid>-<n>-h (the host: the original rules, the --local
@@ -23,7 +24,6 @@
 #include "import_verify.hpp"
 
 #include <arpa/inet.h>
-#include <fcntl.h>
 #include <linux/if_packet.h>
 #include <linux/netfilter/nfnetlink.h>
 #include <linux/netfilter/nfnetlink_log.h>
@@ -33,11 +33,7 @@
 #include <netinet/in.h>
 #include <nftables/libnftables.h>
 #include <sched.h>
-#include <sys/mman.h>
-#include <sys/mount.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <atomic>
@@ -45,7 +41,6 @@
 #include <chrono>
 #include <csignal>
 #include <cstring>
-#include <dirent.h>
 #include <memory>
 #include <map>
 #include <optional>
@@ -55,6 +50,8 @@
 
 #include "lfp/import/builtin_callouts.hpp"
 #include "lfp/policy/policy.hpp"
+#include "lfp/sys/netns.hpp"
+#include "lfp/sys/spawn.hpp"
 #include "replay_cmd.hpp"
 
 namespace lfp::cli {
@@ -66,7 +63,6 @@ bool verify_supported(const std::string& format) { return format == "iptables" |
 
 namespace {
 
-constexpr const char* kNetnsDir = "/run/netns";
 constexpr const char* kPrefix = "lfpv-";
 constexpr uint32_t kMark = 0x4c465603;  // "LFV" 3: the outbound packets we send
 constexpr const char* kMarkText = "0x4c465603";
@@ -83,20 +79,13 @@ constexpr const char* kMarkerMacText = "02:4c:46:50:56:03";
 char g_paths[2][128];
 std::atomic<int> g_armed{0};
 pid_t g_owner = 0;
-int g_orig_ns = -1;
 constexpr int kSignals[] = {SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT, SIGSEGV, SIGBUS, SIGPIPE};
 struct sigaction g_old[NSIG];
 
-void remove_netns(const char* path) {
-  umount2(path, MNT_DETACH);  // what `ip netns del` does
-  unlink(path);
-}
-
 void remove_all_armed() {
   if (!g_armed.exchange(0) || getpid() != g_owner) return;
-  if (g_orig_ns >= 0) setns(g_orig_ns, CLONE_NEWNET);
   for (auto& p : g_paths)
-    if (p[0]) remove_netns(p);
+    if (p[0]) sys::remove_netns(p);
 }
 
 void on_fatal_signal(int sig) {
@@ -107,109 +96,10 @@ void on_fatal_signal(int sig) {
   raise(sig);
 }
 
-ino_t netns_inode(const char* path) {
-  struct stat st {};
-  return stat(path, &st) == 0 ? st.st_ino : 0;
-}
-
-// lfpv-<pid>-... of a process that is gone (killed with SIGKILL): removed.
-void sweep_stale() {
-  DIR* d = opendir(kNetnsDir);
-  if (!d) return;
-  while (dirent* e = readdir(d)) {
-    if (strncmp(e->d_name, kPrefix, strlen(kPrefix)) != 0) continue;
-    const long pid = strtol(e->d_name + strlen(kPrefix), nullptr, 10);
-    if (pid <= 0 || pid == getpid() || kill(static_cast<pid_t>(pid), 0) == 0 || errno != ESRCH) continue;
-    remove_netns((std::string(kNetnsDir) + "/" + e->d_name).c_str());
-  }
-  closedir(d);
-}
-
 struct Cmd {
   int code = -1;
   std::string out, err;
 };
-
-std::string find_program(const std::string& name) {
-  std::string path = getenv("PATH") ? getenv("PATH") : "";
-  path += ":/usr/sbin:/sbin:/usr/bin:/bin";
-  for (size_t a = 0; a <= path.size();) {
-    size_t b = path.find(':', a);
-    if (b == std::string::npos) b = path.size();
-    const std::string p = path.substr(a, b - a) + "/" + name;
-    if (b > a && access(p.c_str(), X_OK) == 0) return p;
-    a = b + 1;
-  }
-  return "";
-}
-
-std::string read_fd(int fd) {
-  std::string s;
-  lseek(fd, 0, SEEK_SET);
-  char buf[4096];
-  for (ssize_t n; (n = read(fd, buf, sizeof buf)) > 0;) s.append(buf, static_cast<size_t>(n));
-  return s;
-}
-
-// Runs argv (no shell) with `input` on its standard input; at most 30 s.
-Cmd run(const std::vector<std::string>& argv, const std::string& input = {}) {
-  Cmd r;
-  const std::string prog = find_program(argv[0]);
-  if (prog.empty()) {
-    r.err = argv[0] + ": not found (Debian: iproute2, iptables, nftables)";
-    return r;
-  }
-  const int in = memfd_create("lfpv-in", MFD_CLOEXEC), out = memfd_create("lfpv-out", MFD_CLOEXEC),
-            err = memfd_create("lfpv-err", MFD_CLOEXEC);
-  auto close_all = [&] {
-    for (int fd : {in, out, err})
-      if (fd >= 0) close(fd);
-  };
-  if (in < 0 || out < 0 || err < 0 ||
-      (!input.empty() && write(in, input.data(), input.size()) != static_cast<ssize_t>(input.size()))) {
-    close_all();
-    r.err = std::string("memfd: ") + strerror(errno);
-    return r;
-  }
-  lseek(in, 0, SEEK_SET);
-  std::vector<std::string> args = argv;
-  std::vector<char*> cargv;
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid == 0) {
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    if (dup2(in, 0) < 0 || dup2(out, 1) < 0 || dup2(err, 2) < 0) _exit(127);
-    execv(prog.c_str(), cargv.data());
-    _exit(127);
-  }
-  if (pid < 0) {
-    r.err = std::string("fork: ") + strerror(errno);
-    close_all();
-    return r;
-  }
-  int status = 0;
-  const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-  for (;;) {
-    const pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid) break;
-    if (w < 0 && errno != EINTR) break;
-    if (std::chrono::steady_clock::now() > deadline) {
-      kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      r.err = "timed out: ";
-      break;
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(1));
-  }
-  r.code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + (WIFSIGNALED(status) ? WTERMSIG(status) : 0);
-  r.out = read_fd(out);
-  r.err += read_fd(err);
-  close_all();
-  return r;
-}
 
 std::string join(const std::vector<std::string>& v) {
   std::string s;
@@ -224,19 +114,13 @@ class Namespaces {
   Namespaces() {
     if (geteuid() != 0) throw VerifyUnavailable("--verify makes network namespaces: run it as root");
     if (g_armed) throw std::logic_error("--verify: namespaces already in use");
-    sweep_stale();
+    for (const auto& stale : sys::stale_netns(kPrefix)) sys::remove_netns(stale.c_str());  // of a run killed by SIGKILL
     static unsigned counter = 0;
     const std::string base = kPrefix + std::to_string(getpid()) + "-" + std::to_string(counter++);
-    host_ = base + "-h";
-    peer_ = base + "-p";
-    orig_ = open("/proc/self/ns/net", O_RDONLY | O_CLOEXEC);
-    if (orig_ < 0) throw std::runtime_error(std::string("--verify: /proc/self/ns/net: ") + strerror(errno));
-    orig_ino_ = netns_inode("/proc/self/ns/net");
     // Armed before anything exists, so that a signal at any point removes what was made.
-    snprintf(g_paths[0], sizeof g_paths[0], "%s/%s", kNetnsDir, host_.c_str());
-    snprintf(g_paths[1], sizeof g_paths[1], "%s/%s", kNetnsDir, peer_.c_str());
+    snprintf(g_paths[0], sizeof g_paths[0], "%s/%s-h", sys::kNetnsDir, base.c_str());
+    snprintf(g_paths[1], sizeof g_paths[1], "%s/%s-p", sys::kNetnsDir, base.c_str());
     g_owner = getpid();
-    g_orig_ns = orig_;
     g_armed = 1;
     for (int s : kSignals) {
       struct sigaction sa {};
@@ -246,74 +130,49 @@ class Namespaces {
       sigaction(s, &sa, &g_old[s]);
     }
     try {
-      for (const auto& n : {host_, peer_}) {
-        const Cmd r = run({"ip", "netns", "add", n});
-        if (r.code != 0) throw std::runtime_error("--verify: ip netns add " + n + ": " + r.err);
-      }
-      host_fd_ = open(g_paths[0], O_RDONLY | O_CLOEXEC);
-      peer_fd_ = open(g_paths[1], O_RDONLY | O_CLOEXEC);
-      if (host_fd_ < 0 || peer_fd_ < 0) throw std::runtime_error("--verify: cannot open the namespaces");
-      host_ino_ = netns_inode(g_paths[0]);
-      peer_ino_ = netns_inode(g_paths[1]);
-      if (!host_ino_ || !peer_ino_ || host_ino_ == orig_ino_ || peer_ino_ == orig_ino_ || host_ino_ == peer_ino_)
-        throw std::runtime_error("--verify: the namespaces are not fresh ones");
-    } catch (...) {
+      host_.emplace(base + "-h");
+      peer_.emplace(base + "-p");
+    } catch (const std::exception& e) {
       cleanup();
-      throw;
+      throw std::runtime_error(std::string("--verify: ") + e.what());
     }
   }
   ~Namespaces() { cleanup(); }
   Namespaces(const Namespaces&) = delete;
   Namespaces& operator=(const Namespaces&) = delete;
 
-  const std::string& host() const { return host_; }
-  const std::string& peer() const { return peer_; }
+  const sys::NetNamespace& host() const { return *host_; }
+  const sys::NetNamespace& peer() const { return *peer_; }
 
-  // This thread into the host's or the peer's namespace (checked), or back to the caller's.
-  void enter_host() { enter(host_fd_, host_ino_, host_); }
-  void enter_peer() { enter(peer_fd_, peer_ino_, peer_); }
-  void leave() {
-    if (setns(orig_, CLONE_NEWNET) != 0) throw std::runtime_error(std::string("--verify: setns back: ") + strerror(errno));
-  }
   // Throws unless this thread is in the host's namespace (never the caller's).
   void check_in_host() const {
-    const ino_t now = netns_inode("/proc/thread-self/ns/net");
-    if (now != host_ino_ || now == orig_ino_) throw std::runtime_error("--verify: not in the verify namespace");
+    if (sys::current_netns() != host_->inode()) throw std::runtime_error("--verify: not in the verify namespace");
   }
 
-  // `ip netns exec NS argv...`: runs in that namespace, or fails when it does not exist.
-  Cmd exec(const std::string& ns, std::vector<std::string> argv, const std::string& input = {}) const {
-    argv.insert(argv.begin(), {"ip", "netns", "exec", ns});
-    return run(argv, input);
+  // Runs argv in that namespace (at most 30 s).
+  Cmd exec(const sys::NetNamespace& ns, const std::vector<std::string>& argv, const std::string& input = {}) const {
+    try {
+      const sys::SpawnResult r = sys::run(argv, {.input = input, .netns = ns.path(), .timeout = std::chrono::seconds(30)});
+      return {r.code, r.out, (r.timed_out ? "timed out: " : "") + r.err};
+    } catch (const sys::SpawnError& e) {
+      return {-1, "", std::string(e.what()) + " (Debian: iproute2, iptables, nftables)"};
+    }
   }
-  void must(const std::string& ns, const std::vector<std::string>& argv, const std::string& input = {}) const {
+  void must(const sys::NetNamespace& ns, const std::vector<std::string>& argv, const std::string& input = {}) const {
     const Cmd r = exec(ns, argv, input);
-    if (r.code != 0) throw std::runtime_error("--verify: " + join(argv) + " (in " + ns + "): " + r.err);
+    if (r.code != 0) throw std::runtime_error("--verify: " + join(argv) + " (in " + ns.name() + "): " + r.err);
   }
 
  private:
-  void enter(int fd, ino_t ino, const std::string& name) {
-    if (setns(fd, CLONE_NEWNET) != 0)
-      throw std::runtime_error("--verify: setns " + name + ": " + std::string(strerror(errno)));
-    const ino_t now = netns_inode("/proc/thread-self/ns/net");
-    if (now != ino || now == orig_ino_) throw std::runtime_error("--verify: setns " + name + " did not take");
-  }
   void cleanup() noexcept {
-    if (orig_ >= 0) setns(orig_, CLONE_NEWNET);
-    remove_all_armed();
+    host_.reset();
+    peer_.reset();
+    g_armed = 0;
     for (int s : kSignals) sigaction(s, &g_old[s], nullptr);
-    for (int* fd : {&host_fd_, &peer_fd_, &orig_})
-      if (*fd >= 0) {
-        close(*fd);
-        *fd = -1;
-      }
-    g_orig_ns = -1;
     g_paths[0][0] = g_paths[1][0] = 0;
   }
 
-  std::string host_, peer_;
-  int orig_ = -1, host_fd_ = -1, peer_fd_ = -1;
-  ino_t orig_ino_ = 0, host_ino_ = 0, peer_ino_ = 0;
+  std::optional<sys::NetNamespace> host_, peer_;
 };
 
 class Fd {
@@ -609,8 +468,8 @@ class Kernel {
   };
 
   Kernel(const std::string& format, const ShadowedRules& rules, bool ip6tables, const std::vector<pk::IpAddr>& locals) {
-    const std::string& h = ns_.host();
-    const std::string& p = ns_.peer();
+    const sys::NetNamespace& h = ns_.host();
+    const sys::NetNamespace& p = ns_.peer();
     // The peer: no addresses, no IPv6, so it sends nothing of its own.
     ns_.must(p, {"sysctl", "-q", "-w", "net.ipv6.conf.all.disable_ipv6=1", "net.ipv6.conf.default.disable_ipv6=1"});
     ns_.must(h, {"sysctl", "-q", "-w", "net.ipv6.conf.all.accept_dad=0", "net.ipv6.conf.default.accept_dad=0",
@@ -620,7 +479,7 @@ class Kernel {
                  "net.ipv4.ip_forward=1", "net.ipv6.conf.all.forwarding=1"});
     ns_.must(h, {"ip", "link", "set", "lo", "up"});
     ns_.must(h, {"ip", "link", "add", "vh", "address", kHostMacText, "mtu", "65535", "type", "veth", "peer", "name", "vp",
-                 "address", kPeerMacText, "mtu", "65535", "netns", p});
+                 "address", kPeerMacText, "mtu", "65535", "netns", p.name()});
     ns_.must(p, {"sysctl", "-q", "-w", "net.ipv6.conf.vp.disable_ipv6=1"});
     ns_.must(p, {"ip", "link", "set", "vp", "up"});
     ns_.must(h, {"ip", "link", "set", "vh", "up"});
@@ -637,7 +496,7 @@ class Kernel {
     // The interfaces the rules name, as on the host (no packet uses them: see the top of the file).
     int made = 0;
     for (const auto& name : rules.exact_interfaces())  // one the kernel refuses: a rule on it is refused too, or never matches
-      ns_.exec(h, {"ip", "link", "add", name, "type", "veth", "peer", "name", "lfpv" + std::to_string(made++), "netns", p});
+      ns_.exec(h, {"ip", "link", "add", name, "type", "veth", "peer", "name", "lfpv" + std::to_string(made++), "netns", p.name()});
 
     // The original rules (with the shadows), then our table.
     const Cmd loaded = format == "nft" ? ns_.exec(h, {"nft", "-j", "-f", "/dev/stdin"}, rules.text)
@@ -669,12 +528,14 @@ class Kernel {
 
     // Sockets: the packet socket in the peer, the raw sockets and nft in the host. This thread stays
     // in the host's namespace until the end.
-    ns_.enter_peer();
-    const unsigned vp = if_nametoindex("vp");
-    packet_ = Fd(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
-    if (!vp || packet_.get() < 0) throw std::runtime_error(std::string("--verify: packet socket: ") + strerror(errno));
-    peer_if_ = static_cast<int>(vp);
-    ns_.enter_host();
+    {
+      sys::NetnsScope in_peer(p);
+      const unsigned vp = if_nametoindex("vp");
+      packet_ = Fd(socket(AF_PACKET, SOCK_RAW | SOCK_CLOEXEC, 0));
+      if (!vp || packet_.get() < 0) throw std::runtime_error(std::string("--verify: packet socket: ") + strerror(errno));
+      peer_if_ = static_cast<int>(vp);
+    }
+    in_host_.emplace(h);
     vh_ = static_cast<int>(if_nametoindex("vh"));
     raw4_ = Fd(socket(AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
     raw6_ = Fd(socket(AF_INET6, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW));
@@ -808,6 +669,7 @@ class Kernel {
   }
 
   Namespaces ns_;  // first: made first, removed last
+  std::optional<sys::NetnsScope> in_host_;  // this thread in the host's namespace, from set-up to the end
   Fd packet_, raw4_, raw6_;
   ShadowLog shadows_;
   int peer_if_ = 0, vh_ = 0;
@@ -865,26 +727,15 @@ std::string not_injectable(const ReplayedPacket& rp) {
   return "";
 }
 
-}  // namespace
-
-json verify_import(const std::string& format, const std::string& rules, const json& policy, const VerifyArgs& args) {
-  if (!verify_supported(format))
-    throw VerifyUnavailable("--verify runs the original rules in the kernel: " + format +
-                            " rules have no semantics Linux can run (iptables and nft only)");
-  FilterEngine engine;
-  policy::apply_policy(engine, policy::policy_from_json(policy));
-
-  ReplayArgs ra;
-  ra.pcap = args.pcap;
-  ra.locals = args.locals;
+// The host's addresses: --local's, or else (as lfp replay takes them) the first IP packet's source.
+// The capture is opened here, before any namespace is made: an unreadable one fails first.
+std::vector<pk::IpAddr> host_addresses(const FilterEngine& engine, ReplayArgs& ra) {
   std::vector<pk::IpAddr> locals;
-  for (const auto& l : args.locals) {
+  for (const auto& l : ra.locals) {
     auto ip = pk::parse_ip(l);
     if (!ip) throw std::invalid_argument("--local: '" + l + "' is not an IPv4 or IPv6 address");
     locals.push_back(*ip);
   }
-  // The capture is opened once before any namespace is made (an unreadable one fails here), and
-  // without --local, as lfp replay does, the first IP packet's source is the host.
   const bool find_local = locals.empty();
   replay_capture(engine, ra, [&](const ReplayedPacket& rp) {
     if (!find_local) return false;
@@ -896,6 +747,147 @@ json verify_import(const std::string& format, const std::string& rules, const js
   for (const auto& a : locals)
     if (is_multicast(a) || is_unspecified_or_loopback(a))
       throw std::invalid_argument("--local: " + addr_text(a) + " cannot be the host's address on an interface");
+  return locals;
+}
+
+// Each packet through the kernel and through LFP, and the report of what they decided.
+class Comparison {
+ public:
+  Comparison(Kernel& kernel, const ShadowedRules& shadowed, const import::BuiltinCallouts& callouts)
+      : kernel_(kernel), shadowed_(shadowed), callouts_(callouts) {}
+
+  // One packet of the capture (replay_capture's callback: true to go on).
+  bool add(const ReplayedPacket& rp) {
+    ++packets_;
+    const pk::Packet& p = *rp.packet;
+    if (const std::string why = not_injectable(rp); !why.empty()) return skip(rp, why);
+    const size_t off = link_header_length(p);
+    if (rp.bytes.size() < off + 1 || (rp.bytes[off] >> 4) != p.ip_version) return skip(rp, "no IP header where the link type puts it");
+    const size_t len = p.ip_total_len;
+    if (len == 0 || rp.bytes.size() < off + len) return skip(rp, "cut short by the capture (snap length): not injected");
+    const auto ip = rp.bytes.subspan(off, len);
+    const pk::Direction dir = rp.walk->direction();
+    const Kernel::Outcome k = dir == pk::Direction::OUTBOUND
+                                  ? kernel_.inject_outbound(ip, p.ip_version == 6, p.dst)
+                                  : kernel_.inject_inbound(ip, p.ip_version == 6, dir == pk::Direction::FORWARDED);
+    const std::set<size_t> reached = kernel_.interface_rules_reached();
+    if (!k.observed) return skip(rp, k.error);
+    switch (rp.walk->fragment_state()) {
+      case pk::FragmentState::HELD: return skip(rp, "a fragment held for reassembly (its datagram is compared)");
+      case pk::FragmentState::DISCARDED: return skip(rp, "a fragment LFP discards");
+      default: break;
+    }
+    if (const std::string why = needs_interface(reached); !why.empty()) return skip(rp, why);
+    if (const std::string& limit = callouts_.decided_by_time(); !limit.empty())
+      return skip(rp, "decided by a rate limit on the capture's clock (\"" + limit + "\"), which the original counts on " +
+                          "the replay's, where the capture's time passes in a moment: the kernel's verdict here is not the one " +
+                          "it gave when the capture was taken");
+    ++compared_;
+    if (k.accepted) ++accepted_;
+    if (rp.permit() == k.accepted) ++alike_;
+    else differences_.push_back(difference(rp, k.accepted));
+    return true;
+  }
+
+  json report(const VerifyArgs& args, const ReplayArgs& ra) const {
+    return {{"capture", args.pcap},
+            {"locals", ra.locals},
+            {"packets", packets_},
+            {"compared", compared_},
+            {"alike", alike_},
+            {"original_accepted", accepted_},
+            {"original_dropped", compared_ - accepted_},
+            {"different", differences_.size()},
+            {"not_compared", skipped_.size()},
+            {"compared_fraction", packets_ ? static_cast<double>(compared_) / static_cast<double>(packets_) : 0.0},
+            {"needs_interface", needs_interface_},
+            {"differences", differences_},
+            {"skipped", skipped_}};
+  }
+
+ private:
+  bool skip(const ReplayedPacket& rp, const std::string& why) {
+    skipped_.push_back({{"index", rp.index}, {"packet", packet_summary(*rp.packet)}, {"reason", why}});
+    return true;
+  }
+
+  // Why a packet whose walk reached rules an interface decides is not compared ("": it reached none).
+  std::string needs_interface(const std::set<size_t>& reached) {
+    std::set<std::string> names;
+    std::string rule_list;
+    for (size_t r : reached) {
+      if (r >= shadowed_.interface_rules.size()) continue;  // a log of the original's own to our group
+      const InterfaceRule& rule = shadowed_.interface_rules[r];
+      names.insert(rule.interfaces.begin(), rule.interfaces.end());
+      rule_list += (rule_list.empty() ? "" : "; ") + rule.rule;
+    }
+    if (names.empty()) return "";
+    std::string name_list;
+    for (const auto& n : names) {
+      ++needs_interface_[n];
+      name_list += (name_list.empty() ? "" : ", ") + n;
+    }
+    return "needs interface " + name_list + ", which the capture does not show: the original decides it by " +
+           "which interface it came in or left by (" + rule_list + ")";
+  }
+
+  // A packet decided differently, with the layer and filter that decided it for LFP: the one that
+  // blocked, or the last one a filter decided.
+  static json difference(const ReplayedPacket& rp, bool original_accepted) {
+    const pk::Packet& p = *rp.packet;
+    const pk::Direction dir = rp.walk->direction();
+    const bool lfp = rp.permit();
+    const ReplayedPacket::Layer* decided = nullptr;
+    for (const auto& l : rp.layers)
+      if (!l.result.permit || l.result.filter) decided = &l;
+    bool ale = false;
+    for (const auto& l : rp.layers)
+      ale = ale || l.layer == LayerId::ALE_AUTH_CONNECT_V4 || l.layer == LayerId::ALE_AUTH_CONNECT_V6 ||
+            l.layer == LayerId::ALE_AUTH_RECV_ACCEPT_V4 || l.layer == LayerId::ALE_AUTH_RECV_ACCEPT_V6;
+    json d = {{"index", rp.index},
+              {"packet", packet_summary(p)},
+              {"direction", pk::to_string(dir)},
+              {"source", addr_text(p.src)},
+              {"destination", addr_text(p.dst)},
+              {"original", original_accepted ? "ACCEPT" : "DROP"},
+              {"lfp", lfp ? "PERMIT" : "BLOCK"},
+              {"layer", decided ? json(layer_info(decided->layer).name) : json(nullptr)},
+              {"filter", decided && decided->result.filter
+                             ? json{{"key", decided->result.filter->key.str()}, {"name", decided->result.filter->display.name}}
+                             : json(nullptr)}};
+    const char* proto = protocol_name(p.protocol);
+    d["protocol"] = proto ? json(proto) : json(p.protocol);
+    d["source_port"] = p.has_ports() ? json(p.src_port) : json(nullptr);
+    d["destination_port"] = p.has_ports() ? json(p.dst_port) : json(nullptr);
+    if (!ale && lfp && (dir == pk::Direction::INBOUND || dir == pk::Direction::OUTBOUND))
+      d["note"] = p.has_ports()
+                      ? "not a flow's first packet for LFP (its ALE layers decide first packets only): the kernel's "
+                        "conntrack did not take it as part of a flow it knows (a capture that starts mid-flow?)"
+                      : "the imported INPUT/OUTPUT filters decide flows with ports (TCP, UDP) at the ALE layers and ICMP "
+                        "requests at the transport layers, not this packet, while the original chain decides it";
+    return d;
+  }
+
+  Kernel& kernel_;
+  const ShadowedRules& shadowed_;
+  const import::BuiltinCallouts& callouts_;
+  json differences_ = json::array(), skipped_ = json::array();
+  uint64_t packets_ = 0, compared_ = 0, alike_ = 0, accepted_ = 0;
+  std::map<std::string, uint64_t> needs_interface_;  // packets not compared, by an interface they need
+};
+
+}  // namespace
+
+json verify_import(const std::string& format, const std::string& rules, const json& policy, const VerifyArgs& args) {
+  if (!verify_supported(format))
+    throw VerifyUnavailable("--verify runs the original rules in the kernel: " + format +
+                            " rules have no semantics Linux can run (iptables and nft only)");
+  FilterEngine engine;
+  policy::apply_policy(engine, policy::policy_from_json(policy));
+  ReplayArgs ra;
+  ra.pcap = args.pcap;
+  ra.locals = args.locals;
+  const std::vector<pk::IpAddr> locals = host_addresses(engine, ra);
 
   bool ip6tables = false;
   if (format == "iptables")
@@ -912,107 +904,9 @@ json verify_import(const std::string& format, const std::string& rules, const js
     callouts.set_clocks(static_cast<int64_t>(capture_ns / 1'000'000),
                         std::chrono::duration_cast<std::chrono::milliseconds>(replay).count());
   };
-
-  json differences = json::array(), skipped = json::array();
-  uint64_t packets = 0, compared = 0, alike = 0, accepted = 0;
-  std::map<std::string, uint64_t> needs_interface;  // packets not compared, by an interface they need
-  replay_capture(engine, ra, [&](const ReplayedPacket& rp) {
-    ++packets;
-    const pk::Packet& p = *rp.packet;
-    auto skip = [&](const std::string& why) {
-      skipped.push_back({{"index", rp.index}, {"packet", packet_summary(p)}, {"reason", why}});
-      return true;
-    };
-    if (const std::string why = not_injectable(rp); !why.empty()) return skip(why);
-    const size_t off = link_header_length(p);
-    if (rp.bytes.size() < off + 1 || (rp.bytes[off] >> 4) != p.ip_version) return skip("no IP header where the link type puts it");
-    const size_t len = p.ip_total_len;
-    if (len == 0 || rp.bytes.size() < off + len) return skip("cut short by the capture (snap length): not injected");
-    const auto ip = rp.bytes.subspan(off, len);
-    const pk::Direction dir = rp.walk->direction();
-    const Kernel::Outcome k = dir == pk::Direction::OUTBOUND
-                                  ? kernel.inject_outbound(ip, p.ip_version == 6, p.dst)
-                                  : kernel.inject_inbound(ip, p.ip_version == 6, dir == pk::Direction::FORWARDED);
-    const std::set<size_t> reached = kernel.interface_rules_reached();
-    if (!k.observed) return skip(k.error);
-    switch (rp.walk->fragment_state()) {
-      case pk::FragmentState::HELD: return skip("a fragment held for reassembly (its datagram is compared)");
-      case pk::FragmentState::DISCARDED: return skip("a fragment LFP discards");
-      default: break;
-    }
-    std::set<std::string> names;
-    std::string rule_list;
-    for (size_t r : reached) {
-      if (r >= shadowed.interface_rules.size()) continue;  // a log of the original's own to our group
-      const InterfaceRule& rule = shadowed.interface_rules[r];
-      names.insert(rule.interfaces.begin(), rule.interfaces.end());
-      rule_list += (rule_list.empty() ? "" : "; ") + rule.rule;
-    }
-    if (!names.empty()) {
-      std::string name_list;
-      for (const auto& n : names) {
-        ++needs_interface[n];
-        name_list += (name_list.empty() ? "" : ", ") + n;
-      }
-      return skip("needs interface " + name_list + ", which the capture does not show: the original decides it by " +
-                  "which interface it came in or left by (" + rule_list + ")");
-    }
-    if (const std::string& limit = callouts.decided_by_time(); !limit.empty())
-      return skip("decided by a rate limit on the capture's clock (\"" + limit + "\"), which the original counts on " +
-                  "the replay's, where the capture's time passes in a moment: the kernel's verdict here is not the one " +
-                  "it gave when the capture was taken");
-    ++compared;
-    if (k.accepted) ++accepted;
-    const bool lfp = rp.permit();
-    if (lfp == k.accepted) {
-      ++alike;
-      return true;
-    }
-    // The layer and filter that decided: the one that blocked, or the last one a filter decided.
-    const ReplayedPacket::Layer* decided = nullptr;
-    for (const auto& l : rp.layers)
-      if (!l.result.permit || l.result.filter) decided = &l;
-    bool ale = false;
-    for (const auto& l : rp.layers)
-      ale = ale || l.layer == LayerId::ALE_AUTH_CONNECT_V4 || l.layer == LayerId::ALE_AUTH_CONNECT_V6 ||
-            l.layer == LayerId::ALE_AUTH_RECV_ACCEPT_V4 || l.layer == LayerId::ALE_AUTH_RECV_ACCEPT_V6;
-    json d = {{"index", rp.index},
-              {"packet", packet_summary(p)},
-              {"direction", pk::to_string(dir)},
-              {"source", addr_text(p.src)},
-              {"destination", addr_text(p.dst)},
-              {"original", k.accepted ? "ACCEPT" : "DROP"},
-              {"lfp", lfp ? "PERMIT" : "BLOCK"},
-              {"layer", decided ? json(layer_info(decided->layer).name) : json(nullptr)},
-              {"filter", decided && decided->result.filter
-                             ? json{{"key", decided->result.filter->key.str()}, {"name", decided->result.filter->display.name}}
-                             : json(nullptr)}};
-    const char* proto = protocol_name(p.protocol);
-    d["protocol"] = proto ? json(proto) : json(p.protocol);
-    d["source_port"] = p.has_ports() ? json(p.src_port) : json(nullptr);
-    d["destination_port"] = p.has_ports() ? json(p.dst_port) : json(nullptr);
-    if (!ale && lfp && (dir == pk::Direction::INBOUND || dir == pk::Direction::OUTBOUND))
-      d["note"] = p.has_ports()
-                      ? "not a flow's first packet for LFP (its ALE layers decide first packets only): the kernel's "
-                        "conntrack did not take it as part of a flow it knows (a capture that starts mid-flow?)"
-                      : "the imported INPUT/OUTPUT filters decide flows with ports (TCP, UDP) at the ALE layers and ICMP "
-                        "requests at the transport layers, not this packet, while the original chain decides it";
-    differences.push_back(std::move(d));
-    return true;
-  }, clocks);
-  return {{"capture", args.pcap},
-          {"locals", ra.locals},
-          {"packets", packets},
-          {"compared", compared},
-          {"alike", alike},
-          {"original_accepted", accepted},
-          {"original_dropped", compared - accepted},
-          {"different", differences.size()},
-          {"not_compared", skipped.size()},
-          {"compared_fraction", packets ? static_cast<double>(compared) / static_cast<double>(packets) : 0.0},
-          {"needs_interface", needs_interface},
-          {"differences", differences},
-          {"skipped", skipped}};
+  Comparison comparison(kernel, shadowed, callouts);
+  replay_capture(engine, ra, [&](const ReplayedPacket& rp) { return comparison.add(rp); }, clocks);
+  return comparison.report(args, ra);
 }
 
 void print_verify_report(const json& r, std::ostream& out) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // lfp import FORMAT FILE --verify CAPTURE (docs/porting.md "Verifying an import"): the capture is
 // replayed twice, packet by packet in capture order. Once through the original rules, which the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "netevents_cmd.hpp"
 
 #include <pwd.h>
@@ -7,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <iostream>
+#include <memory>
 #include <sstream>
 #include <tuple>
 #include <vector>
@@ -197,6 +199,25 @@ int monitor_netevents(client::Client& c, const EventFilterArgs& a, bool as_json,
   return 0;
 }
 
+namespace {
+
+struct SetOptionsArgs {
+  std::string netevents, allows;  // on | off (empty: unchanged)
+  std::vector<std::string> keywords;
+  bool keywords_given = false;
+};
+
+struct CaptureArgs {
+  std::string action, file;
+};
+
+struct DiagnoseArgs {
+  std::string time = "now", provider, protocol, local, remote, user, app, helpers_dir;
+  double window_s = 60;
+  int repair = 0;
+  bool no_foreign = false;
+};
+
 CLI::App* add_set_command(CLI::App& app, SetOptionsArgs& a) {
   auto* set = app.add_subcommand("set", "Change lfpd's options (like netsh wfp set options)");
   auto* opts = set->add_subcommand("options", "Net event collection: --netevents on|off, --allows on|off, --keywords");
@@ -229,7 +250,6 @@ int run_set(client::Client& c, const SetOptionsArgs& a, bool as_json) {
   return 0;
 }
 
-namespace {
 
 // Turns the packet layers' keeping of dropped packets on or off; false when this lfpd has none.
 bool packet_layers_capture(client::Client& c, bool on) {
@@ -280,8 +300,6 @@ json dropped_packets(client::Client& c, const std::string& bundle, bool kept) {
   }
   return {{"files", files}, {"packets", r["packets"].size()}, {"kept_at_most", r["kept_at_most"]}};
 }
-
-}  // namespace
 
 CLI::App* add_capture_command(CLI::App& app, CaptureArgs& a) {
   auto* cap = app.add_subcommand("capture", "Capture a diagnostic bundle (like netsh wfp capture): start FILE, then stop FILE");
@@ -436,6 +454,29 @@ int run_diagnose(client::Client& c, const DiagnoseArgs& a, bool as_json) {
     }
   }
   return verdict == "confirmed" ? kConfirmed : verdict == "healthy" ? 0 : kIndeterminate;
+}
+
+}  // namespace
+
+void add_netevents_verbs(CLI::App& app, Globals& g, Verbs& verbs) {
+  auto set_args = std::make_shared<SetOptionsArgs>();
+  auto* set = add_set_command(app, *set_args);
+  set->get_subcommand("options")->add_flag("--json", g.as_json, "JSON output");
+  add_daemon_verb(verbs, g, set, [&g, set_args](client::Client& c) {
+    return run_set(c, *set_args, g.as_json);
+  });
+  auto capture_args = std::make_shared<CaptureArgs>();
+  auto* capture = add_capture_command(app, *capture_args);
+  capture->add_flag("--json", g.as_json, "JSON output");
+  add_daemon_verb(verbs, g, capture, [&g, capture_args](client::Client& c) {
+    return run_capture(c, *capture_args, g.as_json);
+  });
+  auto diagnose_args = std::make_shared<DiagnoseArgs>();
+  auto* diagnose = add_diagnose_command(app, *diagnose_args);
+  diagnose->add_flag("--json", g.as_json, "JSON output");
+  add_daemon_verb(verbs, g, diagnose, [&g, diagnose_args](client::Client& c) {
+    return run_diagnose(c, *diagnose_args, g.as_json);
+  });
 }
 
 }  // namespace lfp::cli

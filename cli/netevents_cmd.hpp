@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // lfp's net event and diagnosis verbs: show netevents / coverage / options, monitor netevents,
 // set options, capture start|stop, diagnose (docs/cli.md, docs/netevents.md, docs/diagnose.md).
@@ -8,6 +9,7 @@
 #include <vector>
 
 #include "lfp/client/client.hpp"
+#include "verbs.hpp"
 
 namespace lfp::cli {
 
@@ -30,27 +32,7 @@ int show_coverage(client::Client& c, bool as_json);
 int show_options(client::Client& c, bool as_json);
 int monitor_netevents(client::Client& c, const EventFilterArgs& a, bool as_json, volatile std::sig_atomic_t& stop);
 
-struct SetOptionsArgs {
-  std::string netevents, allows;  // on | off (empty: unchanged)
-  std::vector<std::string> keywords;
-  bool keywords_given = false;
-};
-CLI::App* add_set_command(CLI::App& app, SetOptionsArgs& a);
-int run_set(client::Client& c, const SetOptionsArgs& a, bool as_json);
-
-struct CaptureArgs {
-  std::string action, file;
-};
-CLI::App* add_capture_command(CLI::App& app, CaptureArgs& a);
-int run_capture(client::Client& c, const CaptureArgs& a, bool as_json);
-
-struct DiagnoseArgs {
-  std::string time = "now", provider, protocol, local, remote, user, app, helpers_dir;
-  double window_s = 60;
-  int repair = 0;
-  bool no_foreign = false;
-};
-CLI::App* add_diagnose_command(CLI::App& app, DiagnoseArgs& a);
-int run_diagnose(client::Client& c, const DiagnoseArgs& a, bool as_json);
+// lfp set options, capture and diagnose.
+void add_netevents_verbs(CLI::App& app, Globals& g, Verbs& verbs);
 
 }  // namespace lfp::cli

@@ -1,9 +1,11 @@
+// SPDX-License-Identifier: MIT
 #include "prompt_cmd.hpp"
 
 #include <poll.h>
 #include <unistd.h>
 
 #include <iostream>
+#include <memory>
 #include <set>
 #include <sstream>
 
@@ -12,6 +14,14 @@ namespace lfp::cli {
 using nlohmann::json;
 
 namespace {
+
+struct PromptArgs {
+  CLI::App* list = nullptr;
+  CLI::App* answer = nullptr;
+  uint64_t id = 0;
+  std::string action, scope = "once";
+  size_t offset = 0, limit = 0;  // list: a page (0: all)
+};
 
 std::string describe(const json& p) {
   std::ostringstream s;
@@ -62,8 +72,6 @@ json answer(client::Client& c, uint64_t id, const std::string& action, const std
   c.call("pending_complete", {{"pending", id}, {"action", permit ? "PERMIT" : "BLOCK"}});
   return out;
 }
-
-}  // namespace
 
 CLI::App* add_prompt_command(CLI::App& app, PromptArgs& a) {
   auto* p = app.add_subcommand("prompt",
@@ -128,6 +136,18 @@ int run_prompt(client::Client& c, const PromptArgs& a, bool as_json, volatile st
     }
   }
   return 0;
+}
+
+}  // namespace
+
+void add_prompt_verb(CLI::App& app, Globals& g, Verbs& verbs) {
+  auto a = std::make_shared<PromptArgs>();
+  auto* prompt = add_prompt_command(app, *a);
+  for (auto* sc : {prompt, a->list, a->answer}) sc->add_flag("--json", g.as_json, "JSON output");
+  add_daemon_verb(verbs, g, prompt, [&g, a](client::Client& c) {
+    volatile std::sig_atomic_t& stop = stop_on_signal();
+    return run_prompt(c, *a, g.as_json, stop);
+  });
 }
 
 int show_flows(client::Client& c, size_t offset, size_t limit, bool as_json) {

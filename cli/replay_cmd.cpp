@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "replay_cmd.hpp"
 
 #include <pcap/pcap.h>
@@ -76,16 +77,6 @@ std::string problem_text(const pk::Packet& p) {
 
 }  // namespace
 
-CLI::App* add_replay_command(CLI::App& app, ReplayArgs& a) {
-  auto* cmd = app.add_subcommand("replay", "Walk a capture's packets through the packet layers against a policy");
-  cmd->add_option("--policy", a.policy, "Policy file (JSON)")->required()->check(CLI::ExistingFile);
-  cmd->add_option("--pcap", a.pcap, "Capture file (pcap or pcapng)")->required();
-  cmd->add_option("--local", a.locals, "An address of the host (repeatable; default: the first IP packet's source)");
-  cmd->add_option("--ifindex", a.ifindex, "The capture interface's index (default: none, fields EMPTY)")
-      ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
-  return cmd;
-}
-
 size_t link_header_length(const pk::Packet& p) {
   switch (p.link) {
     case pk::LinkType::ETHERNET: return 14 + 4u * p.vlan_count;
@@ -157,6 +148,18 @@ void replay_capture(const FilterEngine& engine, const ReplayArgs& a,
   }
 }
 
+namespace {
+
+CLI::App* add_replay_command(CLI::App& app, ReplayArgs& a) {
+  auto* cmd = app.add_subcommand("replay", "Walk a capture's packets through the packet layers against a policy");
+  cmd->add_option("--policy", a.policy, "Policy file (JSON)")->required()->check(CLI::ExistingFile);
+  cmd->add_option("--pcap", a.pcap, "Capture file (pcap or pcapng)")->required();
+  cmd->add_option("--local", a.locals, "An address of the host (repeatable; default: the first IP packet's source)");
+  cmd->add_option("--ifindex", a.ifindex, "The capture interface's index (default: none, fields EMPTY)")
+      ->check(CLI::Range(int64_t{0}, int64_t{UINT32_MAX}));
+  return cmd;
+}
+
 int run_replay(const FilterEngine& engine, const ReplayArgs& a, bool as_json) {
   replay_capture(engine, a, [&](const ReplayedPacket& rp) {
     const pk::Packet& p = *rp.packet;
@@ -190,6 +193,19 @@ int run_replay(const FilterEngine& engine, const ReplayArgs& a, bool as_json) {
     return true;
   });
   return 0;
+}
+
+}  // namespace
+
+void add_replay_verb(CLI::App& app, Globals& g, Verbs& verbs) {
+  auto a = std::make_shared<ReplayArgs>();
+  auto* replay = add_replay_command(app, *a);
+  replay->add_flag("--json", g.as_json, "JSON output (one object a packet)");
+  verbs[replay] = [&g, a] {
+    FilterEngine engine;
+    load_policy(engine, a->policy);
+    return run_replay(engine, *a, g.as_json);
+  };
 }
 
 }  // namespace lfp::cli

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // lfp replay: a capture (pcap or pcapng) walked through the packet layers against a policy, offline
 // (docs/packet-layers.md "Replay", docs/cli.md).
@@ -12,6 +13,7 @@
 #include "lfp/engine/engine.hpp"
 #include "lfp/packet/parse.hpp"
 #include "lfp/packet/walk.hpp"
+#include "verbs.hpp"
 
 namespace lfp::cli {
 
@@ -20,10 +22,9 @@ struct ReplayArgs {
   std::vector<std::string> locals;
   int64_t ifindex = -1;  // -1: none (EMPTY)
 };
-CLI::App* add_replay_command(CLI::App& app, ReplayArgs& a);
-// Prints one decision a packet. Throws std::invalid_argument on a bad argument (exit 1) and
-// std::runtime_error on an unreadable capture (exit 2).
-int run_replay(const FilterEngine& engine, const ReplayArgs& a, bool as_json);
+// lfp replay: prints one decision a packet. A bad argument is an std::invalid_argument (exit 1), an
+// unreadable capture an std::runtime_error (exit 2).
+void add_replay_verb(CLI::App& app, Globals& g, Verbs& verbs);
 
 // One packet of a capture after its walk through the packet layers (what lfp replay prints, and what
 // lfp import --verify compares with the kernel).
@@ -42,7 +43,7 @@ struct ReplayedPacket {
   bool permit() const { return layers.empty() || layers.back().result.permit; }
 };
 // Reads the capture and walks each packet, in order, through the layers against the engine, calling
-// `on_packet` after each walk (false from it: stop there). Same errors as run_replay. The engine's
+// `on_packet` after each walk (false from it: stop there). Same errors as lfp replay. The engine's
 // registered callouts get the packet from its IP header on (at DATAGRAM_DATA its UDP payload), as
 // lfpd's packet path gives it them; `before_walk`, if given, hears each packet's capture time
 // (nanoseconds since the epoch) before its walk, for callouts that count time (lfp import --verify's).

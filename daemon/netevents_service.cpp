@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "netevents_service.hpp"
 
 #include <spdlog/spdlog.h>
@@ -64,6 +65,8 @@ NetEventService::NetEventService(Server& server, const std::string& path, Retent
   server.add_op("netevents_ingest", Role::ADMIN, [this](const OpContext&, const json& req) { return op_ingest(req); });
   server.add_op("diagnose", Role::READER, [this](const OpContext& ctx, const json& req) { return op_diagnose(ctx, req); });
   server.on_session_closed([this](uint64_t id) { subscribers_.erase(id); });
+  // A part of enforcement that goes down (or comes back) is a mark in the log's coverage.
+  server.on_degraded([this](const std::string& part, const std::optional<std::string>& why) { degraded(part, why); });
 }
 
 EventLog& NetEventService::need_log() const {

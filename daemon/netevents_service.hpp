@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // lfpd's net event log and diagnostics, served beside the engine (docs/netevents.md, docs/diagnose.md):
 // ops netevents_enum, netevents_subscribe / netevents_unsubscribe, netevents_settings,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "request_reader.hpp"
 
 #include "lfp/protocol/request.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // lfpd's requests as they arrive: each frame parsed once (the arena reader), checked (a JSON object
 // that repeats no member), its small members copied out as nlohmann json, and an apply's policy read

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "server.hpp"
 
 #include <fcntl.h>
@@ -24,9 +25,9 @@
 #include "lfp/engine/error.hpp"
 #include "lfp/policy/policy.hpp"
 #include "lfp/protocol/json_text.hpp"
-#include "lfp/protocol/log_limit.hpp"
 #include "lfp/protocol/request.hpp"
 #include "lfp/store/files.hpp"
+#include "server_parts.hpp"
 
 namespace lfp::daemon {
 
@@ -38,51 +39,6 @@ constexpr std::string_view kKindNames[] = {"provider", "sublayer", "callout", "p
 constexpr std::string_view kKindPlural[] = {"providers", "sublayers", "callouts", "provider_contexts", "filters"};
 constexpr size_t kMaxQueued = 4096;             // requests a client may have waiting
 constexpr size_t kMaxOutput = 256u << 20;       // bytes a slow client may leave unread
-constexpr uint64_t kMaxTxnWaitMs = 3'600'000;  // an hour: a wait longer than that is a mistake
-constexpr uint64_t kMaxFirst = UINT32_MAX;      // apply's "first" indexes: more objects than a policy has
-
-std::string_view plural(ObjKind k) { return kKindPlural[static_cast<size_t>(k)]; }
-
-// A request-level failure: code (WFP error name or protocol code) and message.
-struct Fail {
-  std::string code, message;
-};
-[[noreturn]] void fail(std::string code, std::string message) { throw Fail{std::move(code), std::move(message)}; }
-
-// A member holding a GUID, nullopt when absent (`at`: the path of the object holding it, as for
-// protocol::string_member); guid_arg: one that is required.
-std::optional<Guid> guid_member(const json& req, std::string_view name, std::string_view at = {}) {
-  const auto text = protocol::string_member(req, name, at);
-  if (!text) return std::nullopt;
-  const auto g = Guid::parse(*text);
-  if (!g) fail("INVALID_PARAMETER", std::string(at) + "/" + std::string(name) + ": not a GUID: \"" + protocol::log_safe(*text, 64) + "\"");
-  return g;
-}
-
-Guid guid_arg(const json& req, std::string_view name) {
-  const auto g = guid_member(req, name);
-  if (!g) protocol::missing_member(name, "a GUID");
-  return *g;
-}
-
-ObjKind kind_arg(const json& req) {
-  const auto text = protocol::string_member(req, "kind");
-  if (!text) protocol::missing_member("kind", "provider, sublayer, callout, provider_context or filter");
-  const auto k = kind_from_string(*text);
-  if (!k)
-    fail("INVALID_PARAMETER", "/kind: unknown kind \"" + protocol::log_safe(*text, 64) +
-                                  "\" (provider, sublayer, callout, provider_context or filter)");
-  return *k;
-}
-
-std::string_view role_name(Role r) {
-  switch (r) {
-    case Role::ADMIN: return "admin";
-    case Role::WRITER: return "writer";
-    case Role::READER: return "reader";
-    default: return "none";
-  }
-}
 
 // A role's group, by name (--admin-group, --writer-group). Resolved once: a name that does not
 // resolve is logged, and nobody is in it.
@@ -116,92 +72,28 @@ std::vector<gid_t> socket_peer_groups(int fd) {
 }  // namespace
 
 std::string_view kind_name(ObjKind k) { return kKindNames[static_cast<size_t>(k)]; }
+std::string_view kind_plural(ObjKind k) { return kKindPlural[static_cast<size_t>(k)]; }
+std::string_view role_name(Role r) {
+  switch (r) {
+    case Role::ADMIN: return "admin";
+    case Role::WRITER: return "writer";
+    case Role::READER: return "reader";
+    default: return "none";
+  }
+}
+
 std::optional<ObjKind> kind_from_string(std::string_view s) {
   for (size_t i = 0; i < std::size(kKindNames); ++i)
     if (kKindNames[i] == s || kKindPlural[i] == s) return static_cast<ObjKind>(i);
   return std::nullopt;
 }
 
-// A request as queued: its members as JSON, except "policy" and "object", which the write operations
-// read straight from the parsed frame (and whose text the store keeps).
-// A request as queued: being read (a large frame, on the reader's worker) until process() takes it.
-struct Server::Request {
-  RequestReader::Pending pending;
-  json req;
-  std::shared_ptr<policy::JsonDoc> doc;
-  mutable std::optional<policy::Policy> policy;  // op "apply": its policy, read by the reader
-  std::exception_ptr policy_error;
-  const policy::JsonValue* member(std::string_view name) const { return doc->root().find(name); }
-  // The request read (waiting for the worker if it is not yet); false: not a request, and why.
-  bool take(std::string& error) {
-    if (doc) return true;
-    ReadRequest& r = pending.get();
-    req = std::move(r.req);
-    error = std::move(r.error);
-    if (!error.empty()) return false;
-    doc = std::move(r.doc);
-    policy = std::move(r.policy);
-    policy_error = r.policy_error;
-    return true;
-  }
-};
-
-struct Server::Session {
-  uint64_t id = 0;
-  int fd = -1;
-  ucred cred{};
-  Role role = Role::NONE;
-  Guid key;
-  std::string name;
-  bool hello = false;
-  bool dynamic = false;
-  uint32_t txn_wait_ms = 0;
-  std::optional<Guid> provider;
-  wire::FrameReader reader;
-  std::string out;
-  size_t out_off = 0;
-  std::deque<Request> queue;                      // requests in arrival order
-  std::optional<Clock::time_point> deadline;      // the head request waits for the lock until then
-  enum class Txn { NONE, READ, WRITE } txn = Txn::NONE;
-  Clock::time_point txn_since{}, last_request{};
-  Clock::time_point last_read{};   // the last bytes from the client
-  Clock::time_point frame_since{}; // the first byte of a request not yet whole (epoch: none)
-  std::string txn_ended;  // why lfpd ended this session's transaction (told at its next request)
-  bool subscribed = false;
-  std::set<ObjKind> sub_kinds;
-  bool closing = false;
-};
-
-// One change of a write transaction, in order: what undoes it, and what commit persists and announces.
-struct Server::Undo {
-  bool added;        // true: undo deletes the object; false: undo restores `object`
-  ObjKind kind;
-  Guid key;
-  // The change notification's object (with "owner") if someone listened when the change was made,
-  // else null. Commit announces the non-null ones.
-  json body;
-  Owner owner;
-  std::string_view text;  // a persistent added object's request text (in the transaction's texts), if any
-  // A deleted object as the engine held it, run-time ids included, to be restored exactly (behind a
-  // pointer: a transaction of a million adds keeps a million of these records).
-  using Deleted = std::variant<Provider, Sublayer, Callout, ProviderContext, Filter>;
-  std::unique_ptr<Deleted> object;
-  // An added object as it was added, so that a commit of a million adds need not look each one up:
-  bool persistent = false;  // PERSISTENT or BOOTTIME
-  LayerId layer{};          // a filter's layer
-};
-
-struct Server::WriteTxn {
-  uint64_t session;
-  bool explicit_txn;
-  std::vector<Undo> undo;                              // one entry per change, in order
-  std::deque<std::string> texts;  // the request texts of the persistent objects added, for the store
-};
-
 Server::Server(Config cfg)
     : cfg_(std::move(cfg)),
       admin_gid_(group_id(cfg_.admin_group, "admin")),
-      writer_gid_(group_id(cfg_.writer_group, "writer")) {}
+      writer_gid_(group_id(cfg_.writer_group, "writer")) {
+  add_core_ops();
+}
 
 Server::~Server() {
   for (auto& [id, s] : sessions_) ::close(s->fd);
@@ -228,7 +120,7 @@ void Server::load_store() {
       // The body is the object as policy JSON: as the daemon wrote it, or the request's own text
       // (whose key may be absent when the daemon generated it: the row's key is the key).
       auto doc = policy::JsonDoc::parse(rec.body);
-      policy::Policy p = policy::object_from_json(plural(kind), doc->root(), "", {"id", "effective_weight", "owner"});
+      policy::Policy p = policy::object_from_json(kind_plural(kind), doc->root(), "", {"id", "effective_weight", "owner"});
       switch (kind) {
         case ObjKind::PROVIDER: p.providers.at(0).key = *key; break;
         case ObjKind::SUBLAYER: p.sublayers.at(0).key = *key; break;
@@ -561,9 +453,6 @@ void Server::process(Session& s) {
     bool done;
     try {
       done = handle(s, r);
-    } catch (const Fail& f) {
-      reply_error(s, req.value("id", json()), f.code, f.message);
-      done = true;
     } catch (const Error& e) {
       reply_error(s, req.value("id", json()), to_string(e.code()), e.detail());
       done = true;
@@ -640,10 +529,6 @@ void Server::close_session(uint64_t id, const std::string& why) {
   if (had_dynamic) pending_cleanups_.push_back(id);
   for (auto& cb : close_observers_) cb(id);
   retry_waiting();
-}
-
-void Server::add_op(std::string name, Role min_role, OpHandler handler) {
-  extra_ops_[std::move(name)] = {min_role, std::move(handler)};
 }
 
 void Server::send_event(uint64_t session, const json& msg) {
@@ -1031,553 +916,112 @@ json Server::object_json(ObjKind kind, const Guid& key) const {
   return j;
 }
 
-namespace {
-// The keys an object references, with their kinds (for lifetime checks).
-std::vector<std::pair<ObjKind, Guid>> references(const policy::Policy& p) {
-  std::vector<std::pair<ObjKind, Guid>> out;
-  auto prov = [&](const std::optional<Guid>& g) { if (g) out.emplace_back(ObjKind::PROVIDER, *g); };
-  for (auto& x : p.sublayers) prov(x.provider);
-  for (auto& x : p.callouts) prov(x.provider);
-  for (auto& x : p.provider_contexts) prov(x.provider);
-  for (auto& f : p.filters) {
-    prov(f.provider);
-    if (f.sublayer) out.emplace_back(ObjKind::SUBLAYER, *f.sublayer);
-    if (is_callout(f.action.type)) out.emplace_back(ObjKind::CALLOUT, f.action.callout_key);
-    if (f.provider_context) out.emplace_back(ObjKind::PROVIDER_CONTEXT, *f.provider_context);
-  }
-  return out;
-}
-uint32_t flags_of(const policy::Policy& p) {
-  if (!p.providers.empty()) return p.providers[0].flags;
-  if (!p.sublayers.empty()) return p.sublayers[0].flags;
-  if (!p.callouts.empty()) return p.callouts[0].flags;
-  if (!p.provider_contexts.empty()) return p.provider_contexts[0].flags;
-  return p.filters.empty() ? 0 : p.filters[0].flags;
-}
-}  // namespace
+// ---------------------------------------------------------------------------------------------
+// Requests (docs/protocol.md): one table of ops, lfpd's own (ops_core.cpp) and its services', each
+// with the rule of who may run it and when.
 
-json Server::op_add(Session& s, ObjKind kind, const Request& r) {
-  const policy::JsonValue* obj = r.member("object");
-  if (!obj || obj->is_null()) protocol::missing_member("object", "the object to add, as in a policy file");
-  if (!obj->is_object()) fail("INVALID_PARAMETER", "/object: must be an object, not " + protocol::log_safe(obj->text(), 64));
-  policy::Policy p;
-  try {
-    // Output-only members are ignored ("owner" too: what `get` returns can be added back).
-    p = policy::object_from_json(plural(kind), *obj, "/object", {"id", "effective_weight", "owner"});
-  } catch (const policy::PolicyError& e) {
-    fail("INVALID_PARAMETER", e.what());
+void Server::register_op(std::string name, OpRule rule, OpRun run) {
+  const auto [it, added] = ops_.try_emplace(std::move(name), Op{rule, std::move(run)});
+  if (!added) throw std::logic_error("op '" + it->first + "' is registered twice");
+}
+
+void Server::add_op(std::string name, Role min_role, OpHandler handler) {
+  register_op(std::move(name), OpRule{min_role},
+              [handler = std::move(handler)](Session& s, const Request& r) -> std::optional<OpResult> {
+                return OpResult{handler(OpContext{s.id, s.role, s.cred}, r.req)};
+              });
+}
+
+void Server::need_role(const Session& s, Role r, std::string_view what) const {
+  if (s.role < r)
+    throw Error(ErrorCode::ACCESS_DENIED, std::string(what) + " needs the " + std::string(role_name(r)) + " role; uid " +
+                                              std::to_string(s.cred.uid) + " is " + std::string(role_name(s.role)));
+}
+
+void Server::check_access(const Session& s, std::string_view op, const OpRule& rule) const {
+  if (!s.hello && !rule.before_hello) throw Error(ErrorCode::INVALID_PARAMETER, "open the session with 'hello' first");
+  if (rule.min_role != Role::NONE) need_role(s, Role::READER, op);  // (said before anything else of the op)
+  // A transaction lfpd ended (idle, or a reader that yielded to a writer): every request in it fails
+  // and says why, until the client aborts, commits or begins again (never applied outside it).
+  if (!s.txn_ended.empty() && !rule.in_ended_txn) throw Error(ErrorCode::TXN_ABORTED, s.txn_ended);
+  need_role(s, rule.min_role, op);
+}
+
+bool Server::handle(Session& s, const Request& r) {
+  const auto op_name = protocol::string_member(r.req, "op");
+  if (!op_name) protocol::missing_member("op", "the operation's name");
+  const auto found = ops_.find(*op_name);
+  const Op* op = found != ops_.end() ? &found->second : nullptr;
+  const OpRule rule = op ? op->rule : OpRule{};  // an unknown op is checked as a read is, then refused
+  check_access(s, *op_name, rule);
+  if (rule.lock == OpLock::READ && s.txn == Session::Txn::NONE && !can_read(s)) return false;
+  if (!op) throw Error(ErrorCode::INVALID_PARAMETER, "unknown op '" + *op_name + "'");
+  std::optional<OpResult> result = rule.lock == OpLock::WRITE ? run_write(s, r, op->run) : op->run(s, r);
+  if (!result) return false;  // it waits for the transaction lock
+  reply_ok(s, r.req.value("id", json()), std::move(*result));
+  return true;
+}
+
+std::optional<Server::OpResult> Server::run_write(Session& s, const Request& r, const OpRun& run) {
+  if (s.txn == Session::Txn::READ) throw Error(ErrorCode::INCOMPATIBLE_TXN, "the session's transaction is read-only");
+  const bool implicit = s.txn == Session::Txn::NONE;
+  if (implicit) {
+    if (!can_write(s)) return std::nullopt;
+    begin_write(s, false);
   }
-  uint64_t id = 0;
-  const Guid key = add_parsed(s, kind, p, obj->text(), &id);
-  json result = {{"key", key.str()}};
-  if (kind == ObjKind::FILTER) result["id"] = id;
+  const size_t mark = txn_->undo.size();
+  std::optional<OpResult> result;
+  try {
+    result = run(s, r);
+  } catch (...) {
+    // A failed call changes nothing, and does not spoil an explicit transaction (as in WFP).
+    undo_to(*txn_, mark);
+    if (implicit) abort_write(s);
+    throw;
+  }
+  const std::vector<std::string> warnings = layer_warnings(unenforced_adds(mark));
+  if (implicit) commit_write(s);
+  if (warnings.empty()) return result;
+  if (auto* text = std::get_if<JsonText>(&*result)) {
+    text->text.pop_back();  // the result's closing brace
+    text->text += ",\"warnings\":" + wire::to_json_text(json(warnings), true) + "}";
+  } else {
+    std::get<json>(*result)["warnings"] = warnings;
+  }
   return result;
 }
 
-// Adds the one object `p` holds (of `kind`) inside the current write transaction.
-Guid Server::add_parsed(Session& s, ObjKind kind, policy::Policy& p, std::string_view text, uint64_t* filter_id) {
-  const uint32_t flags = flags_of(p);
-  if (s.dynamic && (flags & (PERSISTENT | BOOTTIME)))
-    throw Error(ErrorCode::DYNAMIC_SESSION_IN_PROGRESS, "a dynamic session cannot add persistent or boot-time objects");
-  // WFP's lifetimes: a dynamic object may be referenced only by its own session's objects.
-  for (const auto& [rk, rkey] : references(p)) {
-    auto& owners = owners_[rk];
-    auto it = owners.find(rkey);
-    if (it != owners.end() && it->second.dynamic && !(s.dynamic && it->second.session == s.id))
-      throw Error(ErrorCode::LIFETIME_MISMATCH, std::string(kind_name(rk)) + " " + rkey.str() +
-                                                    " is dynamic in another session; only that session may reference it");
-  }
-  // Give the object its key now (nil means "generate"), so the daemon knows what was added.
-  Guid key;
-  auto take = [&](Guid& k) {
-    if (k.is_nil()) k = Guid::generate();
-    key = k;
-  };
-  switch (kind) {
-    case ObjKind::PROVIDER: take(p.providers.at(0).key); break;
-    case ObjKind::SUBLAYER: take(p.sublayers.at(0).key); break;
-    case ObjKind::CALLOUT: take(p.callouts.at(0).key); break;
-    case ObjKind::PROVIDER_CONTEXT: take(p.provider_contexts.at(0).key); break;
-    case ObjKind::FILTER: take(p.filters.at(0).key); break;
-  }
-  auto& undo = txn_->undo;
-  if (undo.size() == undo.capacity()) undo.reserve(std::max<size_t>(64, 2 * undo.capacity()));  // recording the add cannot fail once the engine has it
-  // The store keeps a persistent object as the request gave it: its text, kept until the commit.
-  if (!(flags & (PERSISTENT | BOOTTIME))) text = {};
-  else if (!text.empty()) text = txn_->texts.emplace_back(text);
-  const LayerId layer = kind == ObjKind::FILTER ? p.filters.at(0).layer : LayerId{};
-  // Straight into the engine: its errors keep WFP's codes (SUBLAYER_NOT_FOUND, ...).
-  const uint64_t id = engine_add(kind, p);  // (a filter's id)
-  if (filter_id) *filter_id = id;
-  Owner owner{s.cred.uid, s.id, s.dynamic};
-  owners_[kind][key] = owner;
-  // The notification's object only when someone listens (building it costs more than the add).
-  undo.push_back(Undo{true, kind, key, has_subscribers(kind) ? object_json(kind, key) : json(), owner, text, {},
-                      (flags & (PERSISTENT | BOOTTIME)) != 0, layer});
-  return key;
-}
-
-void Server::check_may_delete(const Session& s, ObjKind kind, const Guid& key, bool force) const {
-  json obj = object_json(kind, key);
-  if (obj.is_null()) return;  // the engine reports NOT_FOUND
-  if (s.role != Role::ADMIN) {
-    auto ok = owners_.find(kind);
-    bool own = ok != owners_.end() && ok->second.count(key) && ok->second.at(key).uid == s.cred.uid;
-    if (s.role != Role::WRITER || !own)
-      throw Error(ErrorCode::ACCESS_DENIED, "only its owner or an admin may delete " + std::string(kind_name(kind)) + " " + key.str());
-  }
-  if (obj.contains("provider") && obj["provider"].is_string() && s.provider) {
-    auto p = Guid::parse(obj["provider"].get<std::string>());
-    if (p && *p != *s.provider && !(s.role == Role::ADMIN && force))
-      throw Error(ErrorCode::ACCESS_DENIED, std::string(kind_name(kind)) + " " + key.str() + " belongs to provider " +
-                                                p->str() + ", not to this session's provider (an admin may pass force)");
-  }
-}
-
-void Server::op_delete(Session& s, ObjKind kind, const Guid& key, bool force) {
-  check_may_delete(s, kind, key, force);
-  Undo u{false, kind, key, has_subscribers(kind) ? object_json(kind, key) : json(), Owner{}, {}, {}};
-  if (auto it = owners_[kind].find(key); it != owners_[kind].end()) u.owner = it->second;
-  switch (kind) {
-    case ObjKind::PROVIDER: if (auto* o = engine_.provider(key)) u.object = std::make_unique<Undo::Deleted>(*o); break;
-    case ObjKind::SUBLAYER: if (auto* o = engine_.sublayer(key)) u.object = std::make_unique<Undo::Deleted>(*o); break;
-    case ObjKind::CALLOUT: if (auto* o = engine_.callout(key)) u.object = std::make_unique<Undo::Deleted>(*o); break;
-    case ObjKind::PROVIDER_CONTEXT:
-      if (auto* o = engine_.provider_context(key)) u.object = std::make_unique<Undo::Deleted>(*o);
-      break;
-    case ObjKind::FILTER: if (auto* o = engine_.filter(key)) u.object = std::make_unique<Undo::Deleted>(*o); break;
-  }
-  auto& undo = txn_->undo;
-  if (undo.size() == undo.capacity()) undo.reserve(std::max<size_t>(64, 2 * undo.capacity()));
-  engine_delete(kind, key);  // NOT_FOUND, IN_USE, ... before anything changed
-  owners_[kind].erase(key);
-  undo.push_back(std::move(u));
-}
-
-std::string Server::op_apply(Session& s, const Request& r) {
-  const policy::JsonValue* policy_json = r.member("policy");
-  if (!policy_json || policy_json->is_null()) protocol::missing_member("policy", "the policy to apply");
-  // (Errors inside it name their path in the policy, as in its file: "/filters/3/weight: ...".)
-  if (!policy_json->is_object()) fail("INVALID_PARAMETER", "/policy: must be an object, not " + protocol::log_safe(policy_json->text(), 64));
-  // "first": {"filters": N, ...}: this request is a piece of a larger policy whose objects of a kind
-  // start at N, so that errors name their place in the whole (lfp sends a large policy in pieces).
-  const policy::JsonValue* first_index = r.member("first");
-  if (first_index && first_index->is_null()) first_index = nullptr;
-  if (first_index && !first_index->is_object())
-    fail("INVALID_PARAMETER", "/first: must be an object, not " + protocol::log_safe(first_index->text(), 64));
-  auto base_of = [&](std::string_view list) {
-    uint64_t base = 0;
-    const policy::JsonValue* b = first_index ? first_index->find(list) : nullptr;
-    if (b && !b->is_null() && (!b->get_uint(base) || base > kMaxFirst))
-      fail("INVALID_PARAMETER", "/first/" + std::string(list) + ": must be an integer 0.." + std::to_string(kMaxFirst) +
-                                    ", not " + protocol::log_safe(b->text(), 64));
-    return base;
-  };
-  policy::Policy p;
-  try {
-    // (Read with the request, on the reader's worker for a large one.) It checks the whole policy
-    // first, and names the path.
-    if (r.policy_error) std::rethrow_exception(r.policy_error);
-    p = r.policy ? std::move(*std::exchange(r.policy, std::nullopt)) : policy::policy_from_json(*policy_json);
-  } catch (const policy::PolicyError& e) {
-    // "/filters/3/..." of the piece is "/filters/(first + 3)/..." of the policy.
-    const std::string& path = e.path();
-    const size_t list_end = path.find('/', 1), index_end = path.find('/', list_end + 1);
-    if (!first_index || list_end == std::string::npos) throw;
-    const std::string list = path.substr(1, list_end - 1), index = path.substr(list_end + 1, index_end - list_end - 1);
-    if (index.empty() || index.find_first_not_of("0123456789") != std::string::npos) throw;
-    throw policy::PolicyError("/" + list + "/" + std::to_string(base_of(list) + std::stoull(index)) +
-                                  (index_end == std::string::npos ? "" : path.substr(index_end)),
-                              e.reason());
-  }
-  // Then each object through add_parsed, so ownership, lifetimes and notifications are those of add.
-  // The result, {"added": [{"key", "id"?}...]}, is written as text (it can hold many thousands).
-  std::string out = "{\"added\":[";
-  out.reserve(out.size() + 64 * (p.providers.size() + p.sublayers.size() + p.callouts.size() +
-                                 p.provider_contexts.size() + p.filters.size()));
-  bool first = true;
-  auto add_all = [&](ObjKind kind, auto& objects, auto member) {
-    const policy::JsonValue* list = policy_json->find(plural(kind));
-    const uint64_t base = base_of(plural(kind));
-    // A bulk load grows the map once, and a policy sent in pieces doubles it, not once a piece (a
-    // reserve to the exact size would rehash every owner at every piece).
-    auto& owners = owners_[kind];
-    if (const size_t need = owners.size() + objects.size(); need > owners.bucket_count() * owners.max_load_factor())
-      owners.reserve(std::max(need, 2 * owners.size()));
-    for (size_t j = 0; j < objects.size(); ++j) {
-      policy::Policy one;
-      (one.*member).push_back(std::move(objects[j]));
-      uint64_t id = 0;
-      Guid key;
-      try {
-        key = add_parsed(s, kind, one, (*list)[j].text(), &id);
-      } catch (const Fail& f) {
-        fail(f.code, "/" + std::string(plural(kind)) + "/" + std::to_string(base + j) + ": " + f.message);
-      } catch (const Error& e) {
-        throw Error(e.code(), "/" + std::string(plural(kind)) + "/" + std::to_string(base + j) + ": " + e.detail());
-      }
-      out += first ? "{\"key\":\"" : ",{\"key\":\"";
-      first = false;
-      out += key.str();
-      out += '"';
-      if (kind == ObjKind::FILTER) {
-        out += ",\"id\":";
-        out += std::to_string(id);
-      }
-      out += '}';
-    }
-  };
-  add_all(ObjKind::PROVIDER, p.providers, &policy::Policy::providers);
-  add_all(ObjKind::SUBLAYER, p.sublayers, &policy::Policy::sublayers);
-  add_all(ObjKind::CALLOUT, p.callouts, &policy::Policy::callouts);
-  add_all(ObjKind::PROVIDER_CONTEXT, p.provider_contexts, &policy::Policy::provider_contexts);
-  add_all(ObjKind::FILTER, p.filters, &policy::Policy::filters);
-  out += "]}";
-  return out;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Reads.
-
-std::string Server::op_enum(const json& req) const {
-  const ObjKind kind = kind_arg(req);
-  static const json no_template = json::object();
-  const json* given_tmpl = protocol::object_member(req, "template");
-  const json& tmpl = given_tmpl ? *given_tmpl : no_template;
-  size_t offset = protocol::uint_member(req, "offset", 0, SIZE_MAX >> 1);
-  size_t limit = protocol::uint_member(req, "limit", protocol::kDefaultPage, protocol::kMaxPage);
-  const auto layer_name = protocol::string_member(tmpl, "layer", "/template");
-  std::vector<Guid> keys;
-  if (kind == ObjKind::FILTER) {
-    FilterTemplate t;
-    std::optional<LayerId> layer;
-    if (layer_name) {
-      layer = layer_from_string(*layer_name);
-      if (!layer) fail("INVALID_PARAMETER", "/template/layer: unknown layer \"" + protocol::log_safe(*layer_name, 64) + "\"");
-      t.layer = layer;
-    }
-    t.provider = guid_member(tmpl, "provider", "/template");
-    t.sublayer = guid_member(tmpl, "sublayer", "/template");
-    if (const auto action = protocol::string_member(tmpl, "action", "/template")) {
-      t.action = action_type_from_string(*action);
-      if (!t.action) fail("INVALID_PARAMETER", "/template/action: unknown action type \"" + protocol::log_safe(*action, 64) + "\"");
-    }
-    if (const json* flags = protocol::array_member(tmpl, "flags", "/template"))
-      for (size_t i = 0; i < flags->size(); ++i) {
-        const auto flag = flags->at(i).is_string() ? flag_from_string(flags->at(i).get_ref<const std::string&>()) : std::nullopt;
-        if (!flag)
-          fail("INVALID_PARAMETER", "/template/flags/" + std::to_string(i) + ": must be a flag's name, not " +
-                                        protocol::log_safe(flags->at(i).dump(), 64));
-        t.flags_all_set |= *flag;
-      }
-    // "Filters that would match these values" (FWPM_FILTER_ENUM_TEMPLATE0's conditions).
-    std::unique_ptr<policy::Request> values;
-    if (const json* given_values = protocol::object_member(tmpl, "values", "/template")) {
-      if (!layer) fail("INVALID_PARAMETER", "/template/values needs /template/layer");
-      values = std::make_unique<policy::Request>();
-      try {
-        policy::parse_request(json{{"layer", *layer_name}, {"values", *given_values}}, *values);
-      } catch (const policy::PolicyError& e) {  // (its paths are the template's)
-        fail("INVALID_PARAMETER", "/template" + e.path() + ": " + e.reason());
-      }
-    }
-    for (const Filter* f : engine_.filters(t))
-      if (!values || conditions_match(f->conditions, values->values)) keys.push_back(f->key);
-  } else {
-    const std::optional<Guid> provider = guid_member(tmpl, "provider", "/template");
-    auto want = [&](const std::optional<Guid>& p) { return !provider || p == provider; };
-    switch (kind) {
-      case ObjKind::PROVIDER:
-        for (auto* o : engine_.providers()) if (!provider || o->key == *provider) keys.push_back(o->key);
-        break;
-      case ObjKind::SUBLAYER: for (auto* o : engine_.sublayers()) if (want(o->provider)) keys.push_back(o->key); break;
-      case ObjKind::CALLOUT:
-        for (auto* o : engine_.callouts()) {
-          if (!want(o->provider)) continue;
-          if (layer_name && layer_info(o->applicable_layer).name != *layer_name) continue;
-          keys.push_back(o->key);
-        }
-        break;
-      case ObjKind::PROVIDER_CONTEXT:
-        for (auto* o : engine_.provider_contexts()) if (want(o->provider)) keys.push_back(o->key);
-        break;
-      default: break;
-    }
-  }
-  // A page ends early at wire::kPageBytes (10000 filters of many conditions could be too large for a frame).
-  std::string out = "{\"objects\":[";
-  size_t i = offset;
-  for (; i < keys.size() && i < offset + limit && (i == offset || out.size() < wire::kPageBytes); ++i) {
-    if (i > offset) out += ',';
-    wire::append_json(out, object_json(kind, keys[i]), true);
-  }
-  out += "],\"total\":" + std::to_string(keys.size()) + ",\"next_offset\":" + (i < keys.size() ? std::to_string(i) : "null") + "}";
-  return out;
-}
-
-json Server::op_state(bool with_objects) const {
-  json j;
-  for (ObjKind k : {ObjKind::PROVIDER, ObjKind::SUBLAYER, ObjKind::CALLOUT, ObjKind::PROVIDER_CONTEXT}) {
-    std::vector<Guid> keys;
-    switch (k) {
-      case ObjKind::PROVIDER: for (auto* o : engine_.providers()) keys.push_back(o->key); break;
-      case ObjKind::SUBLAYER: for (auto* o : engine_.sublayers()) keys.push_back(o->key); break;
-      case ObjKind::CALLOUT: for (auto* o : engine_.callouts()) keys.push_back(o->key); break;
-      default: for (auto* o : engine_.provider_contexts()) keys.push_back(o->key); break;
-    }
-    j[std::string(kind_name(k)) + "_count"] = keys.size();
-    if (!with_objects) continue;  // (the client pages them with enum)
-    json arr = json::array();
-    for (const Guid& key : keys) arr.push_back(object_json(k, key));
-    j[std::string(plural(k))] = std::move(arr);
-  }
-  j["filter_count"] = engine_.filter_count();
-  // The first kMaxPage sessions (a reply of more could be too large for a frame), and how many there are.
-  json sessions = json::array();
-  size_t session_count = 0;
-  for (auto& [id, s] : sessions_)
-    if (s->hello && session_count++ < protocol::kMaxPage)
-      sessions.push_back({{"key", s->key.str()}, {"name", s->name}, {"uid", s->cred.uid}, {"pid", s->cred.pid},
-                          {"dynamic", s->dynamic}, {"role", role_name(s->role)}});
-  j["sessions"] = std::move(sessions);
-  j["session_count"] = session_count;
-  j["enforcement"] = {{"degraded", degraded_}, {"unenforced_layers", unenforced_layers()}};
-  return j;
-}
-
-// ---------------------------------------------------------------------------------------------
-// Requests (docs/protocol.md).
-
-bool Server::handle(Session& s, const Request& request) {
-  const json& req = request.req;
-  const json id = req.value("id", json());
-  const auto op_member = protocol::string_member(req, "op");
-  if (!op_member) protocol::missing_member("op", "the operation's name");
-  const std::string& op = *op_member;
-  auto ok = [&](json result = json::object()) {
-    json msg = json::object();  // (an initializer list would copy the result)
-    msg["id"] = id;
-    msg["ok"] = true;
-    msg["result"] = std::move(result);
-    reply(s, msg);
-  };
-  // The same for a result written as JSON text (apply's and enum's can be large).
-  auto ok_text = [&](std::string_view result) {
+void Server::reply_ok(Session& s, const json& id, OpResult result) {
+  if (auto* text = std::get_if<JsonText>(&result)) {
+    // {"id": ..., "ok": true, "result": <text>}: the id as the client sent it.
     std::string msg = "{\"id\":" + wire::to_json_text(id, true) + ",\"ok\":true,\"result\":";
-    msg.reserve(msg.size() + result.size() + 1);
-    msg += result;
+    msg.reserve(msg.size() + text->text.size() + 1);
+    msg += text->text;
     msg += '}';
     reply_text(s, id, msg);
-  };
-  // The filters added since the transaction's change `from` at layers nothing enforces here: what
-  // layer_warnings words (each layer checked once, not each filter looked up).
-  auto unenforced_adds = [&](size_t from) {
-    std::vector<Guid> keys;
-    if (!layer_check_) return keys;
-    std::vector<int8_t> unenforced(kLayerCount, -1);  // -1: not checked yet
-    for (size_t i = from; i < txn_->undo.size(); ++i) {
-      const Undo& u = txn_->undo[i];
-      if (!u.added || u.kind != ObjKind::FILTER) continue;
-      int8_t& known = unenforced[static_cast<size_t>(u.layer)];
-      if (known < 0) known = layer_check_(u.layer).has_value();
-      if (known) keys.push_back(u.key);
-    }
-    return keys;
-  };
-  // The object a get or delete names: its "key", or for a filter its run-time "filter_id".
-  auto object_key = [&](ObjKind kind) {
-    const auto filter_id = kind == ObjKind::FILTER ? protocol::maybe_uint_member(req, "filter_id", UINT64_MAX) : std::nullopt;
-    if (!filter_id) return guid_arg(req, "key");
-    const Filter* f = engine_.filter_by_id(*filter_id);
-    if (!f) throw Error(ErrorCode::FILTER_NOT_FOUND, "filter id " + std::to_string(*filter_id) + " not found");
-    return f->key;
-  };
-  auto need = [&](Role r, const char* what) {
-    if (s.role < r)
-      throw Error(ErrorCode::ACCESS_DENIED, std::string(what) + " needs the " + std::string(role_name(r)) +
-                                                " role; uid " + std::to_string(s.cred.uid) + " is " +
-                                                std::string(role_name(s.role)));
-  };
+    return;
+  }
+  json msg = json::object();  // (an initializer list would copy the result)
+  msg["id"] = id;
+  msg["ok"] = true;
+  msg["result"] = std::move(std::get<json>(result));
+  reply(s, msg);
+}
 
-  if (op == "hello") {
-    if (s.hello) fail("INVALID_PARAMETER", "the session is already open");
-    if (protocol::uint_member(req, "version", wire::kVersion, UINT32_MAX) != wire::kVersion)
-      fail("INVALID_PARAMETER", "/version: protocol version " + req["version"].dump() + " is not supported (this lfpd speaks 1)");
-    s.name = protocol::name_member(req, "name");  // (bounded, no control characters: it is logged and listed)
-    s.dynamic = protocol::bool_member(req, "dynamic", false);
-    s.txn_wait_ms = static_cast<uint32_t>(protocol::uint_member(req, "txn_wait_timeout_ms", 0, kMaxTxnWaitMs));
-    if (s.txn_wait_ms == 0) s.txn_wait_ms = cfg_.default_txn_wait_ms;
-    s.provider = guid_member(req, "provider");
-    s.key = Guid::generate();
-    s.hello = true;
-    // (Any user may open sessions by the thousand: their lines are rate-limited, docs/security.md.)
-    static protocol::LineLimit session_lines(50);
-    uint64_t suppressed;
-    const bool admitted = session_lines.admit(suppressed);
-    if (suppressed) spdlog::info("sessions: {} 'opened' lines suppressed (at most {} a second)", suppressed, session_lines.per_second());
-    if (admitted)
-      spdlog::info("session {} '{}': opened by uid {} pid {} ({}{})", s.id, s.name, s.cred.uid, s.cred.pid,
-                   role_name(s.role), s.dynamic ? ", dynamic" : "");
-    ok({{"version", wire::kVersion},
-        {"session", {{"key", s.key.str()}, {"uid", s.cred.uid}, {"role", role_name(s.role)}, {"dynamic", s.dynamic}}}});
-    return true;
+// The filters added since the transaction's change `from` at layers nothing enforces here: what
+// layer_warnings words (each layer checked once, not each filter looked up).
+std::vector<Guid> Server::unenforced_adds(size_t from) const {
+  std::vector<Guid> keys;
+  if (!layer_check_) return keys;
+  std::vector<int8_t> unenforced(kLayerCount, -1);  // -1: not checked yet
+  for (size_t i = from; i < txn_->undo.size(); ++i) {
+    const Undo& u = txn_->undo[i];
+    if (!u.added || u.kind != ObjKind::FILTER) continue;
+    int8_t& known = unenforced[static_cast<size_t>(u.layer)];
+    if (known < 0) known = layer_check_(u.layer).has_value();
+    if (known) keys.push_back(u.key);
   }
-  if (!s.hello) fail("INVALID_PARAMETER", "open the session with 'hello' first");
-  if (op == "ping") {
-    ok();
-    return true;
-  }
-  need(Role::READER, op.c_str());
-
-  using Txn = Session::Txn;
-  // A transaction lfpd ended (idle, or a reader that yielded to a writer): every request in it fails
-  // and says why, until the client aborts, commits or begins again (never applied outside it).
-  if (!s.txn_ended.empty()) {
-    if (op == "txn_abort") {
-      s.txn_ended.clear();
-      ok();
-      return true;
-    }
-    if (op == "txn_begin") {
-      s.txn_ended.clear();
-    } else {
-      const std::string why = s.txn_ended;
-      if (op == "txn_commit") s.txn_ended.clear();
-      throw Error(ErrorCode::TXN_ABORTED, why);
-    }
-  }
-  if (op == "txn_begin") {
-    if (s.txn != Txn::NONE) throw Error(ErrorCode::TXN_IN_PROGRESS, "the session already has a transaction");
-    if (protocol::bool_member(req, "read_only", false)) {
-      if (!can_read(s)) return false;
-      readers_.insert(s.id);
-      s.txn = Txn::READ;
-      s.txn_since = Clock::now();
-    } else {
-      need(Role::WRITER, "a read/write transaction");
-      if (!can_write(s)) return false;
-      begin_write(s, true);
-    }
-    ok();
-    return true;
-  }
-  if (op == "txn_commit" || op == "txn_abort") {
-    if (s.txn == Txn::NONE) throw Error(ErrorCode::NO_TXN_IN_PROGRESS, "the session has no transaction");
-    if (s.txn == Txn::READ) {
-      readers_.erase(s.id);
-      s.txn = Txn::NONE;
-    } else if (op == "txn_commit") {
-      // The transaction's filters at layers nothing enforces here, counted once for all of it (a
-      // policy applied in pieces gets one warning a layer, not one a piece).
-      std::vector<std::string> warnings = layer_warnings(unenforced_adds(0));
-      commit_write(s);
-      json result = json::object();
-      if (!warnings.empty()) result["warnings"] = std::move(warnings);
-      ok(std::move(result));
-      return true;
-    } else {
-      abort_write(s);
-    }
-    ok();
-    return true;
-  }
-
-  if (auto extra = extra_ops_.find(op); extra != extra_ops_.end()) {
-    need(extra->second.first, op.c_str());
-    if (s.txn == Txn::NONE && !can_read(s)) return false;  // they may read the policy: never half a transaction
-    ok(extra->second.second(OpContext{s.id, s.role, s.cred}, req));
-    return true;
-  }
-
-  if (op == "add" || op == "delete" || op == "apply") {
-    need(Role::WRITER, op.c_str());
-    if (s.txn == Txn::READ) throw Error(ErrorCode::INCOMPATIBLE_TXN, "the session's transaction is read-only");
-    const bool implicit = s.txn == Txn::NONE;
-    if (implicit) {
-      if (!can_write(s)) return false;
-      begin_write(s, false);
-    }
-    const size_t mark = txn_->undo.size();
-    json result;
-    std::string result_text;
-    try {
-      if (op == "add") {
-        result = op_add(s, kind_arg(req), request);
-      } else if (op == "apply") {
-        result_text = op_apply(s, request);
-      } else {
-        const ObjKind kind = kind_arg(req);
-        const Guid key = object_key(kind);
-        op_delete(s, kind, key, protocol::bool_member(req, "force", false));
-        result = {{"key", key.str()}};
-      }
-    } catch (...) {
-      // A failed call changes nothing, and does not spoil an explicit transaction (as in WFP).
-      undo_to(*txn_, mark);
-      if (implicit) abort_write(s);
-      throw;
-    }
-    const std::vector<std::string> warnings = layer_warnings(unenforced_adds(mark));
-    if (implicit) commit_write(s);
-    if (op == "apply") {
-      // {"id": ..., "ok": true, "result": <text>}: the id as the client sent it.
-      if (!warnings.empty()) {
-        result_text.pop_back();  // the result's closing brace
-        result_text += ",\"warnings\":" + wire::to_json_text(json(warnings), true) + "}";
-      }
-      ok_text(result_text);
-    } else {
-      if (!warnings.empty()) result["warnings"] = warnings;
-      ok(std::move(result));
-    }
-    return true;
-  }
-
-  // Reads: wait while another session's write transaction is open (nobody sees half of one).
-  if (s.txn == Txn::NONE && !can_read(s)) return false;
-  if (op == "get") {
-    const ObjKind kind = kind_arg(req);
-    const Guid key = object_key(kind);
-    json obj = object_json(kind, key);
-    if (obj.is_null()) throw Error(ErrorCode::NOT_FOUND, std::string(kind_name(kind)) + " " + key.str() + " not found");
-    ok(obj);
-  } else if (op == "enum") {
-    ok_text(op_enum(req));
-  } else if (op == "state") {
-    ok(op_state(protocol::bool_member(req, "objects", true)));
-  } else if (op == "classify") {
-    policy::Request r;
-    policy::parse_request(json{{"layer", req.value("layer", json())}, {"values", req.value("values", json::object())}}, r);
-    // Values as typed on a command line ("IP_PROTOCOL": "TCP"), typed by the field at the layer.
-    if (const json* text_values = protocol::object_member(req, "text_values"))
-      for (const auto& [name, text] : text_values->items()) {
-        auto f = field_from_string(name);
-        if (!f) fail("INVALID_PARAMETER", "/text_values/" + name + ": unknown field");
-        const auto value = protocol::string_member(*text_values, name, "/text_values");
-        if (!value) protocol::missing_member(name, "the value as text", "/text_values");
-        r.set_text(*f, *value);
-      }
-    ok(policy::result_to_json(engine_, engine_.classify(r.layer, r.values, protocol::bool_member(req, "explain", false))));
-  } else if (op == "subscribe") {
-    s.sub_kinds.clear();
-    static const json all_kinds = {"provider", "sublayer", "callout", "provider_context", "filter"};
-    const json* kinds = protocol::array_member(req, "kinds");
-    if (!kinds) kinds = &all_kinds;
-    for (size_t i = 0; i < kinds->size(); ++i) {
-      const json& k = kinds->at(i);
-      const auto kind = k.is_string() ? kind_from_string(k.get_ref<const std::string&>()) : std::nullopt;
-      if (!kind) fail("INVALID_PARAMETER", "/kinds/" + std::to_string(i) + ": unknown kind " + protocol::log_safe(k.dump(), 64));
-      s.sub_kinds.insert(*kind);
-    }
-    s.subscribed = true;
-    ok();
-  } else if (op == "unsubscribe") {
-    s.subscribed = false;
-    ok();
-  } else {
-    fail("INVALID_PARAMETER", "unknown op '" + op + "'");
-  }
-  return true;
+  return keys;
 }
 
 }  // namespace lfp::daemon

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // lfpd's core: sessions, transactions, access control, persistence and change notification around
 // one FilterEngine, served over a Unix socket with a single-threaded poll loop (docs/lfpd.md).
@@ -16,6 +17,7 @@
 #include <string_view>
 #include <unordered_map>
 #include <unordered_set>
+#include <variant>
 #include <vector>
 
 #include <nlohmann/json.hpp>
@@ -122,9 +124,11 @@ class Server {
   // Something besides a commit changed what the engine decides (a callout driver came or went):
   // the enforcer and the policy observers run again (an enforcer failure: degraded, never thrown).
   void notify_policy_changed() { policy_changed(); }
-  // Parts beside the engine (the net event log, diagnostics) serve ops of their own: `name` for
-  // sessions with at least `min_role`. They may push frames without "id" to a session (a live
-  // stream) until it closes, which on_session_closed announces.
+  // Services beside the engine (the net event log, the data path, prompts, capture) serve ops of
+  // their own: `name` for sessions with at least `min_role`, in the one op table lfpd's own ops are
+  // in (a name registered twice is a std::logic_error). Like every read, such an op waits while
+  // another session's write transaction is open. Services may push frames without "id" to a
+  // session (a live stream) until it closes, which on_session_closed announces.
   void add_op(std::string name, Role min_role, OpHandler handler);
   void send_event(uint64_t session, const nlohmann::json& msg);
   void on_session_closed(std::function<void(uint64_t)> cb) { close_observers_.push_back(std::move(cb)); }
@@ -135,6 +139,38 @@ class Server {
   struct Undo;
   struct WriteTxn;
   using Clock = std::chrono::steady_clock;
+
+  // What an op answers: its result as JSON, or as JSON text already written (apply's and enum's can be large).
+  struct JsonText {
+    std::string text;
+  };
+  using OpResult = std::variant<nlohmann::json, JsonText>;
+  // Who may run an op, and when (docs/security.md, docs/protocol.md).
+  enum class OpLock {
+    NONE,   // runs at once
+    READ,   // waits while another session's write transaction is open (nobody sees half of one)
+    WRITE,  // takes the write lock: inside the session's transaction, else one of its own (committed after)
+  };
+  struct OpRule {
+    Role min_role = Role::READER;
+    OpLock lock = OpLock::READ;
+    bool before_hello = false;  // hello: the one op of a session not yet open
+    bool in_ended_txn = false;  // runs when lfpd ended the session's transaction (every other op says so)
+  };
+  // An op: its result, or nullopt when it must wait for the transaction lock.
+  using OpRun = std::function<std::optional<OpResult>(Session&, const Request&)>;
+  struct Op {
+    OpRule rule;
+    OpRun run;
+  };
+  void register_op(std::string name, OpRule rule, OpRun run);
+  void add_core_ops();  // lfpd's own (ops_core.cpp)
+  void need_role(const Session& s, Role r, std::string_view what) const;  // else ACCESS_DENIED
+  void check_access(const Session& s, std::string_view op, const OpRule& rule) const;
+  // A WRITE op: run in the session's write transaction, or in one of its own committed after it.
+  std::optional<OpResult> run_write(Session& s, const Request& r, const OpRun& run);
+  void reply_ok(Session& s, const nlohmann::json& id, OpResult result);
+  std::vector<Guid> unenforced_adds(size_t from) const;  // the transaction's filters since change `from` that nothing enforces
 
   void accept_client();
   void on_readable(Session& s);
@@ -182,6 +218,14 @@ class Server {
   void tell_degraded(const std::string& part, const std::optional<std::string>& why);
   std::vector<std::string> layer_warnings(const std::vector<Guid>& filters) const;
 
+  // lfpd's own ops (ops_core.cpp).
+  nlohmann::json op_hello(Session& s, const nlohmann::json& req);
+  std::optional<OpResult> op_txn_begin(Session& s, const nlohmann::json& req);
+  OpResult op_txn_end(Session& s, bool commit);  // txn_commit, txn_abort
+  nlohmann::json op_classify(const nlohmann::json& req) const;
+  nlohmann::json op_subscribe(Session& s, const nlohmann::json& req);
+  // The object a get or delete names: its "key", or for a filter its run-time "filter_id".
+  Guid object_key(ObjKind kind, const nlohmann::json& req) const;
   // Object operations inside a write transaction. `text`: the request text the object was read
   // from (a persistent object's is kept for the store until the commit).
   nlohmann::json op_add(Session& s, ObjKind kind, const Request& r);
@@ -227,11 +271,13 @@ class Server {
   std::optional<gid_t> admin_gid_, writer_gid_;
   std::vector<std::function<void(const FilterEngine&)>> policy_observers_;
   std::vector<std::pair<int, std::function<void()>>> watched_;
-  std::map<std::string, std::pair<Role, OpHandler>, std::less<>> extra_ops_;
+  absl::flat_hash_map<std::string, Op> ops_;  // every op by name (one hash of the name a request)
   std::vector<std::function<void(uint64_t)>> close_observers_;
 };
 
-std::string_view kind_name(ObjKind k);
+std::string_view kind_name(ObjKind k);    // "filter"
+std::string_view kind_plural(ObjKind k);  // "filters": its list in a policy
 std::optional<ObjKind> kind_from_string(std::string_view s);
+std::string_view role_name(Role r);
 
 }  // namespace lfp::daemon

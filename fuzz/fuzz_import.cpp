@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer: lfp import's readers (iptables-save, nft -j, OpenSnitch rule files, netsh wfp XML) on arbitrary text. A malformed file is refused with
 // a line-numbered ImportError, never a crash; what it accepts is a policy the policy reader takes.
 #include <cstddef>

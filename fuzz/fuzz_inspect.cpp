@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target: the built-in inspection callouts' parsers (callouts/builtin/parsers.hpp) on
 // arbitrary bytes: the TLS ClientHello, the HTTP request and the DNS message parsers, every input to
 // each, the block-list patterns, and the transport-match callout's packet walk and configuration. Checks their invariants:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer: the net event log's parsers on arbitrary JSON: events (the ingestion API), enumeration
 // templates, collection settings, diagnose hypotheses and endpoints, and the nftables ruleset walk of
 // `lfp diagnose` (foreign causes). Bad input may be refused (EventError), never crash.

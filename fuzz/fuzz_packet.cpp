@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target: the packet parser and the layer walk (packet/) on arbitrary bytes, every link
 // type. Input: one byte of setup (link type, local address mode, where to block), then packets, each
 // a 2-byte big-endian length and its bytes, walked in order through one Walk with small tables so

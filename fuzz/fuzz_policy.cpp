@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target over policy files: parse_policy must either succeed or throw PolicyError. A
 // policy that parses must survive to_json -> parse unchanged, and apply_policy to a fresh engine
 // must either succeed (then the export re-applies to another engine with the same result) or fail

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // libFuzzer target over classify requests, against the demo policy. Input that is JSON goes to
 // parse_request; anything else is command-line text: byte 0 picks the layer, byte 1 the field, the
 // rest is the value for Request::set_text. Either must succeed or throw PolicyError; the result of

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfpd's wire protocol under fuzzing: the input is the byte stream a client sends (frames, JSON,
 // anything). A real Server (store in a temporary dir) serves it over a socketpair as an admin session;
 // it must answer or drop the connection, never crash, and keep serving a well-behaved session.

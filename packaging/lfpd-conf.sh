@@ -1,4 +1,5 @@
 #!/bin/sh
+# SPDX-License-Identifier: MIT
 # Writes the shipped /etc/lfp/lfpd.conf: lfpd's defaults as `lfpd --print-config` gives them (every
 # option a key, with its description), each key commented, so that the file changes nothing until
 # an admin uncomments a line. Usage: lfpd-conf.sh LFPD OUTPUT

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The main job on its embedded default, in its own sandbox: two network namespaces joined by a veth
 # pair, a child cgroup and a private bpffs, all removed on exit. lfpd attaches its ALE hooks to that
 # cgroup only; a per-app policy lets curl reach a web server and refuses a copy of curl under another

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds the libFuzzer targets (clang, ASan + UBSan) in build-fuzz/ and runs each for a bounded time:
 #   scripts/fuzz.sh [SECONDS_PER_TARGET]    (default 60)
 # Fails on the first crash, sanitizer report, leak or timeout; the input that did it is saved as

@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds the Debian package and tries it on this machine (root): lintian, dpkg -i, the installed
 # lfpd started by hand (its own state dir and socket, no cgroup, no packet layers, inside a throwaway
 # network namespace) and asked by the installed lfp, systemd-analyze verify on the units, then

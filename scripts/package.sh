@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Builds LFP's Debian package (docs/packaging.md): a Release build in build-pkg (or the directory
 # given), then CPack; prints the .deb's path. Installs the Debian tools it needs when missing (root).
 # Usage: scripts/package.sh [BUILD_DIR]

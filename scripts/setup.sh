@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # Installs the Debian packages LFP builds and tests with, then configures and builds it (build/).
 # Idempotent; run as root on Debian 12.
 set -euo pipefail
@@ -8,7 +9,7 @@ PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev 
           nlohmann-json3-dev libabsl-dev libcli11-dev libspdlog-dev libgtest-dev libgmock-dev libbenchmark-dev liblzma-dev
           libsqlite3-dev libsystemd-dev util-linux
           libbpf-dev bpftool linux-libc-dev iproute2 socat iperf3 curl iputils-ping
-          libnftables-dev nftables libnetfilter-queue-dev libmnl-dev iptables libxml2-dev libpcap-dev tcpdump openssl bind9-dnsutils
+          libnftables-dev libnftnl-dev libsimdjson-dev nftables libnetfilter-queue-dev libmnl-dev iptables libxml2-dev libpcap-dev tcpdump openssl bind9-dnsutils
           ccache dpkg-dev fakeroot lintian systemd
           ufw firewalld dbus)  # (the import parity tests run the real ufw and firewalld in namespaces)
 missing=()

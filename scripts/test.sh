@@ -1,4 +1,5 @@
 #!/usr/bin/env bash
+# SPDX-License-Identifier: MIT
 # The whole test suite: install, build, unit and integration tests (ctest), the live tests again in the
 # stock Debian 12 layout (as root), the documented demo in both layouts, and the fuzz targets for a
 # bounded time (LFP_FUZZ_SECONDS, default 30 each).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The ALE layers on real sockets: lfpd attaches its hooks to the sandbox's child cgroup, and real
 // programs (socat, a copy of it under another path, a process running as nobody) connect, send,
 // bind, listen and accept inside the sandbox's namespaces. Nothing outside the sandbox is touched.
@@ -18,7 +19,7 @@
 
 #include "daemon_support.hpp"
 #include "lfp_kernel.h"
-#include "live_support.hpp"
+#include "live_test.hpp"
 
 namespace lfp::test {
 namespace {
@@ -32,11 +33,9 @@ json filter(const std::string& name, const std::string& layer, const std::string
   return f;
 }
 
-class AleLive : public ::testing::Test {
+class AleLive : public LiveTest {
  protected:
-  void SetUp() override {
-    LFP_REQUIRE_SANDBOX();
-    sb_ = std::make_unique<Sandbox>();
+  void SetUpLive() override {
     pins_ = sb_->mount_bpffs();
     start_daemon();
     // A TCP server on B that answers "hi", v4 and v6; and a UDP sink.
@@ -79,7 +78,6 @@ class AleLive : public ::testing::Test {
     return std::count(o.begin(), o.end(), '\n');
   }
 
-  std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
   std::string pins_, socat2_;
 };
@@ -360,10 +358,12 @@ TEST_F(AleLive, BootTimeFiltersAreEnforcedBeforeLfpdStarts) {
   lfpd_->stop();
   // A reboot: no hooks, no pins, no daemon.
   const std::string lfpd = lfpd_path();
-  ASSERT_EQ(std::system((lfpd + " --detach --bpf-pin " + pins_ + " --log-level warn").c_str()), 0);
+  const sys::SpawnResult detach = sys::run({lfpd, "--detach", "--bpf-pin", pins_, "--log-level", "warn"});
+  ASSERT_TRUE(detach.ok()) << detach.err;
   ASSERT_TRUE(answered(connect(8080, false, socat2_)));
-  ASSERT_EQ(std::system((lfpd + " --boot --cgroup " + sb_->cgroup() + " --bpf-pin " + pins_ + " --state-dir " +
-                         lfpd_->dir() + "/state --socket " + lfpd_->dir() + "/boot.sock --log-level warn").c_str()), 0);
+  const sys::SpawnResult boot = sys::run({lfpd, "--boot", "--cgroup", sb_->cgroup(), "--bpf-pin", pins_, "--state-dir",
+                                          lfpd_->dir() + "/state", "--socket", lfpd_->dir() + "/boot.sock", "--log-level", "warn"});
+  ASSERT_TRUE(boot.ok()) << boot.err;
   EXPECT_TRUE(refused(connect(8080, false, socat2_)));  // enforced with no lfpd running
   EXPECT_TRUE(answered(connect(8080)));
   EXPECT_TRUE(answered(connect(8081)));  // only the BOOTTIME filter is loaded at boot

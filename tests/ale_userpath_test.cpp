@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The ALE layers' user-space path on real sockets: decisions the kernel cannot make go through
 // lfpd's NFQUEUE (installed in the sandbox's namespace A, where lfpd runs) to the engine; a refused
 // connect fails at once; and while lfpd is down, --fail decides. Nothing outside the sandbox is touched.
@@ -9,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "live_support.hpp"
+#include "live_test.hpp"
 
 namespace lfp::test {
 namespace {
@@ -19,11 +20,9 @@ using Clock = std::chrono::steady_clock;
 
 const std::string kFilter = "5e11f000-0000-4000-8000-000000000001";
 
-class AleUserPath : public ::testing::Test {
+class AleUserPath : public LiveTest {
  protected:
-  void SetUp() override {
-    LFP_REQUIRE_SANDBOX();
-    sb_ = std::make_unique<Sandbox>();
+  void SetUpLive() override {
     pins_ = sb_->mount_bpffs();
     ASSERT_TRUE(serve_hi(*sb_, Side::B, {8080, 8081}));
     socat2_ = sb_->tmpdir() + "/socat2";
@@ -49,7 +48,6 @@ class AleUserPath : public ::testing::Test {
                     {.side = Side::A, .in_cgroup = true, .timeout = std::chrono::seconds(8)});
   }
 
-  std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
   std::string pins_, socat2_;
 };

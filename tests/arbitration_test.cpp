@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Every row of WFP's filter arbitration (docs/engine.md), through the compiled classifier and the
 // linear reference alike.
 #include <gtest/gtest.h>

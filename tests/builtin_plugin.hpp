@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The built-in callouts' plugin (liblfp_inspect_callouts.so) loaded as lfpd's callout host loads it,
 // for the tests that call one of its callouts on a packet's bytes (the packet layers' user-space path).
 #pragma once

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Callout plugins (lfpd --callout): the example plugin, run in its own host process, decides through
 // the engine (the classify op) and on real connections (the ALE user-space path, lfpd in the
 // sandbox's namespace A); a plugin that crashes or hangs costs its own decisions, never lfpd's.
@@ -9,7 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "live_support.hpp"
+#include "live_test.hpp"
 
 namespace lfp::test {
 namespace {
@@ -51,11 +52,9 @@ TEST(CalloutPlugin, ABadPluginIsRefusedAtStart) {
   EXPECT_THROW(Daemon({"--callout", "/nonexistent/plugin.so"}), std::runtime_error);
 }
 
-class CalloutLive : public ::testing::Test {
+class CalloutLive : public LiveTest {
  protected:
-  void SetUp() override {
-    LFP_REQUIRE_SANDBOX();
-    sb_ = std::make_unique<Sandbox>();
+  void SetUpLive() override {
     pins_ = sb_->mount_bpffs();
     ASSERT_TRUE(serve_hi(*sb_, Side::B, {8080, 8081}));
   }
@@ -73,7 +72,6 @@ class CalloutLive : public ::testing::Test {
     return sb_->run("socat -T3 - TCP4:" + sb_->ip4(Side::B) + ":" + std::to_string(port) + ",connect-timeout=2 </dev/null",
                     {.side = Side::A, .in_cgroup = true, .timeout = std::chrono::seconds(8)});
   }
-  std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
   std::string pins_;
 };

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The classifier on ClassBench filter sets: every trace packet, and the reader's error handling.
 #include <gtest/gtest.h>
 

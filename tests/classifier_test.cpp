@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Differential tests of lfp::cls::TupleClassifier against a linear scan.
 #include <gtest/gtest.h>
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Issue 30, finding 8: every `lfp show` listing pages (--offset, --limit), and without them lists
 // everything, however many objects there are and however large: more than one page of objects, and
 // pages of objects together larger than a frame, which a single reply could not carry.

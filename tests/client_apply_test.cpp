@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // `lfp apply FILE` sends a policy file to lfpd as it is parsed (Client::apply_text): lfpd adds the first
 // pieces while the last are parsed, and still gets all of it or none.
 #include <gtest/gtest.h>

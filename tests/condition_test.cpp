@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Every match type over every value kind, and condition validation.
 #include <gtest/gtest.h>
 

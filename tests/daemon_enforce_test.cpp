@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A committed policy is an enforced policy: lfpd's Server with an enforcer (the data path's install)
 // that refuses some policies, on a real socket and a real store, driven through the real client.
 #include <gtest/gtest.h>
@@ -9,6 +10,7 @@
 #include <vector>
 
 #include "lfp/client/client.hpp"
+#include "daemon_support.hpp"
 #include "server_support.hpp"
 
 namespace lfp {
@@ -97,6 +99,7 @@ void expect_refused(const std::function<void()>& call, const std::string& cause)
 const std::string kKernelRefuses = std::string("the kernel cannot enforce this policy: ") + Enforcer::kLimit;
 
 TEST(ServerEnforce, RefusedPolicyIsNeitherListedStoredNorAnnounced) {
+  LFP_REQUIRE_ROOT("the in-process server (server_config) gives the admin role to uid 0 only");
   test::TempDir dir;
   const auto cfg = test::server_config(dir.path());
   Enforcer enforcer;
@@ -152,6 +155,7 @@ TEST(ServerEnforce, RefusedPolicyIsNeitherListedStoredNorAnnounced) {
 // A commit tells the enforcer what it changed, so the kernel can apply just that: the filters added
 // and deleted by run-time id; anything else (a provider) makes it take the whole policy.
 TEST(ServerEnforce, CommitTellsTheEnforcerWhatChanged) {
+  LFP_REQUIRE_ROOT("the in-process server (server_config) gives the admin role to uid 0 only");
   test::TempDir dir;
   const auto cfg = test::server_config(dir.path());
   Enforcer enforcer;
@@ -182,6 +186,7 @@ TEST(ServerEnforce, CommitTellsTheEnforcerWhatChanged) {
 // The store refusing after the enforcer took the policy: the engine and the kernel go back too.
 // (The store's own SQLite database is given a trigger that refuses one row, as a full disk would.)
 TEST(ServerEnforce, StoreFailureGivesTheKernelTheOldPolicyBack) {
+  LFP_REQUIRE_ROOT("the in-process server (server_config) gives the admin role to uid 0 only");
   test::TempDir dir;
   const auto cfg = test::server_config(dir.path());
   Enforcer enforcer;
@@ -215,6 +220,7 @@ TEST(ServerEnforce, StoreFailureGivesTheKernelTheOldPolicyBack) {
 // A stored policy the kernel cannot take: lfpd serves anyway, says it is degraded and why, and the
 // commit that makes the policy enforceable again clears it.
 TEST(ServerEnforce, FailureAtStartServesDegradedUntilACommitSucceeds) {
+  LFP_REQUIRE_ROOT("the in-process server (server_config) gives the admin role to uid 0 only");
   test::TempDir dir;
   const auto cfg = test::server_config(dir.path());
   {
@@ -247,6 +253,7 @@ TEST(ServerEnforce, FailureAtStartServesDegradedUntilACommitSucceeds) {
 // Enforcement that cannot be refused (notify_policy_changed, a dynamic session's cleanup) degrades
 // lfpd instead of failing, and recovers on the next success.
 TEST(ServerEnforce, NotifiedChangesAndCleanupsDegradeAndRecover) {
+  LFP_REQUIRE_ROOT("the in-process server (server_config) gives the admin role to uid 0 only");
   test::TempDir dir;
   const auto cfg = test::server_config(dir.path());
   Enforcer enforcer;
@@ -284,6 +291,7 @@ TEST(ServerEnforce, NotifiedChangesAndCleanupsDegradeAndRecover) {
 
 // A layer nothing enforces here: filters there are accepted with a warning, and `state` says so.
 TEST(ServerEnforce, FiltersAtUnenforcedLayersWarn) {
+  LFP_REQUIRE_ROOT("the in-process server (server_config) gives the admin role to uid 0 only");
   test::TempDir dir;
   const auto cfg = test::server_config(dir.path());
   const std::string why = "the packet layers are off (--packet-layers)";

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The JSON text lfpd and its client write (lfp::wire::append_json): what nlohmann reads back is
 // what was written, byte strings and numbers included, and it fails where json::dump() fails.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // What one local user who is not an admin can take from lfpd (issue 30, "exhaustion"): sessions,
 // half-sent requests, idle connections; and the client's own timeouts. Each test's attacker is a
 // child process running as nobody; root (an admin) must still get through.
@@ -49,6 +50,7 @@ int raw_connect(const std::string& path) {
 }
 
 TEST(LfpdLimits, OneUserCannotTakeEverySession) {
+  LFP_REQUIRE_ROOT("it runs a client as nobody");
   Daemon d({"--max-sessions-per-uid", "8"});
   int held_pipe[2], go_pipe[2];
   ASSERT_EQ(pipe(held_pipe), 0);
@@ -90,6 +92,7 @@ TEST(LfpdLimits, OneUserCannotTakeEverySession) {
 }
 
 TEST(LfpdLimits, AHalfSentRequestIsClosedAfterTheFrameTimeout) {
+  LFP_REQUIRE_ROOT("it runs a client as nobody");
   Daemon d({"--frame-timeout-ms", "300"});
   const int rc = as_nobody([&] {
     const int fd = raw_connect(d.socket());
@@ -114,6 +117,7 @@ TEST(LfpdLimits, AHalfSentRequestIsClosedAfterTheFrameTimeout) {
 }
 
 TEST(LfpdLimits, AnIdleSessionOfAUserIsClosed) {
+  LFP_REQUIRE_ROOT("it runs a client as nobody");
   Daemon d({"--idle-timeout-ms", "300"});
   const int rc = as_nobody([&] {
     client::Client c(d.socket());

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Who a client is comes from its socket, as it was when it connected: groups gained later, or the
 // groups of another process that took its pid, lend it nothing. lfpd's Server in this process
 // accepts when the test says (serve_once); clients are real processes on its real socket.
@@ -10,14 +11,18 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
 #include <cstring>
 #include <functional>
 #include <fstream>
+#include <optional>
 #include <string>
 #include <vector>
 
 #include "lfp/protocol/wire.hpp"
+#include "lfp/sys/proc.hpp"
+#include "daemon_support.hpp"
 #include "server_support.hpp"
 
 namespace lfp {
@@ -114,10 +119,13 @@ class Connector {
 
 class ServerPeer : public ::testing::Test {
  protected:
-  ServerPeer() : admin_("admin"), writer_("writer") {
+  void SetUp() override {
+    LFP_REQUIRE_ROOT("it makes groups and runs clients in them");
+    admin_.emplace("admin");
+    writer_.emplace("writer");
     cfg_ = test::server_config(dir_.path());
-    cfg_.admin_group = admin_.name();
-    cfg_.writer_group = writer_.name();
+    cfg_.admin_group = admin_->name();
+    cfg_.writer_group = writer_->name();
     server_ = std::make_unique<test::InProcessServer>(cfg_, [](daemon::Server&) {}, /*background=*/false);
   }
   daemon::Server& server() { return server_->server(); }
@@ -132,22 +140,22 @@ class ServerPeer : public ::testing::Test {
   }
 
   test::TempDir dir_;
-  TestGroup admin_, writer_;
+  std::optional<TestGroup> admin_, writer_;
   daemon::Config cfg_;
   std::unique_ptr<test::InProcessServer> server_;
 };
 
 TEST_F(ServerPeer, RolesComeFromTheGroupsAtConnect) {
   EXPECT_EQ(session_of({})["role"], "reader");
-  EXPECT_EQ(session_of({admin_.gid()})["role"], "admin");
-  EXPECT_EQ(session_of({kNogroup, writer_.gid()})["role"], "writer");
-  json s = session_of({writer_.gid(), admin_.gid()});
+  EXPECT_EQ(session_of({admin_->gid()})["role"], "admin");
+  EXPECT_EQ(session_of({kNogroup, writer_->gid()})["role"], "writer");
+  json s = session_of({writer_->gid(), admin_->gid()});
   EXPECT_EQ(s["role"], "admin");
   EXPECT_EQ(s["uid"], kNobody);
 }
 
 TEST_F(ServerPeer, GroupsGainedAfterConnectAreNotLent) {
-  const gid_t admin = admin_.gid();
+  const gid_t admin = admin_->gid();
   json s = session_of({}, [admin] {
     // Connected as a reader; now in the admin group, before lfpd accepts.
     if (seteuid(0) != 0 || setgroups(1, &admin) != 0 || seteuid(kNobody) != 0) _exit(20);
@@ -180,7 +188,7 @@ TEST_F(ServerPeer, ReusedPidCannotLendItsGroups) {
     }
     taker = fork();
     if (taker == 0) {
-      const gid_t admin = admin_.gid();
+      const gid_t admin = admin_->gid();
       if (setgroups(1, &admin) != 0) _exit(20);
       (void)!write(ready[1], "x", 1);
       pause();
@@ -190,11 +198,8 @@ TEST_F(ServerPeer, ReusedPidCannotLendItsGroups) {
   ASSERT_EQ(taker, gone) << "could not make a process take pid " << gone << " (another process forked first, 200 times)";
   char x;
   ASSERT_EQ(read(ready[0], &x, 1), 1);  // (it is in the admin group now)
-  std::ifstream status("/proc/" + std::to_string(gone) + "/status");
-  std::string line, groups;
-  while (std::getline(status, line))
-    if (line.rfind("Groups:", 0) == 0) groups = line;
-  EXPECT_NE(groups.find(std::to_string(admin_.gid())), std::string::npos) << groups;
+  const std::vector<uint64_t> groups = sys::ProcStatus(gone).numbers("Groups");
+  EXPECT_NE(std::find(groups.begin(), groups.end(), admin_->gid()), groups.end());
 
   json s = hello(server(), fd);
   EXPECT_EQ(s["uid"], kNobody);
@@ -208,6 +213,7 @@ TEST_F(ServerPeer, ReusedPidCannotLendItsGroups) {
 
 // A group name that does not resolve: nobody is in it (and root still is admin).
 TEST(ServerPeerConfig, UnknownGroupHasNoMembers) {
+  LFP_REQUIRE_ROOT("it runs a client as nobody");
   test::TempDir dir;
   auto cfg = test::server_config(dir.path());
   cfg.admin_group = "lfptest-no-such-group";

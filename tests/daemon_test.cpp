@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfpd end to end: the real daemon on a temporary state dir, driven through the real client.
 #include <gtest/gtest.h>
 #include <sys/socket.h>
@@ -314,6 +315,7 @@ TEST(Lfpd, PersistentObjectsSurviveRestart) {
 }
 
 TEST(Lfpd, NonAdminIsRefusedWritesAndCanRead) {
+  LFP_REQUIRE_ROOT("it runs a client as nobody");
   Daemon d;
   d.connect()->add("filter", filter_json("root's", 23));
   pid_t child = fork();

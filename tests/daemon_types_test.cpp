@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Issue 30, finding 8: a request member of the wrong type, or out of range, gets INVALID_PARAMETER
 // naming the member's path (docs/protocol.md), never nlohmann's "[json.exception.type_error...]" text.
 // Every op lfpd serves without a data path, each member replaced in turn by values of every other

@@ -1,5 +1,6 @@
+// SPDX-License-Identifier: MIT
 // The ALE policy compiled for the kernel must give the engine's answer. The kernel's own evaluator
-// (lfp_eval in lfp_ale.bpf.c, run by BPF_PROG_TEST_RUN) is checked against FilterEngine::classify on
+// (lfp_eval in lfp_classify.bpf.c, run by BPF_PROG_TEST_RUN) is checked against FilterEngine::classify on
 // random policies and random values, on every kernel layer.
 #include <unistd.h>
 

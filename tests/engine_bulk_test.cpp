@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Bulk loads: evaluation order stays exact through the engine's relabelling and the classifier's
 // duplicate groups (random inserts and deletes against a sorted reference), and the load orders
 // that used to be quadratic (in front of a default permit, identical conditions) finish in time.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Object model rules, weight assignment, and the compiled classifier against the linear reference
 // on random policies.
 #include <gtest/gtest.h>

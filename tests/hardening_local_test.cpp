@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfpd under attack from its own host (issue 30, findings 3, 5, 6, 7 and part of 8): its files are its
 // own, the socket is made without a chmod by name, client strings cannot forge log lines or break
 // listings, the event log is optional and says what it lost, a policy is all or nothing at start, and
@@ -26,6 +27,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
+#include "lfp/sys/spawn.hpp"
 #include "lfp/client/client.hpp"
 #include "lfp/netevents/event.hpp"
 #include "lfp/protocol/log_limit.hpp"
@@ -99,23 +101,17 @@ struct Finished {
 // lfpd with these arguments, to its exit (at most `seconds`; then it is killed).
 Finished run_lfpd(std::vector<std::string> args, double seconds = 10) {
   const std::string out_path = fs::temp_directory_path() / ("lfpd-run-" + std::to_string(getpid()) + ".log");
-  const pid_t pid = fork();
-  if (pid == 0) {
-    const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-    if (out < 0 || dup2(out, 1) < 0 || dup2(out, 2) < 0) _exit(124);
-    args.insert(args.begin(), lfpd_path());
-    args.insert(args.end(), {"--cgroup", "none", "--no-packet-layers", "--config", "none"});
-    std::vector<char*> argv;
-    for (auto& a : args) argv.push_back(a.data());
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
+  const int out = ::open(out_path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
+  if (out < 0) throw std::runtime_error("cannot open " + out_path);
+  args.insert(args.begin(), lfpd_path());
+  args.insert(args.end(), {"--cgroup", "none", "--no-packet-layers", "--config", "none"});
+  const pid_t pid = sys::spawn(args, {.stdout_fd = out, .stderr_fd = out});
+  ::close(out);
   int status = 0, code = -1;
   const auto until = std::chrono::steady_clock::now() + std::chrono::duration<double>(seconds);
   while (std::chrono::steady_clock::now() < until) {
     if (waitpid(pid, &status, WNOHANG) == pid) {
-      code = WIFEXITED(status) ? WEXITSTATUS(status) : 128 + WTERMSIG(status);
+      code = sys::exit_code(status);
       break;
     }
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
@@ -191,6 +187,7 @@ const char* kPersistentProvider = R"({"key": "{1b0c7a4e-0000-4000-8000-000000000
 // Finding 3: the state dir and the databases are lfpd's alone; foreign ones are refused.
 
 TEST(HardeningFiles, StateDirAndDatabasesArePrivate) {
+  LFP_REQUIRE_ROOT("it opens the state as nobody");
   Daemon lfpd({}, {}, {.log_file = true});
   {
     auto c = lfpd.connect();
@@ -215,6 +212,7 @@ TEST(HardeningFiles, StateDirAndDatabasesArePrivate) {
 }
 
 TEST(HardeningFiles, ForeignStateDirSocketDirOrPlantedDatabaseIsRefused) {
+  LFP_REQUIRE_ROOT("it chowns the state dir");
   TempDir dir;
   const std::string state = dir.path() + "/state", sock = dir.path() + "/run/lfpd.sock";
   auto lfpd = [&] { return run_lfpd({"--state-dir", state, "--socket", sock}); };
@@ -250,6 +248,7 @@ TEST(HardeningFiles, ForeignStateDirSocketDirOrPlantedDatabaseIsRefused) {
 
 // The event log's records: a reader sees its own uid's, an admin all (unless --netevents-access all).
 TEST(HardeningFiles, ReadersSeeOnlyTheirOwnNetEvents) {
+  LFP_REQUIRE_ROOT("it runs clients as other users");
   for (const bool all : {false, true}) {
     Daemon lfpd(all ? std::vector<std::string>{"--netevents-access", "all"} : std::vector<std::string>{});
     lfpd.connect()->call("netevents_ingest",
@@ -276,6 +275,7 @@ TEST(HardeningFiles, ReadersSeeOnlyTheirOwnNetEvents) {
 // Finding 5: the socket is 0666 without a chmod of its path.
 
 TEST(HardeningSocket, MadeWithoutChmodByName) {
+  LFP_REQUIRE_ROOT("it connects as nobody");
   TempDir dir;
   const mode_t umask_before = ::umask(077);  // (as lfpd runs: the mode cannot come from the umask)
   {
@@ -311,6 +311,7 @@ TEST(HardeningSocket, MadeWithoutChmodByName) {
 // Finding 6: client names are bounded and printable.
 
 TEST(HardeningNames, ForgedOrHugeSessionNamesAreRefused) {
+  LFP_REQUIRE_ROOT("it connects as nobody");
   TempDir dir;
   LoggedLfpd lfpd(dir.path(), 4);
   const std::string& sock = lfpd.socket();
@@ -375,6 +376,7 @@ TEST(HardeningStartup, CorruptOrUnopenableEventLogLeavesLfpdServingDegraded) {
 }
 
 TEST(HardeningStartup, IngestOnAFullDiskSaysWhatWasLost) {
+  LFP_REQUIRE_ROOT("it mounts a small tmpfs");
   Daemon lfpd({}, {}, {.log_file = true});
   lfpd.stop();
   const std::string state = lfpd.dir() + "/state";

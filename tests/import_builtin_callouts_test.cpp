@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The built-in callouts as lfp import --verify runs them (import/builtin_callouts.hpp): registered in
 // an engine that holds an import, fed packet bytes, on a clock the caller sets. ufw's `limit` decides
 // as xt_recent does on the capture's clock, and a verdict the replay's clock would give otherwise is

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The importers decide as the original: jumps, gotos and RETURNs (conditional or not) flattened into
 // first-match filters, checked against a chain walk written here on random rule sets; ufw's own
 // chains; nftables verdict maps, sets, jump, goto and return; and the coverage report.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp import iptables: the mapping, the report of what cannot be expressed, line-numbered errors,
 // and the proof that the imported policy decides as the original: the same rules loaded with
 // iptables-restore in the sandbox's namespaces and real connections, against the engine's classify.

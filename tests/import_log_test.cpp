@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // LOG rules imported as LFP net events: iptables' `-j LOG --log-prefix` and nftables' `log prefix` (on
 // its own, or before a verdict) become filters of the built-in log callout (CALLOUT_INSPECTION) at the
 // rule's place in the flattened order, with its conditions and its rate as the provider context. The

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp import opensnitch: the mapping, the report of what cannot be expressed, file- and line-numbered
 // errors, and the proof that the imported policy decides as OpenSnitch: thousands of random
 // connections decided by a reference evaluator written from opensnitchd's rule semantics

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp import --verify, end to end: a capture written here (allowed and blocked packets, both
 // directions, an established flow, a fragmented datagram, a forwarded packet, IPv6) replayed through
 // the original host firewall (tests/data/import), which the kernel runs in lfp's throwaway

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp import wfp: a `netsh wfp show state` dump to a policy; the mapping, the report, line-numbered
 // errors, and the proof: random connections decided by a reference evaluator that runs the dump's own
 // filters by WFP's arbitration rules (sublayers by weight, filters by effectiveWeight, block over soft

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The built-in inspection callouts (callouts/builtin/): their parsers on real-format data (a
 // ClientHello openssl s_client sent, split at every byte and over several records; HTTP requests in
 // segments; DNS queries with compressed and malformed names), and the plugin itself, dlopened and

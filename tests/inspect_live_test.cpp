@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The data layers in user space (lfpd --inspect-queue, datapath/inspect.hpp) on real flows in the
 // sandbox: the example plugin's STREAM_V4 callout asks for more bytes, blocks mid-stream (both ends
 // reset), counts a flow's bytes in its flow context (flow_delete), and sees a stream whose segments
@@ -21,7 +22,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "live_support.hpp"
+#include "live_test.hpp"
 
 namespace lfp::test {
 namespace {
@@ -37,12 +38,15 @@ json data_policy(const std::string& layer, const std::string& callout, const std
   return callout_policy(layer, callout, how, {when("IP_REMOTE_PORT", port)});
 }
 
-class InspectLive : public ::testing::Test {
+// A file's text once it holds `size` bytes (at most 2 s: then what it holds).
+std::string read_at_least(const std::string& path, size_t size) {
+  std::string text = read_text(path);
+  for (int i = 0; i < 40 && text.size() < size; ++i, std::this_thread::sleep_for(50ms)) text = read_text(path);
+  return text;
+}
+
+class InspectLive : public LiveTest {
  protected:
-  void SetUp() override {
-    LFP_REQUIRE_SANDBOX();
-    sb_ = std::make_unique<Sandbox>();
-  }
   void TearDown() override {
     lfpd_.reset();
     sb_.reset();
@@ -70,7 +74,6 @@ class InspectLive : public ::testing::Test {
   }
   json flows() { return lfpd_->connect()->call("flows"); }
 
-  std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
 };
 
@@ -86,8 +89,8 @@ TEST_F(InspectLive, NeedMoreDataHoldsTheBytesUntilTheCalloutDecides) {
   const RunResult r = send_pieces(9000, {"hello ", "world ", "this is ", "fine ", "and done"});
   later.join();
   EXPECT_TRUE(r.ok()) << r.err;
-  std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(read_text(out), "hello world this is fine and done");
+  const std::string whole = "hello world this is fine and done";
+  EXPECT_EQ(read_at_least(out, whole.size()), whole);
   const json f = flows();
   EXPECT_EQ(f["stats"]["flows_allowed"], 1) << f.dump();
   EXPECT_EQ(f["stats"]["flows_blocked"], 0) << f.dump();
@@ -100,8 +103,8 @@ TEST_F(InspectLive, ABlockMidStreamResetsBothEnds) {
   const std::string out = sink(9001);
   const RunResult r = send_pieces(9001, {"first part. ", "second part. ", "the SECRET ", "never arrives"});
   EXPECT_FALSE(r.ok()) << "the client's connection should have been reset: " << r.out;
-  std::this_thread::sleep_for(200ms);
-  EXPECT_EQ(read_text(out), "first part. second part. ");
+  const std::string before = "first part. second part. ";
+  EXPECT_EQ(read_at_least(out, before.size()), before);  // (and nothing after: the flow was reset before it)
   const json ev = wait_for_events(*lfpd_->connect(), json::array({when("NET_EVENT_TYPE", "CLASSIFY_DROP")}));
   ASSERT_EQ(ev.size(), 1u) << ev.dump();
   EXPECT_EQ(ev[0]["layer"], "STREAM_V4");
@@ -279,9 +282,7 @@ class RawTcp {
 
 class InspectOutOfOrder : public InspectLive {
  protected:
-  void SetUp() override {
-    InspectLive::SetUp();
-    if (!sb_) return;
+  void SetUpLive() override {
     // A's kernel knows nothing of the hand-made connection: its resets must not reach B.
     ASSERT_TRUE(sb_->run("iptables -w -A OUTPUT -p tcp --tcp-flags RST RST -j DROP", {.side = Side::A}).ok());
   }

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Interfaces by name, live: lfpd runs with the packet layers in the sandbox's namespace B, which
 // routes between A and two namespaces behind it, C (by B's veth-c) and D (by veth-d). A filter at
 // IPFORWARD naming an interface keeps deciding by that name as links are deleted, made again (a new
@@ -10,7 +11,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "live_support.hpp"
+#include "live_test.hpp"
 
 namespace lfp::test {
 namespace {
@@ -72,11 +73,9 @@ class Behind {
   bool created_ = false;
 };
 
-class InterfaceNamesLive : public ::testing::Test {
+class InterfaceNamesLive : public LiveTest {
  protected:
-  void SetUp() override {
-    LFP_REQUIRE_SANDBOX();
-    sb_ = std::make_unique<Sandbox>();
+  void SetUpLive() override {
     ASSERT_TRUE(sb_->run("sysctl -qw net.ipv4.ip_forward=1", {.side = Side::B}).ok());
     c_ = std::make_unique<Behind>(*sb_, "c", 128, "veth-c", "veth-r");
     d_ = std::make_unique<Behind>(*sb_, "d", 192, "veth-d", "veth-s");
@@ -110,7 +109,6 @@ class InterfaceNamesLive : public ::testing::Test {
                                             {"conditions", {when("SOURCE_INTERFACE_INDEX", {{"name", ifname}})}}}}}});
   }
 
-  std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Behind> c_, d_;
   std::unique_ptr<Daemon> lfpd_;
 };

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Interfaces by name in conditions ({"name": "eth0"}): the policy form and its round trip, the
 // engine's interface table (a filter decides by the index its name has now, and changes its decision
 // when the table changes), and the importers, which emit names. The live side (lfpd keeping names

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The kernel path at scale on real connections: a blocklist of 100,000 remote addresses at
 // ALE_AUTH_CONNECT_V4 and as many at ALE_AUTH_CONNECT_V6 (the kernel's index, docs/kernel-index.md),
 // with B's own addresses allowed and an address B also holds in the list: connects to the listed one
@@ -7,18 +8,16 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "live_support.hpp"
+#include "live_test.hpp"
 
 namespace lfp::test {
 namespace {
 
 using nlohmann::json;
 
-class KernelScaleLive : public ::testing::Test {
+class KernelScaleLive : public LiveTest {
  protected:
-  void SetUp() override {
-    LFP_REQUIRE_SANDBOX();
-    sb_ = std::make_unique<Sandbox>();
+  void SetUpLive() override {
     // B answers on a second address of each family, which the blocklist names.
     blocked4_ = sb_->ip4(Side::B).substr(0, sb_->ip4(Side::B).rfind('.')) + ".77";
     blocked6_ = sb_->ip6(Side::B).substr(0, sb_->ip6(Side::B).rfind(':')) + ":77";
@@ -40,7 +39,6 @@ class KernelScaleLive : public ::testing::Test {
                              {.side = Side::A, .in_cgroup = true}));
   }
 
-  std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
   std::string blocked4_, blocked6_;
 };

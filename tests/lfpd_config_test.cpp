@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfpd's configuration file (one parser with the command line: every option is a key) and
 // `lfp status` against a real lfpd (engine only: --cgroup none --no-packet-layers).
 #include <sys/wait.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfpd's defaults enforce: started with only --state-dir, --socket and the sandbox's child --cgroup,
 // in the sandbox's namespace A (its default packet layers link there) and a mount namespace of its
 // own (its default pins, /sys/fs/bpf/lfp, get a bpffs that lfpd mounts there and that goes with it),
@@ -8,18 +9,16 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "live_support.hpp"
+#include "live_test.hpp"
 
 namespace lfp::test {
 namespace {
 
 using nlohmann::json;
 
-class LfpdDefaultsLive : public ::testing::Test {
+class LfpdDefaultsLive : public LiveTest {
  protected:
-  void SetUp() override {
-    LFP_REQUIRE_SANDBOX();
-    sb_ = std::make_unique<Sandbox>();
+  void SetUpLive() override {
     ASSERT_TRUE(serve_hi(*sb_, Side::B, {8080, 8081, 8082}));
   }
   void TearDown() override {
@@ -37,7 +36,6 @@ class LfpdDefaultsLive : public ::testing::Test {
             {"conditions", {when("IP_REMOTE_PORT", port)}}};
   }
 
-  std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
 };
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The built-in log callout (callouts/builtin/log.hpp, keys ...010d to ...0112 of
 // liblfp_inspect_callouts.so), an imported LOG rule: its configuration, which packets it logs (a TCP
 // connection's first only, where the rule saw only those), its rate (events over it counted, not

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The net event log and lfp diagnose on real traffic: lfpd's ALE hooks on the sandbox's cgroup
 // report a real block, which the diagnosis confirms; and causes outside LFP (another nftables
 // table, no listener) found in lfpd's own network namespace. Nothing outside the sandbox is touched.
@@ -9,7 +10,7 @@
 
 #include "daemon_support.hpp"
 #include "lfp/netevents/event.hpp"
-#include "live_support.hpp"
+#include "live_test.hpp"
 
 namespace lfp::test {
 namespace {
@@ -20,17 +21,12 @@ const std::string kProv = "5eed0000-0000-4000-8000-000000000001";
 const std::string kSub = "5eed0000-0000-4000-8000-0000000000a1";
 const std::string kFilt = "5eed0000-0000-4000-8000-0000000000f1";
 
-class NetEventsLive : public ::testing::Test {
+class NetEventsLive : public LiveTest {
  protected:
-  void SetUp() override {
-    LFP_REQUIRE_SANDBOX();
-    sb_ = std::make_unique<Sandbox>();
-  }
   void TearDown() override {
     lfpd_.reset();
     sb_.reset();
   }
-  std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
 };
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The packet layers on real traffic (docs/packet-layers.md): lfpd runs in the sandbox's namespace B
 // with --packet-layers, so its BPF programs sit at B's netfilter hooks only; A sends and receives
 // real packets over the veth pair. Nothing outside the sandbox is touched.
@@ -11,7 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "daemon_support.hpp"
-#include "live_support.hpp"
+#include "live_test.hpp"
 
 namespace lfp::test {
 namespace {
@@ -23,11 +24,9 @@ json filter(const std::string& key, const std::string& name, const std::string& 
   return {{"key", key}, {"name", name}, {"layer", layer}, {"action", action}, {"conditions", std::move(conditions)}};
 }
 
-class PacketLive : public ::testing::Test {
+class PacketLive : public LiveTest {
  protected:
-  void SetUp() override {
-    LFP_REQUIRE_SANDBOX();
-    sb_ = std::make_unique<Sandbox>();
+  void SetUpLive() override {
     std::vector<std::string> args = {"--cgroup", "none", "--packet-layers", "--bpf-pin", sb_->mount_bpffs()};
     for (auto& a : more_args()) args.push_back(a);
     lfpd_ = std::make_unique<Daemon>(args, sb_->ns_path(Side::B));
@@ -111,7 +110,6 @@ class PacketLive : public ::testing::Test {
     return blocked;
   }
 
-  std::unique_ptr<Sandbox> sb_;
   std::unique_ptr<Daemon> lfpd_;
 };
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The packet parser (packet/): every header kind, every truncation point, VLAN tags, IPv4 options
 // and fragments, IPv6 extension header chains, ICMP errors and the packet they quote.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The packet-layer walk (packet/walk.hpp, docs/packet-layers.md): which layers a packet passes, in
 // order, with exactly which values; flows and their first packet; fragment reassembly and its bounds;
 // and `lfp replay` end to end on pcap and pcapng files written here.

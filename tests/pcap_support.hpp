@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Captures written by tests: classic pcap files of chosen records, and the little-endian writers
 // pcap and pcapng share.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The arena JSON document lfpd parses requests with: it must accept exactly what nlohmann accepts
 // (its texts end up in the store and are read back with nlohmann), and read the same values.
 #include <gtest/gtest.h>

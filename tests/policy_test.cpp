@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Policy files, requests and results: parsing with exact JSON paths for every error, every value
 // kind and match type, round trips, all-or-nothing apply, classification through a parsed policy,
 // and the shipped examples.

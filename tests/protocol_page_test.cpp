@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A listing op's page (protocol::page_of: flows, pending_list): offset and limit as enum takes them,
 // a page that never outgrows a frame, and "next_offset" to follow to the end.
 #include <gtest/gtest.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The built-in rate-limit callout (callouts/builtin/ratelimit.hpp, keys ...0109 and ...010a of
 // liblfp_inspect_callouts.so): its configuration, which packets it counts, xt_recent's window and
 // hit count as ufw uses them (--set, then --update), the source mask, v4 and v6 kept apart, the cap

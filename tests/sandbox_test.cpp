@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The test sandbox itself: its namespaces and veth pair, its cgroup, running programs as another user,
 // and that it leaves nothing behind, whether destroyed, exited from, killed by a signal or by SIGKILL.
 #include "sandbox.hpp"

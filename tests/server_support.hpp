@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // lfpd's Server in the test process, on a real socket and a real store in a temporary directory, so a
 // test can give it the data path's hooks (an enforcer, a layer check) and drive its loop.

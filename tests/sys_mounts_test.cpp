@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp::sys: the host's mounts from /proc/self/mountinfo. Sample tables of each layout, written to a temp
 // dir, then this host's own table, and bpffs pin directories in a sandbox's private bpffs.
 #include "lfp/sys/mounts.hpp"

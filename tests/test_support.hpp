@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Small builders shared by the engine tests.
 #include <functional>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The built-in transport-match callout (callouts/builtin/transport_match.hpp, keys ...010b and
 // ...010c of liblfp_inspect_callouts.so, at IPFORWARD_V4 / _V6): its configuration, the protocol and
 // ports it reads from a packet (v4 and v6 with extension headers; a later fragment has no ports),

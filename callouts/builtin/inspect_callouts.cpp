@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp_inspect_callouts: LFP's built-in inspection callouts, one version-2 plugin
 // (lfpd --callout liblfp_inspect_callouts.so). docs/callouts.md, "Built-in inspection callouts".
 //

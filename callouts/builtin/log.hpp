@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The built-in log callout's logic (lfp_inspect_callouts, keys kLogCallout* at INBOUND_TRANSPORT,
 // OUTBOUND_TRANSPORT and IPFORWARD, v4 and v6): an imported LOG rule (iptables' `-j LOG`, nftables'

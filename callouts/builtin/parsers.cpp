@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // The inspection callouts' parsers (parsers.hpp). Every read is bounds-checked against the span.
 #include "parsers.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The protocol parsers of the built-in inspection callouts (lfp_inspect_callouts): TLS ClientHello
 // (SNI), HTTP/1.x request headers (Host), DNS questions, and the block-list name match. Pure

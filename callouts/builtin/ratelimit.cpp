@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "ratelimit.hpp"
 
 #include "transport_match.hpp"

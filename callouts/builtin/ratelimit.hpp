@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The built-in rate-limit callout's state (lfp_inspect_callouts, keys kRateLimitCalloutV4 / _V6 at
 // INBOUND_TRANSPORT_V4 / _V6). Two kinds of limit, both on new TCP connections (a SYN without ACK):

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The built-in transport-match callout's logic (lfp_inspect_callouts, keys kTransportMatchCalloutV4 / _V6 at
 // IPFORWARD_V4 / _V6): the fields WFP's IPFORWARD layer does not have (the protocol and the ports),

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // An example callout plugin (API version 2), and the one the tests load. Each callout acts on its
 // filter's provider context, words separated by spaces:
 //

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/callout/host.hpp"
 
 #include <fcntl.h>
@@ -16,6 +17,7 @@
 #include <spdlog/spdlog.h>
 
 #include "lfp/engine/callout.hpp"
+#include "lfp/sys/spawn.hpp"
 
 namespace lfp::callouts {
 
@@ -144,18 +146,16 @@ CalloutHost::CalloutHost(std::string plugin, std::string host_exe, int timeout_m
     : plugin_(std::move(plugin)), timeout_ms_(timeout_ms) {
   int sv[2];
   if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, sv) != 0) throw std::runtime_error("socketpair failed");
-  pid_ = ::fork();
-  if (pid_ == 0) {
-    ::dup2(sv[1], 3);  // (dup2 clears CLOEXEC on the copy)
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);  // lfpd blocks SIGTERM for its signalfd; the host must not
-    ::execl(host_exe.c_str(), host_exe.c_str(), plugin_.c_str(), nullptr);
-    _exit(127);
+  // The socket is the host's fd 3. Every signal unblocked: lfpd blocks SIGTERM for its signalfd; the host must not.
+  try {
+    pid_ = sys::spawn({host_exe, plugin_}, {.pass_fds = {{sv[1], 3}}});
+  } catch (...) {
+    ::close(sv[0]);
+    ::close(sv[1]);
+    throw;
   }
   ::close(sv[1]);
   fd_ = sv[0];
-  if (pid_ < 0) throw std::runtime_error("fork failed");
   // The registration, within a generous time (the plugin's own initialization runs first).
   std::string line, why;
   const int saved = timeout_ms_;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // lfp-callout-host PLUGIN.so: runs one callout plugin for lfpd, in a process of its own. fd 3 is the
 // socketpair to lfpd: the registration goes first, then one JSON line per request and per answer.
 // A request with "data_len": N is followed by N bytes of layer data (stream bytes, a payload).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/client/client.hpp"
 
 #include <poll.h>

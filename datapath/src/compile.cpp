@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/datapath/compile.hpp"
 #include "lfp/datapath/redirect.hpp"
 
@@ -39,6 +40,12 @@ bool packet_layer(lfp_kl kl) { return kl >= LFP_KL_FIRST_PACKET; }
 bool icmp_error_layer(lfp_kl kl) { return kl >= LFP_KL_ICMP_ERR_IN_V4 && kl <= LFP_KL_ICMP_ERR_OUT_V6; }
 bool forward_layer(lfp_kl kl) { return kl == LFP_KL_FORWARD_V4 || kl == LFP_KL_FORWARD_V6; }
 bool mac_layer(lfp_kl kl) { return kl == LFP_KL_MAC_IN || kl == LFP_KL_MAC_OUT; }
+
+// The FLAGS and L2_FLAGS bits the hooks set are WFP's, as the engine has them.
+static_assert(LFP_FLAG_IS_LOOPBACK == condition_flag::IS_LOOPBACK && LFP_FLAG_IS_REAUTHORIZE == condition_flag::IS_REAUTHORIZE &&
+              LFP_FLAG_IS_WILDCARD_BIND == condition_flag::IS_WILDCARD_BIND && LFP_FLAG_IS_FRAGMENT == condition_flag::IS_FRAGMENT &&
+              LFP_L2_IS_NATIVE_ETHERNET == l2_flag::IS_NATIVE_ETHERNET &&
+              LFP_L2_IS_IP_FRAGMENT_GROUP == l2_flag::IS_IP_FRAGMENT_GROUP);
 
 // Where a hook puts a field's value. The ALE layers have one slot per field; the packet layers have
 // no app or user, and reuse those slots for their own fields (lfp_kernel.h).
@@ -541,18 +548,35 @@ double visit_cost(const LayerIndex& ix, const LayerKeys& lk) {
          kProbeCost * static_cast<double>(ix.shapes.size());
 }
 
-// The index with the shapes chosen greedily. `sparing`: a shape of small keys must give at least
-// n / 1024 filters one, so that probes are left for the most selective keys of filters with only large
-// ones (ClassBench's port-and-protocol rules, which would otherwise go under the protocol alone).
-LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing, const std::vector<uint32_t>& shape,
-                      bool sparing, size_t max_probes) {
-  LayerIndex ix;
+// The key shapes a layer's table holds (shape_ids).
+using ShapeSet = std::set<uint32_t>;
+constexpr uint32_t kSmallBucket = 64;           // a key at most this many filters share is a small one
+constexpr uint32_t kWidenedMax = 4 * kSmallBucket;  // the longest list a filter joins under a wider key
+
+// Whether shape s takes key k as it is or widened (reads no more bits of the same fields).
+bool shape_holds(uint32_t s, const IndexKey& k) {
+  const lfp_probe p = probe_of_shape(s);
+  return p.slot[0] == k.shape.slot[0] && p.slot[1] == k.shape.slot[1] && p.plen[0] <= k.shape.plen[0] &&
+         p.plen[1] <= k.shape.plen[1];
+}
+
+// The shape with the most filters in `gain` (of equals, the least id).
+uint32_t most_gained(const std::unordered_map<uint32_t, size_t>& gain) {
+  return std::max_element(gain.begin(), gain.end(), [](const auto& a, const auto& b) {
+           return a.second != b.second ? a.second < b.second : a.first > b.first;
+         })->first;
+}
+
+// The shapes to probe, greedily: each round takes the shape that gives the most filters not yet
+// covered a key shared by at most kSmallBucket filters (a key many share, such as a /1 prefix, saves
+// a walk little), then, when none does, the shape of most filters' most selective key. `sparing`: a
+// shape of small keys must give at least n / 1024 filters one, so that probes are left for the most
+// selective keys of filters with only large ones (ClassBench's port-and-protocol rules, which would
+// otherwise go under the protocol alone).
+ShapeSet choose_shapes(const LayerKeys& lk, const std::vector<uint32_t>& sharing, const std::vector<uint32_t>& shape,
+                       bool sparing, size_t max_probes) {
   const size_t n = lk.filters();
-  // The shapes to probe, greedily: each round takes the shape that gives the most filters not yet
-  // covered a key shared by at most kSmallBucket filters (a key many share, such as a /1 prefix, saves
-  // a walk little), then, when none does, the shape of most filters' most selective key.
-  constexpr uint32_t kSmallBucket = 64;
-  std::set<uint32_t> kept;
+  ShapeSet kept;
   std::vector<bool> covered(n);
   for (bool small : {true, false})
     while (kept.size() < max_probes) {
@@ -574,25 +598,22 @@ LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing,
         }
       }
       if (gain.empty()) break;
-      const auto best = std::max_element(gain.begin(), gain.end(), [](const auto& a, const auto& b) {
-        return a.second != b.second ? a.second < b.second : a.first > b.first;
-      });
+      const uint32_t best = most_gained(gain);
       // (A small key for a few filters more is not worth a probe while others have only large keys.)
-      if (small && sparing && best->second < std::max<size_t>(4, n / 1024)) break;
-      kept.insert(best->first);
+      if (small && sparing && gain[best] < std::max<size_t>(4, n / 1024)) break;
+      kept.insert(best);
       for (uint32_t i = 0; i < n; ++i)
         for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c)
-          if (shape[c] == best->first && (!small || sharing[c] <= kSmallBucket)) covered[i] = true;
+          if (shape[c] == best && (!small || sharing[c] <= kSmallBucket)) covered[i] = true;
     }
-  // Then, while it pays, a kept shape that few filters need gives its place to the shape most of the
-  // filters no kept shape can hold have (a greedy round cannot see that a later shape would take over
-  // most of an earlier one's filters).
-  const auto holds = [&](uint32_t s, const IndexKey& k) {  // shape s takes key k as it is or widened
-    const lfp_probe p = probe_of_shape(s);
-    return p.slot[0] == k.shape.slot[0] && p.slot[1] == k.shape.slot[1] && p.plen[0] <= k.shape.plen[0] &&
-           p.plen[1] <= k.shape.plen[1];
-  };
-  constexpr uint32_t kWidenedMax = 4 * kSmallBucket;
+  return kept;
+}
+
+// While it pays, a kept shape that few filters need gives its place to the shape most of the filters
+// no kept shape can hold have (a greedy round cannot see that a later shape would take over most of
+// an earlier one's filters).
+void trade_shapes(const LayerKeys& lk, const std::vector<uint32_t>& shape, size_t max_probes, ShapeSet& kept) {
+  const size_t n = lk.filters();
   for (int round = 0; round < 8 && kept.size() == max_probes; ++round) {
     std::unordered_map<uint32_t, size_t> needed_only;  // filters only this kept shape holds
     std::unordered_map<uint32_t, size_t> gain;          // filters no kept shape holds, by a shape of theirs
@@ -601,7 +622,7 @@ LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing,
       uint32_t holder = UINT32_MAX, holders = 0;
       for (uint32_t s : kept) {
         bool any = false;
-        for (uint32_t c = lk.first[i]; c < lk.first[i + 1] && !any; ++c) any = holds(s, lk.keys[c]);
+        for (uint32_t c = lk.first[i]; c < lk.first[i + 1] && !any; ++c) any = shape_holds(s, lk.keys[c]);
         if (any) holder = s, ++holders;
         if (holders > 1) break;
       }
@@ -616,23 +637,32 @@ LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing,
     }
     if (unheld < 2 * kIndexMin || gain.empty()) break;  // (a short residual list costs less than the lists would
                                                          // grow; or none of them has a key)
-    const auto best = std::max_element(gain.begin(), gain.end(), [](const auto& a, const auto& b) {
-      return a.second != b.second ? a.second < b.second : a.first > b.first;
-    });
+    const uint32_t best = most_gained(gain);
     uint32_t weakest = *kept.begin();
     for (uint32_t s : kept)
       if (needed_only[s] < needed_only[weakest]) weakest = s;
-    if (best->second <= 2 * needed_only[weakest] + 8) break;  // (a clear gain only: the lists grow too)
+    if (gain[best] <= 2 * needed_only[weakest] + 8) break;  // (a clear gain only: the lists grow too)
     kept.erase(weakest);
-    kept.insert(best->first);
+    kept.insert(best);
   }
-  // Each filter under its key of a kept shape that the fewest share (of equals, the first: one field
-  // before two).
-  struct Placed {
-    uint64_t hash;  // (sorted by hash first, so equal keys meet after one compare for most pairs)
-    IndexKey key;
-    uint32_t filter;
-  };
+}
+
+// A filter under one of its keys.
+struct Placed {
+  uint64_t hash;  // (sorted by hash first, so equal keys meet after one compare for most pairs)
+  IndexKey key;
+  uint32_t filter;
+};
+
+// Each filter under its key of a kept shape that the fewest share (of equals, the first: one field
+// before two). A filter with no key of a kept shape goes under a kept shape that reads fewer bits of
+// the same fields (TupleMerge's relaxed tuples: a /24 under a /20 shape), in the smallest list that
+// makes; the list's other filters are tested by their own conditions, so a wider key only costs
+// visits. A filter nothing takes, or only a list already long, goes on ix.residual, as does a filter
+// without keys (a default permit).
+std::vector<Placed> place_filters(const LayerKeys& lk, const std::vector<uint32_t>& sharing,
+                                  const std::vector<uint32_t>& shape, const ShapeSet& kept, LayerIndex& ix) {
+  const size_t n = lk.filters();
   std::vector<Placed> placed;
   placed.reserve(n);
   std::vector<uint32_t> unplaced;
@@ -641,22 +671,13 @@ LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing,
     for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c)
       if (kept.count(shape[c]) && (best == UINT32_MAX || sharing[c] < sharing[best])) best = c;
     if (best == UINT32_MAX) {
-      unplaced.push_back(i);
+      if (lk.first[i] == lk.first[i + 1]) ix.residual.push_back(i);
+      else unplaced.push_back(i);
       continue;
     }
     placed.push_back({IndexKeyHash{}(lk.keys[best]), lk.keys[best], i});
     ix.widened += lk.wider[best];
   }
-  // A filter with no key of a kept shape goes under a kept shape that reads fewer bits of the same
-  // fields (TupleMerge's relaxed tuples: a /24 under a /20 shape), in the smallest list that makes;
-  // the list's other filters are tested by their own conditions, so a wider key only costs visits.
-  // A filter nothing takes, or only a list already long, goes on the residual list.
-  // (A filter without keys, such as a default permit, goes on the residual list at once.)
-  std::erase_if(unplaced, [&](uint32_t i) {
-    if (lk.first[i] != lk.first[i + 1]) return false;
-    ix.residual.push_back(i);
-    return true;
-  });
   if (!unplaced.empty()) {
     std::unordered_map<IndexKey, uint32_t, IndexKeyHash> list_size;
     for (const Placed& p : placed) ++list_size[p.key];
@@ -665,12 +686,8 @@ LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing,
       uint32_t best_size = kWidenedMax;
       for (uint32_t c = lk.first[i]; c < lk.first[i + 1]; ++c)
         for (uint32_t s : kept) {
-          const lfp_probe p = probe_of_shape(s);
-          const IndexKey& k = lk.keys[c];
-          if (p.slot[0] != k.shape.slot[0] || p.slot[1] != k.shape.slot[1] || p.plen[0] > k.shape.plen[0] ||
-              p.plen[1] > k.shape.plen[1])
-            continue;
-          const IndexKey cut = widen(k, p);
+          if (!shape_holds(s, lk.keys[c])) continue;
+          const IndexKey cut = widen(lk.keys[c], probe_of_shape(s));
           const auto it = list_size.find(cut);
           const uint32_t size = it == list_size.end() ? 0 : it->second;
           if (size < best_size) best = cut, best_size = size;
@@ -685,9 +702,12 @@ LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing,
     }
   }
   std::sort(ix.residual.begin(), ix.residual.end());  // (evaluation order)
-  if (placed.empty()) return ix;
-  ix.shapes.assign(kept.begin(), kept.end());
-  // The lists: equal keys together, each list in evaluation order.
+  return placed;
+}
+
+// The lists (equal keys together, each list in evaluation order) and the table that finds them:
+// each key within LFP_MAX_PROBE buckets of its home, the table doubled until they are.
+void build_lists_and_table(std::vector<Placed>& placed, LayerIndex& ix) {
   std::sort(placed.begin(), placed.end(), [](const Placed& a, const Placed& b) {
     if (a.hash != b.hash) return a.hash < b.hash;
     return a.key == b.key ? a.filter < b.filter : a.key < b.key;
@@ -702,7 +722,6 @@ LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing,
   ix.list_first.push_back(static_cast<uint32_t>(placed.size()));
   std::vector<uint32_t> home(ix.keys.size());
   for (size_t j = 0; j < home.size(); ++j) home[j] = static_cast<uint32_t>(lfp_hash(ix.keys[j].v, ix.probe_of(ix.keys[j])));
-  // Each key within LFP_MAX_PROBE buckets of its home: the table doubles until they are.
   for (size_t size = 2;; size *= 2) {
     if (size < 2 * ix.keys.size()) continue;
     ix.table.assign(size, 0);
@@ -713,8 +732,21 @@ LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing,
       if (d == LFP_MAX_PROBE) fits = false;
       else ix.table[(home[j] + d) & (size - 1)] = j + 1;
     }
-    if (fits) return ix;
+    if (fits) return;
   }
+}
+
+// The index with the shapes chosen greedily (choose_shapes, then trade_shapes).
+LayerIndex index_with(const LayerKeys& lk, const std::vector<uint32_t>& sharing, const std::vector<uint32_t>& shape,
+                      bool sparing, size_t max_probes) {
+  LayerIndex ix;
+  ShapeSet kept = choose_shapes(lk, sharing, shape, sparing, max_probes);
+  trade_shapes(lk, shape, max_probes, kept);
+  std::vector<Placed> placed = place_filters(lk, sharing, shape, kept, ix);
+  if (placed.empty()) return ix;
+  ix.shapes.assign(kept.begin(), kept.end());
+  build_lists_and_table(placed, ix);
+  return ix;
 }
 
 }  // namespace
@@ -809,117 +841,126 @@ struct PolicyPlaces {
   std::unordered_map<uint64_t, lfp_kl> added_ids;  // filters update() put in, and their layer
 };
 
-KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base, uint32_t only_flags) {
-  KernelPolicy out;
-  out.bank.resize(LFP_HEADER_ENTRIES);  // each layer's header, then its key shapes
-  Ctx cx{apps, out, user_set_base};
-  auto places = std::make_shared<PolicyPlaces>();
-  // Every layer's enforced filters from one enumeration (one pass over the engine, not one a layer).
+namespace {
+
+// Every layer's enforced filters from one enumeration (one pass over the engine, not one a layer),
+// each layer's in evaluation order, and how many conditions and filters they have.
+struct Enumerated {
+  std::map<LayerId, std::vector<const Filter*>> by_layer;
+  size_t conditions = 0, filters = 0;
+};
+Enumerated enumerate(const FilterEngine& engine, uint32_t only_flags) {
+  Enumerated e;
   FilterTemplate t;
   t.include_disabled = false;
   t.flags_all_set = only_flags;
-  std::map<LayerId, std::vector<const Filter*>> by_layer;
-  size_t conditions = 0, filters = 0;
   for (const Filter* f : engine.filters(t)) {
-    by_layer[f->layer].push_back(f);  // (each in evaluation order)
-    conditions += std::max<size_t>(f->conditions.size(), 1);
-    ++filters;
+    e.by_layer[f->layer].push_back(f);
+    e.conditions += std::max<size_t>(f->conditions.size(), 1);
+    ++e.filters;
   }
-  // The bank at its likely size, allocated once: conditions, guards, a hash bucket or two and a list
-  // element a filter (grown by doubling, a million filters' bank was copied and faulted in twice over).
-  out.bank.reserve(LFP_HEADER_ENTRIES + conditions + filters / 2 + 2 * filters + filters / LFP_LIST_PER_ENTRY + 64);
-  std::vector<std::vector<lfp_guard>> guards(LFP_KL_COUNT);
-  std::vector<LayerKeys> keys(LFP_KL_COUNT);
-  for (int k = 0; k < LFP_KL_COUNT; ++k) {
-    const auto kl = static_cast<lfp_kl>(k);
-    cx.kl = kl;
-    const auto& filters = by_layer[engine_layer(kl)];  // evaluation order
-    LayerPlaces& lp = places->layers[k];
-    lp.compiled.reserve(filters.size());
-    // Order keys (i + 1) << shift: as much room between two filters as the layer's size leaves.
-    unsigned shift = 16;
-    while (shift > 0 && (uint64_t{filters.size()} + 2) << shift >= LFP_ORDER_END) --shift;
-    const uint32_t first = static_cast<uint32_t>(out.bank.size());
-    size_t last_userspace = SIZE_MAX;  // index in `ends` of the last filter needing user space
-    std::vector<size_t> ends;          // bank index of each filter's last condition
-    uint16_t sub_ordinal = 0;
-    const Guid* prev_sub = nullptr;
-    Guid universal = builtin::SUBLAYER_UNIVERSAL;
-    for (const Filter* f : filters) {
-      const Guid& sub = f->sublayer ? *f->sublayer : universal;
-      if (prev_sub && *prev_sub != sub) ++sub_ordinal;
-      if (!prev_sub || *prev_sub != sub) lp.sublayers.emplace_back(sub, sub_ordinal);
-      prev_sub = &sub;
-      const size_t start = out.bank.size();
-      const uint8_t action = compile_filter(engine, *f, sub_ordinal, cx);
-      if (action == LFP_A_USERSPACE) {
-        last_userspace = ends.size();
-        ++out.userspace_filters;
-        ++out.layer_userspace[kl];
-      }
-      lp.compiled.push_back({f->effective_weight, f->id, static_cast<uint32_t>((ends.size() + 1) << shift),
-                             static_cast<uint32_t>(guards[k].size()), sub_ordinal});
-      guards[k].push_back(guard_of(out.bank, start, out.bank.size(), sub_ordinal));
-      add_index_keys(out.bank, start, out.bank.size(), keys[k]);
-      ends.push_back(out.bank.size() - 1);
-      ++out.filters;
-      ++out.layer_filters[kl];
+  return e;
+}
+
+// Layer cx.kl's filters (in evaluation order) appended to the bank: each filter's conditions, and
+// its place, guard and index keys; the layer's header says where its conditions are.
+void compile_layer(const FilterEngine& engine, const std::vector<const Filter*>& filters, Ctx& cx, LayerPlaces& lp,
+                   std::vector<lfp_guard>& guards, LayerKeys& keys) {
+  KernelPolicy& out = cx.out;
+  const lfp_kl kl = cx.kl;
+  lp.compiled.reserve(filters.size());
+  // Order keys (i + 1) << shift: as much room between two filters as the layer's size leaves.
+  unsigned shift = 16;
+  while (shift > 0 && (uint64_t{filters.size()} + 2) << shift >= LFP_ORDER_END) --shift;
+  const uint32_t first = static_cast<uint32_t>(out.bank.size());
+  size_t last_userspace = SIZE_MAX;  // index in `ends` of the last filter needing user space
+  std::vector<size_t> ends;          // bank index of each filter's last condition
+  uint16_t sub_ordinal = 0;
+  const Guid* prev_sub = nullptr;
+  Guid universal = builtin::SUBLAYER_UNIVERSAL;
+  for (const Filter* f : filters) {
+    const Guid& sub = f->sublayer ? *f->sublayer : universal;
+    if (prev_sub && *prev_sub != sub) ++sub_ordinal;
+    if (!prev_sub || *prev_sub != sub) lp.sublayers.emplace_back(sub, sub_ordinal);
+    prev_sub = &sub;
+    const size_t start = out.bank.size();
+    const uint8_t action = compile_filter(engine, *f, sub_ordinal, cx);
+    if (action == LFP_A_USERSPACE) {
+      last_userspace = ends.size();
+      ++out.userspace_filters;
+      ++out.layer_userspace[kl];
     }
-    for (size_t i = (last_userspace == SIZE_MAX ? 0 : last_userspace); i < ends.size(); ++i)
-      out.bank[ends[i]].c.flags |= LFP_C_NO_DEFER_AFTER;
-    out.bank[k].h.first = first;
-    out.bank[k].h.count = static_cast<uint32_t>(out.bank.size()) - first;
+    lp.compiled.push_back({f->effective_weight, f->id, static_cast<uint32_t>((ends.size() + 1) << shift),
+                           static_cast<uint32_t>(guards.size()), sub_ordinal});
+    guards.push_back(guard_of(out.bank, start, out.bank.size(), sub_ordinal));
+    add_index_keys(out.bank, start, out.bank.size(), keys);
+    ends.push_back(out.bank.size() - 1);
+    ++out.filters;
+    ++out.layer_filters[kl];
   }
-  // The guards, after all conditions: each layer's from a fresh entry, two an entry.
+  for (size_t i = (last_userspace == SIZE_MAX ? 0 : last_userspace); i < ends.size(); ++i)
+    out.bank[ends[i]].c.flags |= LFP_C_NO_DEFER_AFTER;
+  out.bank[kl].h.first = first;
+  out.bank[kl].h.count = static_cast<uint32_t>(out.bank.size()) - first;
+}
+
+// The guards, after all conditions: each layer's from a fresh entry, two an entry.
+void append_guards(KernelPolicy& out, const std::vector<std::vector<lfp_guard>>& guards, PolicyPlaces& places) {
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     out.bank[k].h.gfirst = static_cast<uint32_t>(2 * out.bank.size());
     out.bank[k].h.gcount = static_cast<uint32_t>(guards[k].size());
-    for (FilterPlace& fp : places->layers[k].compiled) fp.guard += out.bank[k].h.gfirst;
+    for (FilterPlace& fp : places.layers[k].compiled) fp.guard += out.bank[k].h.gfirst;
     for (size_t i = 0; i < guards[k].size(); ++i) {
       if (i % 2 == 0) out.bank.emplace_back();
       out.bank.back().g[i % 2] = guards[k][i];
     }
   }
-  // The index: each layer's hash table (one bucket an entry), then every list, eight elements an
-  // entry. A list element is a filter's order key and guard index, in evaluation order.
-  std::vector<lfp_list_elem> lists;
-  lists.reserve(filters);  // (each filter is in one list, give or take a widened one)
-  auto add_list = [&](std::span<const uint32_t> filters, const LayerPlaces& lp) {
-    const auto at = static_cast<uint32_t>(lists.size());
-    for (uint32_t i : filters) lists.push_back({lp.compiled[i].order, lp.compiled[i].guard});
+}
+
+// The lists of the index: list elements (a filter's order key and guard index, in evaluation
+// order), placed after everything else once the bank's size is known.
+struct Lists {
+  std::vector<lfp_list_elem> elems;
+  // Appends the list of these filters (positions in the layer) and returns where it starts.
+  uint32_t add(std::span<const uint32_t> filters, const LayerPlaces& lp) {
+    const auto at = static_cast<uint32_t>(elems.size());
+    for (uint32_t i : filters) elems.push_back({lp.compiled[i].order, lp.compiled[i].guard});
     return at;
-  };
-  for (int k = 0; k < LFP_KL_COUNT; ++k) {
-    const LayerIndex ix = build_index(keys[k]);
-    keys[k] = {};
-    out.widened_filters += ix.widened;
-    const LayerPlaces& lp = places->layers[k];
-    out.bank[k].h.residual = add_list(ix.residual, lp);
-    out.bank[k].h.nresidual = static_cast<uint32_t>(ix.residual.size());
-    places->layers[k].residual_limit = static_cast<uint32_t>(std::max<size_t>(2 * ix.residual.size(), 64));
-    if (ix.table.empty()) continue;
-    const auto hfirst = static_cast<uint32_t>(out.bank.size());
-    out.bank.resize(out.bank.size() + ix.table.size());  // (references into the bank end here)
-    lfp_layer_hdr& h = out.bank[k].h;
-    h.nprobes = static_cast<uint32_t>(ix.shapes.size());
-    for (size_t i = 0; i < ix.shapes.size(); ++i)
-      out.bank[LFP_PROBE_ENTRY(k, i)].p.p[i % LFP_PROBES_PER_ENTRY] = probe_of_shape(ix.shapes[i]);
-    h.hfirst = hfirst;
-    h.hmask = static_cast<uint32_t>(ix.table.size() - 1);
-    for (size_t b = 0; b < ix.table.size(); ++b) {
-      if (!ix.table[b]) continue;
-      const uint32_t j = ix.table[b] - 1;
-      const std::span<const uint32_t> filters(ix.members.data() + ix.list_first[j], ix.list_first[j + 1] - ix.list_first[j]);
-      lfp_bucket& bk = out.bank[hfirst + b].b;
-      std::memcpy(bk.v, ix.keys[j].v, sizeof bk.v);
-      bk.probe = ix.probe_of(ix.keys[j]);
-      bk.used = 1;
-      bk.list = add_list(filters, lp);
-      bk.count = static_cast<uint32_t>(filters.size());
-      ++out.index_keys;
-    }
   }
-  // List positions become bank-relative now that the lists' first entry is known.
+};
+
+// Layer k's index in the bank: its residual list, key shapes and hash table (one bucket an entry),
+// the lists' positions still relative to the lists' start (append_lists makes them the bank's).
+void append_index(KernelPolicy& out, int k, const LayerIndex& ix, LayerPlaces& lp, Lists& lists) {
+  out.widened_filters += ix.widened;
+  out.bank[k].h.residual = lists.add(ix.residual, lp);
+  out.bank[k].h.nresidual = static_cast<uint32_t>(ix.residual.size());
+  lp.residual_limit = static_cast<uint32_t>(std::max<size_t>(2 * ix.residual.size(), 64));
+  if (ix.table.empty()) return;
+  const auto hfirst = static_cast<uint32_t>(out.bank.size());
+  out.bank.resize(out.bank.size() + ix.table.size());  // (references into the bank end here)
+  lfp_layer_hdr& h = out.bank[k].h;
+  h.nprobes = static_cast<uint32_t>(ix.shapes.size());
+  for (size_t i = 0; i < ix.shapes.size(); ++i)
+    out.bank[LFP_PROBE_ENTRY(k, i)].p.p[i % LFP_PROBES_PER_ENTRY] = probe_of_shape(ix.shapes[i]);
+  h.hfirst = hfirst;
+  h.hmask = static_cast<uint32_t>(ix.table.size() - 1);
+  for (size_t b = 0; b < ix.table.size(); ++b) {
+    if (!ix.table[b]) continue;
+    const uint32_t j = ix.table[b] - 1;
+    const std::span<const uint32_t> filters(ix.members.data() + ix.list_first[j], ix.list_first[j + 1] - ix.list_first[j]);
+    lfp_bucket& bk = out.bank[hfirst + b].b;
+    std::memcpy(bk.v, ix.keys[j].v, sizeof bk.v);
+    bk.probe = ix.probe_of(ix.keys[j]);
+    bk.used = 1;
+    bk.list = lists.add(filters, lp);
+    bk.count = static_cast<uint32_t>(filters.size());
+    ++out.index_keys;
+  }
+}
+
+// The lists at the bank's end, eight elements an entry; list positions become bank-relative.
+void append_lists(KernelPolicy& out, const Lists& lists) {
   const auto lists_at = static_cast<uint32_t>(LFP_LIST_PER_ENTRY * out.bank.size());
   for (int k = 0; k < LFP_KL_COUNT; ++k) {
     lfp_layer_hdr& h = out.bank[k].h;
@@ -931,9 +972,38 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
     out.residual_filters += h.nresidual;
   }
   const size_t first_list_entry = out.bank.size();
-  out.bank.resize(first_list_entry + (lists.size() + LFP_LIST_PER_ENTRY - 1) / LFP_LIST_PER_ENTRY);
-  for (size_t i = 0; i < lists.size(); ++i)
-    out.bank[first_list_entry + i / LFP_LIST_PER_ENTRY].l[i % LFP_LIST_PER_ENTRY] = lists[i];
+  out.bank.resize(first_list_entry + (lists.elems.size() + LFP_LIST_PER_ENTRY - 1) / LFP_LIST_PER_ENTRY);
+  for (size_t i = 0; i < lists.elems.size(); ++i)
+    out.bank[first_list_entry + i / LFP_LIST_PER_ENTRY].l[i % LFP_LIST_PER_ENTRY] = lists.elems[i];
+}
+
+}  // namespace
+
+KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32_t user_set_base, uint32_t only_flags) {
+  KernelPolicy out;
+  out.bank.resize(LFP_HEADER_ENTRIES);  // each layer's header, then its key shapes
+  Ctx cx{apps, out, user_set_base};
+  auto places = std::make_shared<PolicyPlaces>();
+  Enumerated all = enumerate(engine, only_flags);
+  // The bank at its likely size, allocated once: conditions, guards, a hash bucket or two and a list
+  // element a filter (grown by doubling, a million filters' bank was copied and faulted in twice over).
+  out.bank.reserve(LFP_HEADER_ENTRIES + all.conditions + all.filters / 2 + 2 * all.filters +
+                   all.filters / LFP_LIST_PER_ENTRY + 64);
+  std::vector<std::vector<lfp_guard>> guards(LFP_KL_COUNT);
+  std::vector<LayerKeys> keys(LFP_KL_COUNT);
+  for (int k = 0; k < LFP_KL_COUNT; ++k) {
+    cx.kl = static_cast<lfp_kl>(k);
+    compile_layer(engine, all.by_layer[engine_layer(cx.kl)], cx, places->layers[k], guards[k], keys[k]);
+  }
+  append_guards(out, guards, *places);
+  Lists lists;
+  lists.elems.reserve(all.filters);  // (each filter is in one list, give or take a widened one)
+  for (int k = 0; k < LFP_KL_COUNT; ++k) {
+    const LayerIndex ix = build_index(keys[k]);
+    keys[k] = {};
+    append_index(out, k, ix, places->layers[k], lists);
+  }
+  append_lists(out, lists);
   // A policy compiled in part (lfpd --boot), or with user sets (whose ids differ between the banks),
   // is only ever compiled whole.
   if (only_flags == 0 && out.user_sets.empty()) {
@@ -983,6 +1053,168 @@ std::optional<uint32_t> bucket_of(const std::vector<lfp_entry>& bank, const lfp_
   return std::nullopt;
 }
 
+// Why a change cannot go in place (none: it went in, or there was nothing to do).
+using Refusal = std::optional<std::string>;
+
+void note_written(std::vector<uint32_t>& written, size_t from, size_t to) {
+  for (size_t e = from; e < to; ++e) written.push_back(static_cast<uint32_t>(e));
+}
+
+// A deleted filter's guard becomes one that never holds: one entry written.
+Refusal delete_in_place(KernelPolicy& pol, uint64_t id, std::vector<uint32_t>& written) {
+  PolicyPlaces& pp = *pol.places;
+  uint32_t guard;
+  lfp_kl kl;
+  if (auto a = pp.added_ids.find(id); a != pp.added_ids.end()) {
+    kl = a->second;
+    auto& added = pp.layers[kl].added;
+    const auto it = std::find_if(added.begin(), added.end(), [&](const FilterPlace& p) { return p.id == id; });
+    if (it == added.end()) return "lost track of a filter";
+    guard = it->guard;
+    added.erase(it);
+    pp.added_ids.erase(a);
+  } else {
+    const auto c = std::lower_bound(pp.compiled_ids.begin(), pp.compiled_ids.end(), std::pair<uint64_t, uint64_t>{id, 0});
+    if (c == pp.compiled_ids.end() || c->first != id || pp.deleted.count(id)) return {};  // (not compiled: disabled, a layer the kernel has not)
+    kl = static_cast<lfp_kl>(c->second >> 32);
+    guard = pp.layers[kl].compiled[static_cast<uint32_t>(c->second)].guard;
+    pp.deleted.insert(id);
+  }
+  if (rule_end(pol.bank, guard).action == LFP_A_USERSPACE) {
+    --pol.userspace_filters;
+    --pol.layer_userspace[kl];
+  }
+  lfp_guard& g = pol.bank[guard / 2].g[guard % 2];
+  g = dead_guard(g);
+  written.push_back(guard / 2);
+  --pol.filters;
+  --pol.layer_filters[kl];
+  return {};
+}
+
+// An added filter's order key, fp.order: between its neighbours' (compiled and added before), a
+// sixteenth of the way (filters added one after another, the usual run, leave room for more).
+// `next` becomes the filter evaluated after it (none: it is the layer's last).
+Refusal order_between(const LayerPlaces& lp, const PolicyPlaces& pp, FilterPlace& fp, const FilterPlace*& next) {
+  const auto ci = std::upper_bound(lp.compiled.begin(), lp.compiled.end(), fp, EvaluatedBefore{});
+  if (ci != lp.compiled.begin() && std::prev(ci)->id == fp.id && !pp.deleted.count(fp.id)) return "a filter added twice";
+  uint64_t lo = ci == lp.compiled.begin() ? 0 : std::prev(ci)->order;
+  uint64_t hi = ci == lp.compiled.end() ? LFP_ORDER_END : ci->order;
+  next = ci == lp.compiled.end() ? nullptr : &*ci;
+  const auto ai = lp.added.upper_bound(fp);
+  if (ai != lp.added.end() && ai->order < hi) hi = ai->order, next = &*ai;
+  if (ai != lp.added.begin() && std::prev(ai)->order > lo) lo = std::prev(ai)->order;
+  if (hi - lo < 2) return "no room left in the evaluation order there";
+  fp.order = static_cast<uint32_t>(lo + std::max<uint64_t>(1, (hi - lo) / 16));
+  return {};
+}
+
+// The bucket an added filter (its conditions bank[start, end)) joins, as the compiler would choose
+// it: of the layer's probe shapes, the bucket of its key as it is or cut to the shape whose list is
+// shortest; a new key takes its free bucket. None: no key of a shape the layer probes.
+std::optional<uint32_t> bucket_for(KernelPolicy& pol, lfp_kl kl, size_t start, size_t end) {
+  LayerKeys lk;
+  add_index_keys(pol.bank, start, end, lk);
+  const lfp_layer_hdr hdr = pol.bank[kl].h;
+  const auto size = [&](uint32_t b) { return pol.bank[b].b.used ? pol.bank[b].b.count : 0; };
+  std::optional<uint32_t> bucket;
+  std::optional<IndexKey> key;
+  uint8_t probe = 0;
+  for (const IndexKey& k : lk.keys)
+    for (uint32_t i = 0; i < hdr.nprobes; ++i) {
+      const lfp_probe p = probe_at(pol.bank, kl, i);
+      if (!shape_holds(shape_id(p), k)) continue;
+      const IndexKey cut = widen(k, p);
+      const std::optional<uint32_t> b = bucket_of(pol.bank, hdr, cut, static_cast<uint8_t>(i));
+      if (b && (!bucket || size(*b) < size(*bucket))) bucket = b, key = cut, probe = static_cast<uint8_t>(i);
+    }
+  if (bucket && !pol.bank[*bucket].b.used) {
+    lfp_bucket& bk = pol.bank[*bucket].b;
+    std::memcpy(bk.v, key->v, sizeof bk.v);
+    bk.probe = probe;
+    bk.used = 1;
+    bk.count = bk.list = 0;
+    ++pol.index_keys;
+  }
+  return bucket;
+}
+
+// A copy of the list (the bucket's, or else layer kl's residual one) with the filter fp in place,
+// past the bank's end; the bucket (or the layer's header) points at it.
+void insert_in_list(KernelPolicy& pol, lfp_kl kl, std::optional<uint32_t> bucket, const FilterPlace& fp,
+                    std::vector<uint32_t>& written) {
+  const uint32_t pointer_entry = bucket ? *bucket : static_cast<uint32_t>(kl);
+  uint32_t& list = bucket ? pol.bank[*bucket].b.list : pol.bank[kl].h.residual;
+  uint32_t& count = bucket ? pol.bank[*bucket].b.count : pol.bank[kl].h.nresidual;
+  std::vector<lfp_list_elem> copy;
+  copy.reserve(count + 1);
+  for (uint32_t i = 0; i < count; ++i)
+    copy.push_back(pol.bank[(list + i) / LFP_LIST_PER_ENTRY].l[(list + i) % LFP_LIST_PER_ENTRY]);
+  const lfp_list_elem elem{fp.order, fp.guard};
+  copy.insert(std::upper_bound(copy.begin(), copy.end(), elem, [](const auto& a, const auto& b) { return a.order < b.order; }),
+              elem);
+  list = static_cast<uint32_t>(pol.bank.size() * LFP_LIST_PER_ENTRY);
+  count = static_cast<uint32_t>(copy.size());
+  const size_t at = pol.bank.size();
+  pol.bank.resize(at + (copy.size() + LFP_LIST_PER_ENTRY - 1) / LFP_LIST_PER_ENTRY);  // (list, count: stale now)
+  for (size_t i = 0; i < copy.size(); ++i) pol.bank[at + i / LFP_LIST_PER_ENTRY].l[i % LFP_LIST_PER_ENTRY] = copy[i];
+  note_written(written, at, pol.bank.size());
+  written.push_back(pointer_entry);
+}
+
+// An added filter: its conditions and guard past the bank's end, its order key between its
+// neighbours', and a copy of the list it joins with it in place.
+Refusal add_in_place(KernelPolicy& pol, const FilterEngine& engine, const AppResolver& apps, uint64_t id,
+                     std::vector<uint32_t>& written) {
+  PolicyPlaces& pp = *pol.places;
+  const Filter* f = engine.filter_by_id(id);
+  if (!f || (f->flags & DISABLED)) return {};  // (added and deleted again; disabled filters are not compiled)
+  const std::optional<lfp_kl> kl = kernel_layer(f->layer);
+  if (!kl) return {};
+  if (pp.added_ids.count(id)) return "a filter added twice";
+  LayerPlaces& lp = pp.layers[*kl];
+  if (pol.layer_filters[*kl] == 0) return "a layer gets its first filters (its hooks are linked)";
+  const Guid sub = f->sublayer ? *f->sublayer : builtin::SUBLAYER_UNIVERSAL;
+  const auto s = std::find_if(lp.sublayers.begin(), lp.sublayers.end(), [&](const auto& p) { return p.first == sub; });
+  if (s == lp.sublayers.end()) return "a sublayer gets its first filter at the layer";
+  FilterPlace fp{f->effective_weight, f->id, 0, 0, s->second};
+  const FilterPlace* next = nullptr;
+  if (Refusal why = order_between(lp, pp, fp, next)) return why;
+
+  Ctx cx{apps, pol, 0};
+  cx.kl = *kl;
+  const size_t sets = pol.user_sets.size(), redirects = pol.redirects.size();
+  const size_t start = pol.bank.size();
+  const uint8_t action = compile_filter(engine, *f, fp.sublayer, cx);
+  if (pol.user_sets.size() != sets) return "a filter with a user set";
+  if (pol.redirects.size() != redirects) return "a redirect filter";
+  if (action == LFP_A_USERSPACE) return "a filter user space decides (earlier filters stop no more at a hard decision)";
+  // (LFP_C_NO_DEFER_AFTER: set from the next filter on; a deleted callout's leaves the walk going on, which is safe.)
+  if (!next || (rule_end(pol.bank, next->guard).flags & LFP_C_NO_DEFER_AFTER &&
+                rule_end(pol.bank, next->guard).action != LFP_A_USERSPACE))
+    pol.bank.back().c.flags |= LFP_C_NO_DEFER_AFTER;
+  const size_t end = pol.bank.size();
+  pol.bank.emplace_back();
+  pol.bank.back().g[0] = guard_of(pol.bank, start, end, fp.sublayer);
+  pol.bank.back().g[1] = dead_guard(pol.bank.back().g[0]);  // (unused)
+  fp.guard = static_cast<uint32_t>(2 * (pol.bank.size() - 1));
+  note_written(written, start, pol.bank.size());
+
+  const std::optional<uint32_t> bucket = pol.bank[*kl].h.nprobes ? bucket_for(pol, *kl, start, end) : std::nullopt;
+  if (!bucket) {
+    lfp_layer_hdr& h = pol.bank[*kl].h;
+    if (h.nresidual + 1 > lp.residual_limit) return "the layer's residual list has grown past twice its length";
+    h.listed = !h.nprobes;  // (a layer walked by its guards is walked by its list from now on: all its filters)
+    ++pol.residual_filters;
+  }
+  insert_in_list(pol, *kl, bucket, fp, written);
+  lp.added.insert(fp);
+  pp.added_ids.emplace(id, *kl);
+  ++pol.filters;
+  ++pol.layer_filters[*kl];
+  return {};
+}
+
 }  // namespace
 
 UpdateResult update(KernelPolicy& pol, const FilterEngine& engine, const FilterChanges& changes, const AppResolver& apps,
@@ -998,149 +1230,13 @@ UpdateResult update(KernelPolicy& pol, const FilterEngine& engine, const FilterC
   if (changes.other) return whole("objects other than filters changed");
   if (changes.added.size() + changes.deleted.size() > kInPlaceChangesMax)
     return whole("more than " + std::to_string(kInPlaceChangesMax) + " filters changed");
-  PolicyPlaces& pp = *pol.places;
-  std::vector<uint32_t>& written = r.written;
-  auto write_range = [&](size_t from, size_t to) {
-    for (size_t e = from; e < to; ++e) written.push_back(static_cast<uint32_t>(e));
-  };
-
-  for (uint64_t id : changes.deleted) {
-    uint32_t guard;
-    lfp_kl kl;
-    if (auto a = pp.added_ids.find(id); a != pp.added_ids.end()) {
-      kl = a->second;
-      auto& added = pp.layers[kl].added;
-      const auto it = std::find_if(added.begin(), added.end(), [&](const FilterPlace& p) { return p.id == id; });
-      if (it == added.end()) return whole("lost track of a filter");
-      guard = it->guard;
-      added.erase(it);
-      pp.added_ids.erase(a);
-    } else {
-      const auto c = std::lower_bound(pp.compiled_ids.begin(), pp.compiled_ids.end(), std::pair<uint64_t, uint64_t>{id, 0});
-      if (c == pp.compiled_ids.end() || c->first != id || pp.deleted.count(id)) continue;  // (not compiled: disabled, a layer the kernel has not)
-      kl = static_cast<lfp_kl>(c->second >> 32);
-      guard = pp.layers[kl].compiled[static_cast<uint32_t>(c->second)].guard;
-      pp.deleted.insert(id);
-    }
-    if (rule_end(pol.bank, guard).action == LFP_A_USERSPACE) {
-      --pol.userspace_filters;
-      --pol.layer_userspace[kl];
-    }
-    lfp_guard& g = pol.bank[guard / 2].g[guard % 2];
-    g = dead_guard(g);
-    written.push_back(guard / 2);
-    --pol.filters;
-    --pol.layer_filters[kl];
-  }
-
-  for (uint64_t id : changes.added) {
-    const Filter* f = engine.filter_by_id(id);
-    if (!f || (f->flags & DISABLED)) continue;  // (added and deleted again; disabled filters are not compiled)
-    const std::optional<lfp_kl> kl = kernel_layer(f->layer);
-    if (!kl) continue;
-    if (pp.added_ids.count(id)) return whole("a filter added twice");
-    LayerPlaces& lp = pp.layers[*kl];
-    if (pol.layer_filters[*kl] == 0) return whole("a layer gets its first filters (its hooks are linked)");
-    const Guid sub = f->sublayer ? *f->sublayer : builtin::SUBLAYER_UNIVERSAL;
-    const auto s = std::find_if(lp.sublayers.begin(), lp.sublayers.end(), [&](const auto& p) { return p.first == sub; });
-    if (s == lp.sublayers.end()) return whole("a sublayer gets its first filter at the layer");
-    FilterPlace fp{f->effective_weight, f->id, 0, 0, s->second};
-
-    // Its order key: between its neighbours' (compiled and added before).
-    const auto ci = std::upper_bound(lp.compiled.begin(), lp.compiled.end(), fp, EvaluatedBefore{});
-    if (ci != lp.compiled.begin() && std::prev(ci)->id == id && !pp.deleted.count(id)) return whole("a filter added twice");
-    uint64_t lo = ci == lp.compiled.begin() ? 0 : std::prev(ci)->order;
-    uint64_t hi = ci == lp.compiled.end() ? LFP_ORDER_END : ci->order;
-    const FilterPlace* next = ci == lp.compiled.end() ? nullptr : &*ci;
-    const auto ai = lp.added.upper_bound(fp);
-    if (ai != lp.added.end() && ai->order < hi) hi = ai->order, next = &*ai;
-    if (ai != lp.added.begin() && std::prev(ai)->order > lo) lo = std::prev(ai)->order;
-    if (hi - lo < 2) return whole("no room left in the evaluation order there");
-    // (A sixteenth of the gap: filters added one after another, the usual run, leave room for more.)
-    fp.order = static_cast<uint32_t>(lo + std::max<uint64_t>(1, (hi - lo) / 16));
-
-    // Its conditions and guard, past the bank's end.
-    Ctx cx{apps, pol, 0};
-    cx.kl = *kl;
-    const size_t sets = pol.user_sets.size(), redirects = pol.redirects.size();
-    const size_t start = pol.bank.size();
-    const uint8_t action = compile_filter(engine, *f, fp.sublayer, cx);
-    if (pol.user_sets.size() != sets) return whole("a filter with a user set");
-    if (pol.redirects.size() != redirects) return whole("a redirect filter");
-    if (action == LFP_A_USERSPACE) return whole("a filter user space decides (earlier filters stop no more at a hard decision)");
-    // (LFP_C_NO_DEFER_AFTER: set from the next filter on; a deleted callout's leaves the walk going on, which is safe.)
-    if (!next || (rule_end(pol.bank, next->guard).flags & LFP_C_NO_DEFER_AFTER &&
-                  rule_end(pol.bank, next->guard).action != LFP_A_USERSPACE))
-      pol.bank.back().c.flags |= LFP_C_NO_DEFER_AFTER;
-    const size_t end = pol.bank.size();
-    pol.bank.emplace_back();
-    pol.bank.back().g[0] = guard_of(pol.bank, start, end, fp.sublayer);
-    pol.bank.back().g[1] = dead_guard(pol.bank.back().g[0]);  // (unused)
-    fp.guard = static_cast<uint32_t>(2 * (pol.bank.size() - 1));
-    write_range(start, pol.bank.size());
-
-    // Its list: its key's bucket (of a shape the layer probes, as it is or cut to it: the one whose list
-    // is shortest), else the residual list.
-    std::optional<uint32_t> bucket;
-    if (pol.bank[*kl].h.nprobes) {
-      LayerKeys lk;
-      add_index_keys(pol.bank, start, end, lk);
-      const lfp_layer_hdr hdr = pol.bank[*kl].h;
-      const auto size = [&](uint32_t b) { return pol.bank[b].b.used ? pol.bank[b].b.count : 0; };
-      std::optional<IndexKey> key;
-      uint8_t probe = 0;
-      for (const IndexKey& k : lk.keys)
-        for (uint32_t i = 0; i < hdr.nprobes; ++i) {
-          const lfp_probe p = probe_at(pol.bank, *kl, i);
-          if (p.slot[0] != k.shape.slot[0] || p.slot[1] != k.shape.slot[1] || p.plen[0] > k.shape.plen[0] ||
-              p.plen[1] > k.shape.plen[1])
-            continue;
-          const IndexKey cut = widen(k, p);
-          const std::optional<uint32_t> b = bucket_of(pol.bank, hdr, cut, static_cast<uint8_t>(i));
-          if (b && (!bucket || size(*b) < size(*bucket))) bucket = b, key = cut, probe = static_cast<uint8_t>(i);
-        }
-      if (bucket && !pol.bank[*bucket].b.used) {
-        lfp_bucket& bk = pol.bank[*bucket].b;
-        std::memcpy(bk.v, key->v, sizeof bk.v);
-        bk.probe = probe;
-        bk.used = 1;
-        bk.count = bk.list = 0;
-        ++pol.index_keys;
-      }
-    }
-    if (!bucket) {
-      lfp_layer_hdr& h = pol.bank[*kl].h;
-      if (h.nresidual + 1 > lp.residual_limit) return whole("the layer's residual list has grown past twice its length");
-      h.listed = !h.nprobes;  // (a layer walked by its guards is walked by its list from now on: all its filters)
-      ++pol.residual_filters;
-    }
-    // A copy of the list with it in place, past the bank's end; the bucket (or the header) points at it.
-    const uint32_t pointer_entry = bucket ? *bucket : static_cast<uint32_t>(*kl);
-    uint32_t& list = bucket ? pol.bank[*bucket].b.list : pol.bank[*kl].h.residual;
-    uint32_t& count = bucket ? pol.bank[*bucket].b.count : pol.bank[*kl].h.nresidual;
-    std::vector<lfp_list_elem> copy;
-    copy.reserve(count + 1);
-    for (uint32_t i = 0; i < count; ++i)
-      copy.push_back(pol.bank[(list + i) / LFP_LIST_PER_ENTRY].l[(list + i) % LFP_LIST_PER_ENTRY]);
-    const lfp_list_elem elem{fp.order, fp.guard};
-    copy.insert(std::upper_bound(copy.begin(), copy.end(), elem, [](const auto& a, const auto& b) { return a.order < b.order; }),
-                elem);
-    list = static_cast<uint32_t>(pol.bank.size() * LFP_LIST_PER_ENTRY);
-    count = static_cast<uint32_t>(copy.size());
-    const size_t at = pol.bank.size();
-    pol.bank.resize(at + (copy.size() + LFP_LIST_PER_ENTRY - 1) / LFP_LIST_PER_ENTRY);  // (list, count: stale now)
-    for (size_t i = 0; i < copy.size(); ++i) pol.bank[at + i / LFP_LIST_PER_ENTRY].l[i % LFP_LIST_PER_ENTRY] = copy[i];
-    write_range(at, pol.bank.size());
-    written.push_back(pointer_entry);
-
-    lp.added.insert(fp);
-    pp.added_ids.emplace(id, *kl);
-    ++pol.filters;
-    ++pol.layer_filters[*kl];
-  }
+  for (uint64_t id : changes.deleted)
+    if (Refusal why = delete_in_place(pol, id, r.written)) return whole(std::move(*why));
+  for (uint64_t id : changes.added)
+    if (Refusal why = add_in_place(pol, engine, apps, id, r.written)) return whole(std::move(*why));
   if (pol.bank.size() > capacity) return whole("the banks have no room left for what it adds");
-  std::sort(written.begin(), written.end());
-  written.erase(std::unique(written.begin(), written.end()), written.end());
+  std::sort(r.written.begin(), r.written.end());
+  r.written.erase(std::unique(r.written.begin(), r.written.end()), r.written.end());
   r.applied = true;
   return r;
 }

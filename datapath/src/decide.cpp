@@ -1,12 +1,13 @@
+// SPDX-License-Identifier: MIT
 // The engine's decision on a flow the kernel queued (userpath.hpp). Kept apart from userpath.cpp,
 // whose netlink headers define macros named like the engine's fields (IP_PROTOCOL).
 #include <unistd.h>
 
-#include <fstream>
-#include <sstream>
+#include <stdexcept>
 
 #include "lfp/datapath/userpath.hpp"
-#include "lfp/policy/policy.hpp"
+#include "lfp/packet/parse.hpp"
+#include "lfp/sys/proc.hpp"
 
 namespace lfp::datapath {
 
@@ -15,35 +16,34 @@ using nlohmann::json;
 namespace {
 
 // The creator's primary and supplementary groups (what ALE_USER_ID's token holds in user space).
-std::string user_text(uint32_t uid, uint32_t gid, uint32_t pid) {
-  std::string s = "uid=" + std::to_string(uid) + ",gids=" + std::to_string(gid);
-  std::ifstream in("/proc/" + std::to_string(pid) + "/status");
-  std::string line;
-  while (std::getline(in, line))
-    if (line.rfind("Groups:", 0) == 0) {
-      std::istringstream ss(line.substr(7));
-      uint32_t g;
-      while (ss >> g)
-        if (g != gid) s += "+" + std::to_string(g);
-    }
-  return s;
+Token user_token(uint32_t uid, uint32_t gid, uint32_t pid) {
+  Token t{uid, {gid}};
+  try {
+    for (uint64_t g : sys::ProcStatus(static_cast<pid_t>(pid)).numbers("Groups"))
+      if (g != gid) t.gids.push_back(static_cast<uint32_t>(g));
+  } catch (const std::runtime_error&) {  // (gone already: its primary group is all that is known)
+  }
+  return t;
 }
 
 }  // namespace
 
 json decide(const FilterEngine& engine, const KernelPolicy& policy, const QueuedFlow& f, bool* permit, ClassifyMeta* meta,
             bool reauthorize) {
-  policy::Request req;
-  req.layer = engine_layer(f.kl);
-  const LayerInfo& layer = layer_info(req.layer);
-  auto set = [&](FieldId field, const std::string& text) {
-    if (layer_has_field(layer, field)) req.set_text(field, text);
+  const LayerId layer_id = engine_layer(f.kl);
+  const LayerInfo& layer = layer_info(layer_id);
+  const bool v6 = f.family == 6;
+  FieldValues values;
+  auto set = [&](FieldId field, Value v) {
+    if (layer_has_field(layer, field)) values.set(field, v);
   };
-  set(FieldId::IP_PROTOCOL, std::to_string(f.protocol));
-  set(FieldId::IP_LOCAL_ADDRESS, f.local_addr);
-  set(FieldId::IP_REMOTE_ADDRESS, f.remote_addr);
-  set(FieldId::IP_LOCAL_PORT, std::to_string(f.local_port));
-  set(FieldId::IP_REMOTE_PORT, std::to_string(f.remote_port));
+  auto num = [&](FieldId field, uint64_t x) { set(field, Value{field_type(field, layer.family), x}); };
+  auto addr = [&](FieldId field, const Ip6& a) { set(field, packet::value_of(packet::IpAddr{v6, a})); };
+  num(FieldId::IP_PROTOCOL, f.protocol);
+  addr(FieldId::IP_LOCAL_ADDRESS, f.local_addr);
+  addr(FieldId::IP_REMOTE_ADDRESS, f.remote_addr);
+  num(FieldId::IP_LOCAL_PORT, f.local_port);
+  num(FieldId::IP_REMOTE_PORT, f.remote_port);
   auto app = policy.apps.find(AppKey{f.app_dev, f.app_ino});
   std::string app_path = app != policy.apps.end() ? app->second : std::string();
   if (app_path.empty()) {
@@ -51,22 +51,26 @@ json decide(const FilterEngine& engine, const KernelPolicy& policy, const Queued
     const ssize_t n = ::readlink(("/proc/" + std::to_string(f.pid) + "/exe").c_str(), buf, sizeof buf - 1);
     if (n > 0) app_path.assign(buf, static_cast<size_t>(n));
   }
-  if (!app_path.empty()) set(FieldId::ALE_APP_ID, app_path);
-  set(FieldId::ALE_USER_ID, user_text(f.uid, f.gid, f.pid));
-  const bool loopback = f.remote_addr.rfind("127.", 0) == 0 || f.remote_addr == "::1" || f.remote_addr == f.local_addr;
-  const std::string flags = std::string(loopback ? "IS_LOOPBACK" : "") + (loopback && reauthorize ? "|" : "") +
-                            (reauthorize ? "IS_REAUTHORIZE" : "");
-  set(FieldId::FLAGS, flags.empty() ? "0" : flags);
+  if (!app_path.empty()) {
+    Value v{field_type(FieldId::ALE_APP_ID, layer.family)};
+    v.str = app_path;
+    set(FieldId::ALE_APP_ID, v);
+  }
+  const Token user = user_token(f.uid, f.gid, f.pid);
+  set(FieldId::ALE_USER_ID, Value::user(user));
+  const packet::IpAddr remote{v6, f.remote_addr};
+  const bool loopback = packet::is_loopback(remote) || f.remote_addr == f.local_addr;
+  num(FieldId::FLAGS, (loopback ? condition_flag::IS_LOOPBACK : 0) | (reauthorize ? condition_flag::IS_REAUTHORIZE : 0));
   if (meta && !app_path.empty()) meta->process_path = app_path;
-  const ClassifyResult r = engine.classify(req.layer, req.values, false, meta);
+  const ClassifyResult r = engine.classify(layer_id, values, false, meta);
   *permit = r.permit;
   json e = {{"type", r.permit ? "CLASSIFY_ALLOW" : "CLASSIFY_DROP"},
             {"layer", layer.name},
-            {"ip_version", f.family == 6 ? "V6" : "V4"},
+            {"ip_version", v6 ? "V6" : "V4"},
             {"ip_protocol", f.protocol},
-            {"local_address", f.local_addr},
+            {"local_address", packet::to_string(packet::IpAddr{v6, f.local_addr})},
             {"local_port", f.local_port},
-            {"remote_address", f.remote_addr},
+            {"remote_address", packet::to_string(remote)},
             {"remote_port", f.remote_port},
             {"direction", "OUTBOUND"},
             {"loopback", loopback},

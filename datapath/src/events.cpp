@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/datapath/events.hpp"
 #include "lfp/datapath/notify.hpp"
 
@@ -55,7 +56,7 @@ nlohmann::json describe(const lfp_event& ev, const FilterEngine& engine, const K
       {"ip_version", v6 ? "V6" : "V4"},
       {"ip_protocol", ev.protocol},
   };
-  if (ev.kl == LFP_KL_MAC_IN || ev.kl == LFP_KL_MAC_OUT) {  // a frame: MACs, EtherType and VLAN (lfp_packet.h)
+  if (ev.kl == LFP_KL_MAC_IN || ev.kl == LFP_KL_MAC_OUT) {  // a frame: MACs, EtherType and VLAN (lfp_packet.bpf.c)
     auto mac = [](const uint8_t* m) {
       Ip6 b{};
       std::memcpy(b.data(), m, 6);

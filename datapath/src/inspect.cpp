@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/datapath/inspect.hpp"
 
 #include <arpa/inet.h>
@@ -15,9 +16,10 @@
 #include <tuple>
 
 #include "lfp/datapath/userpath.hpp"
-#include "command.hpp"
-#include "nfqueue.hpp"
+#include "lfp/packet/build.hpp"
 #include "lfp/packet/parse.hpp"
+#include "lfp/datapath/netfilter.hpp"
+#include "nfqueue.hpp"
 
 #undef IP_PROTOCOL  // (linux/in.h's socket option, not the engine's field)
 
@@ -39,11 +41,7 @@ struct DataInspector::Packet {
 
 namespace {
 
-std::string ip_text(bool v6, const Ip6& a) {
-  char buf[INET6_ADDRSTRLEN];
-  inet_ntop(v6 ? AF_INET6 : AF_INET, a.data(), buf, sizeof buf);
-  return buf;
-}
+std::string ip_text(bool v6, const Ip6& a) { return packet::to_string(packet::IpAddr{v6, a}); }
 
 bool seq_before(uint32_t a, uint32_t b) { return static_cast<int32_t>(a - b) < 0; }
 
@@ -62,30 +60,27 @@ void put16(std::string& s, size_t at, uint16_t v) {
 }
 
 // Sets an IP packet's lengths and its IPv4 header, UDP and TCP checksums (in full: the kernel takes a
-// packet changed in the queue as it is). False if it is not one LFP can fix.
-bool fix_packet(std::string& pkt) {
+// packet changed in the queue as it is). False if it is not one LFP can fix. *parsed: its headers.
+bool fix_packet(std::string& pkt, packet::Packet* parsed = nullptr) {
   auto* b = reinterpret_cast<uint8_t*>(pkt.data());
-  if (pkt.size() < 20) return false;
-  size_t l4 = 0;
-  uint8_t proto = 0;
-  uint32_t pseudo = 0;
   const size_t len = pkt.size();
-  if (b[0] >> 4 == 4) {
-    l4 = (b[0] & 15) * 4u;
-    if (l4 < 20 || len < l4 || len > 0xffff) return false;
-    proto = b[9];
-    put16(pkt, 2, static_cast<uint16_t>(len));
+  // The IP length first: the parser reads the headers by it.
+  const bool v6 = len && b[0] >> 4 == 6;
+  if (len < (v6 ? 40u : 20u) || len - (v6 ? 40 : 0) > 0xffff) return false;
+  put16(pkt, v6 ? 4 : 2, static_cast<uint16_t>(v6 ? len - 40 : len));
+  packet::Packet p;
+  packet::parse({b, len}, packet::LinkType::RAW, p);
+  if (parsed) *parsed = p;
+  if (!p.is_ip()) return false;
+  const size_t l4 = p.ip_header_len;
+  const uint8_t proto = p.protocol;
+  uint32_t pseudo;
+  if (!v6) {
     put16(pkt, 10, 0);
     put16(pkt, 10, fold(sum16(b, l4)));
     pseudo = sum16(b + 12, 8) + proto + static_cast<uint32_t>(len - l4);
-  } else if (b[0] >> 4 == 6) {
-    l4 = 40;
-    if (len < l4 || len - 40 > 0xffff) return false;
-    proto = b[6];  // (extension headers: not fixed)
-    put16(pkt, 4, static_cast<uint16_t>(len - 40));
-    pseudo = sum16(b + 8, 32) + proto + static_cast<uint32_t>(len - l4);
   } else {
-    return false;
+    pseudo = sum16(b + 8, 32) + proto + static_cast<uint32_t>(len - l4);
   }
   size_t at;
   if (proto == IPPROTO_UDP && len >= l4 + 8) {
@@ -105,8 +100,9 @@ bool fix_packet(std::string& pkt) {
 
 // Sends a whole IP packet as it is: to one of the host's addresses it is received, else sent on.
 bool inject_packet(std::string pkt) {
-  if (!fix_packet(pkt)) return false;
-  const bool v6 = (static_cast<uint8_t>(pkt[0]) >> 4) == 6;
+  packet::Packet p;
+  if (!fix_packet(pkt, &p)) return false;
+  const bool v6 = p.ip_version == 6;
   const int s = ::socket(v6 ? AF_INET6 : AF_INET, SOCK_RAW | SOCK_CLOEXEC, IPPROTO_RAW);  // (IPPROTO_RAW: header included)
   if (s < 0) return false;
   sockaddr_storage to{};
@@ -114,12 +110,12 @@ bool inject_packet(std::string pkt) {
   if (v6) {
     auto* a = reinterpret_cast<sockaddr_in6*>(&to);
     a->sin6_family = AF_INET6;
-    std::memcpy(&a->sin6_addr, pkt.data() + 24, 16);
+    std::memcpy(&a->sin6_addr, p.dst.b.data(), 16);
     tl = sizeof *a;
   } else {
     auto* a = reinterpret_cast<sockaddr_in*>(&to);
     a->sin_family = AF_INET;
-    std::memcpy(&a->sin_addr, pkt.data() + 16, 4);
+    std::memcpy(&a->sin_addr, p.dst.b.data(), 4);
     tl = sizeof *a;
   }
   const bool ok = ::sendto(s, pkt.data(), pkt.size(), 0, reinterpret_cast<sockaddr*>(&to), tl) == static_cast<ssize_t>(pkt.size());
@@ -130,28 +126,11 @@ bool inject_packet(std::string pkt) {
 // A RST from the local end to the remote with sequence number `seq` (the peer's next expected
 // byte: only that one resets an established connection, RFC 5961).
 void send_reset(bool v6, const Ip6& from, uint16_t sport, const Ip6& to, uint16_t dport, uint32_t seq) {
-  std::string pkt(v6 ? 60 : 40, '\0');
-  const size_t l4 = v6 ? 40 : 20;
-  if (v6) {
-    pkt[0] = 0x60;
-    pkt[6] = IPPROTO_TCP;
-    pkt[7] = 64;
-    std::memcpy(pkt.data() + 8, from.data(), 16);
-    std::memcpy(pkt.data() + 24, to.data(), 16);
-  } else {
-    pkt[0] = 0x45;
-    pkt[8] = 64;
-    pkt[9] = IPPROTO_TCP;
-    std::memcpy(pkt.data() + 12, from.data(), 4);
-    std::memcpy(pkt.data() + 16, to.data(), 4);
-  }
-  put16(pkt, l4, sport);
-  put16(pkt, l4 + 2, dport);
-  put16(pkt, l4 + 4, static_cast<uint16_t>(seq >> 16));
-  put16(pkt, l4 + 6, static_cast<uint16_t>(seq));
-  pkt[l4 + 12] = 5 << 4;
-  pkt[l4 + 13] = 0x04;  // RST
-  inject_packet(std::move(pkt));
+  namespace build = packet::build;
+  const build::Bytes tcp = build::tcp(sport, dport, packet::tcp_flag::RST, seq, 0);
+  const packet::IpAddr src{v6, from}, dst{v6, to};
+  const build::Bytes pkt = v6 ? build::ipv6(src, dst, packet::proto::TCP, tcp) : build::ipv4(src, dst, packet::proto::TCP, tcp);
+  inject_packet(std::string(pkt.begin(), pkt.end()));  // (checksums: fix_packet's)
 }
 
 int64_t mono_ns() {
@@ -181,10 +160,11 @@ DataInspector::DataInspector(const FilterEngine& engine, uint16_t queue, bool fa
   o.flags = NFQA_CFG_F_GSO | (fail_open_ ? NFQA_CFG_F_FAIL_OPEN : 0);
   o.flags_mask = NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN;
   q_ = std::make_unique<NfQueue>(queue_, o);
+  table_ = nf::NetfilterTable::shared();
 }
 
 DataInspector::~DataInspector() {
-  rules(false, false);
+  table_->withdraw("data");
   for (auto& [key, f] : flows_)
     for (const auto& [callout, ctx] : f->contexts) engine_.flow_delete(callout, f->handle, ctx);
 }
@@ -206,33 +186,22 @@ void DataInspector::update() {
 }
 
 void DataInspector::rules(bool tcp, bool udp) {
+  std::vector<nf::Chain> chains;
+  if (tcp || udp) {
+    // filter INPUT (not from lo: loopback packets are seen once, on the way out) and OUTPUT.
+    std::vector<nf::Rule> rules;
+    rules.push_back({.ct_mark = nf::Masked{kFlowDoneMark, kFlowDoneMark}});  // flows marked done: not queued again
+    for (const auto& [proto, wanted] : {std::pair{packet::proto::TCP, tcp}, std::pair{packet::proto::UDP, udp}})
+      if (wanted) rules.push_back({.l4proto = proto, .queue = nf::QueueTo{queue_, 1, fail_open_}});
+    chains.push_back({"data-out", NF_INET_LOCAL_OUT, 0, rules});
+    nf::Rule from_lo;
+    from_lo.iifname = "lo";
+    rules.insert(rules.begin(), from_lo);
+    chains.push_back({"data-in", NF_INET_LOCAL_IN, 0, std::move(rules)});
+  }
+  table_->set("data", std::move(chains));
   tcp_ = tcp;
   udp_ = udp;
-  char mark[32];
-  std::snprintf(mark, sizeof mark, "0x%x/0x%x", kFlowDoneMark, kFlowDoneMark);
-  for (const std::string tool : {"iptables", "ip6tables"}) {
-    const std::vector<std::string> ipt = {tool, "-w", "-t", "filter"};
-    auto cmd = [&](std::vector<std::string> a) {
-      a.insert(a.begin(), ipt.begin(), ipt.end());
-      return run_command(a);
-    };
-    cmd({"-D", "INPUT", "!", "-i", "lo", "-j", "LFP-DATA"});
-    cmd({"-D", "OUTPUT", "-j", "LFP-DATA"});
-    cmd({"-F", "LFP-DATA"});
-    cmd({"-X", "LFP-DATA"});
-    if (!tcp && !udp) continue;
-    // Loopback packets are seen once, on the way out; flows marked done are not queued again.
-    cmd({"-N", "LFP-DATA"});
-    cmd({"-A", "LFP-DATA", "-m", "connmark", "--mark", mark, "-j", "RETURN"});
-    for (const char* proto : {"tcp", "udp"}) {
-      if ((proto[0] == 't' && !tcp) || (proto[0] == 'u' && !udp)) continue;
-      std::vector<std::string> r = {"-A", "LFP-DATA", "-p", proto, "-j", "NFQUEUE", "--queue-num", std::to_string(queue_)};
-      if (fail_open_) r.push_back("--queue-bypass");
-      if (cmd(r) != 0) throw std::runtime_error(tool + ": cannot add the LFP-DATA NFQUEUE rule");
-    }
-    if (cmd({"-I", "INPUT", "!", "-i", "lo", "-j", "LFP-DATA"}) != 0 || cmd({"-I", "OUTPUT", "-j", "LFP-DATA"}) != 0)
-      throw std::runtime_error(tool + ": cannot add the LFP-DATA chain to INPUT and OUTPUT");
-  }
 }
 
 void DataInspector::verdict(uint32_t id, bool accept, bool mark_done, const std::string* packet) {
@@ -249,48 +218,24 @@ void DataInspector::verdict(uint32_t id, bool accept, bool mark_done, const std:
 }
 
 void DataInspector::drain() {
-  alignas(8) char buf[0xffff + 4096];
-  for (;;) {
-    const ssize_t n = ::recv(fd(), buf, sizeof buf, MSG_DONTWAIT);
-    if (n <= 0) break;
-    mnl_cb_run(
-        buf, static_cast<size_t>(n), 0, q_->portid(),
-        [](const nlmsghdr* nlh, void* self_ptr) -> int {
-          auto* self = static_cast<DataInspector*>(self_ptr);
-          nlattr* attr[NFQA_MAX + 1] = {};
-          if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR]) return MNL_CB_OK;
-          const auto* ph = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
-          Packet p;
-          p.id = ntohl(ph->packet_id);
-          p.out = ph->hook == NF_INET_LOCAL_OUT;
-          const uint32_t dev = attr[NFQA_IFINDEX_OUTDEV] ? ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_OUTDEV]))
-                               : attr[NFQA_IFINDEX_INDEV] ? ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV]))
-                                                          : 0;
-          p.loopback = dev == 1;  // lo is ifindex 1 in every namespace
-          if (!attr[NFQA_PAYLOAD]) {
-            self->verdict(p.id, true);
-            return MNL_CB_OK;
-          }
-          const auto* data = static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
-          const size_t len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
-          packet::parse({data, len}, packet::LinkType::RAW, p.ip);
-          p.raw = data;
-          p.raw_len = len;
-          if (!p.ip.has_ports() || p.ip.is_fragment) {
-            self->verdict(p.id, true);  // not a flow LFP reads (the packet layers see it)
-            return MNL_CB_OK;
-          }
-          const size_t l4 = p.ip.ip_header_len + (p.ip.protocol == packet::proto::TCP ? p.ip.tcp_header_len : 8u);
-          const size_t end = std::min<size_t>(len, p.ip.ip_total_len ? p.ip.ip_total_len : len);
-          if (l4 <= end) {
-            p.payload = data + l4;
-            p.payload_len = end - l4;
-          }
-          self->on_packet(p);
-          return MNL_CB_OK;
-        },
-        this);
-  }
+  q_->drain([&](const QueuedPacket& queued) {
+    Packet p;
+    p.id = queued.id;
+    p.out = queued.hook == NF_INET_LOCAL_OUT;
+    p.loopback = (queued.out_if ? queued.out_if : queued.in_if) == 1;  // lo is ifindex 1 in every namespace
+    if (!queued.data) return verdict(p.id, true);
+    packet::parse({queued.data, queued.len}, packet::LinkType::RAW, p.ip);
+    p.raw = queued.data;
+    p.raw_len = queued.len;
+    if (!p.ip.has_ports() || p.ip.is_fragment) return verdict(p.id, true);  // not a flow LFP reads (the packet layers see it)
+    const size_t l4 = p.ip.ip_header_len + (p.ip.protocol == packet::proto::TCP ? p.ip.tcp_header_len : 8u);
+    const size_t end = std::min<size_t>(queued.len, p.ip.ip_total_len ? p.ip.ip_total_len : queued.len);
+    if (l4 <= end) {
+      p.payload = queued.data + l4;
+      p.payload_len = end - l4;
+    }
+    on_packet(p);
+  });
 }
 
 void DataInspector::on_packet(const Packet& p) {
@@ -323,8 +268,7 @@ FieldValues DataInspector::values(const Flow& f, LayerId layer, int d) const {
     if (layer_has_field(info, field)) v.set(field, Value{field_type(field, info.family), x});
   };
   auto addr = [&](FieldId field, const Ip6& a) {
-    if (!f.v6) return num(field, uint32_t{a[0]} << 24 | uint32_t{a[1]} << 16 | uint32_t{a[2]} << 8 | a[3]);
-    if (layer_has_field(info, field)) v.set(field, Value::ip6(a));
+    if (layer_has_field(info, field)) v.set(field, packet::value_of(packet::IpAddr{f.v6, a}));
   };
   // DIRECTION: a datagram's own at DATAGRAM_DATA, the connection's at STREAM.
   num(FieldId::DIRECTION, d >= 0 ? d : f.outbound ? 0 : 1);
@@ -537,8 +481,8 @@ void DataInspector::block_flow(Flow& f, const ClassifyResult* r) {
   QueuedFlow q;
   q.family = f.v6 ? 6 : 4;
   q.protocol = 6;
-  q.local_addr = ip_text(f.v6, f.local);
-  q.remote_addr = ip_text(f.v6, f.remote);
+  q.local_addr = f.local;
+  q.remote_addr = f.remote;
   q.local_port = f.local_port;
   q.remote_port = f.remote_port;
   q.cookie = ~uint64_t{0};  // INET_DIAG_NOCOOKIE: by the 5-tuple alone

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/datapath/kernel.hpp"
 
 #include <bpf/bpf.h>
@@ -29,7 +30,7 @@
 #include <thread>
 #include <vector>
 
-#include "lfp_ale.skel.h"
+#include "lfp_bpf.skel.h"
 
 namespace lfp::datapath {
 
@@ -45,14 +46,10 @@ constexpr uint32_t kSetBase[2] = {1, 0x80000000u};
 
 std::string link_pin(const std::string& dir, const bpf_program* p) { return dir + "/link_" + bpf_program__name(p); }
 
-// BPF netfilter programs (kernel 6.4+), which libbpf 1.1 and the 6.1 uapi headers predate.
-constexpr int kProgTypeNetfilter = 32;    // BPF_PROG_TYPE_NETFILTER
-constexpr int kAttachNetfilter = 45;      // BPF_NETFILTER
-constexpr uint32_t kNetfilterDefrag = 1;  // BPF_F_NETFILTER_IP_DEFRAG
+// BPF netfilter programs (kernel 6.4+) and tcx (6.6+), which libbpf 1.1 and the 6.1 uapi headers
+// predate: their numbers are lfp_consts.h's LFP_BPF_*.
 bool is_netfilter(const bpf_program* p) { return std::strcmp(bpf_program__section_name(p), "lfp_netfilter") == 0; }
 bool is_tc(const bpf_program* p) { return std::strcmp(bpf_program__section_name(p), "tc") == 0; }
-// tcx (kernel 6.6+): BPF_TCX_INGRESS, BPF_TCX_EGRESS.
-constexpr uint32_t kAttachTcxIngress = 46, kAttachTcxEgress = 47;
 
 int link_tcx(int prog_fd, int ifindex, uint32_t attach_type) {
   uint32_t a[8] = {};  // BPF_LINK_CREATE: prog_fd, target_ifindex, attach_type, flags, tcx{relative, revision}
@@ -62,7 +59,7 @@ int link_tcx(int prog_fd, int ifindex, uint32_t attach_type) {
   return static_cast<int>(::syscall(__NR_bpf, BPF_LINK_CREATE, a, sizeof a));
 }
 
-// Where each packet-layer program hooks (lfp_packet.h): family, hook, priority, flags. PRE_ROUTING
+// Where each packet-layer program hooks (lfp_packet.bpf.c): family, hook, priority, flags. PRE_ROUTING
 // runs before the kernel's reassembly (-400). IPv4 reaches LOCAL_IN reassembled by the stack itself
 // (ip_local_deliver); IPv6 reassembles after LOCAL_IN, so its program asks for netfilter's
 // reassembly, as FORWARD's do (the flag costs every packet of the namespace a defrag hook: only
@@ -73,15 +70,15 @@ struct NfHook {
   int32_t priority;
   uint32_t flags;
 };
-constexpr uint32_t kNfInet4 = 2, kNfInet6 = 10;
+constexpr uint32_t kNfInet4 = LFP_NFPROTO_IPV4, kNfInet6 = LFP_NFPROTO_IPV6, kDefrag = LFP_BPF_F_NETFILTER_IP_DEFRAG;
 constexpr NfHook kNfHooks[] = {
-    {"lfp_nf_pre4", kNfInet4, 0, -450, 0}, {"lfp_nf_pre6", kNfInet6, 0, -450, 0},
-    {"lfp_nf_in4", kNfInet4, 1, -100, 0}, {"lfp_nf_in6", kNfInet6, 1, -100, kNetfilterDefrag},
-    {"lfp_nf_fwd4", kNfInet4, 2, -100, kNetfilterDefrag}, {"lfp_nf_fwd6", kNfInet6, 2, -100, kNetfilterDefrag},
-    {"lfp_nf_out4", kNfInet4, 3, -100, 0}, {"lfp_nf_out6", kNfInet6, 3, -100, 0},
+    {"lfp_nf_pre4", kNfInet4, LFP_HOOK_PRE, -450, 0}, {"lfp_nf_pre6", kNfInet6, LFP_HOOK_PRE, -450, 0},
+    {"lfp_nf_in4", kNfInet4, LFP_HOOK_IN, -100, 0}, {"lfp_nf_in6", kNfInet6, LFP_HOOK_IN, -100, kDefrag},
+    {"lfp_nf_fwd4", kNfInet4, LFP_HOOK_FWD, -100, kDefrag}, {"lfp_nf_fwd6", kNfInet6, LFP_HOOK_FWD, -100, kDefrag},
+    {"lfp_nf_out4", kNfInet4, LFP_HOOK_OUT, -100, 0}, {"lfp_nf_out6", kNfInet6, LFP_HOOK_OUT, -100, 0},
 };
 
-// Whether a netfilter program's layers (lfp_packet.h's walk()) hold a filter in `p`: it is linked
+// Whether a netfilter program's layers (lfp_packet.bpf.c's walk()) hold a filter in `p`: it is linked
 // only then, so that a hook with no filter costs nothing at all.
 bool nf_hook_wanted(const NfHook& h, const KernelPolicy& p) {
   for (lfp_kl kl : hook_layers(static_cast<int>(h.hook)))
@@ -100,7 +97,7 @@ struct NfLinkAttr {
 int link_netfilter(int prog_fd, const NfHook& h, int32_t priority) {
   NfLinkAttr a{};
   a.prog_fd = static_cast<uint32_t>(prog_fd);
-  a.attach_type = kAttachNetfilter;
+  a.attach_type = LFP_BPF_NETFILTER;
   a.pf = h.pf;
   a.hooknum = h.hook;
   a.priority = priority;
@@ -138,7 +135,7 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
   if (opts_.bank_entries > kMaxBankEntries)
     throw std::runtime_error("kernel entries a bank: at most " + std::to_string(kMaxBankEntries) + ", not " +
                              std::to_string(opts_.bank_entries));
-  skel_ = lfp_ale__open();
+  skel_ = lfp_bpf__open();
   if (!skel_) fail("cannot open the BPF object", errno);
   if (!opts_.pin_dir.empty()) {
     bpf_map* m;
@@ -151,12 +148,12 @@ KernelPath::KernelPath(KernelOptions opts) : opts_(std::move(opts)) {
   bpf_object__for_each_program(prog, skel_->obj) {
     if (is_tc(prog)) bpf_program__set_autoload(prog, opts_.packet_layers);
     if (!is_netfilter(prog)) continue;
-    bpf_program__set_type(prog, static_cast<bpf_prog_type>(kProgTypeNetfilter));
-    bpf_program__set_expected_attach_type(prog, static_cast<bpf_attach_type>(kAttachNetfilter));
+    bpf_program__set_type(prog, static_cast<bpf_prog_type>(LFP_BPF_PROG_TYPE_NETFILTER));
+    bpf_program__set_expected_attach_type(prog, static_cast<bpf_attach_type>(LFP_BPF_NETFILTER));
     bpf_program__set_autoload(prog, opts_.packet_layers);
   }
-  if (int e = lfp_ale__load(skel_)) {
-    lfp_ale__destroy(skel_);
+  if (int e = lfp_bpf__load(skel_)) {
+    lfp_bpf__destroy(skel_);
     fail("cannot load the BPF programs (pinned maps from another version? lfpd --detach removes them)", e);
   }
   cfg_ = ::mmap(nullptr, sizeof(lfp_config), PROT_READ | PROT_WRITE, MAP_SHARED, bpf_map__fd(skel_->maps.lfp_cfg), 0);
@@ -254,13 +251,6 @@ void KernelPath::attach_and_pin() {
       if (bpf_program* p = bpf_object__find_program_by_name(skel_->obj, kNfHooks[i].prog);
           p && pinned(link_pin(opts_.pin_dir, p)))
         link_nf_hook(i, true);
-    // Address and interface changes, so that the table and the MAC hooks stay current.
-    addr_fd_ = ::socket(AF_NETLINK, SOCK_RAW | SOCK_NONBLOCK | SOCK_CLOEXEC, NETLINK_ROUTE);
-    sockaddr_nl sa{};
-    sa.nl_family = AF_NETLINK;
-    sa.nl_groups = RTMGRP_IPV4_IFADDR | RTMGRP_IPV6_IFADDR | RTMGRP_LINK;
-    if (addr_fd_ < 0 || ::bind(addr_fd_, reinterpret_cast<sockaddr*>(&sa), sizeof sa) != 0)
-      fail("rtnetlink (address changes)", errno);
   }
 }
 
@@ -307,11 +297,6 @@ void KernelPath::pin_link(int link_fd, const std::string& path) {
 }
 
 void KernelPath::refresh_interfaces() {
-  if (addr_fd_ >= 0) {  // what woke us: read it all, the table is read afresh below
-    char buf[8192];
-    while (::recv(addr_fd_, buf, sizeof buf, 0) > 0) {
-    }
-  }
   // The MAC frame layers on every interface but loopback (ifindex 1 in every namespace), new ones
   // included, while they hold filters.
   std::map<unsigned, std::string> names;
@@ -338,7 +323,7 @@ void KernelPath::refresh_interfaces() {
       bpf_program* prog = dir == 0 ? skel_->progs.lfp_tc_ingress : skel_->progs.lfp_tc_egress;
       const std::string pin = link_pin(opts_.pin_dir, prog) + "_" + name;
       if (want_mac_[dir] && t.fd[dir] < 0) {
-        const int fd = link_tcx(bpf_program__fd(prog), static_cast<int>(index), dir == 0 ? kAttachTcxIngress : kAttachTcxEgress);
+        const int fd = link_tcx(bpf_program__fd(prog), static_cast<int>(index), dir == 0 ? LFP_BPF_TCX_INGRESS : LFP_BPF_TCX_EGRESS);
         if (fd < 0) fail(std::string("cannot attach ") + bpf_program__name(prog) + " to " + name, errno);
         t.fd[dir] = fd;
         pin_link(fd, pin);
@@ -552,9 +537,7 @@ void KernelPath::release() {
   cfg_ = nullptr;
   if (cgroup_fd_ >= 0) ::close(cgroup_fd_);
   cgroup_fd_ = -1;
-  if (addr_fd_ >= 0) ::close(addr_fd_);
-  addr_fd_ = -1;
-  if (skel_) lfp_ale__destroy(skel_);
+  if (skel_) lfp_bpf__destroy(skel_);
   skel_ = nullptr;
 }
 
@@ -793,7 +776,8 @@ void KernelPath::drain_events(const std::function<void(const lfp_event&)>& cb) {
   sink_ = nullptr;
 }
 
-uint64_t KernelPath::counter(uint32_t i) const {
+uint64_t KernelPath::counter(lfp_counter c) const {
+  const uint32_t i = c;
   const int n = libbpf_num_possible_cpus();
   std::vector<uint64_t> per(n > 0 ? n : 1);
   if (bpf_map_lookup_elem(bpf_map__fd(skel_->maps.lfp_counters), &i, per.data())) return 0;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "nfqueue.hpp"
 
 #include <arpa/inet.h>
@@ -64,6 +65,38 @@ uint64_t NfQueue::overflowed(uint16_t queue) {
     if (num == queue) out = qdropped + udropped;
   std::fclose(f);
   return out;
+}
+
+void NfQueue::each(const char* buf, size_t n, const std::function<void(const QueuedPacket&)>& on_packet) const {
+  auto one = [](const nlmsghdr* nlh, void* fn) -> int {
+    nlattr* attr[NFQA_MAX + 1] = {};
+    if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR]) return MNL_CB_OK;
+    const auto* ph = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
+    auto u32 = [&](int a) { return attr[a] ? ntohl(mnl_attr_get_u32(attr[a])) : 0u; };
+    QueuedPacket p;
+    p.id = ntohl(ph->packet_id);
+    p.hook = ph->hook;
+    p.mark = u32(NFQA_MARK);
+    p.in_if = u32(NFQA_IFINDEX_INDEV);
+    p.out_if = u32(NFQA_IFINDEX_OUTDEV);
+    if (attr[NFQA_PAYLOAD]) {
+      p.data = static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD]));
+      p.len = mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]);
+    }
+    (*static_cast<const std::function<void(const QueuedPacket&)>*>(fn))(p);
+    return MNL_CB_OK;
+  };
+  mnl_cb_run(buf, n, 0, portid_, one, const_cast<std::function<void(const QueuedPacket&)>*>(&on_packet));
+}
+
+void NfQueue::drain(const std::function<void(const QueuedPacket&)>& on_packet) {
+  alignas(8) static thread_local char buf[0xffff + 4096];  // (one packet's message at most; not on the stack)
+  for (;;) {
+    const ssize_t n = ::recv(fd(), buf, sizeof buf, MSG_DONTWAIT);
+    if (n <= 0) break;  // EAGAIN: all read (ENOBUFS: the kernel dropped some; the queue flags decided)
+    each(buf, static_cast<size_t>(n), on_packet);
+  }
+  flush();
 }
 
 nlmsghdr* NfQueue::start_verdict(void* buf, uint32_t id, int verdict, bool batch) const {

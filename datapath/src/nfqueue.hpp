@@ -1,7 +1,10 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // One bound NFQUEUE on a libmnl socket: what the data path's queue readers (the data layers, the
 // packet queue) share. Verdicts can be gathered and sent together (one sendmsg for many).
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -9,6 +12,16 @@ struct mnl_socket;
 struct nlmsghdr;
 
 namespace lfp::datapath {
+
+// One queued packet, as the kernel sent it.
+struct QueuedPacket {
+  uint32_t id = 0;
+  uint8_t hook = 0;                 // NF_INET_*
+  uint32_t mark = 0;
+  uint32_t in_if = 0, out_if = 0;   // ifindex, 0: none
+  const uint8_t* data = nullptr;    // from the IP header (copy_range bytes at most); null: none copied
+  size_t len = 0;
+};
 
 class NfQueue {
  public:
@@ -31,6 +44,12 @@ class NfQueue {
   uint32_t portid() const { return portid_; }
   uint16_t queue() const { return queue_; }
   mnl_socket* socket() { return nl_; }
+
+  // Calls `on_packet` for each packet in `n` bytes read from fd().
+  void each(const char* buf, size_t n, const std::function<void(const QueuedPacket&)>& on_packet) const;
+  // Reads what is queued and calls `on_packet` for each packet; then sends the verdicts add()
+  // gathered. Returns at once when nothing is left.
+  void drain(const std::function<void(const QueuedPacket&)>& on_packet);
 
   // A verdict message in a buffer of the caller's (at least MNL_SOCKET_BUFFER_SIZE bytes); add
   // attributes to it, then send(). batch: NFQNL_MSG_VERDICT_BATCH, for every packet up to `id`.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/datapath/notify.hpp"
 
 #include "lfp/datapath/events.hpp"

@@ -1,18 +1,18 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/datapath/packet_queue.hpp"
 
-#include <arpa/inet.h>
-#include <libmnl/libmnl.h>
-#include <libnetfilter_queue/libnetfilter_queue.h>
 #include <linux/netfilter.h>
 #include <linux/netfilter/nfnetlink_queue.h>
+#include <linux/rtnetlink.h>
 #include <sys/socket.h>
 
 #include <array>
+#include <functional>
 #include <string>
 
-#include "command.hpp"
 #include "lfp/datapath/userpath.hpp"
 #include "lfp/packet/walk.hpp"
+#include "lfp/datapath/netfilter.hpp"
 #include "nfqueue.hpp"
 
 extern "C" {
@@ -23,26 +23,22 @@ namespace lfp::datapath {
 
 namespace {
 
-// lfp_packet.h's hook numbers, which are netfilter's (NF_INET_PRE_ROUTING .. NF_INET_LOCAL_OUT).
+// lfp_packet.bpf.c's hook numbers, which are netfilter's (NF_INET_PRE_ROUTING .. NF_INET_LOCAL_OUT).
 constexpr int kHooks = 4;
-struct HookRule {
-  const char* table;
-  const char* chain;
-  const char* ours;  // the chain lfpd fills (one a hook: two share the mangle table)
+// Each hook's chain in LFP's table, at the priority of the xtables table it was in.
+struct HookChain {
+  const char* name;
+  int priority;
 };
-constexpr HookRule kRules[kHooks] = {{"raw", "PREROUTING", "LFP-PKT-PRE"},
-                                     {"mangle", "INPUT", "LFP-PKT-IN"},
-                                     {"mangle", "FORWARD", "LFP-PKT-FWD"},
-                                     {"security", "OUTPUT", "LFP-PKT-OUT"}};
+constexpr HookChain kChains[kHooks] = {{"pkt-pre", -300},   // raw
+                                       {"pkt-in", -150},    // mangle
+                                       {"pkt-fwd", -150},   // mangle
+                                       {"pkt-out", 50}};    // security
 
 constexpr size_t kBatch = 32;                 // packets a read takes (recvmmsg)
 constexpr size_t kMsgBytes = 0xffff + 4096;   // one queued packet's netlink message, at most
 
 LayerId v6_of(LayerId v4, bool v6) { return v6 ? static_cast<LayerId>(static_cast<int>(v4) + 1) : v4; }
-
-std::string ip_text(const packet::IpAddr& a) {
-  return a.v6 ? format_ip6(a.b) : format_ip4(a.v4());
-}
 
 }  // namespace
 
@@ -65,12 +61,12 @@ PacketQueue::PacketQueue(const FilterEngine& engine, KernelPath& kernel, uint16_
   o.flags = NFQA_CFG_F_GSO | (fail_open_ ? NFQA_CFG_F_FAIL_OPEN : 0);
   o.flags_mask = NFQA_CFG_F_GSO | NFQA_CFG_F_FAIL_OPEN;
   for (uint16_t i = 0; i < count_; ++i) queues_.push_back(std::make_unique<NfQueue>(first_ + i, o));
-  remove_rules();  // (what a crashed lfpd left)
+  table_ = nf::NetfilterTable::shared();
 }
 
 PacketQueue::~PacketQueue() {
   kernel_.set_queued_hooks(0);  // the kernel decides again before the rules go: no packet undecided
-  remove_rules();
+  table_->withdraw("packet");
 }
 
 std::vector<int> PacketQueue::fds() const {
@@ -105,60 +101,29 @@ void PacketQueue::update(const KernelPolicy& policy) {
   hooks_ = hooks;
 }
 
-void PacketQueue::remove_rules() {
-  for (const char* tool : {"iptables", "ip6tables"})
-    for (const HookRule& r : kRules) {
-      run_command({tool, "-w", "-t", r.table, "-D", r.chain, "-j", r.ours});
-      run_command({tool, "-w", "-t", r.table, "-F", r.ours});
-      run_command({tool, "-w", "-t", r.table, "-X", r.ours});
-    }
-}
-
 void PacketQueue::rules(uint32_t hooks) {
-  std::vector<std::string> target = {"-j", "NFQUEUE"};
-  if (count_ == 1) {
-    target.insert(target.end(), {"--queue-num", std::to_string(first_)});
-  } else {  // each CPU's packets to a queue of their own
-    target.insert(target.end(), {"--queue-balance", std::to_string(first_) + ":" + std::to_string(first_ + count_ - 1),
-                                 "--queue-cpu-fanout"});
-  }
-  if (fail_open_) target.push_back("--queue-bypass");
-  for (int v6 = 0; v6 < 2; ++v6) {
-    const std::string tool = v6 ? "ip6tables" : "iptables";
-    for (int h = 0; h < kHooks; ++h) {
-      const HookRule& r = kRules[h];
-      auto ipt = [&](std::vector<std::string> args) {
-        args.insert(args.begin(), {tool, "-w", "-t", r.table});
-        return run_command(args);
-      };
-      const bool want = hooks & LFP_QUEUED_HOOK(h, v6 ? 6 : 4);
-      const bool have = ipt({"-C", r.chain, "-j", r.ours}) == 0;
-      if (!want) {
-        if (have) ipt({"-D", r.chain, "-j", r.ours});
-        ipt({"-F", r.ours});
-        ipt({"-X", r.ours});
+  // Each CPU's packets to a queue of their own (queue-cpu-fanout) when there are several.
+  const nf::QueueTo queue{first_, count_, fail_open_};
+  std::vector<nf::Chain> chains;
+  for (int h = 0; h < kHooks; ++h) {
+    nf::Chain chain{kChains[h].name, h, kChains[h].priority, {}};
+    for (const uint8_t family : {NFPROTO_IPV4, NFPROTO_IPV6}) {
+      if (!(hooks & LFP_QUEUED_HOOK(h, family == NFPROTO_IPV6 ? 6 : 4))) continue;
+      nf::Rule rule{.nfproto = family, .queue = queue};
+      if (h != NF_INET_PRE_ROUTING) {
+        chain.rules.push_back(rule);
         continue;
       }
-      if (have) continue;
-      ipt({"-N", r.ours});
-      ipt({"-F", r.ours});
-      auto queue = [&](std::vector<std::string> match) {
-        match.insert(match.begin(), {"-A", r.ours});
-        match.insert(match.end(), target.begin(), target.end());
-        return ipt(match);
-      };
-      bool ok;
-      if (h == NF_INET_PRE_ROUTING) {  // INBOUND_IPPACKET is for the host's own packets (not forwarded ones)
-        ok = queue({"-m", "addrtype", "--dst-type", "LOCAL"}) == 0 &&
-             queue({"-m", "addrtype", "--dst-type", "MULTICAST"}) == 0;
-        if (!v6) ok = ok && queue({"-m", "addrtype", "--dst-type", "BROADCAST"}) == 0;
-      } else {
-        ok = queue({}) == 0;
+      // INBOUND_IPPACKET is for the host's own packets (not forwarded ones).
+      for (const uint32_t type : {RTN_LOCAL, RTN_MULTICAST, RTN_BROADCAST}) {
+        if (type == RTN_BROADCAST && family == NFPROTO_IPV6) continue;  // (IPv6 has none)
+        rule.fib_daddr_type = type;
+        chain.rules.push_back(rule);
       }
-      if (!ok || ipt({"-I", r.chain, "-j", r.ours}) != 0)
-        throw std::runtime_error(tool + ": cannot add the " + r.ours + " NFQUEUE rules to " + r.table + " " + r.chain);
     }
+    if (!chain.rules.empty()) chains.push_back(std::move(chain));
   }
+  table_->set("packet", std::move(chains));
 }
 
 void PacketQueue::drain(size_t i) {
@@ -174,10 +139,11 @@ void PacketQueue::drain(size_t i) {
   static thread_local std::unique_ptr<Io> io_ptr;
   if (!io_ptr) io_ptr = std::make_unique<Io>();
   Io& io = *io_ptr;
-  struct Ctx {
-    PacketQueue* self;
-    Io* io;
-    size_t n = 0;
+  size_t n = 0;  // packets of this read
+  const std::function<void(const QueuedPacket&)> take = [&](const QueuedPacket& p) {
+    if (n >= io.ids.size()) return;
+    io.ids[n] = p.id;
+    io.verdicts[n++] = p.data ? decide(p.hook, p.in_if, p.out_if, p.data, p.len) : NF_ACCEPT;
   };
   for (;;) {
     for (size_t k = 0; k < kBatch; ++k) {
@@ -189,31 +155,12 @@ void PacketQueue::drain(size_t i) {
     const int got = ::recvmmsg(q.fd(), io.msgs.data(), kBatch, MSG_DONTWAIT, nullptr);
     if (got <= 0) break;  // EAGAIN: all read
     ++stats_.reads;
-    Ctx ctx{this, &io};
-    for (int k = 0; k < got; ++k) {
-      mnl_cb_run(
-          io.bufs.data() + size_t(k) * kMsgBytes, io.msgs[k].msg_len, 0, q.portid(),
-          [](const nlmsghdr* nlh, void* cp) -> int {
-            auto* c = static_cast<Ctx*>(cp);
-            nlattr* attr[NFQA_MAX + 1] = {};
-            if (nfq_nlmsg_parse(nlh, attr) < 0 || !attr[NFQA_PACKET_HDR] || c->n >= c->io->ids.size()) return MNL_CB_OK;
-            const auto* ph = static_cast<const nfqnl_msg_packet_hdr*>(mnl_attr_get_payload(attr[NFQA_PACKET_HDR]));
-            const uint32_t in = attr[NFQA_IFINDEX_INDEV] ? ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_INDEV])) : 0;
-            const uint32_t out = attr[NFQA_IFINDEX_OUTDEV] ? ntohl(mnl_attr_get_u32(attr[NFQA_IFINDEX_OUTDEV])) : 0;
-            int verdict = NF_ACCEPT;
-            if (attr[NFQA_PAYLOAD])
-              verdict = c->self->decide(ph->hook, in, out, static_cast<const uint8_t*>(mnl_attr_get_payload(attr[NFQA_PAYLOAD])),
-                                        mnl_attr_get_payload_len(attr[NFQA_PAYLOAD]));
-            c->io->ids[c->n] = ntohl(ph->packet_id);
-            c->io->verdicts[c->n++] = verdict;
-            return MNL_CB_OK;
-          },
-          &ctx);
-    }
+    n = 0;
+    for (int k = 0; k < got; ++k) q.each(io.bufs.data() + size_t(k) * kMsgBytes, io.msgs[k].msg_len, take);
     // One message per run of equal verdicts (a batch verdict answers every packet up to its id:
     // the earlier ones are answered already), all sent at once.
-    for (size_t k = 0; k < ctx.n; ++k) {
-      if (k + 1 < ctx.n && io.verdicts[k + 1] == io.verdicts[k]) continue;
+    for (size_t k = 0; k < n; ++k) {
+      if (k + 1 < n && io.verdicts[k + 1] == io.verdicts[k]) continue;
       const bool run = k > 0 && io.verdicts[k - 1] == io.verdicts[k];
       q.add(io.ids[k], io.verdicts[k], run);
       ++stats_.verdict_messages;
@@ -242,7 +189,7 @@ int PacketQueue::decide(int hook, uint32_t in_if, uint32_t out_if, const uint8_t
     view.loopback = false;
   }
   if (const auto ifi = kernel_.iface(*view.iface)) view.iface_type = ifi->iftype;
-  // The hook's layers, in the order lfp_packet.h's walk() has them.
+  // The hook's layers, in the order lfp_packet.bpf.c's walk() has them.
   std::array<LayerId, 3> layers;
   size_t n = 0;
   const bool udp = p.protocol == packet::proto::UDP && !skip_datagram_;
@@ -316,9 +263,9 @@ void PacketQueue::event(const Decision& d) {
                       {"layer", layer_info(d.layer).name},
                       {"ip_version", v6 ? "V6" : "V4"},
                       {"ip_protocol", p.protocol},
-                      {"local_address", ip_text(local)},
+                      {"local_address", packet::to_string(local)},
                       {"local_port", ports ? (d.outbound || d.forward ? p.src_port : p.dst_port) : 0},
-                      {"remote_address", ip_text(remote)},
+                      {"remote_address", packet::to_string(remote)},
                       {"remote_port", ports ? (d.outbound || d.forward ? p.dst_port : p.src_port) : 0},
                       {"loopback", d.loopback},
                       {"interface_index", d.iface},

@@ -1,9 +1,11 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/datapath/pending.hpp"
 
 #include <chrono>
 #include <memory>
 
 #include "lfp/engine/callout.hpp"
+#include "lfp/packet/parse.hpp"
 
 namespace lfp::datapath {
 
@@ -108,9 +110,9 @@ json PendingDecisions::list(std::optional<uint32_t> uid) const {
     json e = {{"id", h},
               {"layer", p.event.value("layer", "")},
               {"ip_protocol", p.flow.protocol},
-              {"local_address", p.flow.local_addr},
+              {"local_address", packet::to_string(packet::IpAddr{p.flow.family == 6, p.flow.local_addr})},
               {"local_port", p.flow.local_port},
-              {"remote_address", p.flow.remote_addr},
+              {"remote_address", packet::to_string(packet::IpAddr{p.flow.family == 6, p.flow.remote_addr})},
               {"remote_port", p.flow.remote_port},
               {"pid", p.flow.pid},
               {"uid", p.flow.uid},

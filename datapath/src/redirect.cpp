@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/datapath/redirect.hpp"
 
 #include <arpa/inet.h>

@@ -1,70 +1,41 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/datapath/userpath.hpp"
 
-#include "command.hpp"
+#include "lfp/datapath/netfilter.hpp"
 #include "nfqueue.hpp"
 
 #include <arpa/inet.h>
-#include <libnetfilter_queue/libnetfilter_queue.h>
 #include <linux/inet_diag.h>
 #include <linux/netfilter.h>
+#include <linux/netfilter/nfnetlink_queue.h>
 #include <linux/netlink.h>
 #include <linux/sock_diag.h>
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
-#include <cerrno>
-#include <cstdio>
 #include <cstring>
-#include <stdexcept>
-#include <vector>
 
+#include "lfp/packet/parse.hpp"
 
 namespace lfp::datapath {
 
-using nlohmann::json;
-
 namespace {
-
-std::string hex(uint32_t v) {
-  char b[16];
-  std::snprintf(b, sizeof b, "0x%08x", v);
-  return b;
-}
-
-std::string ip_text(int family, const uint8_t* a) {
-  char buf[INET6_ADDRSTRLEN];
-  inet_ntop(family == 6 ? AF_INET6 : AF_INET, a, buf, sizeof buf);
-  return buf;
-}
 
 // The first packet of an outbound flow: addresses, protocol and ports (TCP/UDP). False if it is
 // not one LFP can read.
-bool parse(const uint8_t* p, int len, QueuedFlow& f) {
-  if (len < 20) return false;
-  const int version = p[0] >> 4;
-  int l4 = 0;
-  if (version == 4) {
-    const int ihl = (p[0] & 15) * 4;
-    if (ihl < 20 || len < ihl) return false;
-    f.family = 4;
-    f.protocol = p[9];
-    f.local_addr = ip_text(4, p + 12);
-    f.remote_addr = ip_text(4, p + 16);
-    l4 = ihl;
-  } else if (version == 6) {
-    if (len < 40) return false;
-    f.family = 6;
-    f.protocol = p[6];
-    f.local_addr = ip_text(6, p + 8);
-    f.remote_addr = ip_text(6, p + 24);
-    l4 = 40;
-  } else {
-    return false;
-  }
-  if ((f.protocol == IPPROTO_TCP || f.protocol == IPPROTO_UDP) && len >= l4 + 4) {
-    f.local_port = static_cast<uint16_t>(p[l4] << 8 | p[l4 + 1]);
-    f.remote_port = static_cast<uint16_t>(p[l4 + 2] << 8 | p[l4 + 3]);
+bool parse(const uint8_t* data, size_t len, QueuedFlow& f) {
+  if (!data) return false;
+  packet::Packet p;
+  packet::parse({data, len}, packet::LinkType::RAW, p);
+  if (!p.is_ip()) return false;
+  f.family = p.ip_version;
+  f.protocol = p.protocol;
+  f.local_addr = p.src.b;
+  f.remote_addr = p.dst.b;
+  if (p.has_ports()) {
+    f.local_port = p.src_port;
+    f.remote_port = p.dst_port;
   }
   return true;
 }
@@ -73,87 +44,42 @@ bool parse(const uint8_t* p, int len, QueuedFlow& f) {
 
 UserPath::UserPath(KernelPath& kernel, uint16_t queue, bool fail_open)
     : kernel_(kernel), queue_(queue), fail_open_(fail_open) {
-  h_ = nfq_open();
-  if (!h_) throw std::runtime_error(std::string("NFQUEUE: cannot open: ") + std::strerror(errno));
-  q_ = nfq_create_queue(h_, queue_, &UserPath::on_packet, this);
-  if (!q_) {
-    nfq_close(h_);
-    throw std::runtime_error("NFQUEUE: cannot bind queue " + std::to_string(queue_) + " (another reader?)");
-  }
-  nfq_set_mode(q_, NFQNL_COPY_PACKET, 128);  // headers are enough
-  nfq_set_queue_maxlen(q_, 4096);
+  NfQueue::Options o;
+  o.copy_range = 128;  // headers are enough
+  o.max_len = 4096;
   // Overflow: with --fail open the kernel passes what it cannot queue; closed, it drops it.
-  const uint32_t flags = fail_open_ ? NFQA_CFG_F_FAIL_OPEN : 0;
-  nfq_set_queue_flags(q_, NFQA_CFG_F_FAIL_OPEN, flags);
-  try {
-    rules(true);
-  } catch (...) {
-    nfq_destroy_queue(q_);
-    nfq_close(h_);
-    throw;
-  }
+  o.flags = fail_open_ ? NFQA_CFG_F_FAIL_OPEN : 0;
+  o.flags_mask = NFQA_CFG_F_FAIL_OPEN;
+  q_ = std::make_unique<NfQueue>(queue_, o);
+  table_ = nf::NetfilterTable::shared();
+  // mangle OUTPUT: a new flow the hooks marked with a pending slot is queued.
+  nf::Rule rule;
+  rule.mark = nf::Masked{LFP_MARK_BASE, LFP_MARK_MASK};
+  rule.ct_new = true;
+  rule.queue = nf::QueueTo{queue_, 1, fail_open_};
+  table_->set("ale", {nf::Chain{"ale-out", NF_INET_LOCAL_OUT, -150, {rule}}});
   kernel_.set_userspace(true);
 }
 
 UserPath::~UserPath() {
   kernel_.set_userspace(false);
-  rules(false);
-  nfq_destroy_queue(q_);
-  nfq_close(h_);
+  table_->withdraw("ale");
 }
 
-int UserPath::fd() const { return nfq_fd(h_); }
+int UserPath::fd() const { return q_->fd(); }
 
 uint64_t UserPath::overflowed() const { return NfQueue::overflowed(queue_); }
 
-void UserPath::rules(bool install) {
-  for (const char* tool : {"iptables", "ip6tables"}) {
-    auto ipt = [&](std::vector<std::string> args) {
-      args.insert(args.begin(), {tool, "-w", "-t", "mangle"});
-      return run_command(args);
-    };
-    if (!install) {
-      ipt({"-D", "OUTPUT", "-j", "LFP-ALE"});
-      ipt({"-F", "LFP-ALE"});
-      ipt({"-X", "LFP-ALE"});
-      continue;
-    }
-    ipt({"-N", "LFP-ALE"});  // (exists after a crash: reused)
-    ipt({"-F", "LFP-ALE"});
-    if (ipt({"-C", "OUTPUT", "-j", "LFP-ALE"}) != 0 && ipt({"-I", "OUTPUT", "-j", "LFP-ALE"}) != 0)
-      throw std::runtime_error(std::string(tool) + ": cannot add the LFP-ALE chain to mangle OUTPUT");
-    std::vector<std::string> rule = {"-A", "LFP-ALE", "-m", "mark", "--mark", hex(LFP_MARK_BASE) + "/" + hex(LFP_MARK_MASK),
-                                     "-m", "conntrack", "--ctstate", "NEW", "-j", "NFQUEUE", "--queue-num",
-                                     std::to_string(queue_)};
-    if (fail_open_) rule.push_back("--queue-bypass");
-    if (ipt(rule) != 0) throw std::runtime_error(std::string(tool) + ": cannot add the NFQUEUE rule");
-  }
-}
-
 void UserPath::drain(const Decide& decide) {
-  decide_ = &decide;
-  alignas(8) char buf[65536];
-  for (;;) {
-    const ssize_t n = ::recv(fd(), buf, sizeof buf, MSG_DONTWAIT);
-    if (n <= 0) break;  // EAGAIN: all read (ENOBUFS: the kernel dropped some; the queue flags decided)
-    nfq_handle_packet(h_, buf, static_cast<int>(n));
-  }
-  decide_ = nullptr;
+  q_->drain([&](const QueuedPacket& p) { on_packet(p, decide); });
 }
 
-int UserPath::on_packet(nfq_q_handle* q, nfgenmsg*, nfq_data* nfa, void* self_ptr) {
-  auto* self = static_cast<UserPath*>(self_ptr);
-  const nfqnl_msg_packet_hdr* ph = nfq_get_msg_packet_hdr(nfa);
-  if (!ph) return 0;
-  const uint32_t id = ntohl(ph->packet_id);
-  const uint32_t mark = nfq_get_nfmark(nfa);
-  unsigned char* data = nullptr;
-  const int len = nfq_get_payload(nfa, &data);
+void UserPath::on_packet(const QueuedPacket& packet, const Decide& decide) {
   QueuedFlow f;
-  auto p = self->kernel_.pending(mark & ~LFP_MARK_MASK);
-  if ((mark & LFP_MARK_MASK) != LFP_MARK_BASE || !p || !p->cookie || len <= 0 || !parse(data, len, f) || !self->decide_) {
-    ++self->unknown_;  // not ours to decide
-    return nfq_set_verdict(q, id, NF_ACCEPT, 0, nullptr);
+  auto p = kernel_.pending(packet.mark & ~LFP_MARK_MASK);
+  if ((packet.mark & LFP_MARK_MASK) != LFP_MARK_BASE || !p || !p->cookie || !parse(packet.data, packet.len, f)) {
+    ++unknown_;  // not ours to decide
+    return q_->add(packet.id, NF_ACCEPT, false);
   }
   f.kl = static_cast<lfp_kl>(p->kl < LFP_KL_COUNT ? p->kl : 0);
   f.cookie = p->cookie;
@@ -162,14 +88,14 @@ int UserPath::on_packet(nfq_q_handle* q, nfgenmsg*, nfq_data* nfa, void* self_pt
   f.pid = p->pid;
   f.uid = p->uid;
   f.gid = p->gid;
-  const int verdict = (*self->decide_)(f, id);
-  if (verdict >= 0) self->answer(id, f, verdict == 1);
-  return 0;
+  const int verdict = decide(f, packet.id);
+  if (verdict >= 0) answer(packet.id, f, verdict == 1);
 }
 
 void UserPath::answer(uint32_t id, const QueuedFlow& f, bool permit) {
   ++decided_;
-  nfq_set_verdict(q_, id, permit ? NF_ACCEPT : NF_DROP, 0, nullptr);
+  q_->add(id, permit ? NF_ACCEPT : NF_DROP, false);
+  q_->flush();
   if (!permit && f.protocol == IPPROTO_TCP) destroy(f);  // connect() fails now, not after retries
 }
 
@@ -188,8 +114,8 @@ bool UserPath::destroy(const QueuedFlow& f) {
   msg.req.idiag_states = ~0u;
   msg.req.id.idiag_sport = htons(f.local_port);
   msg.req.id.idiag_dport = htons(f.remote_port);
-  inet_pton(f.family == 6 ? AF_INET6 : AF_INET, f.local_addr.c_str(), msg.req.id.idiag_src);
-  inet_pton(f.family == 6 ? AF_INET6 : AF_INET, f.remote_addr.c_str(), msg.req.id.idiag_dst);
+  std::memcpy(msg.req.id.idiag_src, f.local_addr.data(), f.family == 6 ? 16 : 4);
+  std::memcpy(msg.req.id.idiag_dst, f.remote_addr.data(), f.family == 6 ? 16 : 4);
   msg.req.id.idiag_cookie[0] = static_cast<uint32_t>(f.cookie);
   msg.req.id.idiag_cookie[1] = static_cast<uint32_t>(f.cookie >> 32);
   sockaddr_nl kernel{};

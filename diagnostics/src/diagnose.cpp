@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/diagnostics/diagnose.hpp"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/diagnostics/foreign.hpp"
 
 #include <ifaddrs.h>

@@ -1,16 +1,14 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/diagnostics/helper.hpp"
 
-#include <fcntl.h>
-#include <poll.h>
-#include <signal.h>
-#include <sys/wait.h>
 #include <unistd.h>
 
 #include <chrono>
-#include <cstring>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
+
+#include "lfp/sys/spawn.hpp"
 
 namespace lfp::diagnostics {
 
@@ -70,65 +68,29 @@ json run_helper(const HelperRegistration& h, const json& attributes) {
   auto elapsed = [&] {
     return std::chrono::duration_cast<std::chrono::milliseconds>(std::chrono::steady_clock::now() - start).count();
   };
-  int in_pipe[2], out_pipe[2];
-  if (pipe2(in_pipe, O_CLOEXEC) != 0) return result.update({{"status", "failed"}, {"detail", "pipe failed"}}), result;
-  if (pipe2(out_pipe, O_CLOEXEC) != 0) {
-    close(in_pipe[0]), close(in_pipe[1]);
-    return result.update({{"status", "failed"}, {"detail", "pipe failed"}}), result;
+  sys::SpawnResult run;
+  try {
+    // Its own process group, so that a timeout kills what it started too; its stderr is the user's.
+    run = sys::run(h.command, {.input = attributes.dump() + "\n",
+                               .stderr_fd = STDERR_FILENO,
+                               .own_process_group = true,
+                               .timeout = std::chrono::milliseconds(h.timeout_ms),
+                               .max_output = 1u << 20});
+  } catch (const sys::SpawnError& e) {
+    return result.update({{"status", "failed"}, {"detail", e.what()}}), result;
   }
-  const pid_t pid = fork();
-  if (pid == 0) {
-    dup2(in_pipe[0], 0);
-    dup2(out_pipe[1], 1);
-    setpgid(0, 0);  // so that a timeout kills what it started too
-    std::vector<char*> argv;
-    for (const auto& a : h.command) argv.push_back(const_cast<char*>(a.c_str()));
-    argv.push_back(nullptr);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(in_pipe[0]);
-  close(out_pipe[1]);
-  if (pid < 0) {
-    close(in_pipe[1]), close(out_pipe[0]);
-    return result.update({{"status", "failed"}, {"detail", "fork failed"}}), result;
-  }
-  signal(SIGPIPE, SIG_IGN);
-  const std::string input = attributes.dump() + "\n";
-  (void)!write(in_pipe[1], input.data(), input.size());  // small: fits the pipe
-  close(in_pipe[1]);
-  std::string out;
-  bool timed_out = false;
-  for (;;) {
-    const int left = h.timeout_ms - static_cast<int>(elapsed());
-    if (left <= 0) {
-      timed_out = true;
-      break;
-    }
-    pollfd p{out_pipe[0], POLLIN, 0};
-    if (poll(&p, 1, left) <= 0) continue;
-    char buf[4096];
-    const ssize_t n = read(out_pipe[0], buf, sizeof buf);
-    if (n <= 0) break;
-    if (out.size() < (1u << 20)) out.append(buf, static_cast<size_t>(n));
-  }
-  close(out_pipe[0]);
-  if (timed_out) kill(-pid, SIGKILL), kill(pid, SIGKILL);
-  int status = 0;
-  waitpid(pid, &status, 0);
   result["elapsed_ms"] = elapsed();
-  if (timed_out) {
+  if (run.timed_out) {
     result["status"] = "timed_out";
     result["detail"] = "no answer within " + std::to_string(h.timeout_ms) + " ms; the helper was killed";
     return result;
   }
-  if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+  if (!run.ok()) {
     result["status"] = "failed";
-    result["detail"] = WIFEXITED(status) ? (WEXITSTATUS(status) == 127 ? "could not run " + h.command[0]
-                                                                       : "exit code " + std::to_string(WEXITSTATUS(status)))
-                                         : "killed by signal " + std::to_string(WTERMSIG(status));
+    result["detail"] = run.signal ? "killed by signal " + std::to_string(run.signal) : "exit code " + std::to_string(run.code);
     return result;
   }
+  const std::string& out = run.out;
   json answer = json::parse(out, nullptr, false);
   if (answer.is_discarded() || !answer.is_object() || !answer.contains("root_cause") || !answer["root_cause"].is_string()) {
     result["status"] = "invalid_answer";

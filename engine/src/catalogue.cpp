@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/engine/catalogue.hpp"
 
 #include <array>

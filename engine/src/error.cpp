@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/engine/error.hpp"
 
 namespace lfp {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/engine/guid.hpp"
 #include "lfp/engine/value.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // A layer's compiled classifier: turns filters into per-dimension intervals for the layer's key
 // shape (catalogue.hpp) and requests into keys. Conditions the shape cannot express make the rule

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/engine/objects.hpp"
 
 #include <algorithm>

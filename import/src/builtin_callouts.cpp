@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/import/builtin_callouts.hpp"
 
 #include <map>

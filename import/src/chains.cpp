@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "chains.hpp"
 
 #include "lfp/engine/catalogue.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // What the importers share: a rule set as chains of rules (conditions by role, a target), and the
 // step that turns one base chain into filters of one sublayer. The chain walk (jumps, gotos, RETURNs,

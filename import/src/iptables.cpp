@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/import/iptables.hpp"
 
 #include <arpa/inet.h>
@@ -136,16 +137,73 @@ void rate_option(RateMatch& rm, const std::string& o, bool neg, const std::vecto
   }
 }
 
+// The token at i, an option's value (the option is at i - 1).
+const std::string& token_value(const std::vector<std::string>& t, size_t i, int lineno) {
+  if (i >= t.size()) throw ImportError(lineno, "'" + t[i - 1] + "' needs a value");
+  return t[i];
+}
+
+// One option of -m recent, into rc (what the rate-limit callout cannot count goes to rc.problems).
+void recent_option(Recent& rc, const std::string& o, bool neg, const std::vector<std::string>& t, size_t& i, int lineno,
+                   bool& v6_seen, bool& v4_seen) {
+  auto need = [&](size_t j) -> const std::string& { return token_value(t, j, lineno); };
+  if (neg) rc.problems.push_back("a negated " + o);
+  if (o == "--set" || o == "--update" || o == "--rcheck" || o == "--remove") {
+    rc.mode = o.substr(2);
+  } else if (o == "--seconds" || o == "--hitcount") {
+    const std::string v = need(++i);
+    if (!is_number(v)) throw ImportError(lineno, o + " takes a number, got '" + v + "'");
+    (o == "--seconds" ? rc.seconds : rc.hitcount) = static_cast<uint32_t>(std::stoul(v));
+  } else if (o == "--name") {
+    rc.name = need(++i);
+  } else if (o == "--mask") {
+    const std::string m = need(++i);
+    unsigned char bytes[16];
+    const bool v6 = m.find(':') != std::string::npos;
+    (v6 ? v6_seen : v4_seen) = true;
+    if (inet_pton(v6 ? AF_INET6 : AF_INET, m.c_str(), bytes) != 1) throw ImportError(lineno, "--mask '" + m + "' is not an address");
+    int ones = 0;
+    bool contiguous = true;
+    for (int b = 0; b < (v6 ? 128 : 32); ++b) {
+      const bool one = bytes[b / 8] >> (7 - b % 8) & 1;
+      if (one && ones != b) contiguous = false;
+      ones += one;
+    }
+    if (!contiguous) rc.problems.push_back("--mask " + m + " is not a prefix");
+    rc.prefix = ones == (v6 ? 128 : 32) ? -1 : ones;
+  } else if (o == "--rsource") {
+    // the default: the source address is the key
+  } else {
+    while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") ++i;  // (--rttl and --reap take none; --rdest none)
+    rc.problems.push_back("recent " + o + " has no form in the rate-limit callout (it keys on the source and counts in a window)");
+  }
+}
+
+// -j/-g TARGET and the target's options: LOG's prefix and level are kept, the others' skipped.
+void target_option(Rule& r, const std::string& o, const std::vector<std::string>& t, size_t& i, int lineno) {
+  auto need = [&](size_t j) -> const std::string& { return token_value(t, j, lineno); };
+  r.target = need(++i);
+  r.go = o == "-g" || o == "--goto";
+  if (r.target == "LOG") {
+    r.log.emplace();
+    for (; i + 1 < t.size() && t[i + 1].rfind("--", 0) == 0; ++i) {  // (--log-tcp-sequence and the like take no value)
+      const std::string& option = t[i + 1];
+      if (option == "--log-prefix" || option == "--log-level") {
+        (option == "--log-prefix" ? r.log->prefix : r.log->level) = need(i + 2);
+        ++i;
+      }
+    }
+  }
+  while (i + 1 < t.size() && t[i + 1].rfind("--", 0) == 0) i += 2;  // a target's options (REJECT)
+}
+
 // Parses the matches and target of one "-A CHAIN ..." line. Fields depend on the built-in chain the
 // rule ends up in, so addresses and ports are kept as roles ("src_addr") and named when flattened.
 Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string& text, bool& v6_seen, bool& v4_seen) {
   Rule r;
   r.line = lineno;
   r.text = text;
-  auto need = [&](size_t i) -> const std::string& {
-    if (i >= t.size()) throw ImportError(lineno, "'" + t[i - 1] + "' needs a value");
-    return t[i];
-  };
+  auto need = [&](size_t i) -> const std::string& { return token_value(t, i, lineno); };
   std::string match;  // the last -m
   for (size_t i = 2; i < t.size(); ++i) {
     bool neg = false;
@@ -230,19 +288,7 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
         r.problems.push_back("match '" + match + "' has no LFP field");
       }
     } else if (o == "-j" || o == "--jump" || o == "-g" || o == "--goto") {
-      r.target = need(++i);
-      r.go = o == "-g" || o == "--goto";
-      if (r.target == "LOG") {
-        r.log.emplace();
-        for (; i + 1 < t.size() && t[i + 1].rfind("--", 0) == 0; ++i) {  // (--log-tcp-sequence and the like take no value)
-          const std::string& option = t[i + 1];
-          if (option == "--log-prefix" || option == "--log-level") {
-            (option == "--log-prefix" ? r.log->prefix : r.log->level) = need(i + 2);
-            ++i;
-          }
-        }
-      }
-      while (i + 1 < t.size() && t[i + 1].rfind("--", 0) == 0) i += 2;  // a target's options (REJECT)
+      target_option(r, o, t, i, lineno);
     } else if (o == "--icmp-type" || o == "--icmpv6-type") {
       const std::string v = need(++i);  // TYPE, TYPE/CODE or a name
       const size_t slash = v.find('/');
@@ -254,37 +300,7 @@ Rule parse_rule(const std::vector<std::string>& t, int lineno, const std::string
       add("icmp_type", is_number(v.substr(0, slash)) ? json(std::stoi(v.substr(0, slash))) : json(v.substr(0, slash)));
       if (slash != std::string::npos) add("icmp_code", is_number(v.substr(slash + 1)) ? json(std::stoi(v.substr(slash + 1))) : json(v.substr(slash + 1)));
     } else if (match == "recent" && o.rfind("--", 0) == 0) {
-      Recent& rc = *r.recent;
-      if (neg) rc.problems.push_back("a negated " + o);
-      if (o == "--set" || o == "--update" || o == "--rcheck" || o == "--remove") {
-        rc.mode = o.substr(2);
-      } else if (o == "--seconds" || o == "--hitcount") {
-        const std::string v = need(++i);
-        if (!is_number(v)) throw ImportError(lineno, o + " takes a number, got '" + v + "'");
-        (o == "--seconds" ? rc.seconds : rc.hitcount) = static_cast<uint32_t>(std::stoul(v));
-      } else if (o == "--name") {
-        rc.name = need(++i);
-      } else if (o == "--mask") {
-        const std::string m = need(++i);
-        unsigned char bytes[16];
-        const bool v6 = m.find(':') != std::string::npos;
-        (v6 ? v6_seen : v4_seen) = true;
-        if (inet_pton(v6 ? AF_INET6 : AF_INET, m.c_str(), bytes) != 1) throw ImportError(lineno, "--mask '" + m + "' is not an address");
-        int ones = 0;
-        bool contiguous = true;
-        for (int b = 0; b < (v6 ? 128 : 32); ++b) {
-          const bool one = bytes[b / 8] >> (7 - b % 8) & 1;
-          if (one && ones != b) contiguous = false;
-          ones += one;
-        }
-        if (!contiguous) rc.problems.push_back("--mask " + m + " is not a prefix");
-        rc.prefix = ones == (v6 ? 128 : 32) ? -1 : ones;
-      } else if (o == "--rsource") {
-        // the default: the source address is the key
-      } else {
-        while (i + 1 < t.size() && t[i + 1][0] != '-' && t[i + 1] != "!") ++i;  // (--rttl and --reap take none; --rdest none)
-        rc.problems.push_back("recent " + o + " has no form in the rate-limit callout (it keys on the source and counts in a window)");
-      }
+      recent_option(*r.recent, o, neg, t, i, lineno, v6_seen, v4_seen);
     } else if ((match == "limit" || match == "hashlimit") && o.rfind("--", 0) == 0) {
       rate_option(*r.rate, o, neg, t, i, lineno);
     } else if (o.rfind("--", 0) == 0 || o.rfind("-", 0) == 0) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/import/nft.hpp"
 
 #include <algorithm>

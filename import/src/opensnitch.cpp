@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/import/opensnitch.hpp"
 
 #include <arpa/inet.h>

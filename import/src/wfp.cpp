@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/import/wfp.hpp"
 
 #include <libxml/parser.h>
@@ -245,9 +246,12 @@ std::optional<std::string> app_id_from_hex(const std::string& hex) {
   return out;
 }
 
-ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
+namespace {
+
+// The dump parsed with libxml2: no network, no DTD, no entity expansion (the dump is data). The
+// first error names the line (libxml2 goes on, and its last error is often the end of input).
+std::unique_ptr<xmlDoc, void (*)(xmlDoc*)> parse_xml(const std::string& xml) {
   if (xml.size() > INT_MAX) throw ImportError(0, "the dump is too large");
-  // The first error names the line (libxml2 goes on, and its last error is often the end of input).
   struct First {
     int line = 0;
     std::string msg;
@@ -258,7 +262,6 @@ ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
     if (f->set || !e || e->level < XML_ERR_ERROR) return;
     f->set = true, f->line = e->line, f->msg = e->message ? e->message : "not XML";
   });
-  // No network, no DTD, no entity expansion: the dump is data.
   std::unique_ptr<xmlDoc, void (*)(xmlDoc*)> doc(
       xmlReadMemory(xml.data(), static_cast<int>(xml.size()), "wfp.xml", nullptr, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING),
       xmlFreeDoc);
@@ -268,114 +271,147 @@ ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
     while (!msg.empty() && msg.back() == '\n') msg.pop_back();
     throw ImportError(first.line, "not XML: " + msg);
   }
-  Node root = xmlDocGetRootElement(doc.get());
-  if (!root || (!xmlStrEqual(root->name, BAD_CAST "wfpstate") && !xmlStrEqual(root->name, BAD_CAST "wfpdiag")))
-    throw ImportError(line_of(root), "expected <wfpstate> (netsh wfp show state) or <wfpdiag> (netsh wfp show filters)");
+  return doc;
+}
 
-  // netsh puts providers and sublayers at the top, and callouts and filters either at the top or in
-  // each <layers><item> (show state).
-  std::vector<Node> provider_items, sublayer_items, callout_items, filter_items;
-  auto collect = [&](Node parent) {
-    for (Node n : children(parent, "providers")) for (Node i : children(n, "item")) provider_items.push_back(i);
-    for (Node n : children(parent, "subLayers")) for (Node i : children(n, "item")) sublayer_items.push_back(i);
-    for (Node n : children(parent, "callouts")) for (Node i : children(n, "item")) callout_items.push_back(i);
-    for (Node n : children(parent, "filters")) for (Node i : children(n, "item")) filter_items.push_back(i);
-  };
-  collect(root);
-  for (Node layers : children(root, "layers"))
-    for (Node item : children(layers, "item")) collect(item);
+bool has_flag(const json& o, const char* flag) { return std::find(o["flags"].begin(), o["flags"].end(), flag) != o["flags"].end(); }
+void drop_flag(json& o, const char* flag) { o["flags"].erase(std::find(o["flags"].begin(), o["flags"].end(), flag)); }
 
-  ImportResult res;
-  json pol = {{"version", 1}, {"providers", json::array()}, {"sublayers", json::array()}, {"callouts", json::array()}, {"filters", json::array()}};
-  std::map<std::string, bool> providers, sublayers, callouts;  // defined key -> persistent
-  std::map<std::string, std::string> callout_layer;
-  std::map<std::string, Stub> missing_providers, missing_sublayers;
-  auto report = [&](Node item, const std::string& what, const std::string& why) { res.unmapped.push_back({line_of(item), what, why}); };
-  auto described = [](json& o, const std::string& symbol) {
-    if (symbol.empty()) return;
-    o["description"] = o.value("description", std::string()) + (o.contains("description") ? " " : "") + "(key derived from " + symbol + ")";
-  };
+void describe_key(json& o, const std::string& symbol) {
+  if (symbol.empty()) return;
+  o["description"] = o.value("description", std::string()) + (o.contains("description") ? " " : "") + "(key derived from " + symbol + ")";
+}
 
-  for (Node item : provider_items) {
+void append_description(json& o, const std::string& more) {
+  o["description"] = o.value("description", std::string()) + (o.contains("description") ? " " : "") + more;
+}
+
+std::string joined(const std::vector<std::string>& parts) {
+  std::string out;
+  for (const auto& p : parts) out += (out.empty() ? "" : "; ") + p;
+  return out;
+}
+
+// One import: the objects read so far, what the filters name, and what is reported.
+class WfpImport {
+ public:
+  explicit WfpImport(const ImportOptions& opts) : opts_(opts) {}
+
+  ImportResult run(Node root) {
+    // netsh puts providers and sublayers at the top, and callouts and filters either at the top or
+    // in each <layers><item> (show state).
+    collect(root);
+    for (Node layers : children(root, "layers"))
+      for (Node item : children(layers, "item")) collect(item);
+    for (Node item : provider_items_) provider(item);
+    for (Node item : sublayer_items_) sublayer(item);
+    for (Node item : callout_items_) callout(item);
+    for (Node item : filter_items_) filter(item);
+    add_stand_ins();
+    keep_persistence_consistent();
+    std::stable_sort(res_.unmapped.begin(), res_.unmapped.end(), [](const Unmapped& a, const Unmapped& b) { return a.line < b.line; });
+    res_.policy = std::move(pol_);
+    return std::move(res_);
+  }
+
+ private:
+  void collect(Node parent) {
+    for (Node n : children(parent, "providers")) for (Node i : children(n, "item")) provider_items_.push_back(i);
+    for (Node n : children(parent, "subLayers")) for (Node i : children(n, "item")) sublayer_items_.push_back(i);
+    for (Node n : children(parent, "callouts")) for (Node i : children(n, "item")) callout_items_.push_back(i);
+    for (Node n : children(parent, "filters")) for (Node i : children(n, "item")) filter_items_.push_back(i);
+  }
+
+  void report(Node item, const std::string& what, const std::string& why) { res_.unmapped.push_back({line_of(item), what, why}); }
+  void report_notes(Node item, const std::string& what, const std::vector<std::string>& notes) {
+    for (const auto& n : notes) report(item, what, "imported; " + n);
+  }
+
+  void provider(Node item) {
     std::string symbol;
     json p = {{"key", key_of(child(item, "providerKey"), &symbol)}};
     display(item, p);
-    described(p, symbol);
+    describe_key(p, symbol);
     std::vector<std::string> notes;
     p["flags"] = flags_of(item, "FWPM_PROVIDER_FLAG_", {"PERSISTENT"}, notes);
     if (const std::string s = text_of(item, "serviceName"); !s.empty()) p["service_name"] = s;
-    if (providers.count(p["key"].get<std::string>())) throw ImportError(line_of(item), "provider " + p["key"].get<std::string>() + " twice");
-    providers[p["key"].get<std::string>()] = p["flags"].size() > 0;
-    pol["providers"].push_back(p);
-    for (const auto& n : notes) report(item, "provider '" + p["name"].get<std::string>() + "'", "imported; " + n);
+    const std::string key = p["key"];
+    if (providers_.count(key)) throw ImportError(line_of(item), "provider " + key + " twice");
+    providers_[key] = p["flags"].size() > 0;
+    pol_["providers"].push_back(p);
+    report_notes(item, "provider '" + p["name"].get<std::string>() + "'", notes);
   }
-  auto provider_ref = [&](Node item, json& o, bool persistent) {
+
+  // The object's provider; one the dump does not define gets a stand-in.
+  void provider_ref(Node item, json& o, bool persistent) {
     Node pk = child(item, "providerKey");
     if (!pk || text(pk).empty()) return;
     std::string symbol;
     const std::string k = key_of(pk, &symbol);
     o["provider"] = k;
-    if (!providers.count(k)) {
-      Stub& s = missing_providers[k];
-      s.symbol = symbol.empty() ? k : symbol, s.persistent = s.persistent || persistent, s.line = s.line ? s.line : line_of(pk);
-    }
-  };
-  for (Node item : sublayer_items) {
+    if (!providers_.count(k)) note_missing(missing_providers_[k], symbol.empty() ? k : symbol, persistent, pk);
+  }
+
+  static void note_missing(Stub& s, const std::string& symbol, bool persistent, Node where) {
+    s.symbol = symbol, s.persistent = s.persistent || persistent, s.line = s.line ? s.line : line_of(where);
+  }
+
+  void sublayer(Node item) {
     std::string symbol;
     const std::string key = key_of(child(item, "subLayerKey"), &symbol);
-    if (is_builtin_sublayer(key)) continue;  // every LFP engine has them
+    if (is_builtin_sublayer(key)) return;  // every LFP engine has them
     json s = {{"key", key}};
     display(item, s);
-    described(s, symbol);
+    describe_key(s, symbol);
     std::vector<std::string> notes;
     s["flags"] = flags_of(item, "FWPM_SUBLAYER_FLAG_", {"PERSISTENT"}, notes);
     provider_ref(item, s, !s["flags"].empty());
     s["weight"] = child(item, "weight") ? number(child(item, "weight"), 0xffff) : 0;
-    if (sublayers.count(key)) throw ImportError(line_of(item), "sublayer " + key + " twice");
-    sublayers[key] = !s["flags"].empty();
-    pol["sublayers"].push_back(s);
-    for (const auto& n : notes) report(item, "sublayer '" + s["name"].get<std::string>() + "'", "imported; " + n);
+    if (sublayers_.count(key)) throw ImportError(line_of(item), "sublayer " + key + " twice");
+    sublayers_[key] = !s["flags"].empty();
+    pol_["sublayers"].push_back(s);
+    report_notes(item, "sublayer '" + s["name"].get<std::string>() + "'", notes);
   }
-  for (Node item : callout_items) {
+
+  void callout(Node item) {
     std::string symbol;
     json c = {{"key", key_of(child(item, "calloutKey"), &symbol)}};
     display(item, c);
-    described(c, symbol);
+    describe_key(c, symbol);
     std::vector<std::string> notes;
     c["flags"] = flags_of(item, "FWPM_CALLOUT_FLAG_", {"PERSISTENT", "USES_PROVIDER_CONTEXT"}, notes);
     const std::string layer = text_of(item, "applicableLayer");
     const auto l = lfp_layer(layer);
     if (!l) {
       report(item, "callout '" + c["name"].get<std::string>() + "' " + c["key"].get<std::string>(), "layer " + layer + ": LFP has no such layer");
-      continue;
+      return;
     }
     c["layer"] = *l;
-    provider_ref(item, c, std::find(c["flags"].begin(), c["flags"].end(), "PERSISTENT") != c["flags"].end());
+    provider_ref(item, c, has_flag(c, "PERSISTENT"));
     const std::string ckey = c["key"];
-    if (callouts.count(ckey)) throw ImportError(line_of(item), "callout " + ckey + " twice");
-    callouts[ckey] = std::find(c["flags"].begin(), c["flags"].end(), "PERSISTENT") != c["flags"].end();
-    callout_layer[ckey] = *l;
-    c["description"] = c.value("description", std::string()) + (c.contains("description") ? " " : "") +
-                       "(a Windows callout: in LFP it acts as unregistered unless a plugin registers its key)";
-    pol["callouts"].push_back(c);
-    for (const auto& n : notes) report(item, "callout '" + c["name"].get<std::string>() + "'", "imported; " + n);
+    if (callouts_.count(ckey)) throw ImportError(line_of(item), "callout " + ckey + " twice");
+    callouts_[ckey] = has_flag(c, "PERSISTENT");
+    callout_layer_[ckey] = *l;
+    append_description(c, "(a Windows callout: in LFP it acts as unregistered unless a plugin registers its key)");
+    pol_["callouts"].push_back(c);
+    report_notes(item, "callout '" + c["name"].get<std::string>() + "'", notes);
   }
 
-  const std::set<std::string> filter_flags = {"PERSISTENT", "BOOTTIME", "CLEAR_ACTION_RIGHT", "PERMIT_IF_CALLOUT_UNREGISTERED", "DISABLED", "INDEXED", "HAS_PROVIDER_CONTEXT"};
-  for (Node item : filter_items) {
-    ++res.rules;
+  void filter(Node item) {
+    ++res_.rules;
     json f;
     Node fk = child(item, "filterKey");
     if (fk) f["key"] = key_of(fk);
     display(item, f);
     const std::string what = "filter '" + f["name"].get<std::string>() + "'" + (fk ? " " + f["key"].get<std::string>() : "") +
                              (child(item, "filterId") ? " (id " + text_of(item, "filterId") + ")" : "");
-    Ctx cx{opts, {}, {}};
-    f["flags"] = flags_of(item, "FWPM_FILTER_FLAG_", filter_flags, cx.notes);
-    auto has_flag = [&](const char* fl) { return std::find(f["flags"].begin(), f["flags"].end(), fl) != f["flags"].end(); };
-    if (has_flag("HAS_PROVIDER_CONTEXT")) cx.problems.push_back("a provider context (" + text_of(item, "providerContextKey") + "): provider contexts are not imported");
-    if (has_flag("PERSISTENT") && has_flag("BOOTTIME")) {
-      f["flags"].erase(std::find(f["flags"].begin(), f["flags"].end(), "PERSISTENT"));
+    Ctx cx{opts_, {}, {}};
+    static const std::set<std::string> kFilterFlags = {"PERSISTENT", "BOOTTIME", "CLEAR_ACTION_RIGHT", "PERMIT_IF_CALLOUT_UNREGISTERED",
+                                                       "DISABLED", "INDEXED", "HAS_PROVIDER_CONTEXT"};
+    f["flags"] = flags_of(item, "FWPM_FILTER_FLAG_", kFilterFlags, cx.notes);
+    if (has_flag(f, "HAS_PROVIDER_CONTEXT")) cx.problems.push_back("a provider context (" + text_of(item, "providerContextKey") + "): provider contexts are not imported");
+    if (has_flag(f, "PERSISTENT") && has_flag(f, "BOOTTIME")) {
+      drop_flag(f, "PERSISTENT");
       cx.notes.push_back("PERSISTENT dropped: a BOOTTIME filter cannot be persistent");
     }
     const std::string layer_text = text_of(item, "layerKey");
@@ -383,20 +419,37 @@ ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
     const auto layer = lfp_layer(layer_text);
     if (!layer) {
       report(item, what, "layer " + layer_text + ": LFP has no such layer (IPsec/IKE, RPC, name resolution and discard layers have no Linux hook)");
-      continue;
+      return;
     }
     f["layer"] = *layer;
-    provider_ref(item, f, has_flag("PERSISTENT"));
+    provider_ref(item, f, has_flag(f, "PERSISTENT"));
     if (Node sk = child(item, "subLayerKey"); sk && !text(sk).empty()) {
       std::string symbol;
       const std::string k = key_of(sk, &symbol);
       f["sublayer"] = k;
-      if (!is_builtin_sublayer(k) && !sublayers.count(k)) {
-        Stub& s = missing_sublayers[k];
-        s.symbol = symbol.empty() ? k : symbol, s.persistent = s.persistent || has_flag("PERSISTENT"), s.line = s.line ? s.line : line_of(sk);
+      if (!is_builtin_sublayer(k) && !sublayers_.count(k)) note_missing(missing_sublayers_[k], symbol.empty() ? k : symbol, has_flag(f, "PERSISTENT"), sk);
+    }
+    weight(item, f, cx);
+    f["conditions"] = conditions(item, *layer, cx);
+    action(item, f, *layer, cx);
+    if (Node rc = child(item, "rawContext")) f["raw_context"] = number(rc, UINT64_MAX);
+
+    // The policy reader is the judge of values (an address netsh would never print, ...).
+    if (cx.problems.empty()) {
+      try {
+        policy::policy_from_json(json{{"filters", json::array({f})}});
+      } catch (const policy::PolicyError& e) {
+        cx.problems.push_back(std::string("refused by the policy reader: ") + e.what());
       }
     }
-    // Weight: the BFE's effectiveWeight is WFP's order; without it, the weight as given.
+    if (!cx.problems.empty()) return report(item, what, joined(cx.problems));
+    pol_["filters"].push_back(f);
+    ++res_.filters;
+    if (!cx.notes.empty()) report(item, what, "imported; " + joined(cx.notes));
+  }
+
+  // The BFE's effectiveWeight is WFP's order; without it, the weight as given.
+  static void weight(Node item, json& f, Ctx& cx) {
     Node w = child(item, "weight");
     const std::string wtype = text_of(w, "type");
     std::string weight_text = wtype.empty() ? "FWP_EMPTY" : wtype;
@@ -413,15 +466,17 @@ ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
     } else if (!wtype.empty() && wtype != "FWP_EMPTY") {
       throw ImportError(line_of(w), "weight of type " + wtype);
     }
-    f["description"] = f.value("description", std::string()) + (f.contains("description") ? " " : "") + "(weight " + weight_text + " in the dump)";
+    append_description(f, "(weight " + weight_text + " in the dump)");
+  }
 
+  static json conditions(Node item, const std::string& layer, Ctx& cx) {
     json conds = json::array();
     for (Node c : children(child(item, "filterCondition"), "item")) {
       const std::string fname = strip(text_of(c, "fieldKey"), "FWPM_CONDITION_");
       if (fname.empty()) throw ImportError(line_of(c), "a condition without <fieldKey>");
       const auto fid = field_from_string(fname);
-      if (!fid || !layer_has_field(layer_info(*layer_from_string(*layer)), *fid)) {
-        cx.problems.push_back("field " + text_of(c, "fieldKey") + (fid ? " is not a field of " + *layer : ": LFP has no such field"));
+      if (!fid || !layer_has_field(layer_info(*layer_from_string(layer)), *fid)) {
+        cx.problems.push_back("field " + text_of(c, "fieldKey") + (fid ? " is not a field of " + layer : ": LFP has no such field"));
         continue;
       }
       const std::string match = strip(text_of(c, "matchType"), "FWP_MATCH_");
@@ -429,92 +484,91 @@ ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
       const json v = value_of(child(c, "conditionValue"), fname, cx);
       conds.push_back({{"field", fname}, {"match", match}, {"value", v}});
     }
-    f["conditions"] = conds;
+    return conds;
+  }
 
+  void action(Node item, json& f, const std::string& layer, Ctx& cx) {
     Node a = child(item, "action");
     const std::string atype = strip(text_of(a, "type"), "FWP_ACTION_");
     if (atype.empty()) throw ImportError(line_of(item), "a filter without <action><type>");
     if (atype == "BLOCK" || atype == "PERMIT") {
       f["action"] = {{"type", atype}};
       if (auto ft = Guid::parse(text_of(a, "filterType"))) f["action"]["filter_type"] = ft->str();
-    } else if (atype == "CALLOUT_TERMINATING" || atype == "CALLOUT_INSPECTION" || atype == "CALLOUT_UNKNOWN") {
-      Node ck = child(a, "calloutKey");
-      if (!ck) throw ImportError(line_of(a), "a callout action without <calloutKey>");
-      std::string symbol;
-      const std::string k = key_of(ck, &symbol);
-      f["action"] = {{"type", atype}, {"callout", k}};
-      if (!callout_layer.count(k)) {
-        // Not in the dump (show filters): a callout object at the filter's layer stands for it.
-        json c = {{"key", k}, {"name", "callout " + (symbol.empty() ? k : symbol)}, {"layer", *layer}, {"flags", json::array({"PERSISTENT"})},
-                  {"description", "not in the dump; named by filter '" + f["name"].get<std::string>() + "'"}};
-        pol["callouts"].push_back(c);
-        callouts[k] = true;
-        callout_layer[k] = *layer;
-      } else if (callout_layer[k] != *layer) {
-        cx.problems.push_back("callout " + k + " applies to " + callout_layer[k] + ", not " + *layer);
-      }
-      cx.notes.push_back(std::string("callout ") + (symbol.empty() ? k : symbol) + " is Windows code: in LFP it acts as unregistered (" +
-                         (atype == "CALLOUT_INSPECTION" ? "it decides nothing" : has_flag("PERMIT_IF_CALLOUT_UNREGISTERED") ? "PERMIT" : "BLOCK") +
-                         ") until a plugin registers its key");
-    } else {
+      return;
+    }
+    if (atype != "CALLOUT_TERMINATING" && atype != "CALLOUT_INSPECTION" && atype != "CALLOUT_UNKNOWN")
       throw ImportError(line_of(a), "action type " + text_of(a, "type"));
+    Node ck = child(a, "calloutKey");
+    if (!ck) throw ImportError(line_of(a), "a callout action without <calloutKey>");
+    std::string symbol;
+    const std::string k = key_of(ck, &symbol);
+    f["action"] = {{"type", atype}, {"callout", k}};
+    if (!callout_layer_.count(k)) {
+      // Not in the dump (show filters): a callout object at the filter's layer stands for it.
+      json c = {{"key", k}, {"name", "callout " + (symbol.empty() ? k : symbol)}, {"layer", layer}, {"flags", json::array({"PERSISTENT"})},
+                {"description", "not in the dump; named by filter '" + f["name"].get<std::string>() + "'"}};
+      pol_["callouts"].push_back(c);
+      callouts_[k] = true;
+      callout_layer_[k] = layer;
+    } else if (callout_layer_[k] != layer) {
+      cx.problems.push_back("callout " + k + " applies to " + callout_layer_[k] + ", not " + layer);
     }
-    if (Node rc = child(item, "rawContext")) f["raw_context"] = number(rc, UINT64_MAX);
-
-    // The policy reader is the judge of values (an address netsh would never print, ...).
-    if (cx.problems.empty()) {
-      try {
-        policy::policy_from_json(json{{"filters", json::array({f})}});
-      } catch (const policy::PolicyError& e) {
-        cx.problems.push_back(std::string("refused by the policy reader: ") + e.what());
-      }
-    }
-    std::string why;
-    for (const auto& p : cx.problems) why += (why.empty() ? "" : "; ") + p;
-    if (!why.empty()) {
-      report(item, what, why);
-      continue;
-    }
-    pol["filters"].push_back(f);
-    ++res.filters;
-    std::string note;
-    for (const auto& n : cx.notes) note += (note.empty() ? "" : "; ") + n;
-    if (!note.empty()) report(item, what, "imported; " + note);
+    cx.notes.push_back(std::string("callout ") + (symbol.empty() ? k : symbol) + " is Windows code: in LFP it acts as unregistered (" +
+                       (atype == "CALLOUT_INSPECTION" ? "it decides nothing" : has_flag(f, "PERMIT_IF_CALLOUT_UNREGISTERED") ? "PERMIT" : "BLOCK") +
+                       ") until a plugin registers its key");
   }
 
   // Objects the filters name but the dump does not hold (show filters has no providers): stand-ins.
   // Persistent, so that persistent filters may reference them; a sublayer's weight is unknown.
-  for (const auto& [k, s] : missing_providers)
-    pol["providers"].push_back({{"key", k}, {"name", s.symbol}, {"flags", json::array({"PERSISTENT"})}, {"description", "not in the dump"}});
-  for (const auto& [k, s] : missing_sublayers) {
-    pol["sublayers"].push_back({{"key", k}, {"name", s.symbol}, {"flags", json::array({"PERSISTENT"})}, {"weight", 0},
-                                {"description", "not in the dump: its weight is unknown (0)"}});
-    res.unmapped.push_back({s.line, "sublayer " + s.symbol, "imported; not in the dump, so its weight is unknown: 0 assumed"});
-  }
-  // A persistent object may only name persistent ones: the dump's own lifetimes are WFP's, but a
-  // hand-edited dump may not hold to them.
-  auto persistent = [](const json& o) { return std::find(o["flags"].begin(), o["flags"].end(), "PERSISTENT") != o["flags"].end(); };
-  auto unpersist = [](json& o) { o["flags"].erase(std::find(o["flags"].begin(), o["flags"].end(), "PERSISTENT")); };
-  auto provider_ok = [&](const json& o) {
-    return !o.contains("provider") || !providers.count(o["provider"].get<std::string>()) || providers[o["provider"].get<std::string>()];
-  };
-  for (auto& o : pol["sublayers"])
-    if (persistent(o) && !provider_ok(o)) unpersist(o), sublayers[o["key"].get<std::string>()] = false;
-  for (auto& o : pol["callouts"])
-    if (persistent(o) && !provider_ok(o)) unpersist(o), callouts[o["key"].get<std::string>()] = false;
-  for (auto& f : pol["filters"]) {
-    if (!persistent(f)) continue;
-    const bool ok = provider_ok(f) &&
-                    (!f.contains("sublayer") || !sublayers.count(f["sublayer"].get<std::string>()) || sublayers[f["sublayer"].get<std::string>()]) &&
-                    (!f["action"].contains("callout") || callouts[f["action"]["callout"].get<std::string>()]);
-    if (!ok) {
-      unpersist(f);
-      res.unmapped.push_back({0, "filter '" + f["name"].get<std::string>() + "'", "imported; PERSISTENT dropped: it names a non-persistent object"});
+  void add_stand_ins() {
+    for (const auto& [k, s] : missing_providers_)
+      pol_["providers"].push_back({{"key", k}, {"name", s.symbol}, {"flags", json::array({"PERSISTENT"})}, {"description", "not in the dump"}});
+    for (const auto& [k, s] : missing_sublayers_) {
+      pol_["sublayers"].push_back({{"key", k}, {"name", s.symbol}, {"flags", json::array({"PERSISTENT"})}, {"weight", 0},
+                                   {"description", "not in the dump: its weight is unknown (0)"}});
+      res_.unmapped.push_back({s.line, "sublayer " + s.symbol, "imported; not in the dump, so its weight is unknown: 0 assumed"});
     }
   }
-  std::stable_sort(res.unmapped.begin(), res.unmapped.end(), [](const Unmapped& a, const Unmapped& b) { return a.line < b.line; });
-  res.policy = std::move(pol);
-  return res;
+
+  // A persistent object may only name persistent ones: the dump's own lifetimes are WFP's, but a
+  // hand-edited dump may not hold to them.
+  void keep_persistence_consistent() {
+    auto provider_ok = [&](const json& o) {
+      return !o.contains("provider") || !providers_.count(o["provider"].get<std::string>()) || providers_[o["provider"].get<std::string>()];
+    };
+    for (auto& o : pol_["sublayers"])
+      if (has_flag(o, "PERSISTENT") && !provider_ok(o)) drop_flag(o, "PERSISTENT"), sublayers_[o["key"].get<std::string>()] = false;
+    for (auto& o : pol_["callouts"])
+      if (has_flag(o, "PERSISTENT") && !provider_ok(o)) drop_flag(o, "PERSISTENT"), callouts_[o["key"].get<std::string>()] = false;
+    for (auto& f : pol_["filters"]) {
+      if (!has_flag(f, "PERSISTENT")) continue;
+      const bool ok = provider_ok(f) &&
+                      (!f.contains("sublayer") || !sublayers_.count(f["sublayer"].get<std::string>()) || sublayers_[f["sublayer"].get<std::string>()]) &&
+                      (!f["action"].contains("callout") || callouts_[f["action"]["callout"].get<std::string>()]);
+      if (!ok) {
+        drop_flag(f, "PERSISTENT");
+        res_.unmapped.push_back({0, "filter '" + f["name"].get<std::string>() + "'", "imported; PERSISTENT dropped: it names a non-persistent object"});
+      }
+    }
+  }
+
+  const ImportOptions& opts_;
+  ImportResult res_;
+  json pol_ = {{"version", 1}, {"providers", json::array()}, {"sublayers", json::array()}, {"callouts", json::array()}, {"filters", json::array()}};
+  std::vector<Node> provider_items_, sublayer_items_, callout_items_, filter_items_;
+  std::map<std::string, bool> providers_, sublayers_, callouts_;  // defined key -> persistent
+  std::map<std::string, std::string> callout_layer_;
+  std::map<std::string, Stub> missing_providers_, missing_sublayers_;
+};
+
+}  // namespace
+
+ImportResult import_wfp(const std::string& xml, const ImportOptions& opts) {
+  const auto doc = parse_xml(xml);
+  Node root = xmlDocGetRootElement(doc.get());
+  if (!root || (!xmlStrEqual(root->name, BAD_CAST "wfpstate") && !xmlStrEqual(root->name, BAD_CAST "wfpdiag")))
+    throw ImportError(line_of(root), "expected <wfpstate> (netsh wfp show state) or <wfpdiag> (netsh wfp show filters)");
+  return WfpImport(opts).run(root);
 }
 
 }  // namespace lfp::import

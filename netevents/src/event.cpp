@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/netevents/event.hpp"
 
 #include <arpa/inet.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/netevents/log.hpp"
 
 #include <pthread.h>
@@ -7,6 +8,8 @@
 #include <algorithm>
 #include <chrono>
 #include <variant>
+
+#include "lfp/sys/sqlite.hpp"
 
 namespace lfp::netevents {
 
@@ -38,39 +41,18 @@ void exec(sqlite3* db, const char* sql) {
 
 using Bind = std::variant<int64_t, std::string, AddrKey>;
 
-// RAII prepared statement.
-class Stmt {
+// A statement of the log's: its errors are EventErrors; a Bind is bound as what it holds.
+class Stmt : public sys::Statement {
  public:
-  Stmt(sqlite3* db, const std::string& sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql.c_str(), -1, &s_, nullptr) != SQLITE_OK) db_fail(db, "prepare");
-  }
-  ~Stmt() { sqlite3_finalize(s_); }
+  Stmt(sqlite3* db, const std::string& sql) : sys::Statement(db, sql, db_fail) {}
   void bind(int i, const Bind& b) {
-    if (auto* n = std::get_if<int64_t>(&b)) sqlite3_bind_int64(s_, i, *n);
-    else if (auto* s = std::get_if<std::string>(&b)) sqlite3_bind_text(s_, i, s->data(), int(s->size()), SQLITE_TRANSIENT);
-    else sqlite3_bind_blob(s_, i, std::get<AddrKey>(b).data(), 16, SQLITE_TRANSIENT);
+    std::visit([&](const auto& v) { sys::Statement::bind(i, to_bindable(v)); }, b);
   }
-  void bind_null(int i) { sqlite3_bind_null(s_, i); }
-  bool step() {
-    int rc = sqlite3_step(s_);
-    if (rc == SQLITE_ROW) return true;
-    if (rc != SQLITE_DONE) db_fail(db_, "step");
-    return false;
-  }
-  void reset() {
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
-  int64_t num(int col) { return sqlite3_column_int64(s_, col); }
-  std::string text(int col) {
-    auto* p = sqlite3_column_text(s_, col);
-    return p ? std::string(reinterpret_cast<const char*>(p), sqlite3_column_bytes(s_, col)) : std::string();
-  }
-  bool is_null(int col) { return sqlite3_column_type(s_, col) == SQLITE_NULL; }
 
  private:
-  sqlite3* db_;
-  sqlite3_stmt* s_ = nullptr;
+  static int64_t to_bindable(int64_t v) { return v; }
+  static std::string_view to_bindable(const std::string& v) { return v; }
+  static std::span<const uint8_t> to_bindable(const AddrKey& v) { return v; }
 };
 
 sqlite3* open_db(const std::string& path) {
@@ -216,7 +198,8 @@ std::optional<std::string> uncovered(const Coverage& c, int64_t from, int64_t un
   return std::nullopt;
 }
 
-EventLog::EventLog(const std::string& path, Retention retention) : path_(path), retention_(retention) {
+EventLog::EventLog(const std::string& path, Retention retention, WallClock clock)
+    : path_(path), retention_(retention), clock_(std::move(clock)) {
   wdb_ = open_db(path);
   try {
     exec(wdb_, "PRAGMA journal_mode=WAL");
@@ -243,7 +226,7 @@ EventLog::EventLog(const std::string& path, Retention retention) : path_(path), 
                " lost INTEGER NOT NULL, reason TEXT NOT NULL)");
     rdb_ = open_db(path);
 
-    const int64_t now = now_ns();
+    const int64_t now = clock_();
     std::optional<int64_t> last_alive;
     bool fresh = true;
     {
@@ -257,13 +240,13 @@ EventLog::EventLog(const std::string& path, Retention retention) : path_(path), 
     }
     {
       Stmt s(wdb_, "SELECT from_ns, until_ns, lost, reason FROM gaps ORDER BY from_ns");
-      while (s.step()) coverage_.gaps.push_back({s.num(0), s.num(1), uint64_t(s.num(2)), s.text(3)});
+      while (s.step()) coverage_.gaps.push_back({s.integer(0), s.integer(1), uint64_t(s.integer(2)), s.text(3)});
     }
     {
       Stmt s(wdb_, "SELECT COUNT(*), COALESCE(MAX(seq), 0) FROM events");
       s.step();
-      count_ = uint64_t(s.num(0));
-      next_seq_ = written_seq_ = uint64_t(s.num(1));
+      count_ = uint64_t(s.integer(0));
+      next_seq_ = written_seq_ = uint64_t(s.integer(1));
     }
     if (fresh) coverage_.complete_since = now;
     const bool off_gap_open = !coverage_.gaps.empty() && coverage_.gaps.back().until == kOpen;
@@ -340,7 +323,7 @@ Settings EventLog::settings() const {
 
 void EventLog::set_settings(const Settings& s) {
   std::lock_guard lk(mu_);
-  const int64_t now = now_ns();
+  const int64_t now = clock_();
   if (settings_.collect && !s.collect) coverage_.gaps.push_back({now, kOpen, 0, "collection off"});
   if (!settings_.collect && s.collect)
     for (Gap& g : coverage_.gaps)
@@ -392,7 +375,7 @@ void EventLog::writer() {
     try {
       exec(wdb_, "BEGIN");
       if (!batch.empty()) write_batch(batch);
-      if (meta || count_ > retention_.max_events) prune(now_ns());
+      if (meta || count_ > retention_.max_events) prune(clock_());
       if (meta) save_meta();
       exec(wdb_, "COMMIT");
     } catch (const std::exception& e) {
@@ -458,7 +441,7 @@ void EventLog::prune(int64_t now) {
   if (count > retention_.max_events) {
     Stmt s(wdb_, "SELECT time_ns FROM events ORDER BY time_ns DESC LIMIT 1 OFFSET ?");
     s.bind(1, int64_t(retention_.max_events));
-    if (s.step()) cutoff = std::max(cutoff, s.num(0) + 1);
+    if (s.step()) cutoff = std::max(cutoff, s.integer(0) + 1);
   }
   Stmt del(wdb_, "DELETE FROM events WHERE time_ns < ?");
   del.bind(1, cutoff);
@@ -483,7 +466,7 @@ void EventLog::save_meta() {
   }
   Stmt put(wdb_, "INSERT INTO meta(k, v) VALUES(?, ?) ON CONFLICT(k) DO UPDATE SET v = excluded.v");
   const std::pair<const char*, std::string> rows[] = {{"complete_since", std::to_string(c.complete_since)},
-                                                      {"last_alive", std::to_string(now_ns())},
+                                                      {"last_alive", std::to_string(clock_())},
                                                       {"settings", to_json(s).dump()}};
   for (const auto& [k, v] : rows) {
     put.bind(1, std::string(k));
@@ -512,7 +495,7 @@ std::vector<Record> EventLog::query(const Template& t, size_t offset, size_t lim
     Stmt c(rdb_, "SELECT COUNT(*) FROM events WHERE " + where);
     for (size_t i = 0; i < binds.size(); ++i) c.bind(int(i + 1), binds[i]);
     c.step();
-    *total = uint64_t(c.num(0));
+    *total = uint64_t(c.integer(0));
   }
   const char* dir = newest_first ? " DESC" : "";
   Stmt s(rdb_, "SELECT seq, time_ns, body FROM events WHERE " + where + " ORDER BY time_ns" + dir + ", seq" + dir +
@@ -524,8 +507,8 @@ std::vector<Record> EventLog::query(const Template& t, size_t offset, size_t lim
   std::vector<Record> out;
   while (s.step()) {
     Record r = parse_event(json::parse(s.text(2)), 0);
-    r.seq = uint64_t(s.num(0));
-    r.time_ns = s.num(1);  // (the body's time is to the microsecond)
+    r.seq = uint64_t(s.integer(0));
+    r.time_ns = s.integer(1);  // (the body's time is to the microsecond)
     out.push_back(std::move(r));
   }
   return out;

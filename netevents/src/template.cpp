@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/netevents/template.hpp"
 
 #include <algorithm>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/packet/parse.hpp"
 
 #include <algorithm>
@@ -399,6 +400,13 @@ IpAddr ip6(const Ip6& a) {
   r.v6 = true;
   r.b = a;
   return r;
+}
+
+std::string to_string(const IpAddr& a) { return a.v6 ? format_ip6(a.b) : format_ip4(a.v4()); }
+
+bool is_loopback(const IpAddr& a) {
+  constexpr Ip6 kLoopback6 = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1};
+  return a.v6 ? a.b == kLoopback6 : a.b[0] == 127;
 }
 
 std::optional<IpAddr> parse_ip(std::string_view text) {

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/packet/walk.hpp"
 
 #include <algorithm>
@@ -289,7 +290,7 @@ void layer_values(LayerId layer, const Packet& h, const LayerView& view, FieldVa
   auto num = [&](FieldId f, uint64_t v) { values.set(f, Value{field_type(f, fam), v}); };
   auto addr = [&](FieldId f, const IpAddr& a) {
     if (a.v6 != (fam == IpFamily::V6)) return;  // e.g. an IPv6 packet quoted by ICMPv4: no value
-    values.set(f, a.v6 ? Value::ip6(a.b) : Value::uint32(a.v4()));
+    values.set(f, value_of(a));
   };
   auto iface = [&](FieldId f, const std::optional<uint32_t>& i) {
     if (i) num(f, *i);

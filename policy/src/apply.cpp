@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Adding a policy to an engine (all or nothing) and exporting an engine's objects as a policy.
 #include "internal.hpp"
 

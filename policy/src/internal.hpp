@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Helpers shared by the policy sources (not installed): JSON paths, member readers, value codecs.
 #include <cstdio>
@@ -12,6 +13,7 @@
 #include "lfp/engine/error.hpp"
 #include "lfp/policy/json_doc.hpp"
 #include "lfp/policy/policy.hpp"
+#include "lfp/policy/utf8.hpp"
 
 namespace lfp::policy::detail {
 
@@ -19,7 +21,6 @@ using nlohmann::json;
 
 // --- JSON pointers (RFC 6901) ------------------------------------------------------------------
 std::string pointer_token(std::string_view member);  // escapes '~' and '/'
-bool valid_utf8(std::string_view s);
 inline std::string at(const std::string& path, std::string_view member) {
   std::string out;
   if (member.find_first_of("~/") != std::string_view::npos || !valid_utf8(member)) return path + "/" + pointer_token(member);
@@ -96,7 +97,6 @@ std::string get_bytes(const Members& m, std::string_view name);
 std::string bytes_from_json(const JsonValue& j, const Path& path);
 json bytes_to_json(const std::string& s);  // a string when valid UTF-8, else {"hex": ...}
 json text_to_json(const std::string& s);   // display text: invalid UTF-8 bytes become U+FFFD
-bool valid_utf8(std::string_view s);
 std::optional<Guid> get_guid(const Members& m, std::string_view name, bool required = false);
 Guid guid_from_json(const JsonValue& j, const Path& path);
 uint32_t get_flags(const Members& m, uint32_t allowed, std::string_view what);

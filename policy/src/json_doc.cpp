@@ -1,5 +1,7 @@
+// SPDX-License-Identifier: MIT
 // The arena JSON document (lfp/policy/json_doc.hpp): a recursive-descent parser with a depth limit.
 #include "lfp/policy/json_doc.hpp"
+#include "lfp/policy/utf8.hpp"
 
 #include <charconv>
 #include <cmath>
@@ -253,22 +255,9 @@ class JsonBuilder {
     v.n_ = static_cast<uint32_t>(n);
   }
 
-  // The length of a valid UTF-8 sequence starting at p (a lead byte >= 0x80), or 0 (RFC 3629).
+  // The length of a valid UTF-8 sequence starting at p (a lead byte >= 0x80), or 0.
   size_t utf8_len(const char* p) const {
-    auto b = [&](size_t i) { return static_cast<unsigned char>(p[i]); };
-    const size_t avail = static_cast<size_t>(end_ - p);
-    const unsigned char c = b(0);
-    auto cont = [&](size_t i, unsigned char lo = 0x80, unsigned char hi = 0xbf) {
-      return i < avail && b(i) >= lo && b(i) <= hi;
-    };
-    if (c >= 0xc2 && c <= 0xdf) return cont(1) ? 2 : 0;
-    if (c == 0xe0) return cont(1, 0xa0) && cont(2) ? 3 : 0;
-    if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) return cont(1) && cont(2) ? 3 : 0;
-    if (c == 0xed) return cont(1, 0x80, 0x9f) && cont(2) ? 3 : 0;
-    if (c == 0xf0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
-    if (c >= 0xf1 && c <= 0xf3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
-    if (c == 0xf4) return cont(1, 0x80, 0x8f) && cont(2) && cont(3) ? 4 : 0;
-    return 0;
+    return utf8_sequence_length(reinterpret_cast<const unsigned char*>(p), static_cast<size_t>(end_ - p));
   }
 
   unsigned hex4() {

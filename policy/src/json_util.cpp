@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // JSON paths, member readers and small codecs shared by the policy sources.
 #include <cstdio>
 
@@ -60,9 +61,8 @@ std::string quote(std::string_view s, size_t max) {
       break;
     }
     const auto c = static_cast<unsigned char>(s[i]);
-    size_t len = 1;
-    if (c >= 0xc0) len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-    if (c >= 0x80 && i + len <= s.size() && valid_utf8(s.substr(i, len))) {
+    const size_t len = c >= 0x80 ? utf8_sequence_length(reinterpret_cast<const unsigned char*>(s.data()) + i, s.size() - i) : 0;
+    if (len) {
       out.append(s.substr(i, len));
       i += len;
       continue;
@@ -120,51 +120,14 @@ std::string get_string(const Members& m, std::string_view name, bool required) {
   return std::string(s);
 }
 
-bool valid_utf8(std::string_view s) {
-  size_t i = 0;
-  while (i < s.size()) {
-    auto c = static_cast<unsigned char>(s[i]);
-    size_t n;
-    uint32_t cp;
-    if (c < 0x80) {
-      ++i;
-      continue;
-    } else if ((c & 0xe0) == 0xc0) {
-      n = 1;
-      cp = c & 0x1f;
-    } else if ((c & 0xf0) == 0xe0) {
-      n = 2;
-      cp = c & 0x0f;
-    } else if ((c & 0xf8) == 0xf0) {
-      n = 3;
-      cp = c & 0x07;
-    } else {
-      return false;
-    }
-    if (i + n >= s.size()) return false;  // truncated sequence
-    for (size_t k = 1; k <= n; ++k) {
-      auto d = static_cast<unsigned char>(s[i + k]);
-      if ((d & 0xc0) != 0x80) return false;
-      cp = cp << 6 | (d & 0x3f);
-    }
-    // Overlong forms, surrogates and values above U+10FFFF are invalid.
-    if ((n == 1 && cp < 0x80) || (n == 2 && cp < 0x800) || (n == 3 && cp < 0x10000) || cp > 0x10ffff ||
-        (cp >= 0xd800 && cp <= 0xdfff))
-      return false;
-    i += n + 1;
-  }
-  return true;
-}
-
 json text_to_json(const std::string& s) {
   if (valid_utf8(s)) return s;
   // Keep the valid sequences, replace each invalid byte with U+FFFD.
   std::string out;
   for (size_t i = 0; i < s.size();) {
-    size_t len = 1;
-    auto c = static_cast<unsigned char>(s[i]);
-    if (c >= 0xc0) len = c >= 0xf0 ? 4 : c >= 0xe0 ? 3 : 2;
-    if (i + len <= s.size() && valid_utf8(std::string_view(s).substr(i, len))) {
+    const auto c = static_cast<unsigned char>(s[i]);
+    const size_t len = c < 0x80 ? 1 : utf8_sequence_length(reinterpret_cast<const unsigned char*>(s.data()) + i, s.size() - i);
+    if (len) {
       out.append(s, i, len);
       i += len;
     } else {

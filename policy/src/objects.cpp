@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Policy files: JSON <-> providers, sublayers, callouts, provider contexts and filters.
 #include <map>
 #include <set>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Classify requests: field values from command-line text or a requests file's JSON.
 #include "internal.hpp"
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Classification results as JSON and as text (one line, or the explain table).
 #include <array>
 #include <climits>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Values in policy files and requests: addresses, prefixes, numbers, named constants, MACs,
 // byte strings, user sets and ranges, typed by the field's data type at the layer.
 #include <charconv>

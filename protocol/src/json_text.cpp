@@ -1,5 +1,8 @@
+// SPDX-License-Identifier: MIT
 // Fast compact JSON text for nlohmann::json (lfp/protocol/json_text.hpp).
 #include "lfp/protocol/json_text.hpp"
+
+#include "lfp/policy/utf8.hpp"
 
 #include <charconv>
 #include <cmath>
@@ -10,20 +13,6 @@ namespace lfp::wire {
 namespace {
 
 using nlohmann::json;
-
-// The length of a valid UTF-8 sequence at p (lead byte >= 0x80) within n bytes, or 0 (RFC 3629).
-size_t utf8_len(const unsigned char* p, size_t n) {
-  auto cont = [&](size_t i, unsigned char lo = 0x80, unsigned char hi = 0xbf) { return i < n && p[i] >= lo && p[i] <= hi; };
-  const unsigned char c = p[0];
-  if (c >= 0xc2 && c <= 0xdf) return cont(1) ? 2 : 0;
-  if (c == 0xe0) return cont(1, 0xa0) && cont(2) ? 3 : 0;
-  if ((c >= 0xe1 && c <= 0xec) || c == 0xee || c == 0xef) return cont(1) && cont(2) ? 3 : 0;
-  if (c == 0xed) return cont(1, 0x80, 0x9f) && cont(2) ? 3 : 0;
-  if (c == 0xf0) return cont(1, 0x90) && cont(2) && cont(3) ? 4 : 0;
-  if (c >= 0xf1 && c <= 0xf3) return cont(1) && cont(2) && cont(3) ? 4 : 0;
-  if (c == 0xf4) return cont(1, 0x80, 0x8f) && cont(2) && cont(3) ? 4 : 0;
-  return 0;
-}
 
 void append_string(std::string& out, const std::string& s, bool replace_invalid) {
   const size_t mark = out.size();
@@ -38,7 +27,7 @@ void append_string(std::string& out, const std::string& s, bool replace_invalid)
       continue;
     }
     if (c >= 0x80) {
-      const size_t len = utf8_len(p + i, n - i);
+      const size_t len = policy::utf8_sequence_length(p + i, n - i);
       if (!len) {
         // Invalid UTF-8: nlohmann decides (replaces, or throws its type_error).
         out.resize(mark);

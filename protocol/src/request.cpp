@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/protocol/request.hpp"
 
 #include "lfp/protocol/wire.hpp"

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/store/files.hpp"
 
 #include <fcntl.h>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/store/store.hpp"
 
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <tuple>
 
 #include "lfp/store/files.hpp"
+#include "lfp/sys/sqlite.hpp"
 
 namespace lfp::store {
 
@@ -19,28 +21,10 @@ std::string db_error(sqlite3* db, const std::string& what) {
   return std::string(file && *file ? file : "policy store") + ": " + what + ": " + sqlite3_errmsg(db);
 }
 
-// RAII prepared statement.
-class Stmt {
- public:
-  Stmt(sqlite3* db, const char* sql) : db_(db) {
-    if (sqlite3_prepare_v2(db, sql, -1, &s_, nullptr) != SQLITE_OK)
-      throw StoreError(db_error(db, "sqlite prepare"));
-  }
-  ~Stmt() { sqlite3_finalize(s_); }
-  sqlite3_stmt* get() { return s_; }
-  // The text must stay put until run(): no copy is made.
-  void bind(int i, const std::string& v) { sqlite3_bind_text(s_, i, v.data(), static_cast<int>(v.size()), SQLITE_STATIC); }
-  void bind(int i, int64_t v) { sqlite3_bind_int64(s_, i, v); }
-  void run() {
-    int rc = sqlite3_step(s_);
-    if (rc != SQLITE_DONE) throw StoreError(db_error(db_, "sqlite step"));
-    sqlite3_reset(s_);
-    sqlite3_clear_bindings(s_);
-  }
+[[noreturn]] void fail(sqlite3* db, const std::string& what) { throw StoreError(db_error(db, "sqlite " + what)); }
 
- private:
-  sqlite3* db_;
-  sqlite3_stmt* s_ = nullptr;
+struct Stmt : sys::Statement {
+  Stmt(sqlite3* db, std::string_view sql) : sys::Statement(db, sql, fail) {}
 };
 }  // namespace
 
@@ -64,7 +48,7 @@ Store::Store(const std::string& dir) {
   exec("CREATE TABLE IF NOT EXISTS objects(kind INTEGER NOT NULL, key TEXT NOT NULL, seq INTEGER NOT NULL,"
        " owner_uid INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY(kind, key))");
   Stmt s(db_, "SELECT COALESCE(MAX(seq), 0) FROM objects");
-  if (sqlite3_step(s.get()) == SQLITE_ROW) next_seq_ = sqlite3_column_int64(s.get(), 0);
+  if (s.step()) next_seq_ = s.integer(0);
   // The thread takes no signals: the process's handling (lfpd's signalfd) stays as it is.
   sigset_t all, old;
   sigfillset(&all);
@@ -122,16 +106,14 @@ void Store::exec(const char* sql) {
 std::vector<Record> Store::load() const {
   Stmt s(db_, "SELECT kind, key, owner_uid, body FROM objects ORDER BY kind, seq");
   std::vector<Record> out;
-  int rc;
-  while ((rc = sqlite3_step(s.get())) == SQLITE_ROW) {
+  while (s.step()) {
     Record r;
-    r.kind = static_cast<Kind>(sqlite3_column_int(s.get(), 0));
-    r.key = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 1));
-    r.owner_uid = static_cast<uint32_t>(sqlite3_column_int64(s.get(), 2));
-    r.body = reinterpret_cast<const char*>(sqlite3_column_text(s.get(), 3));
+    r.kind = static_cast<Kind>(s.integer(0));
+    r.key = s.text(1);
+    r.owner_uid = static_cast<uint32_t>(s.integer(2));
+    r.body = s.text(3);
     out.push_back(std::move(r));
   }
-  if (rc != SQLITE_DONE) throw StoreError(db_error(db_, "sqlite load"));
   return out;
 }
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #include "lfp/sys/mounts.hpp"
 
 #include <linux/magic.h>

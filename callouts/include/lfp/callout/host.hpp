@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // lfpd's side of a callout plugin: the plugin runs in a host process of its own (lfp-callout-host,
 // callouts/src/host_main.cpp), and lfpd registers a driver per callout that asks the host over a

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // LFP's callout plugin interface: what a callout plugin (`lfpd --callout PLUGIN.so`) implements.
 // Plain C types across the boundary, so that a plugin built with another compiler or standard

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // A session with lfpd over its Unix socket (docs/protocol.md). One object = one session; not
 // thread-safe. Errors from the daemon arrive as ClientError with WFP's code names.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Compiles the engine's enforced ALE filters into the kernel's form (datapath/bpf/lfp_kernel.h).
 // Pure: no kernel, no files. The BPF programs evaluate the result with the engine's arbitration;
@@ -21,7 +22,7 @@ extern "C" {
 namespace lfp::datapath {
 
 // The _V4 packet layers a netfilter hook walks (NF_INET_PRE_ROUTING .. NF_INET_LOCAL_OUT, as
-// lfp_packet.h's walk(); the _V6 layer of each is the next one).
+// lfp_packet.bpf.c's walk(); the _V6 layer of each is the next one).
 const std::vector<lfp_kl>& hook_layers(int nf_hook);
 
 // The kernel layer a hook feeds, and the engine layer it stands for.

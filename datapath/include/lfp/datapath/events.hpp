@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // A kernel decision (lfp_event) as a net event: the JSON lfpd logs and hands to the net event log.
 #include <nlohmann/json.hpp>

@@ -1,9 +1,10 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The data layers in user space: STREAM_V4/V6 (a TCP flow's bytes per direction, in order) and
 // DATAGRAM_DATA_V4/V6 with their payload, for callouts (docs/callouts.md, "Stream and datagram
-// data"). xtables NFQUEUE rules in lfpd's network namespace (filter INPUT and OUTPUT, chain
-// LFP-DATA) queue the TCP and UDP packets of local flows, only while the policy has filters at
-// those layers. lfpd reassembles each direction of a TCP flow from the queued segments (in order,
+// data"). NFQUEUE rules in lfpd's network namespace (table inet lfp, chains data-in and data-out at
+// input and output priority filter) queue the TCP and UDP packets of local flows, only while the
+// policy has filters at those layers. lfpd reassembles each direction of a TCP flow from the queued segments (in order,
 // whatever order they came in), and classifies the bytes no earlier classify decided:
 //   - NEED_MORE_DATA: the segments wait (unanswered in the queue) until that many more bytes came;
 //   - ALLOW_CONNECTION, or a decision no callout took part in: the flow's conntrack entry gets a mark
@@ -29,6 +30,9 @@
 namespace lfp::datapath {
 
 class NfQueue;
+namespace nf {
+class NetfilterTable;
+}
 
 struct InspectStats {
   uint64_t packets = 0, datagrams = 0, classifies = 0, bytes_inspected = 0;
@@ -120,6 +124,7 @@ class DataInspector {
   uint16_t queue_;
   bool fail_open_;
   std::unique_ptr<NfQueue> q_;
+  std::shared_ptr<nf::NetfilterTable> table_;
   bool tcp_ = false, udp_ = false;
   uint64_t next_handle_ = 1;
   std::unordered_map<FlowKey, std::unique_ptr<Flow>, FlowKeyHash> flows_;

@@ -1,5 +1,6 @@
+// SPDX-License-Identifier: MIT
 #pragma once
-// The kernel side of the ALE layers: loads the BPF programs (datapath/bpf/lfp_ale.bpf.c), attaches
+// The kernel side of the ALE layers: loads the BPF programs (datapath/bpf/lfp_*.bpf.c), attaches
 // them to one cgroup v2, pins what must outlive lfpd, and installs compiled policy with an atomic
 // bank swap. Needs root (CAP_BPF, CAP_NET_ADMIN).
 #include <array>
@@ -14,7 +15,7 @@
 
 #include "lfp/datapath/compile.hpp"
 
-struct lfp_ale;     // the libbpf skeleton
+struct lfp_bpf;     // the libbpf skeleton (datapath/CMakeLists.txt)
 struct ring_buffer;
 struct bpf_link;
 struct bpf_program;
@@ -72,7 +73,7 @@ class KernelPath {
   // Decisions the hooks reported. events_fd() is readable when some wait; drain delivers them.
   int events_fd() const;
   void drain_events(const std::function<void(const lfp_event&)>& cb);
-  uint64_t events_lost() const { return counter(0); }
+  uint64_t events_lost() const { return counter(LFP_CNT_EVENTS_LOST); }
   void set_log_allows(bool on);  // report permits as events too (takes effect at once)
   bool log_allows() const { return opts_.log_allows; }
   // Packets the packet layers drop, their first LFP_DROP_SNAP bytes, while keep_dropped is on:
@@ -93,16 +94,15 @@ class KernelPath {
   std::optional<lfp_pending> pending(uint32_t slot) const;
   // A redirected connection's record, by its local address and port (redirect.hpp).
   std::optional<lfp_redirect_record> redirect_record(const lfp_redirect_key& k) const;
-  uint64_t deferred() const { return counter(1); }
+  uint64_t deferred() const { return counter(LFP_CNT_DEFERRED); }
   // Outbound TCP flows whose group of lfp_flows slots was full: their record went in the socket's storage.
-  uint64_t flows_in_storage() const { return counter(2); }
+  uint64_t flows_in_storage() const { return counter(LFP_CNT_FLOWS_IN_STORAGE); }
 
   // The packet layers tell inbound from forwarded by the host's own addresses, and the MAC frame
   // layers hook each interface: this reads the addresses (getifaddrs) into the kernel's table and
-  // attaches to interfaces not yet seen. address_fd() is readable when either changes (rtnetlink);
-  // then call refresh_interfaces() again. -1 without packet layers.
+  // attaches to interfaces not yet seen. Call it again when either changes (lfpd's one rtnetlink
+  // watcher, daemon/interfaces.hpp, does).
   void refresh_interfaces();
-  int address_fd() const { return addr_fd_; }
   // An interface's INTERFACE_TYPE and MAC address, as the last refresh_interfaces() read them.
   std::optional<lfp_iface> iface(uint32_t ifindex) const;
 
@@ -117,7 +117,7 @@ class KernelPath {
   static void remove_pins(const std::string& pin_dir);
 
  private:
-  uint64_t counter(uint32_t i) const;
+  uint64_t counter(lfp_counter c) const;
   void resize_bank(unsigned bank, size_t entries);
   bool install_in_place(const FilterEngine& engine, const FilterChanges& changes);
   void flip(unsigned bank);
@@ -135,7 +135,7 @@ class KernelPath {
   void release();  // frees what the constructor acquired (also when it fails half way)
 
   KernelOptions opts_;
-  lfp_ale* skel_ = nullptr;
+  lfp_bpf* skel_ = nullptr;
   ring_buffer* rb_ = nullptr;
   std::function<void(const lfp_event&)> sink_;
   std::function<void(const lfp_dropped&)> dropped_sink_;
@@ -152,7 +152,6 @@ class KernelPath {
   std::array<Bank, 2> banks_;
   void* cfg_ = nullptr;    // mmap of lfp_cfg
   int cgroup_fd_ = -1;
-  int addr_fd_ = -1;
   std::vector<bpf_link*> links_;
   std::vector<std::string> link_names_;  // their programs', in order
   std::map<bpf_program*, bpf_link*> on_demand_;  // linked only while their layers hold filters (sync_hooks)

@@ -1,6 +1,7 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // ALE_RESOURCE_RELEASE and ALE_ENDPOINT_CLOSURE, WFP's notification layers: a socket of the cgroup is
-// released (cgroup/sock_release, lfp_ale.bpf.c). Nothing is refused there. A callout registered at
+// released (cgroup/sock_release, lfp_ale_sock.bpf.c). Nothing is refused there. A callout registered at
 // the layer gets its classify call, to clean up what it keeps for the port or the flow (its flow
 // handle is the socket cookie, as at ALE_AUTH_CONNECT). The kernel reports a release only when a
 // filter that needs user space was reached, or when permits are logged.

@@ -1,24 +1,26 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The packet layers' user-space path (lfpd --packet-queue N): the netfilter hooks whose layers hold a
 // filter the kernel cannot decide (a registered callout) are decided by the engine in lfpd. For such a
-// hook, an xtables NFQUEUE rule in lfpd's network namespace queues every packet there and the hook's
+// hook, an NFQUEUE rule in lfpd's network namespace (table inet lfp) queues every packet there and the hook's
 // BPF program lets it through untouched (lfp_config.queued_hooks); lfpd walks the hook's layers as
 // the BPF program would (the same values, lfp::packet::layer_values) and answers. Hooks whose layers
 // the kernel can decide alone never leave it. docs/packet-layers.md has the table.
 //
-//   hook         xtables rule (after)                        layers
-//   PRE_ROUTING  raw PREROUTING, dst-type LOCAL/BCAST/MCAST  INBOUND_IPPACKET (reassembled, if conntrack is on)
-//   LOCAL_IN     mangle INPUT                                INBOUND_ICMP_ERROR or _TRANSPORT, DATAGRAM_DATA
-//   FORWARD      mangle FORWARD                              IPFORWARD
-//   LOCAL_OUT    security OUTPUT (after the ALE queue and    DATAGRAM_DATA, OUTBOUND_ICMP_ERROR or
-//                the data layers' rules)                     _TRANSPORT, OUTBOUND_IPPACKET
+//   hook         chain, priority (after)                     layers
+//   PRE_ROUTING  pkt-pre, raw (-300); fib daddr type         INBOUND_IPPACKET (reassembled, if conntrack is on)
+//                local/broadcast/multicast
+//   LOCAL_IN     pkt-in, mangle (-150)                       INBOUND_ICMP_ERROR or _TRANSPORT, DATAGRAM_DATA
+//   FORWARD      pkt-fwd, mangle (-150)                      IPFORWARD
+//   LOCAL_OUT    pkt-out, security (50; after the ALE queue  DATAGRAM_DATA, OUTBOUND_ICMP_ERROR or
+//                and the data layers' rules)                 _TRANSPORT, OUTBOUND_IPPACKET
 //
-// Throughput: K queues (--queue-balance with --queue-cpu-fanout: each CPU's packets to its own
+// Throughput: K queues (NFQUEUE's queue balance with cpu fanout: each CPU's packets to its own
 // queue), read with recvmmsg, answered with NFQNL_MSG_VERDICT_BATCH for each run of equal verdicts,
 // all of a read's verdicts in one send; no allocation per packet. The MAC frame layers (tcx) have no
 // queue: a callout there follows --fail.
 //
-// While lfpd is down the rules stay: --fail open gives them --queue-bypass, closed does not.
+// While lfpd is down the rules stay: --fail open gives them bypass, closed does not.
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -31,6 +33,9 @@
 namespace lfp::datapath {
 
 class NfQueue;
+namespace nf {
+class NetfilterTable;
+}
 
 struct PacketQueueStats {
   uint64_t packets = 0, dropped = 0, classifies = 0, verdict_messages = 0, reads = 0, unparsed = 0;
@@ -64,9 +69,6 @@ class PacketQueue {
   // Drops (and permits, with set_log_allows) as net events (datapath::describe's format).
   std::function<void(nlohmann::json)> on_event;
 
-  // Removes the rules a crashed lfpd left (lfpd without --packet-queue).
-  static void remove_rules();
-
  private:
   struct Decision;
   void rules(uint32_t hooks);
@@ -81,6 +83,7 @@ class PacketQueue {
   uint32_t hooks_ = 0;
   std::array<uint32_t, LFP_KL_COUNT> layer_filters_{};
   std::vector<std::unique_ptr<NfQueue>> queues_;
+  std::shared_ptr<nf::NetfilterTable> table_;
   PacketQueueStats stats_;
 };
 

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Pending decisions on the ALE user-space path (WFP's FwpsPendOperation0 / FwpsCompleteOperation0):
 // a callout asked at ALE_AUTH_CONNECT may pend; the flow's first packet then waits in the NFQUEUE

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // ALE_CONNECT_REDIRECT (WFP: a callout at that layer rewrites the connect request, and the proxy it
 // sends the connection to asks for the original destination). LFP has two built-in redirect callouts.

@@ -1,36 +1,39 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The ALE layers' user-space path: decisions the kernel cannot make (a callout, a condition it cannot
 // evaluate) are taken by the engine in lfpd. The connect4/6 and sendmsg4/6 hooks let such a socket
-// through with a mark naming its pending slot (lfp_kernel.h); an xtables NFQUEUE rule in lfpd's
-// network namespace (mangle OUTPUT: that mark, ctstate NEW) queues the flow's first packet; lfpd
-// classifies it with the whole engine and answers the queue. Later packets of the flow are not NEW
-// and never leave the kernel. A refused TCP connect is aborted (sock_diag SOCK_DESTROY), so the
+// through with a mark naming its pending slot (lfp_kernel.h); an NFQUEUE rule in lfpd's network
+// namespace (table inet lfp, chain ale-out at output priority mangle: that mark, ct state new) queues
+// the flow's first packet; lfpd classifies it with the whole engine and answers the queue. Later
+// packets of the flow are not NEW and never leave the kernel. A refused TCP connect is aborted (sock_diag SOCK_DESTROY), so the
 // caller's connect() fails at once instead of timing out.
 //
-// While lfpd is down the rule stays: with --fail open it carries --queue-bypass (the packet passes
+// While lfpd is down the rule stays: with --fail open it carries bypass (the packet passes
 // when nobody reads the queue), with --fail closed it does not (the packet is dropped). A full
 // queue follows the same choice (NFQA_CFG_F_FAIL_OPEN) and is counted.
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <string>
 
 #include <nlohmann/json.hpp>
 
 #include "lfp/datapath/kernel.hpp"
 
-struct nfq_handle;
-struct nfq_q_handle;
-struct nfq_data;
-struct nfgenmsg;
-
 namespace lfp::datapath {
+
+class NfQueue;
+struct QueuedPacket;
+namespace nf {
+class NetfilterTable;
+}
 
 // A queued flow's first packet, with the socket's creator.
 struct QueuedFlow {
   lfp_kl kl = LFP_KL_CONNECT_V4;
   int family = 4;
   uint8_t protocol = 0;
-  std::string local_addr, remote_addr;
+  Ip6 local_addr{}, remote_addr{};  // network order; IPv4 in the first 4 bytes
   uint16_t local_port = 0, remote_port = 0;
   uint64_t cookie = 0, app_dev = 0, app_ino = 0;
   uint32_t pid = 0, uid = 0, gid = 0;
@@ -38,8 +41,8 @@ struct QueuedFlow {
 
 class UserPath {
  public:
-  // Installs the NFQUEUE rules (iptables and ip6tables, mangle table, chain LFP-ALE) in the caller's
-  // network namespace, binds the queue and tells the hooks to use it. Throws std::runtime_error.
+  // Binds the queue, installs its NFQUEUE rule (LFP's table, netfilter.hpp) in the caller's network
+  // namespace and tells the hooks to use it. Throws std::runtime_error.
   UserPath(KernelPath& kernel, uint16_t queue, bool fail_open);
   ~UserPath();  // the hooks stop queueing (--fail applies at once) and the rules go
   UserPath(const UserPath&) = delete;
@@ -62,15 +65,13 @@ class UserPath {
   static bool destroy(const QueuedFlow& f);
 
  private:
-  static int on_packet(nfq_q_handle* q, nfgenmsg* msg, nfq_data* nfa, void* self);
-  void rules(bool install);
+  void on_packet(const QueuedPacket& packet, const Decide& decide);
 
   KernelPath& kernel_;
   uint16_t queue_;
   bool fail_open_;
-  nfq_handle* h_ = nullptr;
-  nfq_q_handle* q_ = nullptr;
-  const Decide* decide_ = nullptr;
+  std::unique_ptr<NfQueue> q_;
+  std::shared_ptr<nf::NetfilterTable> table_;
   uint64_t decided_ = 0, unknown_ = 0;
 };
 

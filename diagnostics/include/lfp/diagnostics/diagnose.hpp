@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The Filtering Platform helper class (WFP's FPHC): given a hypothesis (time, and optionally
 // provider, protocol, local and remote address, user, app), the most recent matching drop in the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Causes outside LFP, for when its own log is clean: rules of other nftables tables (iptables-nft's
 // included) and of legacy iptables at the hooks the hypothesis' traffic passes, and, for an endpoint

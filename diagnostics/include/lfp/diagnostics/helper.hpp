@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // WFPClients, the hand-off: a provider registers a helper under its provider GUID, in a registry
 // directory (default /etc/lfp/helpers.d) of JSON files:

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The callout interface as the engine sees it (FWPS_CALLOUT's classifyFn and notifyFn). The full
 // callout API for plugins (flow contexts, stream data, pending) builds on this in callouts/.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The layer catalogue: every filtering layer LFP offers and the fields WFP offers at each, named as
 // WFP names them (without FWPM_LAYER_ / FWPM_CONDITION_). See docs/layers.md.

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Filter conditions: a field, a match type (FWP_MATCH_TYPE) and a condition value. A filter's
 // conditions on the same field are OR'ed, conditions on different fields AND'ed, as in WFP.

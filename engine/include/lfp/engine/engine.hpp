@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The filter engine: owns the objects and classifies requests with WFP's filter arbitration.
 // Pure: no I/O, no kernel, no sockets. Not thread-safe; lfpd serializes access.

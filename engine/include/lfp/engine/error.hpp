@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Errors carry WFP's FWP_E_* names (without the prefix) so a WFP user recognizes them.
 #include <stdexcept>

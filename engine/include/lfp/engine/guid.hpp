@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // GUIDs key every object, as in WFP. Textual form: 8-4-4-4-12 hex digits, braces optional.
 #include <array>

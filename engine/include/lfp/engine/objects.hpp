@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // WFP's object model: providers, sublayers, callouts, provider contexts and filters, keyed by GUID.
 #include <cstdint>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // LFP compiled packet classifier: a TupleMerge-style tuple space with relaxed tuples.
 //
 // Pure code: no I/O, no files, no kernel, no sockets. docs/classifier.md describes the design; in

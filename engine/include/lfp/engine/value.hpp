@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // WFP's data types (FWP_DATA_TYPE) and values. Two kinds of value, as in WFP:
 //  - Value: a field's value in a classify request (FWP_VALUE0). It does not own its bytes: the

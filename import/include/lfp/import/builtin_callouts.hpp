@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The built-in callouts an import's filters name (the rate limit, the transport match, the log), as callout
 // drivers of an engine: the code of liblfp_inspect_callouts.so (callouts/builtin's library), on the

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Importing iptables-save / ip6tables-save output into an LFP policy (docs/porting.md).
 //

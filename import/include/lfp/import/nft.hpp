@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Importing `nft -j list ruleset` into an LFP policy (docs/porting.md). Base chains of type filter at
 // hooks input, output and forward (families ip, ip6, inet) map as the iptables chains do; each base

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Importing OpenSnitch rule files (/etc/opensnitchd/rules/*.json, one rule a file) into an LFP policy
 // (docs/porting.md). Every rule becomes filters at ALE_AUTH_CONNECT_V4 and/or _V6 in one sublayer,

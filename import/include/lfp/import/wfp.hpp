@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Importing a WFP state dump (`netsh wfp show state` -> wfpstate.xml, `netsh wfp show filters` ->
 // filters.xml) into an LFP policy (docs/porting.md). LFP keeps WFP's object model and names, so the

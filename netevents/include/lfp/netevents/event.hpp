@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Net events as WFP names them (FWPM_NET_EVENT_TYPE): WFP's header (time, IP version, protocol, local
 // and remote address and port, app, user) and the drop or allow details (layer, filter id and key,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The net event log: events in SQLite (WAL) with a bounded count and age, written by a thread of its
 // own so that whoever reports an event (the data path's ring, the ingestion API) never waits for the
@@ -6,6 +7,7 @@
 #include <condition_variable>
 #include <cstdint>
 #include <deque>
+#include <functional>
 #include <limits>
 #include <mutex>
 #include <optional>
@@ -53,11 +55,15 @@ nlohmann::json to_json(const Coverage& c);
 // Why [from, until] is not covered (before complete_since, or meets a gap), or nullopt if it is.
 std::optional<std::string> uncovered(const Coverage& c, int64_t from, int64_t until);
 
+// The wall clock a log reads (ns since the epoch): now_ns, or a test's own.
+using WallClock = std::function<int64_t()>;
+
 class EventLog {
  public:
   // Opens (creating) the database at `path`. A log that was closed or abandoned earlier gets a gap
-  // from its last sign of life until now ("lfpd was not running"). Throws EventError.
-  explicit EventLog(const std::string& path, Retention retention = {});
+  // from its last sign of life until now ("lfpd was not running"). Throws EventError. `clock` says
+  // when now is: for coverage, gaps and retention (thread-safe: the writer thread reads it too).
+  explicit EventLog(const std::string& path, Retention retention = {}, WallClock clock = now_ns);
   ~EventLog();  // writes what is queued
   EventLog(const EventLog&) = delete;
   EventLog& operator=(const EventLog&) = delete;
@@ -95,6 +101,7 @@ class EventLog {
 
   std::string path_;
   Retention retention_;
+  WallClock clock_;
   sqlite3* wdb_ = nullptr;  // the writer's connection
   sqlite3* rdb_ = nullptr;  // readers' connection (under read_mu_)
   std::mutex read_mu_;

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // An enumeration template (FWPM_NET_EVENT_ENUM_TEMPLATE): a time window and conditions on the
 // event's header, with the engine's field and match type names. As in a filter, conditions on one

@@ -1,6 +1,8 @@
+// SPDX-License-Identifier: MIT
 #pragma once
-// Packet builders for tests, fuzz seeds and examples: each returns the bytes of one header with what
-// follows it appended. Not used by the parser or the walk. Checksums: IPv4's header only.
+// Packet builders for tests, fuzz seeds, examples and the data layers' resets: each returns the bytes
+// of one header with what follows it appended. Not used by the parser or the walk. Checksums: IPv4's
+// header only.
 #include <cstdint>
 #include <initializer_list>
 #include <vector>

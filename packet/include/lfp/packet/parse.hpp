@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // A packet parser for the packet layers (docs/packet-layers.md): Ethernet with 802.1Q/802.1ad tags,
 // Linux cooked (SLL, SLL2) and raw IP link types; IPv4 (options, fragments), IPv6 (extension
@@ -8,6 +9,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "lfp/engine/value.hpp"
@@ -62,6 +64,10 @@ struct IpAddr {
 std::optional<IpAddr> parse_ip(std::string_view text);
 IpAddr ip4(uint32_t host_order);
 IpAddr ip6(const Ip6& a);
+std::string to_string(const IpAddr& a);  // 192.0.2.1, 2001:db8::1
+bool is_loopback(const IpAddr& a);       // 127.0.0.0/8, ::1
+// What the engine takes for an address field: IPv4 a UINT32 (host order), IPv6 its 16 bytes.
+inline Value value_of(const IpAddr& a) { return a.v6 ? Value::ip6(a.b) : Value::uint32(a.v4()); }
 
 namespace proto {
 inline constexpr uint8_t HOPOPTS = 0, ICMP = 1, TCP = 6, UDP = 17, ROUTING = 43, FRAGMENT = 44, ESP = 50,

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The layer walk of docs/packet-layers.md: which packet layers a parsed packet passes, in order, and
 // the values each sees. It tracks flows (a flow's first packet passes ALE_AUTH_CONNECT or

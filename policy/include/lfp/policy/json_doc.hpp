@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // A read-only JSON document parsed in one pass into an arena: strings point into the text wherever
 // they need no unescaping, every value keeps the span of text it was parsed from, and freeing the
@@ -8,6 +9,11 @@
 // trailing garbage, a leading UTF-8 byte order mark skipped), with one addition: containers nested
 // deeper than a limit are refused. An object may repeat a member; find() returns the last, as
 // nlohmann keeps the last.
+//
+// It is the one reader of JSON text on the request path (nlohmann is the document type everywhere
+// else). The libraries that could stand in its place are measured against it by lfp-json-bench;
+// why it stays for now is in docs/lfpd.md "Reading JSON".
+
 #include <cstddef>
 #include <cstdint>
 #include <initializer_list>

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // LFP policy files: JSON holding providers, sublayers, callouts, provider contexts and filters with
 // WFP's identifiers (docs/policy-format.md). Parsing checks everything it can without an engine

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // nlohmann::json to compact JSON text, several times faster than json::dump() on large documents
 // (a 10k-filter policy, a page of 10k objects) and the same text for everything lfpd sends and

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // A rate limit for log lines that clients can cause one each (every blocked connect is a net event
 // line): at most `per_second` a second; the rest are counted, and the count is handed back once, when

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // One rule for what a client sends lfpd, on the wire and in the files `lfp` reads (docs/protocol.md,
 // docs/security.md): no JSON object repeats a member; request members have their type and range

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Framing of lfpd's protocol: each message is a 4-byte big-endian length N (1..kMaxFrame) followed by
 // N bytes of UTF-8 JSON. Any language can speak it with a socket and a JSON parser (docs/protocol.md).

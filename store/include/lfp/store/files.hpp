@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The directories and files lfpd keeps (the state dir, its databases, the socket's directory) must
 // be its own: another user who could write or replace them could read the event log, plant a policy

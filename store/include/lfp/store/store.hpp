@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The persistent half of the policy: objects with the PERSISTENT flag (and BOOTTIME filters), kept
 // as JSON rows in SQLite (WAL mode, synchronous FULL). A commit is one SQLite transaction, so a crash

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The host's own mounts, read from /proc/self/mountinfo: where cgroup v2 and bpffs are, whatever the
 // layout (systemd's unified /sys/fs/cgroup, the hybrid /sys/fs/cgroup/unified, or a nested mount).

@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // Reading ClassBench filter sets and traces (plain text or xz-compressed), header-only.
 // Link with liblzma (LibLZMA::LibLZMA). Errors are reported as std::runtime_error with the file
 // name and line number.

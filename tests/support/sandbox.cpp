@@ -1,12 +1,13 @@
+// SPDX-License-Identifier: MIT
 // The test sandbox: see sandbox.hpp. Clean-up uses only async-signal-safe system calls (no allocation, no
 // fork), so the very same code runs from the destructor, from atexit and from the signal handlers.
 #include "sandbox.hpp"
 
 #include "lfp/sys/mounts.hpp"
+#include "lfp/sys/netns.hpp"
+#include "lfp/sys/spawn.hpp"
 
 #include <fcntl.h>
-#include <grp.h>
-#include <poll.h>
 #include <sched.h>
 #include <sys/mount.h>
 #include <sys/stat.h>
@@ -29,11 +30,6 @@
 #ifndef CGROUP2_SUPER_MAGIC
 #define CGROUP2_SUPER_MAGIC 0x63677270
 #endif
-#ifndef CLOSE_RANGE_CLOEXEC
-#define CLOSE_RANGE_CLOEXEC (1U << 2)
-#endif
-
-extern char** environ;
 
 namespace lfp::test {
 namespace {
@@ -41,7 +37,6 @@ namespace {
 namespace fs = std::filesystem;
 using Clock = std::chrono::steady_clock;
 
-constexpr const char* kNetnsDir = "/run/netns";
 constexpr const char* kPrefix = "lfpt-";
 constexpr const char* kIfA = "veth-a";
 constexpr const char* kIfB = "veth-b";
@@ -191,10 +186,8 @@ void remove_cgroup(const char* dir) {
   complain("cannot remove cgroup", dir, errno);
 }
 
-// What `ip netns del` does: detach the bind mount of the namespace and remove its file.
 void remove_netns(const char* path) {
-  if (umount2(path, MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT) complain("cannot unmount", path, errno);
-  if (unlink(path) != 0 && errno != ENOENT) complain("cannot remove", path, errno);
+  if (const int err = lfp::sys::remove_netns(path)) complain("cannot remove", path, err);
 }
 
 // rm -r of name in dirfd, staying on device dev (mount points are left alone).
@@ -283,27 +276,8 @@ void unregister_live(Sandbox* sb) {
 
 // ---- ordinary helpers ----
 
-std::string find_program(const std::string& name) {
-  if (name.find('/') != std::string::npos) return name;
-  const char* env = getenv("PATH");
-  std::string path = std::string(env ? env : "/usr/local/bin:/usr/bin:/bin") + ":/usr/sbin:/sbin";
-  std::stringstream ss(path);
-  for (std::string dir; std::getline(ss, dir, ':');) {
-    if (dir.empty()) continue;
-    std::string p = dir + "/" + name;
-    if (access(p.c_str(), X_OK) == 0) return p;
-  }
-  return "";
-}
-
-int decode_status(int status) {
-  if (WIFEXITED(status)) return WEXITSTATUS(status);
-  if (WIFSIGNALED(status)) return 128 + WTERMSIG(status);
-  return -1;
-}
-
 void reap(ProcState& s, int status) {
-  s.code = decode_status(status);
+  s.code = lfp::sys::exit_code(status);
   s.reaped = true;
 }
 
@@ -331,11 +305,9 @@ bool owner_dead(const std::string& name) {
 // Removes what sandboxes of processes that no longer run (killed by SIGKILL) left behind.
 void sweep_stale() {
   std::error_code ec;
-  for (auto& e : fs::directory_iterator(kNetnsDir, ec)) {
-    std::string n = e.path().filename();
-    if (!owner_dead(n)) continue;
-    kill_netns_procs(e.path().c_str());
-    remove_netns(e.path().c_str());
+  for (const auto& path : lfp::sys::stale_netns(kPrefix)) {
+    kill_netns_procs(path.c_str());
+    remove_netns(path.c_str());
   }
   for (auto& e : fs::directory_iterator(cgroup_root(), ec)) {
     std::string n = e.path().filename();
@@ -373,7 +345,7 @@ bool sandbox_available(std::string* why) {
   struct statfs fsinfo;
   if (statfs(cgroup2.c_str(), &fsinfo) != 0 || fsinfo.f_type != CGROUP2_SUPER_MAGIC)
     return no("cgroup2 is listed at " + cgroup2 + " but is not there");
-  if (find_program("ip").empty()) return no("`ip` (iproute2) is not installed");
+  if (lfp::sys::find_program("ip").empty()) return no("`ip` (iproute2) is not installed");
   if (access("/proc/self/ns/net", F_OK) != 0) return no("no network namespaces");
   return true;
 }
@@ -424,8 +396,8 @@ Sandbox::Sandbox() : owner_(getpid()) {
   base_ = kPrefix + std::to_string(owner_) + "-" + std::to_string(n);
   ns_a_ = base_ + "-a";
   ns_b_ = base_ + "-b";
-  ns_path_a_ = std::string(kNetnsDir) + "/" + ns_a_;
-  ns_path_b_ = std::string(kNetnsDir) + "/" + ns_b_;
+  ns_path_a_ = std::string(lfp::sys::kNetnsDir) + "/" + ns_a_;
+  ns_path_b_ = std::string(lfp::sys::kNetnsDir) + "/" + ns_b_;
   // The namespaces are isolated, so these need not be unique; they are anyway, to tell sandboxes apart.
   // y is never 0, so the v6 text is canonical (fd00:x:0::1 would print as fd00:x::1).
   std::string x = std::to_string(20 + owner_ % 200), y = std::to_string(n % 255 + 1);
@@ -466,9 +438,9 @@ void Sandbox::setup() {
   if (mkdir(cgroup_.c_str(), 0755) != 0)
     throw std::runtime_error("mkdir " + cgroup_ + ": " + std::string(strerror(errno)));
 
-  const std::string ip = find_program("ip");
-  check(run_impl({ip, "netns", "add", ns_a_}, {}, true), "ip netns add");
-  check(run_impl({ip, "netns", "add", ns_b_}, {}, true), "ip netns add");
+  const std::string ip = lfp::sys::find_program("ip");
+  netns_a_.emplace(ns_a_);
+  netns_b_.emplace(ns_b_);
 
   // Everything else runs inside the namespaces. No DAD, so addresses (link-local too) are usable at once;
   // links come up before they get addresses (addresses added to a link still down answer ND late).
@@ -539,195 +511,31 @@ void Sandbox::cleanup() noexcept {
   unregister_live(this);
 }
 
-std::shared_ptr<ProcState> Sandbox::launch(const std::vector<std::string>& argv, const ExecOptions& opts,
-                                           bool in_host_ns, int out_fd, int err_fd) {
-  if (argv.empty()) throw std::invalid_argument("sandbox: empty command");
-  if (cleaned_) throw std::logic_error("sandbox: already cleaned up");
-  // Everything the child needs is prepared here: between fork and exec it only makes system calls.
-  const std::string path = find_program(argv[0]);
-  if (path.empty()) throw std::runtime_error("sandbox: program not found: " + argv[0]);
-  std::vector<std::string> args = argv;
-  std::vector<char*> cargv;
-  for (auto& a : args) cargv.push_back(a.data());
-  cargv.push_back(nullptr);
-
-  std::vector<std::string> env;
-  auto overridden = [&](const char* e) {
-    for (auto& x : opts.env) {
-      auto eq = x.find('=');
-      if (eq != std::string::npos && strncmp(e, x.c_str(), eq + 1) == 0) return true;
-    }
-    return false;
-  };
-  for (char** e = environ; e && *e; ++e) {
-    if (overridden(*e)) continue;
-    std::string s = *e;
-    if (s.rfind("PATH=", 0) == 0 && s.find("/sbin") == std::string::npos) s += ":/usr/sbin:/sbin";
-    env.push_back(std::move(s));
-  }
-  env.insert(env.end(), opts.env.begin(), opts.env.end());
-  std::vector<char*> cenv;
-  for (auto& e : env) cenv.push_back(e.data());
-  cenv.push_back(nullptr);
-
-  const std::string procs = cgroup_ + "/cgroup.procs";
-  const char* cg = opts.in_cgroup ? procs.c_str() : nullptr;
-  const char* nsp = in_host_ns ? nullptr : (opts.side == Side::A ? ns_path_a_.c_str() : ns_path_b_.c_str());
-  const bool drop = opts.uid.has_value();
-  const uid_t uid = opts.uid.value_or(0);
-  const gid_t gid = opts.gid.value_or(static_cast<gid_t>(uid));
-
-  int in_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
-  int report[2];
-  if (in_fd < 0 || pipe2(report, O_CLOEXEC) != 0) {
-    if (in_fd >= 0) close(in_fd);
-    throw std::runtime_error("sandbox: cannot prepare a child");
-  }
-  auto state = std::make_shared<ProcState>();
-
-  sigset_t all, old;
-  sigfillset(&all);
-  pthread_sigmask(SIG_SETMASK, &all, &old);  // no handler runs in the child, nor while procs_ changes
-  procs_.reserve(procs_.size() + 1);
-  pid_t pid = fork();
-  if (pid == 0) {
-    // Child: a failing step writes {step, errno} to the report pipe; a successful exec closes it.
-    auto fail = [&](int step) {
-      int info[2] = {step, errno};
-      (void)!write(report[1], info, sizeof info);
-      _exit(127);
-    };
-    struct sigaction dfl {};
-    dfl.sa_handler = SIG_DFL;
-    for (int s = 1; s < NSIG; ++s) sigaction(s, &dfl, nullptr);
-    sigset_t none;
-    sigemptyset(&none);
-    sigprocmask(SIG_SETMASK, &none, nullptr);
-    setpgid(0, 0);
-    if (cg) {  // 1. the cgroup (before anything else, so all it does is accounted there)
-      int fd = open(cg, O_WRONLY | O_CLOEXEC);
-      if (fd < 0 || write(fd, "0", 1) != 1) fail(1);
-      close(fd);
-    }
-    if (nsp) {  // 2. the network namespace
-      int fd = open(nsp, O_RDONLY | O_CLOEXEC);
-      if (fd < 0 || setns(fd, CLONE_NEWNET) != 0) fail(2);
-      close(fd);
-    }
-    if (dup2(in_fd, 0) < 0 || dup2(out_fd, 1) < 0 || dup2(err_fd, 2) < 0) fail(3);
-    if (drop && (setgroups(0, nullptr) != 0 || setgid(gid) != 0 || setuid(uid) != 0)) fail(4);  // 3. the user
-    syscall(SYS_close_range, 3U, ~0U, CLOSE_RANGE_CLOEXEC);
-    execve(path.c_str(), cargv.data(), cenv.data());
-    fail(5);
-  }
-  if (pid > 0) {
-    setpgid(pid, pid);  // also here, so that killing the group works whoever runs first
-    state->pid = pid;
-    procs_.push_back(state);
-  }
-  int fork_errno = errno;
-  pthread_sigmask(SIG_SETMASK, &old, nullptr);
-  close(in_fd);
-  close(report[1]);
-  if (pid < 0) {
-    close(report[0]);
-    throw std::runtime_error("sandbox: fork: " + std::string(strerror(fork_errno)));
-  }
-  int info[2];
-  ssize_t n;
-  do n = read(report[0], info, sizeof info);
-  while (n < 0 && errno == EINTR);
-  close(report[0]);
-  if (n == static_cast<ssize_t>(sizeof info)) {
-    int status;
-    waitpid(pid, &status, 0);
-    reap(*state, status);
-    static const char* const steps[] = {"", "joining the cgroup", "entering the namespace", "redirecting stdio",
-                                        "switching user", "exec"};
-    throw std::runtime_error("sandbox: cannot start " + argv[0] + ": " + steps[info[0]] + ": " + strerror(info[1]));
-  }
-  return state;
+lfp::sys::SpawnOptions Sandbox::spawn_options(const ExecOptions& opts) const {
+  lfp::sys::SpawnOptions o{.own_process_group = true,  // so that clean-up kills what it starts too
+                           .cgroup = opts.in_cgroup ? cgroup_ : "",
+                           .netns = opts.side == Side::A ? ns_path_a_ : ns_path_b_,
+                           .uid = opts.uid,
+                           .gid = opts.gid,
+                           .timeout = opts.timeout};
+  // The programs tests run (ip, ss, nft) are in sbin.
+  const char* path = getenv("PATH");
+  const std::string paths = path ? path : "/usr/local/bin:/usr/bin:/bin";
+  if (paths.find("/sbin") == std::string::npos) o.env.push_back("PATH=" + paths + ":/usr/sbin:/sbin");
+  o.env.insert(o.env.end(), opts.env.begin(), opts.env.end());
+  return o;
 }
 
-RunResult Sandbox::run_impl(const std::vector<std::string>& argv, const ExecOptions& opts, bool in_host_ns) {
-  int out[2], err[2];
-  if (pipe2(out, O_CLOEXEC) != 0) throw std::runtime_error("sandbox: pipe");
-  if (pipe2(err, O_CLOEXEC) != 0) {
-    close(out[0]);
-    close(out[1]);
-    throw std::runtime_error("sandbox: pipe");
-  }
-  std::shared_ptr<ProcState> st;
-  try {
-    st = launch(argv, opts, in_host_ns, out[1], err[1]);
-  } catch (...) {
-    for (int fd : {out[0], out[1], err[0], err[1]}) close(fd);
-    throw;
-  }
-  close(out[1]);
-  close(err[1]);
-  int pidfd = static_cast<int>(syscall(SYS_pidfd_open, st->pid.load(), 0));
+RunResult Sandbox::run(const std::string& cmd, const ExecOptions& opts) { return run_argv({"/bin/sh", "-c", cmd}, opts); }
 
-  RunResult r;
-  std::string* sinks[2] = {&r.out, &r.err};
-  int fds[2] = {out[0], err[0]};
-  auto drain = [&](int i) {  // reads what is there; false at EOF
-    char buf[4096];
-    for (;;) {
-      ssize_t n = read(fds[i], buf, sizeof buf);
-      if (n > 0) {
-        sinks[i]->append(buf, static_cast<size_t>(n));
-        continue;
-      }
-      if (n < 0 && errno == EINTR) continue;
-      return n < 0 && errno == EAGAIN;
-    }
-  };
-  for (int fd : fds) fcntl(fd, F_SETFL, O_NONBLOCK);
-  const auto deadline = Clock::now() + opts.timeout;
-  bool open_[2] = {true, true};
-  for (;;) {
-    if (try_reap(*st)) break;
-    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()).count();
-    if (left <= 0) {
-      ::kill(-st->pid, SIGKILL);
-      ::kill(st->pid, SIGKILL);
-      int status;
-      waitpid(st->pid, &status, 0);
-      reap(*st, status);
-      r.timed_out = true;
-      break;
-    }
-    pollfd p[3];
-    int np = 0, idx[3];
-    for (int i = 0; i < 2; ++i)
-      if (open_[i]) {
-        idx[np] = i;
-        p[np++] = {fds[i], POLLIN, 0};
-      }
-    if (pidfd >= 0) {
-      idx[np] = -1;
-      p[np++] = {pidfd, POLLIN, 0};
-    }
-    int wait_ms = static_cast<int>(std::min<long long>(left, pidfd >= 0 ? 1000 : 5));
-    if (poll(p, static_cast<nfds_t>(np), wait_ms) <= 0) continue;
-    for (int k = 0; k < np; ++k)
-      if (idx[k] >= 0 && (p[k].revents & (POLLIN | POLLHUP | POLLERR)))
-        if (!drain(idx[k])) open_[idx[k]] = false;
-  }
-  for (int i = 0; i < 2; ++i)  // what is left in the pipes (a background grandchild may keep them open)
-    if (open_[i]) drain(i);
-  for (int fd : fds) close(fd);
-  if (pidfd >= 0) close(pidfd);
-  r.code = r.timed_out ? -1 : st->code;
-  return r;
-}
-
-RunResult Sandbox::run(const std::string& cmd, const ExecOptions& opts) {
-  return run_impl({"/bin/sh", "-c", cmd}, opts, false);
-}
 RunResult Sandbox::run_argv(const std::vector<std::string>& argv, const ExecOptions& opts) {
-  return run_impl(argv, opts, false);
+  if (cleaned_) throw std::logic_error("sandbox: already cleaned up");
+  try {
+    const lfp::sys::SpawnResult r = lfp::sys::run(argv, spawn_options(opts));
+    return {.code = r.code, .timed_out = r.timed_out, .out = r.out, .err = r.err};
+  } catch (const lfp::sys::SpawnError& e) {
+    throw std::runtime_error(std::string("sandbox: ") + e.what());
+  }
 }
 
 Process Sandbox::spawn(const std::string& cmd, const ExecOptions& opts) {
@@ -744,13 +552,21 @@ Process Sandbox::spawn_argv(const std::vector<std::string>& argv, const ExecOpti
     if (efd >= 0) close(efd);
     throw std::runtime_error("sandbox: cannot create " + out);
   }
-  std::shared_ptr<ProcState> st;
-  try {
-    st = launch(argv, opts, false, ofd, efd);
-  } catch (...) {
-    close(ofd);
-    close(efd);
-    throw;
+  if (cleaned_) throw std::logic_error("sandbox: already cleaned up");
+  lfp::sys::SpawnOptions o = spawn_options(opts);
+  o.stdout_fd = ofd;
+  o.stderr_fd = efd;
+  auto st = std::make_shared<ProcState>();
+  {
+    SignalBlock block;  // registered before a SIGINT's clean-up can run
+    try {
+      st->pid = lfp::sys::spawn(argv, o);
+    } catch (const lfp::sys::SpawnError& e) {
+      close(ofd);
+      close(efd);
+      throw std::runtime_error(std::string("sandbox: ") + e.what());
+    }
+    procs_.push_back(st);
   }
   close(ofd);
   close(efd);

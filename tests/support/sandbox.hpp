@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // The sandbox every live data-path test runs in: two fresh network namespaces joined by a veth pair,
 // a child cgroup v2, a temp dir and optional private bpffs mounts. Nothing here touches the machine's
@@ -26,6 +27,9 @@
 #include <string>
 #include <string_view>
 #include <vector>
+
+#include "lfp/sys/netns.hpp"
+#include "lfp/sys/spawn.hpp"
 
 namespace lfp::test {
 
@@ -143,14 +147,13 @@ class Sandbox {
 
  private:
   friend void sandbox_cleanup_all() noexcept;
-  std::shared_ptr<ProcState> launch(const std::vector<std::string>& argv, const ExecOptions& opts,
-                                    bool in_host_ns, int out_fd, int err_fd);
-  RunResult run_impl(const std::vector<std::string>& argv, const ExecOptions& opts, bool in_host_ns);
+  lfp::sys::SpawnOptions spawn_options(const ExecOptions& opts) const;
   void setup();
   void check(const RunResult& r, const char* what);
 
   pid_t owner_;
   std::string base_, ns_a_, ns_b_, ns_path_a_, ns_path_b_, ip4_a_, ip4_b_, ip6_a_, ip6_b_, cgroup_, tmpdir_;
+  std::optional<lfp::sys::NetNamespace> netns_a_, netns_b_;  // cleanup() removes them (signal-safe), by path
   std::vector<std::shared_ptr<ProcState>> procs_;  // changed only with SIGINT/SIGTERM blocked
   std::vector<std::string> bpffs_;                 // likewise
   unsigned files_ = 0;                             // names the output files of spawned programs

@@ -1,7 +1,9 @@
-/* LFP's packet layers in the kernel: BPF netfilter programs (BPF_PROG_TYPE_NETFILTER) that lfpd
- * links into its own network namespace. Included by lfp_ale.bpf.c: they share its policy banks,
- * evaluator, events and counters. Which layers a packet passes, in which order and with which values
- * is docs/packet-layers.md; `lfp replay` walks a capture the same way.
+// SPDX-License-Identifier: GPL-2.0
+/* The packet layers: BPF netfilter programs (BPF_PROG_TYPE_NETFILTER) that lfpd links into its own
+ * network namespace's PRE_ROUTING, LOCAL_IN, FORWARD and LOCAL_OUT hooks, and the MAC frame layers'
+ * tc programs that it links with tcx to each interface there but loopback, each while its layers
+ * hold filters. Which layers a packet passes, in which order and with which values is
+ * docs/packet-layers.md; `lfp replay` walks a capture the same way.
  *
  *   PRE_ROUTING (before reassembly)  INBOUND_IPPACKET, for packets to the host's own addresses
  *   LOCAL_IN (reassembled)           INBOUND_ICMP_ERROR or INBOUND_TRANSPORT, then DATAGRAM_DATA (UDP)
@@ -9,12 +11,12 @@
  *   LOCAL_OUT                        DATAGRAM_DATA (UDP), OUTBOUND_ICMP_ERROR or _TRANSPORT, OUTBOUND_IPPACKET
  *   tcx ingress / egress             INBOUND_ / OUTBOUND_MAC_FRAME_ETHERNET, on each interface but lo
  *
- * libbpf 1.1 does not know this program type: kernel.cpp sets it before loading, and links the
- * programs with BPF_LINK_CREATE itself.
+ * libbpf 1.1 does not know the netfilter program type: kernel.cpp sets it before loading
+ * (LFP_BPF_PROG_TYPE_NETFILTER), and links the programs with BPF_LINK_CREATE itself. (The two
+ * families are one unit: both copy what they drop with the kfunc bpf_dynptr_from_skb, and libbpf
+ * 1.1's linker cannot link a kfunc that two objects declare.)
  */
-
-#define LFP_NF_DROP 0
-#define LFP_NF_ACCEPT 1
+#include "lfp_helpers.h"
 
 /* What the programs read of the kernel's types (CO-RE: offsets relocated against the running kernel). */
 struct net_device { int ifindex; } __attribute__((preserve_access_index));
@@ -33,58 +35,7 @@ extern void *bpf_dynptr_slice(const struct bpf_dynptr *ptr, __u32 offset, void *
  * and loads through it into plain loads that read 0 if the address faults. */
 extern void *bpf_rdonly_cast(const void *obj__ign, __u32 btf_id__k) __ksym;
 
-/* The host's addresses (lfpd keeps them current): value LFP_NLAT_UNICAST or LFP_NLAT_BROADCAST. */
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 4096);
-  __type(key, struct lfp_local_key);
-  __type(value, __u8);
-} lfp_local_addrs SEC(".maps");
-
-/* The interfaces' types and MAC addresses (lfpd keeps them current). */
-struct {
-  __uint(type, BPF_MAP_TYPE_HASH);
-  __uint(max_entries, 4096);
-  __type(key, __u32);
-  __type(value, struct lfp_iface);
-} lfp_ifaces SEC(".maps");
-
-/* A hook's decision for the values it classified, under one policy generation: a packet whose values
- * were classified before costs one lookup (classification is a function of the values alone). */
-struct pkt_key {
-  __u64 gen;
-  __u32 saddr[4];
-  __u32 daddr[4];
-  __u16 sport, dport;
-  __u32 in_if, out_if;
-  __u8 hook, family, proto, frag;
-};
-struct pkt_decision {
-  __u64 filter_id;
-  __u32 sublayer;
-  __u8 drop, kl, hard, defer;
-};
-struct {
-  __uint(type, BPF_MAP_TYPE_LRU_HASH);
-  __uint(max_entries, 65536);
-  __type(key, struct pkt_key);
-  __type(value, struct pkt_decision);
-} lfp_pkt_cache SEC(".maps");
-
-/* In front of lfp_pkt_cache, each CPU's own small direct-mapped copy of the decisions it used last:
- * no lock, no hash of the whole key, memory this CPU has just touched. [LFP_FAST_SLOTS] is not a slot:
- * its key.gen is set while this CPU writes one (a hook interrupting the write then does not write). */
-#define LFP_FAST_SLOTS 1024u
-struct fast_entry {
-  struct pkt_key key; /* key.gen 0: being written (or empty) */
-  struct pkt_decision dec;
-};
-struct {
-  __uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
-  __uint(max_entries, LFP_FAST_SLOTS + 1);
-  __type(key, __u32);
-  __type(value, struct fast_entry);
-} lfp_pkt_fast SEC(".maps");
+/* ---- The decision cache (lfp_pkt_cache, and each CPU's lfp_pkt_fast in front of it) ------------- */
 
 static __always_inline __u32 fast_index(const struct pkt_key *k) {
   __u64 h = ((__u64)k->saddr[0] << 32 | k->daddr[0]) ^ ((__u64)k->saddr[3] << 32 | k->daddr[3]) ^
@@ -139,10 +90,31 @@ static __always_inline void cache_put(const struct pkt_key *k, const struct pkt_
   fast_put(k, dec);
 }
 
-struct {
-  __uint(type, BPF_MAP_TYPE_RINGBUF);
-  __uint(max_entries, 1 << 20);
-} lfp_dropped SEC(".maps");
+/* ---- One layer ------------------------------------------------------------------------------------ */
+
+/* Classifies at one layer; true when the packet may go on. */
+static __always_inline int pkt_layer(int kl, struct lfp_values *v, struct pkt_decision *out) {
+  struct lfp_verdict d;
+  if (layer_empty(kl)) return 1;
+  lfp_eval(kl, v, &d);
+  int ok = allowed(&d);
+  if (!ok && d.defer && (kl == LFP_KL_DATAGRAM_V4 || kl == LFP_KL_DATAGRAM_V6)) {
+    struct lfp_config *cfg = config();
+    ok = cfg && cfg->datagrams_inspected; /* (lfpd --inspect-queue takes the datagram next, whatever --fail) */
+  }
+  if (!ok || !out->kl) { /* the deciding layer, or the first one, names the decision */
+    out->filter_id = d.filter_id;
+    out->sublayer = d.sublayer;
+    out->hard = d.hard;
+    out->defer = d.defer;
+    out->kl = kl;
+  }
+  out->drop = !ok;
+  return ok;
+}
+
+
+/* ---- What a drop keeps and reports ------------------------------------------------------------------ */
 
 /* How many bytes of a packet of `len` are kept, bounded where the verifier sees it (a mask in the
  * register the copy gets: a bound tested in C is lost to the compiler's rewriting). */
@@ -152,27 +124,38 @@ static __always_inline __u32 snap_len(__u32 len) {
   return n;
 }
 
-/* Keeps a dropped packet's first bytes for user space (lfp capture), when asked to. */
-static __always_inline struct lfp_dropped *dropped_reserve(__u32 len, __u32 kl, __u64 filter_id, __u32 ifindex,
-                                                           __u8 link) {
+/* Keeps a dropped packet's first bytes for user space (lfp capture), when asked to: `skb` from its
+ * first byte (the IP header at netfilter, the Ethernet header at tcx), `len` its length. */
+static __always_inline void keep_dropped(struct __sk_buff *skb, __u32 len, const struct pkt_decision *dec, __u32 ifindex,
+                                         __u8 link) {
   struct lfp_dropped *e = bpf_ringbuf_reserve(&lfp_dropped, sizeof(*e), 0);
-  if (!e) return 0;
+  if (!e) return;
   e->boot_ns = bpf_ktime_get_boot_ns();
-  e->filter_id = filter_id;
+  e->filter_id = dec->filter_id;
   e->ifindex = ifindex;
   e->len = len;
   e->caplen = len < LFP_DROP_SNAP ? len : LFP_DROP_SNAP;
-  e->kl = kl;
+  e->kl = dec->kl;
   e->link = link;
-  return e;
+  struct bpf_dynptr p;
+  const __u32 n = snap_len(len);
+  if (!n || bpf_dynptr_from_skb(skb, 0, &p) || bpf_dynptr_read(e->data, n, &p, 0, 0))
+    bpf_ringbuf_discard(e, 0);
+  else
+    bpf_ringbuf_submit(e, 0);
 }
 
-#define LFP_HOOK_PRE 0
-#define LFP_HOOK_IN 1
-#define LFP_HOOK_FWD 2
-#define LFP_HOOK_OUT 3
-#define LFP_HOOK_MAC_IN 4
-#define LFP_HOOK_MAC_OUT 5
+/* The event of a packet's decision (a drop, or with log_allows a permit a layer made): no app or
+ * user; `local` and `remote` are seen from the host. */
+static __always_inline void report_packet(const struct pkt_decision *dec, int family, __u8 proto, const __u32 *local,
+                                          __u16 lport, const __u32 *remote, __u16 rport, __u32 ifindex, int inbound) {
+  struct lfp_verdict v = {.filter_id = dec->filter_id, .sublayer = dec->sublayer, .decided = 1, .permit = !dec->drop,
+                          .hard = dec->hard, .defer = dec->defer};
+  report_event(dec->kl, &v, 0, family, proto, local, lport, remote, rport, ifindex, dec->drop,
+               inbound ? LFP_DIR_INBOUND : LFP_DIR_OUTBOUND);
+}
+
+/* ---- The netfilter hooks ---------------------------------------------------------------------- */
 
 /* One packet, parsed. Addresses in network order; ports host order. */
 struct pkt_info {
@@ -315,26 +298,6 @@ static __always_inline __u8 addr_type(int family, const __u32 *a, int *local) {
 
 static __always_inline int klv(int family, int kl4) { return family == 4 ? kl4 : kl4 + 1; }
 
-/* Classifies at one layer; true when the packet may go on. */
-static __always_inline int pkt_layer(int kl, struct lfp_values *v, struct pkt_decision *out) {
-  struct lfp_verdict d;
-  if (layer_empty(kl)) return 1;
-  lfp_eval(kl, v, &d);
-  int ok = allowed(&d);
-  if (!ok && d.defer && (kl == LFP_KL_DATAGRAM_V4 || kl == LFP_KL_DATAGRAM_V6)) {
-    struct lfp_config *cfg = config();
-    ok = cfg && cfg->datagrams_inspected; /* (lfpd --inspect-queue takes the datagram next, whatever --fail) */
-  }
-  if (!ok || !out->kl) { /* the deciding layer, or the first one, names the decision */
-    out->filter_id = d.filter_id;
-    out->sublayer = d.sublayer;
-    out->hard = d.hard;
-    out->defer = d.defer;
-    out->kl = kl;
-  }
-  out->drop = !ok;
-  return ok;
-}
 
 /* The values every layer of a hook shares: addresses seen from the host, the interface, FLAGS. */
 static __always_inline void host_values(struct lfp_values *v, const struct pkt_info *k, int inbound, __u32 ifindex,
@@ -347,7 +310,7 @@ static __always_inline void host_values(struct lfp_values *v, const struct pkt_i
   const struct lfp_iface *ifi = bpf_map_lookup_elem(&lfp_ifaces, &ifindex);
   if (ifi) set_u(v, LFP_S_IFTYPE, ifi->iftype);
   /* The loopback device is ifindex 1 in every namespace. */
-  set_u(v, LFP_S_FLAGS, (k->frag ? 0x20 /* IS_FRAGMENT */ : 0) | (ifindex == 1 ? 0x1 /* IS_LOOPBACK */ : 0));
+  set_u(v, LFP_S_FLAGS, (k->frag ? LFP_FLAG_IS_FRAGMENT : 0) | (ifindex == 1 ? LFP_FLAG_IS_LOOPBACK : 0));
 }
 
 static __always_inline void transport_values(struct lfp_values *v, const struct pkt_info *k, int inbound) {
@@ -395,7 +358,7 @@ static __always_inline void walk(int family, int hook, const struct pkt_info *k,
     set_u(v, LFP_S_DEST_TYPE, addr_type(family, k->daddr, &local));
     set_u(v, LFP_S_IFACE, in_if);
     set_u(v, LFP_S_OUT_IFACE, out_if);
-    set_u(v, LFP_S_FLAGS, k->frag ? 0x20 : 0);
+    set_u(v, LFP_S_FLAGS, k->frag ? LFP_FLAG_IS_FRAGMENT : 0);
     pkt_layer(klv(family, LFP_KL_FORWARD_V4), v, dec);
   } else if (hook == LFP_HOOK_IN) {
     host_values(v, k, 1, in_if, addr_type(family, k->daddr, &local));
@@ -503,27 +466,15 @@ static __always_inline int packet_hook(struct bpf_nf_ctx *ctx, int family, int h
     scratch_pop(slot);
     if (cache && !dec.defer) cache_put(&key, &dec);
   }
-  if (dec.drop && cfg->keep_dropped) {
-    const __u32 len = ctx->skb->len;
-    struct lfp_dropped *e = dropped_reserve(len, dec.kl, dec.filter_id, hook == LFP_HOOK_OUT ? out_if : in_if, LFP_LINK_RAW);
-    struct bpf_dynptr p;
-    if (e) {
-      const __u32 n = snap_len(len);
-      if (!n || bpf_dynptr_from_skb((struct __sk_buff *)ctx->skb, 0, &p) || bpf_dynptr_read(e->data, n, &p, 0, 0))
-        bpf_ringbuf_discard(e, 0);
-      else
-        bpf_ringbuf_submit(e, 0);
-    }
-  }
+  const __u32 ifindex = hook == LFP_HOOK_OUT ? out_if : in_if;
+  if (dec.drop && cfg->keep_dropped)
+    keep_dropped((struct __sk_buff *)ctx->skb, ctx->skb->len, &dec, ifindex, LFP_LINK_RAW);
   if (dec.drop || (cfg->log_allows && dec.kl)) {
-    struct lfp_verdict v = {.filter_id = dec.filter_id, .sublayer = dec.sublayer, .decided = 1, .permit = !dec.drop,
-                            .hard = dec.hard, .defer = dec.defer};
     /* Seen from the host; at IPFORWARD "local" is the source. */
     const int inbound = hook == LFP_HOOK_PRE || hook == LFP_HOOK_IN;
-    report_event(dec.kl, &v, 0 /* no app or user */, family == 4 ? AF_INET : AF_INET6, k.proto,
-                 inbound ? k.daddr : k.saddr, inbound ? k.dport : k.sport, inbound ? k.saddr : k.daddr,
-                 inbound ? k.sport : k.dport, hook == LFP_HOOK_OUT ? out_if : in_if, dec.drop,
-                 inbound ? LFP_DIR_INBOUND : LFP_DIR_OUTBOUND);
+    report_packet(&dec, family == 4 ? AF_INET : AF_INET6, k.proto, inbound ? k.daddr : k.saddr,
+                  inbound ? k.dport : k.sport, inbound ? k.saddr : k.daddr, inbound ? k.sport : k.dport, ifindex,
+                  inbound);
   }
   return dec.drop ? LFP_NF_DROP : LFP_NF_ACCEPT;
 }
@@ -546,9 +497,6 @@ SEC("lfp_netfilter")
 int lfp_nf_out6(struct bpf_nf_ctx *ctx) { return packet_hook(ctx, 6, LFP_HOOK_OUT); }
 
 /* ---- The MAC frame layers: tcx on each interface ------------------------------------------------ */
-
-#define LFP_TC_OK 0
-#define LFP_TC_SHOT 2
 
 static __always_inline __u64 mac48(const __u8 *m) {
   return (__u64)m[0] << 40 | (__u64)m[1] << 32 | (__u64)m[2] << 24 | (__u64)m[3] << 16 | (__u64)m[4] << 8 | m[5];
@@ -614,31 +562,19 @@ static __always_inline int mac_hook(struct __sk_buff *skb, int inbound) {
     __u32 ifindex = skb->ifindex;
     const struct lfp_iface *ifi = bpf_map_lookup_elem(&lfp_ifaces, &ifindex);
     if (ifi) set_u(v, LFP_S_EXTRA, mac48(ifi->mac)); /* INTERFACE_MAC_ADDRESS */
-    set_u(v, LFP_S_FLAGS, (ifi && ifi->iftype == 6 ? 0x1 /* IS_NATIVE_ETHERNET */ : 0) |
-                              (frag ? 0x40 /* IS_IP_FRAGMENT_GROUP */ : 0)); /* L2_FLAGS */
+    set_u(v, LFP_S_FLAGS, (ifi && ifi->iftype == 6 ? LFP_L2_IS_NATIVE_ETHERNET : 0) |
+                              (frag ? LFP_L2_IS_IP_FRAGMENT_GROUP : 0)); /* L2_FLAGS */
     pkt_layer(kl, v, &dec);
     scratch_pop(slot);
     if (cache && !dec.defer) cache_put(&key, &dec);
   }
-  if (dec.drop && cfg->keep_dropped) {
-    struct lfp_dropped *e = dropped_reserve(skb->len, kl, dec.filter_id, skb->ifindex, LFP_LINK_ETHERNET);
-    if (e) {
-      struct bpf_dynptr p;
-      const __u32 n = snap_len(skb->len);
-      if (!n || bpf_dynptr_from_skb(skb, 0, &p) || bpf_dynptr_read(e->data, n, &p, 0, 0))
-        bpf_ringbuf_discard(e, 0);
-      else
-        bpf_ringbuf_submit(e, 0);
-    }
-  }
+  if (dec.drop && cfg->keep_dropped) keep_dropped(skb, skb->len, &dec, skb->ifindex, LFP_LINK_ETHERNET);
   if (dec.drop || (cfg->log_allows && dec.kl)) {
-    struct lfp_verdict vd = {.filter_id = dec.filter_id, .sublayer = dec.sublayer, .decided = 1, .permit = !dec.drop,
-                             .hard = dec.hard, .defer = dec.defer};
     /* The MACs in the address fields (6 bytes, network order), EtherType and VLAN in the ports. */
     __u32 l[4] = {}, r[4] = {};
     __builtin_memcpy(l, inbound ? eth : eth + 6, 6);
     __builtin_memcpy(r, inbound ? eth + 6 : eth, 6);
-    report_event(kl, &vd, 0, 0, 0, l, type, r, vlan, skb->ifindex, dec.drop, inbound ? LFP_DIR_INBOUND : LFP_DIR_OUTBOUND);
+    report_packet(&dec, 0, 0, l, type, r, vlan, skb->ifindex, inbound);
   }
   return dec.drop ? LFP_TC_SHOT : LFP_TC_OK;
 }

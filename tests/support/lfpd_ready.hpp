@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Waiting for a freshly started lfpd: shared by the tests' Daemon and the benches that start their own.
 #include <sys/types.h>

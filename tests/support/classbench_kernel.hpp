@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 // A ClassBench header as the values the INBOUND_TRANSPORT_V4 hook supplies (the source as the remote
 // end, as classbench::to_filter reads a rule), for the tests and benchmarks that run ClassBench sets
 // through the kernel's compiled policy. Needs lfp_datapath (datapath/bpf/lfp_kernel.h).

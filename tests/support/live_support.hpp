@@ -1,3 +1,4 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // What the live data-path tests share: "hi" servers in the sandbox, whether a client got the answer,
 // and waiting for lfpd's net events (its loop drains the kernel's ring on its own time).
@@ -5,8 +6,6 @@
 
 #include <chrono>
 #include <cstdio>
-#include <fstream>
-#include <sstream>
 #include <initializer_list>
 #include <string>
 #include <thread>
@@ -33,14 +32,6 @@ inline nlohmann::json when(const std::string& field, nlohmann::json value, const
 
 // The client ran and printed the server's answer.
 inline bool answered(const RunResult& r) { return r.ok() && r.out.find("hi") != std::string::npos; }
-
-// A file's whole text ("" if it cannot be read).
-inline std::string read_text(const std::string& path) {
-  std::ifstream in(path);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
 
 // The net events matching `conditions` (a template's), waiting up to 2 s for at least one.
 inline nlohmann::json wait_for_events(client::Client& c, const nlohmann::json& conditions) {

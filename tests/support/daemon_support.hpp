@@ -1,6 +1,8 @@
+// SPDX-License-Identifier: MIT
 #pragma once
 // Starts a real lfpd on a temporary state dir and socket for integration tests.
 #include <fcntl.h>
+#include <grp.h>
 #include <sched.h>
 #include <signal.h>
 #include <sys/mount.h>
@@ -14,12 +16,14 @@
 #include <fstream>
 #include <iterator>
 #include <memory>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "lfp/client/client.hpp"
+#include "lfp/sys/spawn.hpp"
 #include "lfpd_ready.hpp"
 
 namespace lfp::test {
@@ -36,6 +40,21 @@ inline std::string lfp_cli_path() {
   const std::string d = LFPD_PATH;
   return d.substr(0, d.rfind("/daemon/")) + "/cli/lfp";
 }
+
+// lfpd makes uid 0 an admin: a test run as another user gets the role through its own group (lfpd's
+// --admin-group, the Server's admin_group), this one; nullopt as root.
+inline std::optional<std::string> own_admin_group() {
+  if (::geteuid() == 0) return std::nullopt;
+  const group* g = ::getgrgid(::getegid());
+  return g ? std::optional<std::string>(g->gr_name) : std::nullopt;
+}
+
+// The first statement of a test that needs root for more than lfpd's admin role (switching users,
+// chown, mounts): skips it as another user, saying why.
+#define LFP_REQUIRE_ROOT(why)                                                  \
+  do {                                                                         \
+    if (::geteuid() != 0) GTEST_SKIP() << "needs root: " << (why);             \
+  } while (0)
 
 struct DaemonOptions {
   // lfpd's own defaults for what the extra args do not name (the packet layers): only inside a
@@ -76,35 +95,29 @@ class Daemon {
   }
 
   void start() {
-    pid_ = fork();
-    if (pid_ == 0) {
-      if (!netns_.empty()) {
-        int fd = ::open(netns_.c_str(), O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || ::setns(fd, CLONE_NEWNET) != 0) _exit(126);
-      }
-      if (opts_.private_mounts) {
-        if (::unshare(CLONE_NEWNS) != 0 || ::mount(nullptr, "/", nullptr, MS_REC | MS_PRIVATE, nullptr) != 0) _exit(125);
-        while (::umount2("/sys/fs/bpf", MNT_DETACH) == 0) {}  // (the host's bpffs, if any, is not lfpd's to use)
-      }
-      if (opts_.log_file) {
-        const int log = ::open((dir_ + "/lfpd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
-        if (log < 0 || ::dup2(log, 2) < 0) _exit(124);
-      }
-      const std::string exe = lfpd_path();
-      std::vector<std::string> args = {exe, "--state-dir", dir_ + "/state", "--socket", socket_,
-                                       "--log-level", "warn"};
-      // lfpd's defaults govern the whole machine (the cgroup2 root, packet layers in its namespace) and
-      // read /etc/lfp/lfpd.conf: a test gets only what it asks for.
-      if (!named("--cgroup")) args.insert(args.end(), {"--cgroup", "none"});
-      if (!named("--packet-layers") && !opts_.lfpd_defaults) args.push_back("--no-packet-layers");
-      if (!named("--config")) args.insert(args.end(), {"--config", "none"});
-      args.insert(args.end(), extra_.begin(), extra_.end());
-      std::vector<char*> argv;
-      for (auto& a : args) argv.push_back(a.data());
-      argv.push_back(nullptr);
-      execv(exe.c_str(), argv.data());
-      _exit(127);
+    std::vector<std::string> args = {lfpd_path(), "--state-dir", dir_ + "/state", "--socket", socket_, "--log-level", "warn"};
+    // lfpd's defaults govern the whole machine (the cgroup2 root, packet layers in its namespace) and
+    // read /etc/lfp/lfpd.conf: a test gets only what it asks for.
+    if (!named("--cgroup")) args.insert(args.end(), {"--cgroup", "none"});
+    if (!named("--packet-layers") && !opts_.lfpd_defaults) args.push_back("--no-packet-layers");
+    if (!named("--config")) args.insert(args.end(), {"--config", "none"});
+    if (const auto group = own_admin_group(); group && !named("--admin-group")) args.insert(args.end(), {"--admin-group", *group});
+    args.insert(args.end(), extra_.begin(), extra_.end());
+    sys::SpawnOptions spawn{.netns = netns_};
+    if (opts_.private_mounts) spawn.hide_mounts = {"/sys/fs/bpf"};  // (the host's bpffs, if any, is not lfpd's to use)
+    int log = -1;
+    if (opts_.log_file) {
+      log = ::open((dir_ + "/lfpd.log").c_str(), O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0644);
+      if (log < 0) throw std::runtime_error("cannot open " + dir_ + "/lfpd.log");
+      spawn.stderr_fd = log;
     }
+    try {
+      pid_ = sys::spawn(args, spawn);
+    } catch (...) {
+      if (log >= 0) ::close(log);
+      throw;
+    }
+    if (log >= 0) ::close(log);
     wait_until_serving(socket_, pid_, 20, [&] { return log_text(); });
   }
   void stop(int sig = SIGTERM) {

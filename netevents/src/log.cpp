@@ -396,7 +396,9 @@ void EventLog::writer() {
     lk.lock();
     written_seq_ = last;
     flushed_cv_.notify_all();
-    if (stop_ && queue_.empty()) break;
+    // (what changed while this round wrote is written by the next: a gap added during the last save
+    // is not lost at shutdown)
+    if (stop_ && queue_.empty() && !meta_dirty_ && !queue_lost_) break;
   }
 }
 

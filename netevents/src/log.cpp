@@ -372,6 +372,7 @@ void EventLog::writer() {
     meta_dirty_ = false;
     const uint64_t last = batch.empty() ? written_seq_ : batch.back().seq;
     lk.unlock();
+    bool round_failed = false;
     try {
       exec(wdb_, "BEGIN");
       if (!batch.empty()) write_batch(batch);
@@ -389,6 +390,7 @@ void EventLog::writer() {
       }
       last_write_error_ = e.what();
       meta_dirty_ = true;
+      round_failed = true;
       lk.unlock();
     }
     if (meta) last_beat = now_steady;
@@ -396,9 +398,9 @@ void EventLog::writer() {
     lk.lock();
     written_seq_ = last;
     flushed_cv_.notify_all();
-    // (what changed while this round wrote is written by the next: a gap added during the last save
-    // is not lost at shutdown)
-    if (stop_ && queue_.empty() && !meta_dirty_ && !queue_lost_) break;
+    // What changed while this round wrote is written by the next (a gap added during the last save is
+    // not lost at shutdown), unless this round could not write: then stopping loses only what it said.
+    if (stop_ && queue_.empty() && (round_failed || (!meta_dirty_ && !queue_lost_))) break;
   }
 }
 

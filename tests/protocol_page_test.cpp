@@ -55,8 +55,9 @@ TEST(ProtocolPage, APageNeverOutgrowsAFrameAndBadMembersAreNamed) {
     try {
       page_of(numbers(5), bad, "items");
       ADD_FAILURE() << bad.dump();
-    } catch (const RequestError& e) {
-      EXPECT_EQ(std::string(e.what()).rfind("/" + bad.begin().key() + ":", 0), 0u) << e.what();
+    } catch (const Error& e) {
+      EXPECT_EQ(e.code(), ErrorCode::INVALID_PARAMETER);
+      EXPECT_EQ(e.detail().rfind("/" + bad.begin().key() + ":", 0), 0u) << e.what();
     }
   }
 }

@@ -68,7 +68,7 @@ const nlohmann::json* member(const nlohmann::json& req, std::string_view name) {
 }
 
 [[noreturn]] void bad(std::string_view at, std::string_view name, const std::string& what) {
-  throw RequestError(std::string(at) + "/" + pointer_token(name) + ": " + what);
+  throw Error(ErrorCode::INVALID_PARAMETER, std::string(at) + "/" + pointer_token(name) + ": " + what);
 }
 
 // What was given instead, as a message shows it (bounded: it may be a large object).

@@ -11,15 +11,10 @@
 
 #include <nlohmann/json.hpp>
 
+#include "lfp/engine/error.hpp"
 #include "lfp/policy/json_doc.hpp"
 
 namespace lfp::protocol {
-
-// A request member of the wrong type or out of range: what() names it ("/txn_wait_timeout_ms: ...").
-class RequestError : public std::invalid_argument {
- public:
-  using std::invalid_argument::invalid_argument;
-};
 
 // The first member an object repeats, anywhere in `v`, as "/path/member: duplicate member ..."
 // (nlohmann and JsonDoc would keep the last silently); nullopt when there is none.
@@ -27,7 +22,8 @@ std::optional<std::string> duplicate_member(const policy::JsonValue& v);
 
 // Members of a request object (absent or null: the default, nullopt or nullptr). Every op reads its
 // members through these, never with nlohmann's get<T>() or value() (whose type_error names no member).
-// Throw RequestError naming "<at>/<name>"; `at` is the object's own path in the request ("" for the
+// A member of the wrong type or out of range throws lfp::Error INVALID_PARAMETER whose detail() names
+// it, "<at>/<name>: ..." ("/txn_wait_timeout_ms: ..."); `at` is the object's own path in the request ("" for the
 // request itself, "/template" for a member of its template).
 uint64_t uint_member(const nlohmann::json& req, std::string_view name, uint64_t dflt, uint64_t max,
                      std::string_view at = {});
@@ -47,7 +43,7 @@ inline constexpr size_t kDefaultPage = 1000, kMaxPage = 10000;
 nlohmann::json page_of(nlohmann::json items, const nlohmann::json& req, std::string_view member);
 
 // A name a client gives itself (hello's "name"): at most kMaxName bytes of UTF-8 with no control
-// characters, else RequestError. It is shown in logs and in every session listing.
+// characters, else Error INVALID_PARAMETER. It is shown in logs and in every session listing.
 inline constexpr size_t kMaxName = 256;
 std::string name_member(const nlohmann::json& req, std::string_view name);
 

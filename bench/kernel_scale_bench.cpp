@@ -1060,6 +1060,23 @@ int print_index(const std::string& name) {
   for (const auto& p : trace) {
     visits.push_back(lfp::datapath::index_candidates(pol, LFP_KL_TRANSPORT_IN_V4, lfp::classbench::kernel_values(p)));
   }
+  lfp::datapath::WalkCost sum_cost;
+  for (const auto& p : trace) {
+    const auto c = lfp::datapath::walk_cost(pol, LFP_KL_TRANSPORT_IN_V4, lfp::classbench::kernel_values(p));
+    sum_cost.probes += c.probes, sum_cost.lists += c.lists, sum_cost.candidates += c.candidates;
+    sum_cost.filters_read += c.filters_read, sum_cost.index_lines += c.index_lines;
+    sum_cost.fingerprint_lines += c.fingerprint_lines, sum_cost.bucket_lines += c.bucket_lines;
+    sum_cost.list_lines += c.list_lines;
+    sum_cost.guard_lines += c.guard_lines, sum_cost.condition_lines += c.condition_lines;
+  }
+  const double nt = static_cast<double>(trace.size());
+  auto per = [&](size_t x) { return static_cast<double>(x) / nt; };
+  std::printf("the walk, a decision (mean): %.1f probes, %.1f lists, %.1f guards read, %.1f filters' conditions read;\n"
+              "  cache lines %.1f: index %.1f, fingerprints %.1f, buckets %.1f, lists %.1f, guards %.1f, conditions %.1f\n",
+              per(sum_cost.probes), per(sum_cost.lists), per(sum_cost.candidates), per(sum_cost.filters_read),
+              per(sum_cost.lines()), per(sum_cost.index_lines), per(sum_cost.fingerprint_lines), per(sum_cost.bucket_lines),
+              per(sum_cost.list_lines),
+              per(sum_cost.guard_lines), per(sum_cost.condition_lines));
   std::sort(visits.begin(), visits.end());
   double sum = 0;
   for (size_t x : visits) sum += static_cast<double>(x);

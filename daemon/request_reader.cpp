@@ -31,6 +31,10 @@ ReadRequest read_request(std::string frame) {
   if (op && op->str() == "apply" && policy && policy->is_object()) {
     try {
       r.policy = policy::policy_from_json(*policy);
+      // A filter without a key gets it here rather than on the loop, which can then fetch the
+      // maps' slots for a filter's key ahead of its add (a nil key means "generate one" either way).
+      for (Filter& f : r.policy->filters)
+        if (f.key.is_nil()) f.key = Guid::generate();
     } catch (...) {
       r.policy_error = std::current_exception();
     }

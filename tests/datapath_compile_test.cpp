@@ -474,8 +474,8 @@ TEST(DatapathCompile, UpdateWritesAFewEntries) {
   add.added.push_back(e.add_filter(block(0x0c000001)));
   UpdateResult u = update(pol, e, add, fake_app, 2 * size);
   ASSERT_TRUE(u.applied) << u.why_whole;
-  // Its condition, its guard, its list's copy, and the bucket that points at it.
-  EXPECT_LE(u.written.size(), 4u);
+  // Its condition, its guard, its list's copy, the bucket that points at it and the bucket's fingerprint.
+  EXPECT_LE(u.written.size(), 5u);
   EXPECT_EQ(pol.filters, 20002u);
   FilterChanges del;
   del.deleted.push_back(ids[77]);
@@ -532,6 +532,39 @@ TEST(DatapathKernel, LargeBlocklistIsIndexed) {
     ASSERT_EQ(d.filter_id, (q & 1) ? permit_id : ids[i]) << "address " << v.v[LFP_S_REMOTE_ADDR][1];
     ASSERT_EQ(bool(d.permit), bool(q & 1));
   }
+  // Blocks added in place take new keys (a free bucket and its fingerprint) or join a list (a copy,
+  // and the bucket's first element) at once; deleted ones stop at once.
+  auto at_address = [](uint32_t a) {
+    lfp_values v{};
+    v.present = 1u << LFP_S_REMOTE_ADDR;
+    v.v[LFP_S_REMOTE_ADDR][1] = a;
+    return v;
+  };
+  FilterChanges ch;
+  std::vector<std::pair<uint32_t, uint64_t>> added;  // (address, filter)
+  for (uint32_t j = 0; j < 40; ++j) {
+    Filter f;
+    f.display.name = "added block";
+    f.layer = LayerId::ALE_AUTH_CONNECT_V4;
+    f.action.type = ActionType::BLOCK;
+    f.weight = Weight::explicit_weight(9);  // (before the blocks already there: the head of a list it joins)
+    const uint32_t a = j % 2 ? 0x0c000000 + 16 * j : kBase + 2 * j;  // a new key, or one a block has
+    f.conditions = {cond(FieldId::IP_REMOTE_ADDRESS, MatchType::EQUAL, u(DataType::UINT32, a))};
+    added.emplace_back(a, e.add_filter(f));
+    ch.added.push_back(added.back().second);
+  }
+  for (uint32_t i = 1000; i < 1010; ++i) {
+    e.delete_filter_by_id(ids[i]);
+    ch.deleted.push_back(ids[i]);
+  }
+  k.install(e, 0, &ch);
+  ASSERT_TRUE(k.last_install().in_place) << k.last_install().why_whole;
+  for (const auto& [a, id] : added) {
+    const lfp_verdict d = k.evaluate(LFP_KL_CONNECT_V4, at_address(a));
+    EXPECT_EQ(d.filter_id, id) << "added block of " << a;
+    EXPECT_FALSE(d.permit);
+  }
+  for (uint32_t i = 1000; i < 1010; ++i) EXPECT_EQ(k.evaluate(LFP_KL_CONNECT_V4, at_address(kBase + 2 * i)).filter_id, permit_id);
   // The cost does not grow with the list: a decision on 100,001 filters within a few times that on one.
   lfp_values v{};
   v.present = 1u << LFP_S_REMOTE_ADDR;

@@ -12,6 +12,7 @@
 #include <random>
 #include <set>
 
+#include "lfp/engine/error.hpp"
 #include "lfp/engine/tuple_classifier.hpp"
 #include "test_support.hpp"
 
@@ -364,6 +365,83 @@ TEST(EngineBulkLoad, LoadOrdersFinishInTime) {
     v.set(FieldId::IP_REMOTE_ADDRESS, Value::uint32(0x0b000000));
     EXPECT_TRUE(e.classify(L, v).permit);
   }
+}
+
+// Filters by run-time id, kept in pages of consecutive ids: lookups across page boundaries, pages
+// emptied and freed, a deleted filter restored with its id (an aborted transaction's undo), an id
+// given far beyond the ones handed out, and what each lookup of a missing id says.
+TEST(EngineBulkLoad, IdsFindTheirFiltersAcrossPagesDeletesAndRestores) {
+  FilterEngine e;
+  e.add_filter(filter("default permit", L, ActionType::PERMIT, {}, Weight::explicit_weight(0)));  // id 1
+  constexpr uint32_t kBase = 0x0a000000, n = 5000;
+  std::vector<uint64_t> ids;
+  for (uint32_t i = 0; i < n; ++i)
+    ids.push_back(e.add_filter(filter("block", L, ActionType::BLOCK, {eq(FieldId::IP_REMOTE_ADDRESS, DataType::UINT32, kBase + i)})));
+  FieldValues v;
+  v.set(FieldId::IP_LOCAL_ADDRESS, Value::uint32(1));
+  v.set(FieldId::IP_REMOTE_PORT, Value::uint16(443));
+  v.set(FieldId::IP_LOCAL_PORT, Value::uint16(40000));
+  v.set(FieldId::IP_PROTOCOL, Value::uint8(6));
+  auto blocked_by = [&](uint32_t addr) -> uint64_t {
+    v.set(FieldId::IP_REMOTE_ADDRESS, Value::uint32(addr));
+    const ClassifyResult r = e.classify(L, v);
+    return r.permit ? 0 : r.filter->id;
+  };
+  for (uint32_t i = 0; i < n; ++i) {
+    ASSERT_EQ(ids[i], i + 2u);
+    const Filter* f = e.filter_by_id(ids[i]);
+    ASSERT_TRUE(f) << ids[i];
+    ASSERT_EQ(f->id, ids[i]);
+    ASSERT_EQ(f, e.filter(f->key));
+  }
+  // The first 2500 (every id of the first two pages) go; the one at index 3 is kept to be restored.
+  const Filter kept = *e.filter_by_id(ids[3]);
+  for (uint32_t i = 0; i < 2500; ++i) e.delete_filter_by_id(ids[i]);
+  for (uint32_t i = 0; i < 2500; ++i) ASSERT_EQ(e.filter_by_id(ids[i]), nullptr) << ids[i];
+  for (uint32_t i = 2500; i < n; ++i) ASSERT_EQ(e.filter_by_id(ids[i])->id, ids[i]);
+  EXPECT_EQ(e.filter_count(), n - 2500 + 1);
+  EXPECT_EQ(blocked_by(kBase + 3), 0u);
+  EXPECT_EQ(blocked_by(kBase + 2600), ids[2600]);
+  try {
+    e.delete_filter_by_id(ids[0]);
+    ADD_FAILURE() << "a deleted id was found";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.code(), ErrorCode::FILTER_NOT_FOUND);
+    EXPECT_NE(std::string(err.what()).find("filter id " + std::to_string(ids[0]) + " not found"), std::string::npos) << err.what();
+  }
+  EXPECT_EQ(e.filter_by_id(0), nullptr);
+  EXPECT_EQ(e.filter_by_id(UINT64_MAX), nullptr);
+  // Restored with its id and key, into a page that was freed: found and enforced again.
+  EXPECT_EQ(e.add_filter(kept), ids[3]);
+  EXPECT_EQ(e.filter_by_id(ids[3])->key, kept.key);
+  EXPECT_EQ(blocked_by(kBase + 3), ids[3]);
+  // An id in use is refused; the fresh ids go on after the highest handed out.
+  Filter taken = filter("taken", L, ActionType::BLOCK);
+  taken.id = ids[4000];
+  try {
+    e.add_filter(taken);
+    ADD_FAILURE() << "an id in use was taken again";
+  } catch (const Error& err) {
+    EXPECT_EQ(err.code(), ErrorCode::ALREADY_EXISTS);
+    EXPECT_NE(std::string(err.what()).find("filter id " + std::to_string(ids[4000]) + " is in use"), std::string::npos) << err.what();
+  }
+  // An id given far beyond the others (its own page), then a fresh one after it.
+  Filter far = filter("far", L, ActionType::BLOCK, {eq(FieldId::IP_REMOTE_ADDRESS, DataType::UINT32, kBase + n + 1)});
+  far.id = uint64_t{1} << 40;
+  EXPECT_EQ(e.add_filter(far), uint64_t{1} << 40);
+  const uint64_t next = e.add_filter(filter("next", L, ActionType::BLOCK, {eq(FieldId::IP_REMOTE_ADDRESS, DataType::UINT32, kBase + n + 2)}));
+  EXPECT_EQ(next, (uint64_t{1} << 40) + 1);
+  EXPECT_EQ(e.filter_by_id(uint64_t{1} << 40)->display.name, "far");
+  EXPECT_EQ(blocked_by(kBase + n + 1), uint64_t{1} << 40);
+  EXPECT_EQ(blocked_by(kBase + n + 2), next);
+  e.delete_filter_by_id(uint64_t{1} << 40);
+  EXPECT_EQ(e.filter_by_id(uint64_t{1} << 40), nullptr);
+  EXPECT_EQ(e.filter_by_id(next)->display.name, "next");
+  // Everything gone: every page with it, and ids found nowhere.
+  for (const Filter* f : e.filters()) e.delete_filter_by_id(f->id);
+  EXPECT_EQ(e.filter_count(), 0u);
+  EXPECT_EQ(e.filter_by_id(ids[4000]), nullptr);
+  EXPECT_EQ(e.filter_by_id(next), nullptr);
 }
 
 }  // namespace

@@ -105,7 +105,10 @@ std::optional<json> Client::reply_to(uint64_t id, json msg) {
       throw ClientError(msg["error"].value("code", "PROTOCOL"), msg["error"].value("message", ""));
     return std::nullopt;
   }
-  if (msg.value("ok", false)) return msg.value("result", json::object());
+  if (msg.value("ok", false)) {  // (the result moved out, not copied: an apply's piece answers a thousand keys)
+    const auto result = msg.find("result");
+    return result == msg.end() ? json::object() : std::move(*result);
+  }
   const json& e = msg.value("error", json::object());
   throw ClientError(e.value("code", "PROTOCOL"), e.value("message", "request failed"));
 }

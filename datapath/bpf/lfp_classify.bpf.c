@@ -57,6 +57,17 @@ static __always_inline void add_cursor(struct eval_state *st, __u32 list, __u32 
   st->ncur = c + 1;
 }
 
+/* Adds a bucket's list to merge: its first element is in the bucket (no list line read for it). */
+static __always_inline void add_bucket_list(struct eval_state *st, const struct lfp_bucket *bk) {
+  const __u32 c = st->ncur;
+  if (!bk->count || c >= LFP_CURSORS) return;
+  st->pos[c] = bk->list;
+  st->end_pos[c] = bk->list + bk->count;
+  st->head[c] = bk->first.order;
+  st->hguard[c] = bk->first.guard;
+  st->ncur = c + 1;
+}
+
 /* A layer with no index: its guards in order, read one after another (no list to read). */
 static __always_inline void add_all_guards(struct eval_state *st, __u32 gfirst, __u32 gcount) {
   if (!gcount) return;
@@ -82,14 +93,22 @@ __attribute__((noinline)) int lfp_probe(struct eval_state *st, const struct lfp_
     st->key[f][0] = v->v[slot][0] & lfp_mask_high(plen);
     st->key[f][1] = v->v[slot][1] & lfp_mask_low(plen);
   }
-  st->home = (__u32)lfp_hash(st->key, i);
+  const __u64 hash = lfp_hash(st->key, i);
+  st->home = (__u32)hash;
+  st->fingerprint = lfp_fingerprint(hash);
   for (__u32 j = 0; j < LFP_MAX_PROBE; ++j) {
-    const union lfp_entry *e = bank_entry(st->bank, st->hdr.hfirst + ((st->home + j) & st->hdr.hmask));
-    if (!e || !e->b.used) return 0;
+    const __u32 b = (st->home + j) & st->hdr.hmask;
+    const union lfp_entry *fe = bank_entry(st->bank, st->hdr.fpfirst + b / LFP_FP_PER_ENTRY);
+    if (!fe) return 0;
+    const __u8 fp = fe->fp[b % LFP_FP_PER_ENTRY];
+    if (!fp) return 0; /* a free bucket ends the run: the key is not there */
+    if (fp != st->fingerprint) continue;
+    const union lfp_entry *e = bank_entry(st->bank, st->hdr.hfirst + b);
+    if (!e) return 0;
     const struct lfp_bucket *bk = &e->b;
     if (bk->probe == i && bk->v[0][0] == st->key[0][0] && bk->v[0][1] == st->key[0][1] &&
         bk->v[1][0] == st->key[1][0] && bk->v[1][1] == st->key[1][1]) {
-      add_cursor(st, bk->list, bk->count);
+      add_bucket_list(st, bk);
       return 1;
     }
   }

@@ -133,6 +133,7 @@ enum lfp_action {
 #define LFP_HEADER_ENTRIES (3 * LFP_KL_COUNT)
 #define LFP_MAX_PROBE 64  /* a key is within this many buckets of its home (user space grows the table) */
 #define LFP_LIST_PER_ENTRY 8
+#define LFP_FP_PER_ENTRY 64 /* bucket fingerprints an entry */
 #define LFP_ORDER_END 0xffffffffu /* no filter has it: a list that is done */
 
 /* The netfilter hooks of the packet layers, netfilter's own numbers (NF_INET_PRE_ROUTING ..

@@ -101,7 +101,7 @@ struct eval_state {
   __u64 key[2][2];
   __u32 home;
   __u32 best, at;  /* lfp_next_candidate's least head and its cursor */
-  __u32 pad;
+  __u32 fingerprint; /* the probed key's */
   struct lfp_verdict out;
 };
 struct scratch {

@@ -116,17 +116,35 @@ struct lfp_probes {
 LFP_SIZE(struct lfp_probe, 4);
 LFP_SIZE(struct lfp_probes, 64);
 
+/* A list element: a filter's place in evaluation order (lists are sorted by it) and its guard. */
+struct lfp_list_elem {
+  lfp_u32 order;
+  lfp_u32 guard;
+};
+LFP_SIZE(struct lfp_list_elem, 8);
+
 struct lfp_bucket {
   lfp_u64 v[2][2]; /* the key's values (each as lfp_values holds it, cut to its length); [1] zero for one field */
   lfp_u32 list;    /* its filters (struct lfp_list_elem): in elements from the bank's start (entry list / 8) */
   lfp_u32 count;
   lfp_u8 probe;    /* its shape: the layer's probe */
   lfp_u8 used;
-  lfp_u8 pad[22];
+  lfp_u8 pad[2];
+  struct lfp_list_elem first; /* the list's first element: a walk that stops at it reads no list line */
+  lfp_u8 pad2[12];
 };
 LFP_SIZE(struct lfp_bucket, 64);
 LFP_OFFSET(struct lfp_bucket, list, 32);
 LFP_OFFSET(struct lfp_bucket, probe, 40);
+LFP_OFFSET(struct lfp_bucket, first, 44);
+
+/* A bucket's fingerprint, kept a byte a bucket apart from the buckets (lfp_layer_hdr.fpfirst): a
+ * probe reads the fingerprints of its run, one cache line for 64 buckets, and a bucket only when its
+ * fingerprint is the key's. Most probes find no key: they read no bucket. 0: a free bucket. */
+static inline lfp_u8 lfp_fingerprint(lfp_u64 hash) {
+  const lfp_u8 f = (lfp_u8)(hash >> 56);
+  return f ? f : 1;
+}
 
 /* The bucket a key starts its probe at: the same mix in the hooks and in the compiler (murmur3's
  * 64-bit finalizer, so that keys differing only in their high bits, as prefixes do, spread too). */
@@ -143,13 +161,6 @@ static inline lfp_u64 lfp_hash(const lfp_u64 v[2][2], lfp_u32 probe) {
 static inline lfp_u64 lfp_mask_high(lfp_u32 plen) { return plen == 0 ? 0 : plen >= 64 ? ~0ull : ~0ull << (64 - plen); }
 static inline lfp_u64 lfp_mask_low(lfp_u32 plen) { return plen <= 64 ? 0 : plen >= 128 ? ~0ull : ~0ull << (128 - plen); }
 
-/* A list element: a filter's place in evaluation order (lists are sorted by it) and its guard. */
-struct lfp_list_elem {
-  lfp_u32 order;
-  lfp_u32 guard;
-};
-LFP_SIZE(struct lfp_list_elem, 8);
-
 /* Entries [0, LFP_KL_COUNT) of a bank: where each layer's conditions, guards and index are. */
 struct lfp_layer_hdr {
   lfp_u32 first;
@@ -163,10 +174,13 @@ struct lfp_layer_hdr {
   lfp_u32 nprobes;    /* key shapes, in entry LFP_KL_COUNT + the layer */
   lfp_u32 listed;     /* a layer with no probes: its residual list (all its filters), not its guards, is
                          walked (an update added a filter to it) */
-  lfp_u8 pad[24];
+  lfp_u32 fpfirst;    /* the table's fingerprints (lfp_fingerprint): bucket b's is byte b % LFP_FP_PER_ENTRY of entry
+                         fpfirst + b / LFP_FP_PER_ENTRY */
+  lfp_u8 pad[20];
 };
 LFP_SIZE(struct lfp_layer_hdr, 64);
 LFP_OFFSET(struct lfp_layer_hdr, listed, 36);
+LFP_OFFSET(struct lfp_layer_hdr, fpfirst, 40);
 
 union lfp_entry {
   struct lfp_cond c;
@@ -175,6 +189,7 @@ union lfp_entry {
   struct lfp_bucket b;
   struct lfp_probes p;
   struct lfp_list_elem l[LFP_LIST_PER_ENTRY];
+  lfp_u8 fp[LFP_FP_PER_ENTRY];
 };
 LFP_SIZE(union lfp_entry, 64); /* one cache line: the banks' unit */
 

@@ -929,6 +929,13 @@ struct Lists {
   }
 };
 
+// Bucket b's fingerprint in the layer's table (h); returns its entry.
+uint32_t set_fingerprint(std::vector<lfp_entry>& bank, const lfp_layer_hdr& h, uint32_t b, uint64_t hash) {
+  const uint32_t entry = h.fpfirst + b / LFP_FP_PER_ENTRY;
+  bank[entry].fp[b % LFP_FP_PER_ENTRY] = lfp_fingerprint(hash);
+  return entry;
+}
+
 // Layer k's index in the bank: its residual list, key shapes and hash table (one bucket an entry),
 // the lists' positions still relative to the lists' start (append_lists makes them the bank's).
 void append_index(KernelPolicy& out, int k, const LayerIndex& ix, LayerPlaces& lp, Lists& lists) {
@@ -938,13 +945,16 @@ void append_index(KernelPolicy& out, int k, const LayerIndex& ix, LayerPlaces& l
   lp.residual_limit = static_cast<uint32_t>(std::max<size_t>(2 * ix.residual.size(), 64));
   if (ix.table.empty()) return;
   const auto hfirst = static_cast<uint32_t>(out.bank.size());
-  out.bank.resize(out.bank.size() + ix.table.size());  // (references into the bank end here)
+  const auto fpfirst = static_cast<uint32_t>(hfirst + ix.table.size());
+  // (references into the bank end here)
+  out.bank.resize(fpfirst + (ix.table.size() + LFP_FP_PER_ENTRY - 1) / LFP_FP_PER_ENTRY);
   lfp_layer_hdr& h = out.bank[k].h;
   h.nprobes = static_cast<uint32_t>(ix.shapes.size());
   for (size_t i = 0; i < ix.shapes.size(); ++i)
     out.bank[LFP_PROBE_ENTRY(k, i)].p.p[i % LFP_PROBES_PER_ENTRY] = probe_of_shape(ix.shapes[i]);
   h.hfirst = hfirst;
   h.hmask = static_cast<uint32_t>(ix.table.size() - 1);
+  h.fpfirst = fpfirst;
   for (size_t b = 0; b < ix.table.size(); ++b) {
     if (!ix.table[b]) continue;
     const uint32_t j = ix.table[b] - 1;
@@ -955,6 +965,8 @@ void append_index(KernelPolicy& out, int k, const LayerIndex& ix, LayerPlaces& l
     bk.used = 1;
     bk.list = lists.add(filters, lp);
     bk.count = static_cast<uint32_t>(filters.size());
+    bk.first = lists.elems[bk.list];
+    set_fingerprint(out.bank, h, static_cast<uint32_t>(b), lfp_hash(bk.v, bk.probe));
     ++out.index_keys;
   }
 }
@@ -987,7 +999,7 @@ KernelPolicy compile(const FilterEngine& engine, const AppResolver& apps, uint32
   Enumerated all = enumerate(engine, only_flags);
   // The bank at its likely size, allocated once: conditions, guards, a hash bucket or two and a list
   // element a filter (grown by doubling, a million filters' bank was copied and faulted in twice over).
-  out.bank.reserve(LFP_HEADER_ENTRIES + all.conditions + all.filters / 2 + 2 * all.filters +
+  out.bank.reserve(LFP_HEADER_ENTRIES + all.conditions + all.filters / 2 + 2 * all.filters + all.filters / 16 +
                    all.filters / LFP_LIST_PER_ENTRY + 64);
   std::vector<std::vector<lfp_guard>> guards(LFP_KL_COUNT);
   std::vector<LayerKeys> keys(LFP_KL_COUNT);
@@ -1112,7 +1124,7 @@ Refusal order_between(const LayerPlaces& lp, const PolicyPlaces& pp, FilterPlace
 // The bucket an added filter (its conditions bank[start, end)) joins, as the compiler would choose
 // it: of the layer's probe shapes, the bucket of its key as it is or cut to the shape whose list is
 // shortest; a new key takes its free bucket. None: no key of a shape the layer probes.
-std::optional<uint32_t> bucket_for(KernelPolicy& pol, lfp_kl kl, size_t start, size_t end) {
+std::optional<uint32_t> bucket_for(KernelPolicy& pol, lfp_kl kl, size_t start, size_t end, std::vector<uint32_t>& written) {
   LayerKeys lk;
   add_index_keys(pol.bank, start, end, lk);
   const lfp_layer_hdr hdr = pol.bank[kl].h;
@@ -1134,6 +1146,7 @@ std::optional<uint32_t> bucket_for(KernelPolicy& pol, lfp_kl kl, size_t start, s
     bk.probe = probe;
     bk.used = 1;
     bk.count = bk.list = 0;
+    written.push_back(set_fingerprint(pol.bank, hdr, *bucket - hdr.hfirst, lfp_hash(bk.v, probe)));
     ++pol.index_keys;
   }
   return bucket;
@@ -1155,6 +1168,7 @@ void insert_in_list(KernelPolicy& pol, lfp_kl kl, std::optional<uint32_t> bucket
               elem);
   list = static_cast<uint32_t>(pol.bank.size() * LFP_LIST_PER_ENTRY);
   count = static_cast<uint32_t>(copy.size());
+  if (bucket) pol.bank[*bucket].b.first = copy.front();
   const size_t at = pol.bank.size();
   pol.bank.resize(at + (copy.size() + LFP_LIST_PER_ENTRY - 1) / LFP_LIST_PER_ENTRY);  // (list, count: stale now)
   for (size_t i = 0; i < copy.size(); ++i) pol.bank[at + i / LFP_LIST_PER_ENTRY].l[i % LFP_LIST_PER_ENTRY] = copy[i];
@@ -1200,7 +1214,7 @@ Refusal add_in_place(KernelPolicy& pol, const FilterEngine& engine, const AppRes
   fp.guard = static_cast<uint32_t>(2 * (pol.bank.size() - 1));
   note_written(written, start, pol.bank.size());
 
-  const std::optional<uint32_t> bucket = pol.bank[*kl].h.nprobes ? bucket_for(pol, *kl, start, end) : std::nullopt;
+  const std::optional<uint32_t> bucket = pol.bank[*kl].h.nprobes ? bucket_for(pol, *kl, start, end, written) : std::nullopt;
   if (!bucket) {
     lfp_layer_hdr& h = pol.bank[*kl].h;
     if (h.nresidual + 1 > lp.residual_limit) return "the layer's residual list has grown past twice its length";

@@ -2,9 +2,11 @@
 #include "lfp/engine/engine.hpp"
 
 #include <algorithm>
+#include <array>
 #include <cassert>
 #include <cmath>
-#include <memory_resource>
+
+#include <absl/container/btree_map.h>
 
 #include "layer_index.hpp"
 #include "lfp/engine/error.hpp"
@@ -20,6 +22,30 @@ struct FilterEngine::FilterRecord {
   bool names_interface = false;  // in named_interface_filters_
   uint32_t slot = 0;      // its place in the layer: index of its label, rule id in the classifier
 };
+
+struct FilterEngine::IdPage {
+  static constexpr unsigned kBits = 10;
+  std::array<FilterRecord*, size_t{1} << kBits> records{};
+  uint32_t used = 0;
+};
+
+FilterEngine::FilterRecord* FilterEngine::record_by_id(uint64_t id) const {
+  const auto page = id_pages_.find(id >> IdPage::kBits);
+  return page == id_pages_.end() ? nullptr : page->second->records[id & ((1u << IdPage::kBits) - 1)];
+}
+
+void FilterEngine::index_id(FilterRecord* r) {
+  auto& page = id_pages_[r->filter.id >> IdPage::kBits];
+  if (!page) page = std::make_unique<IdPage>();
+  page->records[r->filter.id & ((1u << IdPage::kBits) - 1)] = r;
+  ++page->used;
+}
+
+void FilterEngine::unindex_id(uint64_t id) {
+  const auto page = id_pages_.find(id >> IdPage::kBits);
+  page->second->records[id & ((1u << IdPage::kBits) - 1)] = nullptr;
+  if (--page->second->used == 0) id_pages_.erase(page);
+}
 
 namespace {
 
@@ -45,23 +71,22 @@ struct EvaluatedBefore {
 // Labels are 32-bit (the classifier's priorities), in [1, kLabelMax]: 0 and UINT32_MAX stay free
 // as "below everything" and "no bound".
 constexpr uint32_t kLabelMax = UINT32_MAX - 1;
-constexpr uint32_t kLabelStep = 1u << 12;  // the most a run of inserts takes from a gap per filter
+constexpr uint32_t kLabelStep = 1u << 10;  // the most a run of inserts takes from a gap per filter
 constexpr uint64_t kRunShare = 16;          // a run's filter takes 1/kRunShare of the gap (at least 1)
 constexpr unsigned kLabelBits = 32;
 
 }  // namespace
 
 struct FilterEngine::LayerState {
-  using OrderMap = std::pmr::map<OrderKey, uint32_t, EvaluatedBefore>;  // -> slot
+  // A B-tree: a search in a million filters (a load in random order) takes a cache miss at each of
+  // a few levels, where a red-black tree took one at most of its 20.
+  using OrderMap = absl::btree_map<OrderKey, uint32_t, EvaluatedBefore>;  // -> slot
   explicit LayerState(const LayerInfo& l) : info(l), index(make_layer_index(l)) {}
   const LayerInfo& info;
   std::unique_ptr<LayerIndex> index;
-  // The order map's nodes from a pool of their own: packed together, a search or a walk touches
-  // fewer cache lines than with nodes spread among the filters' other allocations.
-  std::pmr::unsynchronized_pool_resource order_nodes;
   // Every filter of the layer, disabled ones too (they take a label but no classifier rule), in
   // evaluation order: enumeration walks it.
-  OrderMap order{&order_nodes};
+  OrderMap order;
   std::vector<FilterRecord*> slots;  // slot -> filter
   // slot -> order-preserving label, higher first: an enforced filter's priority in the classifier.
   // Kept here, not in the filter's record, so that relabelling reads only the map and this.
@@ -73,8 +98,6 @@ struct FilterEngine::LayerState {
   uint32_t min_label = 0;  // lowest label in the layer: a bound at or below it matches nothing
   std::vector<std::pair<uint32_t, uint32_t>> moves;  // relabel_around's (slot, new label), reused
   uint32_t last_added = UINT32_MAX;  // slot of the filter added last (runs of inserts follow it)
-  OrderMap::iterator last_at = order.end();  // its place (a run's next insert is found there, not searched for)
-  OrderMap::iterator after_last = order.end();  // the filter after it (a run inserts between the two)
 
   static OrderKey key_of(const FilterRecord& r) {
     return {r.sublayer, r.filter.effective_weight, r.filter.id};
@@ -97,15 +120,10 @@ struct FilterEngine::LayerState {
       labels[r->slot] = 0;
     }
     r->enforced = false;
-    // Its neighbours, found once (a step in a million-node tree is a cache miss or several): in a run
-    // down, the filter added last and the one after it, known without a step.
-    const OrderKey key = key_of(*r);
-    const EvaluatedBefore before;
-    const bool down = last_added != UINT32_MAX && before(last_at->first, key) &&
-                      (after_last == order.end() || before(key, after_last->first));
-    const auto it = order.emplace_hint(last_added == UINT32_MAX ? order.end() : after_last, key, r->slot);
-    const auto prev = down ? last_at : it == order.begin() ? order.end() : std::prev(it);
-    const auto next = down ? after_last : std::next(it);
+    // Its neighbours, next to it in the B-tree's leaf (iterators last until the next change).
+    const auto it = order.emplace(key_of(*r), r->slot).first;
+    const auto prev = it == order.begin() ? order.end() : std::prev(it);
+    const auto next = std::next(it);
     const Run run = prev != order.end() && prev->second == last_added   ? Run::DOWN
                     : next != order.end() && next->second == last_added ? Run::UP
                                                                         : Run::NONE;
@@ -117,8 +135,6 @@ struct FilterEngine::LayerState {
     if (next == order.end() || next->first.sublayer != it->first.sublayer) set_floor(it);
     min_label = label(std::prev(order.end()));
     last_added = r->slot;
-    last_at = it;
-    after_last = next;
   }
 
   // A label between the new filter's neighbours (higher = earlier), if they leave a gap. In a
@@ -203,10 +219,7 @@ struct FilterEngine::LayerState {
       else
         floors.erase(f);
     }
-    if (last_added == r->slot || after_last == it) {  // (the run's place goes with it)
-      last_added = UINT32_MAX;
-      last_at = after_last = order.end();
-    }
+    if (last_added == r->slot) last_added = UINT32_MAX;  // (the run goes with it: its slot may be reused)
     order.erase(it);
     min_label = order.empty() ? 0 : label(std::prev(order.end()));
     slots[r->slot] = nullptr;
@@ -378,7 +391,7 @@ uint64_t FilterEngine::add_filter(Filter f) {
     std::stable_sort(f.conditions.begin(), f.conditions.end(), by_field);
   f.effective_weight = effective_weight(f.weight, f.conditions, layer.family);
   f.sublayer = sub_key;
-  if (f.id != 0 && filters_by_id_.count(f.id))
+  if (f.id != 0 && record_by_id(f.id))
     throw Error(ErrorCode::ALREADY_EXISTS, "filter id " + std::to_string(f.id) + " is in use");
   if (f.id == 0) f.id = next_filter_id_;
   if (f.key.is_nil()) f.key = Guid::generate();
@@ -401,7 +414,7 @@ uint64_t FilterEngine::add_filter(Filter f) {
   FilterRecord* r = rec.get();
   entry->second = std::move(rec);
   layers_[static_cast<size_t>(r->filter.layer)]->add(r);
-  filters_by_id_.emplace(r->filter.id, r);
+  index_id(r);
   r->names_interface = std::any_of(r->filter.conditions.begin(), r->filter.conditions.end(),
                                    [](const Condition& c) { return !c.value.interface_name.empty(); });
   if (r->names_interface) named_interface_filters_.push_back(r);
@@ -445,15 +458,14 @@ void FilterEngine::delete_filter(const Guid& key) {
   layers_[static_cast<size_t>(r->filter.layer)]->remove(r);
   notify(r->filter, CalloutDriver::NotifyType::DELETE_FILTER);
   if (r->names_interface) std::erase(named_interface_filters_, r);
-  filters_by_id_.erase(r->filter.id);
+  unindex_id(r->filter.id);
   filters_by_key_.erase(it);
 }
 
 void FilterEngine::delete_filter_by_id(uint64_t id) {
-  auto it = filters_by_id_.find(id);
-  if (it == filters_by_id_.end())
-    throw Error(ErrorCode::FILTER_NOT_FOUND, "filter id " + std::to_string(id) + " not found");
-  delete_filter(it->second->filter.key);
+  const FilterRecord* r = record_by_id(id);
+  if (!r) throw Error(ErrorCode::FILTER_NOT_FOUND, "filter id " + std::to_string(id) + " not found");
+  delete_filter(r->filter.key);
 }
 
 void FilterEngine::delete_provider(const Guid& key) {
@@ -517,8 +529,8 @@ const Filter* FilterEngine::filter(const Guid& k) const {
   return it == filters_by_key_.end() ? nullptr : &it->second->filter;
 }
 const Filter* FilterEngine::filter_by_id(uint64_t id) const {
-  auto it = filters_by_id_.find(id);
-  return it == filters_by_id_.end() ? nullptr : &it->second->filter;
+  const FilterRecord* r = record_by_id(id);
+  return r ? &r->filter : nullptr;
 }
 
 std::vector<const Provider*> FilterEngine::providers() const { return all_of(providers_); }

@@ -38,15 +38,21 @@ Guid Guid::generate() {
 }
 
 std::string Guid::str() const {
-  static const char* hex = "0123456789abcdef";
   std::string s;
-  s.reserve(36);
-  for (size_t i = 0; i < 16; ++i) {
-    if (i == 4 || i == 6 || i == 8 || i == 10) s.push_back('-');
-    s.push_back(hex[bytes[i] >> 4]);
-    s.push_back(hex[bytes[i] & 15]);
-  }
+  append_str(s);
   return s;
+}
+
+void Guid::append_str(std::string& out) const {
+  static const char* hex = "0123456789abcdef";
+  char text[36];
+  char* p = text;
+  for (size_t i = 0; i < 16; ++i) {
+    if (i == 4 || i == 6 || i == 8 || i == 10) *p++ = '-';
+    *p++ = hex[bytes[i] >> 4];
+    *p++ = hex[bytes[i] & 15];
+  }
+  out.append(text, sizeof text);
 }
 
 bool Guid::is_nil() const {

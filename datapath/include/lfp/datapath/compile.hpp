@@ -91,6 +91,19 @@ UpdateResult update(KernelPolicy& policy, const FilterEngine& engine, const Filt
 // benchmarks and tests that measure the index; the hooks' own walk is lfp_eval.
 size_t index_candidates(const KernelPolicy& policy, lfp_kl kl, const lfp_values& v);
 
+// What lfp_eval reads for one decision, in bank entries (64-byte cache lines), by kind: a model of
+// its walk (bank_walk.cpp) for the benchmarks, since out of cache each distinct line is a miss.
+struct WalkCost {
+  size_t probes = 0, lists = 0;      // shapes probed (the hook has their fields), lists found
+  size_t candidates = 0;             // filters whose guard was read
+  size_t filters_read = 0;           // of which the conditions were read
+  size_t index_lines = 0, fingerprint_lines = 0, bucket_lines = 0, list_lines = 0, guard_lines = 0, condition_lines = 0;
+  size_t lines() const {
+    return index_lines + fingerprint_lines + bucket_lines + list_lines + guard_lines + condition_lines;
+  }
+};
+WalkCost walk_cost(const KernelPolicy& policy, lfp_kl kl, const lfp_values& v);
+
 // The engine's view of kernel values: the same FieldValues a hook's lfp_values stand for.
 // `app_paths` names the executables; `token` receives the user. Both must outlive `out`.
 void to_field_values(lfp_kl kl, const lfp_values& v, const std::map<AppKey, std::string>& app_paths,

@@ -18,6 +18,7 @@ struct Guid {
   // A random (version 4) GUID.
   static Guid generate();
   std::string str() const;
+  void append_str(std::string& out) const;  // str() at the end of out (no string of its own)
   bool is_nil() const;
 
   // Two 8-byte compares, inlined: every key lookup in a hash map makes one (the defaulted form

@@ -9,6 +9,8 @@
 #include <set>
 #include <sstream>
 
+#include "lfp/client/prompts.hpp"
+
 namespace lfp::cli {
 
 using nlohmann::json;
@@ -33,44 +35,14 @@ std::string describe(const json& p) {
   return s.str();
 }
 
-// A filter that answers this connection from now on: the same app (when known), remote address,
-// port and protocol, in the prompt filter's sublayer and just above it.
-json answer_filter(client::Client& c, const json& p, bool permit, bool forever) {
-  json conds = json::array({{{"field", "IP_REMOTE_ADDRESS"}, {"value", p["remote_address"]}},
-                            {{"field", "IP_REMOTE_PORT"}, {"value", p["remote_port"]}},
-                            {{"field", "IP_PROTOCOL"}, {"value", p["ip_protocol"]}}});
-  if (p.contains("app_id")) conds.push_back({{"field", "ALE_APP_ID"}, {"value", p["app_id"]}});
-  json f = {{"name", std::string(permit ? "allow " : "deny ") + p.value("app_id", "any app") + " to " +
-                         p.value("remote_address", "") + ":" + std::to_string(p.value("remote_port", 0)) + " (lfp prompt)"},
-            {"layer", p["layer"]},
-            {"action", permit ? "PERMIT" : "BLOCK"},
-            {"conditions", conds}};
-  if (forever) f["flags"] = {"PERSISTENT"};
-  if (p.contains("filter_key")) {
-    const json prompt = c.get("filter", p["filter_key"].get<std::string>());
-    if (prompt.contains("sublayer")) f["sublayer"] = prompt["sublayer"];
-    if (prompt.contains("effective_weight") && prompt["effective_weight"].is_number_unsigned())
-      f["weight"] = {{"explicit", prompt["effective_weight"].get<uint64_t>() + 1}};
-  }
-  return c.add("filter", f);
-}
-
 // Answers one pending connection; returns what was done, as JSON.
 json answer(client::Client& c, uint64_t id, const std::string& action, const std::string& scope) {
   if (action != "allow" && action != "deny") throw std::invalid_argument("answer: allow or deny, not '" + action + "'");
   if (scope != "once" && scope != "session" && scope != "forever")
     throw std::invalid_argument("answer: --scope once, session or forever, not '" + scope + "'");
-  const bool permit = action == "allow";
-  json out = {{"id", id}, {"action", permit ? "PERMIT" : "BLOCK"}, {"scope", scope}};
-  if (scope != "once") {
-    json pending;
-    for (const auto& p : c.list("pending_list", "pending").items)
-      if (p["id"] == id) pending = p;
-    if (pending.is_null()) throw std::invalid_argument("no pending connection " + std::to_string(id));
-    out["filter"] = answer_filter(c, pending, permit, scope == "forever");  // first: the re-classify sees it
-  }
-  c.call("pending_complete", {{"pending", id}, {"action", permit ? "PERMIT" : "BLOCK"}});
-  return out;
+  const auto sc = scope == "once" ? client::PromptScope::ONCE
+                  : scope == "session" ? client::PromptScope::SESSION : client::PromptScope::FOREVER;
+  return client::answer_prompt(c, id, action == "allow", sc, "lfp prompt");
 }
 
 CLI::App* add_prompt_command(CLI::App& app, PromptArgs& a) {

@@ -27,6 +27,8 @@ class CalloutPlugins {
   std::function<void(uint64_t, bool)> on_complete;
   // A plugin that failed during a drain's classifies: its callouts go now (not inside a classify).
   void reap_failed();
+  // The plugins' hosts (lfpd's metrics: whether each is up, its timeouts).
+  const std::vector<std::unique_ptr<callouts::CalloutHost>>& hosts() const { return hosts_; }
 
  private:
   void forget(callouts::CalloutHost& host);  // a reaped host: unwatched, and the kernel takes its filters back

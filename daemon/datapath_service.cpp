@@ -4,6 +4,8 @@
 #include <sys/timerfd.h>
 #include <unistd.h>
 
+#include <chrono>
+
 #include <spdlog/spdlog.h>
 
 #include "callout_plugins.hpp"
@@ -120,7 +122,15 @@ void DataPathService::start_kernel() {
   if (opts_.kernel.packet_layers)
     spdlog::info("kernel: packet layers linked into this network namespace's netfilter hooks (pins under {})",
                  opts_.kernel.pin_dir);
-  server_.set_enforcer([this](const FilterEngine& e, const FilterChanges* c) { kernel_->install(e, c); });
+  server_.set_enforcer([this](const FilterEngine& e, const FilterChanges* c) {
+    try {
+      kernel_->install(e, c);
+    } catch (...) {
+      ++counts_.install_failures;
+      throw;
+    }
+    ++(kernel_->path.last_install().in_place ? counts_.installs_in_place : counts_.installs_whole);
+  });
   if (opts_.kernel.log_allows && !events_.settings().has("CLASSIFY_ALLOW")) {
     auto s = events_.settings();
     s.keywords.push_back("CLASSIFY_ALLOW");
@@ -178,7 +188,12 @@ void DataPathService::start_user_path() {
   pending_->on_event = [this](const json& ev) { record(ev, " (user space)"); };
   plugins_.on_complete = [this](uint64_t handle, bool permit) { pending_->complete(handle, permit, "callout"); };
   server_.watch_fd(userpath_->fd(), [this, overflow_seen = userpath_->overflowed(), checked = netevents::now_ns()]() mutable {
-    userpath_->drain([&](const datapath::QueuedFlow& f, uint32_t id) { return pending_->decide(f, id); });
+    userpath_->drain([&](const datapath::QueuedFlow& f, uint32_t id) {
+      const auto start = std::chrono::steady_clock::now();
+      const int verdict = pending_->decide(f, id);
+      counts_.user_decision_seconds.observe(std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count());
+      return verdict;
+    });
     plugins_.reap_failed();
     // Flows the queue could not take were decided by --fail, unseen: counted and logged.
     const int64_t now = netevents::now_ns();
@@ -300,6 +315,7 @@ json DataPathService::kernel_status() const {
                  {"entries_max", opts_.kernel.bank_entries ? opts_.kernel.bank_entries : datapath::kMaxBankEntries},
                  {"kernel_bytes", k.bank_bytes()},
                  {"hooks", k.attached_hooks()}, {"events_lost", k.events_lost()},
+                 {"deferred", k.deferred()}, {"flows_in_storage", k.flows_in_storage()},
                  {"bpf_pin", opts_.kernel.pin_dir}};
   // The last change: in place (a few entries written) or compiled whole, and why.
   const auto& how = k.last_install();
@@ -310,7 +326,10 @@ json DataPathService::kernel_status() const {
 
 json DataPathService::queues_status() const {
   json queues = json::object();
-  if (userpath_) queues["user_space_path"] = {{"queue", opts_.queue}, {"overflowed", userpath_->overflowed()}};
+  if (userpath_)
+    queues["user_space_path"] = {{"queue", opts_.queue}, {"overflowed", userpath_->overflowed()},
+                                 {"decided", userpath_->decided()}, {"unknown", userpath_->unknown()},
+                                 {"pending", pending_->size()}};
   if (packet_path_) queues["packet_queue"] = packet_queue_stats();
   if (inspector_) queues["inspect"] = inspect_stats();
   return queues;

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "lfp/datapath/kernel.hpp"
+#include "metrics.hpp"
 #include "server.hpp"
 
 namespace lfp::datapath {
@@ -59,6 +60,13 @@ class DataPathService {
   // lfp status: the kernel's policy image (null without a kernel path) and the user-space queues.
   nlohmann::json kernel_status() const;
   nlohmann::json queues_status() const;
+  // For lfpd's metrics (the loop's thread): the kernel's installs, and how long the engine took to
+  // decide each flow the ALE user-space path (--queue) was handed.
+  struct Counts {
+    uint64_t installs_in_place = 0, installs_whole = 0, install_failures = 0;
+    Histogram user_decision_seconds;
+  };
+  const Counts& counts() const { return counts_; }
 
  private:
   struct Kernel;
@@ -83,6 +91,7 @@ class DataPathService {
   std::unique_ptr<datapath::PacketQueue> packet_path_;
   std::function<void()> packet_overflow_;  // (the packet queues' callbacks share it)
   int tick_fd_ = -1;
+  Counts counts_;
 };
 
 }  // namespace lfp::daemon

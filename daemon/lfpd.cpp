@@ -13,11 +13,13 @@
 #include "callout_plugins.hpp"
 #include "capture_service.hpp"
 #include "datapath_service.hpp"
+#include "event_export.hpp"
 #include "interfaces.hpp"
 #include "lfp/datapath/redirect.hpp"
 #include "lfp/store/files.hpp"
 #include "lfp/sys/mounts.hpp"
 #include "lfpd_options.hpp"
+#include "metrics.hpp"
 #include "netevents_service.hpp"
 #include "prompts_service.hpp"
 #include "server.hpp"
@@ -62,6 +64,8 @@ int serve(const LfpdOptions& o) {
   keep_interfaces_current(server, interfaces);
   CalloutPlugins plugins(server, o.callouts);
   NetEventService events(server, o.server.state_dir + "/netevents.db", o.retention, o.netevents_all);
+  EventExport exporter(o.events);  // (before the data path, which records events until it goes)
+  if (exporter.active()) events.on_recorded([&exporter](const nlohmann::json& e) { exporter.send(e); });
   DataPathService datapath(server, events, plugins, o.datapath);
   if (datapath.kernel() && o.datapath.kernel.packet_layers)  // (their address table and MAC hooks)
     interfaces.on_change([&datapath] { datapath.kernel()->refresh_interfaces(); });
@@ -69,7 +73,15 @@ int serve(const LfpdOptions& o) {
   if (datapath.pending()) prompts.emplace(server, *datapath.pending());
   std::optional<CaptureService> capture;
   if (datapath.kernel() && o.datapath.kernel.packet_layers) capture.emplace(server, datapath);
-  StatusService status(server, datapath, events, o.datapath, o.config_path);
+  StatusService status(server, datapath, events, plugins, o.datapath, o.config_path);
+  std::optional<MetricsEndpoint> metrics;
+  if (!o.metrics_listen.empty())
+    metrics.emplace(server, o.metrics_listen, [&status, &exporter] {
+      MetricsText page;
+      status.metrics(page);
+      exporter.metrics(page);
+      return page.text();
+    });
   server.start();
   sd_notify(0, "READY=1");
   server.run();

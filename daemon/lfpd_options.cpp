@@ -8,6 +8,8 @@
 #include <iostream>
 #include <sstream>
 
+#include "metrics.hpp"
+
 namespace lfp::daemon {
 
 namespace {
@@ -181,6 +183,25 @@ void add_user_space_options(CLI::App& app, LfpdOptions& o) {
       ->default_str("false");
 }
 
+// What lfpd tells the host's monitoring (docs/metrics.md).
+void add_export_options(CLI::App& app, LfpdOptions& o) {
+  app.add_option("--metrics-listen", o.metrics_listen,
+                 "serve Prometheus metrics at http://ADDR:PORT/metrics (e.g. 127.0.0.1:9464; [::1]:9464); off by default")
+      ->check([](const std::string& v) {
+        try {
+          parse_listen_address(v);
+          return std::string();
+        } catch (const std::invalid_argument& e) {
+          return std::string(e.what());
+        }
+      });
+  app.add_flag("--events-journal", o.events.journal,
+               "send every net event to journald too, with structured fields (LFP_FILTER_KEY=, LFP_LAYER=, ...)")
+      ->default_str("false");
+  app.add_option("--events-file", o.events.file,
+                 "append every net event to this file too, one JSON object a line (reopened when rotated)");
+}
+
 // What lfpd does instead of serving (command line only).
 void add_action_flags(CLI::App& app, LfpdOptions& o, Given& given) {
   app.add_flag("--boot", o.boot,
@@ -208,6 +229,7 @@ std::optional<int> parse_options(int argc, char** argv, LfpdOptions& o) {
   add_server_options(app, o, given);
   add_kernel_options(app, o, given);
   add_user_space_options(app, o);
+  add_export_options(app, o);
   add_action_flags(app, o, given);
   try {
     app.parse(argc, argv);

@@ -7,6 +7,7 @@
 
 #include "callout_plugins.hpp"
 #include "datapath_service.hpp"
+#include "event_export.hpp"
 #include "lfp/netevents/log.hpp"
 #include "server.hpp"
 
@@ -18,6 +19,8 @@ struct LfpdOptions {
   bool netevents_all = false;  // --netevents-access all: readers see every user's net events
   netevents::Retention retention;
   CalloutOptions callouts;
+  std::string metrics_listen;  // --metrics-listen ADDR:PORT ("": no metrics)
+  EventExportOptions events;   // --events-journal, --events-file
   // (The pins under /sys/fs/bpf/lfp; the packet layers on: with the cgroup2 root, lfpd governs the
   // machine unless told less.)
   DataPathOptions datapath{.kernel = {.pin_dir = "/sys/fs/bpf/lfp", .packet_layers = true}};

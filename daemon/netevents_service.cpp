@@ -87,22 +87,36 @@ void NetEventService::set_settings(const Settings& s) {
 }
 
 std::optional<uint64_t> NetEventService::accept(Record r) {
-  if (collected(settings(), r))
+  ++counts_.reported[{std::string(to_string(r.type)), r.layer}];
+  const bool kept = collected(settings(), r);
+  if (kept)
     for (const auto& [session, t] : subscribers_)
       if (matches(t, r)) server_.send_event(session, {{"event", "netevent"}, {"netevent", r.body}});
-  return log_ ? log_->add(std::move(r)) : std::nullopt;
+  std::optional<json> exported;
+  if (kept && !recorded_cbs_.empty()) exported = r.body;
+  const EventType type = r.type;
+  const auto seq = log_ ? log_->add(std::move(r)) : std::nullopt;
+  if (!kept) return seq;
+  ++counts_.recorded[std::string(to_string(type))];
+  if (!seq) ++counts_.lost;
+  if (exported) {
+    if (seq) (*exported)["seq"] = *seq;
+    for (const auto& cb : recorded_cbs_) cb(*exported);
+  }
+  return seq;
 }
 
 void NetEventService::ingest(const json& event) {
   try {
     accept(parse_event(event, now_ns()));
   } catch (const EventError& e) {
-    if (malformed_++ % 1000 == 0) spdlog::warn("net event log: a data path reported a malformed event: {}", e.what());
+    if (counts_.malformed++ % 1000 == 0) spdlog::warn("net event log: a data path reported a malformed event: {}", e.what());
   }
 }
 
 void NetEventService::lost(int64_t from, int64_t until, uint64_t n, const std::string& reason) {
   spdlog::warn("net event log: {} events lost ({})", n, reason);
+  counts_.lost += n;
   if (log_) log_->add_gap(from, until, n, reason);
 }
 

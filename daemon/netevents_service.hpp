@@ -36,6 +36,20 @@ class NetEventService {
   nlohmann::json coverage_json();
   netevents::Settings settings() const { return log_ ? log_->settings() : settings_; }
   void set_settings(const netevents::Settings& s);  // (the callbacks hear of it)
+  // Each event recorded (collected: given to the log), as `lfp show netevents --json` lists it (with
+  // "seq" when the log took it): the event export's hook (lfpd --events-journal, --events-file).
+  void on_recorded(std::function<void(const nlohmann::json&)> cb) { recorded_cbs_.push_back(std::move(cb)); }
+  // What the data paths reported and what the log took, for lfpd's metrics (the loop's thread).
+  struct Counts {
+    std::map<std::pair<std::string, std::string>, uint64_t> reported;  // (type, layer) -> events, collected or not
+    std::map<std::string, uint64_t> recorded;                          // type -> events collected and given to the log
+    uint64_t lost = 0;       // collected but not kept (no log, a full queue), and what sources could not report
+    uint64_t malformed = 0;  // refused by parse_event
+  };
+  const Counts& counts() const { return counts_; }
+  // The log's size, or nullopt without one.
+  std::optional<uint64_t> stored() const { return log_ ? std::optional(log_->size()) : std::nullopt; }
+  std::optional<netevents::Coverage> coverage() const { return log_ ? std::optional(log_->coverage()) : std::nullopt; }
   // Each is called with the settings now, and whenever they change (a data path reports allows only when asked).
   void on_settings(std::function<void(const netevents::Settings&)> cb) {
     cb(settings());
@@ -57,7 +71,8 @@ class NetEventService {
   netevents::Settings settings_;  // (without a log)
   bool others_visible_;
   std::map<uint64_t, netevents::Template> subscribers_;  // session -> its template
-  uint64_t malformed_ = 0;
+  Counts counts_;
+  std::vector<std::function<void(const nlohmann::json&)>> recorded_cbs_;
   std::vector<std::function<void(const netevents::Settings&)>> settings_cbs_;
   std::map<std::string, int64_t> degraded_since_;  // part -> when it went down
 };

@@ -700,11 +700,13 @@ bool Server::has_subscribers(ObjKind kind) const {
 void Server::commit_write(Session& s) {
   WriteTxn& t = *txn_;
   if (t.undo.empty() && !policy_change_deferred_) {  // nothing to enforce, store or announce
-    abort_write(s);
+    ++txn_counts_.committed;
+    abort_write(s, false);
     return;
   }
   auto refuse = [&](const std::string& why) {
     spdlog::error("commit of session {} refused: {}; rolling back", s.id, why);
+    ++txn_counts_.refused;
     policy_change_deferred_ = true;  // (abort_write: the enforcer and observers see the old policy again)
     abort_write(s);
     throw Error(ErrorCode::TXN_ABORTED, why);
@@ -735,6 +737,7 @@ void Server::commit_write(Session& s) {
   txn_.reset();
   writer_.reset();
   s.txn = Session::Txn::NONE;
+  ++txn_counts_.committed;
   run_policy_observers();
   notify_changes(changes);
 }
@@ -844,7 +847,8 @@ std::vector<std::string> Server::layer_warnings(const std::vector<Guid>& filters
   return out;
 }
 
-void Server::abort_write(Session& s) {
+void Server::abort_write(Session& s, bool counted) {
+  if (txn_ && counted) ++txn_counts_.aborted;
   if (txn_) undo_to(*txn_, 0);
   txn_.reset();
   writer_.reset();

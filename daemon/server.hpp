@@ -85,6 +85,12 @@ class Server {
   // fuzzing use socketpairs. 0 when refused (a limit of non-admin sessions; the fd is closed).
   uint64_t adopt(int fd, const ucred& cred, std::vector<gid_t> groups = {});
   size_t session_count() const { return sessions_.size(); }
+  // Write transactions ended, for lfpd's metrics: committed, and aborted (by the client, by lfpd, or
+  // a commit refused), of which `refused` are commits the kernel or the store could not take.
+  struct TxnCounts {
+    uint64_t committed = 0, aborted = 0, refused = 0;
+  };
+  const TxnCounts& txn_counts() const { return txn_counts_; }
   const FilterEngine& engine() const { return engine_; }
   FilterEngine& engine() { return engine_; }
 
@@ -202,7 +208,7 @@ class Server {
   // Enforces, stores and announces the transaction; throws lfp::Error (TXN_ABORTED) when the
   // enforcer or the store refuses it, after undoing it in the engine and the kernel.
   void commit_write(Session& s);
-  void abort_write(Session& s);
+  void abort_write(Session& s, bool counted = true);  // counted: an abort (not an empty commit's end)
   void undo_to(WriteTxn& t, size_t mark);
   uint64_t engine_add(ObjKind kind, policy::Policy& one);  // a filter's id, or 0
   void engine_delete(ObjKind kind, const Guid& key);
@@ -262,6 +268,7 @@ class Server {
   std::unique_ptr<WriteTxn> txn_;
   std::deque<uint64_t> pending_cleanups_;  // ended dynamic sessions whose objects wait for the lock
   bool policy_change_deferred_ = false;     // notify_policy_changed() came inside a write transaction
+  TxnCounts txn_counts_;
   Enforcer enforcer_;
   std::function<std::optional<std::string>(LayerId)> layer_check_;
   std::map<std::string, std::string> degraded_;

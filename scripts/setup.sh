@@ -11,7 +11,8 @@ PACKAGES=(build-essential cmake ninja-build pkg-config clang libclang-rt-14-dev 
           libbpf-dev bpftool linux-libc-dev iproute2 socat iperf3 curl iputils-ping
           libnftables-dev libnftnl-dev libsimdjson-dev nftables libnetfilter-queue-dev libmnl-dev iptables libxml2-dev libpcap-dev tcpdump openssl bind9-dnsutils
           ccache dpkg-dev fakeroot lintian systemd
-          ufw firewalld dbus)  # (the import parity tests run the real ufw and firewalld in namespaces)
+          ufw firewalld dbus   # (the import parity tests run the real ufw and firewalld in namespaces)
+          libcpp-httplib-dev prometheus chromium)  # (metrics scraped by a real Prometheus; lfp-web in a real browser)
 missing=()
 for p in "${PACKAGES[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -29,7 +30,7 @@ if [ ${#missing[@]} -gt 0 ]; then
   apt-get update -qq
   apt-get install -y -qq "${missing[@]}" >/dev/null
   # Nor start at the next boot: the firewalls just installed stay off (the tests run them in namespaces).
-  for svc in ufw firewalld; do
+  for svc in ufw firewalld prometheus; do
     if [[ " ${missing[*]} " == *" $svc "* ]]; then systemctl disable --quiet "$svc.service"; fi
   done
 fi

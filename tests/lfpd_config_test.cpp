@@ -102,6 +102,9 @@ const std::map<std::string, std::string> kNonDefault = {
     {"inspect-queue", "8"},              {"stream-hold-ms", "500"},
     {"packet-queue", "9"},               {"packet-queues", "2"},
     {"packet-userspace", "true"},
+    {"metrics-listen", "\"127.0.0.1:9464\""},
+    {"events-journal", "true"},
+    {"events-file", "\"/var/log/lfp/events.jsonl\""},
 };
 
 TEST_F(LfpdConfig, EveryOptionIsAKeyAndTakesItsValueFromTheFile) {

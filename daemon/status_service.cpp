@@ -36,6 +36,15 @@ StatusService::StatusService(Server& server, const DataPathService& datapath, Ne
   server.add_op("status", Role::READER, [this](const OpContext&, const json&) { return op_status(); });
 }
 
+// Each callout plugin: whether its host runs, and what it was asked and failed to answer.
+json StatusService::plugins_json() const {
+  json out = json::array();
+  for (const auto& h : plugins_.hosts())
+    out.push_back({{"name", h->name()}, {"up", h->alive()}, {"calls", h->calls()}, {"timeouts", h->timeouts()},
+                   {"crashes", h->crashes()}});
+  return out;
+}
+
 json StatusService::op_status() const {
   const auto& engine = server_.engine();
   json layers = json::object();
@@ -60,7 +69,8 @@ json StatusService::op_status() const {
               {"kernel", datapath_.kernel_status()},
               {"degraded", server_.degraded()},
               {"queues", datapath_.queues_status()},
-              {"netevents", events_.coverage_json()}};
+              {"netevents", events_.coverage_json()},
+              {"callout_plugins", plugins_json()}};
 }
 
 // Every value here is read where op_status reads it (plus the services' counters); docs/metrics.md
@@ -178,8 +188,12 @@ void StatusService::metrics(MetricsText& page) const {
   if (!plugins_.hosts().empty()) {
     page.family("lfp_callout_plugin_up", "gauge", "1 while a callout plugin's host runs; 0 once it crashed or was stopped");
     for (const auto& h : plugins_.hosts()) page.sample(h->alive() ? 1 : 0, {{"plugin", h->name()}});
+    page.family("lfp_callout_calls_total", "counter", "Requests asked of a callout plugin (classifies, notifies)");
+    for (const auto& h : plugins_.hosts()) page.sample(static_cast<double>(h->calls()), {{"plugin", h->name()}});
     page.family("lfp_callout_timeouts_total", "counter", "Classifies a callout plugin did not answer in time (--callout-timeout-ms)");
     for (const auto& h : plugins_.hosts()) page.sample(static_cast<double>(h->timeouts()), {{"plugin", h->name()}});
+    page.family("lfp_callout_crashes_total", "counter", "Times a callout plugin's host died (crashed, exited, stopped reading)");
+    for (const auto& h : plugins_.hosts()) page.sample(static_cast<double>(h->crashes()), {{"plugin", h->name()}});
   }
 }
 

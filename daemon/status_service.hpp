@@ -23,6 +23,7 @@ class StatusService {
 
  private:
   nlohmann::json op_status() const;
+  nlohmann::json plugins_json() const;
 
   const Server& server_;
   const DataPathService& datapath_;

@@ -43,9 +43,18 @@ TEST(CalloutPlugin, DecidesThroughTheEngineInItsOwnProcess) {
   Daemon lfpd({"--callout", LFP_EXAMPLE_CALLOUT});
   auto c = lfpd.connect();
   c->apply(callout_policy("block-odd-ports"));
+  auto calls = [&] { return c->call("status")["callout_plugins"].at(0)["calls"].get<uint64_t>(); };
+  const uint64_t calls_before = calls();  // (the filter's add was notified to it)
   EXPECT_EQ(classify(*c, 8081)["action"], "BLOCK");
   EXPECT_EQ(classify(*c, 8080)["action"], "PERMIT");
   EXPECT_EQ(classify(*c, 8080)["filter"]["name"], "example callout: block-odd-ports");
+  // lfp status (and the metrics) count what the plugin was asked.
+  EXPECT_EQ(calls() - calls_before, 3u);
+  const json plugins = c->call("status")["callout_plugins"];
+  ASSERT_EQ(plugins.size(), 1u) << plugins.dump();
+  EXPECT_EQ(plugins[0]["up"], true);
+  EXPECT_EQ(plugins[0]["crashes"], 0);
+  EXPECT_EQ(plugins[0]["timeouts"], 0);
 }
 
 TEST(CalloutPlugin, ABadPluginIsRefusedAtStart) {
@@ -92,6 +101,9 @@ TEST_F(CalloutLive, APluginThatCrashesCostsOnlyItsOwnDecisions) {
   EXPECT_NO_THROW(c->call("ping"));
   EXPECT_TRUE(answered(connect(8080)));
   EXPECT_TRUE(answered(connect(8081)));  // unregistered now: the kernel permits it (the flag)
+  const json plugin = c->call("status")["callout_plugins"].at(0);
+  EXPECT_EQ(plugin["crashes"], 1) << plugin.dump();
+  EXPECT_EQ(plugin["up"], false);
 }
 
 TEST_F(CalloutLive, APluginThatHangsIsStoppedAtItsTimeout) {
@@ -104,6 +116,9 @@ TEST_F(CalloutLive, APluginThatHangsIsStoppedAtItsTimeout) {
   const auto t1 = Clock::now();
   EXPECT_FALSE(connect(8081).ok());  // unregistered now: the kernel blocks it at once
   EXPECT_LT(Clock::now() - t1, std::chrono::milliseconds(500));
+  const json plugin = lfpd_->connect()->call("status")["callout_plugins"].at(0);
+  EXPECT_EQ(plugin["timeouts"], 1) << plugin.dump();
+  EXPECT_EQ(plugin["crashes"], 0) << plugin.dump();
 }
 
 // Two providers' sublayers: a hard permit above (CLEAR_ACTION_RIGHT) for both ports, and below it the

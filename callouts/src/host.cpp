@@ -223,6 +223,7 @@ bool CalloutHost::send(json req, std::string_view data, std::string* why) {
   while (off < msg.size()) {
     const ssize_t n = ::send(fd_, msg.data() + off, msg.size() - off, MSG_NOSIGNAL);
     if (n <= 0) {
+      ++crashes_;
       kill_host("it stopped reading");
       *why = "the plugin's host is gone";
       return false;
@@ -267,6 +268,7 @@ bool CalloutHost::read_unasked() {
     char chunk[65536];
     const ssize_t n = ::recv(fd_, chunk, sizeof chunk, MSG_DONTWAIT);
     if (n == 0) {
+      ++crashes_;
       kill_host("it exited");
       return false;
     }
@@ -282,7 +284,10 @@ std::vector<std::pair<uint64_t, bool>> CalloutHost::take_completions() { return 
 
 bool CalloutHost::classify(const json& req, std::string_view data, std::string* reply, std::string* why,
                            std::string* bytes) {
-  if (!req.is_null() && !send(req, data, why)) return false;
+  if (!req.is_null()) {
+    ++calls_;
+    if (!send(req, data, why)) return false;
+  }
   if (dead_) {
     *why = "the plugin's host is not running";
     return false;
@@ -301,6 +306,7 @@ bool CalloutHost::classify(const json& req, std::string_view data, std::string* 
     char chunk[65536];
     const ssize_t n = ::recv(fd_, chunk, sizeof chunk, 0);
     if (n <= 0) {
+      ++crashes_;
       kill_host("it crashed");
       *why = "the plugin's host died";
       return false;

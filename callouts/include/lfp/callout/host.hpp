@@ -39,7 +39,11 @@ class CalloutHost {
   // When fd() is readable: takes what the host wrote unasked (completions). If the host died or was
   // killed, unregisters its callouts; true if it did (the policy the engine decides with changed).
   bool reap(FilterEngine& engine);
+  // Requests asked of the plugin (classifies, and notifies of its filters), those it did not answer in time, and the times its host died
+  // (crashed, exited, stopped reading) rather than being stopped.
+  uint64_t calls() const { return calls_; }
   uint64_t timeouts() const { return timeouts_; }
+  uint64_t crashes() const { return crashes_; }
   // Pended decisions the plugin completed since the last call: (pend handle, permit).
   std::vector<std::pair<uint64_t, bool>> take_completions();
   void expect_completion(uint64_t pend_handle) { pending_.insert(pend_handle); }
@@ -62,7 +66,7 @@ class CalloutHost {
   pid_t pid_ = -1;
   int fd_ = -1;
   bool dead_ = false, registered_ = false;
-  uint64_t next_id_ = 1, timeouts_ = 0;
+  uint64_t next_id_ = 1, calls_ = 0, timeouts_ = 0, crashes_ = 0;
   std::string buf_;
   std::set<uint64_t> pending_;  // pend handles the plugin may complete
   std::vector<std::pair<uint64_t, bool>> completions_;

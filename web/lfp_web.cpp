@@ -67,6 +67,7 @@ std::string new_token() {
 
 int main(int argc, char** argv) {
   CLI::App app{"lfp-web - the Linux Filtering Platform's web console (docs/web.md)"};
+  app.set_version_flag("--version", "lfp-web " LFP_VERSION);
   const char* env = std::getenv("LFP_SOCKET");
   std::string socket = env && *env ? env : lfp::client::kDefaultSocket, listen_text = "127.0.0.1:8470";
   bool allow_remote = false;

@@ -14,22 +14,8 @@ BUILD=${LFP_BUILD:-build}
 LFP=$BUILD/cli/lfp
 LFPD=$BUILD/daemon/lfpd
 
-# The cgroup v2 mount, wherever this host has it (/sys/fs/cgroup under systemd, /sys/fs/cgroup/unified
-# in a hybrid layout): the first cgroup2 line of mountinfo that no later mount, at its point or above
-# it, hides (as lfp::sys::cgroup2_mount does).
-cgroup2_mount() {
-  awk '
-    { target[NR] = $5; split(substr($0, index($0, " - ") + 3), after, " "); fstype[NR] = after[1] }
-    END {
-      for (i = 1; i <= NR; i++) {
-        if (fstype[i] != "cgroup2") continue
-        hidden = 0
-        for (j = i + 1; j <= NR; j++)
-          if (target[j] == target[i] || target[j] == "/" || index(target[i], target[j] "/") == 1) hidden = 1
-        if (!hidden) { t = target[i]; gsub(/\\040/, " ", t); gsub(/\\011/, "\t", t); gsub(/\\012/, "\n", t); gsub(/\\134/, "\\", t); print t; exit }
-      }
-    }' /proc/self/mountinfo
-}
+# shellcheck source=scripts/cgroup2_mount.sh
+. scripts/cgroup2_mount.sh  # (the repository root is the working directory)
 
 work=$(mktemp -d /tmp/lfp-demo.XXXXXX)
 chmod 755 "$work"

@@ -23,20 +23,8 @@ cannot_run() {
   exit 77
 }
 
-# The cgroup v2 mount wherever this host has it (as scripts/demo.sh finds it).
-cgroup2_mount() {
-  awk '
-    { target[NR] = $5; split(substr($0, index($0, " - ") + 3), after, " "); fstype[NR] = after[1] }
-    END {
-      for (i = 1; i <= NR; i++) {
-        if (fstype[i] != "cgroup2") continue
-        hidden = 0
-        for (j = i + 1; j <= NR; j++)
-          if (target[j] == target[i] || target[j] == "/" || index(target[i], target[j] "/") == 1) hidden = 1
-        if (!hidden) { t = target[i]; gsub(/\\040/, " ", t); print t; exit }
-      }
-    }' /proc/self/mountinfo
-}
+# shellcheck source=scripts/cgroup2_mount.sh
+. "$src/scripts/cgroup2_mount.sh"
 
 [ "$(id -u)" = 0 ] || cannot_run "not root (namespaces, a cgroup and lfpd's hooks need it)"
 CGROUP2=$(cgroup2_mount)
